@@ -1,0 +1,254 @@
+package kvm
+
+import "strconv"
+
+// Sizes of the kernel ABI structs, from <linux/kvm.h> and <asm/kvm.h> on
+// x86_64. Tests assert that the Go declarations below match them.
+const (
+	sizeofRegs                  = 144
+	sizeofSregs                 = 312
+	sizeofSegment               = 24
+	sizeofDTable                = 16
+	sizeofFPU                   = 416
+	sizeofCPUID2                = 8 // header; entries follow
+	sizeofCPUIDEntry2           = 40
+	sizeofMSRs                  = 8 // header; entries follow
+	sizeofMSREntry              = 16
+	sizeofMSRList               = 4 // header; indices follow
+	sizeofUserspaceMemoryRegion = 32
+	sizeofPITConfig             = 64
+	sizeofIRQLevel              = 8
+	sizeofIRQFD                 = 32
+	sizeofIOEventFD             = 64
+	sizeofClockData             = 48
+	sizeofLAPICState            = 1024
+	sizeofVCPUEvents            = 64
+)
+
+// Regs is struct kvm_regs: the general-purpose registers.
+type Regs struct {
+	RAX, RBX, RCX, RDX uint64
+	RSI, RDI, RSP, RBP uint64
+	R8, R9, R10, R11   uint64
+	R12, R13, R14, R15 uint64
+	RIP, RFLAGS        uint64
+}
+
+// Segment is struct kvm_segment: a segment register in its hidden,
+// descriptor-cache form.
+type Segment struct {
+	Base     uint64
+	Limit    uint32
+	Selector uint16
+	Type     uint8
+	Present  uint8
+	DPL      uint8
+	DB       uint8
+	S        uint8
+	L        uint8
+	G        uint8
+	AVL      uint8
+	Unusable uint8
+	_        uint8
+}
+
+// DTable is struct kvm_dtable: a descriptor-table register (GDTR, IDTR).
+type DTable struct {
+	Base  uint64
+	Limit uint16
+	_     [3]uint16
+}
+
+// Sregs is struct kvm_sregs: segment, control and descriptor-table registers.
+type Sregs struct {
+	CS, DS, ES, FS, GS, SS Segment
+	TR, LDT                Segment
+	GDT, IDT               DTable
+	CR0, CR2, CR3, CR4     uint64
+	CR8                    uint64
+	EFER                   uint64
+	APICBase               uint64
+	InterruptBitmap        [4]uint64
+}
+
+// FPU is struct kvm_fpu: x87 and SSE state.
+type FPU struct {
+	FPR        [8][16]uint8
+	FCW        uint16
+	FSW        uint16
+	FTWX       uint8
+	_          uint8
+	LastOpcode uint16
+	LastIP     uint64
+	LastDP     uint64
+	XMM        [16][16]uint8
+	MXCSR      uint32
+	_          uint32
+}
+
+// CPUIDEntry is struct kvm_cpuid_entry2: one CPUID leaf (Function) and
+// subleaf (Index) with the values the guest will read.
+type CPUIDEntry struct {
+	Function uint32
+	Index    uint32
+	Flags    uint32
+	EAX      uint32
+	EBX      uint32
+	ECX      uint32
+	EDX      uint32
+	_        [3]uint32
+}
+
+// CPUIDFlagSignificantIndex marks a leaf whose subleaf index matters
+// (KVM_CPUID_FLAG_SIGNIFCANT_INDEX).
+const CPUIDFlagSignificantIndex = 1 << 0
+
+// MSR is struct kvm_msr_entry: one model-specific register.
+type MSR struct {
+	Index uint32
+	_     uint32
+	Data  uint64
+}
+
+// userspaceMemoryRegion is struct kvm_userspace_memory_region.
+type userspaceMemoryRegion struct {
+	Slot          uint32
+	Flags         uint32
+	GuestPhysAddr uint64
+	MemorySize    uint64
+	UserspaceAddr uint64
+}
+
+// pitConfig is struct kvm_pit_config.
+type pitConfig struct {
+	Flags uint32
+	_     [15]uint32
+}
+
+// PITSpeakerDummy makes the in-kernel PIT emulate the PC speaker port 0x61
+// (KVM_PIT_SPEAKER_DUMMY), so the guest's speaker probes do not exit.
+const PITSpeakerDummy = 1
+
+// irqLevel is struct kvm_irq_level.
+type irqLevel struct {
+	IRQ   uint32
+	Level uint32
+}
+
+// irqfd is struct kvm_irqfd.
+type irqfd struct {
+	FD         uint32
+	GSI        uint32
+	Flags      uint32
+	ResampleFD uint32
+	_          [16]uint8
+}
+
+const irqfdFlagDeassign = 1 << 0
+
+// ioeventfd is struct kvm_ioeventfd.
+type ioeventfd struct {
+	DataMatch uint64
+	Addr      uint64
+	Len       uint32
+	FD        int32
+	Flags     uint32
+	_         [36]uint8
+}
+
+// IOEventFD flags (KVM_IOEVENTFD_FLAG_*).
+const (
+	IOEventFDDataMatch = 1 << 0
+	IOEventFDPIO       = 1 << 1
+	IOEventFDDeassign  = 1 << 2
+)
+
+// ClockData is struct kvm_clock_data: the VM-wide kvmclock.
+type ClockData struct {
+	Clock    uint64
+	Flags    uint32
+	_        uint32
+	Realtime uint64
+	HostTSC  uint64
+	_        [4]uint32
+}
+
+// LAPICState is struct kvm_lapic_state: the local APIC's 4 KiB register
+// page, truncated to the 1 KiB KVM exchanges.
+type LAPICState struct {
+	Regs [1024]byte
+}
+
+// VCPUEvents is struct kvm_vcpu_events, kept opaque: pyro only reads it for
+// diagnostics.
+type VCPUEvents struct {
+	Raw [64]byte
+}
+
+// Cap is a KVM capability number for KVM_CHECK_EXTENSION.
+type Cap int
+
+// Capabilities pyro's VMM uses or reports.
+const (
+	CapIRQChip            Cap = 0
+	CapHLT                Cap = 1
+	CapUserMemory         Cap = 3
+	CapSetTSSAddr         Cap = 4
+	CapExtCPUID           Cap = 7
+	CapNrVCPUs            Cap = 9
+	CapNrMemslots         Cap = 10
+	CapMPState            Cap = 14
+	CapIRQRouting         Cap = 25
+	CapIRQFD              Cap = 32
+	CapPIT2               Cap = 33
+	CapIOEventFD          Cap = 36
+	CapSetIdentityMapAddr Cap = 37
+	CapAdjustClock        Cap = 39
+	CapVCPUEvents         Cap = 41
+	CapTSCControl         Cap = 60
+	CapGetTSCKHz          Cap = 61
+	CapMaxVCPUs           Cap = 66
+	CapKVMClockCtrl       Cap = 76
+	CapImmediateExit      Cap = 136
+)
+
+var capNames = map[Cap]string{
+	CapIRQChip:            "KVM_CAP_IRQCHIP",
+	CapHLT:                "KVM_CAP_HLT",
+	CapUserMemory:         "KVM_CAP_USER_MEMORY",
+	CapSetTSSAddr:         "KVM_CAP_SET_TSS_ADDR",
+	CapExtCPUID:           "KVM_CAP_EXT_CPUID",
+	CapNrVCPUs:            "KVM_CAP_NR_VCPUS",
+	CapNrMemslots:         "KVM_CAP_NR_MEMSLOTS",
+	CapMPState:            "KVM_CAP_MP_STATE",
+	CapIRQRouting:         "KVM_CAP_IRQ_ROUTING",
+	CapIRQFD:              "KVM_CAP_IRQFD",
+	CapPIT2:               "KVM_CAP_PIT2",
+	CapIOEventFD:          "KVM_CAP_IOEVENTFD",
+	CapSetIdentityMapAddr: "KVM_CAP_SET_IDENTITY_MAP_ADDR",
+	CapAdjustClock:        "KVM_CAP_ADJUST_CLOCK",
+	CapVCPUEvents:         "KVM_CAP_VCPU_EVENTS",
+	CapTSCControl:         "KVM_CAP_TSC_CONTROL",
+	CapGetTSCKHz:          "KVM_CAP_GET_TSC_KHZ",
+	CapMaxVCPUs:           "KVM_CAP_MAX_VCPUS",
+	CapKVMClockCtrl:       "KVM_CAP_KVMCLOCK_CTRL",
+	CapImmediateExit:      "KVM_CAP_IMMEDIATE_EXIT",
+}
+
+func (c Cap) String() string {
+	if n, ok := capNames[c]; ok {
+		return n
+	}
+	return "KVM_CAP_" + strconv.Itoa(int(c))
+}
+
+// RequiredCaps are the capabilities without which pyro's VMM cannot boot a
+// guest. pyro kvm-check reports each one.
+var RequiredCaps = []Cap{
+	CapIRQChip, CapHLT, CapUserMemory, CapSetTSSAddr, CapExtCPUID,
+	CapPIT2, CapIRQFD, CapIOEventFD, CapSetIdentityMapAddr,
+	CapAdjustClock, CapImmediateExit, CapMPState,
+}
+
+// APIVersion is the only KVM API version there has ever been (KVM_API_VERSION).
+const APIVersion = 12
