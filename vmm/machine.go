@@ -1,0 +1,493 @@
+// Package vmm assembles and runs a microVM on KVM: guest memory, vCPUs, the
+// in-kernel interrupt controllers and timer, the legacy devices a Linux
+// console needs, ACPI tables, and the Linux 64-bit boot protocol.
+//
+// It sits between kvm/ (the raw ioctls) and everything that wants a running
+// guest: pyro run boots a kernel and an initrd with it directly, and the
+// workspace layer adds virtio devices on top. Each vCPU runs on its own
+// goroutine, locked to its OS thread before the vCPU is created and never
+// unlocked; the VM stops as a whole, with one recorded reason, when the guest
+// powers off or reboots, when a vCPU meets an exit it cannot handle, or when
+// the caller's context ends.
+package vmm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pyro-mcp/pyro/kvm"
+	"github.com/pyro-mcp/pyro/vmm/acpi"
+	"github.com/pyro-mcp/pyro/vmm/memory"
+)
+
+// Config describes a VM to boot.
+type Config struct {
+	Kernel  string // path to a bzImage
+	Initrd  string // path to an initramfs; optional
+	Cmdline string // kernel command line; pyro prepends nothing
+	VCPUs   int
+	MemMiB  int
+	// Console receives what the guest writes to its serial port (ttyS0).
+	Console io.Writer
+	// KVMDevice is the KVM device node; DevicePath when empty.
+	KVMDevice string
+}
+
+// MaxVCPUs bounds Config.VCPUs: one MADT entry and one APIC ID byte each.
+const MaxVCPUs = 254
+
+// DefaultCmdline is a command line for a quiet serial-console microVM.
+const DefaultCmdline = "console=ttyS0 quiet panic=-1 pci=off no_timer_check"
+
+// StopReason says why a VM stopped.
+type StopReason int
+
+// Stop reasons.
+const (
+	StopPoweroff StopReason = iota + 1 // the guest powered off (ACPI S5)
+	StopReboot                         // the guest asked to reboot (ACPI reset)
+	StopCrash                          // triple fault, unhandled exit, or KVM error
+	StopCanceled                       // the caller's context ended
+)
+
+func (r StopReason) String() string {
+	switch r {
+	case StopPoweroff:
+		return "poweroff"
+	case StopReboot:
+		return "reboot"
+	case StopCrash:
+		return "crash"
+	case StopCanceled:
+		return "canceled"
+	}
+	return fmt.Sprintf("StopReason(%d)", int(r))
+}
+
+// Result is how a VM run ended.
+type Result struct {
+	Reason StopReason
+	// Detail explains a crash: the exit, the vCPU, its registers.
+	Detail string
+	// ConsoleTail holds the last lines the guest printed.
+	ConsoleTail []string
+	// UnhandledAccesses counts port and MMIO accesses that hit no device.
+	UnhandledAccesses uint64
+}
+
+// Machine is a VM ready to run: memory loaded, vCPUs created and configured.
+type Machine struct {
+	cfg     Config
+	sys     *kvm.System
+	vm      *kvm.VM
+	mem     *memory.Guest
+	pio     Bus
+	mmio    Bus
+	console *consoleLog
+	irqfds  []int
+
+	vcpus  []*kvm.VCPU // index = vCPU id; each used only by its own thread
+	start  chan struct{}
+	abort  chan struct{}
+	exited sync.WaitGroup
+	ran    bool
+	closed bool
+
+	// stopping is set once, by the first stop; vCPU loops poll it.
+	stopping atomic.Bool
+	stopOnce sync.Once
+	result   Result
+	stopped  chan struct{}
+}
+
+// InputError is a problem with the caller's Config: a missing file, an image
+// that is not a kernel, an impossible size. Its message says what to fix.
+type InputError struct{ msg string }
+
+func (e *InputError) Error() string { return e.msg }
+
+func inputErr(format string, args ...any) error { return &InputError{fmt.Sprintf(format, args...)} }
+
+// Validate checks cfg without touching KVM.
+func (cfg *Config) Validate() error {
+	if cfg.VCPUs < 1 || cfg.VCPUs > MaxVCPUs {
+		return inputErr("--vcpus %d: choose 1 to %d", cfg.VCPUs, MaxVCPUs)
+	}
+	if cfg.MemMiB < MinMemMiB {
+		return inputErr("--mem-mib %d: a Linux guest needs at least %d MiB", cfg.MemMiB, MinMemMiB)
+	}
+	if host := hostMemMiB(); host > 0 && uint64(cfg.MemMiB) > host {
+		return inputErr("--mem-mib %d: more than this host's %d MiB of RAM", cfg.MemMiB, host)
+	}
+	if cfg.Kernel == "" {
+		return inputErr("no kernel given: pass --kernel PATH to a bzImage (e.g. /boot/vmlinuz-*)")
+	}
+	if strings.IndexByte(cfg.Cmdline, 0) >= 0 {
+		return inputErr("kernel command line contains a NUL byte")
+	}
+	return nil
+}
+
+// hostMemMiB returns the host's RAM in MiB, or 0 if unknown.
+func hostMemMiB() uint64 {
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) != nil {
+		return 0
+	}
+	return uint64(si.Totalram) * uint64(si.Unit) >> 20
+}
+
+// New builds a VM from cfg: it loads the kernel and initrd, lays out the
+// boot structures and ACPI tables, and creates and configures the vCPUs.
+// Nothing runs until Run.
+func New(cfg Config) (m *Machine, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	img, err := os.ReadFile(cfg.Kernel)
+	if err != nil {
+		return nil, inputErr("kernel: %v", err)
+	}
+	kern, err := ParseBzImage(img)
+	if err != nil {
+		return nil, inputErr("kernel %s: %v", cfg.Kernel, err)
+	}
+	if kern.CmdlineSize > 0 && uint32(len(cfg.Cmdline)) >= min(kern.CmdlineSize, cmdlineMax) {
+		return nil, inputErr("kernel command line is %d bytes; this kernel takes at most %d", len(cfg.Cmdline), min(kern.CmdlineSize, cmdlineMax)-1)
+	}
+	var initrd []byte
+	if cfg.Initrd != "" {
+		if initrd, err = os.ReadFile(cfg.Initrd); err != nil {
+			return nil, inputErr("initrd: %v", err)
+		}
+	}
+	dev := cfg.KVMDevice
+	if dev == "" {
+		dev = kvm.DevicePath
+	}
+	sys, err := kvm.Open(dev)
+	if err != nil {
+		return nil, fmt.Errorf("%w (run pyro kvm-check to see what this host lacks)", err)
+	}
+	m = &Machine{cfg: cfg, sys: sys, start: make(chan struct{}), abort: make(chan struct{}), stopped: make(chan struct{})}
+	m.console = &consoleLog{out: cfg.Console}
+	defer func() {
+		if err != nil {
+			m.Close()
+			m = nil
+		}
+	}()
+	if m.vm, err = sys.CreateVM(); err != nil {
+		return nil, err
+	}
+	if err := m.vm.SetTSSAddr(tssAddr); err != nil {
+		return nil, err
+	}
+	if err := m.vm.SetIdentityMapAddr(identityMapAddr); err != nil {
+		return nil, err
+	}
+	if err := m.vm.CreateIRQChip(); err != nil {
+		return nil, err
+	}
+	if err := m.vm.CreatePIT2(kvm.PITSpeakerDummy); err != nil {
+		return nil, err
+	}
+	if m.mem, err = memory.New(memory.Layout{Size: uint64(cfg.MemMiB) << 20, Hole: mmioHoleStart}); err != nil {
+		return nil, err
+	}
+	for i, r := range m.mem.Regions() {
+		if err := m.vm.SetUserMemoryRegion(kvm.MemoryRegion{Slot: uint32(i), GuestAddr: r.GuestAddr, Memory: r.Host}); err != nil {
+			return nil, err
+		}
+	}
+	if err := m.load(kern, initrd); err != nil {
+		return nil, err
+	}
+	if err := m.addLegacyDevices(); err != nil {
+		return nil, err
+	}
+	if err := m.createVCPUs(kern); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// load writes the boot structures, kernel, initrd and ACPI tables into guest
+// memory.
+func (m *Machine) load(k *Kernel, initrd []byte) error {
+	tables, rsdp, err := acpi.Build(acpi.Config{
+		NumCPUs:    m.cfg.VCPUs,
+		IOAPICAddr: ioapicAddr,
+		LAPICAddr:  lapicAddr,
+		PowerPort:  powerPort,
+		ResetValue: resetValue,
+	}, acpiAddr)
+	if err != nil {
+		return fmt.Errorf("ACPI tables: %w", err)
+	}
+	if acpiAddr+uint64(len(tables)) > acpiEnd {
+		return fmt.Errorf("ACPI tables are %d bytes, more than the %d reserved for them", len(tables), acpiEnd-acpiAddr)
+	}
+	var initrdAddr uint64
+	if len(initrd) > 0 {
+		if initrdAddr, err = initrdPlacement(k, m.mem, uint64(len(initrd))); err != nil {
+			return inputErr("%v", err)
+		}
+	}
+	if kernelAddr+uint64(len(k.Payload)) > 16<<20 && uint64(m.cfg.MemMiB)<<20 < kernelAddr+uint64(len(k.Payload)) {
+		return inputErr("kernel of %d MiB does not fit in %d MiB of guest RAM: raise --mem-mib", len(k.Payload)>>20, m.cfg.MemMiB)
+	}
+	zp, err := bootParams(k, len(m.cfg.Cmdline), initrdAddr, uint64(len(initrd)), rsdp, e820Map(m.mem))
+	if err != nil {
+		return err
+	}
+	cmdline := append([]byte(m.cfg.Cmdline), 0)
+	for _, w := range []struct {
+		what string
+		addr uint64
+		data []byte
+	}{
+		{"GDT", gdtAddr, encodeGDT()},
+		{"IDT", idtAddr, make([]byte, 8)},
+		{"page tables", pml4Addr, pageTables()},
+		{"command line", cmdlineAddr, cmdline},
+		{"ACPI tables", acpiAddr, tables},
+		{"zero page", zeroPageAddr, zp},
+		{"kernel", kernelAddr, k.Payload},
+		{"initrd", initrdAddr, initrd},
+	} {
+		if len(w.data) == 0 {
+			continue
+		}
+		if err := m.mem.WriteAt(w.data, w.addr); err != nil {
+			return inputErr("%s does not fit in guest RAM (%v): raise --mem-mib", w.what, err)
+		}
+	}
+	return nil
+}
+
+const (
+	com1Port = 0x3f8
+	com1IRQ  = 4
+)
+
+// addLegacyDevices wires the serial console and the ACPI power port.
+func (m *Machine) addLegacyDevices() error {
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("eventfd for the serial interrupt: %w", err)
+	}
+	m.irqfds = append(m.irqfds, efd)
+	if err := m.vm.IRQFD(efd, com1IRQ); err != nil {
+		return err
+	}
+	one := []byte{1, 0, 0, 0, 0, 0, 0, 0}
+	serial := NewSerial(m.console, func() { unix.Write(efd, one) })
+	if err := m.pio.Add("serial", com1Port, 8, serial); err != nil {
+		return err
+	}
+	power := &powerDevice{
+		onPoweroff: func() { m.stop(Result{Reason: StopPoweroff}) },
+		onReset:    func() { m.stop(Result{Reason: StopReboot}) },
+	}
+	return m.pio.Add("acpi-power", powerPort, 1, power)
+}
+
+// createVCPUs starts one locked goroutine per vCPU, which creates and
+// configures its vCPU, then waits for Run.
+func (m *Machine) createVCPUs(k *Kernel) error {
+	supported, err := m.sys.SupportedCPUID()
+	if err != nil {
+		return err
+	}
+	m.vcpus = make([]*kvm.VCPU, m.cfg.VCPUs)
+	ready := make(chan error)
+	for id := 0; id < m.cfg.VCPUs; id++ {
+		var boot *bootState
+		if id == 0 {
+			boot = &bootState{entry: kernelAddr + entry64Offset}
+		}
+		m.exited.Add(1)
+		go m.vcpuThread(id, supported, boot, ready)
+		if err := <-ready; err != nil {
+			return fmt.Errorf("vCPU %d: %w", id, err)
+		}
+	}
+	return nil
+}
+
+func (m *Machine) vcpuThread(id int, supported []kvm.CPUIDEntry, boot *bootState, ready chan<- error) {
+	defer m.exited.Done()
+	// KVM ties a vCPU to the thread that runs it; this goroutine keeps its
+	// thread for life, and the runtime retires the thread when it returns.
+	runtime.LockOSThread()
+	v, err := m.vm.CreateVCPU(id)
+	if err != nil {
+		ready <- err
+		return
+	}
+	// Close closes it once every vCPU thread has returned, so a Kick from
+	// another thread never touches an unmapped kvm_run.
+	m.vcpus[id] = v
+	tsc, err := v.TSCKHz()
+	if err != nil {
+		ready <- err
+		return
+	}
+	if err := setupVCPU(v, guestCPUID(supported, id, m.cfg.VCPUs, tsc), boot); err != nil {
+		ready <- err
+		return
+	}
+	ready <- nil
+	select {
+	case <-m.start:
+	case <-m.abort:
+		return
+	}
+	m.runLoop(v)
+}
+
+// runLoop runs vCPU v until the VM stops.
+func (m *Machine) runLoop(v *kvm.VCPU) {
+	for !m.stopping.Load() {
+		exit, err := v.Run()
+		if err != nil {
+			m.crash(v, fmt.Sprintf("vCPU %d: %v", v.ID(), err))
+			return
+		}
+		switch exit.Reason {
+		case kvm.ExitIO:
+			io, err := exit.IO()
+			if err != nil {
+				m.crash(v, fmt.Sprintf("vCPU %d: %v", v.ID(), err))
+				return
+			}
+			for i := 0; i < io.Count; i++ {
+				chunk := io.Data[i*io.Size : (i+1)*io.Size]
+				if io.Out {
+					m.pio.Write(uint64(io.Port), chunk)
+				} else {
+					m.pio.Read(uint64(io.Port), chunk)
+				}
+			}
+		case kvm.ExitMMIO:
+			mm, err := exit.MMIO()
+			if err != nil {
+				m.crash(v, fmt.Sprintf("vCPU %d: %v", v.ID(), err))
+				return
+			}
+			if mm.IsWrite {
+				m.mmio.Write(mm.Addr, mm.Data)
+			} else {
+				m.mmio.Read(mm.Addr, mm.Data)
+			}
+		case kvm.ExitIntr:
+			// A kick (checked by the loop condition) or a stray signal.
+		case kvm.ExitSystemEvent:
+			typ, _ := exit.SystemEvent()
+			switch typ {
+			case kvm.SystemEventShutdown:
+				m.stop(Result{Reason: StopPoweroff})
+			case kvm.SystemEventReset:
+				m.stop(Result{Reason: StopReboot})
+			default:
+				m.crash(v, fmt.Sprintf("vCPU %d: KVM_EXIT_SYSTEM_EVENT type %d (guest crash)", v.ID(), typ))
+			}
+			return
+		case kvm.ExitShutdown:
+			m.crash(v, fmt.Sprintf("vCPU %d: triple fault (KVM_EXIT_SHUTDOWN)", v.ID()))
+			return
+		case kvm.ExitFailEntry:
+			reason, cpu := exit.FailEntry()
+			m.crash(v, fmt.Sprintf("vCPU %d: KVM_EXIT_FAIL_ENTRY: hardware entry failure reason %#x on host CPU %d", v.ID(), reason, cpu))
+			return
+		case kvm.ExitInternalError:
+			sub, data := exit.InternalError()
+			m.crash(v, fmt.Sprintf("vCPU %d: KVM_EXIT_INTERNAL_ERROR suberror %d data %#x", v.ID(), sub, data))
+			return
+		default:
+			m.crash(v, fmt.Sprintf("vCPU %d: unhandled exit %v", v.ID(), exit.Reason))
+			return
+		}
+	}
+}
+
+// crash stops the VM with a diagnostic naming the exit and v's registers.
+func (m *Machine) crash(v *kvm.VCPU, what string) {
+	m.stop(Result{Reason: StopCrash, Detail: what + "; " + registerDump(v)})
+}
+
+// stop records the first reason the VM stops and kicks every vCPU out of
+// the guest.
+func (m *Machine) stop(r Result) {
+	m.stopOnce.Do(func() {
+		m.result = r
+		m.stopping.Store(true)
+		for _, v := range m.vcpus {
+			if v != nil {
+				v.Kick()
+			}
+		}
+		close(m.stopped)
+	})
+}
+
+// Run starts the vCPUs and blocks until the VM stops: the guest powers off
+// or reboots, it crashes, or ctx ends. A Machine runs once.
+func (m *Machine) Run(ctx context.Context) (Result, error) {
+	if m.ran {
+		return Result{}, errors.New("vmm: a Machine runs only once")
+	}
+	m.ran = true
+	close(m.start)
+	select {
+	case <-m.stopped:
+	case <-ctx.Done():
+		m.stop(Result{Reason: StopCanceled, Detail: context.Cause(ctx).Error()})
+	}
+	m.exited.Wait()
+	m.console.Flush()
+	r := m.result
+	r.ConsoleTail = m.console.Tail()
+	r.UnhandledAccesses = m.pio.Unhandled() + m.mmio.Unhandled()
+	return r, nil
+}
+
+// Close releases the VM, its memory and its vCPUs. It stops a VM that is
+// still running.
+func (m *Machine) Close() error {
+	if m.closed {
+		return nil
+	}
+	m.closed = true
+	if m.ran {
+		m.stop(Result{Reason: StopCanceled, Detail: "closed"})
+	} else {
+		close(m.abort)
+	}
+	m.exited.Wait()
+	for _, v := range m.vcpus {
+		if v != nil {
+			v.Close()
+		}
+	}
+	for _, fd := range m.irqfds {
+		unix.Close(fd)
+	}
+	if m.vm != nil {
+		m.vm.Close()
+	}
+	if m.mem != nil {
+		m.mem.Close()
+	}
+	return m.sys.Close()
+}
