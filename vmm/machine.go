@@ -46,7 +46,10 @@ type Config struct {
 const MaxVCPUs = 254
 
 // DefaultCmdline is a command line for a quiet serial-console microVM.
-const DefaultCmdline = "console=ttyS0 quiet panic=-1 pci=off no_timer_check"
+//
+// reboot=acpi: on a hardware-reduced ACPI machine Linux would otherwise try
+// EFI and then the BIOS reset vector, which hangs with no firmware.
+const DefaultCmdline = "console=ttyS0 quiet reboot=acpi panic=-1 pci=off no_timer_check"
 
 // StopReason says why a VM stopped.
 type StopReason int
@@ -137,6 +140,16 @@ func (cfg *Config) Validate() error {
 	return nil
 }
 
+// unwrapPath drops the operation and path from an *os.PathError, which the
+// caller's message already names.
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
 // hostMemMiB returns the host's RAM in MiB, or 0 if unknown.
 func hostMemMiB() uint64 {
 	var si unix.Sysinfo_t
@@ -155,7 +168,7 @@ func New(cfg Config) (m *Machine, err error) {
 	}
 	img, err := os.ReadFile(cfg.Kernel)
 	if err != nil {
-		return nil, inputErr("kernel: %v", err)
+		return nil, inputErr("kernel %s: %v (pass --kernel PATH to a bzImage)", cfg.Kernel, unwrapPath(err))
 	}
 	kern, err := ParseBzImage(img)
 	if err != nil {
@@ -167,7 +180,7 @@ func New(cfg Config) (m *Machine, err error) {
 	var initrd []byte
 	if cfg.Initrd != "" {
 		if initrd, err = os.ReadFile(cfg.Initrd); err != nil {
-			return nil, inputErr("initrd: %v", err)
+			return nil, inputErr("initrd %s: %v", cfg.Initrd, unwrapPath(err))
 		}
 	}
 	dev := cfg.KVMDevice
@@ -221,16 +234,23 @@ func New(cfg Config) (m *Machine, err error) {
 	return m, nil
 }
 
-// load writes the boot structures, kernel, initrd and ACPI tables into guest
-// memory.
-func (m *Machine) load(k *Kernel, initrd []byte) error {
-	tables, rsdp, err := acpi.Build(acpi.Config{
+// acpiConfig describes the machine to the guest's ACPI tables.
+func (m *Machine) acpiConfig() acpi.Config {
+	return acpi.Config{
 		NumCPUs:    m.cfg.VCPUs,
 		IOAPICAddr: ioapicAddr,
 		LAPICAddr:  lapicAddr,
 		PowerPort:  powerPort,
-		ResetValue: resetValue,
-	}, acpiAddr)
+		// With hardware-reduced ACPI Linux sets up no ISA interrupts of its
+		// own: COM1 must be described for ttyS0 to get IRQ 4.
+		COM1: true,
+	}
+}
+
+// load writes the boot structures, kernel, initrd and ACPI tables into guest
+// memory.
+func (m *Machine) load(k *Kernel, initrd []byte) error {
+	tables, rsdp, err := acpi.Build(m.acpiConfig(), acpiAddr)
 	if err != nil {
 		return fmt.Errorf("ACPI tables: %w", err)
 	}
@@ -296,6 +316,7 @@ func (m *Machine) addLegacyDevices() error {
 		return err
 	}
 	power := &powerDevice{
+		cfg:        m.acpiConfig(),
 		onPoweroff: func() { m.stop(Result{Reason: StopPoweroff}) },
 		onReset:    func() { m.stop(Result{Reason: StopReboot}) },
 	}
@@ -360,6 +381,11 @@ func (m *Machine) vcpuThread(id int, supported []kvm.CPUIDEntry, boot *bootState
 func (m *Machine) runLoop(v *kvm.VCPU) {
 	for !m.stopping.Load() {
 		exit, err := v.Run()
+		if errors.Is(err, unix.EAGAIN) {
+			// An application processor left its wait-for-SIPI state
+			// (KVM_MP_STATE_UNINITIALIZED); KVM asks to be called again.
+			continue
+		}
 		if err != nil {
 			m.crash(v, fmt.Sprintf("vCPU %d: %v", v.ID(), err))
 			return

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	flag "github.com/spf13/pflag"
+
+	"github.com/pyro-mcp/pyro/vmm"
+)
+
+// Exit codes of pyro run.
+const (
+	exitRunCrash   = 3   // triple fault, unhandled exit, KVM error
+	exitRunReboot  = 4   // the guest rebooted (with panic=-1, also a kernel panic)
+	exitRunTimeout = 124 // --timeout passed
+	exitRunSignal  = 130 // interrupted (Ctrl-C, SIGTERM)
+)
+
+const runHelp = `Usage: pyro run --kernel PATH [--initrd PATH] [flags]
+
+Boots a Linux kernel (a bzImage) with an optional initramfs in a microVM and
+waits for the guest to power off. This is the VMM's debugging entry: no
+disk, no network, no agent; the guest's serial console is its only output.
+
+Examples:
+  pyro run --kernel ~/.cache/pyro/kernel/vmlinuz --initrd init.cpio --console
+  pyro run --kernel vmlinuz --initrd init.cpio --vcpus 2 --mem-mib 512 --timeout 30s
+
+Exit status: 0 the guest powered off; 1 bad input (a line says what to fix);
+2 bad flags; 3 the guest crashed (triple fault, unhandled exit: a diagnostic
+names the exit and the vCPU registers); 4 the guest rebooted (a kernel panic
+reboots with panic=-1); 124 --timeout passed; 130 interrupted.
+
+Flags:
+`
+
+func runMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg vmm.Config
+	fs.StringVar(&cfg.Kernel, "kernel", "", "guest kernel, a bzImage (default: "+defaultKernel()+")")
+	fs.StringVar(&cfg.Initrd, "initrd", "", "initramfs to boot with")
+	fs.StringVar(&cfg.Cmdline, "cmdline", vmm.DefaultCmdline, "kernel command line")
+	fs.IntVar(&cfg.VCPUs, "vcpus", 1, "number of vCPUs")
+	fs.IntVar(&cfg.MemMiB, "mem-mib", 256, "guest memory in MiB")
+	console := fs.Bool("console", false, "stream the guest's serial console to stdout")
+	timeout := fs.Duration("timeout", 5*time.Minute, "stop the guest and fail after this long (0: never)")
+	quiet := fs.BoolP("quiet", "q", false, "print nothing of pyro's own on success")
+	fs.Usage = func() { fmt.Fprint(stderr, runHelp); fs.PrintDefaults() }
+	if code := parseFlags(fs, args, stderr); code >= 0 {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pyro run: unexpected argument %q (the kernel/initrd form takes only flags)\n", fs.Arg(0))
+		return exitUsage
+	}
+	if cfg.Kernel == "" {
+		cfg.Kernel = defaultKernel()
+	}
+	if *timeout < 0 {
+		fmt.Fprintln(stderr, "pyro run: --timeout must be positive, or 0 for none")
+		return exitUsage
+	}
+	if *console {
+		cfg.Console = stdout
+	}
+
+	start := time.Now()
+	m, err := vmm.New(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "pyro run: %v\n", err)
+		return exitFailure
+	}
+	defer m.Close()
+
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	if *timeout > 0 {
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeoutCause(ctx, *timeout, errTimeout)
+		defer stop()
+	}
+	res, err := m.Run(ctx)
+	elapsed := time.Since(start).Round(time.Millisecond)
+	if err != nil {
+		fmt.Fprintf(stderr, "pyro run: %v\n", err)
+		return exitFailure
+	}
+	return reportRun(stderr, res, elapsed, *console, *quiet, ctx)
+}
+
+var errTimeout = errors.New("--timeout passed")
+
+// reportRun says how the guest ended and picks the exit code.
+func reportRun(stderr io.Writer, res vmm.Result, elapsed time.Duration, console, quiet bool, ctx context.Context) int {
+	tail := func() {
+		if console || len(res.ConsoleTail) == 0 {
+			return // the user saw the console already
+		}
+		fmt.Fprintln(stderr, "pyro run: last console lines:")
+		for _, l := range res.ConsoleTail {
+			fmt.Fprintf(stderr, "  | %s\n", l)
+		}
+	}
+	switch res.Reason {
+	case vmm.StopPoweroff:
+		if !quiet {
+			fmt.Fprintf(stderr, "pyro run: guest powered off after %v\n", elapsed)
+		}
+		return exitOK
+	case vmm.StopReboot:
+		why := "the guest rebooted"
+		if panicked(res.ConsoleTail) {
+			why = "the guest kernel panicked (and rebooted, as panic=-1 asks)"
+		}
+		fmt.Fprintf(stderr, "pyro run: %s after %v\n", why, elapsed)
+		tail()
+		return exitRunReboot
+	case vmm.StopCrash:
+		fmt.Fprintf(stderr, "pyro run: guest crashed after %v: %s\n", elapsed, res.Detail)
+		tail()
+		return exitRunCrash
+	case vmm.StopCanceled:
+		if errors.Is(context.Cause(ctx), errTimeout) {
+			fmt.Fprintf(stderr, "pyro run: the guest was still running when --timeout passed (%v); stopped it\n", elapsed)
+			tail()
+			return exitRunTimeout
+		}
+		fmt.Fprintf(stderr, "pyro run: interrupted after %v; stopped the guest\n", elapsed)
+		return exitRunSignal
+	}
+	fmt.Fprintf(stderr, "pyro run: guest stopped (%v) after %v\n", res.Reason, elapsed)
+	return exitFailure
+}
+
+func panicked(tail []string) bool {
+	for _, l := range tail {
+		if strings.Contains(l, "Kernel panic") {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Bad input gets one line that says what to fix, fast, before any VM exists.
+func TestRunBadInput(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage")
+	junk := make([]byte, 1<<20)
+	rand.Read(junk)
+	if err := os.WriteFile(garbage, junk, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, nil, 0o644)
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--kernel", garbage}, exitFailure, "not a Linux x86 bzImage"},
+		{[]string{"--kernel", empty}, exitFailure, "not a Linux x86 bzImage"},
+		{[]string{"--kernel", filepath.Join(dir, "missing")}, exitFailure, "no such file or directory"},
+		{[]string{"--kernel", dir}, exitFailure, "is a directory"},
+		{[]string{"--kernel", garbage, "--mem-mib", "4"}, exitFailure, "at least 64 MiB"},
+		{[]string{"--kernel", garbage, "--mem-mib", "999999999999999999999"}, exitUsage, "invalid argument"},
+		{[]string{"--kernel", garbage, "--mem-mib", "9999999"}, exitFailure, "more than this host's"},
+		{[]string{"--kernel", garbage, "--vcpus", "0"}, exitFailure, "--vcpus 0"},
+		{[]string{"--kernel", garbage, "--vcpus", "1000"}, exitFailure, "choose 1 to 254"},
+		{[]string{"--kernel", garbage, "--timeout", "-1s"}, exitUsage, "--timeout"},
+		{[]string{"--kernel", garbage, "extra"}, exitUsage, "unexpected argument"},
+		{[]string{"--bogus"}, exitUsage, "unknown flag"},
+	} {
+		start := time.Now()
+		r := runPyro(t, append([]string{"run"}, c.args...)...)
+		if r.code != c.code || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("pyro run %q: exit %d, stderr %q; want exit %d and %q", c.args, r.code, r.stderr, c.code, c.want)
+		}
+		if lines := strings.Count(strings.TrimSpace(r.stderr), "\n"); r.code == exitFailure && lines > 0 {
+			t.Errorf("pyro run %q: %d lines of error, want one: %q", c.args, lines+1, r.stderr)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("pyro run %q took %v to reject bad input", c.args, d)
+		}
+	}
+}

@@ -1,0 +1,95 @@
+package vmm
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pyro-mcp/pyro/kvm/kvmtest"
+)
+
+// bootPayload writes a fake bzImage whose 64-bit entry point runs code, so
+// the VMM's real boot path (zero page, page tables, long mode) runs without
+// a Linux kernel.
+func bootPayload(t *testing.T, code []byte) string {
+	t.Helper()
+	img := fakeBzImage(27, 0x1000)
+	copy(img[28*512+entry64Offset:], code)
+	p := filepath.Join(t.TempDir(), "payload.bzImage")
+	if err := os.WriteFile(p, img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func runPayload(t *testing.T, code []byte, vcpus int) (Result, string) {
+	t.Helper()
+	kvmtest.Require(t)
+	var console bytes.Buffer
+	m, err := New(Config{Kernel: bootPayload(t, code), VCPUs: vcpus, MemMiB: 64, Console: &console})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res, err := m.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, console.String()
+}
+
+// In long mode at the kernel entry point: print through the UART, then
+// power off through the ACPI sleep register, as Linux's poweroff does.
+func TestPayloadConsoleAndPoweroff(t *testing.T) {
+	res, console := runPayload(t, []byte{
+		0x66, 0xba, 0xf8, 0x03, // mov dx, 0x3f8
+		0xb0, 'o', 0xee, // mov al, 'o'; out dx, al
+		0xb0, 'k', 0xee, // mov al, 'k'; out dx, al
+		0xb0, '\n', 0xee, // mov al, '\n'; out dx, al
+		0x66, 0xba, 0x00, 0x06, // mov dx, 0x600
+		0xb0, 0x34, 0xee, // mov al, SLP_TYP(5)<<2|SLP_EN; out dx, al
+		0xeb, 0xfe, // jmp $
+	}, 2)
+	if res.Reason != StopPoweroff {
+		t.Fatalf("stopped with %v (%s), want poweroff", res.Reason, res.Detail)
+	}
+	if console != "ok\n" || len(res.ConsoleTail) != 1 || res.ConsoleTail[0] != "ok" {
+		t.Fatalf("console %q, tail %q", console, res.ConsoleTail)
+	}
+}
+
+// A guest that faults with no IDT triple-faults; the VMM stops it with a
+// diagnostic naming the exit, the vCPU and where it was.
+func TestPayloadTripleFaultDiagnostic(t *testing.T) {
+	res, _ := runPayload(t, []byte{0x0f, 0x0b}, 1) // ud2
+	if res.Reason != StopCrash {
+		t.Fatalf("stopped with %v, want crash", res.Reason)
+	}
+	for _, want := range []string{"vCPU 0", "triple fault", "KVM_EXIT_SHUTDOWN", "rip=0x100200", "cr3=0x9000", "efer=0x500"} {
+		if !strings.Contains(res.Detail, want) {
+			t.Errorf("diagnostic %q lacks %q", res.Detail, want)
+		}
+	}
+}
+
+// A guest that spins forever is stopped when the caller's context ends.
+func TestPayloadHangStopsOnCancel(t *testing.T) {
+	kvmtest.Require(t)
+	m, err := New(Config{Kernel: bootPayload(t, []byte{0xeb, 0xfe}), VCPUs: 2, MemMiB: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	res, err := m.Run(ctx)
+	if err != nil || res.Reason != StopCanceled {
+		t.Fatalf("got %v %v, want canceled", res.Reason, err)
+	}
+}
