@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"testing/iotest"
+	"time"
+)
+
+func TestGuestEnv(t *testing.T) {
+	got := guestEnv([]string{
+		"PYRO_KVM=1", "PYRO_TEST_X=/a b", "CI=true", "GOTRACEBACK=all", "GODEBUG=x=1",
+		"HOME=/home/me", "GOCACHE=/c", "PATH=/host", "TMPDIR=/var/tmp", "PYROX=no", "junk",
+	})
+	want := []string{
+		"CI=true", "GODEBUG=x=1", "GOTRACEBACK=all", "HOME=/root", "PATH=" + guestPATH,
+		"PYRO_KVM=1", "PYRO_TEST_X=/a b", "PYRO_VMTEST_L1=1", "TMPDIR=/tmp",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("guestEnv:\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestTestPaths(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "f")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := testPaths([]string{
+		"PYRO_TEST_FILE=" + file, "PYRO_TEST_DIR=" + dir + "/", "PYRO_TEST_REL=f",
+		"PYRO_TEST_MISSING=" + dir + "/nope", "PYRO_TEST_DEV=/dev/null", "PYRO_OTHER=" + file,
+	})
+	if want := []string{dir, file}; !reflect.DeepEqual(got, want) {
+		t.Errorf("testPaths = %q, want %q", got, want)
+	}
+	if !underAny(file, got[:1]) || underAny(dir+"x", got[:1]) || !underAny("/a", []string{"/a"}) {
+		t.Error("underAny")
+	}
+}
+
+func TestTimeouts(t *testing.T) {
+	for _, tc := range []struct {
+		env  string
+		args []string
+		want time.Duration
+	}{
+		{"", nil, 30 * time.Minute},
+		{"", []string{"-test.paniconexit0", "-test.timeout=10m0s"}, 10*time.Minute + testTimeoutSlack},
+		{"", []string{"-test.timeout", "2m"}, 2*time.Minute + testTimeoutSlack},
+		{"", []string{"-test.timeout=0s"}, 30 * time.Minute},
+		{"1m", []string{"-test.timeout=10m"}, time.Minute},
+		{"2h", []string{"-test.timeout=1h"}, time.Hour + testTimeoutSlack},
+	} {
+		got, err := runTimeout(tc.env, tc.args)
+		if err != nil || got != tc.want {
+			t.Errorf("runTimeout(%q, %q) = %v, %v; want %v", tc.env, tc.args, got, err, tc.want)
+		}
+	}
+	if _, err := runTimeout("soon", nil); err == nil {
+		t.Error("bad PYRO_VMTEST_TIMEOUT accepted")
+	}
+}
+
+func TestShQuote(t *testing.T) {
+	if _, err := exec.LookPath("sh"); err != nil {
+		t.Skip("no sh")
+	}
+	args := []string{"plain", "", "it's", `"$HOME" $(x) ` + "`y`", "new\nline", `back\slash`, "*"}
+	var script strings.Builder
+	script.WriteString("printf '%s\\0'")
+	for _, a := range args {
+		script.WriteString(" " + shQuote(a))
+	}
+	out, err := exec.Command("sh", "-c", script.String()).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00"); !reflect.DeepEqual(got, args) {
+		t.Errorf("round trip through sh: %q, want %q", got, args)
+	}
+}
+
+func TestCopyStream(t *testing.T) {
+	const n = "vmtest-0123456789abcdef"
+	for _, tc := range []struct {
+		name, in, out, status string
+		started, seen         bool
+	}{
+		{"normal", n + " start\n=== RUN\nok\n" + n + " exit=0\n", "=== RUN\nok\n", "exit=0", true, true},
+		{"no trailing newline", n + " start\npartial" + n + " exit=3\n", "partial", "exit=3", true, true},
+		{"crlf and drain", "x\r\n" + n + " exit=1\r\nafter\n", "x\r\n", "exit=1", false, true},
+		{"setup failed", n + " setup-failed\n", "", "setup-failed", false, true},
+		{"cut off", n + " start\nhalf a li", "half a li", "", true, false},
+		{"other nonce", "vmtest-ffff exit=0\n", "vmtest-ffff exit=0\n", "", false, false},
+		{"start not at line start", "a " + n + " start\n", "a " + n + " start\n", "", false, false},
+	} {
+		var out bytes.Buffer
+		var calls []string
+		m, err := copyStream(iotest.OneByteReader(strings.NewReader(tc.in)), &out, n, func(s string) { calls = append(calls, s) })
+		var want []string
+		if tc.started {
+			want = append(want, "start")
+		}
+		if tc.seen {
+			want = append(want, tc.status)
+		}
+		if err != nil || out.String() != tc.out || m.status != tc.status || m.seen != tc.seen || !reflect.DeepEqual(calls, want) {
+			t.Errorf("%s: out %q status %q seen %v markers %q err %v", tc.name, out.String(), m.status, m.seen, calls, err)
+		}
+	}
+}
+
+func TestTail(t *testing.T) {
+	tl := newTail(3)
+	for _, s := range []string{"a\r\nb\n", "c\nd", "e\nf\n"} {
+		_, _ = tl.Write([]byte(s))
+	}
+	if got := tl.String(); got != "c\nde\nf\n" {
+		t.Errorf("tail = %q", got)
+	}
+	tl = newTail(2)
+	_, _ = tl.Write([]byte("x\ny"))
+	if got := tl.String(); got != "x\ny\n" {
+		t.Errorf("tail with a partial line = %q", got)
+	}
+}
+
+func TestParseLdd(t *testing.T) {
+	out := "\tlinux-vdso.so.1 (0x00007ffd)\n" +
+		"\tlibz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x00007f00)\n" +
+		"\t/lib64/ld-linux-x86-64.so.2 (0x00007f01)\n"
+	got, err := parseLdd([]byte(out))
+	if want := []string{"/lib/x86_64-linux-gnu/libz.so.1", "/lib64/ld-linux-x86-64.so.2"}; err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("parseLdd = %q, %v", got, err)
+	}
+	if _, err := parseLdd([]byte("\tlibfoo.so.1 => not found\n")); err == nil {
+		t.Error("missing library accepted")
+	}
+}
+
+func TestInitScriptAndQEMUArgs(t *testing.T) {
+	r := &l1{
+		assets: "/a", binary: "/tmp/go-build1/b001/kvm.test", args: []string{"-test.run", "X|Y's"},
+		env: []string{"HOME=/root"}, cwd: "/work/main/kvm", nonce: "vmtest-00", mem: 4096, smp: 2, cpu: "max",
+		m: &Manifest{Kernel: "vmlinuz", KVMModules: []string{"kvm/irqbypass.ko", "kvm/kvm.ko", "kvm/kvm-amd.ko"}},
+	}
+	s := r.initScript()
+	for _, want := range []string{
+		"#!/bin/busybox sh\n",
+		"for m in '/vmtest/modules/irqbypass.ko' '/vmtest/modules/kvm.ko' '/vmtest/modules/kvm-amd.ko'; do",
+		"cd '/work/main/kvm' ||",
+		`env -i 'HOME=/root' '/vmtest/bin/kvm.test' '-test.run' 'X|Y'\''s' </dev/null >$out 2>$err`,
+		"err=/dev/ttyS2\n", `echo "$N exit=$rc" >$out`, "poweroff -f\n",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("init script lacks %q:\n%s", want, s)
+		}
+	}
+	args := strings.Join(r.qemuArgs("/tmp/x.cpio"), " ")
+	for _, want := range []string{"-accel tcg", "-cpu max", "-m 4096", "-kernel /a/vmlinuz", "-initrd /tmp/x.cpio",
+		"path=/dev/fd/3", "path=/dev/fd/5", "panic=-1"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("qemu args lack %q: %s", want, args)
+		}
+	}
+	r.merged = true
+	if s := r.initScript(); !strings.Contains(s, "err=/dev/ttyS1\n") {
+		t.Error("merged mode does not share ttyS1")
+	}
+	if args := strings.Join(r.qemuArgs("/tmp/x.cpio"), " "); strings.Contains(args, "/dev/fd/5") {
+		t.Error("merged mode still has a third port")
+	}
+}
