@@ -1,0 +1,134 @@
+# pyro's build. The README's two commands are `make demo` (build everything,
+# boot a guest) and `make test` (every test tier). Everything pyro boots is
+# built here from Debian packages; nothing prebuilt is downloaded.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+BUILD   := $(CURDIR)/build
+ASSETS  := $(BUILD)/assets
+PYRO    := $(BUILD)/pyro
+VMTEST  := $(BUILD)/vmtest
+KERNEL_DIR := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pyro/kernel
+PYRO_VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+# Go: any Go 1.21 or later on PATH fetches the toolchain go.mod names by
+# itself (GOTOOLCHAIN=auto). Without one, Debian's Go 1.19 downloads that
+# toolchain as a module into build/go.
+GO_VERSION := $(shell sed -n 's/^go \([0-9.]*\)$$/\1/p' go.mod)
+GO := $(shell v=$$(go env GOVERSION 2>/dev/null | sed 's/^go//'); \
+	if [ -n "$$v" ] && [ "$$(printf '%s\n1.21\n' "$$v" | sort -V | head -n1)" = 1.21 ]; then command -v go; \
+	else echo $(BUILD)/go/bin/go; fi)
+export CGO_ENABLED := 0
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the build and the tests use: QEMU for the nested-KVM
+# harness, acpica-tools to disassemble our ACPI tables in tests, cpio to
+# cross-check our initramfs writer.
+DEB_DEPS := qemu-system-x86 acpica-tools cpio ca-certificates gcc libc6-dev
+
+# Packages whose tests boot guests: run by test-vm, in the nested-KVM harness
+# unless the host has hardware KVM.
+VM_PKGS := ./kvm/... ./vmm/... ./cmd/pyro ./cmd/vmtest
+VM_ENV  := PYRO_KVM=1 PYRO_TEST_KERNEL=$(ASSETS)/vmlinuz PYRO_TEST_BUSYBOX=$(ASSETS)/busybox
+
+# Fuzz targets, each run for FUZZTIME by test-unit.
+FUZZTIME ?= 10s
+FUZZ := ./vmm:FuzzParseBzImage ./vmm/memory:FuzzSlice ./vmm/acpi:FuzzPkgLength
+
+.PHONY: build deps kernel demo test test-unit test-vm fuzz lint bench clean
+
+build: $(GO)
+	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(PYRO_VERSION)" -o $(PYRO) ./cmd/pyro
+	$(GO) build -trimpath -o $(VMTEST) ./cmd/vmtest
+
+$(BUILD)/go/bin/go:
+	@echo "==> no Go 1.21+ on PATH: fetching Go $(GO_VERSION) with Debian's Go 1.19"
+	@$(MAKE) --no-print-directory deps DEB_DEPS="golang-1.19-go ca-certificates"
+	rm -rf $(BUILD)/go $(BUILD)/go.tmp $(BUILD)/gobootstrap && mkdir -p $(BUILD)/gobootstrap
+	cd $(BUILD)/gobootstrap && dir=$$(GOPATH=$(BUILD)/gobootstrap GOFLAGS=-modcacherw GO111MODULE=on \
+		/usr/lib/go-1.19/bin/go mod download -json golang.org/toolchain@v0.0.1-go$(GO_VERSION).linux-amd64 \
+		| sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p') && cp -r "$$dir" $(BUILD)/go.tmp
+	chmod -R u+w $(BUILD)/go.tmp && chmod +x $(BUILD)/go.tmp/bin/* $(BUILD)/go.tmp/pkg/tool/*/*
+	mv $(BUILD)/go.tmp $(BUILD)/go && rm -rf $(BUILD)/gobootstrap
+	$(BUILD)/go/bin/go version
+
+# deps installs the Debian packages that are missing (and only those).
+deps:
+	@missing=$$(for p in $(DEB_DEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "==> installing Debian packages:" $$missing; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# kernel fetches the current Debian cloud kernel and busybox, and installs the
+# kernel where pyro looks for it (~/.cache/pyro/kernel/vmlinuz).
+kernel: build deps
+	$(VMTEST) assets --dir $(ASSETS)
+	@mkdir -p $(KERNEL_DIR) && cp $(ASSETS)/vmlinuz $(KERNEL_DIR)/.vmlinuz.tmp && \
+		cp $(ASSETS)/manifest.json $(KERNEL_DIR)/manifest.json && mv $(KERNEL_DIR)/.vmlinuz.tmp $(KERNEL_DIR)/vmlinuz
+	@echo "==> guest kernel: $(KERNEL_DIR)/vmlinuz ($$(sed -n 's/.*"kernel_package": "\(.*\)",/\1/p' $(ASSETS)/manifest.json))"
+
+# demo boots the Debian kernel with an initramfs whose /init prints a marker
+# and the CPUs it sees: natively where the host has hardware KVM, otherwise
+# inside the nested-KVM harness.
+demo: kernel
+	$(VMTEST) marker-initrd --busybox $(ASSETS)/busybox -o $(BUILD)/marker.cpio
+	@if $(PYRO) kvm-check >/dev/null 2>&1; then \
+		echo "==> this host has hardware KVM: booting natively"; \
+		$(PYRO) run --initrd $(BUILD)/marker.cpio --vcpus 2 --console; \
+	else \
+		echo "==> pyro kvm-check says this host cannot boot stock kernels natively:"; \
+		{ $(PYRO) kvm-check || true; } | sed -n "1p;/FAIL/,+1p"; \
+		echo "==> booting inside the nested-KVM harness instead (QEMU TCG with an emulated AMD-V CPU; slow, but real KVM)"; \
+		PYRO_TEST_KERNEL=$(ASSETS)/vmlinuz PYRO_TEST_INITRD=$(BUILD)/marker.cpio \
+			$(VMTEST) exec $(PYRO) run --kernel $(ASSETS)/vmlinuz --initrd $(BUILD)/marker.cpio --vcpus 2 --console; \
+	fi
+
+test: test-unit test-vm
+
+# test-unit: everything that needs no KVM, with the race detector, plus lint
+# and short fuzz runs. VM tests are deferred explicitly (PYRO_KVM=0): test-vm
+# runs them.
+test-unit: build deps lint fuzz
+	PYRO_KVM=0 CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+
+lint: build
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@# unsafe is fenced: only *_unsafe.go files may import it.
+	@bad=$$(grep -l '"unsafe"' $$(git ls-files '*.go' | grep -v '_unsafe\(_test\)\?\.go$$') || true); \
+	if [ -n "$$bad" ]; then echo "unsafe imported outside *_unsafe.go: $$bad"; exit 1; fi
+	@# x/sys/unix for ioctls: KVM ioctls only through kvm/.
+	@bad=$$(grep -ln 'SYS_IOCTL' $$(git ls-files '*.go' | grep -v '^kvm/') || true); \
+	if [ -n "$$bad" ]; then echo "raw ioctls outside kvm/: $$bad"; exit 1; fi
+
+fuzz: build
+	@for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "==> fuzz $$fn ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+# test-vm runs the VM tiers: natively on a host with hardware KVM, else in
+# the nested-KVM harness. A VM test that cannot run fails (PYRO_KVM=1).
+test-vm: kernel
+	@if [ -z "$${PYRO_HARNESS:-}" ] && $(PYRO) kvm-check --kernel $(ASSETS)/vmlinuz >/dev/null 2>&1; then \
+		echo "==> test-vm: hardware KVM here: running the VM tier natively"; \
+		$(VM_ENV) $(GO) test -count=1 -p 1 -v $(VM_PKGS); \
+	else \
+		echo "==> test-vm: this host's /dev/kvm cannot boot stock kernels (pyro kvm-check): running the VM tier in the nested-KVM harness"; \
+		$(VM_ENV) $(GO) test -count=1 -p 1 -v -exec "$(VMTEST) exec" $(VM_PKGS); \
+	fi
+
+# bench measures boot times in the harness (or natively with hardware KVM)
+# against QEMU's microvm on the same kernel and initramfs; medians of 5 runs.
+bench: kernel
+	@if [ -z "$${PYRO_HARNESS:-}" ] && $(PYRO) kvm-check --kernel $(ASSETS)/vmlinuz >/dev/null 2>&1; then \
+		$(VM_ENV) $(GO) test -count=1 -run '^$$' -bench . -benchtime 5x ./cmd/pyro; \
+	else \
+		PYRO_VMTEST_QEMU=1 $(VM_ENV) $(GO) test -count=1 -run '^$$' -bench . -benchtime 5x -exec "$(VMTEST) exec" ./cmd/pyro; \
+	fi
+
+clean:
+	rm -rf $(BUILD)
