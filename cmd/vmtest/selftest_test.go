@@ -22,30 +22,16 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/pyro-mcp/pyro/guest/initramfs"
+	"github.com/pyro-mcp/pyro/kvm/kvmtest"
 )
 
-func requireKVM(t *testing.T) {
-	t.Helper()
-	if os.Getenv("PYRO_KVM") != "1" {
-		t.Skip("SKIPPING harness self-test: set PYRO_KVM=1 and run it through `vmtest exec` (see selftest_test.go)")
-	}
-}
+// requireKVM gates the self-tests like every VM test (see kvm/kvmtest).
+func requireKVM(t *testing.T) { t.Helper(); kvmtest.Require(t) }
 
 func TestSelfKVM(t *testing.T) {
+	// Require opens /dev/kvm and checks KVM_GET_API_VERSION is 12.
 	requireKVM(t)
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatalf("open /dev/kvm: %v", err)
-	}
-	defer f.Close()
-	const kvmGetAPIVersion = 0xAE00 // _IO(KVMIO, 0x00)
-	v, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), kvmGetAPIVersion, 0)
-	if errno != 0 || v != 12 {
-		t.Fatalf("KVM_GET_API_VERSION = %d, %v; want 12", v, errno)
-	}
 	_, errAMD := os.Stat("/sys/module/kvm_amd")
 	_, errIntel := os.Stat("/sys/module/kvm_intel")
 	if errAMD != nil && errIntel != nil {
