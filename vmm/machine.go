@@ -430,7 +430,13 @@ func (m *Machine) runLoop(v *kvm.VCPU) {
 			}
 			return
 		case kvm.ExitShutdown:
-			m.crash(v, fmt.Sprintf("vCPU %d: triple fault (KVM_EXIT_SHUTDOWN)", v.ID()))
+			what := fmt.Sprintf("vCPU %d: triple fault (KVM_EXIT_SHUTDOWN)", v.ID())
+			if r, err := v.Regs(); err == nil && r.RIP == 0xfff0 {
+				// On AMD, KVM re-initialises a vCPU after a shutdown
+				// intercept, so the faulting state is gone.
+				what += " (KVM reset the vCPU on shutdown, as on AMD hosts: the registers below are its reset state, not where it faulted)"
+			}
+			m.crash(v, what)
 			return
 		case kvm.ExitFailEntry:
 			reason, cpu := exit.FailEntry()
