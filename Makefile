@@ -38,7 +38,8 @@ VM_ENV  := PYRO_KVM=1 PYRO_TEST_KERNEL=$(ASSETS)/vmlinuz PYRO_TEST_BUSYBOX=$(ASS
 # An execution count rather than a duration: a timed -fuzztime can end in a
 # spurious "context deadline exceeded" on a loaded two-core machine.
 FUZZTIME ?= 300000x
-FUZZ := ./vmm:FuzzParseBzImage ./vmm/memory:FuzzSlice ./vmm/acpi:FuzzPkgLength
+FUZZ := ./vmm:FuzzParseBzImage ./vmm/memory:FuzzSlice ./vmm/acpi:FuzzPkgLength \
+	./virtio:FuzzQueueWalk ./virtio/blk:FuzzRequest
 
 .PHONY: build deps kernel demo test test-unit test-vm fuzz lint bench clean
 

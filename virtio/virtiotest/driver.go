@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pyro-mcp/pyro/virtio"
 )
@@ -152,6 +153,7 @@ type DriverQueue struct {
 	freeHead          uint16
 	availIdx          uint16
 	lastUsed          uint16
+	seenIRQs          int
 }
 
 func (d *Driver) newQueue(i int, size uint16) *DriverQueue {
@@ -276,4 +278,27 @@ func (q *DriverQueue) TakeUsed() []Used {
 // Bytes returns n bytes of guest memory at addr.
 func (d *Driver) Bytes(addr uint64, n uint32) []byte {
 	return d.Mem.B[addr : addr+uint64(n)]
+}
+
+// WaitUsed waits until n elements have arrived in the used ring from a
+// device with its own worker goroutine, and returns them; it fails the test
+// after five seconds. Like a real driver it reads the ring only after an
+// interrupt, which is also what orders the device's writes before the
+// test's reads for the race detector.
+func (q *DriverQueue) WaitUsed(n int) []Used {
+	q.d.T.Helper()
+	var out []Used
+	deadline := time.Now().Add(5 * time.Second)
+	for len(out) < n {
+		if irqs := q.d.IRQs(); irqs != q.seenIRQs {
+			q.seenIRQs = irqs
+			out = append(out, q.TakeUsed()...)
+			continue
+		}
+		if time.Now().After(deadline) {
+			q.d.T.Fatalf("virtiotest: %d of %d used elements after 5s (status %#x)", len(out), n, q.d.Reg(virtio.Status))
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	return out
 }

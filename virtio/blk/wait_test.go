@@ -1,0 +1,5 @@
+package blk
+
+import "time"
+
+func waitABit() { time.Sleep(time.Millisecond) }
