@@ -412,3 +412,14 @@ func (t *MMIO) ConfigChanged() {
 	t.intStatus.Or(InterruptConfigChange)
 	t.irq()
 }
+
+// Close stops the device if it is running, as a driver reset would, and
+// waits for its workers. The VMM calls it when the VM stops.
+func (t *MMIO) Close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.active {
+		t.dev.Reset()
+		t.active = false
+	}
+}

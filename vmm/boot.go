@@ -49,7 +49,7 @@ func e820Map(mem *memory.Guest) []E820Entry {
 }
 
 // bootParams builds the zero page for kernel k.
-func bootParams(k *Kernel, cmdlineLen int, initrdAddr, initrdSize uint64, rsdp uint64, e820 []E820Entry) ([]byte, error) {
+func bootParams(k *Kernel, initrdAddr, initrdSize uint64, rsdp uint64, e820 []E820Entry) ([]byte, error) {
 	if len(e820) > e820Max {
 		return nil, fmt.Errorf("e820 map has %d entries, the zero page holds %d", len(e820), e820Max)
 	}
@@ -60,8 +60,7 @@ func bootParams(k *Kernel, cmdlineLen int, initrdAddr, initrdSize uint64, rsdp u
 	zp[hdrLoadFlags] |= loadFlagCanUseHeap
 	le.PutUint16(zp[hdrHeapEndPtr:], 0xfe00)
 	le.PutUint32(zp[hdrCmdLinePtr:], cmdlineAddr)
-	le.PutUint32(zp[zpExtCmdLinePtr:], 0)
-	_ = cmdlineLen // the command line is NUL-terminated; its length is implied
+	le.PutUint32(zp[zpExtCmdLinePtr:], 0) // the command line is NUL-terminated below 4 GiB
 	le.PutUint32(zp[hdrRamdiskImage:], uint32(initrdAddr))
 	le.PutUint32(zp[hdrRamdiskSize:], uint32(initrdSize))
 	le.PutUint32(zp[zpExtRamdiskImg:], uint32(initrdAddr>>32))

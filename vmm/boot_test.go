@@ -109,7 +109,7 @@ func TestZeroPage(t *testing.T) {
 	}
 	mem := testMem(t, 256)
 	e820 := e820Map(mem)
-	zp, err := bootParams(k, 20, 0x0f000000, 0x123456, 0xe0000, e820)
+	zp, err := bootParams(k, 0x0f000000, 0x123456, 0xe0000, e820)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestZeroPage(t *testing.T) {
 		check("e820 size", le.Uint64(b[8:]), e.Size)
 		check("e820 type", uint64(le.Uint32(b[16:])), uint64(e.Type))
 	}
-	if _, err := bootParams(k, 0, 0, 0, 0, make([]E820Entry, 129)); err == nil {
+	if _, err := bootParams(k, 0, 0, 0, make([]E820Entry, 129)); err == nil {
 		t.Error("129 e820 entries accepted")
 	}
 }

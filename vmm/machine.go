@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime"
 	"strings"
@@ -25,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pyro-mcp/pyro/kvm"
+	"github.com/pyro-mcp/pyro/virtio"
 	"github.com/pyro-mcp/pyro/vmm/acpi"
 	"github.com/pyro-mcp/pyro/vmm/memory"
 )
@@ -40,6 +42,12 @@ type Config struct {
 	Console io.Writer
 	// KVMDevice is the KVM device node; DevicePath when empty.
 	KVMDevice string
+	// Devices are virtio devices, each behind its own virtio-mmio
+	// transport, described to the guest in the ACPI DSDT.
+	Devices []virtio.Device
+	// Logger receives the VMM's diagnostics (device protocol violations
+	// and the like); nothing when nil.
+	Logger *slog.Logger
 }
 
 // MaxVCPUs bounds Config.VCPUs: one MADT entry and one APIC ID byte each.
@@ -97,6 +105,7 @@ type Machine struct {
 	mmio    Bus
 	console *consoleLog
 	irqfds  []int
+	virtio  []*virtioSlot
 
 	vcpus  []*kvm.VCPU // index = vCPU id; each used only by its own thread
 	start  chan struct{}
@@ -228,6 +237,13 @@ func New(cfg Config) (m *Machine, err error) {
 	if err := m.addLegacyDevices(); err != nil {
 		return nil, err
 	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := m.addVirtio(cfg.Devices, log); err != nil {
+		return nil, err
+	}
 	if err := m.createVCPUs(kern); err != nil {
 		return nil, err
 	}
@@ -243,7 +259,8 @@ func (m *Machine) acpiConfig() acpi.Config {
 		PowerPort:  powerPort,
 		// With hardware-reduced ACPI Linux sets up no ISA interrupts of its
 		// own: COM1 must be described for ttyS0 to get IRQ 4.
-		COM1: true,
+		COM1:       true,
+		VirtioMMIO: virtioLayout(len(m.cfg.Devices)),
 	}
 }
 
@@ -263,10 +280,7 @@ func (m *Machine) load(k *Kernel, initrd []byte) error {
 			return inputErr("%v", err)
 		}
 	}
-	if kernelAddr+uint64(len(k.Payload)) > 16<<20 && uint64(m.cfg.MemMiB)<<20 < kernelAddr+uint64(len(k.Payload)) {
-		return inputErr("kernel of %d MiB does not fit in %d MiB of guest RAM: raise --mem-mib", len(k.Payload)>>20, m.cfg.MemMiB)
-	}
-	zp, err := bootParams(k, len(m.cfg.Cmdline), initrdAddr, uint64(len(initrd)), rsdp, e820Map(m.mem))
+	zp, err := bootParams(k, initrdAddr, uint64(len(initrd)), rsdp, e820Map(m.mem))
 	if err != nil {
 		return err
 	}
@@ -507,6 +521,7 @@ func (m *Machine) Close() error {
 		close(m.abort)
 	}
 	m.exited.Wait()
+	m.closeVirtio()
 	for _, v := range m.vcpus {
 		if v != nil {
 			v.Close()
