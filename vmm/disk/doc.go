@@ -1,0 +1,147 @@
+// Package disk is the copy-on-write block store behind a workspace's
+// virtio-blk disk: a read-only base image shared by every VM of an
+// environment, and a stack of layers above it that hold what one VM wrote.
+// Snapshots are layers: Freeze makes the top layer immutable and starts a new
+// one above it; CutBack drops the layers above a frozen one ("reset to
+// snapshot"). Neither copies data, so both cost a few fsyncs whatever the
+// disk's size.
+//
+// It sits between the virtio-blk device model, which turns the guest's
+// requests into byte ranges, and the host's files:
+//
+//	guest driver -> virtio-blk: IN, OUT, FLUSH, DISCARD, WRITE_ZEROES
+//	             -> Stack: ReadAt, WriteAt, Flush, Discard, WriteZeroes
+//	             -> base image (pread, opened O_RDONLY, never written)
+//	                and layer files (pread, pwrite, fallocate, fdatasync)
+//
+// # Disk model
+//
+// The disk is Size bytes: a multiple of 512, at least the base image's size.
+// It is cut into clusters of ClusterSize bytes (4 KiB, ext4's block size, so
+// the guest's aligned block writes never need a read-modify-write); the last
+// cluster is short when Size is not a multiple of ClusterSize. Byte b of the
+// disk reads from the topmost layer whose bitmap has cluster b/ClusterSize
+// set, else from the base image, else (past the base's end, or when the stack
+// has no base) as zero. Reads coalesce runs of clusters from one source into
+// one pread.
+//
+// Only the top layer is written, and only while it is not frozen. A write
+// that covers whole clusters goes straight to the top layer's data file; a
+// write to part of a cluster the top layer does not hold first copies that
+// cluster from below (read-modify-write). The cluster's bit is set after the
+// data is written. Discard and WriteZeroes both leave their range reading as
+// zeros: whole clusters are marked held by the top layer and their bytes
+// punched out of its data file (FALLOC_FL_PUNCH_HOLE), partial clusters are
+// written with zeros. Lower layers' data never shows through a discarded
+// range.
+//
+// # On-disk format (version 1)
+//
+// A stack is a directory holding:
+//
+//	manifest.json  what the stack is; see below
+//	<id>.data      one per layer: the layer's clusters
+//	<id>.map       one per layer: which clusters the layer holds
+//
+// A layer ID is 16 lowercase hex digits, random, never reused in a stack.
+//
+// manifest.json is one JSON object: "format" ("pyro-disk-stack"), "version"
+// (1), "cluster_size" (4096), "size" (the disk's size in bytes), "base"
+// (absent for a disk that starts as zeros, else {"path": absolute path,
+// "size": bytes, "mtime_ns": modification time in Unix nanoseconds}), and
+// "layers": bottom first, each {"id", "name" (the caller's label),
+// "frozen", "created", "frozen_at" (RFC 3339)}. Every layer but the last is
+// frozen; the last is the writable top. Unknown fields are refused.
+//
+// <id>.data is a sparse file exactly Size rounded up to a whole cluster long
+// (its length is set when the layer is created); cluster c is at offset
+// c*ClusterSize. No table maps clusters to offsets, and clusters the layer
+// never wrote cost no space. Bytes of clusters the map does not mark are
+// ignored.
+//
+// <id>.map, integers little-endian:
+//
+//	offset  size  field
+//	0       8     magic "PYRODMAP"
+//	8       4     format version, 1
+//	12      4     cluster size, 4096
+//	16      8     disk size in bytes
+//	24      16    the layer's ID, ASCII
+//	40      B     bitmap, B = ceil(clusters/8): cluster c is bit c%8 of byte
+//	              c/8; the bits after the last cluster are zero
+//	40+B    4     CRC-32C (Castagnoli) of bytes [0, 40+B)
+//
+// The header repeats the disk size and the layer's ID so that a map cannot be
+// paired with another stack's or another layer's data.
+//
+// # Crash consistency
+//
+// The invariant: a bit set in a map file on disk names a cluster whose data
+// is durable in that layer's data file. Data is written before its bit is
+// set; bits reach the map file only in Flush, after fdatasync of the data
+// file; and the map file is replaced whole and atomically (write <id>.map.tmp,
+// fsync, rename over <id>.map, fsync the directory), so the map on disk is
+// always a complete, checksummed copy of the bitmap at some Flush. Hence after
+// a host crash:
+//
+//   - a cluster first written since the last Flush has no bit on disk and
+//     reads from the layers below, as it read at that Flush, whatever bytes
+//     reached the data file;
+//   - a cluster held by the top layer at the last Flush was overwritten in
+//     place and may read old or new data sector by sector, which is what a
+//     real disk promises for writes not followed by a flush.
+//
+// So every sector reads either its contents at the last completed Flush or
+// data written to it after that Flush, never bytes from anywhere else; and
+// everything written before a Flush returned survives. Guests rely on exactly
+// this (ext4's journal issues a flush before it commits).
+//
+// Create, Freeze and CutBack change the set of files. Each first makes the
+// new layer's files durable (fsync them and the directory), then commits by
+// replacing manifest.json atomically the same way as a map, then deletes the
+// files the new manifest no longer names. Freeze flushes the top layer
+// before it commits, so a frozen layer's map is final. A crash leaves the old
+// or the new manifest, each naming only durable files. Files named by no
+// manifest (a new layer whose commit did not happen, a dropped layer not yet
+// deleted, a *.tmp) are leftovers of an interrupted operation that hold no
+// state, and Open deletes them.
+//
+// Open trusts nothing and repairs nothing. It refuses a stack whose manifest
+// does not parse or is inconsistent, whose layer files are missing or have the
+// wrong length, whose maps fail their checksum or name another layer or disk
+// size, or whose base image's size or modification time differ from the
+// manifest (ErrBaseChanged: the layers are deltas against that exact image).
+//
+// If fdatasync of the top layer fails, the kernel may already have dropped the
+// unwritten pages, so retrying cannot make them durable: the Stack then
+// refuses every further write and Flush with that error until CutBack
+// discards the top layer or the stack is reopened.
+//
+// # Design notes
+//
+// Choices beyond the plain layered design, and why:
+//
+//   - Each data file is given its full length when its layer is created, so
+//     a read of a marked cluster is never short and Open can refuse a
+//     truncated file; holes keep it free.
+//   - Map headers carry the layer ID and disk size, so a map swapped between
+//     layers or stacks fails Open instead of mislabeling data.
+//   - Maps are rewritten whole, atomically, only when a Flush finds new bits:
+//     overwrites of clusters the top layer already holds (most of a guest's
+//     steady-state writes, its journal included) cost a Flush one fdatasync.
+//     A map is 32 KiB per GiB of disk.
+//   - Discard reads back as zeros, like WriteZeroes, rather than as whatever
+//     lies below: deterministic, and it never exposes a frozen layer's or the
+//     base's data through a range the guest freed.
+//   - base "" is a disk that starts as zeros (a scratch disk).
+//
+// # Concurrency
+//
+// A Stack is safe for concurrent use. ReadAt calls run in parallel; WriteAt,
+// Discard, WriteZeroes, Freeze and CutBack are exclusive. Flush holds the
+// exclusive lock only to copy the bitmap: its fdatasync and map write run
+// while reads and writes go on, serialized only with other Flush, Freeze,
+// CutBack and Close calls. Between processes, Open takes an exclusive flock on
+// the stack's directory and OpenReadOnly a shared one, so one stack is never
+// written by two VMs, nor read for export while a VM writes it.
+package disk
