@@ -1,0 +1,334 @@
+// Package agent is pyro's guest agent: the program that runs as PID 1
+// inside every workspace VM and serves the host's requests.
+//
+// Data path: the host's workspace manager calls a proto.Client, which
+// dials a virtio-vsock stream into the guest; the guest kernel hands it to
+// the agent's listener, and Server.ServeConn answers it (exec, files, tar,
+// sync/freeze, clock, poweroff) with real Linux system calls. The wire
+// format is in package proto.
+//
+// There is no separate agent binary: the pyro binary is the guest's /init,
+// and cmd/pyro calls Main when it finds itself running as PID 1. Main does
+// init's duties (mounts, kernel modules, switching to the root disk,
+// reaping orphans) and then serves vsock (see init_linux.go). Serve works
+// on any net.Listener without privileges, which is how the tests run it
+// on the host. Importing the package does nothing.
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pyro-mcp/pyro/guest/agent/proto"
+)
+
+// Version is the pyro version the agent reports in Ping. cmd/pyro sets it
+// before calling Main.
+var Version = "dev"
+
+// DefaultMaxStreams bounds the streams a Server serves at once.
+const DefaultMaxStreams = 64
+
+// handshakeTimeout bounds the wait for a new stream's hello and request.
+const handshakeTimeout = 30 * time.Second
+
+// Server serves agent requests. The zero value is ready to use and safe
+// outside a guest: whole-guest operations (freeze, thaw, set_time,
+// poweroff) answer CodeUnsupported unless System provides them.
+type Server struct {
+	// MaxStreams bounds the streams served at once (DefaultMaxStreams
+	// if 0); more get a CodeBusy error.
+	MaxStreams int
+	// System performs the whole-guest operations; nil means HostSystem.
+	System System
+	// Logf receives the agent's rare diagnostics; nil discards them.
+	Logf func(format string, args ...any)
+
+	// reaper, when set, starts and waits for exec'd processes (PID 1
+	// mode: one loop reaps every child, see reaper.go).
+	reaper *reaper
+	// root, for tests and fuzzing, confines request paths: each path
+	// is resolved under root (lexically) instead of /.
+	root string
+	// execArgv, for fuzzing, replaces every exec's command.
+	execArgv []string
+	// maxTarEntry, for fuzzing, bounds the size of each file tar_in
+	// extracts (a few bytes of sparse header can describe terabytes).
+	maxTarEntry int64
+}
+
+// Serve serves agent requests on l with a zero Server.
+func Serve(l net.Listener) error { return (&Server{}).Serve(l) }
+
+// Serve accepts streams from l and serves each in its own goroutine, at
+// most MaxStreams at once. It returns only when l fails permanently (it
+// is closed); transient accept errors are retried.
+func (s *Server) Serve(l net.Listener) error {
+	limit := s.MaxStreams
+	if limit <= 0 {
+		limit = DefaultMaxStreams
+	}
+	slots := make(chan struct{}, limit)
+	rejecters := make(chan struct{}, 8)
+	backoff := time.Duration(0)
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.logf("accept: %v (retrying in %v)", err, backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		select {
+		case slots <- struct{}{}:
+			go func() {
+				defer func() { <-slots }()
+				s.ServeConn(c)
+			}()
+		default:
+			select {
+			case rejecters <- struct{}{}:
+				go func() {
+					defer func() { <-rejecters }()
+					s.reject(c, limit)
+				}()
+			default:
+				c.Close()
+			}
+		}
+	}
+}
+
+func (s *Server) logf(format string, args ...any) {
+	if s.Logf != nil {
+		s.Logf(format, args...)
+	}
+}
+
+// reject answers a stream over the limit with CodeBusy.
+func (s *Server) reject(c net.Conn, max int) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if v, err := proto.ReadHello(c); err != nil || v != proto.Version {
+		c.Write(proto.Hello(proto.Version))
+		return
+	}
+	c.Write(proto.Hello(proto.Version))
+	proto.NewEncoder(c).WriteJSON(proto.FrameError, &proto.Error{Code: proto.CodeBusy,
+		Message: fmt.Sprintf("the agent is already serving %d streams; wait for some requests to finish", max)})
+}
+
+// stream is one request being served.
+type stream struct {
+	conn net.Conn
+	enc  *proto.Encoder
+	dec  *proto.Decoder
+}
+
+// ServeConn serves one stream: hello, one request, its answer. It closes c.
+func (s *Server) ServeConn(c net.Conn) {
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	dec := proto.NewDecoder(c)
+	v, err := proto.ReadHello(dec.Reader())
+	if err != nil {
+		return // not a pyro client, or gone: nothing useful to say
+	}
+	hello := proto.Hello(proto.Version)
+	if v != proto.Version {
+		c.Write(hello) // the client sees the mismatch and reports both versions
+		return
+	}
+	var req proto.Request
+	rerr := dec.ReadJSON(proto.FrameRequest, &req)
+	if _, err := c.Write(hello); err != nil {
+		return
+	}
+	st := &stream{conn: c, enc: proto.NewEncoder(c), dec: dec}
+	if rerr != nil {
+		st.fail(rerr)
+		return
+	}
+	c.SetReadDeadline(time.Time{})
+	var after func()
+	res, err := s.dispatch(st, &req, &after)
+	if err != nil {
+		st.fail(err)
+		return
+	}
+	if st.enc.WriteJSON(proto.FrameResult, res) == nil && after != nil {
+		c.Close()
+		after()
+	}
+}
+
+// fail sends err as the stream's Error frame.
+func (st *stream) fail(err error) { st.enc.WriteJSON(proto.FrameError, toProtoError(err)) }
+
+// dispatch runs one request and returns its Result payload. after, if
+// dispatch sets it, runs once the Result is sent (poweroff).
+func (s *Server) dispatch(st *stream, req *proto.Request, after *func()) (res any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.logf("panic serving %q: %v\n%s", req.Op, r, debug.Stack())
+			err = &proto.Error{Code: proto.CodeInternal, Message: fmt.Sprintf("agent bug: panic serving %s: %v", req.Op, r)}
+		}
+	}()
+	sys := s.System
+	if sys == nil {
+		sys = HostSystem{}
+	}
+	switch req.Op {
+	case proto.OpPing:
+		return ping(), nil
+	case proto.OpExec:
+		return s.exec(st, req)
+	case proto.OpStat:
+		return s.stat(req)
+	case proto.OpList:
+		return s.list(st, req)
+	case proto.OpReadFile:
+		return s.readFile(st, req)
+	case proto.OpWriteFile:
+		return s.writeFile(st, req)
+	case proto.OpTarOut:
+		return s.tarOut(st, req)
+	case proto.OpTarIn:
+		return s.tarIn(st, req)
+	case proto.OpSync:
+		return struct{}{}, sys.Sync()
+	case proto.OpFreeze, proto.OpThaw:
+		p, err := s.path(req.Path)
+		if err != nil {
+			return nil, err
+		}
+		if req.Op == proto.OpFreeze {
+			return struct{}{}, sys.Freeze(p)
+		}
+		return struct{}{}, sys.Thaw(p)
+	case proto.OpSetTime:
+		if req.TimeNs <= 0 {
+			return nil, invalidf("set_time needs time_ns, the Unix time in nanoseconds")
+		}
+		return struct{}{}, sys.SetTime(time.Unix(0, req.TimeNs))
+	case proto.OpPoweroff:
+		off, err := sys.Poweroff()
+		*after = off
+		return struct{}{}, err
+	}
+	return nil, invalidf("unknown operation %q (this agent speaks protocol %d)", req.Op, proto.Version)
+}
+
+func ping() proto.PingResult {
+	r := proto.PingResult{Version: Version, Protocol: proto.Version, PID: os.Getpid()}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		r.Kernel = unix.ByteSliceToString(u.Release[:])
+	}
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) == nil {
+		r.Uptime = time.Duration(ts.Nano())
+	}
+	return r
+}
+
+// path checks a request path and maps it to the file system.
+func (s *Server) path(p string) (string, error) {
+	if !strings.HasPrefix(p, "/") {
+		return "", invalidf("path %q must be absolute", p)
+	}
+	if strings.IndexByte(p, 0) >= 0 {
+		return "", invalidf("path %q contains a NUL byte", p)
+	}
+	if s.root != "" {
+		return filepath.Join(s.root, filepath.Clean(p)), nil
+	}
+	return p, nil
+}
+
+func invalidf(format string, args ...any) *proto.Error {
+	return &proto.Error{Code: proto.CodeInvalid, Message: fmt.Sprintf(format, args...)}
+}
+
+// toProtoError gives err a code: its own, its errno's name, or internal.
+func toProtoError(err error) *proto.Error {
+	var pe *proto.Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	code := proto.CodeInternal
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		if code = unix.ErrnoName(errno); code == "" {
+			code = fmt.Sprintf("errno %d", int(errno))
+		}
+	}
+	return &proto.Error{Code: code, Message: err.Error()}
+}
+
+// uploadReader reads the Data frames of an upload until End. The host
+// closing the stream before End is errCancelled.
+type uploadReader struct {
+	dec *proto.Decoder
+	buf []byte
+	err error
+}
+
+var errCancelled = errors.New("the host closed the stream before the end of the upload (request cancelled)")
+
+func (r *uploadReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		t, b, err := r.dec.ReadFrame()
+		switch {
+		case err == io.EOF:
+			r.err = errCancelled
+		case err != nil:
+			r.err = err
+		case t == proto.FrameData:
+			r.buf = b
+		case t == proto.FrameEnd:
+			r.err = io.EOF
+		default:
+			r.err = &proto.Error{Code: proto.CodeProtocol, Message: fmt.Sprintf("unexpected %v frame in an upload", t)}
+		}
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+// frameWriter writes bytes as frames of type t, at most ChunkSize each.
+type frameWriter struct {
+	enc *proto.Encoder
+	t   proto.FrameType
+}
+
+func (w frameWriter) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), proto.ChunkSize)
+		if err := w.enc.WriteFrame(w.t, p[:k]); err != nil {
+			return n, err
+		}
+		n += k
+		p = p[k:]
+	}
+	return n, nil
+}

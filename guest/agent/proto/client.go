@@ -1,0 +1,459 @@
+package proto
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"sync"
+	"time"
+)
+
+// Client is the host side of the protocol: each method dials a new stream
+// with Dial, sends one request and reads its answer. A Client holds no
+// state, so it is safe for concurrent use; concurrent calls use concurrent
+// streams. Cancelling a method's context closes its stream, which cancels
+// the request in the guest (an exec's process group is killed).
+//
+// The Client trusts nothing the guest sends: every frame is bounded by
+// MaxPayload, lists and reads by the limits the caller gave, and frames
+// out of place are protocol errors. Streams whose length the guest
+// decides (Exec's output, TarOut's archive) are bounded by the caller:
+// stop reading (return an error from the writer, Close the reader) to
+// cancel them.
+type Client struct {
+	// Dial opens a new stream to the agent (a vsock connection to the
+	// agent's port). It must honour ctx.
+	Dial func(ctx context.Context) (net.Conn, error)
+}
+
+// ExecRequest is a command to run in the guest.
+type ExecRequest struct {
+	Argv  []string          // program and arguments; the program is looked up in PATH
+	Shell string            // or a script for /bin/sh -c (exactly one of Argv and Shell)
+	Env   map[string]string // merged over PATH, HOME=/root, LANG=C.UTF-8, TERM=xterm
+	Cwd   string            // default "/"
+	User  string            // user name or uid[:gid]; default root
+	// Stdin, if not nil, is streamed to the process's stdin until it
+	// returns io.EOF; nil gives the process /dev/null. Like os/exec, a
+	// Stdin blocked in Read when the command ends leaks the goroutine
+	// copying it until Read returns.
+	Stdin io.Reader
+	// Timeout, if positive, bounds the run: the guest then sends SIGTERM
+	// to the process group, SIGKILL after KillGrace, and reports TimedOut.
+	Timeout   time.Duration
+	KillGrace time.Duration // default DefaultKillGrace
+}
+
+// Exec runs a command in the guest, writing its stdout and stderr to the
+// given writers (nil discards) as they arrive. A nonzero exit or a signal
+// is not an error: see ExecResult. An error writing to stdout or stderr
+// cancels the command and is returned.
+func (c *Client) Exec(ctx context.Context, req ExecRequest, stdout, stderr io.Writer) (ExecResult, error) {
+	var res ExecResult
+	if (len(req.Argv) == 0) == (req.Shell == "") {
+		return res, errorf(CodeInvalid, "exec needs exactly one of Argv and Shell")
+	}
+	if req.Timeout < 0 || req.KillGrace < 0 {
+		return res, errorf(CodeInvalid, "exec timeout and kill grace must not be negative")
+	}
+	s, err := c.open(ctx, &Request{
+		Op: OpExec, Argv: req.Argv, Shell: req.Shell, Env: req.Env, Cwd: req.Cwd, User: req.User,
+		Stdin: req.Stdin != nil, TimeoutMs: ceilMs(req.Timeout), KillGraceMs: ceilMs(req.KillGrace),
+	})
+	if err != nil {
+		return res, err
+	}
+	defer s.close()
+	if req.Stdin != nil {
+		go s.upload(req.Stdin)
+	}
+	err = s.finish(&res, func(t FrameType, p []byte) error {
+		w := stdout
+		switch t {
+		case FrameStdout:
+		case FrameStderr:
+			w = stderr
+		default:
+			return nil
+		}
+		if w != nil {
+			if _, err := w.Write(p); err != nil {
+				return fmt.Errorf("writing the command's %s: %w", map[FrameType]string{FrameStdout: "stdout", FrameStderr: "stderr"}[t], err)
+			}
+		}
+		return errHandled
+	})
+	return res, err
+}
+
+// Ping checks the agent answers and returns its version, kernel and uptime.
+func (c *Client) Ping(ctx context.Context) (PingResult, error) {
+	var res PingResult
+	return res, c.simple(ctx, &Request{Op: OpPing}, &res)
+}
+
+// Stat describes path without following a final symlink.
+func (c *Client) Stat(ctx context.Context, path string) (FileInfo, error) {
+	var res FileInfo
+	return res, c.simple(ctx, &Request{Op: OpStat, Path: path}, &res)
+}
+
+// List lists the directory path (a symlink to a directory is followed;
+// symlinks inside are not), recursively if asked, in lexical order, at
+// most limit entries (0: DefaultListLimit). Names are relative to path.
+// truncated says the limit cut the listing short.
+func (c *Client) List(ctx context.Context, path string, recursive bool, limit int) (entries []FileInfo, truncated bool, err error) {
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	if limit > MaxListLimit {
+		return nil, false, errorf(CodeInvalid, "list limit %d exceeds %d", limit, MaxListLimit)
+	}
+	s, err := c.open(ctx, &Request{Op: OpList, Path: path, Recursive: recursive, Limit: limit})
+	if err != nil {
+		return nil, false, err
+	}
+	defer s.close()
+	var res ListResult
+	err = s.finish(&res, func(t FrameType, p []byte) error {
+		if t != FrameEntries {
+			return nil
+		}
+		var batch []FileInfo
+		if err := DecodeJSON(t, p, &batch); err != nil {
+			return err
+		}
+		if len(entries)+len(batch) > limit {
+			return protoErrorf("guest listed more than the %d entries asked for", limit)
+		}
+		entries = append(entries, batch...)
+		return errHandled
+	})
+	if err == nil && res.Count != len(entries) {
+		err = protoErrorf("list result counts %d entries, %d arrived", res.Count, len(entries))
+	}
+	return entries, res.Truncated, err
+}
+
+// ReadFile reads at most max bytes (0: DefaultReadMax, at most
+// MaxReadFile) of the file path from offset, following symlinks. The
+// ReadResult says the file's size and whether the read reached its end.
+func (c *Client) ReadFile(ctx context.Context, path string, offset, max int64) ([]byte, ReadResult, error) {
+	var res ReadResult
+	if max <= 0 {
+		max = DefaultReadMax
+	}
+	if max > MaxReadFile || offset < 0 {
+		return nil, res, errorf(CodeInvalid, "read_file wants 0 <= offset and max <= %d bytes (use TarOut for more)", MaxReadFile)
+	}
+	s, err := c.open(ctx, &Request{Op: OpReadFile, Path: path, Offset: offset, Max: max})
+	if err != nil {
+		return nil, res, err
+	}
+	defer s.close()
+	var data []byte
+	err = s.finish(&res, func(t FrameType, p []byte) error {
+		if t != FrameData {
+			return nil
+		}
+		if int64(len(data)+len(p)) > max {
+			return protoErrorf("guest sent more than the %d bytes asked for", max)
+		}
+		data = append(data, p...)
+		return errHandled
+	})
+	if err == nil && res.N != int64(len(data)) {
+		err = protoErrorf("read result counts %d bytes, %d arrived", res.N, len(data))
+	}
+	return data, res, err
+}
+
+// WriteFile replaces the file path atomically (a temporary file renamed
+// over it) with what r yields. mode 0 keeps an existing file's permissions
+// (0644 for a new file); mkdirParents creates missing parent directories.
+// A symlink at path is followed: its target is replaced.
+func (c *Client) WriteFile(ctx context.Context, path string, r io.Reader, mode fs.FileMode, mkdirParents bool) error {
+	s, err := c.open(ctx, &Request{Op: OpWriteFile, Path: path, Mode: unixMode(mode), MkdirParents: mkdirParents})
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	go s.upload(r)
+	var res WriteResult
+	return s.finish(&res, nil)
+}
+
+// TarOut streams the directory dir as a tar archive (directories, regular
+// files and symlinks, with modes, owners and mtimes; names relative to dir).
+// The archive is complete only if reading reaches io.EOF; an error in the
+// guest arrives as the Read error. Close the reader to stop early.
+func (c *Client) TarOut(ctx context.Context, dir string) (io.ReadCloser, error) {
+	s, err := c.open(ctx, &Request{Op: OpTarOut, Path: dir})
+	if err != nil {
+		return nil, err
+	}
+	return &tarReader{s: s}, nil
+}
+
+// TarIn extracts the tar archive r into the directory dir (created if
+// missing). Entries that would land outside dir (absolute names, "..",
+// symlinks leading out) fail the whole request; entries before the bad one
+// stay extracted. Existing files are replaced, as tar does. Files get the
+// archive's modes and mtimes; they are owned by the agent's user (root),
+// not the archive's owners. Runs of zeros (and sparse entries) become holes.
+func (c *Client) TarIn(ctx context.Context, dir string, r io.Reader) (TarResult, error) {
+	var res TarResult
+	s, err := c.open(ctx, &Request{Op: OpTarIn, Path: dir})
+	if err != nil {
+		return res, err
+	}
+	defer s.close()
+	go s.upload(r)
+	return res, s.finish(&res, nil)
+}
+
+// Sync flushes the guest's file system buffers to its disks.
+func (c *Client) Sync(ctx context.Context) error {
+	return c.simple(ctx, &Request{Op: OpSync}, &struct{}{})
+}
+
+// Freeze freezes the file system mounted at mountpoint (FIFREEZE): writes
+// block until Thaw. Take disk snapshots between the two.
+func (c *Client) Freeze(ctx context.Context, mountpoint string) error {
+	return c.simple(ctx, &Request{Op: OpFreeze, Path: mountpoint}, &struct{}{})
+}
+
+// Thaw thaws a file system Freeze froze (FITHAW).
+func (c *Client) Thaw(ctx context.Context, mountpoint string) error {
+	return c.simple(ctx, &Request{Op: OpThaw, Path: mountpoint}, &struct{}{})
+}
+
+// SetTime sets the guest's clock (CLOCK_REALTIME). The guest has no RTC;
+// the host sets it after boot and after restoring a snapshot.
+func (c *Client) SetTime(ctx context.Context, t time.Time) error {
+	return c.simple(ctx, &Request{Op: OpSetTime, TimeNs: t.UnixNano()}, &struct{}{})
+}
+
+// Poweroff asks the guest to stop its processes, sync, and power off. The
+// stream ending without an answer counts as success: the VM may be gone
+// before the answer leaves it.
+func (c *Client) Poweroff(ctx context.Context) error {
+	s, err := c.open(ctx, &Request{Op: OpPoweroff})
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	err = s.finish(&struct{}{}, nil)
+	var pe *Error
+	if err != nil && !errors.As(err, &pe) && ctx.Err() == nil {
+		return nil // the stream died with the VM
+	}
+	return err
+}
+
+// errHandled tells finish that a handler consumed a frame.
+var errHandled = errors.New("handled")
+
+// errClosedEarly is wrapped by the error a stream ending before its answer gives.
+var errClosedEarly = errors.New("guest agent closed the stream before answering (did the guest crash or power off? see its console)")
+
+// stream is one request's connection, from the client side.
+type stream struct {
+	ctx  context.Context
+	conn net.Conn
+	enc  *Encoder
+	dec  *Decoder
+	stop func() bool
+
+	mu        sync.Mutex
+	uploadErr error // reading the caller's reader failed
+}
+
+// open dials, sends the hello and the request, and checks the agent's hello.
+func (c *Client) open(ctx context.Context, req *Request) (*stream, error) {
+	if c.Dial == nil {
+		return nil, errors.New("proto.Client: Dial is nil")
+	}
+	conn, err := c.Dial(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the guest agent: %w", err)
+	}
+	s := &stream{ctx: ctx, conn: conn, enc: NewEncoder(conn), dec: NewDecoder(conn)}
+	s.stop = context.AfterFunc(ctx, func() { conn.Close() })
+	b, err := json.Marshal(req)
+	if err != nil || len(b) > MaxPayload {
+		s.close()
+		return nil, errorf(CodeInvalid, "request too large for one frame (%d bytes, at most %d): %v", len(b), MaxPayload, err)
+	}
+	// Hello and request go out in one write; a write error is reported
+	// by the read below, which may say why (the agent's hello with
+	// another version, or its closing).
+	conn.Write(AppendFrame(Hello(Version), FrameRequest, b))
+	v, err := ReadHello(s.dec.Reader())
+	if err == nil && v != Version {
+		err = &VersionError{Host: Version, Guest: v}
+	}
+	if err != nil {
+		s.close()
+		return nil, s.wrap(err)
+	}
+	return s, nil
+}
+
+func (s *stream) close() {
+	s.stop()
+	s.conn.Close()
+}
+
+// wrap turns a transport error into the most useful error: the context's,
+// the upload's, or one that says the stream ended early.
+func (s *stream) wrap(err error) error {
+	if cerr := s.ctx.Err(); cerr != nil {
+		return cerr
+	}
+	s.mu.Lock()
+	uerr := s.uploadErr
+	s.mu.Unlock()
+	if uerr != nil {
+		return uerr
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe) {
+		return errClosedEarly
+	}
+	var pe *Error
+	if errors.As(err, &pe) {
+		return err
+	}
+	return fmt.Errorf("guest agent stream: %w", err)
+}
+
+// upload sends r as Data frames and then End. If reading r fails, it
+// records the error and closes the stream, which cancels the request.
+func (s *stream) upload(r io.Reader) {
+	buf := make([]byte, ChunkSize)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if s.enc.WriteFrame(FrameData, buf[:n]) != nil {
+				return // the stream is done; finish reports why
+			}
+		}
+		if err == io.EOF {
+			s.enc.WriteFrame(FrameEnd, nil)
+			return
+		}
+		if err != nil {
+			s.mu.Lock()
+			s.uploadErr = fmt.Errorf("reading the data to send to the guest: %w", err)
+			s.mu.Unlock()
+			s.conn.Close()
+			return
+		}
+	}
+}
+
+// finish reads frames until the terminal one, decoding a Result into res.
+// handle sees every other frame and returns errHandled if it used it, nil
+// if the frame is unexpected, or an error that ends the request.
+func (s *stream) finish(res any, handle func(FrameType, []byte) error) error {
+	for {
+		t, p, err := s.dec.ReadFrame()
+		if err != nil {
+			return s.wrap(err)
+		}
+		switch t {
+		case FrameResult:
+			return DecodeJSON(t, p, res)
+		case FrameError:
+			e := &Error{}
+			if err := DecodeJSON(t, p, e); err != nil {
+				return err
+			}
+			if e.Code == "" {
+				e.Code = CodeInternal
+			}
+			return e
+		}
+		err = nil
+		if handle != nil {
+			err = handle(t, p)
+		}
+		if err == errHandled {
+			continue
+		}
+		if err == nil {
+			err = protoErrorf("unexpected %v frame from the guest", t)
+		}
+		return err
+	}
+}
+
+// simple runs a request that has no frames but its answer.
+func (c *Client) simple(ctx context.Context, req *Request, res any) error {
+	s, err := c.open(ctx, req)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	return s.finish(res, nil)
+}
+
+// tarReader is TarOut's archive: the payloads of Data frames.
+type tarReader struct {
+	s    *stream
+	buf  []byte
+	err  error
+	once sync.Once
+}
+
+func (r *tarReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 && r.err == nil {
+		var res TarResult
+		r.err = r.s.finish(&res, func(t FrameType, b []byte) error {
+			if t != FrameData {
+				return nil
+			}
+			r.buf = b // valid until the next ReadFrame
+			return errStop
+		})
+		if r.err == errStop {
+			r.err = nil
+		} else if r.err == nil {
+			r.err = io.EOF
+		}
+	}
+	if len(r.buf) > 0 {
+		n := copy(p, r.buf)
+		r.buf = r.buf[n:]
+		return n, nil
+	}
+	return 0, r.err
+}
+
+func (r *tarReader) Close() error {
+	r.once.Do(r.s.close)
+	return nil
+}
+
+var errStop = errors.New("stop")
+
+func ceilMs(d time.Duration) int64 { return int64((d + time.Millisecond - 1) / time.Millisecond) }
+
+// unixMode converts an fs.FileMode's permission bits to st_mode bits.
+func unixMode(m fs.FileMode) uint32 {
+	u := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		u |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		u |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		u |= 0o1000
+	}
+	return u
+}

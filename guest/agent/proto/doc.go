@@ -1,0 +1,101 @@
+// Package proto is the wire protocol between pyro (the host) and its guest
+// agent (PID 1 inside every workspace VM), and the host-side Client.
+//
+// Data path: the workspace manager calls a Client method; the Client dials
+// a fresh virtio-vsock stream to the guest (Client.Dial, given by the VMM's
+// vsock device), speaks this protocol on it, and the agent
+// (guest/agent.Server) serves the request inside the guest. The agent uses
+// the same frame encoder and decoder, so the two sides cannot drift apart.
+//
+// # Streams
+//
+// Every request gets its own stream (vsock connection), used once and then
+// closed. Concurrency is several streams at once: a slow exec never blocks a
+// file read, and cancelling a request is simply closing its stream. A
+// stream costs one vsock handshake, which is far cheaper than the process
+// start it usually carries.
+//
+// # Hello
+//
+// Both sides first send an 8-byte hello: the 6 ASCII bytes "PYROAG" then the
+// protocol version as a little-endian uint16 (Version, now 1). The client
+// sends its hello and its Request frame without waiting (one write); the
+// server reads the client's hello and, if the versions match, the Request,
+// and then answers with its own hello. If the versions differ it sends its
+// hello and closes the stream; if the magic is wrong it closes the stream
+// without a word. Either side that sees a different version reports both numbers
+// (VersionError); there is no negotiation, since the guest's /init is the
+// pyro binary that built the environment.
+//
+// # Frames
+//
+// After the hello, each direction is a sequence of frames:
+//
+//	type   uint8
+//	length uint32, little endian, at most MaxPayload (1 MiB)
+//	payload [length]byte
+//
+// A receiver rejects a length above MaxPayload before reading the payload,
+// and an unknown type, a frame in the wrong direction or out of order, as a
+// protocol error. JSON payloads are UTF-8 objects; unknown fields are
+// ignored.
+//
+//	0x01 Request  client→server  JSON Request; exactly one, the first frame
+//	0x02 Data     both           raw bytes: exec stdin, write_file content and
+//	                             tar_in archive (client→server); read_file
+//	                             content and tar_out archive (server→client)
+//	0x03 End      client→server  empty: no more Data (stdin EOF, end of upload)
+//	0x10 Stdout   server→client  raw bytes the process wrote to stdout
+//	0x11 Stderr   server→client  raw bytes the process wrote to stderr
+//	0x12 Entries  server→client  JSON array of FileInfo (list), in batches
+//	0x13 Result   server→client  JSON, per operation; last frame, success
+//	0x14 Error    server→client  JSON Error {"code","message"}; last frame
+//
+// The server ends every stream with exactly one Result or Error frame and
+// then closes it. A client must not half-close its side: the server reads
+// end-of-stream before its last frame as "the host went away" and cancels
+// the request (an exec's process group is killed).
+//
+// # Operations
+//
+// Request.Op selects the operation; the other Request fields it uses are
+// listed here with what follows the Request and what the server answers.
+// Paths are absolute guest paths.
+//
+//	op          request fields                 client then sends   server sends
+//	ping        -                              -                   Result PingResult
+//	exec        argv|shell, env, cwd, stdin,   Data* End if stdin  Stdout* Stderr* (interleaved),
+//	            timeout_ms, kill_grace_ms, user                     Result ExecStatus
+//	stat        path                           -                   Result FileInfo
+//	list        path, recursive, limit         -                   Entries*, Result ListResult
+//	read_file   path, offset, max              -                   Data*, Result ReadResult
+//	write_file  path, mode, mkdir_parents      Data* End           Result WriteResult
+//	tar_out     path                           -                   Data* (a tar stream), Result TarResult
+//	tar_in      path                           Data* End (tar)     Result TarResult
+//	sync        -                              -                   Result {}
+//	freeze      path (a mount point)           -                   Result {}
+//	thaw        path                           -                   Result {}
+//	set_time    time_ns (Unix nanoseconds)     -                   Result {}
+//	poweroff    -                              -                   Result {}, then the VM powers off
+//
+// An exec without "stdin": true reads /dev/null and the client sends nothing
+// after its Request. The command runs in its own process group; the server
+// kills the group (SIGTERM, then SIGKILL after kill_grace_ms) on timeout,
+// when the stream ends early, and when any frame arrives that should not
+// (Data after End, anything without stdin). Output is streamed until the
+// process exits and its pipes stay idle for 250 ms (background processes
+// may hold them open). ExecResult.exit_code is -1 when a signal killed it.
+//
+// A read_file, list or tar_out answer is streamed as it is produced; a
+// write_file replaces its target by renaming a temporary file over it only
+// after End. tar_in extracts beneath path only (openat2 RESOLVE_BENEATH):
+// an entry that would land elsewhere fails the request with EXDEV.
+//
+// # Errors
+//
+// Error.Code is an errno name for failures of a system call ("ENOENT",
+// "EACCES", "EXDEV", ...) or one of CodeInvalid, CodeProtocol, CodeBusy,
+// CodeUnsupported, CodeInternal. Error.Message is for people and says what
+// to do. Client methods return *Error for these; errors.Is(err,
+// fs.ErrNotExist) and its siblings work on them.
+package proto

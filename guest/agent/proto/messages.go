@@ -1,0 +1,206 @@
+package proto
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+)
+
+// Operations, the values of Request.Op.
+const (
+	OpPing      = "ping"
+	OpExec      = "exec"
+	OpStat      = "stat"
+	OpList      = "list"
+	OpReadFile  = "read_file"
+	OpWriteFile = "write_file"
+	OpTarOut    = "tar_out"
+	OpTarIn     = "tar_in"
+	OpSync      = "sync"
+	OpFreeze    = "freeze"
+	OpThaw      = "thaw"
+	OpSetTime   = "set_time"
+	OpPoweroff  = "poweroff"
+)
+
+// Limits both sides apply.
+const (
+	DefaultListLimit = 10000     // list entries when Request.Limit is 0
+	MaxListLimit     = 1000000   // the most entries one list may return
+	DefaultReadMax   = 1 << 20   // read_file bytes when Request.Max is 0
+	MaxReadFile      = 256 << 20 // the most bytes one read_file may return
+)
+
+// Request is the JSON payload of the Request frame. Op selects the
+// operation; the package doc lists the fields each one reads.
+type Request struct {
+	Op   string `json:"op"`
+	Path string `json:"path,omitempty"`
+
+	Recursive bool `json:"recursive,omitempty"` // list
+	Limit     int  `json:"limit,omitempty"`     // list: at most this many entries
+
+	Offset int64 `json:"offset,omitempty"` // read_file
+	Max    int64 `json:"max,omitempty"`    // read_file: at most this many bytes
+
+	Mode         uint32 `json:"mode,omitempty"`          // write_file: permission bits; 0 keeps an existing file's, else 0644
+	MkdirParents bool   `json:"mkdir_parents,omitempty"` // write_file
+
+	TimeNs int64 `json:"time_ns,omitempty"` // set_time: Unix time in nanoseconds
+
+	Argv        []string          `json:"argv,omitempty"`          // exec: program and arguments, PATH searched
+	Shell       string            `json:"shell,omitempty"`         // exec: a /bin/sh -c script, instead of argv
+	Env         map[string]string `json:"env,omitempty"`           // exec: merged over the default environment
+	Cwd         string            `json:"cwd,omitempty"`           // exec: default "/"
+	Stdin       bool              `json:"stdin,omitempty"`         // exec: Data frames follow; else /dev/null
+	TimeoutMs   int64             `json:"timeout_ms,omitempty"`    // exec: 0 = no limit
+	KillGraceMs int64             `json:"kill_grace_ms,omitempty"` // exec: SIGTERM to SIGKILL; 0 = DefaultKillGrace
+	User        string            `json:"user,omitempty"`          // exec: name or uid[:gid]; default root
+}
+
+// DefaultKillGrace is how long a timed-out or cancelled exec's process
+// group has between SIGTERM and SIGKILL, unless the request says.
+const DefaultKillGrace = 2 * time.Second
+
+// PingResult answers ping.
+type PingResult struct {
+	Version  string        `json:"version"`   // the agent's pyro version
+	Protocol int           `json:"protocol"`  // Version
+	Kernel   string        `json:"kernel"`    // uname -r
+	Uptime   time.Duration `json:"uptime_ns"` // since the guest kernel booted
+	PID      int           `json:"pid"`       // 1 in a guest
+}
+
+// ExecResult answers exec.
+type ExecResult struct {
+	// ExitCode is the process's exit status, or -1 if a signal killed it.
+	ExitCode int `json:"exit_code"`
+	// Signal names the signal that killed the process ("SIGKILL"), or "".
+	Signal string `json:"signal,omitempty"`
+	// TimedOut says the timeout expired and the process group was killed.
+	TimedOut bool `json:"timed_out,omitempty"`
+	// Duration is from the start of the process to its exit.
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// File types of FileInfo.Type.
+const (
+	TypeFile    = "file"
+	TypeDir     = "dir"
+	TypeSymlink = "symlink"
+	TypeFIFO    = "fifo"
+	TypeSocket  = "socket"
+	TypeChar    = "char"
+	TypeBlock   = "block"
+)
+
+// FileInfo describes one file, as lstat(2) sees it: symlinks are reported
+// as symlinks, never followed.
+type FileInfo struct {
+	// Name is the base name for stat, the path relative to the listed
+	// directory ("a/b.txt", slash-separated) for list.
+	Name   string    `json:"name"`
+	Type   string    `json:"type"`             // one of the Type constants
+	Mode   uint32    `json:"mode"`             // st_mode & 07777: permissions, setuid, setgid, sticky
+	Size   int64     `json:"size"`             // bytes
+	MTime  time.Time `json:"mtime"`            // RFC 3339 with nanoseconds on the wire
+	UID    uint32    `json:"uid"`              //
+	GID    uint32    `json:"gid"`              //
+	Target string    `json:"target,omitempty"` // symlink target
+}
+
+// FileMode returns Mode and Type as an fs.FileMode.
+func (fi FileInfo) FileMode() fs.FileMode {
+	m := fs.FileMode(fi.Mode & 0o777)
+	if fi.Mode&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if fi.Mode&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if fi.Mode&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	switch fi.Type {
+	case TypeDir:
+		m |= fs.ModeDir
+	case TypeSymlink:
+		m |= fs.ModeSymlink
+	case TypeFIFO:
+		m |= fs.ModeNamedPipe
+	case TypeSocket:
+		m |= fs.ModeSocket
+	case TypeChar:
+		m |= fs.ModeDevice | fs.ModeCharDevice
+	case TypeBlock:
+		m |= fs.ModeDevice
+	}
+	return m
+}
+
+// ListResult ends a list.
+type ListResult struct {
+	Count     int  `json:"count"`               // entries sent
+	Truncated bool `json:"truncated,omitempty"` // the limit stopped the listing
+}
+
+// ReadResult ends a read_file.
+type ReadResult struct {
+	Size int64 `json:"size"`          // the file's size when opened (0 for most /proc files)
+	N    int64 `json:"n"`             // bytes sent
+	EOF  bool  `json:"eof,omitempty"` // the read reached the end of the file
+}
+
+// WriteResult answers write_file.
+type WriteResult struct {
+	N int64 `json:"n"` // bytes written
+}
+
+// TarResult answers tar_out and tar_in.
+type TarResult struct {
+	Entries int   `json:"entries"` // archive entries written or extracted
+	Bytes   int64 `json:"bytes"`   // file content bytes
+}
+
+// Error codes that are not errno names.
+const (
+	CodeInvalid     = "invalid"     // the request is malformed or asks for something impossible
+	CodeProtocol    = "protocol"    // a peer broke the wire protocol
+	CodeBusy        = "busy"        // the agent is serving too many streams
+	CodeUnsupported = "unsupported" // not available in this mode (e.g. poweroff outside a guest)
+	CodeInternal    = "internal"    // a bug in the agent
+)
+
+// Error is the payload of an Error frame, and the error Client methods
+// return for it (and for protocol violations they detect).
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return "guest agent: " + e.Message + " (" + e.Code + ")" }
+
+// Is makes errors.Is(err, fs.ErrNotExist), fs.ErrExist and
+// fs.ErrPermission hold for the matching errno codes.
+func (e *Error) Is(target error) bool {
+	switch target {
+	case fs.ErrNotExist:
+		return e.Code == "ENOENT"
+	case fs.ErrExist:
+		return e.Code == "EEXIST" || e.Code == "ENOTEMPTY"
+	case fs.ErrPermission:
+		return e.Code == "EACCES" || e.Code == "EPERM"
+	}
+	return false
+}
+
+// IsProtocol reports whether err is a protocol violation (CodeProtocol).
+func IsProtocol(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == CodeProtocol
+}
+
+func errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
