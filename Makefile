@@ -11,6 +11,10 @@ ASSETS  := $(BUILD)/assets
 PYRO    := $(BUILD)/pyro
 VMTEST  := $(BUILD)/vmtest
 KERNEL_DIR := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pyro/kernel
+# Environments live where pyro looks for them: $PYRO_CACHE_DIR, else the
+# user's cache directory.
+PYRO_CACHE := $(or $(PYRO_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pyro)
+ENVS_DIR   := $(PYRO_CACHE)/envs
 PYRO_VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 # Go: any Go 1.21 or later on PATH fetches the toolchain go.mod names by
@@ -25,23 +29,30 @@ export CGO_ENABLED := 0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the build and the tests use: QEMU for the nested-KVM
 # harness, acpica-tools to disassemble our ACPI tables in tests, cpio to
-# cross-check our initramfs writer.
-DEB_DEPS := qemu-system-x86 acpica-tools cpio ca-certificates gcc libc6-dev
+# cross-check our initramfs writer; mmdebstrap, fakeroot, uidmap and
+# e2fsprogs to build environments' root filesystems.
+DEB_DEPS := qemu-system-x86 acpica-tools cpio ca-certificates gcc libc6-dev \
+	mmdebstrap fakeroot uidmap e2fsprogs
 
 # Packages whose tests boot guests: run by test-vm, in the nested-KVM harness
 # unless the host has hardware KVM. Only these: inside L1 there are no host
 # tools (iasl, cpio), and every other package's tests run in test-unit.
-VM_PKGS := ./kvm ./vmm ./cmd/pyro
-VM_ENV  := PYRO_KVM=1 PYRO_TEST_KERNEL=$(ASSETS)/vmlinuz PYRO_TEST_BUSYBOX=$(ASSETS)/busybox
+VM_PKGS := ./kvm ./vmm ./guest/instance ./cmd/pyro
+VM_ENV  := PYRO_KVM=1 PYRO_TEST_KERNEL=$(ASSETS)/vmlinuz PYRO_TEST_BUSYBOX=$(ASSETS)/busybox \
+	PYRO_TEST_ENV_MINIMAL=$(ENVS_DIR)/minimal PYRO_TEST_ENV_DEBIAN=$(ENVS_DIR)/debian-12 PYRO_TEST_PYRO=$(PYRO)
 
 # Fuzz targets, each run FUZZTIME by test-unit.
 # An execution count rather than a duration: a timed -fuzztime can end in a
 # spurious "context deadline exceeded" on a loaded two-core machine.
+# A target may name its own count (pkg:Fuzz:count) where one execution is
+# costly (the layered disk's does file I/O).
 FUZZTIME ?= 300000x
 FUZZ := ./vmm:FuzzParseBzImage ./vmm/memory:FuzzSlice ./vmm/acpi:FuzzPkgLength \
-	./virtio:FuzzQueueWalk ./virtio/blk:FuzzRequest
+	./virtio:FuzzQueueWalk ./virtio/blk:FuzzRequest ./virtio/vsock:FuzzTxPacket \
+	./guest/agent:FuzzServeStream:20000x ./guest/agent/proto:FuzzDecodeFrames \
+	./vmm/disk:FuzzStack:10000x
 
-.PHONY: build deps kernel demo test test-unit test-vm fuzz lint bench clean
+.PHONY: build deps kernel envs demo test test-unit test-vm fuzz lint bench clean
 
 build: $(GO)
 	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(PYRO_VERSION)" -o $(PYRO) ./cmd/pyro
@@ -73,6 +84,12 @@ kernel: build deps
 	@mkdir -p $(KERNEL_DIR) && cp $(ASSETS)/vmlinuz $(KERNEL_DIR)/.vmlinuz.tmp && \
 		cp $(ASSETS)/manifest.json $(KERNEL_DIR)/manifest.json && mv $(KERNEL_DIR)/.vmlinuz.tmp $(KERNEL_DIR)/vmlinuz
 	@echo "==> guest kernel: $(KERNEL_DIR)/vmlinuz ($$(sed -n 's/.*"kernel_package": "\(.*\)",/\1/p' $(ASSETS)/manifest.json))"
+
+# envs builds the environments the tests and the demo boot (or checks that
+# they are current: then it costs a checksum pass).
+envs: build deps
+	$(PYRO) env build minimal
+	$(PYRO) env build debian-12
 
 # demo boots the Debian kernel with an initramfs whose /init prints a marker
 # and the CPUs it sees: natively where the host has hardware KVM, otherwise
@@ -109,15 +126,15 @@ lint: build
 	if [ -n "$$bad" ]; then echo "raw ioctls outside kvm/: $$bad"; exit 1; fi
 
 fuzz: build
-	@for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; \
-		echo "==> fuzz $$fn ($$pkg, $(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; \
+	@for t in $(FUZZ); do IFS=: read -r pkg fn n <<<"$$t"; n=$${n:-$(FUZZTIME)}; \
+		echo "==> fuzz $$fn ($$pkg, $$n)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $$n $$pkg; \
 	done
 
 # test-vm runs the VM tiers: natively on a host with hardware KVM, else in
 # the nested-KVM harness. A VM test that cannot run fails (PYRO_KVM=1). The
 # harness's own self-tests also boot QEMU inside L1, as make bench does.
-test-vm: kernel
+test-vm: kernel envs
 	@if [ -z "$${PYRO_HARNESS:-}" ] && $(PYRO) kvm-check --kernel $(ASSETS)/vmlinuz >/dev/null 2>&1; then \
 		echo "==> test-vm: hardware KVM here: running the VM tier natively"; \
 		$(VM_ENV) $(GO) test -count=1 -p 1 -v $(VM_PKGS); \

@@ -10,6 +10,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/pyro-mcp/pyro/guest/agent"
 )
 
 // command is one pyro subcommand.
@@ -19,6 +21,7 @@ type command struct {
 }
 
 var commands = map[string]command{
+	"env":       {"build and list the environments workspaces boot", envMain},
 	"kvm-check": {"check that this host can boot pyro VMs", kvmCheckMain},
 	"run":       {"boot a kernel and initrd (VMM debugging entry)", runMain},
 	"version":   {"print pyro's version", versionMain},
@@ -97,5 +100,10 @@ func versionMain(_ []string, stdout, _ io.Writer) int {
 }
 
 func main() {
+	// In a guest, this binary is /init: PID 1 is the agent.
+	if os.Getpid() == 1 {
+		agent.Version = version
+		agent.Main()
+	}
 	os.Exit(pyroMain(os.Args[1:], os.Stdout, os.Stderr))
 }

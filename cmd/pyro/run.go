@@ -24,20 +24,32 @@ const (
 	exitRunSignal  = 130 // interrupted (Ctrl-C, SIGTERM)
 )
 
-const runHelp = `Usage: pyro run --kernel PATH [--initrd PATH] [flags]
+const runHelp = `Usage: pyro run ENV [flags] -- COMMAND [ARG...]
+       pyro run --kernel PATH [--initrd PATH] [flags]
 
-Boots a Linux kernel (a bzImage) with an optional initramfs in a microVM and
-waits for the guest to power off. This is the VMM's debugging entry: no
-disk, no network, no agent; the guest's serial console is its only output.
+The first form boots a throwaway microVM of environment ENV (see pyro env
+list), runs COMMAND in it through the guest agent with this terminal's stdin,
+streams its stdout and stderr, and exits with its exit code. The VM and its
+disk are gone when pyro exits: the environment's image is never written.
+
+The second form is the VMM's debugging entry: it boots a Linux kernel (a
+bzImage) with an optional initramfs and waits for the guest to power off; no
+disk, no agent, the serial console is the only output.
 
 Examples:
+  pyro run debian-12 -- python3 -c 'print(6*7)'
+  pyro run minimal --timeout 10s -- sh -c 'sleep 60'          # exits 124
+  pyro run debian-12 --env GREETING=hi --workdir /tmp -- sh -c 'echo $GREETING; pwd'
+  tar -c src | pyro run debian-12 -- tar -t                   # stdin passes through
   pyro run --kernel ~/.cache/pyro/kernel/vmlinuz --initrd init.cpio --console
-  pyro run --kernel vmlinuz --initrd init.cpio --vcpus 2 --mem-mib 512 --timeout 30s
 
-Exit status: 0 the guest powered off; 1 bad input (a line says what to fix);
-2 bad flags; 3 the guest crashed (triple fault, unhandled exit: a diagnostic
-names the exit and the vCPU registers); 4 the guest rebooted (a kernel panic
-reboots with panic=-1); 124 --timeout passed; 130 interrupted.
+Exit status, ENV form: the command's; 128+N when signal N killed it; 124
+when --timeout passed (the command and its children are killed); 125 pyro
+could not run it (a line says why); 130 interrupted.
+Exit status, kernel form: 0 the guest powered off; 1 bad input (a line says
+what to fix); 2 bad flags; 3 the guest crashed (triple fault, unhandled exit:
+a diagnostic names the exit and the vCPU registers); 4 the guest rebooted (a
+kernel panic reboots with panic=-1); 124 --timeout passed; 130 interrupted.
 
 Flags:
 `
@@ -50,13 +62,33 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Initrd, "initrd", "", "initramfs to boot with")
 	fs.StringVar(&cfg.Cmdline, "cmdline", vmm.DefaultCmdline, "kernel command line")
 	fs.IntVar(&cfg.VCPUs, "vcpus", 1, "number of vCPUs")
-	fs.IntVar(&cfg.MemMiB, "mem-mib", 256, "guest memory in MiB")
-	console := fs.Bool("console", false, "stream the guest's serial console to stdout")
-	timeout := fs.Duration("timeout", 5*time.Minute, "stop the guest and fail after this long (0: never)")
+	fs.IntVar(&cfg.MemMiB, "mem-mib", 512, "guest memory in MiB")
+	console := fs.Bool("console", false, "stream the guest's serial console (to stdout in the kernel form, stderr in the ENV form)")
+	timeout := fs.Duration("timeout", 5*time.Minute, "kernel form: stop the guest after this long; ENV form: kill the command after this long (default: no limit); 0: never")
 	quiet := fs.BoolP("quiet", "q", false, "print nothing of pyro's own on success")
+	var ef envRunFlags
+	fs.StringArrayVarP(&ef.env, "env", "e", nil, "set an environment variable for the command, K=V (repeatable; ENV form)")
+	fs.StringVarP(&ef.workdir, "workdir", "w", "", "run the command in this guest directory (ENV form; default /)")
+	fs.BoolVarP(&ef.verbose, "verbose", "v", false, "say how long the boot and the command took (ENV form)")
 	fs.Usage = func() { fmt.Fprint(stderr, runHelp); fs.PrintDefaults() }
 	if code := parseFlags(fs, args, stderr); code >= 0 {
 		return code
+	}
+	kernelForm := fs.Changed("kernel") || fs.Changed("initrd") || fs.Changed("cmdline")
+	if fs.NArg() > 0 && !kernelForm {
+		if fs.ArgsLenAtDash() == 0 {
+			fmt.Fprintln(stderr, "pyro run: name the environment before --: pyro run ENV -- COMMAND (pyro env list shows them)")
+			return exitUsage
+		}
+		ef.vcpus, ef.memMiB, ef.console, ef.quiet = cfg.VCPUs, cfg.MemMiB, *console, *quiet
+		if fs.Changed("timeout") {
+			ef.timeout = *timeout
+		}
+		return runEnvMain(fs.Args(), ef, stdout, stderr)
+	}
+	if fs.Changed("env") || fs.Changed("workdir") {
+		fmt.Fprintln(stderr, "pyro run: --env and --workdir need an environment: pyro run ENV [flags] -- COMMAND")
+		return exitUsage
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "pyro run: unexpected argument %q (the kernel/initrd form takes only flags)\n", fs.Arg(0))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,6 +49,61 @@ func TestRunBadInput(t *testing.T) {
 		}
 		if d := time.Since(start); d > 10*time.Second {
 			t.Errorf("pyro run %q took %v to reject bad input", c.args, d)
+		}
+	}
+}
+
+// The ENV form rejects bad input before booting anything, and an
+// environment that is not built gets the command that builds it.
+func TestRunEnvBadInput(t *testing.T) {
+	cache := []string{"PYRO_CACHE_DIR=" + t.TempDir()}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"minimal"}, exitUsage, "no command"},
+		{[]string{"--", "true"}, exitUsage, "name the environment"},
+		{[]string{"nosuch", "--", "true"}, exitUsage, "nosuch"},
+		{[]string{"minimal", "--env", "NOEQUALS", "--", "true"}, exitUsage, "want NAME=VALUE"},
+		{[]string{"minimal", "--workdir", "rel", "--", "true"}, exitUsage, "absolute"},
+		{[]string{"minimal", "--kernel", "/x", "--", "true"}, exitUsage, "unexpected argument"},
+		{[]string{"--env", "A=B"}, exitUsage, "need an environment"},
+		{[]string{"minimal", "--", "true"}, exitRunUnable, "pyro env build minimal"},
+	} {
+		r := runPyroIn(t, cache, "", append([]string{"run"}, c.args...)...)
+		if r.code != c.code || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("pyro run %q: exit %d, stderr %q; want exit %d and %q", c.args, r.code, r.stderr, c.code, c.want)
+		}
+	}
+}
+
+func TestEnvCommands(t *testing.T) {
+	cache := []string{"PYRO_CACHE_DIR=" + t.TempDir()}
+	r := runPyroIn(t, cache, "", "env", "list")
+	if r.code != 0 || !strings.Contains(r.stdout, "debian-12") || !strings.Contains(r.stdout, "pyro env build NAME") {
+		t.Errorf("env list: %+v", r)
+	}
+	r = runPyroIn(t, cache, "", "env", "list", "--json")
+	var list []envListEntry
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) < 3 {
+		t.Fatalf("env list --json: %v: %q", err, r.stdout)
+	}
+	for _, e := range list {
+		if e.State == "built" || e.Build != "pyro env build "+e.Name {
+			t.Errorf("empty cache lists %+v", e)
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"env", "build"}, "name one environment"},
+		{[]string{"env", "build", "nosuch"}, "nosuch"},
+		{[]string{"env", "frob"}, "unknown subcommand"},
+	} {
+		if r := runPyroIn(t, cache, "", c.args...); r.code != exitUsage || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("pyro %q: %+v", c.args, r)
 		}
 	}
 }

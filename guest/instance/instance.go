@@ -1,0 +1,352 @@
+// Package instance boots an environment as a running microVM and hands back
+// a client for the agent inside it.
+//
+// It is the join between the pieces below it and the users above it (pyro
+// run ENV, the workspace manager): it takes a built environment
+// (guest/env), a disk (the layered copy-on-write Stack of vmm/disk, served
+// by virtio/blk as the guest's /dev/vda), adds a virtio-vsock device whose
+// in-process host side carries the agent protocol (guest/agent/proto),
+// boots the VM (vmm) and waits until the agent answers. Nothing here keeps
+// state on disk: the caller owns the disk and decides what survives.
+//
+// Readiness is the agent answering a ping, not a console line: the host
+// dials the agent's vsock port (a dial before the guest's driver is up
+// waits; one the guest refuses because the agent is not listening yet is
+// retried a millisecond later), so boot-to-ready costs no serial-port
+// polling. If the VM stops first (the agent's init failed and powered off,
+// the kernel panicked), Start returns an error carrying the console's last
+// lines, which name the cause.
+package instance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pyro-mcp/pyro/guest/agent"
+	"github.com/pyro-mcp/pyro/guest/agent/proto"
+	"github.com/pyro-mcp/pyro/guest/env"
+	"github.com/pyro-mcp/pyro/kvm"
+	"github.com/pyro-mcp/pyro/virtio"
+	"github.com/pyro-mcp/pyro/virtio/blk"
+	"github.com/pyro-mcp/pyro/virtio/vsock"
+	"github.com/pyro-mcp/pyro/vmm"
+)
+
+// GuestCID is the vsock context id every guest gets. Each VM has its own
+// in-process vsock device, so CIDs need not be unique across VMs.
+const GuestCID = 3
+
+// DefaultReadyTimeout bounds boot-to-agent-ready. Booting takes well under
+// a second on hardware KVM; the generous default covers nested, emulated
+// hosts (the CI harness) where it takes seconds.
+const DefaultReadyTimeout = 2 * time.Minute
+
+// Config describes a VM to start.
+type Config struct {
+	Env  *env.Env
+	Disk blk.Backend // the guest's /dev/vda; usually a *disk.Stack over Env.Rootfs
+	// DiskID is the disk's serial (/sys/block/vda/serial), at most 20 bytes.
+	DiskID   string
+	VCPUs    int // default 1
+	MemMiB   int // default 512
+	Hostname string
+	// Console receives the guest's serial console; nil discards it (its
+	// last lines are still kept for error messages).
+	Console io.Writer
+	Logger  *slog.Logger
+	// ReadyTimeout bounds the wait for the agent (DefaultReadyTimeout
+	// when zero).
+	ReadyTimeout time.Duration
+	// KVMDevice overrides /dev/kvm.
+	KVMDevice string
+}
+
+// VM is a running guest with a ready agent.
+type VM struct {
+	// Agent talks to the guest's agent; safe for concurrent use.
+	Agent *proto.Client
+	// Ready is the time from Start's call to the agent's first answer.
+	Ready time.Duration
+
+	m      *vmm.Machine
+	vs     *vsock.Device
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	// res and err are written once by the run goroutine before done is
+	// closed.
+	res vmm.Result
+	err error
+
+	closeOnce sync.Once
+}
+
+// Cmdline is the kernel command line for an environment's VM.
+func Cmdline(hostname string) string {
+	if hostname == "" {
+		hostname = env.Hostname
+	}
+	return fmt.Sprintf("%s pyro.root=/dev/vda pyro.rootfstype=ext4 rw pyro.hostname=%s pyro.agent_port=%d",
+		vmm.DefaultCmdline, hostname, agent.DefaultAgentPort)
+}
+
+// Start boots cfg and returns once the agent answers. ctx bounds only the
+// start; the VM then runs until Shutdown, Kill or Close, or until the
+// guest stops by itself (Done).
+func Start(ctx context.Context, cfg Config) (_ *VM, err error) {
+	begin := time.Now()
+	if cfg.Env == nil {
+		return nil, errors.New("instance: no environment")
+	}
+	if cfg.Disk == nil {
+		return nil, errors.New("instance: no disk")
+	}
+	if cfg.VCPUs == 0 {
+		cfg.VCPUs = 1
+	}
+	if cfg.MemMiB == 0 {
+		cfg.MemMiB = 512
+	}
+	if cfg.ReadyTimeout == 0 {
+		cfg.ReadyTimeout = DefaultReadyTimeout
+	}
+	if err := validHostname(cfg.Hostname); err != nil {
+		return nil, err
+	}
+	if kind := kvm.DetectHost("/sys"); kind == kvm.HostPVM {
+		// A stock kernel spins forever there instead of failing: say so now.
+		return nil, ErrPVMHost
+	}
+	bd, err := blk.New(cfg.Disk, blk.Options{ID: cfg.DiskID, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("disk device: %w", err)
+	}
+	vs, err := vsock.New(GuestCID, vsock.Options{Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("vsock device: %w", err)
+	}
+	m, err := vmm.New(vmm.Config{
+		Kernel:    cfg.Env.Kernel,
+		Initrd:    cfg.Env.Initrd,
+		Cmdline:   Cmdline(cfg.Hostname),
+		VCPUs:     cfg.VCPUs,
+		MemMiB:    cfg.MemMiB,
+		Console:   cfg.Console,
+		KVMDevice: cfg.KVMDevice,
+		Devices:   []virtio.Device{bd, vs},
+		Logger:    cfg.Logger,
+	})
+	if err != nil {
+		vs.Close()
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	v := &VM{m: m, vs: vs, cancel: cancel, done: make(chan struct{})}
+	v.Agent = &proto.Client{Dial: v.dial}
+	go func() {
+		v.res, v.err = m.Run(runCtx)
+		// The guest is gone: fail its streams now (an exec waiting for
+		// output would otherwise wait for ever).
+		vs.Close()
+		close(v.done)
+	}()
+	defer func() {
+		if err != nil {
+			v.Close()
+		}
+	}()
+
+	readyCtx, stop := context.WithTimeout(ctx, cfg.ReadyTimeout)
+	defer stop()
+	if err := v.waitReady(readyCtx); err != nil {
+		return nil, err
+	}
+	v.Ready = time.Since(begin)
+	// The guest has no RTC: give it the host's clock before anything runs.
+	if err := v.Agent.SetTime(ctx, time.Now()); err != nil {
+		return nil, fmt.Errorf("setting the guest clock: %w", err)
+	}
+	return v, nil
+}
+
+// waitReady pings the agent until it answers, the VM stops or ctx ends.
+func (v *VM) waitReady(ctx context.Context) error {
+	for {
+		_, err := v.Agent.Ping(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-v.done:
+			return v.stoppedError("before its agent was ready")
+		default:
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("the guest's agent did not answer within the start timeout: %w%s", ctx.Err(), v.consoleHint())
+		}
+		var pe *proto.VersionError
+		if errors.As(err, &pe) {
+			return fmt.Errorf("%w (the environment's agent is from another pyro: rebuild it with pyro env build --force NAME)", err)
+		}
+		if !errors.Is(err, vsock.ErrConnRefused) {
+			return fmt.Errorf("reaching the guest's agent: %w", err)
+		}
+		select {
+		case <-time.After(time.Millisecond):
+		case <-v.done:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// dial opens a stream to the agent; it fails fast once the VM has stopped.
+func (v *VM) dial(ctx context.Context) (net.Conn, error) {
+	select {
+	case <-v.done:
+		return nil, v.stoppedError("")
+	default:
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-v.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	c, err := v.vs.Dial(ctx, agent.DefaultAgentPort)
+	if err != nil {
+		select {
+		case <-v.done:
+			return nil, v.stoppedError("")
+		default:
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+// ErrPVMHost says the host's KVM is PVM, which cannot boot the stock
+// Debian kernels environments use.
+var ErrPVMHost = errors.New("this host's /dev/kvm is PVM (the kvm_pvm module), which boots only PVM-enabled guest kernels; " +
+	"environments boot Debian's stock cloud kernel, so run pyro on a host with hardware virtualization (VT-x or AMD-V); pyro kvm-check explains")
+
+// ErrStopped is wrapped by the errors of calls on a VM that has stopped.
+var ErrStopped = errors.New("the VM has stopped")
+
+func (v *VM) stoppedError(when string) error {
+	msg := "the VM stopped"
+	if when != "" {
+		msg += " " + when
+	}
+	if v.err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrStopped, msg, v.err)
+	}
+	return fmt.Errorf("%w: %s (%s)%s", ErrStopped, msg, describe(v.res), v.consoleHint())
+}
+
+func describe(r vmm.Result) string {
+	if r.Detail != "" {
+		return r.Reason.String() + ": " + r.Detail
+	}
+	return r.Reason.String()
+}
+
+// consoleHint returns the guest's last console lines, most useful first:
+// the agent's fatal line when there is one.
+func (v *VM) consoleHint() string {
+	select {
+	case <-v.done:
+	default:
+		return ""
+	}
+	var b strings.Builder
+	for _, l := range v.res.ConsoleTail {
+		if strings.HasPrefix(l, agent.FatalMarker) {
+			return "\n" + l
+		}
+	}
+	if len(v.res.ConsoleTail) > 0 {
+		b.WriteString("\nlast console lines:")
+		for _, l := range v.res.ConsoleTail {
+			b.WriteString("\n  | " + l)
+		}
+	}
+	return b.String()
+}
+
+// Done is closed when the VM has stopped, for whatever reason.
+func (v *VM) Done() <-chan struct{} { return v.done }
+
+// Result says how the VM stopped; valid after Done is closed.
+func (v *VM) Result() (vmm.Result, error) {
+	<-v.done
+	return v.res, v.err
+}
+
+// Shutdown asks the agent to sync and power the guest off and waits for
+// the VM to stop; if that does not happen before ctx ends, the VM is
+// killed. Either way the VM's resources are released.
+func (v *VM) Shutdown(ctx context.Context) error {
+	defer v.Close()
+	select {
+	case <-v.done:
+		return nil
+	default:
+	}
+	// Poweroff syncs the guest's filesystems first.
+	err := v.Agent.Poweroff(ctx)
+	select {
+	case <-v.done:
+		return nil
+	case <-ctx.Done():
+		if err == nil {
+			err = ctx.Err()
+		}
+		return fmt.Errorf("the guest did not power off: %w; stopped it", err)
+	}
+}
+
+// Kill stops the VM at once, as pulling the plug would, and waits for it.
+func (v *VM) Kill() {
+	v.cancel()
+	<-v.done
+}
+
+// Close kills the VM if it still runs and releases its memory, file
+// descriptors and devices. It is safe to call more than once.
+func (v *VM) Close() error {
+	var err error
+	v.closeOnce.Do(func() {
+		v.cancel()
+		<-v.done // Run returns once its context ends
+		err = v.m.Close()
+	})
+	return err
+}
+
+// validHostname accepts RFC 1123 host names (the guest's kernel command
+// line carries it, so spaces and the like must not reach it).
+func validHostname(h string) error {
+	if h == "" {
+		return nil
+	}
+	if len(h) > 63 {
+		return fmt.Errorf("hostname %q is longer than 63 characters", h)
+	}
+	for i, c := range h {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' && i > 0
+		if !ok {
+			return fmt.Errorf("hostname %q: use letters, digits and inner hyphens only", h)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,274 @@
+package instance
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pyro-mcp/pyro/guest/agent/proto"
+	"github.com/pyro-mcp/pyro/guest/env"
+	"github.com/pyro-mcp/pyro/kvm/kvmtest"
+	"github.com/pyro-mcp/pyro/vmm"
+	"github.com/pyro-mcp/pyro/vmm/disk"
+)
+
+// The end-to-end tier: real environments (built by make envs; the harness
+// copies them into its VM at the same paths) booted by the real VMM, driven
+// through the real agent.
+//
+// PYRO_TEST_ENV_MINIMAL and PYRO_TEST_ENV_DEBIAN name the built
+// environments' directories (CACHE/envs/NAME).
+
+var testEnvs = []struct{ name, variable string }{
+	{"minimal", "PYRO_TEST_ENV_MINIMAL"},
+	{"debian-12", "PYRO_TEST_ENV_DEBIAN"},
+}
+
+func loadEnv(t *testing.T, name, variable string) *env.Env {
+	t.Helper()
+	dir := kvmtest.Path(t, variable)
+	e, err := env.Load(filepath.Dir(filepath.Dir(dir)), name)
+	if err != nil {
+		t.Fatalf("%s=%s: %v", variable, dir, err)
+	}
+	return e
+}
+
+func start(t *testing.T, e *env.Env, d *disk.Stack) *VM {
+	t.Helper()
+	var console bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	vm, err := Start(ctx, Config{Env: e, Disk: d, MemMiB: 384, Console: &lockedWriter{w: &console}})
+	if err != nil {
+		t.Fatalf("starting %s: %v\nconsole:\n%s", e.Name, err, console.String())
+	}
+	t.Logf("%s: agent ready after %v", e.Name, vm.Ready)
+	t.Cleanup(func() { vm.Close() })
+	return vm
+}
+
+type execOut struct {
+	proto.ExecResult
+	stdout, stderr string
+}
+
+func run(t *testing.T, vm *VM, req proto.ExecRequest) execOut {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var o, e bytes.Buffer
+	res, err := vm.Agent.Exec(ctx, req, &o, &e)
+	if err != nil {
+		t.Fatalf("exec %q%q: %v", req.Argv, req.Shell, err)
+	}
+	return execOut{res, o.String(), e.String()}
+}
+
+func sh(t *testing.T, vm *VM, script string) execOut {
+	t.Helper()
+	r := run(t, vm, proto.ExecRequest{Shell: script})
+	return r
+}
+
+// mustSh runs a script that must succeed and returns its stdout.
+func mustSh(t *testing.T, vm *VM, script string) string {
+	t.Helper()
+	r := sh(t, vm, script)
+	if r.ExitCode != 0 {
+		t.Fatalf("%q: exit %d, stderr %q", script, r.ExitCode, r.stderr)
+	}
+	return r.stdout
+}
+
+func newDisk(t *testing.T, e *env.Env) *disk.Stack {
+	t.Helper()
+	fi, err := os.Stat(e.Rootfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := disk.Create(filepath.Join(t.TempDir(), "disk"), e.Rootfs, fi.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func TestEnvironmentsEndToEnd(t *testing.T) {
+	kvmtest.RequireStockKernels(t)
+	for _, te := range testEnvs {
+		t.Run(te.name, func(t *testing.T) {
+			e := loadEnv(t, te.name, te.variable)
+			t.Run("exec", func(t *testing.T) { testExec(t, e) })
+			t.Run("isolation", func(t *testing.T) { testIsolation(t, e) })
+			t.Run("layers", func(t *testing.T) { testLayers(t, e) })
+			// The base image is never written, whatever the VMs did.
+			sum, err := fileSHA256(e.Rootfs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := e.Manifest.Files["rootfs.ext4"].SHA256; sum != want {
+				t.Fatalf("base image %s changed: sha256 %s, manifest says %s", e.Rootfs, sum, want)
+			}
+		})
+	}
+}
+
+func testExec(t *testing.T, e *env.Env) {
+	vm := start(t, e, newDisk(t, e))
+
+	if r := run(t, vm, proto.ExecRequest{Argv: []string{"echo", "hello", "world"}}); r.ExitCode != 0 || r.stdout != "hello world\n" {
+		t.Errorf("echo: %+v", r)
+	}
+	if r := sh(t, vm, "echo out; echo err >&2; exit 7"); r.ExitCode != 7 || r.stdout != "out\n" || r.stderr != "err\n" {
+		t.Errorf("exit 7: %+v", r)
+	}
+	if r := sh(t, vm, "kill -KILL $$"); r.ExitCode != -1 || r.Signal != "SIGKILL" {
+		t.Errorf("signal-killed command: %+v", r)
+	}
+	in := strings.Repeat("stdin passes through\n", 5000)
+	if r := run(t, vm, proto.ExecRequest{Argv: []string{"cat"}, Stdin: strings.NewReader(in)}); r.ExitCode != 0 || r.stdout != in {
+		t.Errorf("stdin: exit %d, %d bytes back of %d", r.ExitCode, len(r.stdout), len(in))
+	}
+	if r := run(t, vm, proto.ExecRequest{Shell: "echo $GREETING; pwd", Env: map[string]string{"GREETING": "hi"}, Cwd: "/tmp"}); r.stdout != "hi\n/tmp\n" {
+		t.Errorf("env and cwd: %+v", r)
+	}
+
+	// 10 MiB of output arrives intact.
+	big := run(t, vm, proto.ExecRequest{Shell: "head -c 10485760 /dev/urandom | tee /tmp/big"})
+	if big.ExitCode != 0 || len(big.stdout) != 10<<20 {
+		t.Fatalf("10 MiB output: exit %d, %d bytes", big.ExitCode, len(big.stdout))
+	}
+	sum := sha256.Sum256([]byte(big.stdout))
+	guest := strings.Fields(mustSh(t, vm, "sha256sum /tmp/big"))
+	if len(guest) == 0 || guest[0] != hex.EncodeToString(sum[:]) {
+		t.Fatalf("10 MiB output: host sha256 %x, guest %q", sum, guest)
+	}
+
+	// A timeout kills the command and its children.
+	start := time.Now()
+	r := run(t, vm, proto.ExecRequest{Shell: "sleep 1000 & echo $! >/tmp/child; sleep 1000", Timeout: 2 * time.Second})
+	if !r.TimedOut {
+		t.Fatalf("timeout: not reported: %+v", r)
+	}
+	t.Logf("timed-out exec returned after %v", time.Since(start))
+	if r := sh(t, vm, "kill -0 $(cat /tmp/child)"); r.ExitCode == 0 {
+		t.Fatalf("the timed-out command's child still runs")
+	}
+
+	// Many execs in one VM.
+	for i := range 50 {
+		r := run(t, vm, proto.ExecRequest{Argv: []string{"echo", fmt.Sprint(i)}})
+		if r.ExitCode != 0 || r.stdout != fmt.Sprintf("%d\n", i) {
+			t.Fatalf("exec %d of 50: %+v", i, r)
+		}
+	}
+	shutdown(t, vm)
+}
+
+// Two VMs of one environment run at once over the same base image, and
+// neither sees the other's writes.
+func testIsolation(t *testing.T, e *env.Env) {
+	a := start(t, e, newDisk(t, e))
+	b := start(t, e, newDisk(t, e))
+	mustSh(t, a, "echo a >/root/a-only && sync")
+	mustSh(t, b, "echo b >/root/b-only && sync")
+	if got := mustSh(t, a, "ls /root"); strings.Contains(got, "b-only") || !strings.Contains(got, "a-only") {
+		t.Errorf("VM a sees %q", got)
+	}
+	if got := mustSh(t, b, "ls /root"); strings.Contains(got, "a-only") || !strings.Contains(got, "b-only") {
+		t.Errorf("VM b sees %q", got)
+	}
+	shutdown(t, a)
+	shutdown(t, b)
+}
+
+// Writes persist across a guest reboot on the same layer, and vanish when
+// the stack is cut back below the layer that holds them.
+func testLayers(t *testing.T, e *env.Env) {
+	d := newDisk(t, e)
+	vm := start(t, e, d)
+	mustSh(t, vm, "echo kept >/root/persist && sync")
+	// A guest-initiated reboot: the VM stops, the disk stays.
+	// The stream ends with the VM, before any answer.
+	vm.Agent.Exec(t.Context(), proto.ExecRequest{Shell: "echo b >/proc/sysrq-trigger"}, io.Discard, io.Discard)
+	select {
+	case <-vm.Done():
+	case <-time.After(time.Minute):
+		t.Fatal("the guest did not reboot")
+	}
+	if res, err := vm.Result(); err != nil || res.Reason != vmm.StopReboot {
+		t.Fatalf("after reboot: %+v, %v", res, err)
+	}
+	vm.Close()
+
+	vm = start(t, e, d)
+	if got := mustSh(t, vm, "cat /root/persist"); got != "kept\n" {
+		t.Fatalf("after reboot, /root/persist reads %q", got)
+	}
+	shutdown(t, vm)
+	snap, err := d.Freeze("before")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	vm = start(t, e, d)
+	mustSh(t, vm, "echo gone >/root/later && rm /root/persist && sync")
+	shutdown(t, vm)
+	if err := d.CutBack(snap.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	vm = start(t, e, d)
+	if got := mustSh(t, vm, "cat /root/persist; ls /root"); got != "kept\npersist\n" {
+		t.Fatalf("after cut back, /root holds %q; want only persist", got)
+	}
+	shutdown(t, vm)
+}
+
+func shutdown(t *testing.T, vm *VM) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := vm.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if res, err := vm.Result(); err != nil || res.Reason != vmm.StopPoweroff {
+		t.Fatalf("after shutdown: %+v, %v", res, err)
+	}
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// lockedWriter makes a console buffer safe to read while the VM writes.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
