@@ -1,0 +1,692 @@
+package mcp_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/mcptest"
+)
+
+// session is a real MCP client connected over in-memory transports.
+type session struct {
+	t      *testing.T
+	cs     *sdk.ClientSession
+	budget int
+}
+
+func connect(t *testing.T, b mcp.Backend, opts mcp.Options) *session {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	srv, err := mcp.NewServer(b, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, ct := sdk.NewInMemoryTransports()
+	ss, err := srv.Connect(ctx, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ss.Close() })
+	cs, err := sdk.NewClient(&sdk.Implementation{Name: "test", Version: "1"}, nil).Connect(ctx, ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	budget := opts.MaxResultBytes
+	if budget == 0 {
+		budget = mcp.DefaultMaxResultBytes
+	}
+	return &session{t: t, cs: cs, budget: budget}
+}
+
+// result is a decoded tool result.
+type result struct {
+	isErr bool
+	text  string
+	m     map[string]any
+}
+
+func (r result) str(key string) string {
+	s, _ := r.m[key].(string)
+	return s
+}
+
+func (r result) num(key string) float64 {
+	f, _ := r.m[key].(float64)
+	return f
+}
+
+// call invokes a tool and checks the invariants every result must hold:
+// exactly one text block, structuredContent equal to it, valid UTF-8, and
+// within the budget.
+func (s *session) call(name string, args map[string]any) result {
+	s.t.Helper()
+	res, err := s.cs.CallTool(context.Background(), &sdk.CallToolParams{Name: name, Arguments: args})
+	if err != nil {
+		s.t.Fatalf("%s: protocol error: %v", name, err)
+	}
+	if len(res.Content) != 1 {
+		s.t.Fatalf("%s: %d content blocks", name, len(res.Content))
+	}
+	tc, ok := res.Content[0].(*sdk.TextContent)
+	if !ok {
+		s.t.Fatalf("%s: content is %T", name, res.Content[0])
+	}
+	r := result{isErr: res.IsError, text: tc.Text}
+	if !utf8.ValidString(tc.Text) {
+		s.t.Fatalf("%s: text is not UTF-8", name)
+	}
+	if res.StructuredContent == nil {
+		// Only the SDK's own argument-schema errors come without structure.
+		if !res.IsError || !strings.Contains(tc.Text, "validating") {
+			s.t.Fatalf("%s: no structuredContent: %s", name, tc.Text)
+		}
+		return r
+	}
+	if err := json.Unmarshal([]byte(tc.Text), &r.m); err != nil {
+		s.t.Fatalf("%s: text block is not JSON: %v\n%s", name, err, tc.Text)
+	}
+	if !reflect.DeepEqual(any(r.m), res.StructuredContent) {
+		s.t.Fatalf("%s: structuredContent differs from the text block:\n%v\n%s", name, res.StructuredContent, tc.Text)
+	}
+	if len(tc.Text) > s.budget {
+		s.t.Fatalf("%s: result is %d bytes, budget %d", name, len(tc.Text), s.budget)
+	}
+	return r
+}
+
+func (s *session) ok(name string, args map[string]any) result {
+	s.t.Helper()
+	r := s.call(name, args)
+	if r.isErr {
+		s.t.Fatalf("%s(%v) failed: %s", name, args, r.text)
+	}
+	return r
+}
+
+func (s *session) fail(name string, args map[string]any, code, hintPart string) result {
+	s.t.Helper()
+	r := s.call(name, args)
+	if !r.isErr {
+		s.t.Fatalf("%s(%v) succeeded, want error %s: %s", name, args, code, r.text)
+	}
+	if code != "" && r.str("error") != code {
+		s.t.Fatalf("%s: error %q, want %q: %s", name, r.str("error"), code, r.text)
+	}
+	if hintPart != "" && !strings.Contains(r.text, hintPart) {
+		s.t.Fatalf("%s: result does not mention %q: %s", name, hintPart, r.text)
+	}
+	return r
+}
+
+func (s *session) create(args map[string]any) string {
+	s.t.Helper()
+	r := s.ok("workspace_create", args)
+	return r.m["workspace"].(map[string]any)["id"].(string)
+}
+
+func TestProfiles(t *testing.T) {
+	core, err := mcp.ToolNames("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, _ := mcp.ToolNames(mcp.ProfileFull)
+	if len(core) < 12 || len(core) > 18 {
+		t.Errorf("core profile has %d tools", len(core))
+	}
+	for _, n := range core {
+		if !slices.Contains(full, n) {
+			t.Errorf("%s is in core but not full", n)
+		}
+	}
+	for _, n := range []string{"workspace_update", "workspace_stop", "workspace_logs", "snapshot_delete", "vm_run", "env_list"} {
+		if slices.Contains(core, n) || !slices.Contains(full, n) {
+			t.Errorf("%s should be full-only", n)
+		}
+	}
+	if _, err := mcp.ToolNames("nope"); err == nil || !strings.Contains(err.Error(), mcp.ProfileCore) {
+		t.Errorf("unknown profile: %v", err)
+	}
+	if _, err := mcp.NewServer(mcptest.New(), mcp.Options{Profile: "nope"}); err == nil || !strings.Contains(err.Error(), mcp.ProfileFull) {
+		t.Errorf("NewServer unknown profile: %v", err)
+	}
+	if ps := mcp.Profiles(); len(ps) != 2 || ps[0].Name != mcp.DefaultProfile {
+		t.Errorf("Profiles() = %+v", ps)
+	}
+}
+
+func TestListToolsAndInitialize(t *testing.T) {
+	for _, profile := range []string{"", mcp.ProfileCore, mcp.ProfileFull} {
+		t.Run("profile="+profile, func(t *testing.T) {
+			b := mcptest.New()
+			start := time.Now()
+			s := connect(t, b, mcp.Options{Profile: profile, Version: "1.2.3"})
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("initialize took %v", d)
+			}
+			if v := s.cs.InitializeResult().ServerInfo.Version; v != "1.2.3" {
+				t.Errorf("server version %q", v)
+			}
+			res, err := s.cs.ListTools(context.Background(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			total := 0
+			for _, tool := range res.Tools {
+				got = append(got, tool.Name)
+				if tool.Description == "" || len(tool.Description) >= 300 {
+					t.Errorf("%s: description is %d chars", tool.Name, len(tool.Description))
+				}
+				schema, _ := json.Marshal(tool.InputSchema)
+				var m map[string]any
+				if err := json.Unmarshal(schema, &m); err != nil || m["type"] != "object" {
+					t.Errorf("%s: input schema %s", tool.Name, schema)
+				}
+				props, _ := m["properties"].(map[string]any)
+				for p, v := range props {
+					if d, _ := v.(map[string]any)["description"].(string); d == "" {
+						t.Errorf("%s.%s: no description", tool.Name, p)
+					}
+				}
+				def, _ := json.Marshal(tool)
+				total += len(def)
+			}
+			want, _ := mcp.ToolNames(profile)
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("tools %v, want %v", got, want)
+			}
+			t.Logf("profile %q: %d tools, %d bytes of definitions", profile, len(got), total)
+			if calls := b.Calls(); len(calls) != 0 {
+				t.Errorf("initialize/list touched the backend: %v", calls)
+			}
+		})
+	}
+}
+
+func TestEveryTool(t *testing.T) {
+	b := mcptest.New()
+	s := connect(t, b, mcp.Options{Profile: mcp.ProfileFull})
+	called := map[string]bool{}
+	ok := func(name string, args map[string]any) result {
+		called[name] = true
+		return s.ok(name, args)
+	}
+
+	r := ok("workspace_create", map[string]any{"name": "fix-1", "labels": map[string]any{"task": "t1"},
+		"seed": map[string]any{"path": "/src/repo"}, "ttl_seconds": 900})
+	ws := r.m["workspace"].(map[string]any)
+	id := ws["id"].(string)
+	if ws["state"] != "running" || ws["ttl_seconds"] != 900.0 || ws["seed"].(map[string]any)["kind"] != "dir" {
+		t.Errorf("create: %s", r.text)
+	}
+	if r := ok("workspace_list", nil); len(r.m["workspaces"].([]any)) != 1 {
+		t.Errorf("list: %s", r.text)
+	}
+	if r := ok("workspace_list", map[string]any{"labels": map[string]any{"task": "other"}}); len(r.m["workspaces"].([]any)) != 0 {
+		t.Errorf("list filter: %s", r.text)
+	}
+	ok("workspace_status", map[string]any{"id": id})
+	// A name works wherever an id does.
+	if r := ok("workspace_status", map[string]any{"id": "fix-1"}); r.m["workspace"].(map[string]any)["id"] != id {
+		t.Errorf("status by name: %s", r.text)
+	}
+	if r := ok("workspace_update", map[string]any{"id": id, "name": "fix-2", "labels": map[string]any{"x": "y"}, "remove_labels": []any{"task"}}); !strings.Contains(r.text, `"fix-2"`) || strings.Contains(r.text, "task") {
+		t.Errorf("update: %s", r.text)
+	}
+	r = ok("workspace_exec", map[string]any{"id": "fix-2", "command": "make test"})
+	if r.str("stdout") != "ran: make test\n" || r.num("exit_code") != 0 || r.m["stdout_truncated"] != false || r.str("id") != id {
+		t.Errorf("exec: %s", r.text)
+	}
+	ok("workspace_exec", map[string]any{"id": id, "argv": []any{"ls", "-l"}})
+	ok("file_write", map[string]any{"id": id, "path": "src/a.txt", "content": "hello\n", "mode": "0644"})
+	if r := ok("file_read", map[string]any{"id": id, "path": "/workspace/src/a.txt"}); r.str("content") != "hello\n" || r.m["eof"] != true {
+		t.Errorf("read: %s", r.text)
+	}
+	if r := ok("file_list", map[string]any{"id": id, "recursive": true}); !strings.Contains(r.text, "/workspace/src/a.txt") {
+		t.Errorf("list files: %s", r.text)
+	}
+	if r := ok("patch_apply", map[string]any{"id": id, "patch": "--- a/b.txt\n+++ b/b.txt\n@@ -0,0 +1 @@\n+new\n"}); r.m["applied"] != true {
+		t.Errorf("patch: %s", r.text)
+	}
+	if r := ok("workspace_diff", map[string]any{"id": id}); r.m["patch_inline"] != true || !strings.Contains(r.str("patch"), "+new") {
+		t.Errorf("diff: %s", r.text)
+	}
+	if r := ok("workspace_export", map[string]any{"id": id, "host_path": "out.tgz"}); r.str("format") != "tar" {
+		t.Errorf("export: %s", r.text)
+	}
+	if r := ok("workspace_sync_push", map[string]any{"id": id, "host_path": "/host/dir"}); r.num("skipped_total") != 1 {
+		t.Errorf("sync: %s", r.text)
+	}
+	ok("snapshot_create", map[string]any{"id": id, "name": "before"})
+	if r := ok("snapshot_list", map[string]any{"id": id}); !strings.Contains(r.text, `"before"`) {
+		t.Errorf("snapshots: %s", r.text)
+	}
+	if r := ok("workspace_summary", map[string]any{"id": id}); r.num("commands_total") != 2 || len(r.m["changes"].([]any)) == 0 || len(r.m["exports"].([]any)) != 1 {
+		t.Errorf("summary: %s", r.text)
+	}
+	if r := ok("workspace_logs", map[string]any{"id": id, "limit": 3}); len(r.m["entries"].([]any)) != 3 || r.str("next_cursor") != "3" {
+		t.Errorf("logs: %s", r.text)
+	} else if r2 := ok("workspace_logs", map[string]any{"id": id, "cursor": "3"}); r2.m["entries"].([]any)[0].(map[string]any)["seq"] != 4.0 {
+		t.Errorf("logs page 2: %s", r2.text)
+	}
+	if r := ok("workspace_reset", map[string]any{"id": id, "snapshot": "before"}); r.str("reset_to") != "snapshot before" {
+		t.Errorf("reset: %s", r.text)
+	}
+	ok("workspace_reset", map[string]any{"id": id})
+	ok("snapshot_delete", map[string]any{"id": id, "name": "before"})
+	ok("workspace_stop", map[string]any{"id": id})
+	ok("workspace_start", map[string]any{"id": id})
+	if r := ok("vm_run", map[string]any{"command": "uname -a"}); r.str("stdout") != "ran: uname -a\n" || r.str("id") != "" {
+		t.Errorf("vm_run: %s", r.text)
+	}
+	if r := ok("env_list", nil); !strings.Contains(r.text, "pyro env build debian:12-build") {
+		t.Errorf("env_list: %s", r.text)
+	}
+	if r := ok("workspace_delete", map[string]any{"id": id}); r.str("deleted") != id {
+		t.Errorf("delete: %s", r.text)
+	}
+
+	all, _ := mcp.ToolNames(mcp.ProfileFull)
+	for _, n := range all {
+		if !called[n] {
+			t.Errorf("tool %s not exercised", n)
+		}
+	}
+}
+
+func TestValidationErrors(t *testing.T) {
+	b := mcptest.New()
+	s := connect(t, b, mcp.Options{Profile: mcp.ProfileFull})
+	id := s.create(nil)
+	before := len(b.Calls())
+	for _, tc := range []struct {
+		tool string
+		args map[string]any
+		want string
+	}{
+		{"workspace_create", map[string]any{"name": "bad name"}, "may only use"},
+		{"workspace_create", map[string]any{"labels": map[string]any{"bad key": "v"}}, "label key"},
+		{"workspace_create", map[string]any{"seed": map[string]any{"kind": "archive"}}, "needs seed.path"},
+		{"workspace_exec", map[string]any{"id": id}, "pass command"},
+		{"workspace_exec", map[string]any{"id": id, "command": "ls", "argv": []any{"ls"}}, "exactly one"},
+		{"workspace_exec", map[string]any{"id": id, "command": " "}, "blank"},
+		{"workspace_exec", map[string]any{"id": "", "command": "ls"}, "id must not be empty"},
+		{"file_read", map[string]any{"id": id, "path": ""}, "path must not be empty"},
+		{"file_write", map[string]any{"id": id, "path": "a", "content": "x", "mode": "rwx"}, "octal"},
+		{"file_write", map[string]any{"id": id, "path": "a", "content": strings.Repeat("x", mcp.MaxWriteBytes+1)}, "limit"},
+		{"file_list", map[string]any{"id": id, "cursor": "abc"}, "next_cursor"},
+		{"patch_apply", map[string]any{"id": id, "patch": "  "}, "patch is empty"},
+		{"snapshot_create", map[string]any{"id": id, "name": "a b"}, "may only use"},
+		{"workspace_update", map[string]any{"id": id}, "nothing to update"},
+		{"workspace_logs", map[string]any{"id": id, "cursor": "x"}, "cursor"},
+		{"workspace_export", map[string]any{"id": id, "host_path": ""}, "host_path must not be empty"},
+	} {
+		r := s.fail(tc.tool, tc.args, "invalid", tc.want)
+		if r.str("hint") == "" {
+			t.Errorf("%s: no hint", tc.tool)
+		}
+	}
+	// Schema-level errors are caught by the SDK, still as tool errors.
+	for _, tc := range []struct {
+		tool string
+		args map[string]any
+	}{
+		{"workspace_exec", map[string]any{"id": id, "command": "ls", "timeout_seconds": 0.5}},
+		{"workspace_exec", map[string]any{"id": id, "command": "ls", "timeout_seconds": 3601}},
+		{"workspace_exec", map[string]any{"id": id, "command": "ls", "bogus": 1}},
+		{"workspace_status", map[string]any{}},
+		{"workspace_export", map[string]any{"id": id, "host_path": "x", "format": "zip"}},
+		{"file_list", map[string]any{"id": id, "limit": 5000}},
+	} {
+		if r := s.call(tc.tool, tc.args); !r.isErr {
+			t.Errorf("%s(%v) accepted", tc.tool, tc.args)
+		}
+	}
+	if calls := b.Calls()[before:]; len(calls) != 0 {
+		t.Errorf("invalid arguments reached the backend: %v", calls)
+	}
+}
+
+func TestErrorHints(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		setup   func(b *mcptest.Backend, id string)
+		tool    string
+		args    func(id string) map[string]any
+		code    string
+		hint    string
+		profile string
+	}{
+		{name: "unknown workspace lists ids", tool: "workspace_exec",
+			args: func(string) map[string]any { return map[string]any{"id": "ws-404", "command": "ls"} },
+			code: "not_found", hint: "ws-1 (named-one, running)"},
+		{name: "stopped", setup: func(b *mcptest.Backend, id string) { b.SetState(id, mcp.StateStopped) }, tool: "workspace_exec",
+			args: func(id string) map[string]any { return map[string]any{"id": id, "command": "ls"} },
+			code: "stopped", hint: "workspace_start"},
+		{name: "env missing", tool: "workspace_create",
+			args: func(string) map[string]any { return map[string]any{"env": "debian:12-build"} },
+			code: "env_missing", hint: "pyro env build debian:12-build"},
+		{name: "env unknown core", tool: "workspace_create",
+			args: func(string) map[string]any { return map[string]any{"env": "arch"} },
+			code: "not_found", hint: "pyro env list"},
+		{name: "env unknown full", tool: "workspace_create", profile: mcp.ProfileFull,
+			args: func(string) map[string]any { return map[string]any{"env": "arch"} },
+			code: "not_found", hint: "env_list"},
+		{name: "exists name", tool: "workspace_create",
+			args: func(string) map[string]any { return map[string]any{"name": "named-one"} },
+			code: "exists", hint: "Pick another name"},
+		{name: "exists host path", setup: func(b *mcptest.Backend, id string) {
+			b.Export(context.Background(), mcp.ExportRequest{ID: id, HostPath: "out", Format: mcp.ExportAuto})
+		}, tool: "workspace_export",
+			args: func(id string) map[string]any { return map[string]any{"id": id, "host_path": "out"} },
+			code: "exists", hint: "overwrite=true"},
+		{name: "limit lists running", setup: func(b *mcptest.Backend, _ string) { b.MaxRunning = 1 }, tool: "workspace_create",
+			args: func(string) map[string]any { return map[string]any{} },
+			code: "limit", hint: "Running now: ws-1"},
+		{name: "snapshot not found", tool: "workspace_reset",
+			args: func(id string) map[string]any { return map[string]any{"id": id, "snapshot": "nope"} },
+			code: "not_found", hint: "snapshot_list"},
+		{name: "file not found", tool: "file_read",
+			args: func(id string) map[string]any { return map[string]any{"id": id, "path": "nope.txt"} },
+			code: "not_found", hint: "file_list"},
+		{name: "conflict", setup: func(b *mcptest.Backend, _ string) { b.SetError("Reset", mcp.Conflict("a reset is already running")) },
+			tool: "workspace_reset", args: func(id string) map[string]any { return map[string]any{"id": id} },
+			code: "conflict", hint: "Re-read"},
+		{name: "timeout", setup: func(b *mcptest.Backend, _ string) {
+			b.SetError("SnapshotCreate", mcp.Timeout("snapshot took too long"))
+		},
+			tool: "snapshot_create", args: func(id string) map[string]any { return map[string]any{"id": id, "name": "s"} },
+			code: "timeout", hint: "pyro doctor"},
+		{name: "invalid from backend", setup: func(b *mcptest.Backend, _ string) {},
+			tool: "patch_apply", args: func(id string) map[string]any { return map[string]any{"id": id, "patch": "garbage"} },
+			code: "invalid", hint: "file headers"},
+		{name: "internal", setup: func(b *mcptest.Backend, _ string) { b.SetError("Diff", mcp.Internal("diff failed", fmt.Errorf("EIO"))) },
+			tool: "workspace_diff", args: func(id string) map[string]any { return map[string]any{"id": id} },
+			code: "internal", hint: "not a problem with your arguments"},
+		{name: "backend hint wins", setup: func(b *mcptest.Backend, _ string) {
+			b.SetError("Exec", mcp.Conflict("guest agent busy").WithHint("Wait a second and retry."))
+		}, tool: "workspace_exec", args: func(id string) map[string]any { return map[string]any{"id": id, "command": "ls"} },
+			code: "conflict", hint: "Wait a second"},
+		{name: "plain error", setup: func(b *mcptest.Backend, _ string) { b.SetError("Status", fmt.Errorf("disk on fire")) },
+			tool: "workspace_status", args: func(id string) map[string]any { return map[string]any{"id": id} },
+			code: "internal", hint: "disk on fire"},
+		{name: "patch does not apply", tool: "patch_apply",
+			args: func(id string) map[string]any {
+				return map[string]any{"id": id, "patch": "--- a/x\n+++ b/x\n@@ -1 +1 @@\n-MISMATCH\n+y\n"}
+			},
+			hint: "Nothing was written"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := mcptest.New()
+			s := connect(t, b, mcp.Options{Profile: tc.profile})
+			id := s.create(map[string]any{"name": "named-one"})
+			if tc.setup != nil {
+				tc.setup(b, id)
+			}
+			r := s.fail(tc.tool, tc.args(id), tc.code, tc.hint)
+			if tc.code != "" && (r.str("message") == "" || r.str("hint") == "") {
+				t.Errorf("message or hint missing: %s", r.text)
+			}
+		})
+	}
+}
+
+func TestNoWorkspacesHint(t *testing.T) {
+	s := connect(t, mcptest.New(), mcp.Options{})
+	s.fail("workspace_status", map[string]any{"id": "ws-9"}, "not_found", "call workspace_create")
+}
+
+func TestExecTruncation(t *testing.T) {
+	b := mcptest.New()
+	var out bytes.Buffer
+	for i := 0; out.Len() < 1<<20; i++ {
+		fmt.Fprintf(&out, "line %d: <ok> & \"fine\" 日本\n", i)
+	}
+	stdout := out.Bytes()
+	stderr := append(bytes.Repeat([]byte("warn\n"), 10000), 0xff, 0xfe, '\n')
+	b.ExecFunc = func(req mcp.ExecRequest) (mcp.ExecResult, error) {
+		if req.TimeoutSeconds != 30 || req.Cwd != "/workspace" {
+			return mcp.ExecResult{}, fmt.Errorf("defaults not applied: %+v", req)
+		}
+		return mcp.ExecResult{ExitCode: 1, Duration: time.Second, Stdout: stdout, Stderr: stderr,
+			StdoutSize: int64(len(stdout)) + 500, StderrSize: int64(len(stderr)),
+			StdoutPath: "/host/out/1.stdout", StderrPath: "/host/out/1.stderr", OutputTruncated: true}, nil
+	}
+	for _, budget := range []int{0, 4096, 32 << 10} {
+		t.Run(fmt.Sprint("budget=", budget), func(t *testing.T) {
+			s := connect(t, b, mcp.Options{MaxResultBytes: budget})
+			id := s.create(nil)
+			r := s.ok("workspace_exec", map[string]any{"id": id, "command": "make test"})
+			if r.m["stdout_truncated"] != true || r.m["stderr_truncated"] != true {
+				t.Errorf("flags: %s", r.text)
+			}
+			if r.num("stdout_total_bytes") != float64(len(stdout)+500) || r.num("stderr_total_bytes") != float64(len(stderr)) {
+				t.Errorf("totals: %v %v", r.m["stdout_total_bytes"], r.m["stderr_total_bytes"])
+			}
+			if r.str("stdout_path") != "/host/out/1.stdout" || r.str("stderr_path") != "/host/out/1.stderr" {
+				t.Errorf("paths: %s", r.text)
+			}
+			if r.m["stderr_binary"] != true || r.m["stdout_binary"] != nil {
+				t.Errorf("binary flags: %v %v", r.m["stdout_binary"], r.m["stderr_binary"])
+			}
+			if !strings.Contains(r.str("hint"), "/host/out/1.stdout") || !strings.Contains(r.str("hint"), "file_read") {
+				t.Errorf("hint: %s", r.str("hint"))
+			}
+			so := r.str("stdout")
+			if !strings.HasPrefix(so, "line 0: <ok>") || !strings.Contains(so, "bytes omitted") || !strings.HasSuffix(so, "日本\n") {
+				t.Errorf("stdout excerpt: %.200q ... %.200q", so, so[max(0, len(so)-200):])
+			}
+			// The budget is used, not wasted: at least 70% of it.
+			if want := s.budget * 7 / 10; len(r.text) < want {
+				t.Errorf("result %d bytes, want at least %d", len(r.text), want)
+			}
+			t.Logf("budget %d: result %d bytes, stdout excerpt %d, stderr excerpt %d", s.budget, len(r.text), len(so), len(r.str("stderr")))
+		})
+	}
+}
+
+func TestExecTimeoutHint(t *testing.T) {
+	b := mcptest.New()
+	b.ExecFunc = func(req mcp.ExecRequest) (mcp.ExecResult, error) {
+		return mcp.ExecResult{ExitCode: 124, TimedOut: true, Signal: "SIGKILL", Duration: 5 * time.Second}, nil
+	}
+	s := connect(t, b, mcp.Options{})
+	id := s.create(nil)
+	r := s.ok("workspace_exec", map[string]any{"id": id, "command": "sleep 99", "timeout_seconds": 5})
+	if r.num("exit_code") != 124 || r.m["timed_out"] != true || !strings.Contains(r.str("hint"), "5 s timeout") {
+		t.Errorf("%s", r.text)
+	}
+}
+
+func TestFileReadPaging(t *testing.T) {
+	b := mcptest.New()
+	s := connect(t, b, mcp.Options{MaxResultBytes: 3000})
+	id := s.create(nil)
+	var want strings.Builder
+	for i := 0; want.Len() < 50_000; i++ {
+		fmt.Fprintf(&want, "%d\t\"é日本\" <tag> \\ \n", i)
+	}
+	b.SetFile(id, "big.txt", []byte(want.String()))
+	var got strings.Builder
+	offset := 0.0
+	for pages := 0; ; pages++ {
+		if pages > 200 {
+			t.Fatal("too many pages")
+		}
+		r := s.ok("file_read", map[string]any{"id": id, "path": "big.txt", "offset": offset})
+		got.WriteString(r.str("content"))
+		if r.m["binary"] != nil {
+			t.Fatal("text flagged binary")
+		}
+		if r.m["eof"] == true {
+			if r.m["next_offset"] != nil {
+				t.Fatal("next_offset at eof")
+			}
+			break
+		}
+		next := r.num("next_offset")
+		if next <= offset {
+			t.Fatalf("next_offset %v did not advance from %v", next, offset)
+		}
+		offset = next
+	}
+	if got.String() != want.String() {
+		t.Fatalf("paged content differs: got %d bytes, want %d", got.Len(), want.Len())
+	}
+	// max_bytes smaller than the budget is honoured.
+	if r := s.ok("file_read", map[string]any{"id": id, "path": "big.txt", "max_bytes": 10}); r.num("bytes") != 10 || r.num("next_offset") != 10 {
+		t.Errorf("max_bytes: %s", r.text)
+	}
+	// Binary content is replaced and flagged.
+	b.SetFile(id, "bin", []byte{0x7f, 'E', 'L', 'F', 0xff, 0})
+	if r := s.ok("file_read", map[string]any{"id": id, "path": "bin"}); r.m["binary"] != true || !strings.Contains(r.str("hint"), "xxd") {
+		t.Errorf("binary: %s", r.text)
+	}
+}
+
+func TestFileListPaging(t *testing.T) {
+	b := mcptest.New()
+	s := connect(t, b, mcp.Options{})
+	id := s.create(nil)
+	for i := range 700 {
+		b.SetFile(id, fmt.Sprintf("src/pkg%02d/file_with_a_longish_name_%04d.go", i%10, i), []byte("x"))
+	}
+	seen := map[string]bool{}
+	cursor := ""
+	for pages := 0; ; pages++ {
+		if pages > 50 {
+			t.Fatal("too many pages")
+		}
+		args := map[string]any{"id": id, "path": "/workspace/src", "recursive": true, "limit": 1000}
+		if cursor != "" {
+			args["cursor"] = cursor
+		}
+		r := s.ok("file_list", args)
+		for _, e := range r.m["entries"].([]any) {
+			p := e.(map[string]any)["path"].(string)
+			if seen[p] {
+				t.Fatalf("%s listed twice", p)
+			}
+			seen[p] = true
+		}
+		cursor = r.str("next_cursor")
+		if cursor == "" {
+			break
+		}
+		if pages == 0 && !strings.Contains(r.str("hint"), "next_cursor") {
+			t.Errorf("no paging hint: %s", r.str("hint"))
+		}
+	}
+	if len(seen) != 710 { // 700 files + 10 directories
+		t.Errorf("listed %d entries, want 710", len(seen))
+	}
+}
+
+func TestDiffLargePatch(t *testing.T) {
+	b := mcptest.New()
+	s := connect(t, b, mcp.Options{})
+	id := s.create(nil)
+	for i := range 300 {
+		b.SetFile(id, fmt.Sprintf("gen/file%03d.txt", i), bytes.Repeat([]byte("generated line\n"), 20))
+	}
+	r := s.ok("workspace_diff", map[string]any{"id": id})
+	if r.m["patch_inline"] != false || r.m["patch"] != nil || r.str("patch_path") == "" {
+		t.Errorf("large patch inlined or no path: %.300s", r.text)
+	}
+	if r.num("files_total") != 300 || len(r.m["files"].([]any)) == 0 || len(r.m["files"].([]any)) == 300 {
+		t.Errorf("files: total %v shown %d", r.m["files_total"], len(r.m["files"].([]any)))
+	}
+	if st := r.m["stats"].(map[string]any); st["files"] != 300.0 || st["additions"] != 6000.0 {
+		t.Errorf("stats: %v", st)
+	}
+	if !strings.Contains(r.str("hint"), r.str("patch_path")) || !strings.Contains(r.str("hint"), "path=") {
+		t.Errorf("hint: %s", r.str("hint"))
+	}
+	// Narrowed to one file, the patch is inline again.
+	if r := s.ok("workspace_diff", map[string]any{"id": id, "path": "gen/file007.txt"}); r.m["patch_inline"] != true || r.num("files_total") != 1 {
+		t.Errorf("narrowed: %.300s", r.text)
+	}
+	if r := s.ok("workspace_diff", map[string]any{"id": id, "path": "nothing/here"}); !strings.Contains(r.str("hint"), "No changes") {
+		t.Errorf("empty diff: %s", r.text)
+	}
+}
+
+func TestListFitsBudget(t *testing.T) {
+	b := mcptest.New()
+	s := connect(t, b, mcp.Options{MaxResultBytes: 2048})
+	for i := range 60 {
+		s.create(map[string]any{"name": fmt.Sprintf("workspace-number-%02d", i), "labels": map[string]any{"task": "a-fairly-long-label-value"}})
+	}
+	r := s.ok("workspace_list", nil)
+	if r.m["truncated"] != true || r.num("total") != 60 || len(r.m["workspaces"].([]any)) >= 60 {
+		t.Errorf("list: %s", r.text)
+	}
+	for i := range 40 {
+		s.ok("workspace_exec", map[string]any{"id": "ws-1", "command": fmt.Sprintf("echo %d %s", i, strings.Repeat("long ", 100))})
+	}
+	if r := s.ok("workspace_summary", map[string]any{"id": "ws-1"}); r.m["truncated"] != true || r.num("commands_total") != 40 {
+		t.Errorf("summary: %s", r.text)
+	}
+}
+
+func TestLoggerNotStdout(t *testing.T) {
+	var logs bytes.Buffer
+	s := connect(t, mcptest.New(), mcp.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	s.create(nil)
+	if !strings.Contains(logs.String(), "tool=workspace_create") {
+		t.Errorf("no tool log: %s", logs.String())
+	}
+}
+
+func TestToolTable(t *testing.T) {
+	table := mcp.ToolTable()
+	full, _ := mcp.ToolNames(mcp.ProfileFull)
+	for _, n := range full {
+		if !strings.Contains(table, "| `"+n+"` |") {
+			t.Errorf("table lacks %s", n)
+		}
+	}
+	if testing.Verbose() {
+		t.Log("\n" + table)
+	}
+}
+
+func TestServeAndPanicRecovery(t *testing.T) {
+	b := mcptest.New()
+	b.ExecFunc = func(mcp.ExecRequest) (mcp.ExecResult, error) { panic("boom") }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, ct := sdk.NewInMemoryTransports()
+	done := make(chan error, 1)
+	go func() { done <- mcp.Serve(ctx, b, mcp.Options{}, st) }()
+	cs, err := sdk.NewClient(&sdk.Implementation{Name: "test", Version: "1"}, nil).Connect(ctx, ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &session{t: t, cs: cs, budget: mcp.DefaultMaxResultBytes}
+	id := s.create(nil)
+	s.fail("workspace_exec", map[string]any{"id": id, "command": "ls"}, "internal", "boom")
+	// The server survived the panic.
+	s.ok("workspace_status", map[string]any{"id": id})
+	cs.Close()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after the client closed")
+	}
+}

@@ -1,0 +1,145 @@
+package mcp
+
+import (
+	"context"
+
+	"github.com/google/jsonschema-go/jsonschema"
+)
+
+// Command tools: workspace_exec in a workspace, vm_run one-shot, and env_list.
+
+type execIn struct {
+	ID             string            `json:"id" jsonschema:"workspace id (or name)"`
+	Command        string            `json:"command,omitempty" jsonschema:"shell command line, run with sh -c"`
+	Argv           []string          `json:"argv,omitempty" jsonschema:"program and arguments, run without a shell; instead of command"`
+	Cwd            string            `json:"cwd,omitempty" jsonschema:"working directory (default /workspace)"`
+	EnvVars        map[string]string `json:"env_vars,omitempty" jsonschema:"extra environment variables"`
+	TimeoutSeconds int               `json:"timeout_seconds,omitempty" jsonschema:"kill after this many seconds (default 30, max 3600); exit code 124 then"`
+	Stdin          string            `json:"stdin,omitempty" jsonschema:"text fed to stdin (default: empty)"`
+}
+
+type runIn struct {
+	Env            string            `json:"env,omitempty" jsonschema:"environment, e.g. debian:12 (default: the host's default)"`
+	Command        string            `json:"command,omitempty" jsonschema:"shell command line, run with sh -c"`
+	Argv           []string          `json:"argv,omitempty" jsonschema:"program and arguments, run without a shell; instead of command"`
+	Cwd            string            `json:"cwd,omitempty" jsonschema:"working directory (default /workspace)"`
+	EnvVars        map[string]string `json:"env_vars,omitempty" jsonschema:"extra environment variables"`
+	TimeoutSeconds int               `json:"timeout_seconds,omitempty" jsonschema:"kill after this many seconds (default 30, max 3600); exit code 124 then"`
+	Stdin          string            `json:"stdin,omitempty" jsonschema:"text fed to stdin (default: empty)"`
+	Seed           *seedInput        `json:"seed,omitempty" jsonschema:"host content to copy into /workspace first"`
+	VCPUs          int               `json:"vcpus,omitempty" jsonschema:"virtual CPUs (default: host default)"`
+	MemMiB         int               `json:"mem_mib,omitempty" jsonschema:"memory in MiB (default: host default)"`
+}
+
+type envListIn struct{}
+
+type envView struct {
+	Name         string `json:"name"`
+	Description  string `json:"description,omitempty"`
+	Built        bool   `json:"built"`
+	Default      bool   `json:"default,omitempty"`
+	BuildCommand string `json:"build_command,omitempty"`
+}
+
+type envListOut struct {
+	Envs []envView `json:"envs"`
+	Hint string    `json:"hint,omitempty"`
+}
+
+func tuneCommand(s *jsonschema.Schema) {
+	bounds(s, "timeout_seconds", MinTimeoutSeconds, MaxTimeoutSeconds)
+}
+
+func execTools() []toolSpec {
+	return []toolSpec{
+		defTool(toolDef{
+			name: "workspace_exec", group: "exec", core: true, destructive: true,
+			summary:     "Run a command in a workspace (cwd /workspace, timeout 30 s by default); exit code, duration, stdout/stderr excerpts with full output kept in host files.",
+			description: "Run a command in the workspace and wait for it: exit code, duration, stdout/stderr. cwd /workspace, timeout 30 s (exit 124). Long output is cut to head+tail with *_truncated flags; the full text is saved to host files (*_path).",
+			tune:        tuneCommand,
+		}, toolExec),
+	}
+}
+
+func oneShotTools() []toolSpec {
+	return []toolSpec{
+		defTool(toolDef{
+			name: "vm_run", group: "oneshot",
+			summary:     "One-shot: boot a throwaway VM, run one command, destroy it, return the result.",
+			description: "One-shot: boot a throwaway microVM, run one command, destroy it, return exit code and output (cut like workspace_exec). Nothing persists; use workspace_create for repeated work.",
+			tune: func(s *jsonschema.Schema) {
+				tuneCommand(s)
+				bounds(s, "vcpus", 1, MaxVCPUs)
+				bounds(s, "mem_mib", MinMemMiB, MaxMemMiB)
+				enum(s, "seed.kind", string(SeedDir), string(SeedArchive), string(SeedGit))
+			},
+		}, toolRun),
+		defTool(toolDef{
+			name: "env_list", group: "env", readOnly: true,
+			summary:     "List the guest environments this host has and whether each is built.",
+			description: "List guest environments (e.g. debian:12) usable as env in workspace_create, whether each is built on this host, and the default.",
+		}, toolEnvList),
+	}
+}
+
+func toolExec(ctx context.Context, h *handler, in execIn) (any, error) {
+	c := commandSpec{Command: in.Command, Argv: in.Argv, Cwd: in.Cwd, EnvVars: in.EnvVars, Timeout: in.TimeoutSeconds, Stdin: in.Stdin}
+	if err := validateCommand(&c); err != nil {
+		return nil, err
+	}
+	var (
+		r  ExecResult
+		ws string
+	)
+	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
+		ws = id
+		r, err = h.b.Exec(ctx, ExecRequest{ID: id, Command: c.Command, Argv: c.Argv, Cwd: c.Cwd,
+			EnvVars: c.EnvVars, TimeoutSeconds: c.Timeout, Stdin: c.Stdin})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return h.execResult(ws, r, c.Timeout)
+}
+
+func toolRun(ctx context.Context, h *handler, in runIn) (any, error) {
+	c := commandSpec{Command: in.Command, Argv: in.Argv, Cwd: in.Cwd, EnvVars: in.EnvVars, Timeout: in.TimeoutSeconds, Stdin: in.Stdin}
+	if err := validateCommand(&c); err != nil {
+		return nil, err
+	}
+	if err := validateResources(in.VCPUs, in.MemMiB); err != nil {
+		return nil, err
+	}
+	seed, err := seedSpec(in.Seed)
+	if err != nil {
+		return nil, err
+	}
+	r, err := h.b.Run(ctx, RunRequest{Env: in.Env, Command: c.Command, Argv: c.Argv, Cwd: c.Cwd, EnvVars: c.EnvVars,
+		TimeoutSeconds: c.Timeout, Stdin: c.Stdin, VCPUs: in.VCPUs, MemMiB: in.MemMiB, Seed: seed})
+	if err != nil {
+		return nil, err
+	}
+	return h.execResult("", r, c.Timeout)
+}
+
+func toolEnvList(ctx context.Context, h *handler, _ envListIn) (any, error) {
+	envs, err := h.b.Envs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := envListOut{Envs: make([]envView, 0, len(envs))}
+	unbuilt := false
+	for _, e := range envs {
+		v := envView{Name: e.Name, Description: clip(e.Description, 200), Built: e.Built, Default: e.Default}
+		if !e.Built {
+			v.BuildCommand = e.BuildCommand
+			unbuilt = true
+		}
+		out.Envs = append(out.Envs, v)
+	}
+	if unbuilt {
+		out.Hint = "Environments that are not built need their build_command run on the host (by you or the user) before use."
+	}
+	return out, nil
+}

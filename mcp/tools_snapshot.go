@@ -1,0 +1,154 @@
+package mcp
+
+import (
+	"context"
+	"fmt"
+)
+
+// Checkpoint tools: snapshot_create, snapshot_list, snapshot_delete and
+// workspace_reset. Reset over repair: a reset rebuilds the whole sandbox.
+
+type snapshotIn struct {
+	ID   string `json:"id" jsonschema:"workspace id (or name)"`
+	Name string `json:"name" jsonschema:"snapshot name, 1-64 of [A-Za-z0-9._-]"`
+}
+
+type resetIn struct {
+	ID       string `json:"id" jsonschema:"workspace id (or name)"`
+	Snapshot string `json:"snapshot,omitempty" jsonschema:"snapshot to return to (default: the baseline from create)"`
+}
+
+type snapshotOut struct {
+	Workspace string       `json:"id"`
+	Snapshot  snapshotView `json:"snapshot"`
+}
+
+type snapshotListOut struct {
+	Workspace string         `json:"id"`
+	Snapshots []snapshotView `json:"snapshots"`
+	Total     int            `json:"total"`
+	Hint      string         `json:"hint,omitempty"`
+}
+
+type snapshotDeleteOut struct {
+	Workspace string `json:"id"`
+	Deleted   string `json:"deleted"`
+}
+
+type resetOut struct {
+	Workspace  workspaceView `json:"workspace"`
+	ResetTo    string        `json:"reset_to"`
+	DurationMs int64         `json:"duration_ms"`
+	Hint       string        `json:"hint,omitempty"`
+}
+
+func snapshotTools() []toolSpec {
+	return []toolSpec{
+		defTool(toolDef{
+			name: "snapshot_create", group: "snapshot", core: true,
+			summary:     "Checkpoint the whole workspace under a name, to reset to later.",
+			description: "Checkpoint the whole workspace (disk state) under a name unique in this workspace, so workspace_reset can return to it later.",
+		}, toolSnapshotCreate),
+		defTool(toolDef{
+			name: "snapshot_list", group: "snapshot", core: true, readOnly: true,
+			summary:     "List a workspace's snapshots, oldest first.",
+			description: "List the workspace's snapshots, oldest first, with the journal seq at which each was taken.",
+		}, toolSnapshotList),
+		defTool(toolDef{
+			name: "snapshot_delete", group: "snapshot", destructive: true, idempotent: true,
+			summary:     "Delete one snapshot of a workspace.",
+			description: "Delete one snapshot of the workspace. The workspace itself and other snapshots are untouched.",
+		}, toolSnapshotDelete),
+		defTool(toolDef{
+			name: "workspace_reset", group: "snapshot", core: true, destructive: true, idempotent: true,
+			summary:     "Rebuild the workspace from its baseline or a named snapshot; keeps id, baseline and snapshots.",
+			description: "Rebuild the workspace from its baseline (default) or a named snapshot, discarding every change and process since. Keeps id, name, labels, baseline and snapshots.",
+		}, toolReset),
+	}
+}
+
+func toolSnapshotCreate(ctx context.Context, h *handler, in snapshotIn) (any, error) {
+	if err := ValidateName("name", in.Name); err != nil {
+		return nil, err
+	}
+	var (
+		s  Snapshot
+		ws string
+	)
+	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
+		ws = id
+		s, err = h.b.SnapshotCreate(ctx, id, in.Name)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return snapshotOut{Workspace: ws, Snapshot: viewSnapshot(s)}, nil
+}
+
+func toolSnapshotList(ctx context.Context, h *handler, in refIn) (any, error) {
+	var (
+		list []Snapshot
+		ws   string
+	)
+	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
+		ws = id
+		list, err = h.b.SnapshotList(ctx, id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	views := make([]snapshotView, len(list))
+	for i, s := range list {
+		views[i] = viewSnapshot(s)
+	}
+	build := func(n int) any {
+		o := snapshotListOut{Workspace: ws, Snapshots: lastN(views, n), Total: len(views)}
+		if n < len(views) {
+			o.Hint = fmt.Sprintf("Showing the newest %d of %d.", n, len(views))
+		} else if len(views) == 0 {
+			o.Hint = "No snapshots; workspace_reset without a snapshot returns to the baseline."
+		}
+		return o
+	}
+	data, _, err := h.fit(len(views), build)
+	return data, err
+}
+
+func toolSnapshotDelete(ctx context.Context, h *handler, in snapshotIn) (any, error) {
+	if err := ValidateName("name", in.Name); err != nil {
+		return nil, err
+	}
+	var ws string
+	err := h.onWorkspace(ctx, in.ID, func(id string) error {
+		ws = id
+		return h.b.SnapshotDelete(ctx, id, in.Name)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return snapshotDeleteOut{Workspace: ws, Deleted: in.Name}, nil
+}
+
+func toolReset(ctx context.Context, h *handler, in resetIn) (any, error) {
+	if in.Snapshot != "" {
+		if err := ValidateName("snapshot", in.Snapshot); err != nil {
+			return nil, err
+		}
+	}
+	var r ResetResult
+	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
+		r, err = h.b.Reset(ctx, id, in.Snapshot)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	to := "baseline"
+	if r.Snapshot != "" {
+		to = "snapshot " + r.Snapshot
+	}
+	return resetOut{Workspace: viewWorkspace(r.Workspace), ResetTo: to, DurationMs: r.Duration.Milliseconds(),
+		Hint: "Files and processes are back to " + to + "; shells and background jobs were stopped."}, nil
+}

@@ -1,0 +1,109 @@
+package mcp
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestValidateName(t *testing.T) {
+	for _, ok := range []string{"a", "fix-123", "A.b_c-9", strings.Repeat("x", 64)} {
+		if err := ValidateName("name", ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "-x", ".x", "a b", "a/b", "é", strings.Repeat("x", 65)} {
+		err := ValidateName("name", bad)
+		if !IsCode(err, CodeInvalid) {
+			t.Errorf("%q: got %v, want invalid", bad, err)
+		}
+	}
+}
+
+func TestValidateLabels(t *testing.T) {
+	if err := ValidateLabels(map[string]string{"task": "fix 123", "team/app": "", "a": "日本"}); err != nil {
+		t.Error(err)
+	}
+	many := map[string]string{}
+	for i := range MaxLabels + 1 {
+		many[strings.Repeat("k", i+1)] = "v"
+	}
+	for name, l := range map[string]map[string]string{
+		"too many":  many,
+		"empty key": {"": "v"},
+		"bad key":   {"a b": "v"},
+		"key end":   {"a-": "v"},
+		"long key":  {strings.Repeat("k", 64): "v"},
+		"long val":  {"k": strings.Repeat("v", 257)},
+		"control":   {"k": "a\nb"},
+	} {
+		if err := ValidateLabels(l); !IsCode(err, CodeInvalid) {
+			t.Errorf("%s: got %v", name, err)
+		}
+	}
+}
+
+func TestValidateCommand(t *testing.T) {
+	c := commandSpec{Command: "make test"}
+	if err := validateCommand(&c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Cwd != DefaultWorkdir || c.Timeout != DefaultTimeout {
+		t.Errorf("defaults not applied: %+v", c)
+	}
+	for name, tc := range map[string]struct {
+		c    commandSpec
+		want string
+	}{
+		"none":       {commandSpec{}, "pass command"},
+		"blank":      {commandSpec{Command: "  "}, "blank"},
+		"both":       {commandSpec{Command: "ls", Argv: []string{"ls"}}, "exactly one"},
+		"empty argv": {commandSpec{Argv: []string{""}}, "argv[0]"},
+		"timeout 0-": {commandSpec{Command: "ls", Timeout: -1}, "timeout_seconds"},
+		"timeout hi": {commandSpec{Command: "ls", Timeout: 3601}, "between 1 and 3600"},
+		"env key":    {commandSpec{Command: "ls", EnvVars: map[string]string{"1A": "x"}}, "env_vars key"},
+		"nul":        {commandSpec{Command: "ls\x00"}, "NUL"},
+		"stdin":      {commandSpec{Command: "cat", Stdin: strings.Repeat("x", MaxStdinBytes+1)}, "stdin"},
+	} {
+		err := validateCommand(&tc.c)
+		if !IsCode(err, CodeInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want invalid mentioning %q", name, err, tc.want)
+		}
+	}
+}
+
+func TestSeedSpec(t *testing.T) {
+	for _, tc := range []struct {
+		in   *seedInput
+		want SeedSpec
+	}{
+		{nil, SeedSpec{Kind: SeedNone}},
+		{&seedInput{Path: "/src"}, SeedSpec{Kind: SeedDir, Path: "/src"}},
+		{&seedInput{Path: "x.TGZ"}, SeedSpec{Kind: SeedArchive, Path: "x.TGZ"}},
+		{&seedInput{Kind: "git"}, SeedSpec{Kind: SeedGit}},
+	} {
+		got, err := seedSpec(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("seedSpec(%+v) = %+v, %v", tc.in, got, err)
+		}
+	}
+	for _, bad := range []*seedInput{{Kind: "dir"}, {Kind: "ftp", Path: "x"}, {Kind: "none", Path: "x"}} {
+		if _, err := seedSpec(bad); !IsCode(err, CodeInvalid) {
+			t.Errorf("seedSpec(%+v): %v", bad, err)
+		}
+	}
+}
+
+func TestErrorHelpers(t *testing.T) {
+	err := error(NotFound(ResourceSnapshot, "s1").WithHint("h"))
+	e, ok := AsError(err)
+	if !ok || e.Code != CodeNotFound || e.Hint != "h" || e.Resource != ResourceSnapshot {
+		t.Fatalf("%+v", e)
+	}
+	wrapped := Internal("boot", err)
+	if !IsCode(wrapped, CodeInternal) || wrapped.Unwrap() != err {
+		t.Fatal("Internal does not wrap")
+	}
+	if !strings.Contains(wrapped.Error(), "s1") {
+		t.Fatal(wrapped.Error())
+	}
+}
