@@ -50,7 +50,7 @@ FUZZTIME ?= 300000x
 FUZZ := ./vmm:FuzzParseBzImage ./vmm/memory:FuzzSlice ./vmm/acpi:FuzzPkgLength \
 	./virtio:FuzzQueueWalk ./virtio/blk:FuzzRequest ./virtio/vsock:FuzzTxPacket \
 	./guest/agent:FuzzServeStream:20000x ./guest/agent/proto:FuzzDecodeFrames \
-	./vmm/disk:FuzzStack:10000x
+	./vmm/disk:FuzzStack:10000x ./mcp/patch:FuzzParse:100000x ./mcp/patch:FuzzApply:100000x
 
 .PHONY: build deps kernel envs demo test test-unit test-vm fuzz lint bench clean
 
@@ -91,20 +91,23 @@ envs: build deps
 	$(PYRO) env build minimal
 	$(PYRO) env build debian-12
 
-# demo boots the Debian kernel with an initramfs whose /init prints a marker
-# and the CPUs it sees: natively where the host has hardware KVM, otherwise
-# inside the nested-KVM harness.
-demo: kernel
-	$(VMTEST) marker-initrd --busybox $(ASSETS)/busybox -o $(BUILD)/marker.cpio
+# demo is the README's first command: it builds pyro, the guest kernel and
+# the debian-12 environment, then runs a command in a debian-12 microVM:
+# natively where the host has hardware KVM, otherwise inside the nested-KVM
+# harness (saying why).
+DEMO_CMD := python3 -c 'import platform; print(6*7, platform.platform())'
+demo: kernel envs
 	@if $(PYRO) kvm-check >/dev/null 2>&1; then \
-		echo "==> this host has hardware KVM: booting natively"; \
-		$(PYRO) run --initrd $(BUILD)/marker.cpio --vcpus 2 --console; \
+		echo "==> this host has hardware KVM: running natively"; \
+		echo "==> pyro run debian-12 -- $(DEMO_CMD)"; \
+		$(PYRO) run -v debian-12 -- $(DEMO_CMD); \
 	else \
 		echo "==> pyro kvm-check says this host cannot boot stock kernels natively:"; \
 		{ $(PYRO) kvm-check || true; } | sed -n "1p;/FAIL/,+1p"; \
-		echo "==> booting inside the nested-KVM harness instead (QEMU TCG with an emulated AMD-V CPU; slow, but real KVM)"; \
-		PYRO_TEST_KERNEL=$(ASSETS)/vmlinuz PYRO_TEST_INITRD=$(BUILD)/marker.cpio \
-			$(VMTEST) exec $(PYRO) run --kernel $(ASSETS)/vmlinuz --initrd $(BUILD)/marker.cpio --vcpus 2 --console; \
+		echo "==> running inside the nested-KVM harness instead (QEMU TCG with an emulated AMD-V CPU; slow, but real KVM)"; \
+		echo "==> pyro run debian-12 -- $(DEMO_CMD)"; \
+		PYRO_CACHE_DIR=$(PYRO_CACHE) PYRO_TEST_ENV_DEBIAN=$(ENVS_DIR)/debian-12 \
+			$(VMTEST) exec $(PYRO) run -v debian-12 -- $(DEMO_CMD); \
 	fi
 
 test: test-unit test-vm
