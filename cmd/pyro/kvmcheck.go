@@ -7,10 +7,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	flag "github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
+	"github.com/pyro-mcp/pyro/guest/env"
 	"github.com/pyro-mcp/pyro/kvm"
 	"github.com/pyro-mcp/pyro/vmm"
 )
@@ -31,7 +33,9 @@ type kvmReport struct {
 	HostKind string   `json:"host_kind"`
 	CPUFlags []string `json:"cpu_flags"`
 	Kernel   string   `json:"kernel,omitempty"`
-	Checks   []check  `json:"checks"`
+	// Environments lists the built environments (pyro env list has more).
+	Environments []string `json:"environments"`
+	Checks       []check  `json:"checks"`
 }
 
 const kvmCheckHelp = `Usage: pyro kvm-check [--json] [--kernel PATH]
@@ -118,7 +122,11 @@ func probeHost(device, sysfs, cpuinfo, kernel string) kvmReport {
 		checkCaps(sysOK, add)
 		sysOK.Close()
 	}
-	r.Kernel = checkKernel(kernel, add)
+	if kernel != "" {
+		r.Kernel = checkKernel(kernel, add)
+	} else {
+		r.Kernel, r.Environments = checkBootable(add)
+	}
 
 	r.OK = true
 	for _, c := range r.Checks {
@@ -184,6 +192,32 @@ func kernelCacheDir() string {
 	}
 	home, _ := os.UserHomeDir()
 	return filepath.Join(home, ".cache", "pyro", "kernel")
+}
+
+// checkBootable checks that something bootable is here: a built
+// environment (what pyro run ENV and workspaces boot), or else the kernel
+// make kernel installs for the debugging entry.
+func checkBootable(add func(check)) (string, []string) {
+	var built []string
+	var kernel string
+	for _, st := range env.List(cacheRoot()) {
+		if st.State == env.StateBuilt && st.Env != nil {
+			built = append(built, st.Spec.Name)
+			if kernel == "" {
+				kernel = st.Env.Kernel
+			}
+		}
+	}
+	if len(built) > 0 {
+		add(check{Name: "environments", OK: true, Detail: strings.Join(built, ", ") + " built (pyro env list)"})
+		return kernel, built
+	}
+	if _, err := os.Stat(defaultKernel()); err == nil {
+		return checkKernel("", add), nil
+	}
+	add(check{Name: "environments", Detail: "none built, and no guest kernel at " + defaultKernel(),
+		Fix: "pyro env build debian-12 (or minimal, in seconds)"})
+	return "", nil
 }
 
 // defaultKernel is the kernel pyro boots when none is named.
