@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -192,6 +193,20 @@ func (s *Server) dispatch(st *stream, req *proto.Request, after *func()) (res an
 	if sys == nil {
 		sys = HostSystem{}
 	}
+	if req.Beneath != "" {
+		switch req.Op {
+		case proto.OpStat, proto.OpList, proto.OpReadFile, proto.OpWriteFile, proto.OpTarOut, proto.OpTarIn:
+			if err := s.beneath(req.Beneath, req.Path, req.Op != proto.OpStat); err != nil {
+				return nil, err
+			}
+		case proto.OpExec:
+			if req.Cwd != "" {
+				if err := s.beneath(req.Beneath, req.Cwd, true); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
 	switch req.Op {
 	case proto.OpPing:
 		return ping(), nil
@@ -258,6 +273,62 @@ func (s *Server) path(p string) (string, error) {
 		return filepath.Join(s.root, filepath.Clean(p)), nil
 	}
 	return p, nil
+}
+
+// beneath checks that path resolves inside dir: through "..", symlinks
+// (followed for the last component only when follow is set) and the
+// nearest existing ancestor for a path that does not exist yet (a file
+// about to be written). It is how a workspace's paths stay in /workspace.
+func (s *Server) beneath(dir, path string, follow bool) error {
+	d, err := s.path(dir)
+	if err != nil {
+		return err
+	}
+	p, err := s.path(path)
+	if err != nil {
+		return err
+	}
+	outside := &proto.Error{Code: "EXDEV", Message: fmt.Sprintf(
+		"%s is outside %s (it leads out through .. or a symlink); use a path inside %s", path, dir, dir)}
+	rel, err := filepath.Rel(d, filepath.Clean(p))
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return outside
+	}
+	root, err := unix.Open(d, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: dir, Err: err}
+	}
+	defer unix.Close(root)
+	flags := uint64(unix.O_PATH | unix.O_CLOEXEC)
+	if !follow {
+		flags |= unix.O_NOFOLLOW
+	}
+	for r, races := rel, 0; ; r = filepath.Dir(r) {
+		fd, err := unix.Openat2(root, r, &unix.OpenHow{Flags: flags,
+			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS})
+		switch err {
+		case nil:
+			unix.Close(fd)
+			return nil
+		case unix.EXDEV, unix.ELOOP:
+			return outside
+		case unix.ENOENT, unix.ENOTDIR:
+			if r == "." {
+				return &fs.PathError{Op: "open", Path: dir, Err: err}
+			}
+			// Does not exist (yet): what matters is where its parent is.
+			flags = unix.O_PATH | unix.O_CLOEXEC
+			continue
+		case unix.EAGAIN:
+			if races++; races < 10 {
+				r = filepath.Join(r, "x") // a rename raced the lookup: retry this one
+				continue
+			}
+		case unix.ENOSYS:
+			return &proto.Error{Code: proto.CodeUnsupported, Message: "this guest kernel lacks openat2 (Linux 5.6+), needed to confine paths"}
+		}
+		return &fs.PathError{Op: "open", Path: path, Err: err}
+	}
 }
 
 func invalidf(format string, args ...any) *proto.Error {

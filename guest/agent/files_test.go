@@ -284,3 +284,85 @@ func TestWriteFileAtomic(t *testing.T) {
 	}
 	noTemps(t, dir)
 }
+
+// A client confined Beneath a directory cannot reach outside it, through
+// "..", absolute paths or symlinks, with any path-taking request; inside,
+// everything works, including files that do not exist yet.
+func TestBeneath(t *testing.T) {
+	c, base := newClient(t), t.TempDir()
+	ws := filepath.Join(base, "workspace")
+	tree(t, ws)
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(filepath.Join(base, "outside.txt"), []byte("secret"), 0o644))
+	must(os.Symlink("../outside.txt", filepath.Join(ws, "rel-escape")))
+	must(os.Symlink(base, filepath.Join(ws, "abs-escape")))
+	must(os.Symlink("..", filepath.Join(ws, "up")))
+	c.Beneath = ws
+	ctx := ctxT(t)
+
+	// Inside: fine, symlinks that stay inside included.
+	if _, err := c.Stat(ctx, filepath.Join(ws, "a.txt")); err != nil {
+		t.Errorf("stat inside: %v", err)
+	}
+	if b, _, err := c.ReadFile(ctx, filepath.Join(ws, "link"), 0, 100); err != nil || string(b) != "#!/bin/sh\necho hi\n" {
+		t.Errorf("read through an inside symlink: %q %v", b, err)
+	}
+	if err := c.WriteFile(ctx, filepath.Join(ws, "new", "dir", "f"), strings.NewReader("x"), 0o644, true); err != nil {
+		t.Errorf("write a new file inside: %v", err)
+	}
+	if _, err := c.Stat(ctx, filepath.Join(ws, "rel-escape")); err != nil {
+		t.Errorf("stat of an escaping symlink itself (not followed): %v", err)
+	}
+	if _, _, err := c.List(ctx, ws, true, 0); err != nil {
+		t.Errorf("list inside: %v", err)
+	}
+
+	outside := []string{
+		filepath.Join(ws, "rel-escape"),
+		filepath.Join(ws, "abs-escape", "outside.txt"),
+		filepath.Join(ws, "up", "outside.txt"),
+		filepath.Join(ws, "..", "outside.txt"),
+		filepath.Join(base, "outside.txt"),
+		"/etc/passwd",
+	}
+	if err := c.WriteFile(ctx, filepath.Join(ws, "abs-escape", "outside.txt-new"), strings.NewReader("x"), 0o644, true); errCode(err) != "EXDEV" {
+		t.Errorf("write_file of a new file through an escaping symlink: %v, want EXDEV", err)
+	}
+	for _, p := range outside {
+		if _, _, err := c.ReadFile(ctx, p, 0, 100); errCode(err) != "EXDEV" {
+			t.Errorf("read_file %s: %v, want EXDEV", p, err)
+		}
+		if strings.HasPrefix(p, base) { // never aim a write at the real /etc
+			if err := c.WriteFile(ctx, p, strings.NewReader("x"), 0o644, true); errCode(err) != "EXDEV" {
+				t.Errorf("write_file %s: %v, want EXDEV", p, err)
+			}
+		}
+	}
+	for _, p := range []string{filepath.Join(ws, "up"), filepath.Join(ws, "abs-escape"), base} {
+		if _, _, err := c.List(ctx, p, false, 0); errCode(err) != "EXDEV" {
+			t.Errorf("list %s: %v, want EXDEV", p, err)
+		}
+		if rc, err := c.TarOut(ctx, p); err == nil {
+			_, err = io.Copy(io.Discard, rc)
+			rc.Close()
+			if errCode(err) != "EXDEV" {
+				t.Errorf("tar_out %s: %v, want EXDEV", p, err)
+			}
+		} else if errCode(err) != "EXDEV" {
+			t.Errorf("tar_out %s: %v, want EXDEV", p, err)
+		}
+		if _, err := c.Exec(ctx, proto.ExecRequest{Argv: []string{"true"}, Cwd: p}, io.Discard, io.Discard); errCode(err) != "EXDEV" {
+			t.Errorf("exec in %s: %v, want EXDEV", p, err)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(base, "outside.txt")); err != nil || string(b) != "secret" {
+		t.Fatalf("the outside file changed: %q %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(base, "outside.txt-new")); err == nil {
+		t.Fatal("a file was written outside")
+	}
+}

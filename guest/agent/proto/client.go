@@ -28,6 +28,10 @@ type Client struct {
 	// Dial opens a new stream to the agent (a vsock connection to the
 	// agent's port). It must honour ctx.
 	Dial func(ctx context.Context) (net.Conn, error)
+	// Beneath, when set, confines every path this client sends (and every
+	// exec's working directory) to that guest directory: see
+	// Request.Beneath. A workspace's client uses "/workspace".
+	Beneath string
 }
 
 // ExecRequest is a command to run in the guest.
@@ -281,6 +285,10 @@ func (c *Client) open(ctx context.Context, req *Request) (*stream, error) {
 	conn, err := c.Dial(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the guest agent: %w", err)
+	}
+	switch req.Op {
+	case OpStat, OpList, OpReadFile, OpWriteFile, OpTarOut, OpTarIn, OpExec:
+		req.Beneath = c.Beneath
 	}
 	s := &stream{ctx: ctx, conn: conn, enc: NewEncoder(conn), dec: NewDecoder(conn)}
 	s.stop = context.AfterFunc(ctx, func() { conn.Close() })

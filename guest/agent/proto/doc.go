@@ -18,7 +18,7 @@
 // # Hello
 //
 // Both sides first send an 8-byte hello: the 6 ASCII bytes "PYROAG" then the
-// protocol version as a little-endian uint16 (Version, now 1). The client
+// protocol version as a little-endian uint16 (Version, now 2). The client
 // sends its hello and its Request frame without waiting (one write); the
 // server reads the client's hello and, if the versions match, the Request,
 // and then answers with its own hello. If the versions differ it sends its
@@ -90,6 +90,19 @@
 // write_file replaces its target by renaming a temporary file over it only
 // after End. tar_in extracts beneath path only (openat2 RESOLVE_BENEATH):
 // an entry that would land elsewhere fails the request with EXDEV.
+//
+// # Confinement
+//
+// A request may name a directory in "beneath" (Client.Beneath sets it on
+// every request that takes a path). The agent then resolves the request's
+// path, and an exec's cwd, with openat2(RESOLVE_BENEATH) from that
+// directory before doing anything: a path that leaves it through "..", an
+// absolute path elsewhere or a symlink (absolute symlinks always count as
+// leaving) fails with EXDEV. A path that does not exist yet is judged by
+// its nearest existing ancestor. stat does not follow a final symlink, the
+// other operations do. This is how every file tool of a workspace stays in
+// /workspace. Version 2 added it: an agent that ignored the field would
+// silently not confine, so version 1 agents are refused.
 //
 // # Errors
 //

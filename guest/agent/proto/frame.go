@@ -13,7 +13,7 @@ import (
 // Protocol constants; the package doc describes the format.
 const (
 	Magic      = "PYROAG" // first 6 bytes of each hello
-	Version    = 1        // protocol version this package speaks
+	Version    = 2        // protocol version this package speaks (2: Request.Beneath)
 	HelloSize  = 8        // Magic + uint16 version
 	HeaderSize = 5        // frame type + uint32 length
 	MaxPayload = 1 << 20  // largest frame payload either side accepts

@@ -37,6 +37,12 @@ const (
 type Request struct {
 	Op   string `json:"op"`
 	Path string `json:"path,omitempty"`
+	// Beneath, when set, confines the request: Path (and an exec's Cwd)
+	// must resolve inside this directory, through ".." and symlinks
+	// alike, or the request fails with EXDEV before touching anything.
+	// Absolute symlinks count as leaving it. Used by stat, list,
+	// read_file, write_file, tar_out, tar_in and exec.
+	Beneath string `json:"beneath,omitempty"`
 
 	Recursive bool `json:"recursive,omitempty"` // list
 	Limit     int  `json:"limit,omitempty"`     // list: at most this many entries
