@@ -51,7 +51,7 @@ FUZZ := ./vmm:FuzzParseBzImage ./vmm/memory:FuzzSlice ./vmm/acpi:FuzzPkgLength \
 	./virtio:FuzzQueueWalk ./virtio/blk:FuzzRequest ./virtio/vsock:FuzzTxPacket \
 	./guest/agent:FuzzServeStream:20000x ./guest/agent/proto:FuzzDecodeFrames \
 	./vmm/disk:FuzzStack:10000x ./mcp/patch:FuzzParse:100000x ./mcp/patch:FuzzApply:100000x \
-	./mcp/hostio:FuzzExtract:5000x
+	./mcp/hostio:FuzzExtract:5000x ./mcp/treediff:FuzzLineDiff:20000x ./mcp/treediff:FuzzDiffTar:20000x
 
 .PHONY: build deps kernel envs demo test test-unit test-vm fuzz lint bench clean
 
