@@ -116,7 +116,7 @@ type Workspace struct {
 	ID           string            // stable, unique, assigned by the backend
 	Name         string            // optional, unique among workspaces
 	Labels       map[string]string // free-form discovery tags
-	Env          string            // environment it was created from, e.g. "debian:12"
+	Env          string            // environment it was created from, e.g. "debian-12"
 	State        State             // lifecycle state
 	Error        string            // last boot/reset failure, for StateFailed
 	CreatedAt    time.Time         // when Create was called
@@ -450,9 +450,9 @@ type Summary struct {
 
 // Environment is a guest image the host can boot.
 type Environment struct {
-	Name         string // e.g. "debian:12"
+	Name         string // e.g. "debian-12"
 	Description  string // one line
 	Built        bool   // ready to boot
-	BuildCommand string // host command that builds it, e.g. "pyro env build debian:12"
+	BuildCommand string // host command that builds it, e.g. "pyro env build debian-12"
 	Default      bool   // used when a request names no environment
 }

@@ -294,7 +294,7 @@ func TestEveryTool(t *testing.T) {
 	if r := ok("vm_run", map[string]any{"command": "uname -a"}); r.str("stdout") != "ran: uname -a\n" || r.str("id") != "" {
 		t.Errorf("vm_run: %s", r.text)
 	}
-	if r := ok("env_list", nil); !strings.Contains(r.text, "pyro env build debian:12-build") {
+	if r := ok("env_list", nil); !strings.Contains(r.text, "pyro env build debian-12-build") {
 		t.Errorf("env_list: %s", r.text)
 	}
 	if r := ok("workspace_delete", map[string]any{"id": id}); r.str("deleted") != id {
@@ -379,8 +379,8 @@ func TestErrorHints(t *testing.T) {
 			args: func(id string) map[string]any { return map[string]any{"id": id, "command": "ls"} },
 			code: "stopped", hint: "workspace_start"},
 		{name: "env missing", tool: "workspace_create",
-			args: func(string) map[string]any { return map[string]any{"env": "debian:12-build"} },
-			code: "env_missing", hint: "pyro env build debian:12-build"},
+			args: func(string) map[string]any { return map[string]any{"env": "debian-12-build"} },
+			code: "env_missing", hint: "pyro env build debian-12-build"},
 		{name: "env unknown core", tool: "workspace_create",
 			args: func(string) map[string]any { return map[string]any{"env": "arch"} },
 			code: "not_found", hint: "pyro env list"},

@@ -19,7 +19,7 @@ type execIn struct {
 }
 
 type runIn struct {
-	Env            string            `json:"env,omitempty" jsonschema:"environment, e.g. debian:12 (default: the host's default)"`
+	Env            string            `json:"env,omitempty" jsonschema:"environment, e.g. debian-12 (default: the host's default)"`
 	Command        string            `json:"command,omitempty" jsonschema:"shell command line, run with sh -c"`
 	Argv           []string          `json:"argv,omitempty" jsonschema:"program and arguments, run without a shell; instead of command"`
 	Cwd            string            `json:"cwd,omitempty" jsonschema:"working directory (default /workspace)"`
@@ -77,7 +77,7 @@ func oneShotTools() []toolSpec {
 		defTool(toolDef{
 			name: "env_list", group: "env", readOnly: true,
 			summary:     "List the guest environments this host has and whether each is built.",
-			description: "List guest environments (e.g. debian:12) usable as env in workspace_create, whether each is built on this host, and the default.",
+			description: "List guest environments (e.g. debian-12) usable as env in workspace_create, whether each is built on this host, and the default.",
 		}, toolEnvList),
 	}
 }

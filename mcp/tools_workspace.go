@@ -17,7 +17,7 @@ type refIn struct {
 }
 
 type createIn struct {
-	Env        string            `json:"env,omitempty" jsonschema:"environment, e.g. debian:12 (default: the host's default)"`
+	Env        string            `json:"env,omitempty" jsonschema:"environment, e.g. debian-12 (default: the host's default)"`
 	Name       string            `json:"name,omitempty" jsonschema:"optional unique name, 1-64 of [A-Za-z0-9._-]; usable wherever an id is"`
 	Labels     map[string]string `json:"labels,omitempty" jsonschema:"optional tags for workspace_list, e.g. {\"task\":\"fix-123\"}"`
 	Seed       *seedInput        `json:"seed,omitempty" jsonschema:"host content to copy into /workspace; it becomes the baseline for diff and reset"`

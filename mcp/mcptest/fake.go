@@ -62,8 +62,8 @@ type snap struct {
 
 var _ mcp.Backend = (*Backend)(nil)
 
-// New returns an empty fake with two environments: "debian:12" (built, the
-// default) and "debian:12-build" (not built).
+// New returns an empty fake with two environments: "debian-12" (built, the
+// default) and "debian-12-build" (not built).
 func New() *Backend {
 	return &Backend{
 		ws:       make(map[string]*workspace),
@@ -71,8 +71,8 @@ func New() *Backend {
 		exported: make(map[string]bool),
 		now:      time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 		envs: []mcp.Environment{
-			{Name: "debian:12", Description: "Debian 12 with git", Built: true, Default: true, BuildCommand: "pyro env build debian:12"},
-			{Name: "debian:12-build", Description: "Debian 12 with build tools", BuildCommand: "pyro env build debian:12-build"},
+			{Name: "debian-12", Description: "Debian 12 with git", Built: true, Default: true, BuildCommand: "pyro env build debian-12"},
+			{Name: "debian-12-build", Description: "Debian 12 with build tools", BuildCommand: "pyro env build debian-12-build"},
 		},
 	}
 }
