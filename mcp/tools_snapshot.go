@@ -39,7 +39,9 @@ type resetOut struct {
 	Workspace  workspaceView `json:"workspace"`
 	ResetTo    string        `json:"reset_to"`
 	DurationMs int64         `json:"duration_ms"`
-	Hint       string        `json:"hint,omitempty"`
+	// DroppedSnapshots were taken after the target and are gone now.
+	DroppedSnapshots []string `json:"dropped_snapshots,omitempty"`
+	Hint             string   `json:"hint,omitempty"`
 }
 
 func snapshotTools() []toolSpec {
@@ -61,8 +63,8 @@ func snapshotTools() []toolSpec {
 		}, toolSnapshotDelete),
 		defTool(toolDef{
 			name: "workspace_reset", group: "snapshot", core: true, destructive: true, idempotent: true,
-			summary:     "Rebuild the workspace from its baseline or a named snapshot; keeps id, baseline and snapshots.",
-			description: "Rebuild the workspace from its baseline (default) or a named snapshot, discarding every change and process since. Keeps id, name, labels, baseline and snapshots.",
+			summary:     "Rebuild the workspace from its baseline or a named snapshot; keeps id, baseline and older snapshots.",
+			description: "Rebuild the workspace from its baseline (default) or a named snapshot, discarding every change and process since, and the snapshots taken after it. Keeps id, name, labels, baseline and older snapshots.",
 		}, toolReset),
 	}
 }
@@ -149,6 +151,6 @@ func toolReset(ctx context.Context, h *handler, in resetIn) (any, error) {
 	if r.Snapshot != "" {
 		to = "snapshot " + r.Snapshot
 	}
-	return resetOut{Workspace: viewWorkspace(r.Workspace), ResetTo: to, DurationMs: r.Duration.Milliseconds(),
+	return resetOut{Workspace: viewWorkspace(r.Workspace), ResetTo: to, DurationMs: r.Duration.Milliseconds(), DroppedSnapshots: r.DroppedSnapshots,
 		Hint: "Files and processes are back to " + to + "; shells and background jobs were stopped."}, nil
 }

@@ -1,0 +1,370 @@
+package workspace
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/hostio"
+	"github.com/pyro-mcp/pyro/mcp/treediff"
+	"github.com/pyro-mcp/pyro/vmm/disk"
+)
+
+// baselineLabel is the disk layer name of the baseline.
+const baselineLabel = "baseline"
+
+// Create implements mcp.Backend: it boots a VM on a fresh copy-on-write
+// layer over the environment's image, seeds /workspace, and records the
+// baseline (a frozen disk layer and a treediff index of /workspace).
+// On any failure everything it made is removed.
+func (m *Manager) Create(ctx context.Context, req mcp.CreateRequest) (mcp.Workspace, error) {
+	w, err := m.create(ctx, req)
+	if err != nil {
+		return mcp.Workspace{}, err
+	}
+	return w.view(), nil
+}
+
+func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspace, err error) {
+	start := m.now()
+	envName, err := m.envName(req.Env)
+	if err != nil {
+		return nil, err
+	}
+	seedKind, seedPath, err := m.seedSource(req.Seed)
+	if err != nil {
+		return nil, err
+	}
+	vcpus, mem := req.VCPUs, req.MemMiB
+	if vcpus <= 0 {
+		vcpus = m.opts.DefaultVCPUs
+	}
+	if mem <= 0 {
+		mem = m.opts.DefaultMemMiB
+	}
+	// Fail fast, before any disk work, on an environment that is not built.
+	e, err := m.loadEnv(ctx, envName)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := os.Stat(e.Rootfs)
+	if err != nil {
+		return nil, mcp.Internal("reading the environment's root filesystem", err)
+	}
+
+	id, dir, err := m.newDir()
+	if err != nil {
+		return nil, mcp.Internal("creating the workspace directory", err)
+	}
+	now := m.now()
+	w := &workspace{m: m, id: id, dir: dir, state: mcp.StateCreating, journal: &journal{path: filepath.Join(dir, journalName), next: 1},
+		rec: record{ID: id, Name: req.Name, Labels: req.Labels, Env: envName, CreatedAt: now, LastActive: now,
+			TTLSeconds: req.TTLSeconds, VCPUs: vcpus, MemMiB: mem, Seed: mcp.SeedReport{Kind: seedKind, Source: seedPath}}}
+	if len(w.rec.Labels) == 0 {
+		w.rec.Labels = nil
+	}
+	w.op.Lock() // held until the workspace is whole: other calls on it wait
+	defer w.op.Unlock()
+
+	// Publish it (state creating) with its name and running slot reserved.
+	release, err := m.acquireSlot()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	m.mu.Lock()
+	if m.nameTaken(req.Name, nil) {
+		m.mu.Unlock()
+		release()
+		os.RemoveAll(dir)
+		return nil, mcp.Exists(mcp.ResourceWorkspace, req.Name).
+			WithHint("Names are unique among workspaces; pick another, or use the existing one (workspace_list).")
+	}
+	m.ws[id] = w
+	m.mu.Unlock()
+
+	defer func() {
+		if err == nil {
+			return
+		}
+		m.log.Warn("create failed; removing the workspace", "id", id, "err", err)
+		w.killVM()
+		m.mu.Lock()
+		delete(m.ws, id)
+		w.mu.Lock()
+		w.deleted = true
+		w.mu.Unlock()
+		m.mu.Unlock()
+		w.journal.close()
+		os.RemoveAll(dir)
+	}()
+
+	st, err := disk.Create(filepath.Join(dir, diskDir), e.Rootfs, fi.Size())
+	if err != nil {
+		release()
+		return nil, mcp.Internal("creating the workspace's disk", err)
+	}
+	if err := w.bootOn(ctx, st, release); err != nil {
+		if ctx.Err() != nil || mcp.IsCode(err, mcp.CodeEnvMissing) {
+			return nil, err
+		}
+		return nil, &mcp.Error{Code: mcp.CodeInternal, Err: err,
+			Msg:  "booting " + envName + " failed: " + firstLine(err.Error()),
+			Hint: "Run `pyro kvm-check` on the host to see whether this machine can run microVMs."}
+	}
+	h := w.handle()
+
+	// /workspace, then the seed.
+	if res, err := h.Agent.Exec(ctx, execMkdir(hostio.Workspace), nil, nil); err != nil || res.ExitCode != 0 {
+		return nil, mcp.Internal("creating /workspace in the guest", errors.Join(err, fmt.Errorf("mkdir exit %d", res.ExitCode)))
+	}
+	if seedKind != mcp.SeedNone {
+		rep, err := pushTar(ctx, h.Files, hostio.Workspace, func(out io.Writer) (*hostio.Report, error) {
+			return produceSeed(ctx, out, seedKind, seedPath)
+		})
+		if err != nil {
+			return nil, hostErr("seeding /workspace from "+seedPath, seedPath, err)
+		}
+		w.mu.Lock()
+		w.rec.Seed.Files, w.rec.Seed.Bytes, w.rec.Seed.Skipped = rep.Files, rep.Bytes, skipped(rep)
+		w.mu.Unlock()
+	}
+
+	// The baseline: a frozen disk layer and an index of /workspace.
+	layer, err := freezeLayer(ctx, h, baselineLabel)
+	if err != nil {
+		return nil, mcp.Internal("recording the baseline", err)
+	}
+	rc, err := h.Files.TarOut(ctx, hostio.Workspace)
+	if err != nil {
+		return nil, mcp.Internal("reading /workspace for the baseline", err)
+	}
+	_, err = treediff.WriteBaseline(filepath.Join(dir, baselineDir), rc)
+	rc.Close()
+	if err != nil {
+		return nil, mcp.Internal("writing the baseline index", err)
+	}
+
+	// Commit: the record makes the workspace exist for the next Open.
+	w.mu.Lock()
+	w.rec.BaselineLayer = layer.ID
+	w.state = mcp.StateRunning
+	err = w.saveLocked()
+	seed := w.rec.Seed
+	w.mu.Unlock()
+	if err != nil {
+		return nil, mcp.Internal("saving the workspace record", err)
+	}
+	detail := fmt.Sprintf("env %s, seed %s", envName, seedKind)
+	if seedKind != mcp.SeedNone {
+		detail += fmt.Sprintf(" from %s: %d files, %d bytes", seedPath, seed.Files, seed.Bytes)
+	}
+	w.logLife(mcp.LogLife, "create", detail, start)
+	m.log.Info("workspace created", "id", id, "env", envName, "took", m.now().Sub(start))
+	return w, nil
+}
+
+// newDir makes StateDir/workspaces/ID for a fresh random ID.
+func (m *Manager) newDir() (string, string, error) {
+	for range 16 {
+		var b [4]byte
+		rand.Read(b[:])
+		id := "ws-" + hex.EncodeToString(b[:])
+		dir := filepath.Join(m.root, id)
+		err := os.Mkdir(dir, 0o700)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return "", "", err
+		}
+		for _, sub := range []string{outDir, diffsDir} {
+			if err := os.Mkdir(filepath.Join(dir, sub), 0o700); err != nil {
+				os.RemoveAll(dir)
+				return "", "", err
+			}
+		}
+		return id, dir, nil
+	}
+	return "", "", errors.New("no free workspace ID")
+}
+
+// freezeLayer checkpoints the running VM's disk: the guest syncs and
+// freezes its root file system, the disk's top layer is frozen under
+// label, and the guest thaws.
+func freezeLayer(ctx context.Context, h *vmHandle, label string) (disk.LayerInfo, error) {
+	if err := h.Agent.Sync(ctx); err != nil {
+		return disk.LayerInfo{}, fmt.Errorf("syncing the guest: %w", err)
+	}
+	if err := h.Agent.Freeze(ctx, "/"); err != nil {
+		return disk.LayerInfo{}, fmt.Errorf("freezing the guest file system: %w", err)
+	}
+	layer, ferr := h.stack.Freeze(label)
+	// Thaw whatever happened, even if ctx has ended: a frozen guest
+	// blocks every writer.
+	tctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	terr := h.Agent.Thaw(tctx, "/")
+	if ferr != nil {
+		return disk.LayerInfo{}, fmt.Errorf("freezing the disk layer: %w", ferr)
+	}
+	if terr != nil {
+		return disk.LayerInfo{}, fmt.Errorf("thawing the guest file system: %w", terr)
+	}
+	return layer, nil
+}
+
+// seedSource checks a seed request against the host and resolves its path.
+func (m *Manager) seedSource(s mcp.SeedSpec) (mcp.SeedKind, string, error) {
+	kind := s.Kind
+	if kind == "" {
+		kind = mcp.SeedNone
+	}
+	switch kind {
+	case mcp.SeedNone:
+		return kind, "", nil
+	case mcp.SeedGit:
+		p := s.Path
+		if p == "" {
+			p = m.opts.GitSeedDir
+			if p == "" {
+				p, _ = os.Getwd()
+			}
+			root, err := hostio.FindGitRoot(p)
+			if err != nil {
+				return "", "", mcp.Invalid("the server's directory %s is not inside a git checkout", p).
+					WithHint("Seed with kind dir and a host path instead.")
+			}
+			return kind, root, nil
+		}
+		abs, err := hostio.HostPath(p)
+		if err != nil {
+			return "", "", mcp.Invalid("seed path: %v", err)
+		}
+		if err := mustStat(abs, true); err != nil {
+			return "", "", err
+		}
+		return kind, abs, nil
+	case mcp.SeedDir, mcp.SeedArchive:
+		abs, err := hostio.HostPath(s.Path)
+		if err != nil {
+			return "", "", mcp.Invalid("seed path: %v", err)
+		}
+		if err := mustStat(abs, kind == mcp.SeedDir); err != nil {
+			return "", "", err
+		}
+		return kind, abs, nil
+	}
+	return "", "", mcp.Invalid("seed kind %q is not none, dir, archive or git", kind)
+}
+
+// mustStat checks that the host path exists and is a directory (dir) or a
+// regular file.
+func mustStat(p string, dir bool) error {
+	fi, err := os.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return mcp.NotFound(mcp.ResourceHostPath, p).WithHint("Check the host path; relative paths are relative to the server's directory.")
+	}
+	if err != nil {
+		return mcp.Invalid("host path %s: %v", p, err)
+	}
+	if dir && !fi.IsDir() {
+		return mcp.Invalid("host path %s is not a directory", p).WithHint("For a .tar, .tar.gz or .tgz file use kind archive.")
+	}
+	if !dir && !fi.Mode().IsRegular() {
+		return mcp.Invalid("host path %s is not a file", p).WithHint("For a directory use kind dir.")
+	}
+	return nil
+}
+
+// produceSeed writes the seed's tar stream.
+func produceSeed(ctx context.Context, out io.Writer, kind mcp.SeedKind, p string) (*hostio.Report, error) {
+	switch kind {
+	case mcp.SeedDir:
+		return hostio.TarDir(ctx, out, p, hostio.SeedOptions{})
+	case mcp.SeedArchive:
+		return hostio.TarArchive(ctx, out, p, hostio.SeedOptions{})
+	case mcp.SeedGit:
+		return hostio.TarGit(ctx, out, p, hostio.SeedOptions{})
+	}
+	return nil, fmt.Errorf("seed kind %q", kind)
+}
+
+// errGuestDone closes a tar pipe whose reader (the guest) has finished.
+var errGuestDone = errors.New("the guest stopped reading")
+
+// pushTar streams what produce writes into the guest directory dest.
+func pushTar(ctx context.Context, g guest, dest string, produce func(io.Writer) (*hostio.Report, error)) (*hostio.Report, error) {
+	pr, pw := io.Pipe()
+	var (
+		rep  *hostio.Report
+		perr error
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rep, perr = produce(pw)
+		pw.CloseWithError(perr) // nil: a clean EOF
+	}()
+	_, gerr := g.TarIn(ctx, dest, pr)
+	pr.CloseWithError(errGuestDone)
+	<-done
+	switch {
+	case perr != nil && !errors.Is(perr, errGuestDone):
+		return nil, perr // the host side failed first: its error says why
+	case gerr != nil:
+		return nil, &guestSideError{gerr}
+	case perr != nil:
+		return nil, perr
+	}
+	return rep, nil
+}
+
+// guestSideError marks an error of the guest's side of a crossing.
+type guestSideError struct{ err error }
+
+func (e *guestSideError) Error() string { return e.err.Error() }
+func (e *guestSideError) Unwrap() error { return e.err }
+
+// hostErr turns the error of a host → guest crossing into an *mcp.Error.
+func hostErr(what, hostPath string, err error) error {
+	if _, ok := mcp.AsError(err); ok {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var g *guestSideError
+	if errors.As(err, &g) {
+		return guestError(what, hostio.Workspace, g.err)
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return mcp.NotFound(mcp.ResourceHostPath, hostPath)
+	}
+	e := mcp.Invalid("%s: %v", what, err)
+	e.Err = err
+	return e
+}
+
+// skipped converts a Report's skipped entries.
+func skipped(r *hostio.Report) []mcp.SkippedEntry {
+	var out []mcp.SkippedEntry
+	for _, s := range r.Skipped {
+		out = append(out, mcp.SkippedEntry{Path: s.Path, Reason: s.Reason})
+	}
+	if more := r.SkippedCount - len(r.Skipped); more > 0 {
+		out = append(out, mcp.SkippedEntry{Path: "...", Reason: fmt.Sprintf("%d more entries skipped, not listed", more)})
+	}
+	for _, s := range r.Changed {
+		out = append(out, mcp.SkippedEntry{Path: s.Path, Reason: "sent altered: " + s.Reason})
+	}
+	return out
+}

@@ -1,0 +1,45 @@
+// Package workspace is the workspace manager behind `pyro mcp serve`: it
+// implements mcp.Backend over microVMs (guest/instance), their layered
+// disks (vmm/disk) and a state directory on the host.
+//
+// Where it sits in the data path:
+//
+//	MCP tool layer (mcp) ─▶ Manager ─▶ guest agent client (exec, files, tar) ─▶ VM
+//	                           │  └──▶ disk.Stack (baseline, snapshots, reset)
+//	                           └─────▶ hostio (host ⇄ tar), treediff (diff), patch
+//
+// # State
+//
+// Each workspace is a directory StateDir/workspaces/ID/:
+//
+//	record.json    metadata, replaced atomically (temp, fsync, rename, fsync dir)
+//	disk/          the disk.Stack over the environment's rootfs.ext4
+//	baseline/      treediff index and blobs of /workspace right after seeding
+//	journal.jsonl  one fsynced JSON line per exec, write, patch, sync, export,
+//	               snapshot, reset and lifecycle event
+//	out/SEQ.stdout, out/SEQ.stderr   an exec's whole output (capped)
+//	diffs/NNNNNN.patch               diff results, for the agent to read on the host
+//	console.log    the guest's serial console of the current boot (capped)
+//
+// The record is written last at create, so a directory without one is a
+// create that never finished, and Open removes it; a delete renames the
+// directory aside (".deleting-ID") before removing it. Killing the server
+// at any point loses running VMs, never data: the record is atomic, the
+// journal loses at most a torn last line, and disk.Stack is crash
+// consistent. Open boots nothing and lists every workspace as stopped.
+//
+// # Checkpoints
+//
+// The baseline and every snapshot are frozen disk layers, taken after the
+// guest synced and froze (FIFREEZE) its root file system. Reset kills the
+// VM, cuts the stack back to the target layer and boots again: whole-disk
+// state (installed packages included) returns, running processes do not.
+// The stack is linear, so snapshots newer than the target are dropped by a
+// reset; the journal entry says which.
+//
+// # Concurrency
+//
+// Calls that work inside a running VM run concurrently; calls that change
+// the VM or its disk exclude everything else on that workspace (see
+// workspace). The Manager's map and running count have their own mutex.
+package workspace

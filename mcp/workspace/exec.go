@@ -1,0 +1,161 @@
+package workspace
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pyro-mcp/pyro/guest/agent/proto"
+	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/hostio"
+)
+
+// runTTL is the idle lifetime of Run's throwaway workspace.
+const runTTL = 3600
+
+func execMkdir(p string) proto.ExecRequest {
+	return proto.ExecRequest{Argv: []string{"mkdir", "-p", "--", p}, Timeout: time.Minute}
+}
+
+// Exec implements mcp.Backend. The command's whole output (up to
+// outFileCap per stream) is kept in out/SEQ.stdout and out/SEQ.stderr;
+// the result holds its first and last bytes.
+func (m *Manager) Exec(ctx context.Context, req mcp.ExecRequest) (mcp.ExecResult, error) {
+	w, err := m.get(req.ID)
+	if err != nil {
+		return mcp.ExecResult{}, err
+	}
+	c, err := w.enter(ctx)
+	if err != nil {
+		return mcp.ExecResult{}, err
+	}
+	defer c.end()
+	return c.exec(req)
+}
+
+func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
+	w := c.w
+	cwd := req.Cwd
+	if cwd == "" {
+		cwd = hostio.Workspace
+	}
+	if !strings.HasPrefix(cwd, "/") {
+		cwd = filepath.Join(hostio.Workspace, cwd)
+	}
+	timeout := time.Duration(req.TimeoutSeconds) * time.Second
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	seq := w.journal.reserve()
+	base := filepath.Join(w.dir, outDir, strconv.FormatInt(seq, 10))
+	stdout, stderr := newCapture(base+".stdout"), newCapture(base+".stderr")
+	pr := proto.ExecRequest{Argv: req.Argv, Shell: req.Command, Env: req.EnvVars, Cwd: cwd, Timeout: timeout}
+	if req.Stdin != "" {
+		pr.Stdin = strings.NewReader(req.Stdin)
+	}
+	// The guest enforces the timeout; this only guards against a guest
+	// that stops answering.
+	ctx, cancel := context.WithTimeout(c.ctx, timeout+proto.DefaultKillGrace+30*time.Second)
+	defer cancel()
+	start := w.m.now()
+	t0 := time.Now()
+	res, err := c.h.Agent.Exec(ctx, pr, stdout, stderr)
+	dur := time.Since(t0)
+	stdout.file.Close()
+	stderr.file.Close()
+	if err != nil {
+		os.Remove(base + ".stdout")
+		os.Remove(base + ".stderr")
+		if l := c.lost(); l != nil {
+			return mcp.ExecResult{}, l
+		}
+		if c.ctx.Err() != nil {
+			return mcp.ExecResult{}, c.ctx.Err()
+		}
+		if ctx.Err() != nil {
+			return mcp.ExecResult{}, mcp.Timeout("the guest stopped answering during the command").
+				WithHint("workspace_stop then workspace_start restarts the VM; the disk is kept.")
+		}
+		return mcp.ExecResult{}, c.guestErr("running the command", cwd, err)
+	}
+	r := mcp.ExecResult{Seq: seq, ExitCode: res.ExitCode, Duration: dur,
+		Stdout: stdout.bytes(), Stderr: stderr.bytes(), StdoutSize: stdout.total, StderrSize: stderr.total,
+		OutputTruncated: stdout.total > outFileCap || stderr.total > outFileCap}
+	for _, s := range []struct {
+		n    int64
+		file string
+		dst  *string
+	}{{stdout.total, base + ".stdout", &r.StdoutPath}, {stderr.total, base + ".stderr", &r.StderrPath}} {
+		if s.n == 0 {
+			os.Remove(s.file)
+		} else {
+			*s.dst = s.file
+		}
+	}
+	var detail []string
+	switch {
+	case res.TimedOut:
+		r.TimedOut, r.ExitCode = true, 124
+		detail = append(detail, fmt.Sprintf("timed out after %v", timeout))
+	case res.Signal != "":
+		r.Signal = res.Signal
+		r.ExitCode = 128 + int(unix.SignalNum(res.Signal))
+		detail = append(detail, "killed by "+res.Signal)
+	}
+	if cwd != hostio.Workspace {
+		detail = append(detail, "cwd "+cwd)
+	}
+	exit := r.ExitCode
+	if _, err := w.journal.append(entry{Seq: seq, Time: start, Kind: mcp.LogExec, Command: commandLine(req),
+		ExitCode: &exit, Duration: int64(dur), Detail: strings.Join(detail, "; ")}); err != nil {
+		w.m.log.Warn("writing the journal", "id", w.id, "err", err)
+	}
+	return r, nil
+}
+
+// commandLine is how the journal shows a command.
+func commandLine(req mcp.ExecRequest) string {
+	if req.Command != "" {
+		return req.Command
+	}
+	parts := make([]string, len(req.Argv))
+	for i, a := range req.Argv {
+		parts[i] = shellQuote(a)
+	}
+	return strings.Join(parts, " ")
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r == '-' || r == '_' || r == '.' || r == '/' || r == '=' || r == ':' || r == ',' || r == '+' ||
+			r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// Run implements mcp.Backend: create, exec, delete (also on failure). The
+// output files go with the workspace, so the result names none.
+func (m *Manager) Run(ctx context.Context, req mcp.RunRequest) (mcp.ExecResult, error) {
+	w, err := m.create(ctx, mcp.CreateRequest{Env: req.Env, VCPUs: req.VCPUs, MemMiB: req.MemMiB,
+		TTLSeconds: runTTL, Seed: req.Seed, Labels: map[string]string{"pyro.run": "true"}})
+	if err != nil {
+		return mcp.ExecResult{}, err
+	}
+	defer func() {
+		if err := m.Delete(context.Background(), w.id); err != nil && !mcp.IsCode(err, mcp.CodeNotFound) {
+			m.log.Warn("deleting the one-shot workspace", "id", w.id, "err", err)
+		}
+	}()
+	r, err := m.Exec(ctx, mcp.ExecRequest{ID: w.id, Command: req.Command, Argv: req.Argv, Cwd: req.Cwd,
+		EnvVars: req.EnvVars, TimeoutSeconds: req.TimeoutSeconds, Stdin: req.Stdin})
+	r.StdoutPath, r.StderrPath = "", ""
+	return r, err
+}

@@ -1,0 +1,364 @@
+package workspace
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pyro-mcp/pyro/guest/agent/proto"
+	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/hostio"
+	"github.com/pyro-mcp/pyro/mcp/treediff"
+)
+
+// Diff implements mcp.Backend: the agent streams /workspace as a tar and
+// treediff compares it with the baseline index and blobs on the host.
+func (m *Manager) Diff(ctx context.Context, req mcp.DiffRequest) (mcp.DiffResult, error) {
+	var prefix string
+	if req.Path != "" {
+		p, err := guestPath(req.Path)
+		if err != nil {
+			return mcp.DiffResult{}, err
+		}
+		prefix = strings.TrimPrefix(strings.TrimPrefix(p, hostio.Workspace), "/")
+	}
+	c, err := m.enterID(ctx, req.ID)
+	if err != nil {
+		return mcp.DiffResult{}, err
+	}
+	defer c.end()
+	return c.diff(prefix)
+}
+
+func (c *call) diff(prefix string) (mcp.DiffResult, error) {
+	w := c.w
+	base := filepath.Join(w.dir, baselineDir)
+	ix, err := treediff.LoadIndex(base)
+	if err != nil {
+		return mcp.DiffResult{}, mcp.Internal("loading the baseline", err)
+	}
+	rc, err := c.h.Files.TarOut(c.ctx, hostio.Workspace)
+	if err != nil {
+		return mcp.DiffResult{}, c.guestErr("reading /workspace", hostio.Workspace, err)
+	}
+	res, err := treediff.Diff(ix, treediff.DirBlobs{Dir: base}, rc, treediff.Options{Prefix: prefix})
+	rc.Close()
+	if err != nil {
+		return mcp.DiffResult{}, c.guestErr("comparing /workspace with the baseline", hostio.Workspace, err)
+	}
+	out := mcp.DiffResult{Patch: string(res.Patch)}
+	for _, f := range res.Files {
+		if (f.OldType == treediff.Dir || f.OldType == "") && (f.NewType == treediff.Dir || f.NewType == "") {
+			continue // directories show through the files in them
+		}
+		fc := mcp.FileChange{Path: f.Path, Status: string(f.Status), Additions: f.Additions, Deletions: f.Deletions,
+			Binary: f.Binary, Summary: f.Summary}
+		if f.Status == treediff.Modified && f.OldMode != f.NewMode && f.Additions == 0 && f.Deletions == 0 && !f.Binary {
+			fc.Status = "mode_changed"
+		}
+		out.Files = append(out.Files, fc)
+		out.Stats.Files++
+		out.Stats.Additions += f.Additions
+		out.Stats.Deletions += f.Deletions
+	}
+	if len(res.Patch) > 0 {
+		p, err := w.savePatch(res.Patch)
+		if err != nil {
+			w.m.log.Warn("writing the diff's patch file", "id", w.id, "err", err)
+		}
+		out.PatchPath = p
+	}
+	return out, nil
+}
+
+// savePatch writes a patch to diffs/NNNNNN.patch, keeping the latest
+// keptDiffs, and returns its path.
+func (w *workspace) savePatch(p []byte) (string, error) {
+	w.mu.Lock()
+	w.diffs++
+	n := w.diffs
+	w.mu.Unlock()
+	dir := filepath.Join(w.dir, diffsDir)
+	if n == 1 {
+		// After a restart, continue after the files already there.
+		if des, err := os.ReadDir(dir); err == nil {
+			for _, de := range des {
+				var k int
+				if _, err := fmt.Sscanf(de.Name(), "%06d.patch", &k); err == nil && k >= n {
+					n = k + 1
+				}
+			}
+			w.mu.Lock()
+			w.diffs = max(w.diffs, n)
+			w.mu.Unlock()
+		}
+	}
+	name := fmt.Sprintf("%06d.patch", n)
+	if err := os.WriteFile(filepath.Join(dir, name), p, 0o600); err != nil {
+		return "", err
+	}
+	if n > keptDiffs {
+		os.Remove(filepath.Join(dir, fmt.Sprintf("%06d.patch", n-keptDiffs)))
+	}
+	return filepath.Join(dir, name), nil
+}
+
+// Export implements mcp.Backend. A directory leaves the guest as the
+// agent's tar_out stream; a file is read through the agent and wrapped in
+// a one-entry tar. Either way hostio writes it to the host, safely.
+func (m *Manager) Export(ctx context.Context, req mcp.ExportRequest) (mcp.ExportResult, error) {
+	gp, err := guestPath(orWorkspace(req.GuestPath))
+	if err != nil {
+		return mcp.ExportResult{}, err
+	}
+	host, err := hostio.HostPath(req.HostPath)
+	if err != nil {
+		return mcp.ExportResult{}, mcp.Invalid("host path: %v", err)
+	}
+	format := req.Format
+	if format == "" || format == mcp.ExportAuto {
+		format = mcp.ExportTree
+		if l := strings.ToLower(host); strings.HasSuffix(l, ".tar") || strings.HasSuffix(l, ".tar.gz") || strings.HasSuffix(l, ".tgz") {
+			format = mcp.ExportTar
+		}
+	}
+	if format != mcp.ExportTree && format != mcp.ExportTar {
+		return mcp.ExportResult{}, mcp.Invalid("format %q must be auto, tree or tar", req.Format)
+	}
+	if _, err := os.Lstat(host); err == nil && !req.Overwrite {
+		return mcp.ExportResult{}, mcp.Exists(mcp.ResourceHostPath, host).
+			WithHint("Pass overwrite: true to replace it, or choose another host path.")
+	}
+	c, err := m.enterID(ctx, req.ID)
+	if err != nil {
+		return mcp.ExportResult{}, err
+	}
+	defer c.end()
+	start := m.now()
+	t0 := time.Now()
+	fi, err := c.h.Files.Stat(c.ctx, gp)
+	if err != nil {
+		return mcp.ExportResult{}, c.guestErr("exporting", gp, err)
+	}
+	var (
+		src  io.ReadCloser
+		file bool
+	)
+	switch fi.Type {
+	case proto.TypeDir:
+		src, err = c.h.Files.TarOut(c.ctx, gp)
+		if err != nil {
+			return mcp.ExportResult{}, c.guestErr("exporting", gp, err)
+		}
+	case proto.TypeFile:
+		file = format == mcp.ExportTree
+		src = fileTar(c.ctx, c.h.Files, gp, fi)
+	default:
+		return mcp.ExportResult{}, mcp.Invalid("%s is a %s; export a regular file or a directory", gp, fi.Type)
+	}
+	defer src.Close()
+	var rep *hostio.ExtractReport
+	l := strings.ToLower(host)
+	switch {
+	case format == mcp.ExportTar && (strings.HasSuffix(l, ".gz") || strings.HasSuffix(l, ".tgz")):
+		rep, err = writeTarGz(c.ctx, src, host, req.Overwrite)
+	case format == mcp.ExportTar:
+		rep, err = hostio.WriteTar(c.ctx, src, host, req.Overwrite)
+	default:
+		rep, err = hostio.Extract(c.ctx, src, host, hostio.ExtractOptions{Overwrite: req.Overwrite, File: file})
+	}
+	if err != nil {
+		if l := c.lost(); l != nil {
+			return mcp.ExportResult{}, l
+		}
+		var pe *proto.Error
+		if errors.As(err, &pe) {
+			return mcp.ExportResult{}, c.guestErr("exporting", gp, err)
+		}
+		e := mcp.Invalid("exporting %s to %s: %v", gp, host, err)
+		e.Err = err
+		return mcp.ExportResult{}, e
+	}
+	r := mcp.ExportResult{HostPath: host, Format: format, Files: rep.Files, Bytes: rep.Bytes}
+	c.w.journal.append(entry{Time: start, Kind: mcp.LogExport, Command: "export " + gp + " -> " + host,
+		Detail: fmt.Sprintf("%s, %d files, %d bytes", format, r.Files, r.Bytes), Duration: int64(time.Since(t0)),
+		Export: &exportRec{HostPath: host, Format: format, Files: r.Files, Bytes: r.Bytes}})
+	return r, nil
+}
+
+// writeTarGz saves the tar stream r gzip-compressed at dest: hostio
+// checks and saves it as a plain tar next to dest, which is then
+// compressed into another temporary file and renamed over dest.
+func writeTarGz(ctx context.Context, r io.Reader, dest string, overwrite bool) (*hostio.ExtractReport, error) {
+	dir, base := filepath.Split(dest)
+	plain := filepath.Join(dir, "."+base+".pyro-tar-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	rep, err := hostio.WriteTar(ctx, r, plain, false)
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(plain)
+	in, err := os.Open(plain)
+	if err != nil {
+		return nil, err
+	}
+	defer in.Close()
+	out, err := os.CreateTemp(dir, "."+base+".pyro-tmp-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(out.Name())
+	zw := gzip.NewWriter(out)
+	_, err = io.Copy(zw, in)
+	if err == nil {
+		err = zw.Close()
+	}
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(out.Name(), 0o644)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Lstat(dest); err == nil {
+		if !overwrite {
+			return nil, fmt.Errorf("%s exists; pass overwrite: true to replace it", dest)
+		}
+		rep.Replaced = true
+	}
+	if err := os.Rename(out.Name(), dest); err != nil {
+		return nil, err
+	}
+	rep.Dest = dest
+	return rep, nil
+}
+
+// fileTar streams the guest file p as a one-entry tar archive.
+func fileTar(ctx context.Context, g guest, p string, fi proto.FileInfo) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: path.Base(p), Size: fi.Size,
+			Mode: int64(fi.Mode & 0o777), ModTime: fi.MTime, Format: tar.FormatPAX})
+		var off int64
+		for err == nil && off < fi.Size {
+			var b []byte
+			var rr proto.ReadResult
+			b, rr, err = g.ReadFile(ctx, p, off, min(fi.Size-off, maxReadSize))
+			if err != nil {
+				break
+			}
+			if _, err = tw.Write(b); err != nil {
+				break
+			}
+			off += int64(len(b))
+			if len(b) == 0 || rr.EOF {
+				if off < fi.Size {
+					err = fmt.Errorf("%s shrank while it was exported", p)
+				}
+				break
+			}
+		}
+		if err == nil {
+			err = tw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	return pr
+}
+
+// SyncPush implements mcp.Backend: a host directory is sent as a tree, a
+// .tar/.tar.gz/.tgz is unpacked, any other file is copied into the
+// destination directory.
+func (m *Manager) SyncPush(ctx context.Context, req mcp.SyncPushRequest) (mcp.SyncResult, error) {
+	dest, err := guestPath(orWorkspace(req.GuestDest))
+	if err != nil {
+		return mcp.SyncResult{}, err
+	}
+	host, err := hostio.HostPath(req.HostPath)
+	if err != nil {
+		return mcp.SyncResult{}, mcp.Invalid("host path: %v", err)
+	}
+	fi, err := os.Stat(host)
+	if errors.Is(err, fs.ErrNotExist) {
+		return mcp.SyncResult{}, mcp.NotFound(mcp.ResourceHostPath, host)
+	}
+	if err != nil {
+		return mcp.SyncResult{}, mcp.Invalid("host path %s: %v", host, err)
+	}
+	var produce func(ctx context.Context, w io.Writer) (*hostio.Report, error)
+	l := strings.ToLower(host)
+	switch {
+	case fi.IsDir():
+		produce = func(ctx context.Context, w io.Writer) (*hostio.Report, error) {
+			return hostio.TarDir(ctx, w, host, hostio.SeedOptions{})
+		}
+	case fi.Mode().IsRegular() && (strings.HasSuffix(l, ".tar") || strings.HasSuffix(l, ".tar.gz") || strings.HasSuffix(l, ".tgz")):
+		produce = func(ctx context.Context, w io.Writer) (*hostio.Report, error) {
+			return hostio.TarArchive(ctx, w, host, hostio.SeedOptions{})
+		}
+	case fi.Mode().IsRegular():
+		produce = func(ctx context.Context, w io.Writer) (*hostio.Report, error) {
+			return tarHostFile(w, host, fi)
+		}
+	default:
+		return mcp.SyncResult{}, mcp.Invalid("host path %s is neither a file nor a directory", host)
+	}
+	c, err := m.enterID(ctx, req.ID)
+	if err != nil {
+		return mcp.SyncResult{}, err
+	}
+	defer c.end()
+	c.w.writeMu.Lock()
+	defer c.w.writeMu.Unlock()
+	start := m.now()
+	t0 := time.Now()
+	rep, err := pushTar(c.ctx, c.h.Files, dest, func(w io.Writer) (*hostio.Report, error) { return produce(c.ctx, w) })
+	if err != nil {
+		if l := c.lost(); l != nil {
+			return mcp.SyncResult{}, l
+		}
+		return mcp.SyncResult{}, hostErr("pushing "+host+" to "+dest, host, err)
+	}
+	c.durable()
+	r := mcp.SyncResult{HostPath: host, GuestDest: dest, Files: rep.Files, Bytes: rep.Bytes, Skipped: skipped(rep)}
+	c.w.journal.append(entry{Time: start, Kind: mcp.LogSync, Command: "sync " + host + " -> " + dest,
+		Detail: fmt.Sprintf("%d files, %d bytes, %d skipped", r.Files, r.Bytes, rep.SkippedCount), Duration: int64(time.Since(t0))})
+	return r, nil
+}
+
+// tarHostFile writes one host file as a one-entry tar stream.
+func tarHostFile(w io.Writer, p string, fi fs.FileInfo) (*hostio.Report, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	tw := tar.NewWriter(w)
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: filepath.Base(p), Size: fi.Size(),
+		Mode: int64(fi.Mode().Perm()), ModTime: fi.ModTime().Truncate(time.Second)}); err != nil {
+		return nil, err
+	}
+	n, err := io.Copy(tw, io.LimitReader(f, fi.Size()))
+	if err != nil {
+		return nil, err
+	}
+	if n != fi.Size() {
+		return nil, fmt.Errorf("%s changed size while it was read", p)
+	}
+	return &hostio.Report{Files: 1, Bytes: n}, tw.Close()
+}

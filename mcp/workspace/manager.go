@@ -1,0 +1,499 @@
+package workspace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pyro-mcp/pyro/guest/env"
+	"github.com/pyro-mcp/pyro/mcp"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultEnv          = "debian-12"
+	DefaultVCPUs        = 1
+	DefaultMemMiB       = 512
+	DefaultMaxRunning   = 4
+	DefaultReapInterval = 10 * time.Second
+
+	// stopTimeout bounds a clean stop (sync, poweroff) before the VM is
+	// killed; the disk is crash-consistent either way.
+	stopTimeout = 10 * time.Second
+	// closeTimeout is stopTimeout for Close, which stops every VM at once.
+	closeTimeout = 5 * time.Second
+)
+
+// Options configure a Manager. The zero value works: state in
+// DefaultStateDir(), environments in $PYRO_CACHE_DIR or env.DefaultCacheRoot().
+type Options struct {
+	// StateDir holds the workspaces (StateDir/workspaces/ID/). "" means
+	// DefaultStateDir(); the caller applies $PYRO_STATE_DIR.
+	StateDir string
+	// CacheRoot is where environments are built (CACHE/envs/NAME). ""
+	// means $PYRO_CACHE_DIR, else env.DefaultCacheRoot().
+	CacheRoot string
+	// LoadEnv, if set, replaces env.Load(CacheRoot, name): the CLI passes
+	// one that refreshes an environment's initramfs when this pyro binary
+	// is not the agent it holds.
+	LoadEnv func(ctx context.Context, name string) (*env.Env, error)
+	// DefaultEnv is used when a request names none ("debian-12").
+	DefaultEnv string
+	// DefaultVCPUs and DefaultMemMiB size a VM when a request does not.
+	DefaultVCPUs  int
+	DefaultMemMiB int
+	// MaxRunning caps the workspaces running (or booting) at once
+	// (DefaultMaxRunning when 0); beyond it Create, Start and Reset of a
+	// stopped workspace fail with mcp.CodeLimit.
+	MaxRunning int
+	// Logger gets the manager's logs (never stdout); nil discards them.
+	Logger *slog.Logger
+	// GitSeedDir is the directory `pyro mcp serve` started in: a git seed
+	// with no path seeds from the checkout that holds it. "" means the
+	// process's working directory.
+	GitSeedDir string
+	// ReapInterval is how often idle workspaces are checked against
+	// their TTL (DefaultReapInterval when 0).
+	ReapInterval time.Duration
+
+	// hooks replace the clock and the VM for tests.
+	hooks hooks
+}
+
+type hooks struct {
+	now  func() time.Time
+	boot bootFunc
+}
+
+// DefaultStateDir is $XDG_STATE_HOME/pyro, or ~/.local/state/pyro.
+func DefaultStateDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "pyro")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil || home == "" {
+		return filepath.Join(os.TempDir(), "pyro-state")
+	}
+	return filepath.Join(home, ".local", "state", "pyro")
+}
+
+// Manager is the workspace manager: it implements mcp.Backend over
+// microVMs and the state directory. See the package documentation.
+type Manager struct {
+	opts  Options
+	log   *slog.Logger
+	root  string   // StateDir/workspaces
+	lock  *os.File // flock on StateDir/lock, held while the Manager is open
+	now   func() time.Time
+	boot  bootFunc
+	reapQ chan struct{} // closed by Close to stop the reaper
+	reapW sync.WaitGroup
+
+	mu sync.Mutex // guards the fields below; taken before any workspace's mu
+	// +checklocks:mu
+	ws map[string]*workspace
+	// +checklocks:mu
+	running int // VMs running or booting, against MaxRunning
+	// +checklocks:mu
+	closed bool
+}
+
+var _ mcp.Backend = (*Manager)(nil)
+
+// Open opens the state directory and returns a Manager. It boots nothing:
+// every workspace found there is listed as stopped (a crash lost its VM,
+// not its data), and directories of creates that never finished (no
+// record) are removed. Only one Manager may hold a state directory.
+func Open(opts Options) (*Manager, error) {
+	if opts.StateDir == "" {
+		opts.StateDir = DefaultStateDir()
+	}
+	if opts.CacheRoot == "" {
+		opts.CacheRoot = os.Getenv("PYRO_CACHE_DIR")
+		if opts.CacheRoot == "" {
+			opts.CacheRoot = env.DefaultCacheRoot()
+		}
+	}
+	if opts.DefaultEnv == "" {
+		opts.DefaultEnv = DefaultEnv
+	}
+	if opts.DefaultVCPUs <= 0 {
+		opts.DefaultVCPUs = DefaultVCPUs
+	}
+	if opts.DefaultMemMiB <= 0 {
+		opts.DefaultMemMiB = DefaultMemMiB
+	}
+	if opts.MaxRunning <= 0 {
+		opts.MaxRunning = DefaultMaxRunning
+	}
+	if opts.ReapInterval <= 0 {
+		opts.ReapInterval = DefaultReapInterval
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{opts: opts, log: opts.Logger, root: filepath.Join(opts.StateDir, "workspaces"),
+		now: opts.hooks.now, boot: opts.hooks.boot, reapQ: make(chan struct{}), ws: map[string]*workspace{}}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	if m.boot == nil {
+		m.boot = bootInstance
+	}
+	if err := os.MkdirAll(m.root, 0o700); err != nil {
+		return nil, fmt.Errorf("creating the state directory: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(opts.StateDir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening the state directory's lock: %w", err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("state directory %s is in use by another pyro server; stop it, or give this one its own with $PYRO_STATE_DIR", opts.StateDir)
+		}
+		return nil, fmt.Errorf("locking the state directory: %w", err)
+	}
+	m.lock = lock
+	if err := m.load(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	m.reapW.Add(1)
+	go m.reaper()
+	return m, nil
+}
+
+// load reads every workspace record; called by Open.
+func (m *Manager) load() error {
+	des, err := os.ReadDir(m.root)
+	if err != nil {
+		return fmt.Errorf("reading the state directory: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, de := range des {
+		dir := filepath.Join(m.root, de.Name())
+		if strings.HasPrefix(de.Name(), ".") {
+			// A delete that a crash interrupted, or a temporary file.
+			if err := os.RemoveAll(dir); err != nil {
+				m.log.Warn("removing leftover", "path", dir, "err", err)
+			}
+			continue
+		}
+		if !de.IsDir() {
+			continue
+		}
+		rec, err := readRecord(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			// A create that never finished: nothing was handed out.
+			m.log.Info("removing unfinished workspace", "path", dir)
+			if err := os.RemoveAll(dir); err != nil {
+				m.log.Warn("removing unfinished workspace", "path", dir, "err", err)
+			}
+			continue
+		}
+		if err != nil {
+			// Never delete what we cannot read: say so and leave it.
+			m.log.Error("skipping workspace with an unreadable record", "path", dir, "err", err)
+			continue
+		}
+		j, err := loadJournal(filepath.Join(dir, journalName))
+		if err != nil {
+			m.log.Error("skipping workspace with an unreadable journal", "path", dir, "err", err)
+			continue
+		}
+		state := rec.State
+		if state != mcp.StateExpired && state != mcp.StateFailed {
+			state = mcp.StateStopped
+		}
+		if _, t := j.last(); t.After(rec.LastActive) {
+			rec.LastActive = t
+		}
+		w := &workspace{m: m, id: rec.ID, dir: dir, rec: *rec, state: state, journal: j}
+		m.ws[rec.ID] = w
+	}
+	return nil
+}
+
+// Close stops every VM (sync and poweroff, killed after a short timeout:
+// the disks are crash-consistent either way) and releases the state
+// directory. The workspaces stay, stopped, for the next Open.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	list := make([]*workspace, 0, len(m.ws))
+	for _, w := range m.ws {
+		list = append(list, w)
+	}
+	m.mu.Unlock()
+	close(m.reapQ)
+	m.reapW.Wait()
+
+	var wg sync.WaitGroup
+	for _, w := range list {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.interrupt()
+			w.op.Lock()
+			defer w.op.Unlock()
+			ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+			defer cancel()
+			if err := w.stopVM(ctx, mcp.StateStopped, "server closing"); err != nil {
+				m.log.Warn("stopping workspace", "id", w.id, "err", err)
+			}
+			w.journal.close()
+		}()
+	}
+	wg.Wait()
+	return m.lock.Close()
+}
+
+// acquireSlot reserves one of MaxRunning running VMs.
+func (m *Manager) acquireSlot() (release func(), err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, mcp.Conflict("the server is shutting down")
+	}
+	if m.running >= m.opts.MaxRunning {
+		return nil, mcp.LimitReached("%d workspaces are already running, the limit on this host", m.running).
+			WithHint("Stop or delete a workspace you no longer need (workspace_stop, workspace_delete), then retry.")
+	}
+	m.running++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			m.mu.Lock()
+			m.running--
+			m.mu.Unlock()
+		})
+	}, nil
+}
+
+// get returns workspace id, or NotFound.
+func (m *Manager) get(id string) (*workspace, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if w := m.ws[id]; w != nil {
+		return w, nil
+	}
+	return nil, mcp.NotFound(mcp.ResourceWorkspace, id)
+}
+
+// nameTaken reports whether another workspace than self is called name.
+// +checklocks:m.mu
+func (m *Manager) nameTaken(name string, self *workspace) bool {
+	if name == "" {
+		return false
+	}
+	for _, w := range m.ws {
+		if w == self {
+			continue
+		}
+		w.mu.Lock()
+		taken := w.rec.Name == name
+		w.mu.Unlock()
+		if taken {
+			return true
+		}
+	}
+	return false
+}
+
+// List implements mcp.Backend.
+func (m *Manager) List(ctx context.Context) ([]mcp.Workspace, error) {
+	m.mu.Lock()
+	list := make([]*workspace, 0, len(m.ws))
+	for _, w := range m.ws {
+		list = append(list, w)
+	}
+	m.mu.Unlock()
+	out := make([]mcp.Workspace, 0, len(list))
+	for _, w := range list {
+		out = append(out, w.view())
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].LastActiveAt.Equal(out[j].LastActiveAt) {
+			return out[i].LastActiveAt.After(out[j].LastActiveAt)
+		}
+		return out[i].ID > out[j].ID
+	})
+	return out, nil
+}
+
+// Status implements mcp.Backend.
+func (m *Manager) Status(ctx context.Context, id string) (mcp.Workspace, error) {
+	w, err := m.get(id)
+	if err != nil {
+		return mcp.Workspace{}, err
+	}
+	w.touch()
+	return w.view(), nil
+}
+
+// Update implements mcp.Backend.
+func (m *Manager) Update(ctx context.Context, id string, req mcp.UpdateRequest) (mcp.Workspace, error) {
+	w, err := m.get(id)
+	if err != nil {
+		return mcp.Workspace{}, err
+	}
+	w.touch()
+	// Hold m.mu across the check and the change so two renames cannot
+	// both take one name.
+	m.mu.Lock()
+	if req.Name != nil && m.nameTaken(*req.Name, w) {
+		m.mu.Unlock()
+		return mcp.Workspace{}, mcp.Exists(mcp.ResourceWorkspace, *req.Name).
+			WithHint("Names are unique among workspaces; pick another, or workspace_list to see them.")
+	}
+	w.mu.Lock()
+	if w.deleted {
+		w.mu.Unlock()
+		m.mu.Unlock()
+		return mcp.Workspace{}, mcp.NotFound(mcp.ResourceWorkspace, id)
+	}
+	old := w.rec.clone()
+	if req.Name != nil {
+		w.rec.Name = *req.Name
+	}
+	for _, k := range req.RemoveLabels {
+		delete(w.rec.Labels, k)
+	}
+	for k, v := range req.Labels {
+		if w.rec.Labels == nil {
+			w.rec.Labels = map[string]string{}
+		}
+		w.rec.Labels[k] = v
+	}
+	if len(w.rec.Labels) == 0 {
+		w.rec.Labels = nil
+	}
+	err = w.saveLocked()
+	if err != nil {
+		w.rec = old
+	}
+	w.mu.Unlock()
+	m.mu.Unlock()
+	if err != nil {
+		return mcp.Workspace{}, mcp.Internal("saving the workspace record", err)
+	}
+	return w.view(), nil
+}
+
+// Stop implements mcp.Backend.
+func (m *Manager) Stop(ctx context.Context, id string) (mcp.Workspace, error) {
+	w, err := m.get(id)
+	if err != nil {
+		return mcp.Workspace{}, err
+	}
+	w.touch()
+	w.interrupt()
+	w.op.Lock()
+	defer w.op.Unlock()
+	if err := w.alive(); err != nil {
+		return mcp.Workspace{}, err
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	if err := w.stopVM(sctx, mcp.StateStopped, "stop"); err != nil {
+		return mcp.Workspace{}, mcp.Internal("stopping the workspace", err)
+	}
+	return w.view(), nil
+}
+
+// Start implements mcp.Backend.
+func (m *Manager) Start(ctx context.Context, id string) (mcp.Workspace, error) {
+	w, err := m.get(id)
+	if err != nil {
+		return mcp.Workspace{}, err
+	}
+	w.touch()
+	w.op.Lock()
+	defer w.op.Unlock()
+	if err := w.alive(); err != nil {
+		return mcp.Workspace{}, err
+	}
+	if w.handle() != nil {
+		return w.view(), nil
+	}
+	if err := w.startVM(ctx, "start", ""); err != nil {
+		return mcp.Workspace{}, err
+	}
+	return w.view(), nil
+}
+
+// Delete implements mcp.Backend.
+func (m *Manager) Delete(ctx context.Context, id string) error {
+	w, err := m.get(id)
+	if err != nil {
+		return err
+	}
+	w.interrupt()
+	w.op.Lock()
+	defer w.op.Unlock()
+	if err := w.alive(); err != nil {
+		return err
+	}
+	return w.destroy()
+}
+
+// reaper stops workspaces whose TTL passed while they were idle.
+func (m *Manager) reaper() {
+	defer m.reapW.Done()
+	t := time.NewTicker(m.opts.ReapInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.reapQ:
+			return
+		case <-t.C:
+			m.reap()
+		}
+	}
+}
+
+// reap expires every idle workspace whose ExpiresAt has passed.
+func (m *Manager) reap() {
+	m.mu.Lock()
+	list := make([]*workspace, 0, len(m.ws))
+	for _, w := range m.ws {
+		list = append(list, w)
+	}
+	m.mu.Unlock()
+	now := m.now()
+	for _, w := range list {
+		if !w.idleExpired(now) {
+			continue
+		}
+		// An op that starts meanwhile pushes ExpiresAt; expire only if
+		// none holds the workspace now.
+		if !w.op.TryLock() {
+			continue
+		}
+		if w.alive() == nil && w.idleExpired(m.now()) {
+			m.log.Info("workspace expired", "id", w.id)
+			ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+			if err := w.stopVM(ctx, mcp.StateExpired, "expired (idle past its TTL)"); err != nil {
+				m.log.Warn("expiring workspace", "id", w.id, "err", err)
+			}
+			cancel()
+		}
+		w.op.Unlock()
+	}
+}

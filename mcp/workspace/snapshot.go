@@ -1,0 +1,251 @@
+package workspace
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/vmm/disk"
+)
+
+// Snapshots are frozen layers of the workspace's disk.Stack, so they
+// capture the whole guest disk (installed packages too) and cost no copy.
+// The stack is linear: Reset cuts it back to the target layer, which drops
+// every layer above it, so snapshots taken after the target are gone after
+// a reset to it; the journal entry and the record say which. Deleting a
+// snapshot forgets its name; its layer stays (later layers build on it).
+
+// snapshotLabel is the disk layer label of snapshot name.
+func snapshotLabel(name string) string { return "snapshot:" + name }
+
+// SnapshotCreate implements mcp.Backend. A running workspace's guest
+// syncs and freezes its file system around the disk freeze; a stopped
+// one's disk is frozen as it is.
+func (m *Manager) SnapshotCreate(ctx context.Context, id string, name string) (mcp.Snapshot, error) {
+	if name == "" || strings.ContainsAny(name, "/\x00") {
+		return mcp.Snapshot{}, mcp.Invalid("snapshot name %q is not valid", name)
+	}
+	w, err := m.get(id)
+	if err != nil {
+		return mcp.Snapshot{}, err
+	}
+	w.touch()
+	w.op.Lock()
+	defer w.op.Unlock()
+	if err := w.alive(); err != nil {
+		return mcp.Snapshot{}, err
+	}
+	w.mu.Lock()
+	exists := slices.ContainsFunc(w.rec.Snapshots, func(s snapRecord) bool { return s.Name == name })
+	state := w.state
+	w.mu.Unlock()
+	if exists {
+		return mcp.Snapshot{}, mcp.Exists(mcp.ResourceSnapshot, name).
+			WithHint("Snapshot names are unique in a workspace; pick another or delete the old one (snapshot_delete).")
+	}
+	if state == mcp.StateFailed {
+		return mcp.Snapshot{}, mcp.Stopped(id, state)
+	}
+	start := m.now()
+	t0 := time.Now()
+	var layer disk.LayerInfo
+	if h := w.handle(); h != nil {
+		layer, err = freezeLayer(ctx, h, snapshotLabel(name))
+	} else {
+		var st *disk.Stack
+		if st, err = w.openStack(); err == nil {
+			layer, err = st.Freeze(snapshotLabel(name))
+			if cerr := st.Close(); err == nil {
+				err = cerr
+			}
+		}
+	}
+	if err != nil {
+		return mcp.Snapshot{}, mcp.Internal("taking the snapshot", err)
+	}
+	dur := time.Since(t0)
+	seq, jerr := w.journal.append(entry{Time: start, Kind: mcp.LogSnapshot, Command: "snapshot " + name,
+		Duration: int64(dur), Detail: fmt.Sprintf("disk layer %s, %d bytes", layer.ID, layer.Allocated)})
+	if jerr != nil {
+		m.log.Warn("writing the journal", "id", id, "err", jerr)
+	}
+	s := snapRecord{Name: name, Layer: layer.ID, CreatedAt: start, Seq: seq, Bytes: layer.Allocated}
+	w.mu.Lock()
+	w.rec.Snapshots = append(w.rec.Snapshots, s)
+	err = w.saveLocked()
+	w.mu.Unlock()
+	if err != nil {
+		return mcp.Snapshot{}, mcp.Internal("saving the workspace record", err)
+	}
+	m.log.Info("snapshot", "id", id, "name", name, "took", dur)
+	return s.view(), nil
+}
+
+func (s snapRecord) view() mcp.Snapshot {
+	return mcp.Snapshot{Name: s.Name, CreatedAt: s.CreatedAt, Seq: s.Seq, Bytes: s.Bytes}
+}
+
+// SnapshotList implements mcp.Backend.
+func (m *Manager) SnapshotList(ctx context.Context, id string) ([]mcp.Snapshot, error) {
+	w, err := m.get(id)
+	if err != nil {
+		return nil, err
+	}
+	w.touch()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]mcp.Snapshot, 0, len(w.rec.Snapshots))
+	for _, s := range w.rec.Snapshots {
+		out = append(out, s.view())
+	}
+	return out, nil
+}
+
+// SnapshotDelete implements mcp.Backend. It forgets the name; the disk
+// layer stays, since the layers above it are deltas against it.
+func (m *Manager) SnapshotDelete(ctx context.Context, id string, name string) error {
+	w, err := m.get(id)
+	if err != nil {
+		return err
+	}
+	w.touch()
+	w.op.Lock()
+	defer w.op.Unlock()
+	if err := w.alive(); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	i := slices.IndexFunc(w.rec.Snapshots, func(s snapRecord) bool { return s.Name == name })
+	if i < 0 {
+		w.mu.Unlock()
+		return w.unknownSnapshot(name)
+	}
+	old := w.rec.Snapshots
+	w.rec.Snapshots = slices.Delete(slices.Clone(old), i, i+1)
+	err = w.saveLocked()
+	if err != nil {
+		w.rec.Snapshots = old
+	}
+	w.mu.Unlock()
+	if err != nil {
+		return mcp.Internal("saving the workspace record", err)
+	}
+	w.logLife(mcp.LogSnapshot, "snapshot delete "+name, "", m.now())
+	return nil
+}
+
+func (w *workspace) unknownSnapshot(name string) error {
+	w.mu.Lock()
+	var names []string
+	for _, s := range w.rec.Snapshots {
+		names = append(names, s.Name)
+	}
+	w.mu.Unlock()
+	hint := "This workspace has no snapshots; reset with no snapshot goes back to the baseline."
+	if len(names) > 0 {
+		hint = "Snapshots of this workspace: " + strings.Join(names, ", ") + "; no snapshot means the baseline."
+	}
+	return mcp.NotFound(mcp.ResourceSnapshot, name).WithHint(hint)
+}
+
+// Reset implements mcp.Backend: the VM is killed (its state is thrown
+// away anyway), the disk is cut back to the baseline's or the snapshot's
+// layer, and the VM boots again. Snapshots newer than the target are
+// dropped with the layers above it.
+func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (mcp.ResetResult, error) {
+	w, err := m.get(id)
+	if err != nil {
+		return mcp.ResetResult{}, err
+	}
+	w.touch()
+	w.mu.Lock()
+	target := w.rec.BaselineLayer
+	if snapshot != "" {
+		i := slices.IndexFunc(w.rec.Snapshots, func(s snapRecord) bool { return s.Name == snapshot })
+		if i < 0 {
+			w.mu.Unlock()
+			return mcp.ResetResult{}, w.unknownSnapshot(snapshot)
+		}
+		target = w.rec.Snapshots[i].Layer
+	}
+	w.mu.Unlock()
+
+	w.interrupt()
+	w.op.Lock()
+	defer w.op.Unlock()
+	if err := w.alive(); err != nil {
+		return mcp.ResetResult{}, err
+	}
+	start := m.now()
+	t0 := time.Now()
+	st, release := w.detachVM()
+	if st == nil {
+		if release, err = m.acquireSlot(); err != nil {
+			return mcp.ResetResult{}, err
+		}
+		if st, err = w.openStack(); err != nil {
+			release()
+			return mcp.ResetResult{}, w.failed("opening the workspace's disk", err)
+		}
+	}
+	if err := st.CutBack(target); err != nil {
+		st.Close()
+		release()
+		return mcp.ResetResult{}, w.failed("cutting the disk back", err)
+	}
+	cut := time.Since(t0)
+
+	// The record follows the disk: drop the snapshots whose layers went.
+	have := map[string]bool{}
+	for _, l := range st.Layers() {
+		have[l.ID] = true
+	}
+	w.mu.Lock()
+	var kept []snapRecord
+	var dropped []string
+	for _, s := range w.rec.Snapshots {
+		if have[s.Layer] {
+			kept = append(kept, s)
+		} else {
+			dropped = append(dropped, s.Name)
+		}
+	}
+	w.rec.Snapshots = kept
+	w.state = mcp.StateCreating
+	saveErr := w.saveLocked()
+	w.mu.Unlock()
+	if saveErr != nil {
+		m.log.Warn("saving the record", "id", id, "err", saveErr)
+	}
+
+	if err := w.bootOn(ctx, st, release); err != nil {
+		return mcp.ResetResult{}, w.failed("booting after the reset", err)
+	}
+	dur := time.Since(t0)
+	detail := "baseline"
+	if snapshot != "" {
+		detail = "snapshot " + snapshot
+	}
+	if len(dropped) > 0 {
+		detail += "; dropped newer snapshots: " + strings.Join(dropped, ", ")
+	}
+	detail += fmt.Sprintf("; disk cut back in %v", cut.Round(time.Microsecond))
+	seq, jerr := w.journal.append(entry{Time: start, Kind: mcp.LogReset, Command: "reset", Detail: detail, Duration: int64(dur)})
+	if jerr != nil {
+		m.log.Warn("writing the journal", "id", id, "err", jerr)
+	}
+	w.mu.Lock()
+	w.state = mcp.StateRunning
+	w.rec.Error = ""
+	w.rec.ResetAt, w.rec.ResetFrom, w.rec.ResetSeq = start, snapshot, seq
+	err = w.saveLocked()
+	w.mu.Unlock()
+	if err != nil {
+		return mcp.ResetResult{}, mcp.Internal("saving the workspace record", err)
+	}
+	m.log.Info("reset", "id", id, "to", detail, "took", dur)
+	return mcp.ResetResult{Workspace: w.view(), Snapshot: snapshot, Duration: dur, DroppedSnapshots: dropped}, nil
+}

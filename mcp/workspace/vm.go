@@ -1,0 +1,120 @@
+package workspace
+
+import (
+	"context"
+	"io"
+	"io/fs"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pyro-mcp/pyro/guest/agent/proto"
+	"github.com/pyro-mcp/pyro/guest/env"
+	"github.com/pyro-mcp/pyro/guest/instance"
+	"github.com/pyro-mcp/pyro/mcp/hostio"
+	"github.com/pyro-mcp/pyro/vmm/disk"
+)
+
+// guest is what the manager asks of a running VM's agent; *proto.Client
+// implements it, and the tests' fake does too.
+type guest interface {
+	Exec(ctx context.Context, req proto.ExecRequest, stdout, stderr io.Writer) (proto.ExecResult, error)
+	Stat(ctx context.Context, path string) (proto.FileInfo, error)
+	List(ctx context.Context, path string, recursive bool, limit int) ([]proto.FileInfo, bool, error)
+	ReadFile(ctx context.Context, path string, offset, max int64) ([]byte, proto.ReadResult, error)
+	WriteFile(ctx context.Context, path string, r io.Reader, mode fs.FileMode, mkdirParents bool) error
+	TarOut(ctx context.Context, dir string) (io.ReadCloser, error)
+	TarIn(ctx context.Context, dir string, r io.Reader) (proto.TarResult, error)
+	Sync(ctx context.Context) error
+	Freeze(ctx context.Context, mountpoint string) error
+	Thaw(ctx context.Context, mountpoint string) error
+}
+
+var _ guest = (*proto.Client)(nil)
+
+// machine is a running VM's lifecycle; *instance.VM implements it.
+type machine interface {
+	// Shutdown syncs and powers the guest off, killing it if ctx ends first.
+	Shutdown(ctx context.Context) error
+	// Kill stops the VM at once.
+	Kill()
+	// Close releases the VM (killing it if needed).
+	Close() error
+	// Done is closed when the VM has stopped.
+	Done() <-chan struct{}
+}
+
+var _ machine = (*instance.VM)(nil)
+
+// bootSpec is what booting a workspace's VM needs.
+type bootSpec struct {
+	Env     *env.Env
+	Disk    *disk.Stack
+	DiskID  string
+	VCPUs   int
+	MemMiB  int
+	Console io.Writer
+	Logger  *slog.Logger
+}
+
+// booted is a VM that answered its agent.
+type booted struct {
+	Agent guest // unconfined: exec, sync, freeze, and the manager's own chores
+	Files guest // confined beneath /workspace: every path an agent names
+	VM    machine
+}
+
+// bootFunc boots a VM; the real one is bootInstance, tests swap in a fake.
+type bootFunc func(ctx context.Context, spec bootSpec) (*booted, error)
+
+// bootInstance boots spec as a real microVM.
+func bootInstance(ctx context.Context, spec bootSpec) (*booted, error) {
+	vm, err := instance.Start(ctx, instance.Config{
+		Env: spec.Env, Disk: spec.Disk, DiskID: spec.DiskID, VCPUs: spec.VCPUs, MemMiB: spec.MemMiB,
+		Hostname: env.Hostname, Console: spec.Console, Logger: spec.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if spec.Logger != nil {
+		spec.Logger.Info("VM ready", "ready", vm.Ready)
+	}
+	// The agent resolves every path the files client sends beneath
+	// /workspace (openat2 RESOLVE_BENEATH), so ".." and symlinks cannot
+	// lead a file tool out of it. Client holds no state but its dialer.
+	files := *vm.Agent
+	files.Beneath = hostio.Workspace
+	return &booted{Agent: vm.Agent, Files: &files, VM: vm}, nil
+}
+
+// vmHandle is a workspace's running VM with the disk it serves.
+type vmHandle struct {
+	*booted
+	stack *disk.Stack
+	// ctx is cancelled when the VM is going away (stop, reset, delete, or
+	// it stopped by itself): calls in flight on it end.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// stopping is set before the manager stops the VM on purpose, so the
+	// watcher does not report it as a crash.
+	stopping atomic.Bool
+	release  func() // gives the running slot back; idempotent
+	console  io.Closer
+	closed   sync.Once
+}
+
+// teardown releases the VM, its disk and its slot. The VM must have
+// stopped, or be about to be killed: Close kills it.
+func (h *vmHandle) teardown() error {
+	var err error
+	h.closed.Do(func() {
+		h.cancel()
+		h.VM.Close()
+		err = h.stack.Close()
+		if h.console != nil {
+			h.console.Close()
+		}
+		h.release()
+	})
+	return err
+}

@@ -1,0 +1,451 @@
+package workspace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/vmm/disk"
+)
+
+// workspace is one workspace: its record, journal and, while it runs, VM.
+//
+// Locking: op serializes state changes. Calls that work inside a running
+// VM (exec, files, diff, export, sync) hold it shared, so several run at
+// once; calls that change what the VM or its disk is (create, start, stop,
+// snapshot, reset, delete) hold it exclusively. Stop, reset and delete
+// first interrupt calls in flight (their VM context is cancelled) rather
+// than wait for a long command. mu guards the fields below it and is held
+// only briefly, never across guest calls; Manager.mu comes before it.
+type workspace struct {
+	m   *Manager
+	id  string
+	dir string
+
+	op      sync.RWMutex
+	writeMu sync.Mutex // serializes writes (file_write, patch_apply, sync_push) among themselves
+	journal *journal
+
+	mu sync.Mutex // guards the fields below
+	// +checklocks:mu
+	rec record
+	// +checklocks:mu
+	state mcp.State
+	// +checklocks:mu
+	vm *vmHandle
+	// +checklocks:mu
+	deleted bool
+	// +checklocks:mu
+	active int // calls in flight; the reaper leaves busy workspaces alone
+	// +checklocks:mu
+	diffs int // patch files written to diffs/
+}
+
+// view returns the workspace as the Backend describes it.
+func (w *workspace) view() mcp.Workspace {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.viewLocked()
+}
+
+// +checklocks:w.mu
+func (w *workspace) viewLocked() mcp.Workspace {
+	r := w.rec.clone()
+	seq, _ := w.journal.last()
+	v := mcp.Workspace{ID: r.ID, Name: r.Name, Labels: r.Labels, Env: r.Env, State: w.state, Error: r.Error,
+		CreatedAt: r.CreatedAt, LastActiveAt: r.LastActive, TTLSeconds: r.TTLSeconds,
+		VCPUs: r.VCPUs, MemMiB: r.MemMiB, Seed: r.Seed, Snapshots: len(r.Snapshots), LastSeq: seq}
+	if r.TTLSeconds > 0 && w.state != mcp.StateExpired {
+		v.ExpiresAt = r.LastActive.Add(time.Duration(r.TTLSeconds) * time.Second)
+	}
+	return v
+}
+
+// touch marks the workspace active now, pushing its expiry forward.
+func (w *workspace) touch() {
+	now := w.m.now()
+	w.mu.Lock()
+	if now.After(w.rec.LastActive) {
+		w.rec.LastActive = now
+	}
+	w.mu.Unlock()
+}
+
+// idleExpired reports whether the TTL has passed with no call in flight.
+func (w *workspace) idleExpired(now time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.deleted || w.active > 0 || w.rec.TTLSeconds <= 0 {
+		return false
+	}
+	if w.state != mcp.StateRunning && w.state != mcp.StateStopped {
+		return false
+	}
+	return now.After(w.rec.LastActive.Add(time.Duration(w.rec.TTLSeconds) * time.Second))
+}
+
+// alive returns NotFound once the workspace is deleted.
+func (w *workspace) alive() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.deleted {
+		return mcp.NotFound(mcp.ResourceWorkspace, w.id)
+	}
+	return nil
+}
+
+// handle returns the running VM, or nil.
+func (w *workspace) handle() *vmHandle {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.vm
+}
+
+// interrupt cancels the calls in flight on the VM, so that a stop, reset
+// or delete does not wait for a long command.
+func (w *workspace) interrupt() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.vm != nil {
+		w.vm.stopping.Store(true)
+		w.vm.cancel()
+	}
+}
+
+// saveLocked writes the record.
+// +checklocks:w.mu
+func (w *workspace) saveLocked() error {
+	r := w.rec.clone()
+	r.State = w.state
+	return writeRecord(w.dir, &r)
+}
+
+// logLife journals a lifecycle event; failures are logged, not returned,
+// since the event already happened.
+func (w *workspace) logLife(kind mcp.LogKind, cmd, detail string, start time.Time) int64 {
+	seq, err := w.journal.append(entry{Time: start, Kind: kind, Command: cmd, Detail: detail,
+		Duration: int64(w.m.now().Sub(start))})
+	if err != nil {
+		w.m.log.Warn("writing the journal", "id", w.id, "err", err)
+	}
+	return seq
+}
+
+// call is one Backend call working inside the running VM.
+type call struct {
+	w   *workspace
+	h   *vmHandle
+	ctx context.Context // the caller's, also cancelled when the VM goes away
+	end func()
+}
+
+// enter starts a call that needs the VM running: it holds op shared until
+// done, marks the workspace active and merges the caller's context with
+// the VM's.
+func (w *workspace) enter(ctx context.Context) (*call, error) {
+	w.op.RLock()
+	w.mu.Lock()
+	if w.deleted {
+		w.mu.Unlock()
+		w.op.RUnlock()
+		return nil, mcp.NotFound(mcp.ResourceWorkspace, w.id)
+	}
+	h := w.vm
+	if h == nil {
+		st := w.state
+		w.mu.Unlock()
+		w.op.RUnlock()
+		return nil, mcp.Stopped(w.id, st)
+	}
+	w.active++
+	w.mu.Unlock()
+	w.touch()
+	cctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(h.ctx, cancel)
+	return &call{w: w, h: h, ctx: cctx, end: func() {
+		stop()
+		cancel()
+		w.touch()
+		w.mu.Lock()
+		w.active--
+		w.mu.Unlock()
+		w.op.RUnlock()
+	}}, nil
+}
+
+// lost says whether the call's VM went away (stopped, reset, deleted,
+// crashed) while it ran, and returns the error to report then.
+func (c *call) lost() error {
+	if c.h.ctx.Err() == nil {
+		return nil
+	}
+	return mcp.Conflict("the workspace was stopped, reset or deleted while this call ran").
+		WithHint("Check workspace_status; start the workspace if it is stopped, then retry.")
+}
+
+// guestErr turns an agent error into an *mcp.Error.
+func (c *call) guestErr(what, path string, err error) error {
+	if l := c.lost(); l != nil {
+		return l
+	}
+	return guestError(what, path, err)
+}
+
+// stopVM stops the running VM, if any, and sets state (stopped or
+// expired). A clean stop syncs the guest and powers it off; when ctx ends
+// first the VM is killed (the disk is crash-consistent). The caller holds
+// op exclusively.
+func (w *workspace) stopVM(ctx context.Context, state mcp.State, why string) error {
+	start := w.m.now()
+	w.mu.Lock()
+	h := w.vm
+	if h == nil {
+		changed := state == mcp.StateExpired && w.state == mcp.StateStopped
+		if changed {
+			w.state = state
+			err := w.saveLocked()
+			w.mu.Unlock()
+			w.logLife(mcp.LogLife, "expire", why, start)
+			return err
+		}
+		w.mu.Unlock()
+		return nil
+	}
+	h.stopping.Store(true)
+	w.mu.Unlock()
+
+	h.cancel()
+	var errs []error
+	if err := h.VM.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("shutting the VM down: %w", err))
+	}
+	if err := h.teardown(); err != nil {
+		errs = append(errs, fmt.Errorf("closing the disk: %w", err))
+	}
+	w.mu.Lock()
+	w.vm = nil
+	w.state = state
+	w.rec.Error = ""
+	if err := w.saveLocked(); err != nil {
+		errs = append(errs, err)
+	}
+	w.mu.Unlock()
+	cmd := "stop"
+	if state == mcp.StateExpired {
+		cmd = "expire"
+	}
+	w.logLife(mcp.LogLife, cmd, why, start)
+	return errors.Join(errs...)
+}
+
+// killVM stops the VM at once, discarding what the guest did not write
+// (for delete, which throws it all away), and releases it with its disk.
+func (w *workspace) killVM() {
+	if st, release := w.detachVM(); st != nil {
+		st.Close()
+		release()
+	}
+}
+
+// detachVM kills the VM, if any, but keeps its disk open and its running
+// slot, and returns them (nil when no VM ran): reset cuts the disk back
+// and boots again on them.
+func (w *workspace) detachVM() (*disk.Stack, func()) {
+	w.mu.Lock()
+	h := w.vm
+	w.vm = nil
+	w.mu.Unlock()
+	if h == nil {
+		return nil, nil
+	}
+	h.stopping.Store(true)
+	h.cancel()
+	h.VM.Kill()
+	h.VM.Close()
+	if h.console != nil {
+		h.console.Close()
+	}
+	return h.stack, h.release
+}
+
+// openStack opens the workspace's disk and drops snapshots whose layers a
+// crash during a reset left out of it.
+func (w *workspace) openStack() (*disk.Stack, error) {
+	st, err := disk.Open(filepath.Join(w.dir, diskDir))
+	if err != nil {
+		return nil, err
+	}
+	have := map[string]bool{}
+	for _, l := range st.Layers() {
+		if l.Frozen {
+			have[l.ID] = true
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !have[w.rec.BaselineLayer] {
+		st.Close()
+		return nil, fmt.Errorf("the disk has lost its baseline layer %s", w.rec.BaselineLayer)
+	}
+	kept := slices.DeleteFunc(slices.Clone(w.rec.Snapshots), func(s snapRecord) bool { return !have[s.Layer] })
+	if len(kept) != len(w.rec.Snapshots) {
+		w.rec.Snapshots = kept
+		if err := w.saveLocked(); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+// startVM boots the workspace from its disk (kind is "start" or "reset"):
+// the caller holds op exclusively and the VM is not running.
+func (w *workspace) startVM(ctx context.Context, cmd, detail string) error {
+	start := w.m.now()
+	release, err := w.m.acquireSlot()
+	if err != nil {
+		return err
+	}
+	st, err := w.openStack()
+	if err != nil {
+		release()
+		return w.failed("opening the workspace's disk", err)
+	}
+	if err := w.bootOn(ctx, st, release); err != nil {
+		if ctx.Err() != nil || mcp.IsCode(err, mcp.CodeEnvMissing) || mcp.IsCode(err, mcp.CodeNotFound) {
+			return err
+		}
+		return w.failed("booting "+w.view().Env, err)
+	}
+	w.mu.Lock()
+	w.state = mcp.StateRunning
+	w.rec.Error = ""
+	err = w.saveLocked()
+	w.mu.Unlock()
+	w.logLife(mcp.LogLife, cmd, detail, start)
+	if err != nil {
+		return mcp.Internal("saving the workspace record", err)
+	}
+	return nil
+}
+
+// failed marks the workspace failed with err's message and returns the
+// *mcp.Error to report.
+func (w *workspace) failed(what string, err error) error {
+	msg := what + ": " + firstLine(err.Error())
+	w.mu.Lock()
+	w.state = mcp.StateFailed
+	w.rec.Error = msg
+	w.saveLocked()
+	w.mu.Unlock()
+	w.m.log.Error(what, "id", w.id, "err", err)
+	return &mcp.Error{Code: mcp.CodeInternal, Msg: msg, Err: err,
+		Hint: "workspace_start retries; workspace_delete removes it."}
+}
+
+// bootOn boots a VM on the open stack st; on failure it closes st and
+// releases the slot.
+func (w *workspace) bootOn(ctx context.Context, st *disk.Stack, release func()) error {
+	w.mu.Lock()
+	rec := w.rec.clone()
+	w.mu.Unlock()
+	e, err := w.m.loadEnv(ctx, rec.Env)
+	if err != nil {
+		st.Close()
+		release()
+		return err
+	}
+	console, _ := os.OpenFile(filepath.Join(w.dir, consoleName), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	cw := &cappedWriter{f: console, max: consoleCap}
+	b, err := w.m.boot(ctx, bootSpec{Env: e, Disk: st, DiskID: rec.ID, VCPUs: rec.VCPUs, MemMiB: rec.MemMiB,
+		Console: cw, Logger: w.m.log.With("workspace", rec.ID)})
+	if err != nil {
+		cw.Close()
+		st.Close()
+		release()
+		return err
+	}
+	hctx, cancel := context.WithCancel(context.Background())
+	h := &vmHandle{booted: b, stack: st, ctx: hctx, cancel: cancel, release: release, console: cw}
+	w.mu.Lock()
+	w.vm = h
+	w.mu.Unlock()
+	go w.watch(h)
+	return nil
+}
+
+// watch notices a VM that stops by itself (the guest powered off or
+// crashed) and marks the workspace stopped.
+func (w *workspace) watch(h *vmHandle) {
+	select {
+	case <-h.VM.Done():
+	case <-h.ctx.Done():
+		if h.stopping.Load() {
+			return
+		}
+		<-h.VM.Done()
+	}
+	if h.stopping.Load() {
+		return
+	}
+	h.cancel() // end the calls in flight
+	w.op.Lock()
+	defer w.op.Unlock()
+	w.mu.Lock()
+	mine := w.vm == h
+	w.mu.Unlock()
+	if !mine {
+		return
+	}
+	// Release the disk before the workspace reads as stopped, so that a
+	// start right after never finds it still open.
+	h.teardown()
+	w.mu.Lock()
+	w.vm = nil
+	w.state = mcp.StateStopped
+	w.rec.Error = "the VM stopped by itself (the guest powered off, rebooted or crashed); workspace_start boots it again"
+	w.saveLocked()
+	w.mu.Unlock()
+	w.m.log.Warn("workspace VM stopped by itself", "id", w.id)
+	w.logLife(mcp.LogLife, "stopped", "the VM stopped by itself", w.m.now())
+}
+
+// destroy removes the workspace: VM, disk, records. The caller holds op
+// exclusively. The directory is first renamed aside (atomically), so a
+// crash mid-removal leaves nothing that Open would list.
+func (w *workspace) destroy() error {
+	w.killVM()
+	w.m.mu.Lock()
+	w.mu.Lock()
+	w.deleted = true
+	w.mu.Unlock()
+	delete(w.m.ws, w.id)
+	w.m.mu.Unlock()
+	w.journal.close()
+	gone := filepath.Join(filepath.Dir(w.dir), ".deleting-"+w.id)
+	if err := os.Rename(w.dir, gone); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return mcp.Internal("removing the workspace directory", err)
+	}
+	syncDir(filepath.Dir(w.dir))
+	if err := os.RemoveAll(gone); err != nil {
+		return mcp.Internal("removing the workspace directory", err)
+	}
+	return nil
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}

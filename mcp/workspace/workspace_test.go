@@ -1,0 +1,841 @@
+package workspace
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pyro-mcp/pyro/guest/agent/proto"
+	"github.com/pyro-mcp/pyro/mcp"
+)
+
+var bg = context.Background()
+
+func wantCode(t *testing.T, err error, code mcp.ErrorCode) *mcp.Error {
+	t.Helper()
+	e, ok := mcp.AsError(err)
+	if !ok || e.Code != code {
+		t.Fatalf("error %v (%T): want code %s", err, err, code)
+	}
+	return e
+}
+
+func seedDir(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func (h *harness) create(req mcp.CreateRequest) mcp.Workspace {
+	h.t.Helper()
+	if req.TTLSeconds == 0 {
+		req.TTLSeconds = 600
+	}
+	if req.Seed.Kind == "" {
+		req.Seed.Kind = mcp.SeedNone
+	}
+	w, err := h.m.Create(bg, req)
+	if err != nil {
+		h.t.Fatalf("create: %v", err)
+	}
+	return w
+}
+
+func (h *harness) read(id, p string) string {
+	h.t.Helper()
+	fc, err := h.m.ReadFile(bg, mcp.ReadFileRequest{ID: id, Path: p, MaxBytes: 1 << 20})
+	if err != nil {
+		h.t.Fatalf("read %s: %v", p, err)
+	}
+	return string(fc.Content)
+}
+
+func (h *harness) write(id, p, content string) {
+	h.t.Helper()
+	if _, err := h.m.WriteFile(bg, mcp.WriteFileRequest{ID: id, Path: p, Content: []byte(content)}); err != nil {
+		h.t.Fatalf("write %s: %v", p, err)
+	}
+}
+
+// workspaceDirs lists what is left under StateDir/workspaces.
+func (h *harness) workspaceDirs() []string {
+	h.t.Helper()
+	des, err := os.ReadDir(filepath.Join(h.state, "workspaces"))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var names []string
+	for _, de := range des {
+		names = append(names, de.Name())
+	}
+	return names
+}
+
+const fixAppPatch = `--- a/app.py
++++ b/app.py
+@@ -1,2 +1,2 @@
+ def add(a, b):
+-    return a - b
++    return a + b
+`
+
+// The whole loop on fake VMs: seed, files, patch, diff, export, snapshot,
+// reset both ways, delete.
+func TestLoop(t *testing.T) {
+	h := newHarness(t)
+	src := seedDir(t, map[string]string{"app.py": "def add(a, b):\n    return a - b\n", "tests/test_app.py": "assert add(1, 2) == 3\n"})
+	ws := h.create(mcp.CreateRequest{Name: "loop", Labels: map[string]string{"task": "t1"}, Seed: mcp.SeedSpec{Kind: mcp.SeedDir, Path: src}})
+	if ws.State != mcp.StateRunning || ws.Seed.Files != 2 || ws.Seed.Source != src || ws.Env != "debian-12" {
+		t.Fatalf("created: %+v", ws)
+	}
+	id := ws.ID
+
+	l, err := h.m.ListFiles(bg, mcp.ListFilesRequest{ID: id, Path: "/workspace", Recursive: true, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, e := range l.Entries {
+		paths = append(paths, e.Path)
+	}
+	if got := strings.Join(paths, " "); got != "/workspace/app.py /workspace/tests /workspace/tests/test_app.py" || l.More {
+		t.Fatalf("listing: %s more=%v", got, l.More)
+	}
+	l, _ = h.m.ListFiles(bg, mcp.ListFilesRequest{ID: id, Path: "/workspace", Recursive: true, Offset: 1, Limit: 1})
+	if len(l.Entries) != 1 || l.Entries[0].Path != "/workspace/tests" || !l.More {
+		t.Fatalf("page 2: %+v", l)
+	}
+
+	r, err := h.m.Exec(bg, mcp.ExecRequest{ID: id, Command: "pytest", TimeoutSeconds: 30})
+	if err != nil || r.ExitCode != 0 || string(r.Stdout) != "ran: pytest\n" || r.Seq == 0 {
+		t.Fatalf("exec: %+v %v", r, err)
+	}
+	if b, err := os.ReadFile(r.StdoutPath); err != nil || string(b) != "ran: pytest\n" {
+		t.Fatalf("stdout file %q: %q %v", r.StdoutPath, b, err)
+	}
+
+	pr, err := h.m.ApplyPatch(bg, id, fixAppPatch)
+	if err != nil || !pr.Applied || len(pr.Files) != 1 || pr.Files[0].Additions != 1 || pr.Files[0].Deletions != 1 || pr.Files[0].Op != "modify" {
+		t.Fatalf("patch: %+v %v", pr, err)
+	}
+	if got := h.read(id, "app.py"); got != "def add(a, b):\n    return a + b\n" {
+		t.Fatalf("patched: %q", got)
+	}
+	d, err := h.m.Diff(bg, mcp.DiffRequest{ID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Files) != 1 || d.Files[0].Path != "app.py" || d.Files[0].Status != "modified" || d.Stats != (mcp.DiffStats{Files: 1, Additions: 1, Deletions: 1}) {
+		t.Fatalf("diff: %+v", d)
+	}
+	if !strings.Contains(d.Patch, "-    return a - b\n+    return a + b\n") || d.PatchPath == "" {
+		t.Fatalf("diff patch: %q at %q", d.Patch, d.PatchPath)
+	}
+	if b, _ := os.ReadFile(d.PatchPath); string(b) != d.Patch {
+		t.Fatalf("patch file differs")
+	}
+
+	out := filepath.Join(t.TempDir(), "app.py")
+	ex, err := h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "app.py", HostPath: out, Format: mcp.ExportAuto})
+	if err != nil || ex.Files != 1 || ex.Format != mcp.ExportTree {
+		t.Fatalf("export: %+v %v", ex, err)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "def add(a, b):\n    return a + b\n" {
+		t.Fatalf("exported %q", b)
+	}
+	_, err = h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "app.py", HostPath: out, Format: mcp.ExportAuto})
+	wantCode(t, err, mcp.CodeExists)
+	tree := filepath.Join(t.TempDir(), "tree")
+	if _, err := h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "/workspace", HostPath: tree, Format: mcp.ExportAuto}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(tree, "tests", "test_app.py")); string(b) != "assert add(1, 2) == 3\n" {
+		t.Fatalf("exported tree: %q", b)
+	}
+	tarOut := filepath.Join(t.TempDir(), "ws.tar")
+	if ex, err := h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "/workspace", HostPath: tarOut, Format: mcp.ExportAuto}); err != nil || ex.Format != mcp.ExportTar {
+		t.Fatalf("tar export: %+v %v", ex, err)
+	}
+	tgz := filepath.Join(t.TempDir(), "ws.tgz")
+	if ex, err := h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "tests", HostPath: tgz, Format: mcp.ExportAuto}); err != nil || ex.Format != mcp.ExportTar || ex.Files != 1 {
+		t.Fatalf("tgz export: %+v %v", ex, err)
+	}
+	if names := tgzNames(t, tgz); names != "test_app.py" {
+		t.Fatalf("tgz holds %q", names)
+	}
+
+	snap, err := h.m.SnapshotCreate(bg, id, "fixed")
+	if err != nil || snap.Name != "fixed" {
+		t.Fatalf("snapshot: %+v %v", snap, err)
+	}
+	_, err = h.m.SnapshotCreate(bg, id, "fixed")
+	wantCode(t, err, mcp.CodeExists)
+	h.write(id, "app.py", "broken\n")
+	h.write(id, "new/file.txt", "x")
+	if _, err := h.m.SnapshotCreate(bg, id, "broken"); err != nil {
+		t.Fatal(err)
+	}
+
+	rr, err := h.m.Reset(bg, id, "fixed")
+	if err != nil || rr.Workspace.State != mcp.StateRunning || rr.Snapshot != "fixed" {
+		t.Fatalf("reset: %+v %v", rr, err)
+	}
+	if got := h.read(id, "app.py"); got != "def add(a, b):\n    return a + b\n" {
+		t.Fatalf("after reset to fixed: %q", got)
+	}
+	_, err = h.m.ReadFile(bg, mcp.ReadFileRequest{ID: id, Path: "new/file.txt", MaxBytes: 10})
+	wantCode(t, err, mcp.CodeNotFound)
+	snaps, _ := h.m.SnapshotList(bg, id)
+	if len(snaps) != 1 || snaps[0].Name != "fixed" {
+		t.Fatalf("snapshots after reset (broken is newer, dropped): %+v", snaps)
+	}
+
+	if _, err := h.m.Reset(bg, id, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.read(id, "app.py"); got != "def add(a, b):\n    return a - b\n" {
+		t.Fatalf("after reset to baseline: %q", got)
+	}
+	if d, _ := h.m.Diff(bg, mcp.DiffRequest{ID: id}); len(d.Files) != 0 || d.Patch != "" {
+		t.Fatalf("diff after baseline reset: %+v", d)
+	}
+	_, err = h.m.Reset(bg, id, "nope")
+	wantCode(t, err, mcp.CodeNotFound)
+
+	sum, err := h.m.Summary(bg, id)
+	if err != nil || sum.ResetFrom != "" || len(sum.Commands) != 0 || sum.Since.IsZero() {
+		t.Fatalf("summary after reset: %+v %v", sum, err)
+	}
+	logs, _ := h.m.Logs(bg, mcp.LogsRequest{ID: id, Limit: 100})
+	var kinds []string
+	for _, e := range logs.Entries {
+		kinds = append(kinds, string(e.Kind))
+	}
+	if got := strings.Join(kinds, ","); got != "lifecycle,exec,write,export,export,export,export,snapshot,write,write,snapshot,reset,reset" {
+		t.Fatalf("journal kinds: %s", got)
+	}
+	if last := logs.Entries[len(logs.Entries)-1]; !strings.Contains(logs.Entries[len(logs.Entries)-2].Detail, "dropped newer snapshots: broken") || last.Detail == "" {
+		t.Fatalf("reset entries: %+v", logs.Entries[len(logs.Entries)-2:])
+	}
+
+	if err := h.m.Delete(bg, id); err != nil {
+		t.Fatal(err)
+	}
+	if dirs := h.workspaceDirs(); len(dirs) != 0 {
+		t.Fatalf("left behind: %v", dirs)
+	}
+	_, err = h.m.Status(bg, id)
+	wantCode(t, err, mcp.CodeNotFound)
+}
+
+func TestSummary(t *testing.T) {
+	h := newHarness(t)
+	id := h.create(mcp.CreateRequest{}).ID
+	h.w.exec = func(ctx context.Context, vm *fakeVM, req proto.ExecRequest, stdout, stderr io.Writer) (proto.ExecResult, error) {
+		return proto.ExecResult{ExitCode: 1}, nil
+	}
+	h.m.Exec(bg, mcp.ExecRequest{ID: id, Argv: []string{"false", "it's"}})
+	h.write(id, "a.txt", "one\ntwo\n")
+	h.m.SnapshotCreate(bg, id, "s1")
+	h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "a.txt", HostPath: filepath.Join(t.TempDir(), "a.txt")})
+	s, err := h.m.Summary(bg, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Commands) != 1 || *s.Commands[0].ExitCode != 1 || s.Commands[0].Command != `false 'it'\''s'` {
+		t.Fatalf("commands: %+v", s.Commands)
+	}
+	if len(s.Changes) != 1 || s.Changes[0].Status != "added" || s.Stats.Additions != 2 || len(s.Snapshots) != 1 || len(s.Exports) != 1 {
+		t.Fatalf("summary: %+v", s)
+	}
+}
+
+func TestExecResults(t *testing.T) {
+	h := newHarness(t)
+	id := h.create(mcp.CreateRequest{}).ID
+	var res proto.ExecResult
+	var out []byte
+	h.w.exec = func(ctx context.Context, vm *fakeVM, req proto.ExecRequest, stdout, stderr io.Writer) (proto.ExecResult, error) {
+		stdout.Write(out)
+		io.WriteString(stderr, "err\n")
+		return res, nil
+	}
+	res = proto.ExecResult{ExitCode: -1, Signal: "SIGKILL"}
+	r, err := h.m.Exec(bg, mcp.ExecRequest{ID: id, Command: "x", TimeoutSeconds: 5})
+	if err != nil || r.ExitCode != 137 || r.Signal != "SIGKILL" || string(r.Stderr) != "err\n" {
+		t.Fatalf("signal: %+v %v", r, err)
+	}
+	res = proto.ExecResult{ExitCode: -1, Signal: "SIGTERM", TimedOut: true}
+	r, _ = h.m.Exec(bg, mcp.ExecRequest{ID: id, Command: "x", TimeoutSeconds: 5})
+	if r.ExitCode != 124 || !r.TimedOut {
+		t.Fatalf("timeout: %+v", r)
+	}
+	// 3 MiB of output: the result keeps head and tail, the file all.
+	out = bytes.Repeat([]byte("0123456789abcdef"), 3<<16)
+	out = append(out, "THE END\n"...)
+	res = proto.ExecResult{}
+	r, _ = h.m.Exec(bg, mcp.ExecRequest{ID: id, Command: "x", TimeoutSeconds: 5})
+	if r.StdoutSize != int64(len(out)) || len(r.Stdout) > 1<<20+100 || !bytes.HasSuffix(r.Stdout, []byte("THE END\n")) ||
+		!bytes.HasPrefix(r.Stdout, []byte("0123")) || !bytes.Contains(r.Stdout, []byte("bytes omitted")) || r.OutputTruncated {
+		t.Fatalf("big output: size %d, kept %d, truncated %v", r.StdoutSize, len(r.Stdout), r.OutputTruncated)
+	}
+	if b, _ := os.ReadFile(r.StdoutPath); !bytes.Equal(b, out) {
+		t.Fatalf("stdout file holds %d bytes, want %d", len(b), len(out))
+	}
+	logs, _ := h.m.Logs(bg, mcp.LogsRequest{ID: id, Limit: 10})
+	if e := logs.Entries[1]; e.Kind != mcp.LogExec || *e.ExitCode != 137 || e.Detail != "killed by SIGKILL" {
+		t.Fatalf("journal: %+v", e)
+	}
+}
+
+// Records survive a crash: the next Open lists every workspace stopped,
+// with its files, snapshots and baseline; unfinished creates go.
+func TestReloadAfterCrash(t *testing.T) {
+	h := newHarness(t)
+	a := h.create(mcp.CreateRequest{Name: "a"})
+	h.write(a.ID, "kept.txt", "kept\n")
+	h.m.SnapshotCreate(bg, a.ID, "s1")
+	h.write(a.ID, "after.txt", "after\n")
+	b := h.create(mcp.CreateRequest{Name: "b", TTLSeconds: 120})
+	h.m.Stop(bg, b.ID)
+	// An unfinished create and an interrupted delete.
+	root := filepath.Join(h.state, "workspaces")
+	os.MkdirAll(filepath.Join(root, "ws-dead", "disk"), 0o700)
+	os.MkdirAll(filepath.Join(root, ".deleting-ws-gone", "disk"), 0o700)
+	// A torn journal line.
+	f, _ := os.OpenFile(filepath.Join(root, a.ID, journalName), os.O_WRONLY|os.O_APPEND, 0)
+	f.WriteString(`{"seq":99,"kind":"ex`)
+	f.Close()
+
+	h.crash()
+	h.open()
+	list, _ := h.m.List(bg)
+	if len(list) != 2 {
+		t.Fatalf("after restart: %+v", list)
+	}
+	for _, w := range list {
+		if w.State != mcp.StateStopped {
+			t.Fatalf("%s is %s after restart, want stopped", w.ID, w.State)
+		}
+	}
+	if dirs := strings.Join(h.workspaceDirs(), " "); strings.Contains(dirs, "dead") || strings.Contains(dirs, "gone") {
+		t.Fatalf("leftovers kept: %s", dirs)
+	}
+	_, err := h.m.Exec(bg, mcp.ExecRequest{ID: a.ID, Command: "x"})
+	wantCode(t, err, mcp.CodeStopped)
+
+	if _, err := h.m.Start(bg, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if h.read(a.ID, "kept.txt") != "kept\n" || h.read(a.ID, "after.txt") != "after\n" {
+		t.Fatal("files lost across the crash")
+	}
+	ws, _ := h.m.Status(bg, a.ID)
+	if ws.Name != "a" || ws.Snapshots != 1 || ws.LastSeq == 0 {
+		t.Fatalf("status after restart: %+v", ws)
+	}
+	// The journal continues after the torn line.
+	h.write(a.ID, "more.txt", "x")
+	logs, _ := h.m.Logs(bg, mcp.LogsRequest{ID: a.ID, Limit: 100})
+	if n := len(logs.Entries); logs.Entries[n-1].Command != "write /workspace/more.txt" {
+		t.Fatalf("journal after restart: %+v", logs.Entries)
+	}
+	if _, err := h.m.Reset(bg, a.ID, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.m.ReadFile(bg, mcp.ReadFileRequest{ID: a.ID, Path: "after.txt", MaxBytes: 9}); !mcp.IsCode(err, mcp.CodeNotFound) {
+		t.Fatalf("after.txt after reset to s1: %v", err)
+	}
+	if h.read(a.ID, "kept.txt") != "kept\n" {
+		t.Fatal("kept.txt lost by reset")
+	}
+	// A clean Close, then Open: still there, stopped.
+	h.m.Close()
+	h.open()
+	if ws, err := h.m.Status(bg, a.ID); err != nil || ws.State != mcp.StateStopped {
+		t.Fatalf("after close and open: %+v %v", ws, err)
+	}
+}
+
+func TestStateDirLocked(t *testing.T) {
+	h := newHarness(t)
+	if _, err := Open(h.opts); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second Open: %v", err)
+	}
+}
+
+func TestTTLReaping(t *testing.T) {
+	h := newHarness(t)
+	a := h.create(mcp.CreateRequest{TTLSeconds: 60})
+	b := h.create(mcp.CreateRequest{TTLSeconds: 600})
+	if want := h.clock.now().Add(60 * time.Second); !a.ExpiresAt.Equal(want) {
+		t.Fatalf("ExpiresAt %v, want %v", a.ExpiresAt, want)
+	}
+	h.clock.advance(50 * time.Second)
+	h.m.Status(bg, a.ID) // activity pushes the expiry
+	h.clock.advance(50 * time.Second)
+	h.m.reap()
+	if ws, _ := h.m.Status(bg, a.ID); ws.State != mcp.StateRunning {
+		t.Fatalf("a expired though it was used 50 s ago: %+v", ws)
+	}
+
+	// A command in flight keeps its workspace alive past the TTL.
+	started, release := make(chan struct{}), make(chan struct{})
+	h.w.exec = func(ctx context.Context, vm *fakeVM, req proto.ExecRequest, stdout, stderr io.Writer) (proto.ExecResult, error) {
+		close(started)
+		<-release
+		return proto.ExecResult{}, nil
+	}
+	done := make(chan error)
+	go func() {
+		_, err := h.m.Exec(bg, mcp.ExecRequest{ID: a.ID, Command: "sleep"})
+		done <- err
+	}()
+	<-started
+	h.clock.advance(120 * time.Second)
+	h.m.reap()
+	if ws, _ := h.m.Status(bg, a.ID); ws.State != mcp.StateRunning {
+		t.Fatalf("busy workspace expired: %+v", ws)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	h.clock.advance(61 * time.Second)
+	h.m.reap()
+	wa, _ := h.m.List(bg)
+	states := map[string]mcp.State{}
+	for _, w := range wa {
+		states[w.ID] = w.State
+	}
+	if states[a.ID] != mcp.StateExpired || states[b.ID] != mcp.StateRunning {
+		t.Fatalf("states after reaping: %v", states)
+	}
+	_, err := h.m.Exec(bg, mcp.ExecRequest{ID: a.ID, Command: "x"})
+	wantCode(t, err, mcp.CodeStopped)
+	// Expired persists across a restart, and Start revives it.
+	h.m.Close()
+	h.open()
+	if ws, _ := h.m.Status(bg, a.ID); ws.State != mcp.StateExpired {
+		t.Fatalf("after reopen: %+v", ws)
+	}
+	if ws, err := h.m.Start(bg, a.ID); err != nil || ws.State != mcp.StateRunning {
+		t.Fatalf("start expired: %+v %v", ws, err)
+	}
+}
+
+func TestNamesAndLabels(t *testing.T) {
+	h := newHarness(t)
+	a := h.create(mcp.CreateRequest{Name: "alpha"})
+	_, err := h.m.Create(bg, mcp.CreateRequest{Name: "alpha", TTLSeconds: 60, Seed: mcp.SeedSpec{Kind: mcp.SeedNone}})
+	wantCode(t, err, mcp.CodeExists)
+	b := h.create(mcp.CreateRequest{Name: "beta"})
+	name := "alpha"
+	_, err = h.m.Update(bg, b.ID, mcp.UpdateRequest{Name: &name})
+	wantCode(t, err, mcp.CodeExists)
+	empty := ""
+	if ws, err := h.m.Update(bg, a.ID, mcp.UpdateRequest{Name: &empty, Labels: map[string]string{"k": "v", "x": "y"}}); err != nil || ws.Name != "" || len(ws.Labels) != 2 {
+		t.Fatalf("update: %+v %v", ws, err)
+	}
+	if ws, _ := h.m.Update(bg, b.ID, mcp.UpdateRequest{Name: &name}); ws.Name != "alpha" {
+		t.Fatalf("rename to a freed name: %+v", ws)
+	}
+	if ws, _ := h.m.Update(bg, a.ID, mcp.UpdateRequest{RemoveLabels: []string{"x"}}); len(ws.Labels) != 1 || ws.Labels["k"] != "v" {
+		t.Fatalf("remove label: %+v", ws)
+	}
+	// Most recently active first.
+	h.clock.advance(time.Second)
+	h.m.Status(bg, a.ID)
+	list, _ := h.m.List(bg)
+	if list[0].ID != a.ID {
+		t.Fatalf("list order: %v then %v", list[0].ID, list[1].ID)
+	}
+	// Concurrent creates with one name: exactly one wins.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := h.m.Create(bg, mcp.CreateRequest{Name: "gamma", TTLSeconds: 60, Seed: mcp.SeedSpec{Kind: mcp.SeedNone}}); err == nil {
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d creates took the name gamma", wins)
+	}
+}
+
+func TestRunningLimit(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.MaxRunning = 1 })
+	a := h.create(mcp.CreateRequest{})
+	_, err := h.m.Create(bg, mcp.CreateRequest{TTLSeconds: 60, Seed: mcp.SeedSpec{Kind: mcp.SeedNone}})
+	if e := wantCode(t, err, mcp.CodeLimit); e.Hint == "" {
+		t.Fatal("limit error without a hint")
+	}
+	if _, err := h.m.Stop(bg, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	b := h.create(mcp.CreateRequest{})
+	_, err = h.m.Start(bg, a.ID)
+	wantCode(t, err, mcp.CodeLimit)
+	_, err = h.m.Reset(bg, a.ID, "")
+	wantCode(t, err, mcp.CodeLimit)
+	// Reset of the running one keeps its slot.
+	if _, err := h.m.Reset(bg, b.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.m.Delete(bg, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.m.Start(bg, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.m.Run(bg, mcp.RunRequest{Command: "x", TimeoutSeconds: 5}); !mcp.IsCode(err, mcp.CodeLimit) {
+		t.Fatalf("run over the limit: %v", err)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	h := newHarness(t)
+	_, err := h.m.Status(bg, "ws-nope")
+	wantCode(t, err, mcp.CodeNotFound)
+	_, err = h.m.Create(bg, mcp.CreateRequest{Env: "minimal", TTLSeconds: 60, Seed: mcp.SeedSpec{Kind: mcp.SeedNone}})
+	if e := wantCode(t, err, mcp.CodeEnvMissing); !strings.Contains(e.Hint, "pyro env build minimal") {
+		t.Fatalf("env missing hint: %q", e.Hint)
+	}
+	_, err = h.m.Create(bg, mcp.CreateRequest{Env: "windows-11", TTLSeconds: 60, Seed: mcp.SeedSpec{Kind: mcp.SeedNone}})
+	wantCode(t, err, mcp.CodeNotFound)
+	_, err = h.m.Create(bg, mcp.CreateRequest{TTLSeconds: 60, Seed: mcp.SeedSpec{Kind: mcp.SeedDir, Path: "/nonexistent/dir"}})
+	wantCode(t, err, mcp.CodeNotFound)
+	if h.w.bootCount() != 0 {
+		t.Fatal("a failed create booted a VM")
+	}
+	h.w.failBoot = errors.New("kvm: no")
+	_, err = h.m.Create(bg, mcp.CreateRequest{TTLSeconds: 60, Seed: mcp.SeedSpec{Kind: mcp.SeedNone}})
+	wantCode(t, err, mcp.CodeInternal)
+	if dirs := h.workspaceDirs(); len(dirs) != 0 {
+		t.Fatalf("failed create left %v", dirs)
+	}
+	h.w.failBoot = nil
+
+	id := h.create(mcp.CreateRequest{Env: "debian:12"}).ID
+	for _, p := range []string{"../etc/passwd", "/etc/passwd", "/workspace/../root"} {
+		_, err = h.m.ReadFile(bg, mcp.ReadFileRequest{ID: id, Path: p, MaxBytes: 10})
+		wantCode(t, err, mcp.CodeInvalid)
+		_, err = h.m.WriteFile(bg, mcp.WriteFileRequest{ID: id, Path: p, Content: []byte("x")})
+		wantCode(t, err, mcp.CodeInvalid)
+	}
+	// A symlink leading out: the (fake) agent refuses with EXDEV.
+	h.vm(id).put("/workspace/out", &fakeFile{Type: proto.TypeSymlink, Target: "/etc"})
+	_, err = h.m.WriteFile(bg, mcp.WriteFileRequest{ID: id, Path: "out/passwd", Content: []byte("x")})
+	wantCode(t, err, mcp.CodeInvalid)
+	_, err = h.m.ReadFile(bg, mcp.ReadFileRequest{ID: id, Path: "missing.txt", MaxBytes: 10})
+	wantCode(t, err, mcp.CodeNotFound)
+	_, err = h.m.ReadFile(bg, mcp.ReadFileRequest{ID: id, Path: "/workspace", MaxBytes: 10})
+	wantCode(t, err, mcp.CodeInvalid)
+	_, err = h.m.ApplyPatch(bg, id, "this is not a patch\n@@ -1 +1 @@\n")
+	wantCode(t, err, mcp.CodeInvalid)
+	h.write(id, "a.txt", "one\n")
+	pr, err := h.m.ApplyPatch(bg, id, "--- a/a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n-two\n+three\n--- /dev/null\n+++ b/new.txt\n@@ -0,0 +1 @@\n+new\n")
+	if err != nil || pr.Applied || pr.Files[0].OK || pr.Files[0].Error == "" || len(pr.Files) != 2 {
+		t.Fatalf("mismatching patch: %+v %v", pr, err)
+	}
+	if _, err := h.m.ReadFile(bg, mcp.ReadFileRequest{ID: id, Path: "new.txt", MaxBytes: 10}); !mcp.IsCode(err, mcp.CodeNotFound) {
+		t.Fatal("a failed patch wrote a file")
+	}
+	pr, err = h.m.ApplyPatch(bg, id, "--- a/a.txt\n+++ /dev/null\n@@ -1 +0,0 @@\n-one\n")
+	if err != nil || !pr.Applied || pr.Files[0].Op != "delete" {
+		t.Fatalf("delete patch: %+v %v", pr, err)
+	}
+	if _, ok := h.vm(id).file("/workspace/a.txt"); ok {
+		t.Fatal("deleted file still there")
+	}
+	_, err = h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "/etc", HostPath: filepath.Join(t.TempDir(), "x")})
+	wantCode(t, err, mcp.CodeInvalid)
+	_, err = h.m.SnapshotCreate(bg, id, "")
+	wantCode(t, err, mcp.CodeInvalid)
+	err = h.m.SnapshotDelete(bg, id, "nope")
+	wantCode(t, err, mcp.CodeNotFound)
+	_, err = h.m.SyncPush(bg, mcp.SyncPushRequest{ID: id, HostPath: "/nonexistent", GuestDest: "/workspace"})
+	wantCode(t, err, mcp.CodeNotFound)
+	_, err = h.m.Create(bg, mcp.CreateRequest{TTLSeconds: 60, Seed: mcp.SeedSpec{Kind: mcp.SeedGit, Path: t.TempDir()}})
+	wantCode(t, err, mcp.CodeInvalid)
+}
+
+func TestSyncPush(t *testing.T) {
+	h := newHarness(t)
+	id := h.create(mcp.CreateRequest{}).ID
+	src := seedDir(t, map[string]string{"lib/x.py": "x = 1\n"})
+	r, err := h.m.SyncPush(bg, mcp.SyncPushRequest{ID: id, HostPath: src, GuestDest: "vendor"})
+	if err != nil || r.Files != 1 || r.GuestDest != "/workspace/vendor" {
+		t.Fatalf("push dir: %+v %v", r, err)
+	}
+	if h.read(id, "vendor/lib/x.py") != "x = 1\n" {
+		t.Fatal("pushed file missing")
+	}
+	one := filepath.Join(src, "lib", "x.py")
+	if r, err := h.m.SyncPush(bg, mcp.SyncPushRequest{ID: id, HostPath: one, GuestDest: "/workspace"}); err != nil || r.Files != 1 {
+		t.Fatalf("push file: %+v %v", r, err)
+	}
+	if h.read(id, "x.py") != "x = 1\n" {
+		t.Fatal("pushed single file missing")
+	}
+}
+
+// Stop, reset and delete interrupt a long command instead of waiting.
+func TestInterrupt(t *testing.T) {
+	h := newHarness(t)
+	id := h.create(mcp.CreateRequest{}).ID
+	started := make(chan struct{}, 1)
+	h.w.exec = func(ctx context.Context, vm *fakeVM, req proto.ExecRequest, stdout, stderr io.Writer) (proto.ExecResult, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		return proto.ExecResult{}, ctx.Err()
+	}
+	run := func() chan error {
+		done := make(chan error, 1)
+		go func() {
+			_, err := h.m.Exec(bg, mcp.ExecRequest{ID: id, Command: "sleep 1000", TimeoutSeconds: 3600})
+			done <- err
+		}()
+		<-started
+		return done
+	}
+	wait := func(op string, err error, done chan error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", op, err)
+		}
+		select {
+		case err := <-done:
+			wantCode(t, err, mcp.CodeConflict)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s did not interrupt the command", op)
+		}
+	}
+	done := run()
+	_, err := h.m.Stop(bg, id)
+	wait("stop", err, done)
+	if _, err := h.m.Start(bg, id); err != nil {
+		t.Fatal(err)
+	}
+	done = run()
+	_, err = h.m.Reset(bg, id, "")
+	wait("reset", err, done)
+	done = run()
+	wait("delete", h.m.Delete(bg, id), done)
+}
+
+// A VM that stops by itself leaves its workspace stopped, with a reason.
+func TestVMStopsByItself(t *testing.T) {
+	h := newHarness(t)
+	id := h.create(mcp.CreateRequest{}).ID
+	h.vm(id).Kill()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ws, _ := h.m.Status(bg, id)
+		if ws.State == mcp.StateStopped {
+			if ws.Error == "" {
+				t.Fatal("no reason given")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("state %s", ws.State)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := h.m.Start(bg, id); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRun(t *testing.T) {
+	h := newHarness(t)
+	r, err := h.m.Run(bg, mcp.RunRequest{Command: "echo hi", TimeoutSeconds: 5})
+	if err != nil || string(r.Stdout) != "ran: echo hi\n" || r.StdoutPath != "" {
+		t.Fatalf("run: %+v %v", r, err)
+	}
+	if list, _ := h.m.List(bg); len(list) != 0 {
+		t.Fatalf("run left %+v", list)
+	}
+	if dirs := h.workspaceDirs(); len(dirs) != 0 {
+		t.Fatalf("run left %v", dirs)
+	}
+}
+
+// Many calls at once on one workspace and on several: no race, no
+// interleaved corruption.
+func TestConcurrency(t *testing.T) {
+	h := newHarness(t)
+	ids := []string{h.create(mcp.CreateRequest{}).ID, h.create(mcp.CreateRequest{}).ID}
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := ids[i%2]
+			switch i % 5 {
+			case 0:
+				h.m.Exec(bg, mcp.ExecRequest{ID: id, Command: "x"})
+			case 1:
+				h.m.WriteFile(bg, mcp.WriteFileRequest{ID: id, Path: fmt.Sprintf("f%d", i), Content: []byte("x")})
+			case 2:
+				h.m.SnapshotCreate(bg, id, fmt.Sprintf("s%d", i))
+			case 3:
+				h.m.Diff(bg, mcp.DiffRequest{ID: id})
+			case 4:
+				h.m.List(bg)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, id := range ids {
+		logs, _ := h.m.Logs(bg, mcp.LogsRequest{ID: id, Limit: 500})
+		for i := 1; i < len(logs.Entries); i++ {
+			if logs.Entries[i].Seq <= logs.Entries[i-1].Seq {
+				t.Fatalf("journal out of order: %+v", logs.Entries)
+			}
+		}
+		if len(logs.Entries) != 1+12 { // create, 4 execs, 4 writes, 4 snapshots
+			t.Fatalf("%s: %d journal entries, want 13", id, len(logs.Entries))
+		}
+	}
+}
+
+func TestRecordAtomic(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ws-12345678")
+	os.Mkdir(dir, 0o700)
+	r := &record{ID: "ws-12345678", Env: "debian-12", Snapshots: []snapRecord{{Name: "a", Layer: "00"}}}
+	if err := writeRecord(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	// A temporary file a crash left behind changes nothing.
+	os.WriteFile(filepath.Join(dir, ".record.json.tmp-123"), []byte("{garbage"), 0o600)
+	got, err := readRecord(dir)
+	if err != nil || got.Env != "debian-12" || len(got.Snapshots) != 1 {
+		t.Fatalf("read back: %+v %v", got, err)
+	}
+	other := filepath.Join(t.TempDir(), "ws-other")
+	os.Mkdir(other, 0o700)
+	b, _ := os.ReadFile(filepath.Join(dir, recordName))
+	os.WriteFile(filepath.Join(other, recordName), b, 0o600)
+	if _, err := readRecord(other); err == nil {
+		t.Fatal("a record under another ID's directory was accepted")
+	}
+}
+
+func TestJournalPaging(t *testing.T) {
+	p := filepath.Join(t.TempDir(), journalName)
+	j, _ := loadJournal(p)
+	for i := range 5 {
+		if _, err := j.append(entry{Kind: mcp.LogExec, Command: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seq := j.reserve() // 6, appended after 7
+	j.append(entry{Kind: mcp.LogWrite})
+	j.append(entry{Seq: seq, Kind: mcp.LogExec, Command: "late"})
+	page, more := j.page(0, 3)
+	if len(page) != 3 || !more || page[2].Seq != 3 {
+		t.Fatalf("page 1: %+v %v", page, more)
+	}
+	page, more = j.page(3, 10)
+	if len(page) != 4 || more || page[2].Command != "late" || page[2].Seq != 6 || page[3].Seq != 7 {
+		t.Fatalf("page 2: %+v %v", page, more)
+	}
+	j.close()
+	// A torn last line is dropped, and the next append starts clean.
+	f, _ := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	f.WriteString(`{"seq":8,"kin`)
+	f.Close()
+	j, _ = loadJournal(p)
+	if s, _ := j.last(); s != 7 {
+		t.Fatalf("last after reload: %d", s)
+	}
+	if s, _ := j.append(entry{Kind: mcp.LogExec}); s != 8 {
+		t.Fatalf("next seq %d", s)
+	}
+	j.close()
+	j, _ = loadJournal(p)
+	if page, _ := j.page(7, 10); len(page) != 1 || page[0].Seq != 8 {
+		t.Fatalf("after torn line: %+v", page)
+	}
+}
+
+func tgzNames(t *testing.T, p string) string {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	var names []string
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, h.Name)
+	}
+	if des, _ := os.ReadDir(filepath.Dir(p)); len(des) != 1 {
+		t.Fatalf("temporary files left next to %s: %v", p, des)
+	}
+	return strings.Join(names, " ")
+}
+
+func TestEnvs(t *testing.T) {
+	h := newHarness(t)
+	envs, err := h.m.Envs(bg)
+	if err != nil || len(envs) == 0 {
+		t.Fatalf("envs: %+v %v", envs, err)
+	}
+	defaults := 0
+	for _, e := range envs {
+		if e.Built || !strings.HasPrefix(e.BuildCommand, "pyro env build ") {
+			t.Fatalf("env in an empty cache: %+v", e)
+		}
+		if e.Default {
+			defaults++
+			if e.Name != DefaultEnv {
+				t.Fatalf("default is %s", e.Name)
+			}
+		}
+	}
+	if defaults != 1 {
+		t.Fatalf("%d defaults", defaults)
+	}
+}
