@@ -37,7 +37,7 @@ DEB_DEPS := qemu-system-x86 acpica-tools cpio ca-certificates gcc libc6-dev \
 # Packages whose tests boot guests: run by test-vm, in the nested-KVM harness
 # unless the host has hardware KVM. Only these: inside L1 there are no host
 # tools (iasl, cpio), and every other package's tests run in test-unit.
-VM_PKGS := ./kvm ./vmm ./guest/instance ./cmd/pyro
+VM_PKGS := ./kvm ./vmm ./guest/instance ./mcp/workspace ./cmd/pyro
 VM_ENV  := PYRO_KVM=1 PYRO_TEST_KERNEL=$(ASSETS)/vmlinuz PYRO_TEST_BUSYBOX=$(ASSETS)/busybox \
 	PYRO_TEST_ENV_MINIMAL=$(ENVS_DIR)/minimal PYRO_TEST_ENV_DEBIAN=$(ENVS_DIR)/debian-12 PYRO_TEST_PYRO=$(PYRO)
 

@@ -23,6 +23,7 @@ type command struct {
 var commands = map[string]command{
 	"env":       {"build and list the environments workspaces boot", envMain},
 	"kvm-check": {"check that this host can boot pyro VMs", kvmCheckMain},
+	"mcp":       {"serve the workspace tools to a chat host over MCP (stdio)", mcpMain},
 	"run":       {"boot a kernel and initrd (VMM debugging entry)", runMain},
 	"version":   {"print pyro's version", versionMain},
 }
@@ -38,6 +39,9 @@ Usage:
 
 Start here:
   pyro kvm-check          can this host boot pyro VMs? (says what to fix if not)
+  pyro env build debian-12
+  pyro run debian-12 -- python3 -c 'print(6*7)'
+  pyro mcp config claude-code    how to connect a chat host to pyro mcp serve
 
 Commands:
 `

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	flag "github.com/spf13/pflag"
+
+	"github.com/pyro-mcp/pyro/guest/env"
+	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/workspace"
+)
+
+const mcpHelp = `Usage: pyro mcp serve [--profile NAME] [flags]
+       pyro mcp tools [--profile NAME]
+       pyro mcp config claude-code|codex|opencode
+
+pyro mcp serve is the MCP server a chat host (Claude Code, Codex, OpenCode)
+launches over stdio. Its tools let a coding agent create disposable microVM
+workspaces, run commands, read, write and patch files, diff against the
+seed, snapshot, reset, export and delete. It answers initialize at once and
+boots nothing until a tool asks; only the protocol is written to stdout
+(logs go to stderr, or --log-file).
+
+Workspaces live in ~/.local/state/pyro/workspaces/ (or $PYRO_STATE_DIR, or
+--state-dir) and survive a server restart: they come back stopped, and
+workspace_start boots them from their disks. Started inside a git checkout,
+a workspace created without a seed gets the checkout's tracked and
+non-ignored files in /workspace.
+
+Connect a chat host (pyro mcp config prints these):
+  claude mcp add --transport stdio pyro -- pyro mcp serve
+  codex mcp add pyro -- pyro mcp serve
+
+Profiles:
+%s
+Flags:
+`
+
+func mcpUsage(w io.Writer) {
+	var b strings.Builder
+	for _, p := range mcp.Profiles() {
+		fmt.Fprintf(&b, "  %-16s %d tools: %s\n", p.Name, len(p.Tools), p.Description)
+	}
+	fmt.Fprintf(w, mcpHelp, b.String())
+}
+
+func mcpMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		mcpUsage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "--help", "help":
+		mcpUsage(stdout)
+		return exitOK
+	case "serve":
+		return mcpServeMain(args[1:], stdout, stderr)
+	case "tools":
+		return mcpToolsMain(args[1:], stdout, stderr)
+	case "config":
+		return mcpConfigMain(args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "pyro mcp: unknown subcommand %q (use serve, tools or config)\n", args[0])
+	return exitUsage
+}
+
+// stateDir is where workspaces live: $PYRO_STATE_DIR or the default.
+func stateDir() string {
+	if d := os.Getenv("PYRO_STATE_DIR"); d != "" {
+		return d
+	}
+	return workspace.DefaultStateDir()
+}
+
+func mcpServeMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("mcp serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	profile := fs.String("profile", mcp.ProfileCore, "tool profile: "+profileNames())
+	state := fs.String("state-dir", stateDir(), "where workspaces live")
+	maxRunning := fs.Int("max-running", workspace.DefaultMaxRunning, "most workspaces running at once")
+	defEnv := fs.String("env", workspace.DefaultEnv, "environment of workspaces that name none")
+	maxResult := fs.Int("max-result-bytes", 0, "cap on each tool result's size (default 10 KiB)")
+	logFile := fs.String("log-file", "", "write logs here instead of stderr")
+	debug := fs.Bool("debug", false, "log every tool call and more")
+	fs.Usage = func() { mcpUsage(stderr); fs.PrintDefaults() }
+	if code := parseFlags(fs, args, stderr); code >= 0 {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pyro mcp serve: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	if _, err := mcp.ToolNames(*profile); err != nil {
+		fmt.Fprintf(stderr, "pyro mcp serve: %v\n", err)
+		return exitUsage
+	}
+	if _, err := env.Lookup(*defEnv); err != nil {
+		fmt.Fprintf(stderr, "pyro mcp serve: --env: %v\n", err)
+		return exitUsage
+	}
+	logOut := stderr
+	if *logFile != "" {
+		f, err := os.OpenFile(*logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			fmt.Fprintf(stderr, "pyro mcp serve: --log-file: %v\n", err)
+			return exitFailure
+		}
+		defer f.Close()
+		logOut = f
+	}
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
+
+	cwd, _ := os.Getwd()
+	m, err := workspace.Open(workspace.Options{
+		StateDir:   *state,
+		CacheRoot:  cacheRoot(),
+		DefaultEnv: *defEnv,
+		MaxRunning: *maxRunning,
+		Logger:     logger,
+		GitSeedDir: cwd,
+		LoadEnv: func(ctx context.Context, name string) (*env.Env, error) {
+			return loadEnvForRun(ctx, name, true, io.Discard)
+		},
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "pyro mcp serve: %v\n", err)
+		return exitFailure
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	logger.Info("pyro mcp serve", "version", version, "profile", *profile, "state_dir", *state)
+	err = mcp.ServeStdio(ctx, m, mcp.Options{Profile: *profile, MaxResultBytes: *maxResult, Logger: logger, Version: version})
+	// Whatever ended the session, stop the VMs cleanly: their disks are
+	// kept, and the next server lists the workspaces as stopped.
+	done := make(chan struct{})
+	go func() { m.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		logger.Warn("workspaces did not stop within 30 s; exiting anyway (their disks are consistent)")
+	}
+	if err != nil && ctx.Err() == nil && err != io.EOF {
+		logger.Error("mcp session ended", "err", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+func profileNames() string {
+	var n []string
+	for _, p := range mcp.Profiles() {
+		n = append(n, p.Name)
+	}
+	return strings.Join(n, ", ")
+}
+
+func mcpToolsMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("mcp tools", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	profile := fs.String("profile", "", "list only this profile's tools")
+	fs.Usage = func() { mcpUsage(stderr); fs.PrintDefaults() }
+	if code := parseFlags(fs, args, stderr); code >= 0 {
+		return code
+	}
+	if *profile == "" {
+		fmt.Fprint(stdout, mcp.ToolTable())
+		return exitOK
+	}
+	names, err := mcp.ToolNames(*profile)
+	if err != nil {
+		fmt.Fprintf(stderr, "pyro mcp tools: %v\n", err)
+		return exitUsage
+	}
+	for _, n := range names {
+		fmt.Fprintln(stdout, n)
+	}
+	return exitOK
+}
+
+// mcpConfigMain prints how to register pyro with a chat host.
+func mcpConfigMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "pyro mcp config: name a chat host: claude-code, codex or opencode")
+		return exitUsage
+	}
+	self, err := os.Executable()
+	if err != nil {
+		self = "pyro"
+	}
+	switch args[0] {
+	case "claude-code", "claude":
+		fmt.Fprintf(stdout, "# run this (add --scope project to share it through .mcp.json):\nclaude mcp add --transport stdio pyro -- %s mcp serve\n", self)
+	case "codex":
+		fmt.Fprintf(stdout, "# ~/.codex/config.toml\n[mcp_servers.pyro]\ncommand = %q\nargs = [\"mcp\", \"serve\"]\nstartup_timeout_sec = 10\ntool_timeout_sec = 600\n", self)
+	case "opencode":
+		fmt.Fprintf(stdout, "{\n  \"mcp\": {\n    \"pyro\": {\n      \"type\": \"local\",\n      \"command\": [%q, \"mcp\", \"serve\"],\n      \"enabled\": true\n    }\n  }\n}\n", self)
+	default:
+		fmt.Fprintf(stderr, "pyro mcp config: unknown chat host %q: claude-code, codex or opencode\n", args[0])
+		return exitUsage
+	}
+	return exitOK
+}

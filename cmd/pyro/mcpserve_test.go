@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// pyro mcp serve answers a real MCP client over stdio at once, without
+// booting anything: initialize, tools/list and a tool that needs no VM.
+func TestMCPServeStdio(t *testing.T) {
+	state := t.TempDir()
+	cmd := exec.Command(os.Args[0], "mcp", "serve")
+	cmd.Env = append(os.Environ(), "PYRO_TEST_AS_PYRO=1", "PYRO_STATE_DIR="+state, "PYRO_CACHE_DIR="+t.TempDir())
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	client := sdk.NewClient(&sdk.Implementation{Name: "pyro-test", Version: "1"}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	s, err := client.Connect(ctx, &sdk.CommandTransport{Command: cmd}, nil)
+	if err != nil {
+		t.Fatalf("connect: %v\nstderr: %s", err, stderr.String())
+	}
+	t.Logf("initialize answered after %v", time.Since(start))
+	tools, err := s.ListTools(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(tools.Tools); n < 12 || n > 20 {
+		t.Errorf("the default profile has %d tools; want 12 to 20", n)
+	}
+	res, err := s.CallTool(ctx, &sdk.CallToolParams{Name: "workspace_list", Arguments: map[string]any{}})
+	if err != nil || res.IsError {
+		t.Fatalf("workspace_list: %v %+v", err, res)
+	}
+	res, err = s.CallTool(ctx, &sdk.CallToolParams{Name: "workspace_create", Arguments: map[string]any{"env": "minimal"}})
+	if err != nil || !res.IsError {
+		t.Fatalf("workspace_create of an unbuilt environment should be a tool error: %v %+v", err, res)
+	}
+	if tc, ok := res.Content[0].(*sdk.TextContent); !ok || !strings.Contains(tc.Text, "pyro env build minimal") {
+		t.Errorf("the error should name the build command: %+v", res.Content)
+	}
+	if err := s.Close(); err != nil {
+		t.Logf("close: %v", err)
+	}
+	if ents, _ := os.ReadDir(state + "/workspaces"); len(ents) != 0 {
+		t.Errorf("a failed create left %d entries in the state dir", len(ents))
+	}
+}
+
+func TestMCPCommands(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"mcp", "tools"}, 0, "workspace_exec"},
+		{[]string{"mcp", "tools", "--profile", "workspace-full"}, 0, "vm_run"},
+		{[]string{"mcp", "tools", "--profile", "nope"}, exitUsage, "workspace-core"},
+		{[]string{"mcp", "serve", "--profile", "nope"}, exitUsage, "workspace-core"},
+		{[]string{"mcp", "serve", "--env", "nope"}, exitUsage, "nope"},
+		{[]string{"mcp", "config", "codex"}, 0, "[mcp_servers.pyro]"},
+		{[]string{"mcp", "config", "claude-code"}, 0, "claude mcp add --transport stdio pyro --"},
+		{[]string{"mcp", "config", "opencode"}, 0, `"type": "local"`},
+		{[]string{"mcp", "config", "vim"}, exitUsage, "claude-code, codex or opencode"},
+		{[]string{"mcp", "frob"}, exitUsage, "unknown subcommand"},
+	} {
+		r := runPyro(t, c.args...)
+		if r.code != c.code || !strings.Contains(r.stdout+r.stderr, c.want) {
+			t.Errorf("pyro %q: exit %d, out %q err %q; want %d and %q", c.args, r.code, r.stdout, r.stderr, c.code, c.want)
+		}
+	}
+}
