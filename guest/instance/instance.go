@@ -189,6 +189,7 @@ func (v *VM) waitReady(ctx context.Context) error {
 		default:
 		}
 		if ctx.Err() != nil {
+			v.Kill() // stop it first, so its console's last lines can be shown
 			return fmt.Errorf("the guest's agent did not answer within the start timeout: %w%s", ctx.Err(), v.consoleHint())
 		}
 		var pe *proto.VersionError
