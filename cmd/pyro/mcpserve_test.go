@@ -9,6 +9,8 @@ import (
 	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pyro-mcp/pyro/mcp"
 )
 
 // pyro mcp serve answers a real MCP client over stdio at once, without
@@ -75,5 +77,17 @@ func TestMCPCommands(t *testing.T) {
 		if r.code != c.code || !strings.Contains(r.stdout+r.stderr, c.want) {
 			t.Errorf("pyro %q: exit %d, out %q err %q; want %d and %q", c.args, r.code, r.stdout, r.stderr, c.code, c.want)
 		}
+	}
+}
+
+// The README documents every tool in one table: the one the server
+// generates, so the two cannot drift apart.
+func TestREADMEToolTable(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), mcp.ToolTable()) {
+		t.Fatalf("README.md's tool table differs from mcp.ToolTable(); paste in the output of pyro mcp tools")
 	}
 }
