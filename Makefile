@@ -150,11 +150,15 @@ test-vm: kernel envs
 
 # bench measures boot times in the harness (or natively with hardware KVM)
 # against QEMU's microvm on the same kernel and initramfs; medians of 5 runs.
-bench: kernel
+bench: kernel envs
 	@if [ -z "$${PYRO_HARNESS:-}" ] && $(PYRO) kvm-check --kernel $(ASSETS)/vmlinuz >/dev/null 2>&1; then \
 		$(VM_ENV) $(GO) test -count=1 -run '^$$' -bench . -benchtime 5x ./cmd/pyro; \
+		$(VM_ENV) $(GO) test -count=1 -run '^$$' -bench . -benchtime 5x ./guest/instance; \
+		$(GO) test -count=1 -run '^$$' -bench . -benchtime 5x ./mcp/treediff ./vmm/disk; \
 	else \
 		PYRO_VMTEST_QEMU=1 $(VM_ENV) $(GO) test -count=1 -run '^$$' -bench . -benchtime 5x -exec "$(VMTEST) exec" ./cmd/pyro; \
+		$(VM_ENV) $(GO) test -count=1 -run '^$$' -bench . -benchtime 5x -exec "$(VMTEST) exec" ./guest/instance; \
+		$(GO) test -count=1 -run '^$$' -bench . -benchtime 5x ./mcp/treediff ./vmm/disk; \
 	fi
 
 clean:

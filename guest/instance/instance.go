@@ -179,7 +179,12 @@ func Start(ctx context.Context, cfg Config) (_ *VM, err error) {
 // waitReady pings the agent until it answers, the VM stops or ctx ends.
 func (v *VM) waitReady(ctx context.Context) error {
 	for {
-		_, err := v.Agent.Ping(ctx)
+		// Each try is bounded: a connection request lost during the
+		// guest's boot must cost a retry, not the whole start timeout.
+		try, cancel := context.WithTimeout(ctx, 3*time.Second)
+		_, err := v.Agent.Ping(try)
+		tryExpired := try.Err() != nil
+		cancel()
 		if err == nil {
 			return nil
 		}
@@ -196,7 +201,7 @@ func (v *VM) waitReady(ctx context.Context) error {
 		if errors.As(err, &pe) {
 			return fmt.Errorf("%w (the environment's agent is from another pyro: rebuild it with pyro env build --force NAME)", err)
 		}
-		if !errors.Is(err, vsock.ErrConnRefused) {
+		if !errors.Is(err, vsock.ErrConnRefused) && !tryExpired {
 			return fmt.Errorf("reaching the guest's agent: %w", err)
 		}
 		select {
