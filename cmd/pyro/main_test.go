@@ -27,8 +27,16 @@ type pyroResult struct {
 // runPyro runs "pyro args..." as a child process.
 func runPyro(t *testing.T, args ...string) pyroResult {
 	t.Helper()
+	return runPyroIn(t, nil, "", args...)
+}
+
+// runPyroIn runs pyro as a child process with extra environment variables
+// and stdin.
+func runPyroIn(t *testing.T, env []string, stdin string, args ...string) pyroResult {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "PYRO_TEST_AS_PYRO=1")
+	cmd.Env = append(append(os.Environ(), "PYRO_TEST_AS_PYRO=1"), env...)
+	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

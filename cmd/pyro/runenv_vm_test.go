@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,24 +21,6 @@ func envCache(t *testing.T) []string {
 		"PYRO_CACHE_DIR=" + filepath.Dir(filepath.Dir(dir)),
 		"PYRO_AGENT_BINARY=" + agent,
 	}
-}
-
-// runPyroIn runs pyro with extra environment variables and stdin.
-func runPyroIn(t *testing.T, env []string, stdin string, args ...string) pyroResult {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(append(os.Environ(), "PYRO_TEST_AS_PYRO=1"), env...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return pyroResult{code, out.String(), errb.String()}
 }
 
 // pyro run ENV -- CMD boots, runs, streams, exits with the command's code

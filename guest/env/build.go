@@ -54,21 +54,26 @@ func Build(ctx context.Context, opts BuildOptions) (*Env, error) {
 	return build(ctx, opts, buildHooks{})
 }
 
-func build(ctx context.Context, opts BuildOptions, hooks buildHooks) (*Env, error) {
-	spec, err := Lookup(opts.Name)
-	if err != nil {
-		return nil, err
+// prepare resolves what a build or refresh needs and takes the
+// environment's lock; the caller releases it.
+func prepare(ctx context.Context, opts BuildOptions) (spec Spec, root string, agent FileInfo, p *progress, release func(), err error) {
+	if spec, err = Lookup(opts.Name); err != nil {
+		return
 	}
-	root := opts.CacheRoot
+	root = opts.CacheRoot
 	if root == "" {
 		root = DefaultCacheRoot()
 	}
-	agent, err := inspectAgent(opts.AgentBinary)
-	if err != nil {
-		return nil, err
+	if agent, err = inspectAgent(opts.AgentBinary); err != nil {
+		return
 	}
-	p := newProgress(opts.Progress)
-	release, err := lockEnv(ctx, root, spec.Name, p)
+	p = newProgress(opts.Progress)
+	release, err = lockEnv(ctx, root, spec.Name, p)
+	return
+}
+
+func build(ctx context.Context, opts BuildOptions, hooks buildHooks) (*Env, error) {
+	spec, root, agent, p, release, err := prepare(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -154,20 +159,7 @@ func Ensure(ctx context.Context, opts BuildOptions) (*Env, error) {
 // mmdebstrap. It does nothing if the agent already matches, unless
 // opts.Force.
 func RefreshInitrd(ctx context.Context, opts BuildOptions) (*Env, error) {
-	spec, err := Lookup(opts.Name)
-	if err != nil {
-		return nil, err
-	}
-	root := opts.CacheRoot
-	if root == "" {
-		root = DefaultCacheRoot()
-	}
-	agent, err := inspectAgent(opts.AgentBinary)
-	if err != nil {
-		return nil, err
-	}
-	p := newProgress(opts.Progress)
-	release, err := lockEnv(ctx, root, spec.Name, p)
+	spec, root, agent, p, release, err := prepare(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
