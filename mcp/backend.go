@@ -84,9 +84,8 @@ type Backend interface {
 	// SnapshotDelete removes one snapshot.
 	SnapshotDelete(ctx context.Context, id string, name string) error
 	// Reset rebuilds the workspace from the baseline (snapshot == "") or a
-	// named snapshot. It keeps the ID, name, labels, baseline and the
-	// snapshots taken before the target; later ones are dropped (listed in
-	// ResetResult.DroppedSnapshots).
+	// named snapshot. It keeps the ID, name, labels, baseline and every
+	// snapshot, those taken after the target included.
 	Reset(ctx context.Context, id string, snapshot string) (ResetResult, error)
 
 	// Logs pages through the workspace journal in sequence order.
@@ -398,8 +397,8 @@ type ResetResult struct {
 	Workspace Workspace     // the workspace after the reset
 	Snapshot  string        // snapshot it was rebuilt from; "" for the baseline
 	Duration  time.Duration // how long the rebuild took
-	// DroppedSnapshots names the snapshots taken after the target, which
-	// a reset to it discards (the disk's layers form one chain).
+	// DroppedSnapshots is always empty: a reset keeps every snapshot (the
+	// disk's layers form a tree). Kept for compatibility.
 	DroppedSnapshots []string
 }
 

@@ -39,7 +39,7 @@ type resetOut struct {
 	Workspace  workspaceView `json:"workspace"`
 	ResetTo    string        `json:"reset_to"`
 	DurationMs int64         `json:"duration_ms"`
-	// DroppedSnapshots were taken after the target and are gone now.
+	// DroppedSnapshots is unused: a reset keeps every snapshot.
 	DroppedSnapshots []string `json:"dropped_snapshots,omitempty"`
 	Hint             string   `json:"hint,omitempty"`
 }
@@ -63,8 +63,8 @@ func snapshotTools() []toolSpec {
 		}, toolSnapshotDelete),
 		defTool(toolDef{
 			name: "workspace_reset", group: "snapshot", core: true, destructive: true, idempotent: true,
-			summary:     "Rebuild the workspace from its baseline or a named snapshot; keeps id, baseline and older snapshots.",
-			description: "Rebuild the workspace from its baseline (default) or a named snapshot, discarding every change and process since, and the snapshots taken after it. Keeps id, name, labels, baseline and older snapshots.",
+			summary:     "Rebuild the workspace from its baseline or a named snapshot; keeps id, baseline and snapshots.",
+			description: "Rebuild the workspace from its baseline (default) or a named snapshot, discarding every change and process since. Keeps id, name, labels, baseline and every snapshot, older or newer, so you can reset to any of them again.",
 		}, toolReset),
 	}
 }

@@ -239,6 +239,11 @@ func TestMCPReproFixLoop(t *testing.T) {
 	if d := m.ok("workspace_diff", map[string]any{"id": id}); len(d["files"].([]any)) != 0 {
 		t.Fatalf("after reset to the baseline the diff should be empty: %v", d)
 	}
+	// Snapshots survive a reset to an earlier state.
+	m.ok("workspace_reset", map[string]any{"id": id, "snapshot": "fixed"})
+	if r := m.ok("file_read", map[string]any{"id": id, "path": "calc/__init__.py"}); str(r["content"]) != "def add(a, b):\n    return a + b\n" {
+		t.Fatalf("after reset to the baseline and back to the snapshot: %v", r)
+	}
 	s := m.ok("workspace_summary", map[string]any{"id": id})
 	t.Logf("summary: %v", s)
 

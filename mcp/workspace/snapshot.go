@@ -2,6 +2,7 @@ package workspace
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -13,10 +14,13 @@ import (
 
 // Snapshots are frozen layers of the workspace's disk.Stack, so they
 // capture the whole guest disk (installed packages too) and cost no copy.
-// The stack is linear: Reset cuts it back to the target layer, which drops
-// every layer above it, so snapshots taken after the target are gone after
-// a reset to it; the journal entry and the record say which. Deleting a
-// snapshot forgets its name; its layer stays (later layers build on it).
+// The stack's layers form a tree: Reset checks out the target layer (the
+// disk's writable top is discarded and a new one started on the target),
+// so the baseline and every snapshot survive a reset to any of them.
+// Deleting a snapshot forgets its name and deletes its layer unless other
+// layers build on it (a later snapshot, or the disk as it is now); such a
+// layer is deleted by a later SnapshotDelete or Reset once nothing builds
+// on it (pruneLayers).
 
 // snapshotLabel is the disk layer label of snapshot name.
 func snapshotLabel(name string) string { return "snapshot:" + name }
@@ -104,8 +108,9 @@ func (m *Manager) SnapshotList(ctx context.Context, id string) ([]mcp.Snapshot, 
 	return out, nil
 }
 
-// SnapshotDelete implements mcp.Backend. It forgets the name; the disk
-// layer stays, since the layers above it are deltas against it.
+// SnapshotDelete implements mcp.Backend. It forgets the name and frees the
+// disk layers no name or layer needs any more, this snapshot's if nothing
+// builds on it; a layer still in use stays until its dependents go.
 func (m *Manager) SnapshotDelete(ctx context.Context, id string, name string) error {
 	w, err := m.get(id)
 	if err != nil {
@@ -133,8 +138,57 @@ func (m *Manager) SnapshotDelete(ctx context.Context, id string, name string) er
 	if err != nil {
 		return mcp.Internal("saving the workspace record", err)
 	}
-	w.logLife(mcp.LogSnapshot, "snapshot delete "+name, "", m.now())
+	start := m.now()
+	detail := fmt.Sprintf("disk layer %s kept: later snapshots or the current disk build on it; its space is freed when they go", old[i].Layer)
+	var st *disk.Stack
+	if h := w.handle(); h != nil {
+		st = h.stack
+	} else if st, err = w.openStack(); err != nil {
+		m.log.Warn("opening the disk to free the snapshot's layer", "id", id, "err", err)
+		detail = fmt.Sprintf("disk layer %s kept (the disk did not open: %v); its space is freed by a later delete or reset", old[i].Layer, err)
+		st = nil
+	} else {
+		defer st.Close()
+	}
+	if st != nil {
+		if freed, bytes := w.pruneLayers(st); freed[old[i].Layer] {
+			detail = fmt.Sprintf("disk layers freed: %d, %d bytes", len(freed), bytes)
+		}
+	}
+	w.logLife(mcp.LogSnapshot, "snapshot delete "+name, detail, start)
 	return nil
+}
+
+// pruneLayers deletes the frozen disk layers that neither the baseline nor
+// a snapshot names and that no other layer builds on (deleted snapshots',
+// or a freeze whose record was never saved), repeatedly, since deleting
+// one may free its parent. It returns the IDs deleted and the bytes they
+// held. The caller holds op.
+func (w *workspace) pruneLayers(st *disk.Stack) (map[string]bool, int64) {
+	w.mu.Lock()
+	keep := map[string]bool{w.rec.BaselineLayer: true}
+	for _, s := range w.rec.Snapshots {
+		keep[s.Layer] = true
+	}
+	w.mu.Unlock()
+	freed := map[string]bool{}
+	var bytes int64
+	for again := true; again; {
+		again = false
+		for _, l := range st.Layers() {
+			if !l.Frozen || keep[l.ID] {
+				continue
+			}
+			switch err := st.DeleteLayer(l.ID); {
+			case err == nil:
+				freed[l.ID], again = true, true
+				bytes += l.Allocated
+			case !errors.Is(err, disk.ErrLayerInUse):
+				w.m.log.Warn("deleting an unused disk layer", "id", w.id, "layer", l.ID, "err", err)
+			}
+		}
+	}
+	return freed, bytes
 }
 
 func (w *workspace) unknownSnapshot(name string) error {
@@ -152,9 +206,9 @@ func (w *workspace) unknownSnapshot(name string) error {
 }
 
 // Reset implements mcp.Backend: the VM is killed (its state is thrown
-// away anyway), the disk is cut back to the baseline's or the snapshot's
-// layer, and the VM boots again. Snapshots newer than the target are
-// dropped with the layers above it.
+// away anyway), the disk's baseline or snapshot layer is checked out (its
+// writable top discarded, a new one started on that layer), and the VM
+// boots again. The baseline and every snapshot are kept.
 func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (mcp.ResetResult, error) {
 	w, err := m.get(id)
 	if err != nil {
@@ -191,29 +245,17 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (mcp.Re
 			return mcp.ResetResult{}, w.failed("opening the workspace's disk", err)
 		}
 	}
-	if err := st.CutBack(target); err != nil {
+	if err := st.Checkout(target); err != nil {
 		st.Close()
 		release()
-		return mcp.ResetResult{}, w.failed("cutting the disk back", err)
+		return mcp.ResetResult{}, w.failed("checking out the disk layer", err)
 	}
 	cut := time.Since(t0)
+	// The discarded top may have been all that built on a deleted
+	// snapshot's layer.
+	freed, freedBytes := w.pruneLayers(st)
 
-	// The record follows the disk: drop the snapshots whose layers went.
-	have := map[string]bool{}
-	for _, l := range st.Layers() {
-		have[l.ID] = true
-	}
 	w.mu.Lock()
-	var kept []snapRecord
-	var dropped []string
-	for _, s := range w.rec.Snapshots {
-		if have[s.Layer] {
-			kept = append(kept, s)
-		} else {
-			dropped = append(dropped, s.Name)
-		}
-	}
-	w.rec.Snapshots = kept
 	w.state = mcp.StateCreating
 	saveErr := w.saveLocked()
 	w.mu.Unlock()
@@ -229,10 +271,10 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (mcp.Re
 	if snapshot != "" {
 		detail = "snapshot " + snapshot
 	}
-	if len(dropped) > 0 {
-		detail += "; dropped newer snapshots: " + strings.Join(dropped, ", ")
+	detail += fmt.Sprintf("; disk layer checked out in %v", cut.Round(time.Microsecond))
+	if len(freed) > 0 {
+		detail += fmt.Sprintf("; freed %d unused disk layers, %d bytes", len(freed), freedBytes)
 	}
-	detail += fmt.Sprintf("; disk cut back in %v", cut.Round(time.Microsecond))
 	seq, jerr := w.journal.append(entry{Time: start, Kind: mcp.LogReset, Command: "reset", Detail: detail, Duration: int64(dur)})
 	if jerr != nil {
 		m.log.Warn("writing the journal", "id", id, "err", jerr)
@@ -247,5 +289,5 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (mcp.Re
 		return mcp.ResetResult{}, mcp.Internal("saving the workspace record", err)
 	}
 	m.log.Info("reset", "id", id, "to", detail, "took", dur)
-	return mcp.ResetResult{Workspace: w.view(), Snapshot: snapshot, Duration: dur, DroppedSnapshots: dropped}, nil
+	return mcp.ResetResult{Workspace: w.view(), Snapshot: snapshot, Duration: dur}, nil
 }

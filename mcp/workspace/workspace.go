@@ -255,7 +255,7 @@ func (w *workspace) killVM() {
 }
 
 // detachVM kills the VM, if any, but keeps its disk open and its running
-// slot, and returns them (nil when no VM ran): reset cuts the disk back
+// slot, and returns them (nil when no VM ran): reset checks out a layer
 // and boots again on them.
 func (w *workspace) detachVM() (*disk.Stack, func()) {
 	w.mu.Lock()

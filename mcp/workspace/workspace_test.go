@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -205,8 +206,8 @@ func TestLoop(t *testing.T) {
 	_, err = h.m.ReadFile(bg, mcp.ReadFileRequest{ID: id, Path: "new/file.txt", MaxBytes: 10})
 	wantCode(t, err, mcp.CodeNotFound)
 	snaps, _ := h.m.SnapshotList(bg, id)
-	if len(snaps) != 1 || snaps[0].Name != "fixed" {
-		t.Fatalf("snapshots after reset (broken is newer, dropped): %+v", snaps)
+	if len(snaps) != 2 || snaps[0].Name != "fixed" || snaps[1].Name != "broken" || len(rr.DroppedSnapshots) != 0 {
+		t.Fatalf("snapshots after reset (broken is newer, kept): %+v %+v", snaps, rr)
 	}
 
 	if _, err := h.m.Reset(bg, id, ""); err != nil {
@@ -233,7 +234,7 @@ func TestLoop(t *testing.T) {
 	if got := strings.Join(kinds, ","); got != "lifecycle,exec,write,export,export,export,export,snapshot,write,write,snapshot,reset,reset" {
 		t.Fatalf("journal kinds: %s", got)
 	}
-	if last := logs.Entries[len(logs.Entries)-1]; !strings.Contains(logs.Entries[len(logs.Entries)-2].Detail, "dropped newer snapshots: broken") || last.Detail == "" {
+	if last, prev := logs.Entries[len(logs.Entries)-1], logs.Entries[len(logs.Entries)-2]; !strings.HasPrefix(prev.Detail, "snapshot fixed; disk layer checked out") || !strings.HasPrefix(last.Detail, "baseline;") {
 		t.Fatalf("reset entries: %+v", logs.Entries[len(logs.Entries)-2:])
 	}
 
@@ -245,6 +246,133 @@ func TestLoop(t *testing.T) {
 	}
 	_, err = h.m.Status(bg, id)
 	wantCode(t, err, mcp.CodeNotFound)
+}
+
+// layerFiles lists workspace id's disk layer data files.
+func (h *harness) layerFiles(id string) []string {
+	h.t.Helper()
+	w, err := h.m.get(id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	names, err := filepath.Glob(filepath.Join(w.dir, diskDir, "*.data"))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for i, n := range names {
+		names[i] = strings.TrimSuffix(filepath.Base(n), ".data")
+	}
+	return names
+}
+
+// snapLayer is the disk layer of workspace id's snapshot name.
+func (h *harness) snapLayer(id, name string) string {
+	h.t.Helper()
+	w, err := h.m.get(id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, s := range w.rec.Snapshots {
+		if s.Name == name {
+			return s.Layer
+		}
+	}
+	h.t.Fatalf("no snapshot %s", name)
+	return ""
+}
+
+// Reset goes anywhere in the snapshot tree and keeps every snapshot;
+// SnapshotDelete frees a layer once nothing builds on it.
+func TestResetKeepsSnapshots(t *testing.T) {
+	h := newHarness(t)
+	id := h.create(mcp.CreateRequest{}).ID
+	absent := func(p string) {
+		t.Helper()
+		_, err := h.m.ReadFile(bg, mcp.ReadFileRequest{ID: id, Path: p, MaxBytes: 10})
+		wantCode(t, err, mcp.CodeNotFound)
+	}
+	reset := func(to string) {
+		t.Helper()
+		rr, err := h.m.Reset(bg, id, to)
+		if err != nil || len(rr.DroppedSnapshots) != 0 {
+			t.Fatalf("reset to %q: %+v %v", to, rr, err)
+		}
+	}
+	h.write(id, "a.txt", "A")
+	if _, err := h.m.SnapshotCreate(bg, id, "A"); err != nil {
+		t.Fatal(err)
+	}
+	h.write(id, "b.txt", "B")
+	if _, err := h.m.SnapshotCreate(bg, id, "B"); err != nil {
+		t.Fatal(err)
+	}
+	h.write(id, "c.txt", "C")
+
+	reset("")
+	absent("a.txt")
+	absent("b.txt")
+	reset("B")
+	if a, b := h.read(id, "a.txt"), h.read(id, "b.txt"); a != "A" || b != "B" {
+		t.Fatalf("after reset to B: a=%q b=%q", a, b)
+	}
+	absent("c.txt")
+	reset("A")
+	if a := h.read(id, "a.txt"); a != "A" {
+		t.Fatalf("after reset to A: a=%q", a)
+	}
+	absent("b.txt")
+	snaps, _ := h.m.SnapshotList(bg, id)
+	if len(snaps) != 2 || snaps[0].Name != "A" || snaps[1].Name != "B" {
+		t.Fatalf("snapshots: %+v", snaps)
+	}
+
+	// B is a leaf now (the disk builds on A): deleting it frees its layer.
+	a, b := h.snapLayer(id, "A"), h.snapLayer(id, "B")
+	if !slices.Contains(h.layerFiles(id), b) {
+		t.Fatalf("B's layer %s is not on disk: %v", b, h.layerFiles(id))
+	}
+	if err := h.m.SnapshotDelete(bg, id, "B"); err != nil {
+		t.Fatal(err)
+	}
+	if files := h.layerFiles(id); slices.Contains(files, b) || !slices.Contains(files, a) {
+		t.Fatalf("after deleting B, layers %v (A %s, B %s)", files, a, b)
+	}
+	// A is in use (the disk builds on it): the name goes, the layer stays
+	// until a reset elsewhere discards what built on it.
+	if err := h.m.SnapshotDelete(bg, id, "A"); err != nil {
+		t.Fatal(err)
+	}
+	logs, _ := h.m.Logs(bg, mcp.LogsRequest{ID: id, Limit: 100})
+	if last := logs.Entries[len(logs.Entries)-1]; !strings.Contains(last.Detail, "freed when they go") {
+		t.Fatalf("delete of a layer in use: %+v", last)
+	}
+	if !slices.Contains(h.layerFiles(id), a) {
+		t.Fatalf("A's layer %s went while in use", a)
+	}
+	reset("")
+	if files := h.layerFiles(id); slices.Contains(files, a) || len(files) != 2 {
+		t.Fatalf("after reset to the baseline, layers %v (A %s): want the baseline and the top", files, a)
+	}
+	absent("a.txt")
+
+	// The same with the workspace stopped.
+	h.write(id, "d.txt", "D")
+	if _, err := h.m.SnapshotCreate(bg, id, "D"); err != nil {
+		t.Fatal(err)
+	}
+	reset("")
+	if _, err := h.m.Stop(bg, id); err != nil {
+		t.Fatal(err)
+	}
+	d := h.snapLayer(id, "D")
+	if err := h.m.SnapshotDelete(bg, id, "D"); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(h.layerFiles(id), d) {
+		t.Fatalf("D's layer %s stayed after deleting it from a stopped workspace", d)
+	}
 }
 
 func TestSummary(t *testing.T) {

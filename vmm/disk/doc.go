@@ -2,9 +2,12 @@
 // virtio-blk disk: a read-only base image shared by every VM of an
 // environment, and a stack of layers above it that hold what one VM wrote.
 // Snapshots are layers: Freeze makes the top layer immutable and starts a new
-// one above it; CutBack drops the layers above a frozen one ("reset to
-// snapshot"). Neither copies data, so both cost a few fsyncs whatever the
-// disk's size.
+// one above it. Layers form a tree: each records its parent, the frozen
+// layer it was started on (BaseID: the base image). Checkout discards the
+// writable top and starts a new one on any frozen layer ("reset to
+// snapshot", every snapshot kept); DeleteLayer deletes a frozen layer
+// nothing is built on; CutBack drops a frozen layer's whole subtree. None
+// copies data, so each costs a few fsyncs whatever the disk's size.
 //
 // It sits between the virtio-blk device model, which turns the guest's
 // requests into byte ranges, and the host's files:
@@ -20,8 +23,10 @@
 // It is cut into clusters of ClusterSize bytes (4 KiB, ext4's block size, so
 // the guest's aligned block writes never need a read-modify-write); the last
 // cluster is short when Size is not a multiple of ClusterSize. Byte b of the
-// disk reads from the topmost layer whose bitmap has cluster b/ClusterSize
-// set, else from the base image, else (past the base's end, or when the stack
+// disk reads from the topmost layer of the current chain (the writable top,
+// its parent, that layer's parent, and so on down to the base; other
+// branches are never read) whose bitmap has cluster b/ClusterSize set, else
+// from the base image, else (past the base's end, or when the stack
 // has no base) as zero. Reads coalesce runs of clusters from one source into
 // one pread.
 //
@@ -35,7 +40,7 @@
 // written with zeros. Lower layers' data never shows through a discarded
 // range.
 //
-// # On-disk format (version 1)
+// # On-disk format (version 2)
 //
 // A stack is a directory holding:
 //
@@ -46,12 +51,19 @@
 // A layer ID is 16 lowercase hex digits, random, never reused in a stack.
 //
 // manifest.json is one JSON object: "format" ("pyro-disk-stack"), "version"
-// (1), "cluster_size" (4096), "size" (the disk's size in bytes), "base"
+// (2), "cluster_size" (4096), "size" (the disk's size in bytes), "base"
 // (absent for a disk that starts as zeros, else {"path": absolute path,
 // "size": bytes, "mtime_ns": modification time in Unix nanoseconds}), and
-// "layers": bottom first, each {"id", "name" (the caller's label),
+// "layers": the frozen layers in the order they were frozen, then the
+// writable top, each {"id", "parent" ("" for the base image, else the ID
+// of a frozen layer listed before it), "name" (the caller's label),
 // "frozen", "created", "frozen_at" (RFC 3339)}. Every layer but the last is
 // frozen; the last is the writable top. Unknown fields are refused.
+//
+// Version 1, written before layers formed a tree, is the same without
+// "parent": the layers are a chain, each on the one listed before it (the
+// first on the base). Open reads it so; the next change to the layer set
+// writes version 2. Map files are still version 1.
 //
 // <id>.data is a sparse file exactly Size rounded up to a whole cluster long
 // (its length is set when the layer is created); cluster c is at offset
@@ -96,10 +108,11 @@
 // everything written before a Flush returned survives. Guests rely on exactly
 // this (ext4's journal issues a flush before it commits).
 //
-// Create, Freeze and CutBack change the set of files. Each first makes the
-// new layer's files durable (fsync them and the directory), then commits by
-// replacing manifest.json atomically the same way as a map, then deletes the
-// files the new manifest no longer names. Freeze flushes the top layer
+// Create, Freeze, Checkout, CutBack and DeleteLayer change the set of files.
+// Each first makes the new layer's files durable (fsync them and the
+// directory; DeleteLayer makes none), then commits by replacing
+// manifest.json atomically the same way as a map, then deletes the files the
+// new manifest no longer names. Freeze flushes the top layer
 // before it commits, so a frozen layer's map is final. A crash leaves the old
 // or the new manifest, each naming only durable files. Files named by no
 // manifest (a new layer whose commit did not happen, a dropped layer not yet
@@ -114,8 +127,8 @@
 //
 // If fdatasync of the top layer fails, the kernel may already have dropped the
 // unwritten pages, so retrying cannot make them durable: the Stack then
-// refuses every further write and Flush with that error until CutBack
-// discards the top layer or the stack is reopened.
+// refuses every further write and Flush with that error until Checkout or
+// CutBack discards the top layer or the stack is reopened.
 //
 // # Design notes
 //
@@ -138,10 +151,10 @@
 // # Concurrency
 //
 // A Stack is safe for concurrent use. ReadAt calls run in parallel; WriteAt,
-// Discard, WriteZeroes, Freeze and CutBack are exclusive. Flush holds the
-// exclusive lock only to copy the bitmap: its fdatasync and map write run
-// while reads and writes go on, serialized only with other Flush, Freeze,
-// CutBack and Close calls. Between processes, Open takes an exclusive flock on
+// Discard, WriteZeroes, Freeze, Checkout, CutBack and DeleteLayer are
+// exclusive. Flush holds the exclusive lock only to copy the bitmap: its
+// fdatasync and map write run while reads and writes go on, serialized only
+// with other Flush, Freeze, Checkout, CutBack, DeleteLayer and Close calls. Between processes, Open takes an exclusive flock on
 // the stack's directory and OpenReadOnly a shared one, so one stack is never
 // written by two VMs, nor read for export while a VM writes it.
 package disk

@@ -23,10 +23,14 @@ import (
 const (
 	manifestName   = "manifest.json"
 	manifestFormat = "pyro-disk-stack"
-	formatVersion  = 1
-	mapMagic       = "PYRODMAP"
-	mapHeaderLen   = 40
-	idLen          = 16
+	formatVersion  = 1 // of map files, and of manifests without parents
+	// manifestVersion is the manifest's format version: 2 records each
+	// layer's parent; version 1 (a chain, each layer's parent the one
+	// before it) is still read.
+	manifestVersion = 2
+	mapMagic        = "PYRODMAP"
+	mapHeaderLen    = 40
+	idLen           = 16
 )
 
 var (
@@ -242,6 +246,7 @@ type baseRecord struct {
 
 type layerRecord struct {
 	ID       string    `json:"id"`
+	Parent   *string   `json:"parent,omitempty"` // version 2; "" is the base image
 	Name     string    `json:"name,omitempty"`
 	Frozen   bool      `json:"frozen"`
 	Created  time.Time `json:"created"`
@@ -249,9 +254,9 @@ type layerRecord struct {
 }
 
 func writeManifest(dirf *os.File, dir string, size int64, base *baseRecord, layers []LayerInfo) error {
-	m := manifest{Format: manifestFormat, Version: formatVersion, ClusterSize: ClusterSize, Size: size, Base: base}
+	m := manifest{Format: manifestFormat, Version: manifestVersion, ClusterSize: ClusterSize, Size: size, Base: base}
 	for _, l := range layers {
-		m.Layers = append(m.Layers, layerRecord{ID: l.ID, Name: l.Name, Frozen: l.Frozen, Created: l.Created, FrozenAt: l.FrozenAt})
+		m.Layers = append(m.Layers, layerRecord{ID: l.ID, Parent: &l.Parent, Name: l.Name, Frozen: l.Frozen, Created: l.Created, FrozenAt: l.FrozenAt})
 	}
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
@@ -279,8 +284,8 @@ func readManifest(dir string) (*manifest, error) {
 	if m.Format != manifestFormat {
 		return nil, corrupt(dir, "%s: format %q, want %q", manifestName, m.Format, manifestFormat)
 	}
-	if m.Version != formatVersion {
-		return nil, fmt.Errorf("disk: stack %s has format version %d; this pyro reads version %d: open it with the pyro that created it", dir, m.Version, formatVersion)
+	if m.Version != formatVersion && m.Version != manifestVersion {
+		return nil, fmt.Errorf("disk: stack %s has format version %d; this pyro reads versions %d and %d: open it with the pyro that created it", dir, m.Version, formatVersion, manifestVersion)
 	}
 	if m.ClusterSize != ClusterSize || m.Size <= 0 || m.Size%512 != 0 || m.Size > MaxSize {
 		return nil, corrupt(dir, "%s: cluster size %d, disk size %d", manifestName, m.ClusterSize, m.Size)
@@ -301,6 +306,19 @@ func readManifest(dir string) (*manifest, error) {
 			return nil, corrupt(dir, "%s: layer %s listed twice", manifestName, l.ID)
 		case l.Frozen == top:
 			return nil, corrupt(dir, "%s: layer %s (%d of %d) has frozen=%v; only the top layer is writable", manifestName, l.ID, i+1, len(m.Layers), l.Frozen)
+		case m.Version == formatVersion && l.Parent != nil:
+			return nil, corrupt(dir, "%s: version %d names no parents, but layer %s has one", manifestName, m.Version, l.ID)
+		case m.Version == manifestVersion && l.Parent == nil:
+			return nil, corrupt(dir, "%s: layer %s has no parent", manifestName, l.ID)
+		}
+		if m.Version == formatVersion { // a chain: each on the one before
+			p := BaseID
+			if i > 0 {
+				p = m.Layers[i-1].ID
+			}
+			m.Layers[i].Parent = &p
+		} else if p := *l.Parent; p != BaseID && !seen[p] {
+			return nil, corrupt(dir, "%s: layer %s's parent %q is not a frozen layer listed before it", manifestName, l.ID, p)
 		}
 		seen[l.ID] = true
 	}

@@ -20,7 +20,9 @@ type model struct {
 	base   []byte // the base image's bytes
 	s      *Stack
 	cur    []byte            // the disk now
-	frozen []string          // frozen layer IDs, bottom first
+	frozen []string          // frozen layer IDs, in the order they were frozen
+	parent map[string]string // each frozen layer's parent (BaseID: the base)
+	top    string            // the writable top's parent
 	snaps  map[string][]byte // the disk as of each frozen layer's Freeze
 	// What a crash must leave: cluster c reads cur[c] if the top layer's
 	// map on disk holds c (it is overwritten in place), else durable[c].
@@ -54,7 +56,7 @@ func newModel(t testing.TB, tmp string, baseSize, size int, seed uint64) *model 
 		}
 		t.Cleanup(func() { os.RemoveAll(tmp) })
 	}
-	m := &model{t: t, tmp: tmp, dir: filepath.Join(tmp, "stack"), snaps: map[string][]byte{}}
+	m := &model{t: t, tmp: tmp, dir: filepath.Join(tmp, "stack"), snaps: map[string][]byte{}, parent: map[string]string{}}
 	path := ""
 	if baseSize > 0 {
 		path, m.base = writeBase(t, tmp, baseSize, seed)
@@ -164,7 +166,7 @@ func diff(a, b []byte) int {
 	return -1
 }
 
-// check compares the whole disk and the layer list with the model.
+// check compares the whole disk and the layer tree with the model.
 func (m *model) check() {
 	m.t.Helper()
 	checkImage(m.t, m.s, m.cur, "")
@@ -175,9 +177,51 @@ func (m *model) check() {
 		if !l.Frozen {
 			m.t.Fatalf("layer %s below the top is not frozen", l.ID)
 		}
+		if l.Parent != m.parent[l.ID] {
+			m.t.Fatalf("layer %s has parent %q, want %q", l.ID, l.Parent, m.parent[l.ID])
+		}
 	}
-	if !slices.Equal(ids, m.frozen) || ls[len(ls)-1].Frozen {
-		m.t.Fatalf("layers %+v, want frozen %v and a writable top", ls, m.frozen)
+	if top := ls[len(ls)-1]; !slices.Equal(ids, m.frozen) || top.Frozen || top.Parent != m.top {
+		m.t.Fatalf("layers %+v, want frozen %v and a writable top on %q", ls, m.frozen, m.top)
+	}
+	// The disk reads through the top and its ancestors only.
+	m.s.mu.RLock()
+	chain := len(m.s.chain)
+	m.s.mu.RUnlock()
+	if want := 1 + m.depth(m.top); chain != want {
+		m.t.Fatalf("the disk reads through %d layers, want %d", chain, want)
+	}
+}
+
+// depth is the number of frozen layers from id down to the base.
+func (m *model) depth(id string) int {
+	n := 0
+	for ; id != BaseID; id = m.parent[id] {
+		n++
+	}
+	return n
+}
+
+// descends reports whether frozen layer l is built on id, directly or not.
+func (m *model) descends(l, id string) bool {
+	if id == BaseID {
+		return true
+	}
+	for p := m.parent[l]; p != BaseID; p = m.parent[p] {
+		if p == id {
+			return true
+		}
+	}
+	return false
+}
+
+// gone checks that layer id's files are deleted.
+func (m *model) gone(id string) {
+	m.t.Helper()
+	for _, p := range []string{dataPath(m.dir, id), mapPath(m.dir, id)} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			m.t.Fatalf("dropped layer %s's file %s is still there: %v", id, p, err)
+		}
 	}
 }
 
@@ -209,19 +253,34 @@ func (m *model) freeze(name string) {
 	if !li.Frozen || li.Name != name {
 		m.t.Fatalf("Freeze returned %+v", li)
 	}
+	if li.Parent != m.top {
+		m.t.Fatalf("Freeze returned parent %q, want %q", li.Parent, m.top)
+	}
 	m.frozen = append(m.frozen, li.ID)
+	m.parent[li.ID], m.top = m.top, li.ID
 	m.snaps[li.ID] = slices.Clone(m.cur)
 	m.synced()
 }
 
 // cutBack cuts back to frozen layer i, to the base for i == -1, and tries
 // the writable top (an error) for i == len(frozen).
-func (m *model) cutBack(i int) {
+func (m *model) cutBack(i int) { m.moveTop(i, true) }
+
+// checkout checks out frozen layer i, the base for i == -1, and tries the
+// writable top (an error) for i == len(frozen).
+func (m *model) checkout(i int) { m.moveTop(i, false) }
+
+func (m *model) moveTop(i int, cut bool) {
 	m.t.Helper()
+	op, opName := m.s.Checkout, "Checkout"
+	if cut {
+		op, opName = m.s.CutBack, "CutBack"
+	}
+	ls := m.s.Layers()
+	oldTop := ls[len(ls)-1].ID
 	if i == len(m.frozen) {
-		top := m.s.Layers()[i].ID
-		if err := m.s.CutBack(top); err == nil {
-			m.t.Fatalf("CutBack to the writable top %s succeeded", top)
+		if err := op(oldTop); err == nil {
+			m.t.Fatalf("%s to the writable top %s succeeded", opName, oldTop)
 		}
 		return
 	}
@@ -229,22 +288,63 @@ func (m *model) cutBack(i int) {
 	if i >= 0 {
 		id = m.frozen[i]
 	}
-	if err := m.s.CutBack(id); err != nil {
+	if err := op(id); err != nil {
 		m.t.Fatal(err)
 	}
-	for _, d := range m.frozen[i+1:] {
-		delete(m.snaps, d)
-		if _, err := os.Stat(dataPath(m.dir, d)); !os.IsNotExist(err) {
-			m.t.Fatalf("dropped layer %s's data file is still there: %v", d, err)
+	m.gone(oldTop)
+	if cut {
+		var kept []string
+		for _, f := range m.frozen {
+			if m.descends(f, id) {
+				delete(m.snaps, f)
+				m.gone(f)
+			} else {
+				kept = append(kept, f)
+			}
 		}
+		m.frozen = kept
 	}
-	m.frozen = m.frozen[:i+1]
+	m.top = id
 	if i >= 0 {
 		m.cur = slices.Clone(m.snaps[id])
 	} else {
 		m.cur = m.baseImage()
 	}
 	m.synced()
+}
+
+// deleteLayer deletes frozen layer i, or tries the writable top for i ==
+// len(frozen); it must fail with ErrLayerInUse exactly when a layer is
+// built on it.
+func (m *model) deleteLayer(i int) {
+	m.t.Helper()
+	ls := m.s.Layers()
+	id := ls[len(ls)-1].ID
+	inUse := true
+	if i < len(m.frozen) {
+		id = m.frozen[i]
+		inUse = m.top == id
+		for _, f := range m.frozen {
+			inUse = inUse || m.parent[f] == id
+		}
+	}
+	err := m.s.DeleteLayer(id)
+	if inUse {
+		if !errors.Is(err, ErrLayerInUse) {
+			m.t.Fatalf("DeleteLayer(%s), a layer in use: %v; want ErrLayerInUse", id, err)
+		}
+		if _, err := os.Stat(dataPath(m.dir, id)); err != nil {
+			m.t.Fatalf("refused DeleteLayer(%s) deleted its data: %v", id, err)
+		}
+		return
+	}
+	if err != nil {
+		m.t.Fatalf("DeleteLayer(%s): %v", id, err)
+	}
+	m.gone(id)
+	m.frozen = slices.DeleteFunc(m.frozen, func(f string) bool { return f == id })
+	delete(m.parent, id)
+	delete(m.snaps, id)
 }
 
 func (m *model) reopen() {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -17,8 +18,9 @@ import (
 const (
 	// ClusterSize is the unit of copy-on-write and of the allocation bitmaps.
 	ClusterSize = 4096
-	// BaseID names the base image to CutBack: cutting back to it drops every
-	// layer.
+	// BaseID names the base image: the parent of a layer built directly on
+	// it, and a target of Checkout and CutBack (CutBack to it drops every
+	// layer).
 	BaseID = ""
 	// MaxSize is the largest disk a stack holds (each layer's bitmap, kept in
 	// memory, is MaxSize/ClusterSize/8 = 64 MiB).
@@ -32,11 +34,13 @@ var (
 	ErrReadOnly    = errors.New("stack is open read-only")
 	ErrClosed      = errors.New("stack is closed")
 	ErrOutOfRange  = errors.New("range is not inside the disk")
+	ErrLayerInUse  = errors.New("layer is in use: the writable top reads through it, or other layers are built on it")
 )
 
 // LayerInfo describes one layer.
 type LayerInfo struct {
 	ID        string    // 16 hex digits, unique in the stack
+	Parent    string    // the frozen layer it is built on; BaseID: the base image
 	Name      string    // the label given to Freeze; "" for the writable top
 	Frozen    bool      // immutable; every layer but the top is frozen
 	Created   time.Time // when the layer was started
@@ -54,9 +58,10 @@ type Stack struct {
 	baseRec  *baseRecord
 	baseSize int64
 
-	flushMu sync.Mutex // serializes Flush, Freeze, CutBack, Close; taken before mu
+	flushMu sync.Mutex // serializes Flush, Freeze, Checkout, CutBack, DeleteLayer, Close; taken before mu
 	mu      sync.RWMutex
-	layers  []*layer // bottom first; the last is the top
+	layers  []*layer // every layer, parents before children; the last is the top
+	chain   []*layer // the layers the disk reads through: the top's ancestors, bottom first, then the top
 	err     error    // sticky: fdatasync of the top layer failed
 	closed  bool
 }
@@ -176,7 +181,7 @@ func load(dirf *os.File, dir string, ro bool) (_ *Stack, err error) {
 	}
 	keep := map[string]bool{manifestName: true}
 	for _, r := range m.Layers {
-		l := &layer{info: LayerInfo{ID: r.ID, Name: r.Name, Frozen: r.Frozen, Created: r.Created, FrozenAt: r.FrozenAt}}
+		l := &layer{info: LayerInfo{ID: r.ID, Parent: *r.Parent, Name: r.Name, Frozen: r.Frozen, Created: r.Created, FrozenAt: r.FrozenAt}}
 		s.layers = append(s.layers, l)
 		flag := os.O_RDWR
 		if r.Frozen || ro {
@@ -204,6 +209,7 @@ func load(dirf *os.File, dir string, ro bool) (_ *Stack, err error) {
 		}
 		keep[r.ID+".data"], keep[r.ID+".map"] = true, true
 	}
+	s.rebuild()
 	if !ro {
 		s.removeLeftovers(keep)
 	}
@@ -269,6 +275,48 @@ func (s *Stack) Size() int64 { return s.size }
 
 func (s *Stack) top() *layer { return s.layers[len(s.layers)-1] }
 
+// find is the layer id, or nil.
+func (s *Stack) find(id string) *layer {
+	for _, l := range s.layers {
+		if l.info.ID == id {
+			return l
+		}
+	}
+	return nil
+}
+
+// rebuild recomputes the chain the disk reads through from the top's
+// ancestry. The manifest was checked: every parent is an earlier layer.
+func (s *Stack) rebuild() {
+	s.chain = s.chain[:0]
+	for l := s.top(); l != nil; l = s.find(l.info.Parent) {
+		s.chain = append(s.chain, l)
+		if l.info.Parent == BaseID {
+			break
+		}
+	}
+	slices.Reverse(s.chain)
+}
+
+// descends reports whether layer l is built, directly or not, on layer id
+// (every layer descends from BaseID).
+func (s *Stack) descends(l *layer, id string) bool {
+	if id == BaseID {
+		return true
+	}
+	for p := l.info.Parent; p != BaseID; {
+		if p == id {
+			return true
+		}
+		pl := s.find(p)
+		if pl == nil {
+			return false
+		}
+		p = pl.info.Parent
+	}
+	return false
+}
+
 func (s *Stack) checkRange(op string, off, n int64) error {
 	if off < 0 || n < 0 || n > s.size || off > s.size-n {
 		return fmt.Errorf("disk: %s of %d bytes at offset %d on a %d-byte disk: %w", op, n, off, s.size, ErrOutOfRange)
@@ -302,14 +350,14 @@ func (s *Stack) ReadAt(p []byte, off int64) (int, error) {
 	if int64(len(p)) > s.size-min(off, s.size) {
 		p, eof = p[:s.size-min(off, s.size)], io.EOF
 	}
-	if err := s.read(p, off, len(s.layers)); err != nil {
+	if err := s.read(p, off, len(s.chain)); err != nil {
 		return 0, err
 	}
 	return len(p), eof
 }
 
 // read fills p with the disk's bytes at off as seen through the bottom n
-// layers and the base, one pread per run of clusters from the same source.
+// layers of the chain and the base, one pread per run of clusters from the same source.
 func (s *Stack) read(p []byte, off int64, n int) error {
 	for len(p) > 0 {
 		end := off + int64(len(p))
@@ -320,8 +368,8 @@ func (s *Stack) read(p []byte, off int64, n int) error {
 		}
 		k := next - off
 		if src >= 0 {
-			if _, err := s.layers[src].data.ReadAt(p[:k], off); err != nil {
-				return fmt.Errorf("disk: read layer %s: %w", s.layers[src].info.ID, err)
+			if _, err := s.chain[src].data.ReadAt(p[:k], off); err != nil {
+				return fmt.Errorf("disk: read layer %s: %w", s.chain[src].info.ID, err)
 			}
 		} else {
 			b := max(0, min(k, s.baseSize-off))
@@ -337,11 +385,11 @@ func (s *Stack) read(p []byte, off int64, n int) error {
 	return nil
 }
 
-// source is the index of the topmost of the bottom n layers holding cluster
-// c, or -1 for the base.
+// source is the index of the topmost of the bottom n layers of the chain
+// holding cluster c, or -1 for the base.
 func (s *Stack) source(c int64, n int) int {
 	for i := n - 1; i >= 0; i-- {
-		if s.layers[i].has(c) {
+		if s.chain[i].has(c) {
 			return i
 		}
 	}
@@ -392,7 +440,7 @@ func (s *Stack) write(p []byte, off int64) error {
 			}
 		} else {
 			buf := make([]byte, clen)
-			if err := s.read(buf, start, len(s.layers)-1); err != nil {
+			if err := s.read(buf, start, len(s.chain)-1); err != nil {
 				return err
 			}
 			copy(buf[off-start:], p[:k])
@@ -523,7 +571,7 @@ func (s *Stack) persist(l *layer, d dirty) (dataErr, mapErr error) {
 // the next Flush. The caller holds mu.
 func (s *Stack) failed(l *layer, dataErr, mapErr error) error {
 	if dataErr != nil {
-		s.err = fmt.Errorf("%w; data written since the last flush may be lost, and the disk takes no more writes: CutBack to a snapshot, or Close and Open the stack", dataErr)
+		s.err = fmt.Errorf("%w; data written since the last flush may be lost, and the disk takes no more writes: Checkout or CutBack to a snapshot, or Close and Open the stack", dataErr)
 		return s.err
 	}
 	l.mapDirty = true
@@ -531,8 +579,9 @@ func (s *Stack) failed(l *layer, dataErr, mapErr error) error {
 }
 
 // Freeze flushes the top layer, makes it immutable with the label name, and
-// starts an empty writable layer above it. The frozen layer is a snapshot of
-// the disk that CutBack returns to; its LayerInfo is returned.
+// starts an empty writable layer above it (its child). The frozen layer is a
+// snapshot of the disk that Checkout and CutBack return to; its LayerInfo is
+// returned.
 func (s *Stack) Freeze(name string) (LayerInfo, error) {
 	if !utf8.ValidString(name) || len(name) > 256 {
 		return LayerInfo{}, fmt.Errorf("disk: layer name %q must be valid UTF-8 of at most 256 bytes", name)
@@ -552,6 +601,7 @@ func (s *Stack) Freeze(name string) (LayerInfo, error) {
 	if err != nil {
 		return LayerInfo{}, err
 	}
+	next.info.Parent = top.info.ID
 	frozen := top.info
 	frozen.Name, frozen.Frozen, frozen.FrozenAt = name, true, time.Now().UTC()
 	infos := append(s.infos(len(s.layers)-1), frozen, next.info)
@@ -565,16 +615,30 @@ func (s *Stack) Freeze(name string) (LayerInfo, error) {
 		top.data = f // read-only from now on
 	}
 	s.layers = append(s.layers, next)
+	s.chain = append(s.chain, next)
 	frozen.Allocated = top.allocated()
 	return frozen, nil
 }
 
-// CutBack drops every layer above the frozen layer id (BaseID: every layer),
-// writes included, and starts an empty writable layer on it: the disk reads
-// as it did when that layer was frozen. The dropped layers' files are
-// deleted. CutBack also clears a failed Flush's error (the failed layer is
-// gone).
-func (s *Stack) CutBack(id string) error {
+// Checkout discards the writable top layer, writes included, and starts an
+// empty writable layer on the frozen layer id (BaseID: on the base image):
+// the disk reads as it did when that layer was frozen. Any frozen layer may
+// be the target, on the current chain or not; no frozen layer is deleted,
+// so every snapshot stays reachable. The old top's files are deleted.
+// Checkout also clears a failed Flush's error (the failed layer is gone).
+func (s *Stack) Checkout(id string) error { return s.moveTop("Checkout", id, false) }
+
+// CutBack drops every layer built on the frozen layer id (BaseID: every
+// layer), writes included, and starts an empty writable layer on it: the
+// disk reads as it did when that layer was frozen. On a stack that Checkout
+// never branched, that is every layer above id. The dropped layers' files
+// are deleted. CutBack also clears a failed Flush's error (the failed layer
+// is gone).
+func (s *Stack) CutBack(id string) error { return s.moveTop("CutBack", id, true) }
+
+// moveTop is Checkout, and CutBack when cut: a new top on id, committed by
+// one manifest write, then the dropped layers' files deleted.
+func (s *Stack) moveTop(op, id string, cut bool) error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	s.mu.Lock()
@@ -582,44 +646,99 @@ func (s *Stack) CutBack(id string) error {
 	if err := s.writable(); err != nil && err != s.err {
 		return err
 	}
-	k := 0 // layers kept
 	if id != BaseID {
-		k = slices.IndexFunc(s.layers, func(l *layer) bool { return l.info.ID == id }) + 1
-		switch {
-		case k == 0:
-			return fmt.Errorf("disk: CutBack: stack %s has no layer %q (Layers lists them)", s.dir, id)
-		case k == len(s.layers):
-			return fmt.Errorf("disk: CutBack: layer %s is the writable top; cut back to a frozen layer (Freeze makes one)", id)
+		switch l := s.find(id); {
+		case l == nil:
+			return fmt.Errorf("disk: %s: stack %s has no layer %q (Layers lists them)", op, s.dir, id)
+		case l == s.top():
+			return fmt.Errorf("disk: %s: layer %s is the writable top; name a frozen layer (Freeze makes one)", op, id)
+		}
+	}
+	var kept, dropped []*layer
+	for _, l := range s.layers {
+		if l == s.top() || cut && s.descends(l, id) {
+			dropped = append(dropped, l)
+		} else {
+			kept = append(kept, l)
 		}
 	}
 	next, err := createLayer(s.dirf, s.dir, s.size)
 	if err != nil {
 		return err
 	}
-	if err := writeManifest(s.dirf, s.dir, s.size, s.baseRec, append(s.infos(k), next.info)); err != nil {
+	next.info.Parent = id
+	infos := layerInfos(kept)
+	if err := writeManifest(s.dirf, s.dir, s.size, s.baseRec, append(infos, next.info)); err != nil {
 		next.remove(s.dir)
 		return err
 	}
-	dropped := s.layers[k:]
-	s.layers = append(s.layers[:k:k], next)
+	s.layers = append(kept, next)
+	s.rebuild()
 	s.err = nil
 	for _, l := range dropped {
 		l.remove(s.dir) // a failure leaves files Open deletes
-		hook("cutback:dropped")
+		hook(strings.ToLower(op) + ":dropped")
 	}
 	s.dirf.Sync()
 	return nil
 }
 
-func (s *Stack) infos(n int) []LayerInfo {
+// DeleteLayer deletes the frozen layer id and its files, freeing its space.
+// It refuses, with an error wrapping ErrLayerInUse, a layer that another
+// layer (frozen or the writable top) is built on, or that the disk reads
+// through; delete those first, or Checkout elsewhere.
+func (s *Stack) DeleteLayer(id string) error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.writable(); err != nil && err != s.err {
+		return err
+	}
+	l := s.find(id)
+	if l == nil || id == BaseID {
+		return fmt.Errorf("disk: DeleteLayer: stack %s has no layer %q (Layers lists them)", s.dir, id)
+	}
+	if l == s.top() {
+		return fmt.Errorf("disk: DeleteLayer: layer %s is the writable top: %w", id, ErrLayerInUse)
+	}
+	var children []string
+	for _, c := range s.layers {
+		if c.info.Parent == id {
+			children = append(children, c.info.ID)
+		}
+	}
+	if len(children) > 0 {
+		return fmt.Errorf("disk: DeleteLayer: layers %s are built on layer %s: %w", strings.Join(children, ", "), id, ErrLayerInUse)
+	}
+	if slices.Contains(s.chain, l) { // not reached: the chain's frozen layers have children
+		return fmt.Errorf("disk: DeleteLayer: the disk reads through layer %s: %w", id, ErrLayerInUse)
+	}
+	kept := slices.DeleteFunc(slices.Clone(s.layers), func(k *layer) bool { return k == l })
+	if err := writeManifest(s.dirf, s.dir, s.size, s.baseRec, layerInfos(kept)); err != nil {
+		return err
+	}
+	s.layers = kept
+	l.remove(s.dir) // a failure leaves files Open deletes
+	hook("delete:dropped")
+	s.dirf.Sync()
+	return nil
+}
+
+func layerInfos(ls []*layer) []LayerInfo {
 	var infos []LayerInfo
-	for _, l := range s.layers[:n] {
+	for _, l := range ls {
 		infos = append(infos, l.info)
 	}
 	return infos
 }
 
-// Layers lists the layers, bottom first; the last is the writable top.
+func (s *Stack) infos(n int) []LayerInfo { return layerInfos(s.layers[:n]) }
+
+// Layers lists every layer, frozen or not: the frozen layers in the order
+// they were frozen (so each comes after its parent), then the writable top
+// last. Parent links make them a tree; the disk reads through the top and
+// its ancestors only. Without Checkout the list is a chain, bottom first.
 func (s *Stack) Layers() []LayerInfo {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -3,6 +3,7 @@ package disk
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -313,7 +314,7 @@ func TestCrashDuringUpdates(t *testing.T) {
 	var snaps []snap
 	var before []byte // what a crash before the commit point leaves
 	beforeLayers := 0
-	after := map[string]bool{"map:renamed": true, "manifest:renamed": true, "cutback:dropped": true}
+	after := map[string]bool{"map:renamed": true, "manifest:renamed": true, "cutback:dropped": true, "checkout:dropped": true, "delete:dropped": true}
 	committed := false
 	crashHook = func(point string) {
 		dir := filepath.Join(t.TempDir(), "crash")
@@ -374,10 +375,121 @@ func TestCrashDuringUpdates(t *testing.T) {
 	m.flush()
 	m.write(22*ClusterSize, fill(2*ClusterSize, 7)) // not flushed
 	m.crash()
+	run("checkout a", func() { m.checkout(0) })
+	m.write(30*ClusterSize, fill(ClusterSize, 9))
+	m.flush()
+	m.freeze("c")
+	run("checkout b", func() { m.checkout(1) })
+	run("delete c", func() { m.deleteLayer(2) })
 	run("cut back to a", func() { m.cutBack(0) })
 	m.write(0, fill(ClusterSize, 8))
 	m.flush()
 	run("cut back to the base", func() { m.cutBack(-1) })
+	m.check()
+}
+
+// Checkout moves between branches without deleting any frozen layer, and
+// DeleteLayer deletes only leaves off the current chain.
+func TestCheckoutAndDeleteLayer(t *testing.T) {
+	m := newModel(t, "", testBase, testSize, 21)
+	m.write(0, fill(2*ClusterSize, 1))
+	m.freeze("baseline")
+	base := m.frozen[0]
+	m.write(ClusterSize, fill(ClusterSize, 2))
+	m.freeze("a")
+	a := m.frozen[1]
+	m.write(3*ClusterSize, fill(ClusterSize, 3))
+	m.freeze("b")
+	b := m.frozen[2]
+	m.write(5*ClusterSize, fill(ClusterSize, 4)) // the top's, discarded
+	m.checkout(0)                                // back to the baseline
+	m.check()
+	m.write(7*ClusterSize, fill(ClusterSize, 5))
+	m.checkout(2) // forward to b: a and b survived
+	m.check()
+	checkImage(t, m.s, m.snaps[b], "after Checkout(b): ")
+	m.checkout(1)
+	m.check()
+	m.write(9*ClusterSize, fill(ClusterSize, 6))
+	m.freeze("c") // a branch off a
+	c := m.frozen[3]
+	m.check()
+	for _, id := range []string{base, a, c} {
+		if err := m.s.DeleteLayer(id); !errors.Is(err, ErrLayerInUse) {
+			t.Fatalf("DeleteLayer(%s) in use: %v", id, err)
+		}
+	}
+	if err := m.s.DeleteLayer("0123456789abcdef"); err == nil || errors.Is(err, ErrLayerInUse) {
+		t.Fatalf("DeleteLayer of an unknown layer: %v", err)
+	}
+	m.deleteLayer(2) // b: a leaf off the chain
+	m.reopen()
+	m.check()
+	m.checkout(-1)
+	m.deleteLayer(2) // c, now off the chain
+	m.deleteLayer(1) // a, now a leaf
+	m.check()
+	if ls := m.s.Layers(); len(ls) != 2 || ls[0].ID != base || ls[1].Parent != BaseID {
+		t.Fatalf("layers %+v", ls)
+	}
+	checkImage(t, m.s, m.baseImage(), "after Checkout(BaseID): ")
+	es, _ := os.ReadDir(m.dir)
+	if len(es) != 1+2*2 {
+		t.Fatalf("%d files left for 2 layers", len(es))
+	}
+}
+
+// A stack written by the first format (version 1: a chain, no parents)
+// opens with each layer's parent the one before it, and is rewritten as
+// version 2 by the next change.
+func TestOpenVersion1Manifest(t *testing.T) {
+	m := newModel(t, "", testBase, testSize, 22)
+	m.write(0, fill(3*ClusterSize, 1))
+	m.freeze("a")
+	m.write(ClusterSize, fill(3*ClusterSize, 2))
+	m.freeze("b")
+	m.write(2*ClusterSize, fill(ClusterSize, 3))
+	if err := m.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(m.dir, manifestName)
+	var v map[string]any
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber() // mtime_ns does not fit a float64
+	if err := d.Decode(&v); err != nil {
+		t.Fatal(err)
+	}
+	v["version"] = 1
+	for _, l := range v["layers"].([]any) {
+		delete(l.(map[string]any), "parent")
+	}
+	if b, err = json.MarshalIndent(v, "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "parent") {
+		t.Fatal("the version 1 fixture names parents")
+	}
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(m.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.s = s
+	m.synced()
+	m.check() // parents as the model has them: a on the base, b on a, the top on b
+	m.checkout(-1)
+	m.checkout(1)
+	m.check()
+	if b, _ := os.ReadFile(p); !strings.Contains(string(b), `"version": 2`) || !strings.Contains(string(b), `"parent"`) {
+		t.Fatalf("manifest after a Checkout is not version 2:\n%s", b)
+	}
+	m.reopen()
 	m.check()
 }
 
@@ -459,10 +571,13 @@ func TestOpenRefusesDamage(t *testing.T) {
 		{"manifest garbage", edit(manifestName, func([]byte) []byte { return []byte("\x00\x01garbage") }), ErrCorrupt, "does not parse"},
 		{"manifest unknown field", manifest(`"size"`, `"sise": 1, "size"`), ErrCorrupt, "sise"},
 		{"layer path escape", manifest(a.ID, "../../etc/passwd"), ErrCorrupt, "bad layer ID"},
-		{"layer unknown", manifest(a.ID, "0000000000000000"), ErrCorrupt, "0000000000000000"},
+		{"layer unknown", manifest(`"id": "`+top, `"id": "0000000000000000`), ErrCorrupt, "0000000000000000"},
+		{"parent unknown", manifest(`"parent": "`+a.ID, `"parent": "0000000000000000`), ErrCorrupt, "not a frozen layer listed before it"},
+		{"parent missing", manifest(`"parent": "`+a.ID+`",`, ``), ErrCorrupt, "has no parent"},
+		{"parent in version 1", manifest(`"version": 2`, `"version": 1`), ErrCorrupt, "names no parents"},
 		{"top frozen", manifest(`"frozen": false`, `"frozen": true`), ErrCorrupt, "only the top"},
 		{"size changed", manifest(fmt.Sprintf(`"size": %d`, testSize), fmt.Sprintf(`"size": %d`, testSize+512)), ErrCorrupt, ""},
-		{"newer version", manifest(`"version": 1`, `"version": 2`), nil, "version 2"},
+		{"newer version", manifest(`"version": 2`, `"version": 3`), nil, "version 3"},
 		{"no manifest", func(dir string) { os.Remove(filepath.Join(dir, manifestName)) }, os.ErrNotExist, "not a disk stack"},
 	}
 	for _, c := range cases {
