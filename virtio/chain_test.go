@@ -44,3 +44,27 @@ func TestPieces(t *testing.T) {
 		t.Fatal("TakeLast across buffers")
 	}
 }
+
+func TestReadConfigWindow(t *testing.T) {
+	cfg := []byte{1, 2, 3, 4}
+	for _, c := range []struct {
+		off  uint64
+		n    int
+		want []byte
+	}{
+		{0, 4, []byte{1, 2, 3, 4}},
+		{2, 4, []byte{3, 4, 0, 0}},
+		{4, 2, []byte{0, 0}},
+		{^uint64(0), 2, []byte{0, 0}},
+		{^uint64(0) - 1, 4, []byte{0, 0, 0, 0}},
+	} {
+		got := make([]byte, c.n)
+		for i := range got {
+			got[i] = 0xff
+		}
+		ReadConfigWindow(cfg, c.off, got)
+		if string(got) != string(c.want) {
+			t.Errorf("off %#x len %d: %v, want %v", c.off, c.n, got, c.want)
+		}
+	}
+}

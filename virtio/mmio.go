@@ -89,6 +89,18 @@ const (
 	IDVsock DeviceID = 19
 )
 
+// ReadConfigWindow copies the bytes of a device's configuration space cfg
+// at off into data, for Device.ReadConfig: bytes past its end read as
+// zero, whatever offset and length the driver asked for.
+func ReadConfigWindow(cfg []byte, off uint64, data []byte) {
+	for i := range data {
+		data[i] = 0
+		if off < uint64(len(cfg)) && uint64(i) < uint64(len(cfg))-off {
+			data[i] = cfg[off+uint64(i)]
+		}
+	}
+}
+
 // Device is a virtio device model behind a transport.
 type Device interface {
 	// ID is the device type.

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -156,6 +157,10 @@ func runEnvMain(args []string, f envRunFlags, stdout, stderr io.Writer) int {
 	return code
 }
 
+// agentChecked holds the environments (directory and agent checksum)
+// whose agent this binary was found to be.
+var agentChecked sync.Map
+
 // loadEnvForRun loads a built environment, refreshing its initramfs when
 // this pyro binary is not the agent it holds (after an upgrade or a
 // rebuild: it costs no download).
@@ -169,11 +174,18 @@ func loadEnvForRun(ctx context.Context, name string, quiet bool, stderr io.Write
 	if err != nil {
 		return nil, err
 	}
+	// pyro mcp serve boots on every create, start and reset: hash this
+	// binary against an environment's agent once per process, not per boot.
+	key := e.Dir + "\x00" + e.Manifest.Agent.SHA256
+	if _, ok := agentChecked.Load(key); ok {
+		return e, nil
+	}
 	same, err := e.AgentMatches(self)
 	if err != nil {
 		return nil, fmt.Errorf("comparing this pyro with %s's agent: %w", name, err)
 	}
 	if same {
+		agentChecked.Store(key, true)
 		return e, nil
 	}
 	var progress io.Writer

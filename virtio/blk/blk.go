@@ -153,13 +153,7 @@ func (d *Device) config() []byte {
 
 // ReadConfig implements virtio.Device.
 func (d *Device) ReadConfig(off uint64, data []byte) {
-	c := d.config()
-	for i := range data {
-		data[i] = 0
-		if off+uint64(i) < uint64(len(c)) {
-			data[i] = c[off+uint64(i)]
-		}
-	}
+	virtio.ReadConfigWindow(d.config(), off, data)
 }
 
 // WriteConfig implements virtio.Device; the configuration is read-only.

@@ -177,12 +177,7 @@ func (d *Device) QueueSizes() []uint16 { return []uint16{queueSize, queueSize, e
 func (d *Device) ReadConfig(off uint64, data []byte) {
 	var c [8]byte
 	binary.LittleEndian.PutUint64(c[:], uint64(d.cid))
-	for i := range data {
-		data[i] = 0
-		if off+uint64(i) < uint64(len(c)) {
-			data[i] = c[off+uint64(i)]
-		}
-	}
+	virtio.ReadConfigWindow(c[:], off, data)
 }
 
 // WriteConfig implements virtio.Device; guest_cid is read-only.
