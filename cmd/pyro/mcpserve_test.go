@@ -83,6 +83,9 @@ func TestMCPCommands(t *testing.T) {
 // The README documents every tool in one table: the one the server
 // generates, so the two cannot drift apart.
 func TestREADMEToolTable(t *testing.T) {
+	if os.Getenv("PYRO_VMTEST_L1") == "1" {
+		t.Skip("inside the harness VM, where the source tree is absent; this test ran in the unit tier")
+	}
 	b, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
