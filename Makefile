@@ -138,13 +138,16 @@ fuzz: build
 # test-vm runs the VM tiers: natively on a host with hardware KVM, else in
 # the nested-KVM harness. A VM test that cannot run fails (PYRO_KVM=1). The
 # harness's own self-tests also boot QEMU inside L1, as make bench does.
+# Each package's VMs boot one after another in one L1; under TCG the
+# slowest (cmd/pyro) needs more than go test's default 10 minutes.
+VM_TIMEOUT ?= 25m
 test-vm: kernel envs
 	@if [ -z "$${PYRO_HARNESS:-}" ] && $(PYRO) kvm-check --kernel $(ASSETS)/vmlinuz >/dev/null 2>&1; then \
 		echo "==> test-vm: hardware KVM here: running the VM tier natively"; \
-		$(VM_ENV) $(GO) test -count=1 -p 1 -v $(VM_PKGS); \
+		$(VM_ENV) $(GO) test -count=1 -p 1 -v -timeout $(VM_TIMEOUT) $(VM_PKGS); \
 	else \
 		echo "==> test-vm: this host's /dev/kvm cannot boot stock kernels (pyro kvm-check): running the VM tier in the nested-KVM harness"; \
-		$(VM_ENV) $(GO) test -count=1 -p 1 -v -exec "$(VMTEST) exec" $(VM_PKGS); \
+		$(VM_ENV) $(GO) test -count=1 -p 1 -v -timeout $(VM_TIMEOUT) -exec "$(VMTEST) exec" $(VM_PKGS); \
 		PYRO_VMTEST_QEMU=1 $(VM_ENV) $(GO) test -count=1 -v -exec "$(VMTEST) exec" ./cmd/vmtest; \
 	fi
 
