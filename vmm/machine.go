@@ -393,6 +393,8 @@ func (m *Machine) vcpuThread(id int, supported []kvm.CPUIDEntry, boot *bootState
 
 // runLoop runs vCPU v until the VM stops.
 func (m *Machine) runLoop(v *kvm.VCPU) {
+	var rec exitRecorder
+	crash := func(what string) { m.crash(v, what+"; "+rec.String()) }
 	for !m.stopping.Load() {
 		exit, err := v.Run()
 		if errors.Is(err, unix.EAGAIN) {
@@ -401,16 +403,17 @@ func (m *Machine) runLoop(v *kvm.VCPU) {
 			continue
 		}
 		if err != nil {
-			m.crash(v, fmt.Sprintf("vCPU %d: %v", v.ID(), err))
+			crash(fmt.Sprintf("vCPU %d: %v", v.ID(), err))
 			return
 		}
 		switch exit.Reason {
 		case kvm.ExitIO:
 			io, err := exit.IO()
 			if err != nil {
-				m.crash(v, fmt.Sprintf("vCPU %d: %v", v.ID(), err))
+				crash(fmt.Sprintf("vCPU %d: %v", v.ID(), err))
 				return
 			}
+			rec.add(exitRecord{reason: exit.Reason, addr: uint64(io.Port), size: uint8(io.Size), write: io.Out})
 			for i := 0; i < io.Count; i++ {
 				chunk := io.Data[i*io.Size : (i+1)*io.Size]
 				if io.Out {
@@ -422,15 +425,17 @@ func (m *Machine) runLoop(v *kvm.VCPU) {
 		case kvm.ExitMMIO:
 			mm, err := exit.MMIO()
 			if err != nil {
-				m.crash(v, fmt.Sprintf("vCPU %d: %v", v.ID(), err))
+				crash(fmt.Sprintf("vCPU %d: %v", v.ID(), err))
 				return
 			}
+			rec.add(exitRecord{reason: exit.Reason, addr: mm.Addr, size: uint8(len(mm.Data)), write: mm.IsWrite})
 			if mm.IsWrite {
 				m.mmio.Write(mm.Addr, mm.Data)
 			} else {
 				m.mmio.Read(mm.Addr, mm.Data)
 			}
 		case kvm.ExitIntr:
+			rec.add(exitRecord{reason: exit.Reason})
 			// A kick (checked by the loop condition) or a stray signal.
 		case kvm.ExitSystemEvent:
 			typ, _ := exit.SystemEvent()
@@ -440,7 +445,7 @@ func (m *Machine) runLoop(v *kvm.VCPU) {
 			case kvm.SystemEventReset:
 				m.stop(Result{Reason: StopReboot})
 			default:
-				m.crash(v, fmt.Sprintf("vCPU %d: KVM_EXIT_SYSTEM_EVENT type %d (guest crash)", v.ID(), typ))
+				crash(fmt.Sprintf("vCPU %d: KVM_EXIT_SYSTEM_EVENT type %d (guest crash)", v.ID(), typ))
 			}
 			return
 		case kvm.ExitShutdown:
@@ -450,18 +455,18 @@ func (m *Machine) runLoop(v *kvm.VCPU) {
 				// intercept, so the faulting state is gone.
 				what += " (KVM reset the vCPU on shutdown, as on AMD hosts: the registers below are its reset state, not where it faulted)"
 			}
-			m.crash(v, what)
+			crash(what)
 			return
 		case kvm.ExitFailEntry:
 			reason, cpu := exit.FailEntry()
-			m.crash(v, fmt.Sprintf("vCPU %d: KVM_EXIT_FAIL_ENTRY: hardware entry failure reason %#x on host CPU %d", v.ID(), reason, cpu))
+			crash(fmt.Sprintf("vCPU %d: KVM_EXIT_FAIL_ENTRY: hardware entry failure reason %#x on host CPU %d", v.ID(), reason, cpu))
 			return
 		case kvm.ExitInternalError:
 			sub, data := exit.InternalError()
-			m.crash(v, fmt.Sprintf("vCPU %d: KVM_EXIT_INTERNAL_ERROR suberror %d data %#x", v.ID(), sub, data))
+			crash(fmt.Sprintf("vCPU %d: KVM_EXIT_INTERNAL_ERROR suberror %d data %#x", v.ID(), sub, data))
 			return
 		default:
-			m.crash(v, fmt.Sprintf("vCPU %d: unhandled exit %v", v.ID(), exit.Reason))
+			crash(fmt.Sprintf("vCPU %d: unhandled exit %v", v.ID(), exit.Reason))
 			return
 		}
 	}
