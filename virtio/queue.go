@@ -226,3 +226,20 @@ var fenceWord atomic.Uint32
 
 // fence is a full memory barrier: on x86-64 a locked read-modify-write.
 func fence() { fenceWord.Add(0) }
+
+// String describes the ring indices as the device and the driver see them,
+// for diagnosing a stalled queue: chains the driver made available that
+// the device has not popped, used entries the driver may not have seen,
+// and whether the driver suppressed interrupts.
+func (q *Queue) String() string {
+	if !q.Ready || q.avail == nil || q.used == nil {
+		return fmt.Sprintf("queue(size %d, not active)", q.Size)
+	}
+	return fmt.Sprintf("queue(size %d: avail.idx %d, popped %d, used.idx %d, avail.flags %#x, used.flags %#x)",
+		q.Size, q.availIdx(), q.lastAvail, binary.LittleEndian.Uint16(q.used[2:]),
+		binary.LittleEndian.Uint16(q.avail[0:]), binary.LittleEndian.Uint16(q.used[0:]))
+}
+
+// Progress returns how many chains the device has popped and pushed, each
+// modulo 2^16: they change whenever the queue moves.
+func (q *Queue) Progress() (popped, pushed uint16) { return q.lastAvail, q.usedIdx }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,13 +49,44 @@ func start(t *testing.T, e *env.Env, d *disk.Stack) *VM {
 	var console bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	vm, err := Start(ctx, Config{Env: e, Disk: d, MemMiB: 384, Console: &lockedWriter{w: &console}})
+	vm, err := Start(ctx, Config{Env: e, Disk: d, MemMiB: 384, Console: &lockedWriter{w: &console}, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatalf("starting %s: %v\nconsole:\n%s", e.Name, err, console.String())
 	}
 	t.Logf("%s: agent ready after %v", e.Name, vm.Ready)
-	t.Cleanup(func() { vm.Close() })
+	t.Cleanup(func() {
+		vm.Close()
+		// A rescue is a lost notification: the watchdog hid a bug.
+		if n := vm.vs.Rescues(); n > 0 {
+			t.Errorf("the vsock watchdog had to rescue %d stalled queues (see the log)\n%s", n, vm.vs.DebugState())
+		}
+	})
 	return vm
+}
+
+// testLogger sends the VM's log to t.Log until the test ends.
+func testLogger(t *testing.T) *slog.Logger {
+	w := &testLogWriter{t: t}
+	t.Cleanup(func() { // registered first, so it runs after the VM's
+		w.mu.Lock()
+		w.t = nil
+		w.mu.Unlock()
+	})
+	return slog.New(slog.NewTextHandler(w, nil))
+}
+
+type testLogWriter struct {
+	mu sync.Mutex
+	t  *testing.T
+}
+
+func (w *testLogWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.t != nil {
+		w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	}
+	return len(p), nil
 }
 
 type execOut struct {
@@ -66,12 +98,65 @@ func run(t *testing.T, vm *VM, req proto.ExecRequest) execOut {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	var o, e bytes.Buffer
-	res, err := vm.Agent.Exec(ctx, req, &o, &e)
-	if err != nil {
-		t.Fatalf("exec %q%q: %v", req.Argv, req.Shell, err)
+	var o, e countingBuffer
+	type result struct {
+		res proto.ExecResult
+		err error
 	}
-	return execOut{res, o.String(), e.String()}
+	done := make(chan result, 1)
+	go func() {
+		res, err := vm.Agent.Exec(ctx, req, &o, &e)
+		done <- result{res, err}
+	}()
+	// The device's watchdog nudges a stalled stream itself; if output
+	// still stops, describe the device once, so that the failure says
+	// where it stuck.
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	last, still := int64(-1), 0
+	for {
+		select {
+		case r := <-done:
+			if r.err != nil {
+				t.Fatalf("exec %q%q: %v\n%s", req.Argv, req.Shell, r.err, vm.vs.DebugState())
+			}
+			return execOut{r.res, o.String(), e.String()}
+		case <-tick.C:
+		}
+		n := o.Len() + e.Len()
+		if n != last {
+			last, still = n, 0
+			continue
+		}
+		if still++; still == 4 {
+			t.Logf("exec %q%q: no output for 20s after %d bytes\n%s", req.Argv, req.Shell, n, vm.vs.DebugState())
+		}
+	}
+}
+
+// countingBuffer is a bytes.Buffer whose length can be read while another
+// goroutine writes.
+type countingBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (c *countingBuffer) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.b.Write(p)
+}
+
+func (c *countingBuffer) Len() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return int64(c.b.Len())
+}
+
+func (c *countingBuffer) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.b.String()
 }
 
 func sh(t *testing.T, vm *VM, script string) execOut {

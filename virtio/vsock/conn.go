@@ -111,6 +111,8 @@ type Conn struct {
 	closeTimer *time.Timer
 	// +checklocks:d.mu
 	stalls int // CREDIT_REQUESTs sent: times a Write waited for credit
+	// +checklocks:d.mu
+	readWaiting bool // a Read waits for the guest's data
 }
 
 var _ net.Conn = (*Conn)(nil)
@@ -221,11 +223,15 @@ func (c *Conn) Read(b []byte) (int, error) {
 			return 0, io.EOF
 		}
 		wait := c.waitLocked()
+		c.readWaiting = true
 		d.mu.Unlock()
 		select {
 		case <-wait:
 		case <-c.readDL.wait():
 		}
+		d.mu.Lock()
+		c.readWaiting = false
+		d.mu.Unlock()
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pyro-mcp/pyro/virtio"
@@ -115,6 +116,11 @@ type Device struct {
 	lastWarn time.Time
 	// +checklocks:mu
 	suppressed int
+	// +checklocks:mu
+	w *worker // the running worker, for DebugState
+
+	// Counters for DebugState and the watchdog.
+	kickCount, passCount, irqCount, rescueCount, probes, probeHits atomic.Uint64
 }
 
 // connKey names a stream by its ports; the CIDs are fixed.
@@ -196,6 +202,7 @@ func (d *Device) Activate(a virtio.Activation) error {
 	d.active, d.broken = true, false
 	d.stop, d.done = make(chan struct{}), make(chan struct{})
 	w := &worker{d: d, act: a, rx: a.Queues[rxQueue], tx: a.Queues[txQueue], ev: a.Queues[eventQueue]}
+	d.w = w
 	go w.run(d.stop, d.done)
 	d.wake() // streams Dialed before the driver came up
 	return nil
@@ -224,6 +231,7 @@ func (d *Device) Reset() {
 	close(d.stop)
 	done := d.done
 	d.active = false
+	d.w = nil
 	d.mu.Unlock()
 	<-done
 	d.mu.Lock()
@@ -331,6 +339,9 @@ type worker struct {
 
 func (w *worker) run(stop, done chan struct{}) {
 	defer close(done)
+	tick := time.NewTicker(watchdogPeriod)
+	defer tick.Stop()
+	var dog watchdog
 	for {
 		select {
 		case <-stop:
@@ -341,10 +352,17 @@ func (w *worker) run(stop, done chan struct{}) {
 		case <-stop:
 			return
 		case <-w.d.kick:
+		case <-tick.C:
+			if !dog.check(w) {
+				continue
+			}
 		}
+		w.d.kickCount.Add(1)
 		for n := 0; ; n++ {
 			progress, irq, err := w.pass()
+			w.d.passCount.Add(1)
 			if irq {
+				w.d.irqCount.Add(1)
 				w.act.Interrupt()
 			}
 			if err != nil {

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +27,9 @@ type guestOpts struct {
 	bufAlloc uint32 // guest sockets' receive buffer
 	txMax    int    // largest payload the guest sends in one packet
 	seed     uint64
+	// loseTxKicks makes the guest publish tx packets without notifying
+	// the device, as if the notification were lost.
+	loseTxKicks *atomic.Bool
 }
 
 func (o *guestOpts) defaults() {
@@ -249,7 +253,7 @@ func (g *guest) loop(stop, done chan struct{}) {
 		if kickRx {
 			g.rxq.Kick()
 		}
-		if kickTx {
+		if kickTx && (g.o.loseTxKicks == nil || !g.o.loseTxKicks.Load()) {
 			g.txq.Kick()
 		}
 		if kickEv {

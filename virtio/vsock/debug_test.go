@@ -1,0 +1,105 @@
+package vsock
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// A guest whose notifications get lost still gets its data through: the
+// watchdog notices the stalled stream, runs the worker, counts a rescue and
+// logs the state it found.
+func TestWatchdogRescuesLostKick(t *testing.T) {
+	var lose atomic.Bool
+	var logs syncBuffer
+	dev, g := setup(t, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, guestOpts{loseTxKicks: &lose})
+	l, err := dev.Listen(2100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := g.connect(2100)
+	if !s.connected {
+		t.Fatal("guest connect was refused")
+	}
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := dev.rescueCount.Load(); n != 0 {
+		t.Fatalf("rescues before any loss: %d", n)
+	}
+
+	lose.Store(true)
+	s.write([]byte("after a lost kick"))
+	got := make([]byte, len("after a lost kick"))
+	c.SetReadDeadline(time.Now().Add(10 * watchdogPeriod))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "after a lost kick" {
+		t.Fatalf("host read %q, %v: the watchdog did not move the stalled queue\n%s", got, err, dev.DebugState())
+	}
+	// The rescue is credited on the tick after the nudge.
+	eventually(t, "the rescue to be counted", func() bool { return dev.rescueCount.Load() == 1 })
+	if !strings.Contains(logs.String(), "lost notification") || !strings.Contains(logs.String(), "stream 2:2100->5:") {
+		t.Errorf("the rescue's log line lacks the diagnosis or the state:\n%s", logs.String())
+	}
+	if st := dev.DebugState(); !strings.Contains(st, "rescues 1 ") || !strings.Contains(st, "tx queue(size 64") {
+		t.Errorf("DebugState: %s", st)
+	}
+}
+
+// An idle stream, or one whose peer does not read, gets one probe per
+// stall and is never counted as a rescue.
+func TestWatchdogLeavesIdleStreamsAlone(t *testing.T) {
+	dev, g := setup(t, Options{}, guestOpts{})
+	l, err := dev.Listen(2101)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := g.connect(2101)
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		read <- err
+	}()
+	time.Sleep(5 * watchdogPeriod)
+	irqs := dev.irqCount.Load()
+	time.Sleep(3 * watchdogPeriod)
+	if n := dev.irqCount.Load(); n != irqs {
+		t.Errorf("an idle stream kept getting interrupts: %d then %d", irqs, n)
+	}
+	s.write([]byte("x"))
+	if err := <-read; err != nil {
+		t.Fatal(err)
+	}
+	if n := dev.rescueCount.Load(); n != 0 {
+		t.Errorf("an idle stream was counted as %d rescues", n)
+	}
+	if n := dev.probes.Load(); n != 1 {
+		t.Errorf("an idle stream got %d probes, want 1", n)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
