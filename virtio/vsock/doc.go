@@ -78,6 +78,18 @@
 // guest takes rx buffers, as §5.10.6.1 allows. A queue the driver breaks is
 // reported with Activation.Fail and stops the worker until the reset.
 //
+// # Watchdog and diagnostics
+//
+// The worker also wakes once a second. If the guest's tx packets waited a
+// whole second with no pass of the worker, a notification was lost: the
+// watchdog runs the device, counts a rescue (Rescues) and logs the state.
+// If a stream waits (a Read for data, a Write for credit, a packet for an
+// rx buffer) and nothing has moved for two seconds, it raises one
+// interrupt, which a healthy driver takes as a no-op, in case the guest
+// missed one; that probe is logged only if things move right after it.
+// DebugState prints the rings as both sides see them and every stream's
+// credit counters, which is what a stall report needs.
+//
 // # Resets
 //
 // A driver reset (status 0: reboot, driver reload) stops the worker and
