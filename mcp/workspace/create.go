@@ -201,6 +201,8 @@ func (m *Manager) newDir() (string, string, error) {
 // freezes its root file system, the disk's top layer is frozen under
 // label, and the guest thaws.
 func freezeLayer(ctx context.Context, h *vmHandle, label string) (disk.LayerInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, agentCallTimeout) // a guest that stops answering
+	defer cancel()
 	if err := h.Agent.Sync(ctx); err != nil {
 		return disk.LayerInfo{}, fmt.Errorf("syncing the guest: %w", err)
 	}

@@ -48,6 +48,9 @@ type world struct {
 	// exec answers commands the fake does not run itself; nil answers
 	// exit 0 with "ran: COMMAND\n".
 	exec func(ctx context.Context, vm *fakeVM, req proto.ExecRequest, stdout, stderr io.Writer) (proto.ExecResult, error)
+	// hangReads makes ReadFile wait for its context, as a guest that
+	// stopped answering.
+	hangReads bool
 }
 
 type fakeVM struct {
@@ -297,6 +300,13 @@ func (g *fakeGuest) List(ctx context.Context, p string, recursive bool, limit in
 }
 
 func (g *fakeGuest) ReadFile(ctx context.Context, p string, offset, max int64) ([]byte, proto.ReadResult, error) {
+	g.vm.w.mu.Lock()
+	hang := g.vm.w.hangReads
+	g.vm.w.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return nil, proto.ReadResult{}, ctx.Err()
+	}
 	r, err := g.resolve(p, true)
 	if err != nil {
 		return nil, proto.ReadResult{}, err

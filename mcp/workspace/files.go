@@ -107,7 +107,7 @@ func (m *Manager) enterID(ctx context.Context, id string) (*call, error) {
 	if err != nil {
 		return nil, err
 	}
-	return w.enter(ctx)
+	return w.enterLimit(ctx, agentCallTimeout)
 }
 
 // ReadFile implements mcp.Backend.

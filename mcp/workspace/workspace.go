@@ -140,16 +140,26 @@ func (w *workspace) logLife(kind mcp.LogKind, cmd, detail string, start time.Tim
 
 // call is one Backend call working inside the running VM.
 type call struct {
-	w   *workspace
-	h   *vmHandle
-	ctx context.Context // the caller's, also cancelled when the VM goes away
-	end func()
+	w      *workspace
+	h      *vmHandle
+	ctx    context.Context // the caller's, also cancelled when the VM goes away or the call's limit passes
+	parent context.Context // the caller's
+	end    func()
 }
+
+// agentCallTimeout bounds a file, patch, diff, export or sync call, so
+// that a guest that stops answering costs the agent a clear error instead
+// of a call that never returns. Exec has its own bound, from its timeout.
+// A variable for tests.
+var agentCallTimeout = 5 * time.Minute
 
 // enter starts a call that needs the VM running: it holds op shared until
 // done, marks the workspace active and merges the caller's context with
 // the VM's.
-func (w *workspace) enter(ctx context.Context) (*call, error) {
+func (w *workspace) enter(ctx context.Context) (*call, error) { return w.enterLimit(ctx, 0) }
+
+// enterLimit is enter with the call cut off after limit (0: no limit).
+func (w *workspace) enterLimit(ctx context.Context, limit time.Duration) (*call, error) {
 	w.op.RLock()
 	w.mu.Lock()
 	if w.deleted {
@@ -168,8 +178,11 @@ func (w *workspace) enter(ctx context.Context) (*call, error) {
 	w.mu.Unlock()
 	w.touch()
 	cctx, cancel := context.WithCancel(ctx)
+	if limit > 0 {
+		cctx, cancel = context.WithTimeout(ctx, limit)
+	}
 	stop := context.AfterFunc(h.ctx, cancel)
-	return &call{w: w, h: h, ctx: cctx, end: func() {
+	return &call{w: w, h: h, ctx: cctx, parent: ctx, end: func() {
 		stop()
 		cancel()
 		w.touch()
@@ -194,6 +207,10 @@ func (c *call) lost() error {
 func (c *call) guestErr(what, path string, err error) error {
 	if l := c.lost(); l != nil {
 		return l
+	}
+	if errors.Is(err, context.DeadlineExceeded) && c.parent.Err() == nil {
+		return mcp.Timeout("the guest agent stopped answering while %s (no answer within %v)", what, agentCallTimeout).
+			WithHint("workspace_stop then workspace_start restarts the VM; the disk is kept.")
 	}
 	return guestError(what, path, err)
 }

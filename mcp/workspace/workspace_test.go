@@ -779,6 +779,44 @@ func TestInterrupt(t *testing.T) {
 	wait("delete", h.m.Delete(bg, id), done)
 }
 
+// A guest that stops answering a file call costs a clear timeout error,
+// not a call that never returns, and the workspace works again after a
+// restart.
+func TestGuestStopsAnswering(t *testing.T) {
+	h := newHarness(t)
+	id := h.create(mcp.CreateRequest{}).ID
+	defer func(d time.Duration) { agentCallTimeout = d }(agentCallTimeout)
+	agentCallTimeout = 100 * time.Millisecond
+	h.w.mu.Lock()
+	h.w.hangReads = true
+	h.w.mu.Unlock()
+	_, err := h.m.ReadFile(bg, mcp.ReadFileRequest{ID: id, Path: "x", MaxBytes: 10})
+	e := wantCode(t, err, mcp.CodeTimeout)
+	if !strings.Contains(e.Msg, "stopped answering while reading") || !strings.Contains(e.Hint, "workspace_start") {
+		t.Errorf("message %q, hint %q", e.Msg, e.Hint)
+	}
+	// The caller's own cancellation is not a guest timeout.
+	agentCallTimeout = time.Hour
+	ctx, cancel := context.WithTimeout(bg, 50*time.Millisecond)
+	defer cancel()
+	if _, err := h.m.ReadFile(ctx, mcp.ReadFileRequest{ID: id, Path: "x", MaxBytes: 10}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("caller's deadline: %v", err)
+	}
+	h.w.mu.Lock()
+	h.w.hangReads = false
+	h.w.mu.Unlock()
+	if _, err := h.m.Stop(bg, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.m.Start(bg, id); err != nil {
+		t.Fatal(err)
+	}
+	h.write(id, "x", "back\n")
+	if got := h.read(id, "x"); got != "back\n" {
+		t.Fatalf("after restart: %q", got)
+	}
+}
+
 // A VM that stops by itself leaves its workspace stopped, with a reason.
 func TestVMStopsByItself(t *testing.T) {
 	h := newHarness(t)
