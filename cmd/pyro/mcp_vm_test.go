@@ -22,13 +22,13 @@ import (
 
 // mcpServer is one running `pyro mcp serve` and a client session to it.
 type mcpServer struct {
-	t     *testing.T
+	t     testing.TB
 	cmd   *exec.Cmd
 	s     *sdk.ClientSession
 	state string
 }
 
-func startMCP(t *testing.T, state string) *mcpServer {
+func startMCP(t testing.TB, state string) *mcpServer {
 	t.Helper()
 	pyro := kvmtest.Path(t, "PYRO_TEST_PYRO")
 	envDir := kvmtest.Path(t, "PYRO_TEST_ENV_DEBIAN")
@@ -55,7 +55,7 @@ func startMCP(t *testing.T, state string) *mcpServer {
 // ends (logging after that panics).
 type testLogWriter struct {
 	mu      sync.Mutex
-	t       *testing.T
+	t       testing.TB
 	stopped bool
 }
 
@@ -130,7 +130,7 @@ func num(v any) int {
 func str(v any) string { s, _ := v.(string); return s }
 
 // pythonFixture writes a tiny Python package whose test fails.
-func pythonFixture(t *testing.T) string {
+func pythonFixture(t testing.TB) string {
 	dir := t.TempDir()
 	files := map[string]string{
 		"calc/__init__.py":   "def add(a, b):\n    return a - b\n",

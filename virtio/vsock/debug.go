@@ -37,8 +37,13 @@ func (d *Device) DebugState() string {
 	return b.String()
 }
 
-// watchdogPeriod is how often the worker looks for a stall.
-const watchdogPeriod = time.Second
+// watchdogPeriod is how often the worker looks for a stall; a waiting
+// stream is probed after probeAfter periods without movement, long
+// enough that a guest merely busy with a request rarely looks stalled.
+const (
+	watchdogPeriod = time.Second
+	probeAfter     = 10
+)
 
 // watchdog notices a device that stopped moving, in two cases.
 //
@@ -48,7 +53,7 @@ const watchdogPeriod = time.Second
 // state it found.
 //
 // A stream waits (a Read for the guest's data, a Write for its credit,
-// a packet for an rx buffer) and nothing moved for two periods: perhaps a
+// a packet for an rx buffer) and nothing moved for probeAfter periods: perhaps a
 // guest that is busy or does not read, perhaps an interrupt the guest
 // missed. The watchdog raises one interrupt, which a driver takes in its
 // stride if all is well, and counts a probe; if things move within the
@@ -94,7 +99,7 @@ func (g *watchdog) check(w *worker) bool {
 	d.memMu.Unlock()
 
 	moved := mark != g.last
-	if moved && g.probed && g.still == 2 {
+	if moved && g.probed && g.still == probeAfter {
 		d.probeHits.Add(1)
 		d.log.Info("virtio-vsock: a stalled stream moved again right after the watchdog's interrupt: a missed interrupt, or a guest that was busy", "state", g.state)
 	}
@@ -112,7 +117,7 @@ func (g *watchdog) check(w *worker) bool {
 	}
 	g.txWaited = lostKick
 	g.still++
-	if g.still == 2 && !g.probed {
+	if g.still == probeAfter && !g.probed {
 		// The interrupt alone: a pass would count as movement.
 		g.state, g.probed = d.DebugState(), true
 		d.probes.Add(1)

@@ -69,7 +69,7 @@ func TestWatchdogLeavesIdleStreamsAlone(t *testing.T) {
 		_, err := c.Read(make([]byte, 1))
 		read <- err
 	}()
-	time.Sleep(5 * watchdogPeriod)
+	time.Sleep((probeAfter + 3) * watchdogPeriod)
 	irqs := dev.irqCount.Load()
 	time.Sleep(3 * watchdogPeriod)
 	if n := dev.irqCount.Load(); n != irqs {

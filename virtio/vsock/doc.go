@@ -84,7 +84,7 @@
 // whole second with no pass of the worker, a notification was lost: the
 // watchdog runs the device, counts a rescue (Rescues) and logs the state.
 // If a stream waits (a Read for data, a Write for credit, a packet for an
-// rx buffer) and nothing has moved for two seconds, it raises one
+// rx buffer) and nothing has moved for ten seconds, it raises one
 // interrupt, which a healthy driver takes as a no-op, in case the guest
 // missed one; that probe is logged only if things move right after it.
 // DebugState prints the rings as both sides see them and every stream's
