@@ -155,13 +155,13 @@ test-vm: kernel envs
 # against QEMU's microvm on the same kernel and initramfs; medians of 5 runs.
 bench: kernel envs
 	@if [ -z "$${PYRO_HARNESS:-}" ] && $(PYRO) kvm-check --kernel $(ASSETS)/vmlinuz >/dev/null 2>&1; then \
-		$(VM_ENV) $(GO) test -count=1 -run '^$$' -bench . -benchtime 5x ./cmd/pyro; \
-		$(VM_ENV) $(GO) test -count=1 -run '^$$' -bench . -benchtime 5x ./guest/instance; \
-		$(GO) test -count=1 -run '^$$' -bench . -benchtime 5x ./mcp/treediff ./vmm/disk; \
+		$(VM_ENV) $(GO) test -count=1 -run '^$$' -bench . -benchtime 5x -timeout $(VM_TIMEOUT) ./cmd/pyro; \
+		$(VM_ENV) $(GO) test -count=1 -run '^$$' -bench . -benchtime 5x -timeout $(VM_TIMEOUT) ./guest/instance; \
+		$(GO) test -count=1 -run '^$$' -bench . -benchtime 5x -timeout $(VM_TIMEOUT) ./mcp/treediff ./vmm/disk; \
 	else \
-		PYRO_VMTEST_QEMU=1 $(VM_ENV) $(GO) test -count=1 -run '^$$' -bench . -benchtime 5x -exec "$(VMTEST) exec" ./cmd/pyro; \
-		$(VM_ENV) $(GO) test -count=1 -run '^$$' -bench . -benchtime 5x -exec "$(VMTEST) exec" ./guest/instance; \
-		$(GO) test -count=1 -run '^$$' -bench . -benchtime 5x ./mcp/treediff ./vmm/disk; \
+		PYRO_VMTEST_QEMU=1 $(VM_ENV) $(GO) test -count=1 -run '^$$' -bench . -benchtime 5x -timeout $(VM_TIMEOUT) -exec "$(VMTEST) exec" ./cmd/pyro; \
+		$(VM_ENV) $(GO) test -count=1 -run '^$$' -bench . -benchtime 5x -timeout $(VM_TIMEOUT) -exec "$(VMTEST) exec" ./guest/instance; \
+		$(GO) test -count=1 -run '^$$' -bench . -benchtime 5x -timeout $(VM_TIMEOUT) ./mcp/treediff ./vmm/disk; \
 	fi
 
 clean:

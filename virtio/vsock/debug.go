@@ -41,14 +41,15 @@ func (d *Device) DebugState() string {
 // stream is probed after probeAfter periods without movement, long
 // enough that a guest merely busy with a request rarely looks stalled.
 const (
-	watchdogPeriod = time.Second
-	probeAfter     = 10
+	watchdogPeriod  = time.Second
+	probeAfter      = 10
+	lostKickPeriods = 2
 )
 
 // watchdog notices a device that stopped moving, in two cases.
 //
-// The guest made tx packets available and a whole period passed without
-// a pass of the worker: a lost notification, always a bug. The watchdog
+// The guest made tx packets available and lostKickPeriods whole periods
+// passed without a pass of the worker: a lost notification, always a bug. The watchdog
 // runs the pass, counts a rescue (DebugState's rescues), and logs the
 // state it found.
 //
@@ -63,9 +64,9 @@ type watchdog struct {
 	last   progressMark
 	still  int  // periods without movement while a stream waited
 	probed bool // this stall got its interrupt
-	// txWaited: the guest's tx packets waited for the device at the
-	// last tick.
-	txWaited bool
+	// txWaited counts the ticks in a row at which the guest's tx
+	// packets waited for the device with no pass in between.
+	txWaited int
 	state    string // DebugState when it was probed
 }
 
@@ -103,19 +104,25 @@ func (g *watchdog) check(w *worker) bool {
 		d.probeHits.Add(1)
 		d.log.Info("virtio-vsock: a stalled stream moved again right after the watchdog's interrupt: a missed interrupt, or a guest that was busy", "state", g.state)
 	}
-	if lostKick && g.txWaited && mark.passes == g.last.passes {
-		// The guest's packets were there at the last tick too, and
-		// no pass ran since: they waited a whole period.
+	if lostKick && mark.passes == g.last.passes {
+		g.txWaited++
+	} else if lostKick {
+		g.txWaited = 1
+	} else {
+		g.txWaited = 0
+	}
+	if g.txWaited > lostKickPeriods {
+		// The guest's packets waited lostKickPeriods whole periods
+		// and no pass ran.
 		d.rescueCount.Add(1)
-		d.log.Warn("virtio-vsock: the guest's packets waited a whole period for the device: a lost notification; the watchdog ran the device", "state", d.DebugState())
+		d.log.Warn("virtio-vsock: the guest's packets waited seconds for the device: a lost notification; the watchdog ran the device", "state", d.DebugState())
 		*g = watchdog{last: mark}
 		return true
 	}
 	if moved || !waiting {
-		*g = watchdog{last: mark, txWaited: lostKick}
+		*g = watchdog{last: mark, txWaited: g.txWaited}
 		return false
 	}
-	g.txWaited = lostKick
 	g.still++
 	if g.still == probeAfter && !g.probed {
 		// The interrupt alone: a pass would count as movement.

@@ -80,8 +80,8 @@
 //
 // # Watchdog and diagnostics
 //
-// The worker also wakes once a second. If the guest's tx packets waited a
-// whole second with no pass of the worker, a notification was lost: the
+// The worker also wakes once a second. If the guest's tx packets waited two
+// whole seconds with no pass of the worker, a notification was lost: the
 // watchdog runs the device, counts a rescue (Rescues) and logs the state.
 // If a stream waits (a Read for data, a Write for credit, a packet for an
 // rx buffer) and nothing has moved for ten seconds, it raises one

@@ -27,9 +27,9 @@ type guestOpts struct {
 	bufAlloc uint32 // guest sockets' receive buffer
 	txMax    int    // largest payload the guest sends in one packet
 	seed     uint64
-	// loseTxKicks makes the guest publish tx packets without notifying
-	// the device, as if the notification were lost.
-	loseTxKicks *atomic.Bool
+	// loseKicks makes the guest publish buffers without notifying the
+	// device, as if every notification were lost.
+	loseKicks *atomic.Bool
 }
 
 func (o *guestOpts) defaults() {
@@ -250,10 +250,13 @@ func (g *guest) loop(stop, done chan struct{}) {
 		g.cond.Broadcast()
 		g.mu.Unlock()
 		g.dev.memMu.Unlock()
+		if g.o.loseKicks != nil && g.o.loseKicks.Load() {
+			kickRx, kickTx, kickEv = false, false, false
+		}
 		if kickRx {
 			g.rxq.Kick()
 		}
-		if kickTx && (g.o.loseTxKicks == nil || !g.o.loseTxKicks.Load()) {
+		if kickTx {
 			g.txq.Kick()
 		}
 		if kickEv {
