@@ -121,17 +121,28 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 			Hint: "Run `pyro kvm-check` on the host to see whether this machine can run microVMs."}
 	}
 	h := w.handle()
+	// Seeding and the baseline talk to the guest: bound them, so that a
+	// guest that stops answering fails the create instead of hanging it.
+	bctx, cancel := context.WithTimeout(ctx, agentCallTimeout)
+	defer cancel()
+	stuck := func(what string, err error) error {
+		if bctx.Err() != nil && ctx.Err() == nil {
+			return mcp.Timeout("the guest agent stopped answering while %s (no answer within %v)", what, agentCallTimeout).
+				WithHint("Create the workspace again; if it keeps failing, run `pyro kvm-check` on the host.")
+		}
+		return err
+	}
 
 	// /workspace, then the seed.
-	if res, err := h.Agent.Exec(ctx, execMkdir(hostio.Workspace), nil, nil); err != nil || res.ExitCode != 0 {
-		return nil, mcp.Internal("creating /workspace in the guest", errors.Join(err, fmt.Errorf("mkdir exit %d", res.ExitCode)))
+	if res, err := h.Agent.Exec(bctx, execMkdir(hostio.Workspace), nil, nil); err != nil || res.ExitCode != 0 {
+		return nil, stuck("creating /workspace", mcp.Internal("creating /workspace in the guest", errors.Join(err, fmt.Errorf("mkdir exit %d", res.ExitCode))))
 	}
 	if seedKind != mcp.SeedNone {
-		rep, err := pushTar(ctx, h.Files, hostio.Workspace, func(out io.Writer) (*hostio.Report, error) {
-			return produceSeed(ctx, out, seedKind, seedPath)
+		rep, err := pushTar(bctx, h.Files, hostio.Workspace, func(out io.Writer) (*hostio.Report, error) {
+			return produceSeed(bctx, out, seedKind, seedPath)
 		})
 		if err != nil {
-			return nil, hostErr("seeding /workspace from "+seedPath, seedPath, err)
+			return nil, stuck("seeding /workspace", hostErr("seeding /workspace from "+seedPath, seedPath, err))
 		}
 		w.mu.Lock()
 		w.rec.Seed.Files, w.rec.Seed.Bytes, w.rec.Seed.Skipped = rep.Files, rep.Bytes, skipped(rep)
@@ -139,18 +150,18 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 	}
 
 	// The baseline: a frozen disk layer and an index of /workspace.
-	layer, err := freezeLayer(ctx, h, baselineLabel)
+	layer, err := freezeLayer(bctx, h, baselineLabel)
 	if err != nil {
-		return nil, mcp.Internal("recording the baseline", err)
+		return nil, stuck("recording the baseline", mcp.Internal("recording the baseline", err))
 	}
-	rc, err := h.Files.TarOut(ctx, hostio.Workspace)
+	rc, err := h.Files.TarOut(bctx, hostio.Workspace)
 	if err != nil {
-		return nil, mcp.Internal("reading /workspace for the baseline", err)
+		return nil, stuck("reading /workspace", mcp.Internal("reading /workspace for the baseline", err))
 	}
 	_, err = treediff.WriteBaseline(filepath.Join(dir, baselineDir), rc)
 	rc.Close()
 	if err != nil {
-		return nil, mcp.Internal("writing the baseline index", err)
+		return nil, stuck("reading /workspace", mcp.Internal("writing the baseline index", err))
 	}
 
 	// Commit: the record makes the workspace exist for the next Open.
