@@ -48,9 +48,9 @@ type world struct {
 	// exec answers commands the fake does not run itself; nil answers
 	// exit 0 with "ran: COMMAND\n".
 	exec func(ctx context.Context, vm *fakeVM, req proto.ExecRequest, stdout, stderr io.Writer) (proto.ExecResult, error)
-	// hangReads makes ReadFile wait for its context, as a guest that
-	// stopped answering.
-	hangReads bool
+	// hangReads and hangSyncs make ReadFile and Sync wait for their
+	// context, as a guest that stopped answering.
+	hangReads, hangSyncs bool
 }
 
 type fakeVM struct {
@@ -436,6 +436,13 @@ func (g *fakeGuest) TarIn(ctx context.Context, dir string, rd io.Reader) (proto.
 }
 
 func (g *fakeGuest) Sync(ctx context.Context) error {
+	g.vm.w.mu.Lock()
+	hang := g.vm.w.hangSyncs
+	g.vm.w.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	if g.vm.stopped() {
 		return errors.New("the VM has stopped")
 	}

@@ -817,6 +817,25 @@ func TestGuestStopsAnswering(t *testing.T) {
 	}
 }
 
+// A guest that stops answering during a create fails the create with a
+// timeout that names the step, and leaves no workspace behind.
+func TestCreateGuestStopsAnswering(t *testing.T) {
+	h := newHarness(t)
+	defer func(d time.Duration) { agentCallTimeout = d }(agentCallTimeout)
+	agentCallTimeout = 100 * time.Millisecond
+	h.w.mu.Lock()
+	h.w.hangSyncs = true
+	h.w.mu.Unlock()
+	_, err := h.m.Create(bg, mcp.CreateRequest{Name: "stuck"})
+	e := wantCode(t, err, mcp.CodeTimeout)
+	if !strings.Contains(e.Msg, "while recording the baseline") {
+		t.Errorf("message %q", e.Msg)
+	}
+	if l, err := h.m.List(bg); err != nil || len(l) != 0 {
+		t.Fatalf("a failed create left %+v (%v)", l, err)
+	}
+}
+
 // A VM that stops by itself leaves its workspace stopped, with a reason.
 func TestVMStopsByItself(t *testing.T) {
 	h := newHarness(t)
