@@ -44,6 +44,7 @@ const (
 	watchdogPeriod  = time.Second
 	probeAfter      = 10
 	lostKickPeriods = 2
+	quietReport     = 60 // periods: when a waiting stream's state is logged
 )
 
 // watchdog notices a device that stopped moving, in two cases.
@@ -124,6 +125,11 @@ func (g *watchdog) check(w *worker) bool {
 		return false
 	}
 	g.still++
+	if g.still == quietReport {
+		// Often a command that prints nothing for a minute; if not,
+		// this is the state a stall report needs.
+		d.log.Info("virtio-vsock: nothing has moved for a minute while a stream waits", "state", d.DebugState())
+	}
 	if g.still == probeAfter && !g.probed {
 		// The interrupt alone: a pass would count as movement.
 		g.state, g.probed = d.DebugState(), true
