@@ -132,7 +132,7 @@ lint: build
 fuzz: build
 	@for t in $(FUZZ); do IFS=: read -r pkg fn n <<<"$$t"; n=$${n:-$(FUZZTIME)}; \
 		echo "==> fuzz $$fn ($$pkg, $$n)"; \
-		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $$n $$pkg; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $$n -fuzzminimizetime 5s $$pkg; \
 	done
 
 # test-vm runs the VM tiers: natively on a host with hardware KVM, else in
