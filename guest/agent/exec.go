@@ -132,7 +132,9 @@ func (s *Server) exec(st *stream, req *proto.Request) (any, error) {
 		pumps.Add(1)
 		go func() {
 			defer pumps.Done()
-			pumpOutput(st.enc, o.t, o.r, &exitedAt, cancel)
+			if err := pumpOutput(st.enc, o.t, o.r, &exitedAt, cancel); err != nil {
+				s.logf("exec %q: sending output to the host failed, so the command is stopped: %v", argv[0], err)
+			}
 		}()
 	}
 	go pumpInput(st.dec, inW, cancel)
@@ -200,19 +202,20 @@ wait:
 
 // pumpOutput sends what the process writes to r as frames of type t.
 // After the exit (exitedAt set) it stops once r is idle for drainIdle or
-// drainMax has passed. A failed send means the host is gone: cancel.
-func pumpOutput(enc *proto.Encoder, t proto.FrameType, r *os.File, exitedAt *atomic.Int64, cancel func()) {
+// drainMax has passed. A failed send means the host is gone: it cancels
+// and returns the error.
+func pumpOutput(enc *proto.Encoder, t proto.FrameType, r *os.File, exitedAt *atomic.Int64, cancel func()) error {
 	buf := make([]byte, proto.ChunkSize)
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
-			if enc.WriteFrame(t, buf[:n]) != nil {
+			if werr := enc.WriteFrame(t, buf[:n]); werr != nil {
 				cancel()
-				return
+				return werr
 			}
 		}
 		if err != nil {
-			return // EOF: every writer is gone; or the drain deadline passed
+			return nil // EOF: every writer is gone; or the drain deadline passed
 		}
 		if at := exitedAt.Load(); at != 0 {
 			r.SetReadDeadline(minTime(time.Now().Add(drainIdle), time.Unix(0, at).Add(drainMax)))

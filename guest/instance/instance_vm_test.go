@@ -46,15 +46,21 @@ func loadEnv(t *testing.T, name, variable string) *env.Env {
 
 func start(t *testing.T, e *env.Env, d *disk.Stack) *VM {
 	t.Helper()
-	var console bytes.Buffer
+	console := new(countingBuffer)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	vm, err := Start(ctx, Config{Env: e, Disk: d, MemMiB: 384, Console: &lockedWriter{w: &console}, Logger: testLogger(t)})
+	vm, err := Start(ctx, Config{Env: e, Disk: d, MemMiB: 384, Console: console, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatalf("starting %s: %v\nconsole:\n%s", e.Name, err, console.String())
 	}
 	t.Logf("%s: agent ready after %v", e.Name, vm.Ready)
+	consoles.Store(vm, console)
+	// The guest boots quiet; let its kernel's errors and warnings (hung
+	// tasks, an interrupt nobody cared for) reach the console, which a
+	// stalled exec then shows.
+	mustSh(t, vm, "echo 5 >/proc/sys/kernel/printk")
 	t.Cleanup(func() {
+		consoles.Delete(vm)
 		vm.Close()
 		// A rescue is a lost notification: the watchdog hid a bug.
 		if n := vm.vs.Rescues(); n > 0 {
@@ -118,7 +124,8 @@ func run(t *testing.T, vm *VM, req proto.ExecRequest) execOut {
 		select {
 		case r := <-done:
 			if r.err != nil {
-				t.Fatalf("exec %q%q: %v\n%s", req.Argv, req.Shell, r.err, vm.vs.DebugState())
+				time.Sleep(3 * time.Second) // the guest's console drains slowly
+				t.Fatalf("exec %q%q: %v\n%s\nconsole:\n%s", req.Argv, req.Shell, r.err, vm.vs.DebugState(), consoleTail(vm))
 			}
 			return execOut{r.res, o.String(), e.String()}
 		case <-tick.C:
@@ -129,9 +136,40 @@ func run(t *testing.T, vm *VM, req proto.ExecRequest) execOut {
 			continue
 		}
 		if still++; still == 4 {
-			t.Logf("exec %q%q: no output for 20s after %d bytes\n%s", req.Argv, req.Shell, n, vm.vs.DebugState())
+			t.Logf("exec %q%q: no output for 20s after %d bytes\n%s\nconsole:\n%s\nguest processes:\n%s",
+				req.Argv, req.Shell, n, vm.vs.DebugState(), consoleTail(vm), guestProcesses(vm))
 		}
 	}
+}
+
+// guestProcesses asks the agent, on a stream of its own, what every guest
+// process is waiting in (its kernel stack where the kernel shows it), for
+// a stall report. It gives up after 30 seconds.
+func guestProcesses(vm *VM) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var o, e bytes.Buffer
+	script := `for p in /proc/[0-9]*; do
+  echo "== ${p#/proc/} $(cat $p/comm) state=$(cut -d' ' -f3 $p/stat) wchan=$(cat $p/wchan)"
+  cat $p/stack 2>/dev/null | head -12
+done`
+	if _, err := vm.Agent.Exec(ctx, proto.ExecRequest{Shell: script}, &o, &e); err != nil {
+		return fmt.Sprintf("(the agent did not answer a second exec: %v)", err)
+	}
+	return o.String() + e.String()
+}
+
+// consoles holds each running test VM's console (*countingBuffer).
+var consoles sync.Map
+
+// consoleTail returns the last lines of vm's console.
+func consoleTail(vm *VM) string {
+	c, ok := consoles.Load(vm)
+	if !ok {
+		return "(not kept)"
+	}
+	lines := strings.Split(strings.TrimRight(c.(*countingBuffer).String(), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-150):], "\n")
 }
 
 // countingBuffer is a bytes.Buffer whose length can be read while another
