@@ -177,9 +177,12 @@ func (w *workspace) enterLimit(ctx context.Context, limit time.Duration) (*call,
 	w.active++
 	w.mu.Unlock()
 	w.touch()
-	cctx, cancel := context.WithCancel(ctx)
+	var cctx context.Context
+	var cancel context.CancelFunc
 	if limit > 0 {
 		cctx, cancel = context.WithTimeout(ctx, limit)
+	} else {
+		cctx, cancel = context.WithCancel(ctx)
 	}
 	stop := context.AfterFunc(h.ctx, cancel)
 	return &call{w: w, h: h, ctx: cctx, parent: ctx, end: func() {
