@@ -61,10 +61,10 @@ func benchDisk(tb testing.TB, e *env.Env) *disk.Stack {
 // the end of tb (closing it earlier is harmless).
 func benchStart(tb testing.TB, e *env.Env, d *disk.Stack) *VM {
 	tb.Helper()
-	var console bytes.Buffer
+	console := new(countingBuffer)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	vm, err := Start(ctx, Config{Env: e, Disk: d, MemMiB: benchMemMiB, Console: &lockedWriter{w: &console}})
+	vm, err := Start(ctx, Config{Env: e, Disk: d, MemMiB: benchMemMiB, Console: console})
 	if err != nil {
 		tb.Fatalf("starting %s: %v\nconsole:\n%s", e.Name, err, console.String())
 	}

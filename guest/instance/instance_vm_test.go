@@ -172,8 +172,8 @@ func consoleTail(vm *VM) string {
 	return strings.Join(lines[max(0, len(lines)-150):], "\n")
 }
 
-// countingBuffer is a bytes.Buffer whose length can be read while another
-// goroutine writes.
+// countingBuffer is a bytes.Buffer safe to read (Len, String) while
+// another goroutine writes: exec output, a VM's console.
 type countingBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
@@ -382,16 +382,4 @@ func fileSHA256(path string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// lockedWriter makes a console buffer safe to read while the VM writes.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
