@@ -185,11 +185,12 @@ func (d *Device) Dial(ctx context.Context, port uint32) (*Conn, error) {
 func (c *Conn) Read(b []byte) (int, error) {
 	d := c.d
 	for {
-		if c.readDL.expired() {
-			return 0, c.opErr("read", os.ErrDeadlineExceeded)
-		}
 		d.mu.Lock()
+		c.readWaiting = false // set again below if it waits once more
 		switch {
+		case c.readDL.expired():
+			d.mu.Unlock()
+			return 0, c.opErr("read", os.ErrDeadlineExceeded)
 		case c.appClosed || c.devClosed:
 			d.mu.Unlock()
 			return 0, c.opErr("read", c.closedErrLocked())
@@ -229,9 +230,6 @@ func (c *Conn) Read(b []byte) (int, error) {
 		case <-wait:
 		case <-c.readDL.wait():
 		}
-		d.mu.Lock()
-		c.readWaiting = false
-		d.mu.Unlock()
 	}
 }
 
