@@ -152,10 +152,13 @@ func Start(ctx context.Context, cfg Config) (_ *VM, err error) {
 	v.Agent = &proto.Client{Dial: v.dial}
 	go func() {
 		v.res, v.err = m.Run(runCtx)
+		// Mark the VM stopped before failing its streams, so that a call
+		// whose stream fails sees done closed and reports why the VM
+		// stopped (its crash, its console), not "the device was closed".
+		close(v.done)
 		// The guest is gone: fail its streams now (an exec waiting for
 		// output would otherwise wait for ever).
 		vs.Close()
-		close(v.done)
 	}()
 	defer func() {
 		if err != nil {
@@ -202,6 +205,16 @@ func (v *VM) waitReady(ctx context.Context) error {
 			return fmt.Errorf("%w (the environment's agent is from another pyro: rebuild it with pyro env build --force NAME)", err)
 		}
 		if !errors.Is(err, vsock.ErrConnRefused) && !tryExpired {
+			// A guest going down resets its vsock device before the VM
+			// stops: give the VM a moment, so that the error says why
+			// it stopped (a FATAL line from init, a panic), not that
+			// the connection was lost.
+			select {
+			case <-v.done:
+				return v.stoppedError("before its agent was ready")
+			case <-time.After(2 * time.Second):
+			case <-ctx.Done():
+			}
 			return fmt.Errorf("reaching the guest's agent: %w", err)
 		}
 		select {
@@ -249,14 +262,13 @@ var ErrPVMHost = errors.New("this host's /dev/kvm is PVM (the kvm_pvm module), w
 var ErrStopped = errors.New("the VM has stopped")
 
 func (v *VM) stoppedError(when string) error {
-	msg := "the VM stopped"
 	if when != "" {
-		msg += " " + when
+		when = " " + when
 	}
 	if v.err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrStopped, msg, v.err)
+		return fmt.Errorf("%w%s: %v", ErrStopped, when, v.err)
 	}
-	return fmt.Errorf("%w: %s (%s)%s", ErrStopped, msg, describe(v.res), v.consoleHint())
+	return fmt.Errorf("%w%s (%s)%s", ErrStopped, when, describe(v.res), v.consoleHint())
 }
 
 func describe(r vmm.Result) string {
@@ -334,6 +346,7 @@ func (v *VM) Close() error {
 	v.closeOnce.Do(func() {
 		v.cancel()
 		<-v.done // Run returns once its context ends
+		v.vs.Close() // the run goroutine may not have got to it yet
 		err = v.m.Close()
 	})
 	return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pyro-mcp/pyro/guest/agent"
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
 	"github.com/pyro-mcp/pyro/guest/env"
 	"github.com/pyro-mcp/pyro/kvm/kvmtest"
@@ -235,6 +237,9 @@ func TestEnvironmentsEndToEnd(t *testing.T) {
 			t.Run("exec", func(t *testing.T) { testExec(t, e) })
 			t.Run("isolation", func(t *testing.T) { testIsolation(t, e) })
 			t.Run("layers", func(t *testing.T) { testLayers(t, e) })
+			if te.name == "minimal" { // one is enough: the agent's init is the same
+				t.Run("no-root", func(t *testing.T) { testNoRoot(t, e) })
+			}
 			// The base image is never written, whatever the VMs did.
 			sum, err := fileSHA256(e.Rootfs)
 			if err != nil {
@@ -382,4 +387,38 @@ func fileSHA256(path string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// testNoRoot boots a blank disk: the agent's init cannot mount a root,
+// says so and powers off, and Start reports that, not the vsock device
+// closing under its ping.
+func testNoRoot(t *testing.T, e *env.Env) {
+	blank := filepath.Join(t.TempDir(), "blank")
+	if err := os.WriteFile(blank, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(blank, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	d, err := disk.Create(filepath.Join(t.TempDir(), "disk"), blank, 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	vm, err := Start(ctx, Config{Env: e, Disk: d, MemMiB: 256, Logger: testLogger(t)})
+	if err == nil {
+		vm.Close()
+		t.Fatal("Start booted a blank disk")
+	}
+	t.Logf("Start: %v", err)
+	if !errors.Is(err, ErrStopped) {
+		t.Fatalf("Start: %v\nwant an error that says the VM stopped", err)
+	}
+	for _, want := range []string{"before its agent was ready", agent.FatalMarker, "mounting the root disk"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Start's error lacks %q:\n%v", want, err)
+		}
+	}
 }
