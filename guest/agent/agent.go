@@ -171,7 +171,12 @@ func (s *Server) ServeConn(c net.Conn) {
 		st.fail(err)
 		return
 	}
-	if st.enc.WriteJSON(proto.FrameResult, res) == nil && after != nil {
+	if err := st.enc.WriteJSON(proto.FrameResult, res); err != nil {
+		// The host sees the stream end without an answer; say why here.
+		s.logf("%s: sending the result to the host failed: %v", req.Op, err)
+		return
+	}
+	if after != nil {
 		c.Close()
 		after()
 	}
