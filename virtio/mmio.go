@@ -174,8 +174,11 @@ func NewMMIO(dev Device, mem Memory, irq func(), log *slog.Logger) *MMIO {
 	return t
 }
 
-// offeredFeatures are the device's features plus the transport's.
-func (t *MMIO) offeredFeatures() uint64 { return t.dev.Features() | 1<<VIRTIO_F_VERSION_1 }
+// offeredFeatures are the device's features plus the transport's: version
+// 1, and event indices, which Queue implements for every device.
+func (t *MMIO) offeredFeatures() uint64 {
+	return t.dev.Features() | 1<<VIRTIO_F_VERSION_1 | 1<<VIRTIO_F_EVENT_IDX
+}
 
 // Read handles a guest load from the window.
 func (t *MMIO) Read(off uint64, data []byte) {
@@ -355,7 +358,7 @@ func (t *MMIO) activateLocked() error {
 		if !q.Ready {
 			continue
 		}
-		if err := q.activate(t.mem); err != nil {
+		if err := q.activate(t.mem, t.drvFeatures&(1<<VIRTIO_F_EVENT_IDX) != 0); err != nil {
 			return fmt.Errorf("queue %d: %w", i, err)
 		}
 	}

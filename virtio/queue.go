@@ -15,6 +15,15 @@ package virtio
 // processes the chain, writes {head, bytes written} to the used ring, bumps
 // used.idx and interrupts unless the driver said not to.
 //
+// With VIRTIO_F_EVENT_IDX (§2.7.7, §2.7.10) the two ring flags give way to
+// indices: the driver writes used_event, "interrupt me once used.idx passes
+// this", and the device writes avail_event, "notify me once avail.idx
+// passes this". The device here publishes avail_event as the next entry it
+// will pop, after every pop and whenever it finds the ring empty, so a
+// driver notifies only when it adds to a ring the device has caught up
+// with; a driver batching its work (Linux re-arms used_event only after it
+// has taken what was used) is interrupted once per batch, not per chain.
+//
 // Ordering: pyro runs on x86-64, where stores are not reordered with other
 // stores nor loads with other loads, and Go's compiler keeps memory
 // operations in program order; the one reordering x86 allows, a later load
@@ -67,6 +76,7 @@ type Queue struct {
 	used      []byte
 	lastAvail uint16 // next available-ring entry to pop
 	usedIdx   uint16 // device's copy of used.idx
+	eventIdx  bool   // VIRTIO_F_EVENT_IDX negotiated
 }
 
 // ErrQueue marks a virtqueue the driver set up or used against the rules.
@@ -76,8 +86,9 @@ func queueErr(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrQueue}, args...)...)
 }
 
-// activate checks the queue's layout against guest memory and binds it.
-func (q *Queue) activate(mem Memory) error {
+// activate checks the queue's layout against guest memory and binds it;
+// eventIdx says whether the driver accepted VIRTIO_F_EVENT_IDX.
+func (q *Queue) activate(mem Memory, eventIdx bool) error {
 	if q.Size == 0 || q.Size > q.MaxSize || q.Size&(q.Size-1) != 0 {
 		return queueErr("size %d (max %d, must be a power of two)", q.Size, q.MaxSize)
 	}
@@ -97,6 +108,10 @@ func (q *Queue) activate(mem Memory) error {
 	}
 	q.mem = mem
 	q.lastAvail, q.usedIdx = 0, 0
+	q.eventIdx = eventIdx
+	if eventIdx {
+		q.setAvailEvent(0)
+	}
 	return nil
 }
 
@@ -147,7 +162,18 @@ func (q *Queue) Pop() (c Chain, ok bool, err error) {
 	}
 	idx := q.availIdx()
 	if idx == q.lastAvail {
-		return Chain{}, false, nil
+		if !q.eventIdx {
+			return Chain{}, false, nil
+		}
+		// Ask to be notified of the next entry, then look again: the
+		// driver may have added one after we read avail.idx but
+		// before it could see the new avail_event, and it will not
+		// notify for that one.
+		q.setAvailEvent(q.lastAvail)
+		fence()
+		if idx = q.availIdx(); idx == q.lastAvail {
+			return Chain{}, false, nil
+		}
 	}
 	if uint16(idx-q.lastAvail) > q.Size {
 		return Chain{}, false, queueErr("avail.idx %d is %d entries ahead of the device's %d, more than the queue size %d", idx, uint16(idx-q.lastAvail), q.lastAvail, q.Size)
@@ -155,6 +181,9 @@ func (q *Queue) Pop() (c Chain, ok bool, err error) {
 	// The entry must be read after avail.idx; x86 keeps loads in order.
 	head := binary.LittleEndian.Uint16(q.avail[4+2*uint64(q.lastAvail%q.Size):])
 	q.lastAvail++
+	if q.eventIdx {
+		q.setAvailEvent(q.lastAvail)
+	}
 	c, err = q.walk(head)
 	if err != nil {
 		return Chain{}, false, err
@@ -212,14 +241,37 @@ func (q *Queue) Push(head uint16, written uint32) (interrupt bool, err error) {
 	e := q.used[4+8*uint64(q.usedIdx%q.Size):]
 	binary.LittleEndian.PutUint32(e[0:], uint32(head))
 	binary.LittleEndian.PutUint32(e[4:], written)
+	old := q.usedIdx
 	q.usedIdx++
 	// The element must be visible before the index that publishes it: x86
 	// does not reorder stores.
 	binary.LittleEndian.PutUint16(q.used[2:], q.usedIdx)
-	// The flag must be read after used.idx is published, or a driver that
-	// just re-enabled interrupts could miss this one.
+	// The driver's wish must be read after used.idx is published, or a
+	// driver that just re-enabled interrupts could miss this one.
 	fence()
+	if q.eventIdx {
+		return needEvent(q.usedEvent(), q.usedIdx, old), nil
+	}
 	return binary.LittleEndian.Uint16(q.avail[0:])&VIRTQ_AVAIL_F_NO_INTERRUPT == 0, nil
+}
+
+// needEvent reports whether moving an index from prev to next crosses event,
+// that is whether event is in [prev, next) modulo 2^16 (§2.7.7.2's
+// vring_need_event).
+func needEvent(event, next, prev uint16) bool {
+	return next-event-1 < next-prev
+}
+
+// usedEvent is the driver's used_event: the last entry of the available
+// ring.
+func (q *Queue) usedEvent() uint16 {
+	return binary.LittleEndian.Uint16(q.avail[4+2*uint64(q.Size):])
+}
+
+// setAvailEvent writes the device's avail_event: the last entry of the
+// used ring.
+func (q *Queue) setAvailEvent(v uint16) {
+	binary.LittleEndian.PutUint16(q.used[4+8*uint64(q.Size):], v)
 }
 
 var fenceWord atomic.Uint32
@@ -234,6 +286,11 @@ func fence() { fenceWord.Add(0) }
 func (q *Queue) String() string {
 	if !q.Ready || q.avail == nil || q.used == nil {
 		return fmt.Sprintf("queue(size %d, not active)", q.Size)
+	}
+	if q.eventIdx {
+		return fmt.Sprintf("queue(size %d: avail.idx %d, popped %d, used.idx %d, used_event %d, avail_event %d)",
+			q.Size, q.availIdx(), q.lastAvail, binary.LittleEndian.Uint16(q.used[2:]),
+			q.usedEvent(), binary.LittleEndian.Uint16(q.used[4+8*uint64(q.Size):]))
 	}
 	return fmt.Sprintf("queue(size %d: avail.idx %d, popped %d, used.idx %d, avail.flags %#x, used.flags %#x)",
 		q.Size, q.availIdx(), q.lastAvail, binary.LittleEndian.Uint16(q.used[2:]),

@@ -85,14 +85,22 @@ func (e *echoDevice) Notify(qi int) {
 }
 
 func setup(t *testing.T) (*echoDevice, *virtiotest.Driver) {
+	return setupFeatures(t, ^uint64(0))
+}
+
+// noEventIdx is every feature but VIRTIO_F_EVENT_IDX: the ring flags.
+const noEventIdx = ^uint64(1 << virtio.VIRTIO_F_EVENT_IDX)
+
+// setupFeatures activates an echo device accepting the features in want.
+func setupFeatures(t *testing.T, want uint64) (*echoDevice, *virtiotest.Driver) {
 	dev := &echoDevice{feature: 1 << 3}
 	d := virtiotest.New(t, dev, 1<<20)
-	d.Init(^uint64(0), 8)
+	d.Init(want, 8)
 	return dev, d
 }
 
 func TestEchoRoundTrip(t *testing.T) {
-	dev, d := setup(t)
+	dev, d := setupFeatures(t, noEventIdx)
 	q := d.Queues[0]
 	for i := 0; i < 20; i++ { // wraps the 8-entry rings more than twice
 		req := q.Add([][]byte{[]byte("hello, "), []byte("virtio")}, []uint32{5, 100})
@@ -188,13 +196,13 @@ func TestBrokenChains(t *testing.T) {
 func TestFeatureNegotiation(t *testing.T) {
 	dev := &echoDevice{feature: 1 << 3}
 	d := virtiotest.New(t, dev, 1<<20)
-	if f := d.Features(); f != 1<<3|1<<virtio.VIRTIO_F_VERSION_1 {
+	if f := d.Features(); f != 1<<3|1<<virtio.VIRTIO_F_VERSION_1|1<<virtio.VIRTIO_F_EVENT_IDX {
 		t.Fatalf("offered %#x", f)
 	}
 	for name, feat := range map[string]uint64{
-		"unoffered bit":   1<<3 | 1<<virtio.VIRTIO_F_VERSION_1 | 1<<5,
-		"legacy (no v1)":  1 << 3,
-		"event idx unoff": 1<<virtio.VIRTIO_F_EVENT_IDX | 1<<virtio.VIRTIO_F_VERSION_1,
+		"unoffered bit":  1<<3 | 1<<virtio.VIRTIO_F_VERSION_1 | 1<<5,
+		"legacy (no v1)": 1 << 3,
+		"indirect unoff": 1<<virtio.VIRTIO_F_INDIRECT_DESC | 1<<virtio.VIRTIO_F_VERSION_1,
 	} {
 		d.SetReg(virtio.Status, 0)
 		d.SetReg(virtio.Status, virtio.ACKNOWLEDGE|virtio.DRIVER)
@@ -294,12 +302,14 @@ func FuzzQueueWalk(f *testing.F) {
 	loop := make([]byte, 16*8)
 	binary.LittleEndian.PutUint16(loop[12:], virtio.VIRTQ_DESC_F_NEXT)
 	f.Add(loop, []byte{0, 0, 3, 0, 0, 0, 0, 0, 0, 0}, uint16(0))
+	f.Add(desc, []byte{0, 0, 1, 0, 0, 0}, uint16(1))
+	// start's low bit negotiates event indices.
 	f.Fuzz(func(t *testing.T, descTable, avail []byte, start uint16) {
 		mem := virtiotest.NewMemory(0x4000)
 		copy(mem.B[0x1000:0x1080], descTable)
 		copy(mem.B[0x2000:0x2014], avail)
 		q := &virtio.Queue{MaxSize: 8, Size: 8, Ready: true, DescAddr: 0x1000, AvailAddr: 0x2000, UsedAddr: 0x3000}
-		if err := virtio.ActivateForTest(q, mem); err != nil {
+		if err := virtio.ActivateForTest(q, mem, start&1 != 0); err != nil {
 			t.Fatal(err)
 		}
 		for i := 0; i < 20; i++ {
@@ -318,4 +328,125 @@ func FuzzQueueWalk(f *testing.F) {
 			}
 		}
 	})
+}
+
+// With VIRTIO_F_EVENT_IDX the device publishes avail_event as it pops and
+// interrupts only when used.idx passes the driver's used_event; the ring
+// flags no longer count.
+func TestEventIdx(t *testing.T) {
+	dev, d := setup(t)
+	if d.Negotiated&(1<<virtio.VIRTIO_F_EVENT_IDX) == 0 || dev.act.Features&(1<<virtio.VIRTIO_F_EVENT_IDX) == 0 {
+		t.Fatalf("event indices not negotiated: driver %#x, device %#x", d.Negotiated, dev.act.Features)
+	}
+	q := d.Queues[0]
+	if got := q.AvailEvent(); got != 0 {
+		t.Fatalf("avail_event %d at activation, want 0", got)
+	}
+	// A fresh ring wants a notification; after draining, the device
+	// waits for the entry after the last it popped.
+	q.Add([][]byte{[]byte("a")}, []uint32{1})
+	if !q.KickPrepare() {
+		t.Fatal("no notification wanted for the first entry")
+	}
+	q.Notify()
+	if used := q.TakeUsed(); len(used) != 1 || d.IRQs() != 1 {
+		t.Fatalf("first request: %d used, %d interrupts", len(used), d.IRQs())
+	}
+	if got := q.AvailEvent(); got != 1 {
+		t.Fatalf("avail_event %d after one pop, want 1", got)
+	}
+	if got := q.UsedEvent(); got != 1 {
+		t.Fatalf("TakeUsed left used_event at %d, want 1", got)
+	}
+
+	// A batch of three: one notification, one interrupt.
+	for range 3 {
+		q.Add([][]byte{[]byte("b")}, []uint32{1})
+	}
+	if !q.KickPrepare() {
+		t.Fatal("no notification wanted for a batch on a caught-up device")
+	}
+	q.Notify()
+	if d.IRQs() != 2 {
+		t.Fatalf("%d interrupts after a batch of three, want one more (2)", d.IRQs())
+	}
+	if used := q.TakeUsed(); len(used) != 3 {
+		t.Fatalf("batch: %d used, want 3", len(used))
+	}
+	if got := q.AvailEvent(); got != 4 {
+		t.Fatalf("avail_event %d after four pops, want 4", got)
+	}
+
+	// Entries added while the device has not caught up need no
+	// notification: avail_event 4 is behind what the driver already
+	// told it about.
+	q.Add([][]byte{[]byte("c")}, []uint32{1})
+	if !q.KickPrepare() {
+		t.Fatal("no notification wanted for entry 4")
+	}
+	q.Add([][]byte{[]byte("d")}, []uint32{1})
+	if q.KickPrepare() {
+		t.Fatal("notification wanted for entry 5 although avail_event is 4 and the device was told of 4")
+	}
+	q.Notify() // a driver may notify anyway
+	if used := q.TakeUsed(); len(used) != 2 {
+		t.Fatalf("%d used, want 2", len(used))
+	}
+
+	// A used_event ahead of used.idx holds interrupts back, and
+	// VIRTQ_AVAIL_F_NO_INTERRUPT is ignored.
+	irqs := d.IRQs()
+	q.SetUsedEvent(100)
+	q.Add([][]byte{[]byte("e")}, []uint32{1})
+	q.Kick()
+	if d.IRQs() != irqs {
+		t.Fatal("interrupted although used_event is ahead")
+	}
+	q.TakeUsed() // re-arms
+	q.SuppressInterrupts(true)
+	q.Add([][]byte{[]byte("f")}, []uint32{1})
+	q.Kick()
+	if d.IRQs() != irqs+1 {
+		t.Fatal("no interrupt for an armed used_event: the NO_INTERRUPT flag must be ignored")
+	}
+	q.TakeUsed()
+	// Indices wrap: 70000 requests through an 8-entry ring, each on the
+	// same descriptor.
+	q.SuppressInterrupts(false)
+	q.WriteDesc(0, virtiotest.Desc{Addr: d.Alloc(1, 8), Len: 1})
+	for i := range 70000 {
+		q.Publish(0)
+		if !q.KickPrepare() {
+			t.Fatalf("request %d: no notification wanted of a drained device", i)
+		}
+		q.Notify()
+		if len(q.TakeUsed()) != 1 {
+			t.Fatalf("request %d: not completed", i)
+		}
+	}
+	if want := irqs + 1 + 70000; d.IRQs() != want {
+		t.Fatalf("%d interrupts, want %d: one per re-armed request", d.IRQs(), want)
+	}
+}
+
+func TestNeedEvent(t *testing.T) {
+	for _, c := range []struct {
+		event, next, prev uint16
+		want              bool
+	}{
+		{0, 1, 0, true},
+		{0, 0, 0, false},         // nothing moved
+		{5, 3, 0, false},         // not there yet
+		{2, 3, 0, true},          // passed inside the step
+		{3, 3, 0, false},         // event is the next one to come
+		{65535, 1, 65534, true},  // across the wrap
+		{1, 65535, 65530, false}, // behind: long past
+	} {
+		if got := virtio.NeedEventForTest(c.event, c.next, c.prev); got != c.want {
+			t.Errorf("needEvent(event %d, next %d, prev %d) = %v, want %v", c.event, c.next, c.prev, got, c.want)
+		}
+		if got := virtiotest.NeedEvent(c.event, c.next, c.prev); got != c.want {
+			t.Errorf("virtiotest.NeedEvent(event %d, next %d, prev %d) = %v, want %v", c.event, c.next, c.prev, got, c.want)
+		}
+	}
 }

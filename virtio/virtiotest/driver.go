@@ -38,6 +38,8 @@ type Driver struct {
 	MMIO   *virtio.MMIO
 	Mem    *Memory
 	Queues []*DriverQueue
+	// Negotiated are the features Init accepted.
+	Negotiated uint64
 
 	mu   sync.Mutex
 	irqs int
@@ -122,12 +124,14 @@ func (d *Driver) Init(want uint64, qsize uint16) {
 	if d.Reg(virtio.Status)&virtio.FEATURES_OK == 0 {
 		d.T.Fatalf("virtiotest: device refused features %#x", feat)
 	}
+	d.Negotiated = feat
 	d.Queues = nil
 	for i := 0; i < d.MMIO.NumQueues(); i++ {
 		d.SetReg(virtio.QueueSel, uint32(i))
 		max := uint16(d.Reg(virtio.QueueNumMax))
 		size := min(qsize, max)
 		q := d.newQueue(i, size)
+		q.EventIdx = feat&(1<<virtio.VIRTIO_F_EVENT_IDX) != 0
 		d.SetReg(virtio.QueueNum, uint32(size))
 		d.SetReg(virtio.QueueDescLow, uint32(q.Desc))
 		d.SetReg(virtio.QueueDescHigh, uint32(q.Desc>>32))
@@ -154,6 +158,10 @@ type DriverQueue struct {
 	availIdx          uint16
 	lastUsed          uint16
 	seenIRQs          int
+	// EventIdx is set when VIRTIO_F_EVENT_IDX was negotiated: TakeUsed
+	// then re-arms used_event and KickPrepare honours avail_event.
+	EventIdx bool
+	kicked   uint16 // avail.idx at the last KickPrepare
 }
 
 func (d *Driver) newQueue(i int, size uint16) *DriverQueue {
@@ -251,9 +259,48 @@ func (q *DriverQueue) Add(readable [][]byte, writable []uint32) Request {
 	return req
 }
 
-// Kick notifies the device that queue q has buffers.
-func (q *DriverQueue) Kick() {
+// Kick notifies the device that queue q has buffers, whether or not the
+// device asked to be (a driver may always notify).
+func (q *DriverQueue) Kick() { q.Notify() }
+
+// KickPrepare reports whether the device wants a notification for the
+// entries published since the last call, as Linux's virtqueue_kick_prepare
+// does: always without event indices, and with them only when avail.idx
+// passed the device's avail_event. Call it where the device cannot be
+// writing the ring (the race detector sees guest memory as Go memory), and
+// Notify after.
+func (q *DriverQueue) KickPrepare() bool {
+	prev := q.kicked
+	q.kicked = q.availIdx
+	if !q.EventIdx {
+		return true
+	}
+	return NeedEvent(q.AvailEvent(), q.availIdx, prev)
+}
+
+// Notify writes the queue's index to QueueNotify.
+func (q *DriverQueue) Notify() {
 	q.d.SetReg(virtio.QueueNotify, uint32(q.Index))
+}
+
+// NeedEvent is the spec's vring_need_event: whether moving an index from
+// prev to next passes event.
+func NeedEvent(event, next, prev uint16) bool { return next-event-1 < next-prev }
+
+// AvailEvent reads the device's avail_event (the used ring's last entry).
+func (q *DriverQueue) AvailEvent() uint16 {
+	return binary.LittleEndian.Uint16(q.d.Mem.B[q.Used+4+8*uint64(q.Size):])
+}
+
+// UsedEvent reads the driver's used_event (the available ring's last
+// entry).
+func (q *DriverQueue) UsedEvent() uint16 {
+	return binary.LittleEndian.Uint16(q.d.Mem.B[q.Avail+4+2*uint64(q.Size):])
+}
+
+// SetUsedEvent writes used_event: interrupt once used.idx passes v.
+func (q *DriverQueue) SetUsedEvent(v uint16) {
+	binary.LittleEndian.PutUint16(q.d.Mem.B[q.Avail+4+2*uint64(q.Size):], v)
 }
 
 // Used is one used-ring element.
@@ -263,16 +310,26 @@ type Used struct {
 }
 
 // TakeUsed returns the used elements the device added since the last call.
+// With event indices it then asks for an interrupt at the next one, as
+// Linux's virtqueue_enable_cb does, and looks once more.
 func (q *DriverQueue) TakeUsed() []Used {
 	b := q.d.Mem.B
-	idx := binary.LittleEndian.Uint16(b[q.Used+2:])
 	var out []Used
-	for q.lastUsed != idx {
-		e := b[q.Used+4+8*uint64(q.lastUsed%q.Size):]
-		out = append(out, Used{binary.LittleEndian.Uint32(e), binary.LittleEndian.Uint32(e[4:])})
-		q.lastUsed++
+	for {
+		idx := binary.LittleEndian.Uint16(b[q.Used+2:])
+		for q.lastUsed != idx {
+			e := b[q.Used+4+8*uint64(q.lastUsed%q.Size):]
+			out = append(out, Used{binary.LittleEndian.Uint32(e), binary.LittleEndian.Uint32(e[4:])})
+			q.lastUsed++
+		}
+		if !q.EventIdx {
+			return out
+		}
+		q.SetUsedEvent(q.lastUsed)
+		if binary.LittleEndian.Uint16(b[q.Used+2:]) == q.lastUsed {
+			return out
+		}
 	}
-	return out
 }
 
 // Bytes returns n bytes of guest memory at addr.

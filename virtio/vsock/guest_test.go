@@ -205,6 +205,7 @@ func (g *guest) boot() {
 		g.txFree = append(g.txFree, i)
 	}
 	g.txChains = make(map[uint16][]uint16)
+	kickRx, kickEv := g.rxq.KickPrepare(), g.evq.KickPrepare()
 	g.dev.memMu.Unlock()
 	g.mu.Lock()
 	g.socks = make(map[gkey]*gsock)
@@ -213,8 +214,12 @@ func (g *guest) boot() {
 	g.mu.Unlock()
 	g.stop, g.done = make(chan struct{}), make(chan struct{})
 	go g.loop(g.stop, g.done)
-	g.rxq.Kick()
-	g.evq.Kick()
+	if kickRx {
+		g.rxq.Notify()
+	}
+	if kickEv {
+		g.evq.Notify()
+	}
 }
 
 // halt stops the guest's loop (a guest that froze); the device is not
@@ -249,18 +254,23 @@ func (g *guest) loop(stop, done chan struct{}) {
 		kickRx, kickTx, kickEv := g.serviceLocked()
 		g.cond.Broadcast()
 		g.mu.Unlock()
+		// As Linux does: decide under the ring's lock whether the
+		// device asked to be notified (avail_event), notify outside.
+		kickRx = kickRx && g.rxq.KickPrepare()
+		kickTx = kickTx && g.txq.KickPrepare()
+		kickEv = kickEv && g.evq.KickPrepare()
 		g.dev.memMu.Unlock()
 		if g.o.loseKicks != nil && g.o.loseKicks.Load() {
 			kickRx, kickTx, kickEv = false, false, false
 		}
 		if kickRx {
-			g.rxq.Kick()
+			g.rxq.Notify()
 		}
 		if kickTx {
-			g.txq.Kick()
+			g.txq.Notify()
 		}
 		if kickEv {
-			g.evq.Kick()
+			g.evq.Notify()
 		}
 	wait:
 		for {
