@@ -345,7 +345,7 @@ func (v *VM) Close() error {
 	var err error
 	v.closeOnce.Do(func() {
 		v.cancel()
-		<-v.done // Run returns once its context ends
+		<-v.done     // Run returns once its context ends
 		v.vs.Close() // the run goroutine may not have got to it yet
 		err = v.m.Close()
 	})
