@@ -68,8 +68,10 @@ func cmdAssets(args []string) error {
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	_, err := ensureAssets(ctx, *dir, *kernelPkg)
-	return err
+	if _, err := ensureAssets(ctx, *dir, *kernelPkg); err != nil {
+		return err
+	}
+	return ensureQEMU(ctx, *dir)
 }
 
 // ensureAssets makes dir hold the current Debian kernel, its KVM modules and

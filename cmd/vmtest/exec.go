@@ -37,6 +37,7 @@ type l1 struct {
 	mem     int
 	smp     int
 	cpu     string // QEMU -cpu model; it must offer SVM (and NPT)
+	kvmAMD  string // kvm-amd.ko's module parameters in L1
 }
 
 // Guest-side locations of the harness's own files.
@@ -90,6 +91,7 @@ func runExec(ctx context.Context, binary string, args []string) (int, error) {
 	if r.cpu = os.Getenv("PYRO_VMTEST_CPU"); r.cpu == "" {
 		r.cpu = "max"
 	}
+	r.kvmAMD = os.Getenv("PYRO_VMTEST_KVM_AMD")
 	if r.cwd, err = os.Getwd(); err != nil {
 		return 0, err
 	}
@@ -352,7 +354,11 @@ func (r *l1) initScript() string {
 	}
 	var mods []string
 	for _, m := range r.m.KVMModules {
-		mods = append(mods, shQuote(guestModules+"/"+filepath.Base(m)))
+		arg := guestModules + "/" + filepath.Base(m)
+		if filepath.Base(m) == "kvm-amd.ko" && r.kvmAMD != "" {
+			arg += " " + r.kvmAMD
+		}
+		mods = append(mods, shQuote(arg))
 	}
 	return fmt.Sprintf(`#!/bin/busybox sh
 # L1 /init, written by cmd/vmtest: load KVM, run one test binary, power off.
@@ -433,11 +439,11 @@ type result struct {
 // boot runs QEMU and relays the ports until L1 powers off, the timeout
 // passes or ctx is cancelled.
 func (r *l1) boot(ctx context.Context, cpio string, timeout time.Duration) (*result, error) {
-	qemu, err := exec.LookPath("qemu-system-x86_64")
+	qemu, pre, err := harnessQEMU(ctx, r.assets)
 	if err != nil {
-		return nil, fmt.Errorf("%v: vmtest boots L1 with QEMU (apt-get install qemu-system-x86)", err)
+		return nil, err
 	}
-	cmd := exec.Command(qemu, r.qemuArgs(cpio)...)
+	cmd := exec.Command(qemu, append(pre, r.qemuArgs(cpio)...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	qlog := newTail(20)
 	cmd.Stdout, cmd.Stderr = qlog, qlog

@@ -14,7 +14,9 @@
 //	vmtest marker-initrd --busybox PATH -o FILE
 //
 // `assets` fetches the current Debian cloud kernel, its KVM modules and
-// busybox into the assets directory (idempotent; quick when up to date).
+// busybox into the assets directory (idempotent; quick when up to date),
+// and, when the host's QEMU is older than 10, the release's backports QEMU
+// into assets/qemu, which exec then prefers (see qemu.go for why).
 //
 // `marker-initrd` writes the initramfs of guest/testinit (print a marker line
 // and the CPU count, power off), which make demo boots.
@@ -39,6 +41,8 @@
 //	PYRO_VMTEST_SMP      L1 vCPUs (default 2)
 //	PYRO_VMTEST_CPU      QEMU -cpu model for L1 (default max; it must offer svm and npt)
 //	PYRO_VMTEST_APPEND   extra L1 kernel command-line arguments
+//	PYRO_VMTEST_KVM_AMD  module parameters for L1's kvm-amd (vgif=0, say), for
+//	                     experiments with the nested setup
 //	PYRO_VMTEST_QEMU=1   also pack qemu-system-x86_64, its libraries and the
 //	                     x86 firmware into L1, at their host paths
 //	PYRO_VMTEST_CONSOLE=1  echo L1's console to stderr live, with kernel messages

@@ -177,3 +177,23 @@ func TestInitScriptAndQEMUArgs(t *testing.T) {
 		t.Error("merged mode still has a third port")
 	}
 }
+
+func TestQEMUMajor(t *testing.T) {
+	for in, want := range map[string]int{
+		"1:10.0.2+ds-2+deb13u1~bpo12+1":                                  10,
+		"1:7.2+dfsg-7+deb12u18+b3":                                       7,
+		"QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)": 7,
+		"QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2)":            10,
+		"8.2.1": 8,
+	} {
+		got, err := qemuMajor(in)
+		if err != nil || got != want {
+			t.Errorf("qemuMajor(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "QEMU emulator version", "x.y"} {
+		if _, err := qemuMajor(bad); err == nil {
+			t.Errorf("qemuMajor(%q): no error", bad)
+		}
+	}
+}

@@ -34,6 +34,21 @@ func need(tool string) (string, error) {
 	return p, nil
 }
 
+// Apt is an apt configuration to resolve and fetch with: the host's own
+// (a nil *Apt, what the package-level functions use) or a private one that
+// Suite makes.
+type Apt struct {
+	opts []string // -o options for apt-get and apt-cache
+}
+
+// run runs an apt tool with a's options.
+func (a *Apt) run(ctx context.Context, dir, tool string, args ...string) ([]byte, error) {
+	if a != nil && (tool == "apt-get" || tool == "apt-cache") {
+		args = append(append([]string(nil), a.opts...), args...)
+	}
+	return run(ctx, dir, tool, args...)
+}
+
 func run(ctx context.Context, dir, tool string, args ...string) ([]byte, error) {
 	p, err := need(tool)
 	if err != nil {
@@ -58,8 +73,11 @@ type Record struct {
 }
 
 // Show returns the apt record of the candidate version of name.
-func Show(ctx context.Context, name string) (Record, error) {
-	out, err := run(ctx, "", "apt-cache", "show", "--no-all-versions", name)
+func Show(ctx context.Context, name string) (Record, error) { return (*Apt)(nil).Show(ctx, name) }
+
+// Show returns the apt record of the candidate version of name.
+func (a *Apt) Show(ctx context.Context, name string) (Record, error) {
+	out, err := a.run(ctx, "", "apt-cache", "show", "--no-all-versions", name)
 	if err != nil {
 		return Record{}, fmt.Errorf("%w (is the package name right? has `apt-get update` run?)", err)
 	}
@@ -109,12 +127,17 @@ func parseRecord(out []byte) Record {
 // one package that shares name's first two dash-separated words
 // ("linux-image-"), that package is followed.
 func Resolve(ctx context.Context, name string) (pkg, version string, err error) {
-	rec, err := Show(ctx, name)
+	return (*Apt)(nil).Resolve(ctx, name)
+}
+
+// Resolve is the package-level Resolve with a's configuration.
+func (a *Apt) Resolve(ctx context.Context, name string) (pkg, version string, err error) {
+	rec, err := a.Show(ctx, name)
 	if err != nil {
 		return "", "", err
 	}
 	if dep := metaTarget(rec); dep != "" {
-		if rec, err = Show(ctx, dep); err != nil {
+		if rec, err = a.Show(ctx, dep); err != nil {
 			return "", "", fmt.Errorf("resolving %s: %w", name, err)
 		}
 	}
@@ -144,6 +167,11 @@ func metaTarget(rec Record) string {
 // A .deb already in cacheDir is reused. The download happens in a temporary
 // directory inside cacheDir and is renamed into place when complete.
 func Fetch(ctx context.Context, cacheDir, pkg, version string) (string, error) {
+	return (*Apt)(nil).Fetch(ctx, cacheDir, pkg, version)
+}
+
+// Fetch is the package-level Fetch with a's configuration.
+func (a *Apt) Fetch(ctx context.Context, cacheDir, pkg, version string) (string, error) {
 	// apt-get download names files pkg_version_arch.deb, with ':' escaped.
 	pattern := filepath.Join(cacheDir, pkg+"_"+strings.ReplaceAll(version, ":", "%3a")+"_*.deb")
 	if m, _ := filepath.Glob(pattern); len(m) == 1 {
@@ -157,7 +185,7 @@ func Fetch(ctx context.Context, cacheDir, pkg, version string) (string, error) {
 		return "", err
 	}
 	defer os.RemoveAll(tmp)
-	if _, err := run(ctx, tmp, "apt-get", "download", "-q", pkg+"="+version); err != nil {
+	if _, err := a.run(ctx, tmp, "apt-get", "download", "-q", pkg+"="+version); err != nil {
 		return "", err
 	}
 	m, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
