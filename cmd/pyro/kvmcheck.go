@@ -23,6 +23,8 @@ type check struct {
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail"`
 	Fix    string `json:"fix,omitempty"`
+	// Warn marks a check that passed with a caveat (doctor's).
+	Warn bool `json:"warn,omitempty"`
 }
 
 // kvmReport is what kvm-check found; --json prints it as is.
@@ -83,16 +85,7 @@ func kvmCheckMain(args []string, stdout, stderr io.Writer) int {
 
 func printReport(w io.Writer, r kvmReport) {
 	fmt.Fprintf(w, "pyro kvm-check: %s\n\n", r.Summary)
-	for _, c := range r.Checks {
-		mark := "ok  "
-		if !c.OK {
-			mark = "FAIL"
-		}
-		fmt.Fprintf(w, "  [%s] %-30s %s\n", mark, c.Name, c.Detail)
-		if !c.OK && c.Fix != "" {
-			fmt.Fprintf(w, "         %-30s fix: %s\n", "", c.Fix)
-		}
-	}
+	printChecks(w, r.Checks)
 }
 
 // probeHost runs every check. Its inputs are paths so tests can point it at

@@ -21,6 +21,7 @@ type command struct {
 }
 
 var commands = map[string]command{
+	"doctor":    {"check everything pyro mcp serve needs, and say what to fix", doctorMain},
 	"env":       {"build and list the environments workspaces boot", envMain},
 	"kvm-check": {"check that this host can boot pyro VMs", kvmCheckMain},
 	"mcp":       {"serve the workspace tools to a chat host over MCP (stdio)", mcpMain},
@@ -39,6 +40,7 @@ Usage:
 
 Start here:
   pyro kvm-check          can this host boot pyro VMs? (says what to fix if not)
+  pyro doctor             is everything pyro mcp serve needs in place?
   pyro env build debian-12
   pyro run debian-12 -- python3 -c 'print(6*7)'
   pyro mcp config claude-code    how to connect a chat host to pyro mcp serve

@@ -1,0 +1,287 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	flag "github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+
+	"github.com/pyro-mcp/pyro/guest/env"
+	"github.com/pyro-mcp/pyro/kvm"
+)
+
+const doctorHelp = `Usage: pyro doctor [--json]
+
+Checks everything pyro mcp serve needs, and says what to fix:
+  - the host: the checks of pyro kvm-check (KVM device, access,
+    capabilities, hardware virtualization)
+  - environments: which are built, which are broken or outdated
+  - the state directory (workspaces) and the cache (environments): where
+    they are, that they are writable, their free space, and whether a
+    pyro mcp serve already holds the state directory
+  - the binary a chat host will start: is pyro on PATH, and is it this one
+
+Exits 0 when pyro mcp serve can boot workspaces (warnings allowed),
+otherwise 1. It changes nothing.
+
+Flags:
+`
+
+// minFreeBytes is the free space below which doctor warns: a workspace's
+// disk layers grow with what its commands install.
+const minFreeBytes = 2 << 30
+
+// doctorReport is what doctor found; --json prints it as is.
+type doctorReport struct {
+	OK       bool    `json:"ok"`
+	Summary  string  `json:"summary"`
+	Version  string  `json:"version"`
+	StateDir string  `json:"state_dir"`
+	CacheDir string  `json:"cache_dir"`
+	Checks   []check `json:"checks"`
+}
+
+func doctorMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	device := fs.String("device", kvm.DevicePath, "KVM device node")
+	fs.Usage = func() { fmt.Fprint(stderr, doctorHelp); fs.PrintDefaults() }
+	if code := parseFlags(fs, args, stderr); code >= 0 {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pyro doctor: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	self, _ := os.Executable()
+	r := diagnose(doctorInputs{
+		device: *device, sysfs: "/sys", cpuinfo: "/proc/cpuinfo",
+		state: stateDir(), cache: cacheRoot(), self: self, path: os.Getenv("PATH"),
+	})
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(r)
+	} else {
+		fmt.Fprintf(stdout, "pyro doctor (pyro %s): %s\n\n", r.Version, r.Summary)
+		printChecks(stdout, r.Checks)
+	}
+	if !r.OK {
+		return exitFailure
+	}
+	return exitOK
+}
+
+// doctorInputs are the paths diagnose looks at, so tests can fake them.
+type doctorInputs struct {
+	device, sysfs, cpuinfo string
+	state, cache           string
+	self                   string // this executable
+	path                   string // $PATH
+}
+
+func diagnose(in doctorInputs) doctorReport {
+	r := doctorReport{Version: version, StateDir: in.state, CacheDir: in.cache}
+	add := func(c check) { r.Checks = append(r.Checks, c) }
+
+	host := probeHostChecks(in.device, in.sysfs, in.cpuinfo)
+	r.Checks = append(r.Checks, host...)
+	checkEnvironments(in.cache, add)
+	checkDir("state directory", in.state, "workspaces", add)
+	checkStateLock(in.state, add)
+	checkDir("cache directory", in.cache, "environments", add)
+	checkOnPath(in.self, in.path, add)
+
+	r.OK = true
+	warns := 0
+	for _, c := range r.Checks {
+		r.OK = r.OK && c.OK
+		if c.Warn {
+			warns++
+		}
+	}
+	switch {
+	case !r.OK:
+		r.Summary = "pyro mcp serve cannot boot workspaces here yet; fix the failed checks below"
+	case warns > 0:
+		r.Summary = fmt.Sprintf("ready, with %d warning(s) below", warns)
+	default:
+		r.Summary = "ready: pyro mcp serve can boot workspaces (pyro mcp config claude-code shows how to connect)"
+	}
+	return r
+}
+
+// probeHostChecks returns kvm-check's host checks, its capability lines
+// folded into one while they all pass. Environments are doctor's own.
+func probeHostChecks(device, sysfs, cpuinfo string) []check {
+	var out, caps []check
+	capsOK := true
+	for _, c := range probeHost(device, sysfs, cpuinfo, "").Checks {
+		switch {
+		case strings.HasPrefix(c.Name, "KVM_CAP_"):
+			caps = append(caps, c)
+			capsOK = capsOK && c.OK
+		case c.Name == "environments" || c.Name == "guest kernel":
+		default:
+			out = append(out, c)
+		}
+	}
+	if capsOK && len(caps) > 0 {
+		out = append(out, check{Name: "KVM capabilities", OK: true, Detail: fmt.Sprintf("all %d that pyro uses", len(caps))})
+	} else {
+		out = append(out, caps...)
+	}
+	return out
+}
+
+// checkEnvironments reports each environment: built ones are what
+// workspaces boot; broken or outdated ones get the command that fixes
+// them. At least one must be built.
+func checkEnvironments(cache string, add func(check)) {
+	var built []string
+	for _, st := range env.List(cache) {
+		name := st.Spec.Name
+		switch {
+		case st.State == env.StateBroken:
+			add(check{Name: "environment " + name, Detail: "broken: " + st.Reason, Fix: "pyro env build --force " + name})
+		case st.State == env.StateBuilt && st.Outdated != "":
+			add(check{Name: "environment " + name, OK: true, Warn: true, Detail: "built, but " + st.Outdated, Fix: "pyro env build " + name})
+			built = append(built, name)
+		case st.State == env.StateBuilt:
+			detail := "built"
+			if st.Env != nil {
+				detail += ", kernel " + st.Env.Manifest.Kernel.Version
+			}
+			add(check{Name: "environment " + name, OK: true, Detail: detail})
+			built = append(built, name)
+		}
+	}
+	if len(built) == 0 {
+		add(check{Name: "environments", Detail: "none built in " + cache + ": workspaces have nothing to boot",
+			Fix: "pyro env build debian-12 (or minimal, in seconds)"})
+	}
+}
+
+// checkDir checks that dir (or, before first use, the directory it will
+// be made in) is writable and has room.
+func checkDir(name, dir, what string, add func(check)) {
+	probe := dir
+	for {
+		if _, err := os.Stat(probe); err == nil {
+			break
+		}
+		parent := filepath.Dir(probe)
+		if parent == probe {
+			break
+		}
+		probe = parent
+	}
+	if err := unix.Access(probe, unix.W_OK); err != nil {
+		add(check{Name: name, Detail: fmt.Sprintf("%s: %s is not writable by uid %d", dir, probe, os.Getuid()),
+			Fix: "fix its permissions, or point pyro elsewhere ($PYRO_STATE_DIR, $PYRO_CACHE_DIR)"})
+		return
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(probe, &st); err != nil {
+		add(check{Name: name, OK: true, Warn: true, Detail: fmt.Sprintf("%s: free space unknown: %v", dir, err)})
+		return
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	where := dir
+	if probe != dir {
+		where += " (not made yet)"
+	}
+	c := check{Name: name, OK: true, Detail: fmt.Sprintf("%s, %s free", where, humanBytes(free))}
+	if free < minFreeBytes {
+		c.Warn = true
+		c.Detail = fmt.Sprintf("%s: only %s free; %s grow with what they install", where, humanBytes(free), what)
+		c.Fix = "free some space, or point pyro elsewhere ($PYRO_STATE_DIR, $PYRO_CACHE_DIR)"
+	}
+	add(c)
+}
+
+// checkStateLock says whether a pyro mcp serve holds the state directory:
+// a second server (another chat window) would be refused it.
+func checkStateLock(state string, add func(check)) {
+	f, err := os.Open(filepath.Join(state, "lock"))
+	if errors.Is(err, os.ErrNotExist) {
+		return // never served from
+	}
+	if err != nil {
+		add(check{Name: "state lock", OK: true, Warn: true, Detail: err.Error()})
+		return
+	}
+	defer f.Close()
+	// A shared lock, dropped at once: it fails only while a server holds
+	// the exclusive one.
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			add(check{Name: "state lock", OK: true, Warn: true,
+				Detail: "a pyro mcp serve holds " + state + " now; a second server with the same state directory is refused",
+				Fix:    "give a second chat host its own: PYRO_STATE_DIR=DIR pyro mcp serve"})
+			return
+		}
+		add(check{Name: "state lock", OK: true, Warn: true, Detail: err.Error()})
+		return
+	}
+	unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	add(check{Name: "state lock", OK: true, Detail: "no pyro mcp serve holds the state directory now"})
+}
+
+// checkOnPath checks that the pyro a chat host starts by name is this one.
+func checkOnPath(self, path string, add func(check)) {
+	found := ""
+	for _, d := range filepath.SplitList(path) {
+		if d == "" {
+			continue
+		}
+		p := filepath.Join(d, "pyro")
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			found = p
+			break
+		}
+	}
+	switch {
+	case found == "":
+		add(check{Name: "pyro on PATH", OK: true, Warn: true, Detail: "not found: a chat host configured with the command \"pyro\" cannot start it",
+			Fix: "install it on PATH (install -m 755 " + self + " ~/.local/bin/pyro), or configure the absolute path: pyro mcp config claude-code"})
+	case sameExecutable(found, self):
+		add(check{Name: "pyro on PATH", OK: true, Detail: found})
+	default:
+		add(check{Name: "pyro on PATH", OK: true, Warn: true, Detail: fmt.Sprintf("%s is another pyro than this one (%s)", found, self),
+			Fix: "reinstall the one on PATH, or configure the absolute path: pyro mcp config claude-code"})
+	}
+}
+
+func sameExecutable(a, b string) bool {
+	fa, err1 := os.Stat(a)
+	fb, err2 := os.Stat(b)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return os.SameFile(fa, fb)
+}
+
+// printChecks prints checks as kvm-check and doctor show them.
+func printChecks(w io.Writer, checks []check) {
+	for _, c := range checks {
+		mark := "ok  "
+		switch {
+		case !c.OK:
+			mark = "FAIL"
+		case c.Warn:
+			mark = "warn"
+		}
+		fmt.Fprintf(w, "  [%s] %-30s %s\n", mark, c.Name, c.Detail)
+		if (!c.OK || c.Warn) && c.Fix != "" {
+			fmt.Fprintf(w, "         %-30s fix: %s\n", "", c.Fix)
+		}
+	}
+}

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// findCheck returns the check called name, failing the test if absent.
+func findCheck(t *testing.T, r doctorReport, name string) check {
+	t.Helper()
+	for _, c := range r.Checks {
+		if c.Name == name {
+			return c
+		}
+	}
+	t.Fatalf("no %q check in %+v", name, r.Checks)
+	return check{}
+}
+
+func TestDoctorNothingSetUp(t *testing.T) {
+	tmp := t.TempDir()
+	r := diagnose(doctorInputs{
+		device: filepath.Join(tmp, "no-kvm"), sysfs: filepath.Join(tmp, "sys"), cpuinfo: filepath.Join(tmp, "cpuinfo"),
+		state: filepath.Join(tmp, "state", "pyro"), cache: filepath.Join(tmp, "cache"),
+		self: os.Args[0], path: filepath.Join(tmp, "bin"),
+	})
+	if r.OK || !strings.Contains(r.Summary, "cannot boot") {
+		t.Fatalf("a host with no KVM and no environment passed: %+v", r)
+	}
+	if c := findCheck(t, r, "device"); c.OK || !strings.Contains(c.Fix, "modprobe") {
+		t.Errorf("device: %+v", c)
+	}
+	if c := findCheck(t, r, "environments"); c.OK || c.Fix != "pyro env build debian-12 (or minimal, in seconds)" {
+		t.Errorf("environments: %+v", c)
+	}
+	// A state directory not made yet is fine when its parent is writable.
+	if c := findCheck(t, r, "state directory"); !c.OK || !strings.Contains(c.Detail, "not made yet") {
+		t.Errorf("state directory: %+v", c)
+	}
+	if c := findCheck(t, r, "pyro on PATH"); !c.OK || !c.Warn || !strings.Contains(c.Fix, "pyro mcp config") {
+		t.Errorf("pyro on PATH: %+v", c)
+	}
+	for _, c := range r.Checks {
+		if c.Name == "state lock" {
+			t.Errorf("a state lock check for a state directory never served from: %+v", c)
+		}
+	}
+}
+
+func TestDoctorBrokenEnvironment(t *testing.T) {
+	tmp := t.TempDir()
+	dir := filepath.Join(tmp, "cache", "envs", "minimal")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := diagnose(doctorInputs{state: filepath.Join(tmp, "state"), cache: filepath.Join(tmp, "cache"), self: os.Args[0]})
+	c := findCheck(t, r, "environment minimal")
+	if c.OK || c.Fix != "pyro env build --force minimal" || !strings.HasPrefix(c.Detail, "broken: ") {
+		t.Errorf("broken environment: %+v", c)
+	}
+	findCheck(t, r, "environments") // and none is built
+}
+
+func TestDoctorStateLock(t *testing.T) {
+	state := t.TempDir()
+	lock, err := os.OpenFile(filepath.Join(state, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	in := doctorInputs{state: state, cache: t.TempDir(), self: os.Args[0]}
+	if c := findCheck(t, diagnose(in), "state lock"); !c.OK || c.Warn || !strings.Contains(c.Detail, "no pyro mcp serve") {
+		t.Errorf("free lock: %+v", c)
+	}
+	// What a running server holds (mcp/workspace.Open).
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	c := findCheck(t, diagnose(in), "state lock")
+	if !c.OK || !c.Warn || !strings.Contains(c.Detail, "holds") || !strings.Contains(c.Fix, "PYRO_STATE_DIR") {
+		t.Errorf("held lock: %+v", c)
+	}
+	// Doctor took nothing: the server's lock is still exclusive.
+	other, err := os.Open(filepath.Join(state, "lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := unix.Flock(int(other.Fd()), unix.LOCK_SH|unix.LOCK_NB); err == nil {
+		t.Error("the lock was free after doctor looked")
+	}
+}
+
+func TestDoctorPath(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, other := t.TempDir(), t.TempDir()
+	if err := os.Symlink(self, filepath.Join(mine, "pyro")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(other, "pyro"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	in := doctorInputs{state: t.TempDir(), cache: t.TempDir(), self: self}
+	in.path = mine + string(os.PathListSeparator) + other
+	if c := findCheck(t, diagnose(in), "pyro on PATH"); !c.OK || c.Warn {
+		t.Errorf("this pyro first on PATH: %+v", c)
+	}
+	in.path = other + string(os.PathListSeparator) + mine
+	if c := findCheck(t, diagnose(in), "pyro on PATH"); !c.Warn || !strings.Contains(c.Detail, "another pyro") {
+		t.Errorf("another pyro first on PATH: %+v", c)
+	}
+}
+
+// The command itself: its JSON is the report, and the exit status says
+// whether it passed.
+func TestDoctorCommand(t *testing.T) {
+	tmp := t.TempDir()
+	r := runPyroIn(t, []string{"PYRO_STATE_DIR=" + filepath.Join(tmp, "state"), "PYRO_CACHE_DIR=" + filepath.Join(tmp, "cache")}, "", "doctor", "--json")
+	var rep doctorReport
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("doctor --json: %v\n%s", err, r.stdout)
+	}
+	if rep.OK || r.code != exitFailure {
+		t.Fatalf("doctor with no environment: ok %v, exit %d", rep.OK, r.code)
+	}
+	if rep.StateDir != filepath.Join(tmp, "state") || rep.CacheDir != filepath.Join(tmp, "cache") {
+		t.Errorf("doctor ignored PYRO_STATE_DIR/PYRO_CACHE_DIR: %+v", rep)
+	}
+	text := runPyroIn(t, []string{"PYRO_CACHE_DIR=" + filepath.Join(tmp, "cache")}, "", "doctor")
+	if text.code != exitFailure || !strings.Contains(text.stdout, "[FAIL] environments") || !strings.Contains(text.stdout, "fix: pyro env build debian-12") {
+		t.Errorf("doctor's report:\n%s", text.stdout)
+	}
+	if h := runPyro(t, "doctor", "--help"); h.code != 0 || !strings.Contains(h.stderr, "pyro mcp serve") {
+		t.Errorf("doctor --help: %+v", h)
+	}
+	if bad := runPyro(t, "doctor", "extra"); bad.code != exitUsage {
+		t.Errorf("doctor extra: %+v", bad)
+	}
+}
