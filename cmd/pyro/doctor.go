@@ -23,8 +23,8 @@ Checks everything pyro mcp serve needs, and says what to fix:
     capabilities, hardware virtualization)
   - environments: which are built, which are broken or outdated
   - the state directory (workspaces) and the cache (environments): where
-    they are, that they are writable, their free space, and whether a
-    pyro mcp serve already holds the state directory
+    they are, that they are writable, their free space, how many
+    workspaces there are
   - the binary a chat host will start: is pyro on PATH, and is it this one
 
 Exits 0 when pyro mcp serve can boot workspaces (warnings allowed),
@@ -95,7 +95,7 @@ func diagnose(in doctorInputs) doctorReport {
 	r.Checks = append(r.Checks, host...)
 	checkEnvironments(in.cache, add)
 	checkDir("state directory", in.state, "workspaces", add)
-	checkStateLock(in.state, add)
+	checkWorkspaces(in.state, add)
 	checkDir("cache directory", in.cache, "environments", add)
 	checkOnPath(in.self, in.path, add)
 
@@ -207,32 +207,27 @@ func checkDir(name, dir, what string, add func(check)) {
 	add(c)
 }
 
-// checkStateLock says whether a pyro mcp serve holds the state directory:
-// a second server (another chat window) would be refused it.
-func checkStateLock(state string, add func(check)) {
-	f, err := os.Open(filepath.Join(state, "lock"))
+// checkWorkspaces counts the workspaces in the state directory. It takes
+// no lock: a server's ownership flocks must not see a doctor.
+func checkWorkspaces(state string, add func(check)) {
+	des, err := os.ReadDir(filepath.Join(state, "workspaces"))
 	if errors.Is(err, os.ErrNotExist) {
 		return // never served from
 	}
 	if err != nil {
-		add(check{Name: "state lock", OK: true, Warn: true, Detail: err.Error()})
+		add(check{Name: "workspaces", OK: true, Warn: true, Detail: err.Error()})
 		return
 	}
-	defer f.Close()
-	// A shared lock, dropped at once: it fails only while a server holds
-	// the exclusive one.
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			add(check{Name: "state lock", OK: true, Warn: true,
-				Detail: "a pyro mcp serve holds " + state + " now; a second server with the same state directory is refused",
-				Fix:    "give a second chat host its own: PYRO_STATE_DIR=DIR pyro mcp serve"})
-			return
+	n := 0
+	for _, de := range des {
+		if strings.HasPrefix(de.Name(), ".") || !de.IsDir() {
+			continue // a delete's remains
 		}
-		add(check{Name: "state lock", OK: true, Warn: true, Detail: err.Error()})
-		return
+		if _, err := os.Stat(filepath.Join(state, "workspaces", de.Name(), "record.json")); err == nil {
+			n++
+		}
 	}
-	unix.Flock(int(f.Fd()), unix.LOCK_UN)
-	add(check{Name: "state lock", OK: true, Detail: "no pyro mcp serve holds the state directory now"})
+	add(check{Name: "workspaces", OK: true, Detail: fmt.Sprintf("%d in the state directory (servers share it: each chat session works on its own)", n)})
 }
 
 // checkOnPath checks that the pyro a chat host starts by name is this one.

@@ -60,12 +60,17 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 		return nil, mcp.Internal("reading the environment's root filesystem", err)
 	}
 
-	id, dir, err := m.newDir()
+	id, dir, owner, err := m.newDir()
 	if err != nil {
 		return nil, mcp.Internal("creating the workspace directory", err)
 	}
+	defer func() {
+		if err != nil {
+			owner.Close() // after the directory is gone: deferred first
+		}
+	}()
 	now := m.now()
-	w := &workspace{m: m, id: id, dir: dir, state: mcp.StateCreating, journal: &journal{path: filepath.Join(dir, journalName), next: 1},
+	w := &workspace{m: m, id: id, dir: dir, owner: owner, state: mcp.StateCreating, journal: &journal{path: filepath.Join(dir, journalName), next: 1},
 		rec: record{ID: id, Name: req.Name, Labels: req.Labels, Env: envName, CreatedAt: now, LastActive: now,
 			TTLSeconds: req.TTLSeconds, VCPUs: vcpus, MemMiB: mem, Seed: mcp.SeedReport{Kind: seedKind, Source: seedPath}}}
 	if len(w.rec.Labels) == 0 {
@@ -183,29 +188,44 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 	return w, nil
 }
 
-// newDir makes StateDir/workspaces/ID for a fresh random ID.
-func (m *Manager) newDir() (string, string, error) {
-	for range 16 {
-		var b [4]byte
-		rand.Read(b[:])
-		id := "ws-" + hex.EncodeToString(b[:])
-		dir := filepath.Join(m.root, id)
-		err := os.Mkdir(dir, 0o700)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		if err != nil {
-			return "", "", err
-		}
-		for _, sub := range []string{outDir, diffsDir} {
-			if err := os.Mkdir(filepath.Join(dir, sub), 0o700); err != nil {
-				os.RemoveAll(dir)
-				return "", "", err
+// newDir makes StateDir/workspaces/ID for a fresh random ID and takes its
+// ownership, both under the scan lock: no other server's scan can take it
+// for a create that crashed.
+func (m *Manager) newDir() (id, dir string, owner *os.File, err error) {
+	err = m.withScanLock(func() error {
+		for range 16 {
+			var b [4]byte
+			rand.Read(b[:])
+			id = "ws-" + hex.EncodeToString(b[:])
+			dir = filepath.Join(m.root, id)
+			err := os.Mkdir(dir, 0o700)
+			if errors.Is(err, fs.ErrExist) {
+				continue
 			}
+			if err != nil {
+				return err
+			}
+			f, ok, err := claim(dir)
+			if err == nil && !ok {
+				err = errors.New("a new workspace directory was locked by someone else")
+			}
+			if err != nil {
+				os.RemoveAll(dir)
+				return err
+			}
+			for _, sub := range []string{outDir, diffsDir} {
+				if err := os.Mkdir(filepath.Join(dir, sub), 0o700); err != nil {
+					os.RemoveAll(dir)
+					f.Close()
+					return err
+				}
+			}
+			owner = f
+			return nil
 		}
-		return id, dir, nil
-	}
-	return "", "", errors.New("no free workspace ID")
+		return errors.New("no free workspace ID")
+	})
+	return id, dir, owner, err
 }
 
 // freezeLayer checkpoints the running VM's disk: the guest syncs and

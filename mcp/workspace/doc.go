@@ -28,14 +28,18 @@
 // journal loses at most a torn last line, and disk.Stack is crash
 // consistent. Open boots nothing and lists every workspace as stopped.
 //
+// Several Managers may share a state directory; owner.lock in each
+// workspace directory says which one holds it (see Open), and
+// StateDir/lock orders their scans against creates and deletes.
+//
 // # Checkpoints
 //
 // The baseline and every snapshot are frozen disk layers, taken after the
 // guest synced and froze (FIFREEZE) its root file system. Reset kills the
-// VM, cuts the stack back to the target layer and boots again: whole-disk
-// state (installed packages included) returns, running processes do not.
-// The stack is linear, so snapshots newer than the target are dropped by a
-// reset; the journal entry says which.
+// VM, starts a new top layer on the target layer and boots again:
+// whole-disk state (installed packages included) returns, running
+// processes do not. The layers form a tree, so a reset keeps every
+// snapshot.
 //
 // # Concurrency
 //

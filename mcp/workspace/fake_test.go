@@ -544,7 +544,7 @@ func (h *harness) crash() {
 	}
 	close(h.m.reapQ)
 	h.m.reapW.Wait()
-	h.m.lock.Close()
+	h.m.releaseAll()
 	h.m = nil
 }
 

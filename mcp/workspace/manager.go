@@ -93,7 +93,6 @@ type Manager struct {
 	opts  Options
 	log   *slog.Logger
 	root  string   // StateDir/workspaces
-	lock  *os.File // flock on StateDir/lock, held while the Manager is open
 	now   func() time.Time
 	boot  bootFunc
 	reapQ chan struct{} // closed by Close to stop the reaper
@@ -113,7 +112,16 @@ var _ mcp.Backend = (*Manager)(nil)
 // Open opens the state directory and returns a Manager. It boots nothing:
 // every workspace found there is listed as stopped (a crash lost its VM,
 // not its data), and directories of creates that never finished (no
-// record) are removed. Only one Manager may hold a state directory.
+// record) are removed.
+//
+// Several Managers (one per chat session's pyro mcp serve) may share a
+// state directory. Each workspace belongs to one at a time: the one that
+// holds the flock on its directory's owner.lock, taken when the Manager
+// first sees the workspace free (at Open, at a list, at a call naming it)
+// and kept until the workspace is deleted or the Manager closes. A
+// workspace another live Manager holds is not listed, and a call naming it
+// gets a Conflict that says so. A killed server's locks go with its
+// process, so its workspaces pass to the next Manager that looks.
 func Open(opts Options) (*Manager, error) {
 	if opts.StateDir == "" {
 		opts.StateDir = DefaultStateDir()
@@ -153,20 +161,8 @@ func Open(opts Options) (*Manager, error) {
 	if err := os.MkdirAll(m.root, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the state directory: %w", err)
 	}
-	lock, err := os.OpenFile(filepath.Join(opts.StateDir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("opening the state directory's lock: %w", err)
-	}
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		lock.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("state directory %s is in use by another pyro server; stop it, or give this one its own with $PYRO_STATE_DIR", opts.StateDir)
-		}
-		return nil, fmt.Errorf("locking the state directory: %w", err)
-	}
-	m.lock = lock
-	if err := m.load(); err != nil {
-		lock.Close()
+	if err := m.scan(); err != nil {
+		m.releaseAll()
 		return nil, err
 	}
 	m.reapW.Add(1)
@@ -174,56 +170,144 @@ func Open(opts Options) (*Manager, error) {
 	return m, nil
 }
 
-// load reads every workspace record; called by Open.
-func (m *Manager) load() error {
-	des, err := os.ReadDir(m.root)
+// ownerLock is the file in a workspace's directory whose flock says which
+// Manager owns it.
+const ownerLock = "owner.lock"
+
+// claim takes dir's ownership without waiting; ok is false while another
+// Manager holds it.
+func claim(dir string) (f *os.File, ok bool, err error) {
+	f, err = os.OpenFile(filepath.Join(dir, ownerLock), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return fmt.Errorf("reading the state directory: %w", err)
+		return nil, false, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, false, nil
+		}
+		return nil, false, err
+	}
+	return f, true, nil
+}
+
+// withScanLock runs fn holding StateDir/lock, which orders the Managers'
+// scans against each other and against a create's first steps: a scan
+// never sees a new directory before its creator holds it.
+func (m *Manager) withScanLock(fn func() error) error {
+	lock, err := os.OpenFile(filepath.Join(m.opts.StateDir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("opening the state directory's lock: %w", err)
+	}
+	defer lock.Close() // and with it the flock
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("locking the state directory: %w", err)
+	}
+	return fn()
+}
+
+// scan adopts every workspace in the state directory that no Manager
+// holds, and clears what crashes left: a delete's remains, a create that
+// never wrote its record.
+func (m *Manager) scan() error {
+	return m.withScanLock(func() error {
+		des, err := os.ReadDir(m.root)
+		if err != nil {
+			return fmt.Errorf("reading the state directory: %w", err)
+		}
+		for _, de := range des {
+			m.adoptLocked(de)
+		}
+		return nil
+	})
+}
+
+// rescan is scan for a running Manager: a failure is logged, not returned.
+func (m *Manager) rescan() {
+	if err := m.scan(); err != nil {
+		m.log.Warn("rescanning the state directory", "err", err)
+	}
+}
+
+// adoptLocked looks at one entry of the state directory. The scan lock
+// is held.
+func (m *Manager) adoptLocked(de fs.DirEntry) {
+	name := de.Name()
+	dir := filepath.Join(m.root, name)
+	if !de.IsDir() {
+		return
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, de := range des {
-		dir := filepath.Join(m.root, de.Name())
-		if strings.HasPrefix(de.Name(), ".") {
-			// A delete that a crash interrupted, or a temporary file.
-			if err := os.RemoveAll(dir); err != nil {
-				m.log.Warn("removing leftover", "path", dir, "err", err)
-			}
-			continue
-		}
-		if !de.IsDir() {
-			continue
-		}
-		rec, err := readRecord(dir)
-		if errors.Is(err, fs.ErrNotExist) {
-			// A create that never finished: nothing was handed out.
-			m.log.Info("removing unfinished workspace", "path", dir)
-			if err := os.RemoveAll(dir); err != nil {
-				m.log.Warn("removing unfinished workspace", "path", dir, "err", err)
-			}
-			continue
-		}
-		if err != nil {
-			// Never delete what we cannot read: say so and leave it.
-			m.log.Error("skipping workspace with an unreadable record", "path", dir, "err", err)
-			continue
-		}
-		j, err := loadJournal(filepath.Join(dir, journalName))
-		if err != nil {
-			m.log.Error("skipping workspace with an unreadable journal", "path", dir, "err", err)
-			continue
-		}
-		state := rec.State
-		if state != mcp.StateExpired && state != mcp.StateFailed {
-			state = mcp.StateStopped
-		}
-		if _, t := j.last(); t.After(rec.LastActive) {
-			rec.LastActive = t
-		}
-		w := &workspace{m: m, id: rec.ID, dir: dir, rec: *rec, state: state, journal: j}
-		m.ws[rec.ID] = w
+	_, known := m.ws[name]
+	closed := m.closed
+	m.mu.Unlock()
+	if known || closed {
+		return
 	}
-	return nil
+	f, ok, err := claim(dir)
+	if err != nil {
+		m.log.Warn("skipping a workspace directory that cannot be locked", "path", dir, "err", err)
+		return
+	}
+	if !ok {
+		return // another Manager's, or one it is deleting
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			f.Close()
+		}
+	}()
+	if strings.HasPrefix(name, ".") {
+		// A delete that a crash interrupted.
+		if err := os.RemoveAll(dir); err != nil {
+			m.log.Warn("removing leftover", "path", dir, "err", err)
+		}
+		return
+	}
+	rec, err := readRecord(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		// A create that never finished (its creator would hold the
+		// lock): nothing was handed out.
+		m.log.Info("removing unfinished workspace", "path", dir)
+		if err := os.RemoveAll(dir); err != nil {
+			m.log.Warn("removing unfinished workspace", "path", dir, "err", err)
+		}
+		return
+	}
+	if err != nil {
+		// Never delete what we cannot read: say so and leave it.
+		m.log.Error("skipping workspace with an unreadable record", "path", dir, "err", err)
+		return
+	}
+	j, err := loadJournal(filepath.Join(dir, journalName))
+	if err != nil {
+		m.log.Error("skipping workspace with an unreadable journal", "path", dir, "err", err)
+		return
+	}
+	state := rec.State
+	if state != mcp.StateExpired && state != mcp.StateFailed {
+		state = mcp.StateStopped
+	}
+	if _, t := j.last(); t.After(rec.LastActive) {
+		rec.LastActive = t
+	}
+	w := &workspace{m: m, id: rec.ID, dir: dir, rec: *rec, state: state, journal: j, owner: f}
+	m.mu.Lock()
+	if !m.closed {
+		m.ws[rec.ID] = w
+		keep = true
+	}
+	m.mu.Unlock()
+}
+
+// releaseAll drops the ownership of every workspace this Manager holds.
+func (m *Manager) releaseAll() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, w := range m.ws {
+		w.releaseOwner()
+	}
 }
 
 // Close stops every VM (sync and poweroff, killed after a short timeout:
@@ -261,7 +345,8 @@ func (m *Manager) Close() error {
 		}()
 	}
 	wg.Wait()
-	return m.lock.Close()
+	m.releaseAll()
+	return nil
 }
 
 // acquireSlot reserves one of MaxRunning running VMs.
@@ -286,14 +371,35 @@ func (m *Manager) acquireSlot() (release func(), err error) {
 	}, nil
 }
 
-// get returns workspace id, or NotFound.
+// get returns workspace id: one this Manager holds, or one it can adopt
+// now (another server let it go). One another live server holds is a
+// Conflict; anything else NotFound.
 func (m *Manager) get(id string) (*workspace, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if w := m.ws[id]; w != nil {
+	if w := m.lookup(id); w != nil {
 		return w, nil
 	}
-	return nil, mcp.NotFound(mcp.ResourceWorkspace, id)
+	if id == "" || id[0] == '.' || strings.ContainsAny(id, `/\`) {
+		return nil, mcp.NotFound(mcp.ResourceWorkspace, id)
+	}
+	if _, err := os.Stat(filepath.Join(m.root, id)); err != nil {
+		return nil, mcp.NotFound(mcp.ResourceWorkspace, id)
+	}
+	m.rescan()
+	if w := m.lookup(id); w != nil {
+		return w, nil
+	}
+	if _, err := os.Stat(filepath.Join(m.root, id, recordName)); err != nil {
+		return nil, mcp.NotFound(mcp.ResourceWorkspace, id) // still being created elsewhere, or gone
+	}
+	return nil, mcp.Conflict("workspace %s is in use by another pyro server (another chat session's pyro mcp serve)", id).
+		WithHint("Work on it in that session, or end that session and retry; workspace_list shows the workspaces this session can use.")
+}
+
+// lookup returns the workspace id this Manager holds, or nil.
+func (m *Manager) lookup(id string) *workspace {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ws[id]
 }
 
 // nameTaken reports whether another workspace than self is called name.
@@ -316,8 +422,10 @@ func (m *Manager) nameTaken(name string, self *workspace) bool {
 	return false
 }
 
-// List implements mcp.Backend.
+// List implements mcp.Backend: the workspaces this Manager holds, after
+// adopting any that no server holds any more.
 func (m *Manager) List(ctx context.Context) ([]mcp.Workspace, error) {
+	m.rescan()
 	m.mu.Lock()
 	list := make([]*workspace, 0, len(m.ws))
 	for _, w := range m.ws {

@@ -32,6 +32,10 @@ type workspace struct {
 	op      sync.RWMutex
 	writeMu sync.Mutex // serializes writes (file_write, patch_apply, sync_push) among themselves
 	journal *journal
+	// owner holds the flock on dir/owner.lock that makes the workspace
+	// this Manager's; releaseOwner closes it.
+	owner     *os.File
+	ownerOnce sync.Once
 
 	mu sync.Mutex // guards the fields below
 	// +checklocks:mu
@@ -449,15 +453,29 @@ func (w *workspace) destroy() error {
 	delete(w.m.ws, w.id)
 	w.m.mu.Unlock()
 	w.journal.close()
-	gone := filepath.Join(filepath.Dir(w.dir), ".deleting-"+w.id)
-	if err := os.Rename(w.dir, gone); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return mcp.Internal("removing the workspace directory", err)
-	}
-	syncDir(filepath.Dir(w.dir))
-	if err := os.RemoveAll(gone); err != nil {
-		return mcp.Internal("removing the workspace directory", err)
-	}
-	return nil
+	defer w.releaseOwner()
+	// Under the scan lock, so that another server's scan sees the
+	// directory whole or not at all, never half removed.
+	return w.m.withScanLock(func() error {
+		gone := filepath.Join(filepath.Dir(w.dir), ".deleting-"+w.id)
+		if err := os.Rename(w.dir, gone); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return mcp.Internal("removing the workspace directory", err)
+		}
+		syncDir(filepath.Dir(w.dir))
+		if err := os.RemoveAll(gone); err != nil {
+			return mcp.Internal("removing the workspace directory", err)
+		}
+		return nil
+	})
+}
+
+// releaseOwner gives up the workspace's ownership (its flock).
+func (w *workspace) releaseOwner() {
+	w.ownerOnce.Do(func() {
+		if w.owner != nil {
+			w.owner.Close()
+		}
+	})
 }
 
 func firstLine(s string) string {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -504,10 +505,85 @@ func TestReloadAfterCrash(t *testing.T) {
 	}
 }
 
-func TestStateDirLocked(t *testing.T) {
+// Two servers (two chat sessions' pyro mcp serve) share a state
+// directory: each works on its own workspaces, a call naming the other's
+// gets a Conflict that says so, and when one server ends its workspaces
+// pass to the other, stopped, with their files.
+func TestSharedStateDir(t *testing.T) {
 	h := newHarness(t)
-	if _, err := Open(h.opts); err == nil || !strings.Contains(err.Error(), "in use") {
-		t.Fatalf("second Open: %v", err)
+	a := h.create(mcp.CreateRequest{Name: "first"})
+	h.write(a.ID, "/workspace/kept.txt", "from the first session\n")
+
+	m2, err := Open(h.opts)
+	if err != nil {
+		t.Fatalf("a second server on the same state directory: %v", err)
+	}
+	defer m2.Close()
+	if list, _ := m2.List(bg); len(list) != 0 {
+		t.Fatalf("the second server lists the first one's workspaces: %+v", list)
+	}
+	_, err = m2.Status(bg, a.ID)
+	if !mcp.IsCode(err, mcp.CodeConflict) || !strings.Contains(err.Error(), "another pyro server") {
+		t.Fatalf("status of another server's workspace: %v", err)
+	}
+	if _, err := m2.Exec(bg, mcp.ExecRequest{ID: a.ID, Command: "true"}); !mcp.IsCode(err, mcp.CodeConflict) {
+		t.Fatalf("exec in another server's workspace: %v", err)
+	}
+	b, err := m2.Create(bg, mcp.CreateRequest{Name: "second"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := h.m.List(bg); len(list) != 1 || list[0].ID != a.ID {
+		t.Fatalf("the first server's list: %+v", list)
+	}
+	if _, err := h.m.Status(bg, b.ID); !mcp.IsCode(err, mcp.CodeConflict) {
+		t.Fatalf("status of the second server's workspace from the first: %v", err)
+	}
+
+	// The first session ends; its workspace is the second's now.
+	h.m.Close()
+	h.m = nil
+	ws, err := m2.Status(bg, a.ID)
+	if err != nil || ws.State != mcp.StateStopped || ws.Name != "first" {
+		t.Fatalf("adopted workspace: %+v, %v", ws, err)
+	}
+	if list, _ := m2.List(bg); len(list) != 2 {
+		t.Fatalf("after adoption the second server lists %d workspaces, want 2", len(list))
+	}
+	if _, err := m2.Start(bg, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	got, err := m2.ReadFile(bg, mcp.ReadFileRequest{ID: a.ID, Path: "/workspace/kept.txt", MaxBytes: 1000})
+	if err != nil || string(got.Content) != "from the first session\n" {
+		t.Fatalf("the adopted workspace's file: %+v, %v", got, err)
+	}
+	for _, id := range []string{"ws-00000000", "../state", "..", ".deleting-" + a.ID, "a/b", ""} {
+		if _, err := m2.Status(bg, id); !mcp.IsCode(err, mcp.CodeNotFound) {
+			t.Errorf("status of %q: %v, want not found", id, err)
+		}
+	}
+}
+
+// A create in progress in one server is not taken for a crashed one by
+// another server's scan.
+func TestScanSparesCreateInProgress(t *testing.T) {
+	h := newHarness(t)
+	_, dir, owner, err := h.m.newDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := Open(h.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("another server removed a create in progress: %v", err)
+	}
+	owner.Close() // the creating server died
+	m2.rescan()
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a crashed create's directory survived the next scan: %v", err)
 	}
 }
 
