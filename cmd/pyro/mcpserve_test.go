@@ -56,6 +56,31 @@ func TestMCPServeStdio(t *testing.T) {
 	}
 }
 
+// Two chat sessions start two servers over one state directory: both
+// come up and answer (each workspace then belongs to one of them; the
+// workspace package's tests cover that).
+func TestMCPServeTwoSessions(t *testing.T) {
+	state, cache := t.TempDir(), t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range 2 {
+		cmd := exec.Command(os.Args[0], "mcp", "serve")
+		cmd.Env = append(os.Environ(), "PYRO_TEST_AS_PYRO=1", "PYRO_STATE_DIR="+state, "PYRO_CACHE_DIR="+cache)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		client := sdk.NewClient(&sdk.Implementation{Name: "pyro-test", Version: "1"}, nil)
+		s, err := client.Connect(ctx, &sdk.CommandTransport{Command: cmd}, nil)
+		if err != nil {
+			t.Fatalf("session %d: connect: %v\nstderr: %s", i+1, err, stderr.String())
+		}
+		defer s.Close()
+		res, err := s.CallTool(ctx, &sdk.CallToolParams{Name: "workspace_list", Arguments: map[string]any{}})
+		if err != nil || res.IsError {
+			t.Fatalf("session %d: workspace_list: %v %+v\nstderr: %s", i+1, err, res, stderr.String())
+		}
+	}
+}
+
 func TestMCPCommands(t *testing.T) {
 	for _, c := range []struct {
 		args []string
