@@ -92,7 +92,7 @@ func DefaultStateDir() string {
 type Manager struct {
 	opts  Options
 	log   *slog.Logger
-	root  string   // StateDir/workspaces
+	root  string // StateDir/workspaces
 	now   func() time.Time
 	boot  bootFunc
 	reapQ chan struct{} // closed by Close to stop the reaper
