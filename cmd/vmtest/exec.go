@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -36,8 +37,9 @@ type l1 struct {
 	console bool // echo the console live, with kernel messages
 	mem     int
 	smp     int
-	cpu     string // QEMU -cpu model; it must offer SVM (and NPT)
-	kvmAMD  string // kvm-amd.ko's module parameters in L1
+	cpu     string   // QEMU -cpu model; it must offer SVM (and NPT)
+	kvmAMD  string   // kvm-amd.ko's module parameters in L1
+	tap     *failTap // sees the binary's output, for retry.go
 }
 
 // Guest-side locations of the harness's own files.
@@ -131,6 +133,7 @@ func runExec(ctx context.Context, binary string, args []string) (int, error) {
 	if fi, err := os.Stat(cpio); err == nil && verbose {
 		logf("L1 initramfs: %.1f MiB in %.2fs", float64(fi.Size())/(1<<20), time.Since(t0).Seconds())
 	}
+	r.tap = &failTap{}
 	res, err := r.boot(ctx, cpio, timeout)
 	if err != nil {
 		return 0, err
@@ -139,6 +142,30 @@ func runExec(ctx context.Context, binary string, args []string) (int, error) {
 		logf("timings: QEMU start %.1fs, L1 boot to test start %.1fs, test %.1fs, total %.1fs",
 			res.qemuStart.Sub(t0).Seconds(), res.testStart.Sub(res.qemuStart).Seconds(),
 			res.testEnd.Sub(res.testStart).Seconds(), time.Since(t0).Seconds())
+	}
+	if res.code == 0 || os.Getenv("PYRO_VMTEST_RETRY") == "0" || !retryableArgs(r.args) {
+		return res.code, nil
+	}
+	failed, sign, ok := r.tap.verdict()
+	if !ok {
+		return res.code, nil
+	}
+	logf("RERUN: %s failed with a guest that died or went silent (%q): the nested emulator does that now and then. "+
+		"Rerunning %s once in a fresh L1; a second failure fails the run (PYRO_VMTEST_RETRY=0 turns reruns off).",
+		strings.Join(failed, ", "), sign, strings.Join(failed, ", "))
+	r.args = rerunArgs(r.args, failed)
+	r.tap = &failTap{}
+	if err := r.writeInitramfs(cpio); err != nil {
+		return 0, fmt.Errorf("building the L1 initramfs: %w", err)
+	}
+	res, err = r.boot(ctx, cpio, timeout)
+	if err != nil {
+		return 0, err
+	}
+	if res.code == 0 {
+		logf("RERUN PASSED: %s passed on the rerun; their first failure above is counted as the harness's, not pyro's.", strings.Join(failed, ", "))
+	} else {
+		logf("RERUN FAILED: %s failed again.", strings.Join(failed, ", "))
 	}
 	return res.code, nil
 }
@@ -493,7 +520,7 @@ func (r *l1) boot(ctx context.Context, cpio string, timeout time.Duration) (*res
 	markers := make(chan string, 4)
 	outDone := make(chan streamEnd, 1)
 	go func() {
-		m, err := copyStream(readers[1], os.Stdout, r.nonce, func(s string) {
+		m, err := copyStream(readers[1], r.stdout(), r.nonce, func(s string) {
 			select {
 			case markers <- s:
 			default:
@@ -506,7 +533,7 @@ func (r *l1) boot(ctx context.Context, cpio string, timeout time.Duration) (*res
 		errDone <- streamEnd{marker{seen: true, status: "end"}, nil}
 	} else {
 		go func() {
-			m, err := copyStream(readers[2], os.Stderr, r.nonce, nil)
+			m, err := copyStream(readers[2], r.stderr(), r.nonce, nil)
 			errDone <- streamEnd{m, err}
 		}()
 	}
@@ -600,4 +627,20 @@ func exitDesc(err error) string {
 		return "exited with status 0"
 	}
 	return err.Error()
+}
+
+// stdout and stderr are where the binary's output goes: the host's, with
+// the failure tap watching when there is one.
+func (r *l1) stdout() io.Writer {
+	if r.tap == nil {
+		return os.Stdout
+	}
+	return io.MultiWriter(os.Stdout, r.tap)
+}
+
+func (r *l1) stderr() io.Writer {
+	if r.tap == nil {
+		return os.Stderr
+	}
+	return io.MultiWriter(os.Stderr, r.tap)
 }

@@ -41,6 +41,7 @@
 //	PYRO_VMTEST_SMP      L1 vCPUs (default 2)
 //	PYRO_VMTEST_CPU      QEMU -cpu model for L1 (default max; it must offer svm and npt)
 //	PYRO_VMTEST_APPEND   extra L1 kernel command-line arguments
+//	PYRO_VMTEST_RETRY=0  never rerun tests whose guest died (see retry.go)
 //	PYRO_VMTEST_KVM_AMD  module parameters for L1's kvm-amd (vgif=0, say), for
 //	                     experiments with the nested setup
 //	PYRO_VMTEST_QEMU=1   also pack qemu-system-x86_64, its libraries and the

@@ -24,7 +24,8 @@ import (
 // vCPU L1 itself went idle for good within seconds of L2's first busy
 // stream; with kvm-amd's vgif=0, L1's own kernel died of the same kind of
 // fault loop (a stack guard hit in exc_page_fault). QEMU 10.0 ran 11 of 12
-// clean (the 12th a boot triple fault of L2). So the harness wants at
+// clean (the 12th a boot triple fault of L2), and whole CI runs still see
+// an L2 guest go silent now and then (retry.go). So the harness wants at
 // least minQEMUMajor: the host's QEMU when new enough, else the one the
 // release's backports suite carries, unpacked into the assets directory
 // (nothing is installed).

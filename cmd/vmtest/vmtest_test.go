@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -195,5 +196,51 @@ func TestQEMUMajor(t *testing.T) {
 		if _, err := qemuMajor(bad); err == nil {
 			t.Errorf("qemuMajor(%q): no error", bad)
 		}
+	}
+}
+
+func TestFailTap(t *testing.T) {
+	var tap failTap
+	out := "=== RUN   TestA\n--- PASS: TestA (0.1s)\n=== RUN   TestB\n    x_test.go:1: exec: no output for 20s after 5 bytes\n" +
+		"--- FAIL: TestB (3.0s)\n    --- FAIL: TestB/sub (1.0s)\n--- FAIL: TestC (0.2s)\n--- FAIL: TestB (9s)\nFAIL\n"
+	for _, chunk := range []string{out[:17], out[17:60], out[60:]} { // lines split across writes
+		tap.Write([]byte(chunk))
+	}
+	failed, sign, ok := tap.verdict()
+	if !ok || !slices.Equal(failed, []string{"TestB", "TestC"}) || sign != "no output for 20s after" {
+		t.Fatalf("verdict: %v %q %v", failed, sign, ok)
+	}
+
+	var plain failTap // a failure with no sign of a guest's death
+	plain.Write([]byte("--- FAIL: TestD (0.0s)\n    d_test.go:9: got 1, want 2\n"))
+	if _, _, ok := plain.verdict(); ok {
+		t.Error("an ordinary failure was found retryable")
+	}
+	var many failTap
+	for _, n := range []string{"TestE", "TestF", "TestG", "TestH"} {
+		many.Write([]byte("Kernel panic - not syncing\n--- FAIL: " + n + " (1s)\n"))
+	}
+	if _, _, ok := many.verdict(); ok {
+		t.Errorf("more than %d failed tests were found retryable", maxRetriedTests)
+	}
+}
+
+func TestRetryArgs(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"-test.paniconexit0", "-test.timeout=25m0s", "-test.count=1", "-test.v=true"}, true},
+		{[]string{"-test.run=TestX"}, false},
+		{[]string{"-test.run", "^$", "-test.bench=."}, false},
+		{[]string{"-test.count=12"}, false},
+	} {
+		if got := retryableArgs(c.args); got != c.want {
+			t.Errorf("retryableArgs(%q) = %v", c.args, got)
+		}
+	}
+	got := rerunArgs([]string{"-test.v=true"}, []string{"TestB", "TestC"})
+	if want := []string{"-test.v=true", "-test.run=^(TestB|TestC)$"}; !slices.Equal(got, want) {
+		t.Errorf("rerunArgs: %q, want %q", got, want)
 	}
 }

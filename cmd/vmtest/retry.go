@@ -1,0 +1,114 @@
+package main
+
+import (
+	"regexp"
+	"strings"
+	"sync"
+)
+
+// A failed run is rerun once, for its failed tests only, when its output
+// shows that an L2 guest died or went silent: the nested emulator (QEMU's
+// TCG emulating AMD SVM for L1's KVM) kills or wedges a guest now and
+// then, whatever the test (see qemu.go and the README). A test that fails
+// for any other reason, or fails again, fails the run; the first run's
+// output stays above the rerun's, and vmtest says loudly what it did.
+// PYRO_VMTEST_RETRY=0 turns this off.
+
+// guestDeathSigns are phrases of pyro's own diagnostics for a guest that
+// died or stopped answering.
+var guestDeathSigns = []string{
+	"did not answer within the start timeout", // boot went silent
+	"no output for 20s after",                 // an exec stream went silent (guest/instance tests)
+	"the agent did not answer a second exec",  // ... and the guest with it
+	"triple fault",
+	"Kernel panic",
+	"stopped answering",                  // mcp/workspace's bounds on agent calls, pyro run's
+	"closed the stream before answering", // the guest's side of a stream died
+}
+
+// maxRetriedTests bounds a rerun: many failures are not the emulator.
+const maxRetriedTests = 3
+
+// failTap watches a test binary's output for failed top-level tests and
+// signs of a guest's death.
+type failTap struct {
+	mu      sync.Mutex
+	partial string
+	failed  []string
+	sign    string
+}
+
+var topFail = regexp.MustCompile(`^--- FAIL: (Test[^\s/]*) `)
+
+func (t *failTap) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.partial += string(p)
+	for {
+		i := strings.IndexByte(t.partial, '\n')
+		if i < 0 {
+			break
+		}
+		t.line(t.partial[:i])
+		t.partial = t.partial[i+1:]
+	}
+	if len(t.partial) > 1<<16 { // a very long line: look at it now
+		t.line(t.partial)
+		t.partial = ""
+	}
+	return len(p), nil
+}
+
+func (t *failTap) line(l string) {
+	if m := topFail.FindStringSubmatch(l); m != nil && !contains(t.failed, m[1]) {
+		t.failed = append(t.failed, m[1])
+	}
+	if t.sign == "" {
+		for _, s := range guestDeathSigns {
+			if strings.Contains(l, s) {
+				t.sign = s
+				break
+			}
+		}
+	}
+}
+
+// verdict returns the failed top-level tests and the sign of a guest's
+// death, if the run may be retried.
+func (t *failTap) verdict() (failed []string, sign string, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.partial != "" {
+		t.line(t.partial)
+		t.partial = ""
+	}
+	ok = len(t.failed) > 0 && len(t.failed) <= maxRetriedTests && t.sign != ""
+	return append([]string(nil), t.failed...), t.sign, ok
+}
+
+// retryableArgs reports whether a test binary's arguments allow a rerun
+// of named tests: a plain run, not a filtered one, a benchmark or a
+// repeated one.
+func retryableArgs(args []string) bool {
+	for _, a := range args {
+		a = strings.TrimLeft(a, "-")
+		switch {
+		case strings.HasPrefix(a, "test.run"), strings.HasPrefix(a, "test.bench"),
+			strings.HasPrefix(a, "test.fuzz"), strings.HasPrefix(a, "test.skip"):
+			return false
+		case strings.HasPrefix(a, "test.count=") && a != "test.count=1":
+			return false
+		}
+	}
+	return true
+}
+
+// rerunArgs returns args that run only the tests named.
+func rerunArgs(args, tests []string) []string {
+	out := append([]string(nil), args...)
+	quoted := make([]string, len(tests))
+	for i, t := range tests {
+		quoted[i] = regexp.QuoteMeta(t)
+	}
+	return append(out, "-test.run=^("+strings.Join(quoted, "|")+")$")
+}
