@@ -85,22 +85,23 @@ func (e *echoDevice) Notify(qi int) {
 }
 
 func setup(t *testing.T) (*echoDevice, *virtiotest.Driver) {
-	return setupFeatures(t, ^uint64(0))
+	return setupFeatures(t, ^uint64(0), false)
 }
 
-// noEventIdx is every feature but VIRTIO_F_EVENT_IDX: the ring flags.
-const noEventIdx = ^uint64(1 << virtio.VIRTIO_F_EVENT_IDX)
-
-// setupFeatures activates an echo device accepting the features in want.
-func setupFeatures(t *testing.T, want uint64) (*echoDevice, *virtiotest.Driver) {
+// setupFeatures activates an echo device accepting the features in want,
+// with event indices offered if eventIdx.
+func setupFeatures(t *testing.T, want uint64, eventIdx bool) (*echoDevice, *virtiotest.Driver) {
 	dev := &echoDevice{feature: 1 << 3}
 	d := virtiotest.New(t, dev, 1<<20)
+	if eventIdx {
+		d.MMIO.OfferEventIdx()
+	}
 	d.Init(want, 8)
 	return dev, d
 }
 
 func TestEchoRoundTrip(t *testing.T) {
-	dev, d := setupFeatures(t, noEventIdx)
+	dev, d := setup(t)
 	q := d.Queues[0]
 	for i := 0; i < 20; i++ { // wraps the 8-entry rings more than twice
 		req := q.Add([][]byte{[]byte("hello, "), []byte("virtio")}, []uint32{5, 100})
@@ -196,13 +197,14 @@ func TestBrokenChains(t *testing.T) {
 func TestFeatureNegotiation(t *testing.T) {
 	dev := &echoDevice{feature: 1 << 3}
 	d := virtiotest.New(t, dev, 1<<20)
-	if f := d.Features(); f != 1<<3|1<<virtio.VIRTIO_F_VERSION_1|1<<virtio.VIRTIO_F_EVENT_IDX {
+	if f := d.Features(); f != 1<<3|1<<virtio.VIRTIO_F_VERSION_1 {
 		t.Fatalf("offered %#x", f)
 	}
 	for name, feat := range map[string]uint64{
-		"unoffered bit":  1<<3 | 1<<virtio.VIRTIO_F_VERSION_1 | 1<<5,
-		"legacy (no v1)": 1 << 3,
-		"indirect unoff": 1<<virtio.VIRTIO_F_INDIRECT_DESC | 1<<virtio.VIRTIO_F_VERSION_1,
+		"unoffered bit":   1<<3 | 1<<virtio.VIRTIO_F_VERSION_1 | 1<<5,
+		"legacy (no v1)":  1 << 3,
+		"indirect unoff":  1<<virtio.VIRTIO_F_INDIRECT_DESC | 1<<virtio.VIRTIO_F_VERSION_1,
+		"event idx unoff": 1<<virtio.VIRTIO_F_EVENT_IDX | 1<<virtio.VIRTIO_F_VERSION_1,
 	} {
 		d.SetReg(virtio.Status, 0)
 		d.SetReg(virtio.Status, virtio.ACKNOWLEDGE|virtio.DRIVER)
@@ -334,7 +336,7 @@ func FuzzQueueWalk(f *testing.F) {
 // interrupts only when used.idx passes the driver's used_event; the ring
 // flags no longer count.
 func TestEventIdx(t *testing.T) {
-	dev, d := setup(t)
+	dev, d := setupFeatures(t, ^uint64(0), true)
 	if d.Negotiated&(1<<virtio.VIRTIO_F_EVENT_IDX) == 0 || dev.act.Features&(1<<virtio.VIRTIO_F_EVENT_IDX) == 0 {
 		t.Fatalf("event indices not negotiated: driver %#x, device %#x", d.Negotiated, dev.act.Features)
 	}

@@ -30,6 +30,9 @@ type guestOpts struct {
 	// loseKicks makes the guest publish buffers without notifying the
 	// device, as if every notification were lost.
 	loseKicks *atomic.Bool
+	// eventIdx has the transport offer VIRTIO_F_EVENT_IDX (the guest
+	// accepts everything offered).
+	eventIdx bool
 }
 
 func (o *guestOpts) defaults() {
@@ -142,6 +145,9 @@ func newGuest(t testing.TB, dev *Device, o guestOpts) *guest {
 		default:
 		}
 	}, nil)
+	if o.eventIdx {
+		g.drv.MMIO.OfferEventIdx()
+	}
 	// Buffers live as long as the guest; rings are new on each boot.
 	n := int(o.qsize)
 	chains := n

@@ -245,9 +245,13 @@ func TestListenAccept(t *testing.T) {
 // Ten MiB each way through a 16 KiB guest buffer and a 32 KiB host one,
 // in 4 KiB packets: both sides' credit runs out again and again.
 func TestBulkTransfer(t *testing.T) {
-	for _, split := range []bool{false, true} {
-		t.Run(fmt.Sprintf("rxSplit=%v", split), func(t *testing.T) {
-			dev, g := setup(t, Options{BufferSize: 32 << 10}, guestOpts{bufAlloc: 16 << 10, rxSplit: split, seed: 3})
+	for _, c := range []struct{ split, eventIdx bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		split := c.split
+		t.Run(fmt.Sprintf("rxSplit=%v,eventIdx=%v", split, c.eventIdx), func(t *testing.T) {
+			dev, g := setup(t, Options{BufferSize: 32 << 10}, guestOpts{bufAlloc: 16 << 10, rxSplit: split, seed: 3, eventIdx: c.eventIdx})
+			if g.rxq.EventIdx != c.eventIdx {
+				t.Fatalf("event indices negotiated: %v, want %v", g.rxq.EventIdx, c.eventIdx)
+			}
 			ln := g.listen(3000)
 			c := dial(t, dev, 3000)
 			s := g.accept(ln)
