@@ -39,7 +39,8 @@ type failTap struct {
 	sign    string
 }
 
-var topFail = regexp.MustCompile(`^--- FAIL: (Test[^\s/]*) `)
+// anyFail matches a test's or a subtest's failure line.
+var anyFail = regexp.MustCompile(`^\s*--- FAIL: (Test\S*) `)
 
 func (t *failTap) Write(p []byte) (int, error) {
 	t.mu.Lock()
@@ -61,7 +62,7 @@ func (t *failTap) Write(p []byte) (int, error) {
 }
 
 func (t *failTap) line(l string) {
-	if m := topFail.FindStringSubmatch(l); m != nil && !contains(t.failed, m[1]) {
+	if m := anyFail.FindStringSubmatch(l); m != nil && !contains(t.failed, m[1]) {
 		t.failed = append(t.failed, m[1])
 	}
 	if t.sign == "" {
@@ -74,8 +75,9 @@ func (t *failTap) line(l string) {
 	}
 }
 
-// verdict returns the failed top-level tests and the sign of a guest's
-// death, if the run may be retried.
+// verdict returns the failed tests, deepest only (a subtest, not the
+// tests it failed), and the sign of a guest's death, if the run may be
+// retried.
 func (t *failTap) verdict() (failed []string, sign string, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -83,8 +85,20 @@ func (t *failTap) verdict() (failed []string, sign string, ok bool) {
 		t.line(t.partial)
 		t.partial = ""
 	}
-	ok = len(t.failed) > 0 && len(t.failed) <= maxRetriedTests && t.sign != ""
-	return append([]string(nil), t.failed...), t.sign, ok
+	for _, f := range t.failed {
+		leaf := true
+		for _, g := range t.failed {
+			if strings.HasPrefix(g, f+"/") {
+				leaf = false
+				break
+			}
+		}
+		if leaf {
+			failed = append(failed, f)
+		}
+	}
+	ok = len(failed) > 0 && len(failed) <= maxRetriedTests && t.sign != ""
+	return failed, t.sign, ok
 }
 
 // retryableArgs reports whether a test binary's arguments allow a rerun
@@ -104,12 +118,26 @@ func retryableArgs(args []string) bool {
 	return true
 }
 
-// rerunArgs returns args that run only the tests named.
+// rerunArgs returns args that run the tests named (TestX/sub/leaf), level
+// by level: -test.run matches each level of a name with its own part of
+// the pattern, so naming several leaves under different parents may run
+// a few more combinations than were named, never fewer.
 func rerunArgs(args, tests []string) []string {
-	out := append([]string(nil), args...)
-	quoted := make([]string, len(tests))
-	for i, t := range tests {
-		quoted[i] = regexp.QuoteMeta(t)
+	var levels [][]string
+	for _, t := range tests {
+		for i, part := range strings.Split(t, "/") {
+			if i == len(levels) {
+				levels = append(levels, nil)
+			}
+			q := regexp.QuoteMeta(part)
+			if !contains(levels[i], q) {
+				levels[i] = append(levels[i], q)
+			}
+		}
 	}
-	return append(out, "-test.run=^("+strings.Join(quoted, "|")+")$")
+	parts := make([]string, len(levels))
+	for i, l := range levels {
+		parts[i] = "^(" + strings.Join(l, "|") + ")$"
+	}
+	return append(append([]string(nil), args...), "-test.run="+strings.Join(parts, "/"))
 }

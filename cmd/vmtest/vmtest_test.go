@@ -207,7 +207,7 @@ func TestFailTap(t *testing.T) {
 		tap.Write([]byte(chunk))
 	}
 	failed, sign, ok := tap.verdict()
-	if !ok || !slices.Equal(failed, []string{"TestB", "TestC"}) || sign != "no output for 20s after" {
+	if !ok || !slices.Equal(failed, []string{"TestB/sub", "TestC"}) || sign != "no output for 20s after" {
 		t.Fatalf("verdict: %v %q %v", failed, sign, ok)
 	}
 
@@ -242,5 +242,9 @@ func TestRetryArgs(t *testing.T) {
 	got := rerunArgs([]string{"-test.v=true"}, []string{"TestB", "TestC"})
 	if want := []string{"-test.v=true", "-test.run=^(TestB|TestC)$"}; !slices.Equal(got, want) {
 		t.Errorf("rerunArgs: %q, want %q", got, want)
+	}
+	got = rerunArgs(nil, []string{"TestEnv/minimal/exec", "TestEnv/debian-12/exec", "TestRun/std.in"})
+	if want := []string{"-test.run=^(TestEnv|TestRun)$/^(minimal|debian-12|std\\.in)$/^(exec)$"}; !slices.Equal(got, want) {
+		t.Errorf("rerunArgs of subtests: %q, want %q", got, want)
 	}
 }
