@@ -168,3 +168,20 @@ func TestSystemQueries(t *testing.T) {
 		t.Fatalf("MSR index list: %d entries, %v", len(msrs), err)
 	}
 }
+
+// A Kick is consumed by the Run it interrupts: the next Run enters the
+// guest again.
+func TestKickIsConsumed(t *testing.T) {
+	vcpu := realModeGuest(t, []byte{0xe6, 0x10, 0xeb, 0xfe}) // out 0x10, al; jmp $
+	if err := vcpu.Kick(); err != nil {
+		t.Fatal(err)
+	}
+	e, err := vcpu.Run()
+	if err != nil || e.Reason != kvm.ExitIntr {
+		t.Fatalf("first run: exit %v, err %v; want KVM_EXIT_INTR", e.Reason, err)
+	}
+	e, err = vcpu.Run()
+	if err != nil || e.Reason != kvm.ExitIO {
+		t.Fatalf("second run: exit %v, err %v; want KVM_EXIT_IO from the guest's out", e.Reason, err)
+	}
+}

@@ -1,6 +1,10 @@
 package kvm
 
-import "strconv"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
 
 // Sizes of the kernel ABI structs, from <linux/kvm.h> and <asm/kvm.h> on
 // x86_64. Tests assert that the Go declarations below match them.
@@ -183,6 +187,35 @@ type LAPICState struct {
 // diagnostics.
 type VCPUEvents struct {
 	Raw [64]byte
+}
+
+// String summarises the events for a diagnostic: an exception, interrupt
+// or NMI KVM is injecting or holds pending, and the interrupt shadow.
+func (e *VCPUEvents) String() string {
+	r := &e.Raw
+	// exception {injected, nr, has_error_code, pending, error_code u32};
+	// interrupt {injected, nr, soft, shadow}; nmi {injected, pending,
+	// masked, pad}.
+	var parts []string
+	if r[0] != 0 || r[3] != 0 {
+		parts = append(parts, fmt.Sprintf("exception %d (injected %d pending %d)", r[1], r[0], r[3]))
+	}
+	if r[8] != 0 {
+		parts = append(parts, fmt.Sprintf("interrupt %#x injected", r[9]))
+	}
+	if r[11] != 0 {
+		parts = append(parts, fmt.Sprintf("interrupt shadow %#x", r[11]))
+	}
+	if r[12] != 0 || r[13] != 0 {
+		parts = append(parts, fmt.Sprintf("NMI injected %d pending %d", r[12], r[13]))
+	}
+	if r[14] != 0 {
+		parts = append(parts, "NMIs masked")
+	}
+	if len(parts) == 0 {
+		return "no events"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Cap is a KVM capability number for KVM_CHECK_EXTENSION.

@@ -35,6 +35,9 @@ func (v *VCPU) Run() (Exit, error) {
 	_, err := ioctl(v.fd, kvmRun, 0)
 	if err != nil {
 		if IsInterrupted(err) {
+			// Consumed: the next Run enters the guest, unless
+			// another Kick comes first.
+			v.run[runImmediateExit] = 0
 			return Exit{Reason: ExitIntr, run: v.run}, nil
 		}
 		return Exit{}, err
@@ -167,4 +170,12 @@ func (v *VCPU) MPState() (uint32, error) {
 	var s uint32
 	_, err := ioctlPtr(v.fd, kvmGetMPState, &s)
 	return s, err
+}
+
+// Events returns the pending and injected exceptions, interrupts and NMIs
+// (KVM_GET_VCPU_EVENTS).
+func (v *VCPU) Events() (VCPUEvents, error) {
+	var e VCPUEvents
+	_, err := ioctlPtr(v.fd, kvmGetVCPUEvents, &e)
+	return e, err
 }

@@ -107,7 +107,8 @@ type Machine struct {
 	irqfds  []int
 	virtio  []*virtioSlot
 
-	vcpus  []*kvm.VCPU // index = vCPU id; each used only by its own thread
+	vcpus  []*kvm.VCPU        // index = vCPU id; each used only by its own thread
+	probes []chan chan string // index = vCPU id: DebugVCPUs's requests
 	start  chan struct{}
 	abort  chan struct{}
 	exited sync.WaitGroup
@@ -345,6 +346,10 @@ func (m *Machine) createVCPUs(k *Kernel) error {
 		return err
 	}
 	m.vcpus = make([]*kvm.VCPU, m.cfg.VCPUs)
+	m.probes = make([]chan chan string, m.cfg.VCPUs)
+	for i := range m.probes {
+		m.probes[i] = make(chan chan string, 1)
+	}
 	ready := make(chan error)
 	for id := 0; id < m.cfg.VCPUs; id++ {
 		var boot *bootState
@@ -436,7 +441,13 @@ func (m *Machine) runLoop(v *kvm.VCPU) {
 			}
 		case kvm.ExitIntr:
 			rec.add(exitRecord{reason: exit.Reason})
-			// A kick (checked by the loop condition) or a stray signal.
+			// A kick (checked by the loop condition), a probe, or a
+			// stray signal.
+			select {
+			case reply := <-m.probes[v.ID()]:
+				reply <- vcpuReport(v, &rec)
+			default:
+			}
 		case kvm.ExitSystemEvent:
 			typ, _ := exit.SystemEvent()
 			switch typ {

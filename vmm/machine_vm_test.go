@@ -101,3 +101,48 @@ func TestPayloadHangStopsOnCancel(t *testing.T) {
 		t.Fatalf("got %v %v, want canceled", res.Reason, err)
 	}
 }
+
+// DebugVCPUs describes a running VM's vCPUs without stopping it: the boot
+// CPU halted with interrupts off, the second still waiting for its SIPI.
+func TestDebugVCPUs(t *testing.T) {
+	kvmtest.Require(t)
+	m, err := New(Config{Kernel: bootPayload(t, []byte{0xfa, 0xf4, 0xeb, 0xfd}), VCPUs: 2, MemMiB: 64}) // cli; hlt; jmp back
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan Result, 1)
+	go func() {
+		res, _ := m.Run(ctx)
+		done <- res
+	}()
+	var report string
+	for range 50 { // until the boot CPU reaches its hlt
+		report = m.DebugVCPUs()
+		if strings.Contains(report, "vCPU 0: halted") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("report:\n%s", report)
+	for _, want := range []string{"vCPU 0: halted;", "interrupts disabled", "APIC TPR", "vCPU 1: waiting for INIT/SIPI"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	// The probes left the VM running, and a second one works as well.
+	select {
+	case res := <-done:
+		t.Fatalf("the VM stopped after a probe: %v %s", res.Reason, res.Detail)
+	default:
+	}
+	if again := m.DebugVCPUs(); !strings.Contains(again, "vCPU 0: halted;") {
+		t.Errorf("second report: %s", again)
+	}
+	cancel()
+	if res := <-done; res.Reason != StopCanceled {
+		t.Fatalf("stopped with %v (%s), want canceled", res.Reason, res.Detail)
+	}
+}

@@ -77,6 +77,7 @@ type VM struct {
 
 	m      *vmm.Machine
 	vs     *vsock.Device
+	log    *slog.Logger
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -148,7 +149,11 @@ func Start(ctx context.Context, cfg Config) (_ *VM, err error) {
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	v := &VM{m: m, vs: vs, cancel: cancel, done: make(chan struct{})}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	v := &VM{m: m, vs: vs, log: log, cancel: cancel, done: make(chan struct{})}
 	v.Agent = &proto.Client{Dial: v.dial}
 	go func() {
 		v.res, v.err = m.Run(runCtx)
@@ -179,6 +184,14 @@ func Start(ctx context.Context, cfg Config) (_ *VM, err error) {
 	return v, nil
 }
 
+// DebugState describes the running VM for a report on a guest that
+// stopped answering: each vCPU (running or halted, where, its pending
+// interrupts and timer, its last exits) and the vsock device (its rings,
+// streams and last packets).
+func (v *VM) DebugState() string {
+	return v.m.DebugVCPUs() + "\n" + v.vs.DebugState()
+}
+
 // waitReady pings the agent until it answers, the VM stops or ctx ends.
 func (v *VM) waitReady(ctx context.Context) error {
 	for {
@@ -197,6 +210,7 @@ func (v *VM) waitReady(ctx context.Context) error {
 		default:
 		}
 		if ctx.Err() != nil {
+			v.log.Warn("the guest's agent did not answer within the start timeout", "state", v.DebugState())
 			v.Kill() // stop it first, so its console's last lines can be shown
 			return fmt.Errorf("the guest's agent did not answer within the start timeout: %w%s", ctx.Err(), v.consoleHint())
 		}
@@ -250,7 +264,38 @@ func (v *VM) dial(ctx context.Context) (net.Conn, error) {
 		}
 		return nil, err
 	}
-	return c, nil
+	return &vmConn{Conn: c, v: v}, nil
+}
+
+// vmConn is a stream to the agent that, once the VM has stopped, fails
+// with why it stopped (the crash, the poweroff) instead of the bare end of
+// stream the vsock device gives, so that a request the VM's death cut
+// short says what happened.
+type vmConn struct {
+	net.Conn
+	v *VM
+}
+
+func (c *vmConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	return n, c.explain(err)
+}
+
+func (c *vmConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	return n, c.explain(err)
+}
+
+func (c *vmConn) explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	select {
+	case <-c.v.done:
+		return c.v.stoppedError("while a request was in progress")
+	default:
+		return err
+	}
 }
 
 // ErrPVMHost says the host's KVM is PVM, which cannot boot the stock

@@ -66,7 +66,7 @@ func start(t *testing.T, e *env.Env, d *disk.Stack) *VM {
 		vm.Close()
 		// A rescue is a lost notification: the watchdog hid a bug.
 		if n := vm.vs.Rescues(); n > 0 {
-			t.Errorf("the vsock watchdog had to rescue %d stalled queues (see the log)\n%s", n, vm.vs.DebugState())
+			t.Errorf("the vsock watchdog had to rescue %d stalled queues (see the log)\n%s", n, vm.DebugState())
 		}
 	})
 	return vm
@@ -127,7 +127,7 @@ func run(t *testing.T, vm *VM, req proto.ExecRequest) execOut {
 		case r := <-done:
 			if r.err != nil {
 				time.Sleep(3 * time.Second) // the guest's console drains slowly
-				t.Fatalf("exec %q%q: %v\n%s\nconsole:\n%s", req.Argv, req.Shell, r.err, vm.vs.DebugState(), consoleTail(vm))
+				t.Fatalf("exec %q%q: %v\n%s\nconsole:\n%s", req.Argv, req.Shell, r.err, vm.DebugState(), consoleTail(vm))
 			}
 			return execOut{r.res, o.String(), e.String()}
 		case <-tick.C:
@@ -138,8 +138,10 @@ func run(t *testing.T, vm *VM, req proto.ExecRequest) execOut {
 			continue
 		}
 		if still++; still == 4 {
-			t.Logf("exec %q%q: no output for 20s after %d bytes\n%s\nconsole:\n%s\nguest processes:\n%s",
-				req.Argv, req.Shell, n, vm.vs.DebugState(), consoleTail(vm), guestProcesses(vm))
+			state := vm.DebugState()
+			time.Sleep(time.Second)
+			t.Logf("exec %q%q: no output for 20s after %d bytes\n%s\na second later:\n%s\nconsole:\n%s\nguest processes:\n%s",
+				req.Argv, req.Shell, n, state, vm.m.DebugVCPUs(), consoleTail(vm), guestProcesses(vm))
 		}
 	}
 }
@@ -328,8 +330,12 @@ func testLayers(t *testing.T, e *env.Env) {
 	vm := start(t, e, d)
 	mustSh(t, vm, "echo kept >/root/persist && sync")
 	// A guest-initiated reboot: the VM stops, the disk stays.
-	// The stream ends with the VM, before any answer.
-	vm.Agent.Exec(t.Context(), proto.ExecRequest{Shell: "echo b >/proc/sysrq-trigger"}, io.Discard, io.Discard)
+	// The stream ends with the VM, before any answer, and the error says
+	// why.
+	_, err := vm.Agent.Exec(t.Context(), proto.ExecRequest{Shell: "echo b >/proc/sysrq-trigger"}, io.Discard, io.Discard)
+	if !errors.Is(err, ErrStopped) || !strings.Contains(err.Error(), "reboot") {
+		t.Errorf("exec cut short by a reboot: %v; want ErrStopped naming the reboot", err)
+	}
 	select {
 	case <-vm.Done():
 	case <-time.After(time.Minute):

@@ -34,7 +34,50 @@ func (d *Device) DebugState() string {
 			c.local, c.remote, c.state, c.queued, c.txCnt, c.peerFwdCnt, c.peerBufAlloc, c.creditLocked(), len(c.pending), c.creditReqSent,
 			c.fwdCnt, c.lastFwdSent, c.rx.len(), c.sendCredit, c.localShut, c.shutSent, c.peerShut, c.stalls)
 	}
+	d.trace.format(&b)
 	return b.String()
+}
+
+// traceLen is how many packets the flight recorder keeps.
+const traceLen = 48
+
+// packetTrace is a flight recorder of the last packets either way, so
+// that a stream that ended oddly can be told from its last packets even
+// after it left the stream table.
+type packetTrace struct {
+	n    uint64 // packets recorded so far
+	last [traceLen]tracedPacket
+}
+
+type tracedPacket struct {
+	seq   uint64
+	toGst bool
+	h     header
+}
+
+func (t *packetTrace) add(toGuest bool, h *header) {
+	t.last[t.n%traceLen] = tracedPacket{seq: t.n, toGst: toGuest, h: *h}
+	t.n++
+}
+
+func (t *packetTrace) format(b *strings.Builder) {
+	first := uint64(0)
+	if t.n > traceLen {
+		first = t.n - traceLen
+	}
+	if first == t.n {
+		return
+	}
+	fmt.Fprintf(b, "\n  last %d of %d packets (host port:guest port):", t.n-first, t.n)
+	for i := first; i < t.n; i++ {
+		p := &t.last[i%traceLen]
+		dir, local, peer := "<-", p.h.dstPort, p.h.srcPort
+		if p.toGst {
+			dir, local, peer = "->", p.h.srcPort, p.h.dstPort
+		}
+		fmt.Fprintf(b, "\n    #%d %d%s%d %s len %d flags %#x buf_alloc %d fwd_cnt %d",
+			p.seq, local, dir, peer, opName(p.h.op), p.h.len, p.h.flags, p.h.bufAlloc, p.h.fwdCnt)
+	}
 }
 
 // watchdogPeriod is how often the worker looks for a stall; a waiting

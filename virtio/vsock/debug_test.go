@@ -2,6 +2,7 @@ package vsock
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -106,4 +107,45 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// DebugState's flight recorder keeps the last packets each way, the
+// stream's own after it left the table: its handshake, its data and its
+// close.
+func TestDebugStateTrace(t *testing.T) {
+	dev, g := setup(t, Options{}, guestOpts{})
+	l, err := dev.Listen(2102)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := g.connect(2102)
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.write([]byte("hello"))
+	if _, err := io.ReadFull(c, make([]byte, 5)); err != nil {
+		t.Fatal(err)
+	}
+	s.shutdown(VIRTIO_VSOCK_SHUTDOWN_RCV | VIRTIO_VSOCK_SHUTDOWN_SEND)
+	c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(dev.DebugState(), "SHUTDOWN") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	st := dev.DebugState()
+	for _, want := range []string{"2102<-", " REQUEST len 0", "2102->", " RESPONSE len 0", " RW len 5 ", " SHUTDOWN len 0 flags 0x3"} {
+		if !strings.Contains(st, want) {
+			t.Errorf("DebugState lacks %q:\n%s", want, st)
+		}
+	}
+	// A long stream's packets push the oldest out.
+	for range traceLen {
+		dev.mu.Lock()
+		dev.trace.add(true, &header{op: VIRTIO_VSOCK_OP_CREDIT_UPDATE, srcPort: 9, dstPort: 9})
+		dev.mu.Unlock()
+	}
+	if st := dev.DebugState(); strings.Contains(st, "REQUEST") || !strings.Contains(st, fmt.Sprintf("last %d of ", traceLen)) {
+		t.Errorf("after %d more packets:\n%s", traceLen, st)
+	}
 }

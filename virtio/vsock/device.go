@@ -118,6 +118,8 @@ type Device struct {
 	suppressed int
 	// +checklocks:mu
 	w *worker // the running worker, for DebugState
+	// +checklocks:mu
+	trace packetTrace // the last packets each way, for DebugState
 
 	// Counters for DebugState and the watchdog.
 	kickCount, passCount, irqCount, rescueCount, probes, probeHits atomic.Uint64
@@ -512,6 +514,7 @@ func (d *Device) handleTx(bufs []virtio.Buffer) {
 		return
 	}
 	h := parseHeader(b[:])
+	d.trace.add(false, &h)
 	switch {
 	case h.srcCID != uint64(d.cid):
 		d.warnLocked("dropped a packet with a spoofed source CID", "src_cid", h.srcCID, "op", opName(h.op))
@@ -698,6 +701,7 @@ func (d *Device) produceLocked(bufs []virtio.Buffer) (int, bool) {
 		var b [HeaderSize]byte
 		h.encode(b[:])
 		virtio.NewPieces(bufs).Write(b[:])
+		d.trace.add(true, &h)
 		return HeaderSize, true
 	}
 	room := min(buffersLen(bufs)-HeaderSize, maxPayload)
@@ -772,6 +776,7 @@ func (d *Device) packetLocked(c *Conn, bufs []virtio.Buffer, room int) (int, boo
 	c.sendCredit = false
 	var b [HeaderSize]byte
 	h.encode(b[:])
+	d.trace.add(true, &h)
 	p := virtio.NewPieces(bufs)
 	p.Write(b[:])
 	p.Write(payload) // the pending Write cannot return while we hold mu
