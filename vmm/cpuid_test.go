@@ -21,6 +21,8 @@ func TestGuestCPUID(t *testing.T) {
 		{Function: 1, EBX: 0xffff0000 | 8<<8, ECX: 0x1, EDX: 0},
 		{Function: 4, Index: 0, EAX: 0xfc000121}, // L1d, garbage core count
 		{Function: 4, Index: 3, EAX: 0xfc000163}, // L3
+		{Function: 7, Index: 0, Flags: kvm.CPUIDFlagSignificantIndex, ECX: 0xffffffff},
+		{Function: 7, Index: 1, Flags: kvm.CPUIDFlagSignificantIndex, ECX: 0xffffffff},
 		{Function: 0xb, Index: 0, Flags: kvm.CPUIDFlagSignificantIndex},
 		{Function: 0xb, Index: 1, Flags: kvm.CPUIDFlagSignificantIndex},
 		{Function: 0xb, Index: 2, Flags: kvm.CPUIDFlagSignificantIndex},
@@ -32,6 +34,12 @@ func TestGuestCPUID(t *testing.T) {
 	for _, c := range []struct{ id, n int }{{0, 1}, {1, 2}, {5, 8}} {
 		out := guestCPUID(supported, c.id, c.n, 2500000)
 		l1 := find(out, 1, 0)
+		if l7 := find(out, 7, 0); l7.ECX != 0xffffffff&^ecxLA57 {
+			t.Errorf("vCPU %d/%d: leaf 7 ECX %#x: want every feature but LA57", c.id, c.n, l7.ECX)
+		}
+		if l7 := find(out, 7, 1); l7.ECX != 0xffffffff {
+			t.Errorf("vCPU %d/%d: leaf 7.1 ECX %#x changed", c.id, c.n, l7.ECX)
+		}
 		if got := int(l1.EBX >> 24); got != c.id {
 			t.Errorf("vCPU %d/%d: leaf 1 APIC ID %d", c.id, c.n, got)
 		}
