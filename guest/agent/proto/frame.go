@@ -19,8 +19,11 @@ const (
 	MaxPayload = 1 << 20  // largest frame payload either side accepts
 
 	// ChunkSize is the payload size senders use for byte streams (Data,
-	// Stdout, Stderr); receivers accept up to MaxPayload.
-	ChunkSize = 64 << 10
+	// Stdout, Stderr); receivers accept up to MaxPayload. A full frame,
+	// header included, is 64 KiB: one packet of the Linux vsock driver
+	// (its largest), not one and a 5-byte straggler, each with its own
+	// notification and interrupt.
+	ChunkSize = 64<<10 - HeaderSize
 )
 
 // FrameType is the first byte of a frame.
