@@ -20,7 +20,7 @@ func (d *Device) DebugState() string {
 	fmt.Fprintf(&b, "virtio-vsock cid %d: active %v broken %v; kicks %d passes %d interrupts %d; watchdog rescues %d probes %d hits %d; ready %d replies %d",
 		d.cid, d.active, d.broken, d.kickCount.Load(), d.passCount.Load(), d.irqCount.Load(), d.rescueCount.Load(), d.probes.Load(), d.probeHits.Load(), len(d.ready), len(d.replies))
 	if w := d.w; w != nil {
-		fmt.Fprintf(&b, "\n  rx %v spare %v\n  tx %v\n  event %v", w.rx, w.spare != nil, w.tx, w.ev)
+		fmt.Fprintf(&b, "\n  rx %v spare %v\n  tx %v, completions awaiting their interrupt %d\n  event %v", w.rx, w.spare != nil, w.tx, w.txOwed, w.ev)
 	}
 	keys := make([]connKey, 0, len(d.conns))
 	for k := range d.conns {

@@ -55,6 +55,10 @@ const (
 	batch = 64
 	// passes bounds one wake-up of the worker before it looks for a stop.
 	passes = 64
+	// txIRQBatch and txIRQDelay bound how long an interrupt for tx
+	// completions alone waits: that many completions, or that long.
+	txIRQBatch = 32
+	txIRQDelay = 500 * time.Microsecond
 
 	// Host ports for Dial come from this range, round robin, skipping
 	// ones in use.
@@ -75,6 +79,7 @@ type Device struct {
 	backlog      int
 	log          *slog.Logger
 	closeTimeout time.Duration
+	txIRQDelay   time.Duration
 
 	// kick wakes the worker: guest notifications and host-side work.
 	kick chan struct{}
@@ -160,6 +165,7 @@ func New(guestCID uint32, opts Options) (*Device, error) {
 		backlog:      opts.Backlog,
 		log:          log,
 		closeTimeout: defaultCloseTimeout,
+		txIRQDelay:   txIRQDelay,
 		kick:         make(chan struct{}, 1),
 		conns:        make(map[connKey]*Conn),
 		ports:        make(map[uint32]int),
@@ -337,12 +343,19 @@ type worker struct {
 	// spare is an rx chain popped when there turned out to be nothing to
 	// put in it; it is used first next time.
 	spare *virtio.Chain
+	// txOwed counts tx completions whose interrupt waits (see pass).
+	// Written under d.memMu.
+	txOwed int
 }
 
 func (w *worker) run(stop, done chan struct{}) {
 	defer close(done)
 	tick := time.NewTicker(watchdogPeriod)
 	defer tick.Stop()
+	txTimer := time.NewTimer(time.Hour)
+	txTimer.Stop()
+	defer txTimer.Stop()
+	txArmed := false
 	var dog watchdog
 	for {
 		select {
@@ -354,6 +367,16 @@ func (w *worker) run(stop, done chan struct{}) {
 		case <-stop:
 			return
 		case <-w.d.kick:
+		case <-txTimer.C:
+			txArmed = false
+			w.d.memMu.Lock()
+			owed := w.txOwed > 0
+			w.txOwed = 0
+			w.d.memMu.Unlock()
+			if owed {
+				w.interrupt()
+			}
+			continue
 		case <-tick.C:
 			if !dog.check(w) {
 				continue
@@ -364,8 +387,7 @@ func (w *worker) run(stop, done chan struct{}) {
 			progress, irq, err := w.pass()
 			w.d.passCount.Add(1)
 			if irq {
-				w.d.irqCount.Add(1)
-				w.act.Interrupt()
+				w.interrupt()
 			}
 			if err != nil {
 				// The transport first, so that whoever the
@@ -382,25 +404,56 @@ func (w *worker) run(stop, done chan struct{}) {
 				break
 			}
 		}
+		if w.txOwed > 0 && !txArmed {
+			txTimer.Reset(w.d.txIRQDelay)
+			txArmed = true
+		}
 	}
 }
 
+func (w *worker) interrupt() {
+	w.d.irqCount.Add(1)
+	w.act.Interrupt()
+}
+
 // pass drains tx, fills rx and delivers a pending event, each up to a
-// batch, and reports whether anything moved and whether the driver wants
-// an interrupt.
+// batch, and reports whether anything moved and whether to interrupt the
+// driver now.
+//
+// An interrupt for tx completions alone can wait: the driver needs them
+// only to reclaim its buffers, and its data has reached the host
+// already. They are owed (txOwed) until txIRQBatch accumulate, another
+// queue needs an interrupt (one serves every queue), or txIRQDelay
+// passes. A guest streaming small writes then takes one interrupt per
+// batch instead of one per packet, each of which costs it an exit to read
+// the interrupt status and another to acknowledge it.
 func (w *worker) pass() (progress, irq bool, err error) {
 	w.d.memMu.Lock()
 	defer w.d.memMu.Unlock()
 	ntx, irqTx, err := w.drainTx()
+	if irqTx {
+		w.txOwed += max(ntx, 1)
+	}
 	if err != nil {
-		return false, irqTx, err
+		// The device fails: whatever is owed goes out now.
+		return false, w.settle(w.txOwed > 0), err
 	}
 	nrx, irqRx, err := w.fillRx()
 	if err != nil {
-		return false, irqTx || irqRx, err
+		return false, w.settle(irqRx || w.txOwed > 0), err
 	}
 	nev, irqEv, err := w.fillEvent()
-	return ntx+nrx+nev > 0, irqTx || irqRx || irqEv, err
+	return ntx+nrx+nev > 0, w.settle(irqRx || irqEv || (err != nil && w.txOwed > 0)), err
+}
+
+// settle decides whether the interrupt goes out now: when now says so or
+// enough tx completions are owed. It clears what the interrupt pays.
+func (w *worker) settle(now bool) bool {
+	if !now && w.txOwed < txIRQBatch {
+		return false
+	}
+	w.txOwed = 0
+	return true
 }
 
 // drainTx handles the guest's packets.

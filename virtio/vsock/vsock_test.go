@@ -1008,3 +1008,69 @@ func TestLimits(t *testing.T) {
 	c.Write([]byte("ok"))
 	c.Close()
 }
+
+// A guest that sends one small packet at a time gets one interrupt per
+// txIRQBatch completions, not one per packet: it needs them only to
+// reclaim its buffers.
+func TestTxInterruptBatching(t *testing.T) {
+	dev, g := setup(t, Options{}, guestOpts{})
+	dev.txIRQDelay = time.Hour // only the batch bound counts here
+	l, err := dev.Listen(3100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := g.connect(3100)
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const packets = 10 * txIRQBatch
+	before := dev.irqCount.Load()
+	buf := make([]byte, 10)
+	for i := range packets {
+		s.write([]byte(fmt.Sprintf("packet%04d", i)))
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != fmt.Sprintf("packet%04d", i) {
+			t.Fatalf("packet %d: read %q, %v", i, buf, err)
+		}
+	}
+	if irqs := dev.irqCount.Load() - before; irqs > packets/txIRQBatch+1 {
+		t.Errorf("%d interrupts for %d tx completions: want at most %d", irqs, packets, packets/txIRQBatch+1)
+	}
+}
+
+// Completions fewer than a batch still get their interrupt, txIRQDelay
+// later.
+func TestTxInterruptDelay(t *testing.T) {
+	dev, g := setup(t, Options{}, guestOpts{})
+	l, err := dev.Listen(3101)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := g.connect(3101)
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * txIRQDelay) // the handshake's interrupts are out
+	before := dev.irqCount.Load()
+	s.write([]byte("x"))
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for dev.irqCount.Load() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the tx completion's interrupt never came")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	dev.mu.Lock()
+	w := dev.w
+	dev.mu.Unlock()
+	dev.memMu.Lock()
+	owed := w.txOwed
+	dev.memMu.Unlock()
+	if owed != 0 {
+		t.Errorf("%d completions still owed an interrupt", owed)
+	}
+}
