@@ -15,20 +15,31 @@ import (
 	"github.com/pyro-mcp/pyro/guest/debian"
 )
 
-// L1 runs under QEMU's TCG, which emulates the AMD SVM that L1's KVM uses
-// to run L2. Debian 12's QEMU 7.2 does that badly. Measured here with the
+// L1 runs under QEMU's TCG, which emulates the AMD SVM that L1's KVM uses to
+// run L2. Debian 12's QEMU 7.2 does that badly. Measured here with the
 // minimal environment's exec test in a loop (about 40 s of L2 work each):
-// with two L1 vCPUs one run in five to seven failed, the L2 kernel dying
-// of a fault loop on a per-CPU (%gs) access in interrupt entry, triple
-// faulting amid interrupt acknowledgements, or going silent; with one L1
-// vCPU L1 itself went idle for good within seconds of L2's first busy
-// stream; with kvm-amd's vgif=0, L1's own kernel died of the same kind of
-// fault loop (a stack guard hit in exc_page_fault). QEMU 10.0 ran 11 of 12
-// clean (the 12th a boot triple fault of L2), and whole CI runs still see
-// an L2 guest go silent now and then (retry.go). So the harness wants at
-// least minQEMUMajor: the host's QEMU when new enough, else the one the
-// release's backports suite carries, unpacked into the assets directory
-// (nothing is installed).
+// with two L1 vCPUs one run in five to seven failed, the L2 kernel dying of
+// a fault loop on a per-CPU (%gs) access in interrupt entry, triple faulting
+// amid interrupt acknowledgements, or going silent; with one L1 vCPU L1
+// itself went idle for good within seconds of L2's first busy stream; with
+// kvm-amd's vgif=0, L1's own kernel died of the same kind of fault loop (a
+// stack guard hit in exc_page_fault). QEMU 10.0 ran 11 of 12 clean (the 12th
+// a boot triple fault of L2), and whole CI runs still see an L2 guest die
+// now and then (retry.go). What the dead guests look like, from pyro's vCPU
+// reports (vmm.Machine.DebugVCPUs): a triple fault amid the virtio interrupt
+// handler's status reads and acknowledgements (AMD resets the vCPU, so no
+// registers), or a vCPU runnable with interrupts on, re-taking a page fault
+// on an instruction fetch from valid module text (cr2 == rip, the same
+// instruction in two boots): the L2 kernel finds the page present, returns,
+// and faults again. Both come under heavy interrupt load (a stream of small
+// writes: ten thousand packets). The fault loop is on a mapping the guest's
+// own page tables hold valid, which no device model can bring about. An L2
+// guest with 5-level paging hidden, KVM's paravirtual features off, or PCID
+// off died the same way. L1's kvm-amd with npt=0 (shadow paging, no emulated
+// nested paging) could not boot L2 at all. So the harness wants at least
+// minQEMUMajor: the host's QEMU when new enough, else the one the release's
+// backports suite carries, unpacked into the assets directory (nothing is
+// installed).
 const minQEMUMajor = 10
 
 // qemuInstall is an unpacked QEMU, recorded in ASSETS/qemu/qemu.json.
