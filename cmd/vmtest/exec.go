@@ -135,42 +135,71 @@ func runExec(ctx context.Context, binary string, args []string) (int, error) {
 	}
 	r.tap = &failTap{}
 	res, err := r.boot(ctx, cpio, timeout)
-	if err != nil {
-		return 0, err
-	}
-	if verbose {
+	retry := os.Getenv("PYRO_VMTEST_RETRY") != "0" && retryableArgs(r.args)
+	if err == nil && verbose {
 		logf("timings: QEMU start %.1fs, L1 boot to test start %.1fs, test %.1fs, total %.1fs",
 			res.qemuStart.Sub(t0).Seconds(), res.testStart.Sub(res.qemuStart).Seconds(),
 			res.testEnd.Sub(res.testStart).Seconds(), time.Since(t0).Seconds())
 	}
-	if res.code == 0 || os.Getenv("PYRO_VMTEST_RETRY") == "0" || !retryableArgs(r.args) {
-		return res.code, nil
-	}
 	for rerun := 1; ; rerun++ {
-		failed, sign, ok := r.tap.verdict()
-		if !ok || rerun > maxReruns {
+		var death *l1Death
+		panicked := errors.As(err, &death) && death.panicked
+		switch {
+		case err != nil && !panicked:
+			return 0, err
+		case err == nil && res.code == 0:
 			if rerun > 1 {
-				logf("RERUN FAILED: %s failed again.", strings.Join(failed, ", "))
+				logf("RERUN PASSED: the tests rerun passed on rerun %d; the failures above are counted as the harness's, not pyro's.", rerun-1)
+			}
+			return 0, nil
+		case !retry || rerun > maxReruns:
+			if err != nil {
+				return 0, err
+			}
+			if rerun > 1 {
+				logf("RERUN FAILED: the tests rerun failed again.")
 			}
 			return res.code, nil
 		}
-		logf("RERUN %d of at most %d: %s failed with a guest that died or went silent (%q): the nested emulator does that now and then. "+
-			"Rerunning %s in a fresh L1; a failure without such a sign fails the run at once (PYRO_VMTEST_RETRY=0 turns reruns off).",
-			rerun, maxReruns, strings.Join(failed, ", "), sign, strings.Join(failed, ", "))
-		r.args = rerunArgs(r.args, failed)
+		if panicked {
+			// L1's own kernel died of the emulator mid-run: the
+			// binary never said which test it was in. Rerun
+			// every test that had not passed.
+			passed := r.tap.passedTop()
+			logf("%v", err)
+			logf("RERUN %d of at most %d: L1's own kernel panicked mid-run (here, the nested emulator's doing: see qemu.go). "+
+				"Rerunning in a fresh L1 every test that had not passed (%d had); PYRO_VMTEST_RETRY=0 turns reruns off.",
+				rerun, maxReruns, len(passed))
+			r.args = skipArgs(r.args, passed)
+		} else {
+			failed, sign, ok := r.tap.verdict()
+			if !ok {
+				if rerun > 1 {
+					logf("RERUN FAILED: %s failed again, without a sign of the emulator.", strings.Join(failed, ", "))
+				}
+				return res.code, nil
+			}
+			logf("RERUN %d of at most %d: %s failed with a guest that died or went silent (%q): the nested emulator does that now and then. "+
+				"Rerunning %s in a fresh L1; a failure without such a sign fails the run at once (PYRO_VMTEST_RETRY=0 turns reruns off).",
+				rerun, maxReruns, strings.Join(failed, ", "), sign, strings.Join(failed, ", "))
+			r.args = rerunArgs(r.args, failed)
+		}
 		r.tap = &failTap{}
 		if err := r.writeInitramfs(cpio); err != nil {
 			return 0, fmt.Errorf("building the L1 initramfs: %w", err)
 		}
-		if res, err = r.boot(ctx, cpio, timeout); err != nil {
-			return 0, err
-		}
-		if res.code == 0 {
-			logf("RERUN PASSED: %s passed on rerun %d; the failures above are counted as the harness's, not pyro's.", strings.Join(failed, ", "), rerun)
-			return 0, nil
-		}
+		res, err = r.boot(ctx, cpio, timeout)
 	}
 }
+
+// l1Death is boot's error for an L1 that stopped before the test binary
+// reported its exit status.
+type l1Death struct {
+	msg      string
+	panicked bool // L1's console shows its kernel's panic
+}
+
+func (e *l1Death) Error() string { return e.msg }
 
 // removeStaleTemps removes the temporary directories of vmtest runs that were
 // killed before they could clean up (their names carry the owner's pid).
@@ -506,12 +535,16 @@ func (r *l1) boot(ctx context.Context, cpio string, timeout time.Duration) (*res
 
 	console := newTail(40)
 	consoleDone := make(chan struct{})
+	var l1Panic string // L1's kernel's panic line; read after consoleDone
 	go func() {
 		defer close(consoleDone)
 		sc := bufio.NewScanner(readers[0])
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
 			line := strings.TrimRight(sc.Text(), "\r")
+			if l1Panic == "" && strings.Contains(line, "Kernel panic - not syncing") {
+				l1Panic = line
+			}
 			fmt.Fprintln(console, line)
 			if r.console {
 				fmt.Fprintf(os.Stderr, "L1| %s\n", line)
@@ -624,8 +657,13 @@ func (r *l1) boot(ctx context.Context, cpio string, timeout time.Duration) (*res
 	case reason != "":
 		return fail(reason)
 	default:
-		return fail(fmt.Sprintf("L1 stopped before the test binary reported its exit status (QEMU: %v); "+
+		_, err := fail(fmt.Sprintf("L1 stopped before the test binary reported its exit status (QEMU: %v); "+
 			"a kernel panic, the binary killing L1, or too little memory (PYRO_VMTEST_MEM) are the usual causes", exitDesc(waitErr)))
+		msg := err.Error()
+		if l1Panic != "" {
+			msg = "L1's kernel panicked: " + strings.TrimSpace(l1Panic) + "\n" + msg
+		}
+		return nil, &l1Death{msg: msg, panicked: l1Panic != ""}
 	}
 }
 

@@ -36,10 +36,13 @@ import (
 // own page tables hold valid, which no device model can bring about. An L2
 // guest with 5-level paging hidden, KVM's paravirtual features off, or PCID
 // off died the same way. L1's kvm-amd with npt=0 (shadow paging, no emulated
-// nested paging) could not boot L2 at all. So the harness wants at least
-// minQEMUMajor: the host's QEMU when new enough, else the one the release's
-// backports suite carries, unpacked into the assets directory (nothing is
-// installed).
+// nested paging) could not boot L2 at all. With all of that, THP off in L1
+// and the vsock device batching tx interrupts, the loop lost L1 itself after
+// five streams: L1's kernel looping on a page fault on its own per-CPU data
+// inside svm_vcpu_run, until its stack ran out. So the harness wants at
+// least minQEMUMajor: the host's QEMU when new enough, else the one the
+// release's backports suite carries, unpacked into the assets directory
+// (nothing is installed).
 const minQEMUMajor = 10
 
 // qemuInstall is an unpacked QEMU, recorded in ASSETS/qemu/qemu.json.

@@ -14,6 +14,12 @@ import (
 // times, fails the run; every run's output stays in the log, and vmtest
 // says loudly what it did. PYRO_VMTEST_RETRY=0 turns this off.
 //
+// The emulator can kill L1 itself: its kernel panics in the middle of a
+// test (a page fault loop on its own per-CPU data while it runs an L2
+// guest). The binary then never says which test it was in, so every
+// top-level test that had not passed is run again (-test.skip of the
+// ones that had), counting as one of the reruns.
+//
 // Two reruns, not one: a CI run lost the exec test to a triple fault in
 // its first L1 and again in its rerun; the loop measurements in qemu.go
 // put a guest's death within a few 10 MiB streams of small writes.
@@ -44,11 +50,16 @@ type failTap struct {
 	mu      sync.Mutex
 	partial string
 	failed  []string
+	passed  []string // top-level tests that passed or skipped
 	sign    string
 }
 
-// anyFail matches a test's or a subtest's failure line.
-var anyFail = regexp.MustCompile(`^\s*--- FAIL: (Test\S*) `)
+// anyFail matches a test's or a subtest's failure line; topDone a
+// top-level test's pass or skip.
+var (
+	anyFail = regexp.MustCompile(`^\s*--- FAIL: (Test\S*) `)
+	topDone = regexp.MustCompile(`^--- (?:PASS|SKIP): (Test\S*) `)
+)
 
 func (t *failTap) Write(p []byte) (int, error) {
 	t.mu.Lock()
@@ -72,6 +83,9 @@ func (t *failTap) Write(p []byte) (int, error) {
 func (t *failTap) line(l string) {
 	if m := anyFail.FindStringSubmatch(l); m != nil && !contains(t.failed, m[1]) {
 		t.failed = append(t.failed, m[1])
+	}
+	if m := topDone.FindStringSubmatch(l); m != nil && !contains(t.passed, m[1]) {
+		t.passed = append(t.passed, m[1])
 	}
 	if t.sign == "" {
 		for _, s := range guestDeathSigns {
@@ -107,6 +121,29 @@ func (t *failTap) verdict() (failed []string, sign string, ok bool) {
 	}
 	ok = len(failed) > 0 && len(failed) <= maxRetriedTests && t.sign != ""
 	return failed, t.sign, ok
+}
+
+// passedTop returns the top-level tests that passed (or skipped) so far.
+func (t *failTap) passedTop() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.partial != "" {
+		t.line(t.partial)
+		t.partial = ""
+	}
+	return append([]string(nil), t.passed...)
+}
+
+// skipArgs returns args that also skip the top-level tests named.
+func skipArgs(args, tests []string) []string {
+	if len(tests) == 0 {
+		return args
+	}
+	q := make([]string, len(tests))
+	for i, t := range tests {
+		q[i] = regexp.QuoteMeta(t)
+	}
+	return append(append([]string(nil), args...), "-test.skip=^("+strings.Join(q, "|")+")$")
 }
 
 // retryableArgs reports whether a test binary's arguments allow a rerun

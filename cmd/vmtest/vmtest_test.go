@@ -210,6 +210,10 @@ func TestFailTap(t *testing.T) {
 	if !ok || !slices.Equal(failed, []string{"TestB/sub", "TestC"}) || sign != "no output for 20s after" {
 		t.Fatalf("verdict: %v %q %v", failed, sign, ok)
 	}
+	tap.Write([]byte("=== RUN   TestS\n--- SKIP: TestS (0.0s)\n    --- PASS: TestB/other (0.1s)\n--- PASS: TestZ (1s)"))
+	if got := tap.passedTop(); !slices.Equal(got, []string{"TestA", "TestS", "TestZ"}) {
+		t.Errorf("passedTop: %q, want the top-level passes and skips", got)
+	}
 
 	var plain failTap // a failure with no sign of a guest's death
 	plain.Write([]byte("--- FAIL: TestD (0.0s)\n    d_test.go:9: got 1, want 2\n"))
@@ -242,6 +246,13 @@ func TestRetryArgs(t *testing.T) {
 	got := rerunArgs([]string{"-test.v=true"}, []string{"TestB", "TestC"})
 	if want := []string{"-test.v=true", "-test.run=^(TestB|TestC)$"}; !slices.Equal(got, want) {
 		t.Errorf("rerunArgs: %q, want %q", got, want)
+	}
+	got = skipArgs([]string{"-test.v=true"}, []string{"TestA", "TestB.x"})
+	if want := []string{"-test.v=true", "-test.skip=^(TestA|TestB\\.x)$"}; !slices.Equal(got, want) {
+		t.Errorf("skipArgs: %q, want %q", got, want)
+	}
+	if got := skipArgs([]string{"-test.v=true"}, nil); !slices.Equal(got, []string{"-test.v=true"}) {
+		t.Errorf("skipArgs of nothing: %q", got)
 	}
 	got = rerunArgs(nil, []string{"TestEnv/minimal/exec", "TestEnv/debian-12/exec", "TestRun/std.in"})
 	if want := []string{"-test.run=^(TestEnv|TestRun)$/^(minimal|debian-12|std\\.in)$/^(exec)$"}; !slices.Equal(got, want) {
