@@ -60,15 +60,7 @@ func TestWatchdogRescuesLostKick(t *testing.T) {
 // stall and is never counted as a rescue.
 func TestWatchdogLeavesIdleStreamsAlone(t *testing.T) {
 	dev, g := setup(t, Options{}, guestOpts{})
-	l, err := dev.Listen(2101)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := g.connect(2101)
-	c, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, c := guestConnect(t, dev, g, 2101)
 	read := make(chan error, 1)
 	go func() {
 		_, err := c.Read(make([]byte, 1))
@@ -114,15 +106,7 @@ func (s *syncBuffer) String() string {
 // close.
 func TestDebugStateTrace(t *testing.T) {
 	dev, g := setup(t, Options{}, guestOpts{})
-	l, err := dev.Listen(2102)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := g.connect(2102)
-	c, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, c := guestConnect(t, dev, g, 2102)
 	s.write([]byte("hello"))
 	if _, err := io.ReadFull(c, make([]byte, 5)); err != nil {
 		t.Fatal(err)

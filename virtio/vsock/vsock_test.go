@@ -46,6 +46,25 @@ func dial(t *testing.T, dev *Device, port uint32) *Conn {
 	return c
 }
 
+// guestConnect connects a guest socket to a new Listener on host port and
+// returns both ends.
+func guestConnect(t *testing.T, dev *Device, g *guest, port uint32) (*gsock, net.Conn) {
+	t.Helper()
+	l, err := dev.Listen(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := g.connect(port)
+	if !s.connected {
+		t.Fatalf("guest connect to %d was refused", port)
+	}
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, c
+}
+
 // echo copies what the guest socket reads back to the host until EOF,
 // then closes its side.
 func echo(s *gsock) {
@@ -1015,15 +1034,7 @@ func TestLimits(t *testing.T) {
 func TestTxInterruptBatching(t *testing.T) {
 	dev, g := setup(t, Options{}, guestOpts{})
 	dev.txIRQDelay = time.Hour // only the batch bound counts here
-	l, err := dev.Listen(3100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := g.connect(3100)
-	c, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, c := guestConnect(t, dev, g, 3100)
 	const packets = 10 * txIRQBatch
 	before := dev.irqCount.Load()
 	buf := make([]byte, 10)
@@ -1042,15 +1053,7 @@ func TestTxInterruptBatching(t *testing.T) {
 // later.
 func TestTxInterruptDelay(t *testing.T) {
 	dev, g := setup(t, Options{}, guestOpts{})
-	l, err := dev.Listen(3101)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := g.connect(3101)
-	c, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, c := guestConnect(t, dev, g, 3101)
 	time.Sleep(10 * txIRQDelay) // the handshake's interrupts are out
 	before := dev.irqCount.Load()
 	s.write([]byte("x"))
