@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -210,20 +211,11 @@ func prune(dir string, keep ...string) {
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
 		name := e.Name()
-		if !strings.HasPrefix(name, ".") && !contains(keep, name) {
+		if !strings.HasPrefix(name, ".") && !slices.Contains(keep, name) {
 			logf("removing old %s", filepath.Join(dir, name))
 			_ = os.RemoveAll(filepath.Join(dir, name))
 		}
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func copyFile(dst, src string, mode os.FileMode) error {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -81,10 +82,10 @@ func (t *failTap) Write(p []byte) (int, error) {
 }
 
 func (t *failTap) line(l string) {
-	if m := anyFail.FindStringSubmatch(l); m != nil && !contains(t.failed, m[1]) {
+	if m := anyFail.FindStringSubmatch(l); m != nil && !slices.Contains(t.failed, m[1]) {
 		t.failed = append(t.failed, m[1])
 	}
-	if m := topDone.FindStringSubmatch(l); m != nil && !contains(t.passed, m[1]) {
+	if m := topDone.FindStringSubmatch(l); m != nil && !slices.Contains(t.passed, m[1]) {
 		t.passed = append(t.passed, m[1])
 	}
 	if t.sign == "" {
@@ -175,7 +176,7 @@ func rerunArgs(args, tests []string) []string {
 				levels = append(levels, nil)
 			}
 			q := regexp.QuoteMeta(part)
-			if !contains(levels[i], q) {
+			if !slices.Contains(levels[i], q) {
 				levels[i] = append(levels[i], q)
 			}
 		}

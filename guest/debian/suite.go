@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -194,7 +195,7 @@ func parseDeb822(f io.Reader) []source {
 		val = strings.TrimSpace(val)
 		switch strings.ToLower(key) {
 		case "types":
-			deb = contains(strings.Fields(val), "deb")
+			deb = slices.Contains(strings.Fields(val), "deb")
 		case "uris":
 			if f := strings.Fields(val); len(f) > 0 {
 				cur.uri = f[0]
@@ -211,13 +212,4 @@ func parseDeb822(f io.Reader) []source {
 	}
 	flush()
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -746,7 +747,7 @@ func (b *builder) checkTools() error {
 	for _, t := range tools {
 		if _, err := lookTool(t); err != nil {
 			missing = append(missing, t)
-			if !contains(pkgs, toolPackages[t]) {
+			if !slices.Contains(pkgs, toolPackages[t]) {
 				pkgs = append(pkgs, toolPackages[t])
 			}
 		}

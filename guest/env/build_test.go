@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -141,7 +142,7 @@ func TestBuildOffline(t *testing.T) {
 	if got := strings.Join(m.Kernel.BuiltinModules, " "); got != "crc16 crc32c_generic ext4 jbd2 mbcache" {
 		t.Errorf("built in: %s", got)
 	}
-	if !contains(m.Kernel.InitrdModules, "/lib/modules/"+fakeRelease+"/kernel/net/vmw_vsock/vsock.ko") {
+	if !slices.Contains(m.Kernel.InitrdModules, "/lib/modules/"+fakeRelease+"/kernel/net/vmw_vsock/vsock.ko") {
 		t.Errorf("vsock.ko.gz not decompressed to vsock.ko: %v", m.Kernel.InitrdModules)
 	}
 	checkImage(t, e)

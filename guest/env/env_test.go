@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -201,7 +202,7 @@ func TestSpecs(t *testing.T) {
 		if s.KernelPackage != KernelMeta || s.MinBytes <= 0 || s.Description == "" {
 			t.Errorf("%s: %+v", s.Name, s)
 		}
-		if s.Base == BaseDebian && (s.Suite != "bookworm" || !contains(s.Packages, "python3")) {
+		if s.Base == BaseDebian && (s.Suite != "bookworm" || !slices.Contains(s.Packages, "python3")) {
 			t.Errorf("%s: %+v", s.Name, s)
 		}
 	}
@@ -211,11 +212,11 @@ func TestSpecs(t *testing.T) {
 		}
 	}
 	b, _ := Lookup("debian-12-build")
-	if !contains(b.Packages, "build-essential") || !contains(b.Packages, "git") {
+	if !slices.Contains(b.Packages, "build-essential") || !slices.Contains(b.Packages, "git") {
 		t.Errorf("debian-12-build packages: %v", b.Packages)
 	}
 	d, _ := Lookup("debian-12")
-	if contains(d.Packages, "build-essential") {
+	if slices.Contains(d.Packages, "build-essential") {
 		t.Errorf("debian-12 has build-essential (shared slice?)")
 	}
 	Specs()[1].Packages[0] = "mutated"

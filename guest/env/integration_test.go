@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -113,7 +114,7 @@ func checkImage(t *testing.T, e *Env) {
 			}
 		case "Filesystem features":
 			for _, f := range strings.Fields(v) {
-				if !contains(RootfsFeatures, f) {
+				if !slices.Contains(RootfsFeatures, f) {
 					t.Errorf("image has ext4 feature %s, not in RootfsFeatures (what Linux 6.1 is known to mount)", f)
 				}
 			}
@@ -195,8 +196,8 @@ func checkInitrd(t *testing.T, e *Env, agent string) {
 	for _, pair := range before {
 		a, aok := pos[pair[0]]
 		b, bok := pos[pair[1]]
-		builtinA := contains(e.Manifest.Kernel.BuiltinModules, pair[0])
-		builtinB := contains(e.Manifest.Kernel.BuiltinModules, pair[1])
+		builtinA := slices.Contains(e.Manifest.Kernel.BuiltinModules, pair[0])
+		builtinB := slices.Contains(e.Manifest.Kernel.BuiltinModules, pair[1])
 		if (!aok && !builtinA) || (!bok && !builtinB) {
 			t.Errorf("%s or %s is neither in modules.order nor built in", pair[0], pair[1])
 			continue

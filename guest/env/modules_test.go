@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -169,7 +170,7 @@ func TestPlanModules(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkOrder(t, tree2, plan.Load)
-	if !contains(plan.Load, "ext4") || !contains(plan.Load, "jbd2") {
+	if !slices.Contains(plan.Load, "ext4") || !slices.Contains(plan.Load, "jbd2") {
 		t.Errorf("ext4 as a module: load %v", plan.Load)
 	}
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -138,7 +139,7 @@ func parseDeb822Sources(b []byte) []aptSource {
 			key = strings.ToLower(strings.TrimSpace(k))
 			fields[key] = strings.TrimSpace(v)
 		}
-		if !contains(strings.Fields(fields["types"]), "deb") {
+		if !slices.Contains(strings.Fields(fields["types"]), "deb") {
 			continue
 		}
 		if e := strings.ToLower(fields["enabled"]); e == "no" || e == "false" {
@@ -226,13 +227,4 @@ func debianSources(root, release string) ([]string, error) {
 	return nil, fmt.Errorf("no apt source of this host serves Debian %s, and none looks like a Debian archive "+
 		"(checked %s/etc/apt/sources.list and sources.list.d): pass the Debian mirror to use explicitly "+
 		"(BuildOptions.Mirrors, e.g. \"deb URI %s main\")", release, strings.TrimSuffix(root, "/"), release)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
