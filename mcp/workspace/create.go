@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/pyro-mcp/pyro/guest/instance"
 	"github.com/pyro-mcp/pyro/mcp"
 	"github.com/pyro-mcp/pyro/mcp/hostio"
 	"github.com/pyro-mcp/pyro/mcp/treediff"
@@ -121,9 +122,13 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 		if ctx.Err() != nil || mcp.IsCode(err, mcp.CodeEnvMissing) {
 			return nil, err
 		}
+		hint := "Run `pyro kvm-check` on the host to see whether this machine can run microVMs."
+		if errors.Is(err, instance.ErrStopped) {
+			hint = "The microVM stopped while it booted (the message says how). Create the workspace again; " +
+				"if it keeps happening, run `pyro doctor` on the host and report the message."
+		}
 		return nil, &mcp.Error{Code: mcp.CodeInternal, Err: err,
-			Msg:  "booting " + envName + " failed: " + firstLine(err.Error()),
-			Hint: "Run `pyro kvm-check` on the host to see whether this machine can run microVMs."}
+			Msg: "booting " + envName + " failed: " + firstLine(err.Error()), Hint: hint}
 	}
 	h := w.handle()
 	// Seeding and the baseline talk to the guest: bound them, so that a

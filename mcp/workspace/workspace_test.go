@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
+	"github.com/pyro-mcp/pyro/guest/instance"
 	"github.com/pyro-mcp/pyro/mcp"
 )
 
@@ -741,9 +742,17 @@ func TestErrors(t *testing.T) {
 	}
 	h.w.failBoot = errors.New("kvm: no")
 	_, err = h.m.Create(bg, mcp.CreateRequest{TTLSeconds: 60, Seed: mcp.SeedSpec{Kind: mcp.SeedNone}})
-	wantCode(t, err, mcp.CodeInternal)
+	if e := wantCode(t, err, mcp.CodeInternal); !strings.Contains(e.Hint, "pyro kvm-check") {
+		t.Errorf("boot failure hint: %q", e.Hint)
+	}
 	if dirs := h.workspaceDirs(); len(dirs) != 0 {
 		t.Fatalf("failed create left %v", dirs)
+	}
+	// A guest that crashed while it booted: the hint says to try again.
+	h.w.failBoot = fmt.Errorf("%w before its agent was ready (crash: vCPU 0: triple fault)", instance.ErrStopped)
+	_, err = h.m.Create(bg, mcp.CreateRequest{TTLSeconds: 60, Seed: mcp.SeedSpec{Kind: mcp.SeedNone}})
+	if e := wantCode(t, err, mcp.CodeInternal); !strings.Contains(e.Msg, "triple fault") || !strings.Contains(e.Hint, "Create the workspace again") {
+		t.Errorf("boot crash: %q, hint %q", e.Msg, e.Hint)
 	}
 	h.w.failBoot = nil
 
