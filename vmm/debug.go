@@ -20,6 +20,16 @@ const probeTimeout = 2 * time.Second
 // describes itself on its own thread, then goes on running; a vCPU that
 // does not come out within two seconds is named as stuck.
 func (m *Machine) DebugVCPUs() string {
+	m.probeMu.Lock()
+	defer m.probeMu.Unlock()
+	select {
+	case <-m.stopped:
+		return "vCPUs: the VM has stopped"
+	default:
+	}
+	if m.vcpusClosed {
+		return "vCPUs: the VM is closed"
+	}
 	var b strings.Builder
 	for id, v := range m.vcpus {
 		if id > 0 {

@@ -109,11 +109,14 @@ type Machine struct {
 
 	vcpus  []*kvm.VCPU        // index = vCPU id; each used only by its own thread
 	probes []chan chan string // index = vCPU id: DebugVCPUs's requests
-	start  chan struct{}
-	abort  chan struct{}
-	exited sync.WaitGroup
-	ran    bool
-	closed bool
+	// probeMu orders DebugVCPUs's kicks before Close unmaps the vCPUs.
+	probeMu     sync.Mutex
+	vcpusClosed bool // guarded by probeMu
+	start       chan struct{}
+	abort       chan struct{}
+	exited      sync.WaitGroup
+	ran         bool
+	closed      bool
 
 	// stopping is set once, by the first stop; vCPU loops poll it.
 	stopping atomic.Bool
@@ -538,6 +541,9 @@ func (m *Machine) Close() error {
 	}
 	m.exited.Wait()
 	m.closeVirtio()
+	m.probeMu.Lock()
+	m.vcpusClosed = true
+	m.probeMu.Unlock()
 	for _, v := range m.vcpus {
 		if v != nil {
 			v.Close()

@@ -145,4 +145,12 @@ func TestDebugVCPUs(t *testing.T) {
 	if res := <-done; res.Reason != StopCanceled {
 		t.Fatalf("stopped with %v (%s), want canceled", res.Reason, res.Detail)
 	}
+	// A stopped or closed VM is described as such; nothing is kicked.
+	if got := m.DebugVCPUs(); !strings.Contains(got, "stopped") {
+		t.Errorf("after the stop: %q", got)
+	}
+	m.Close()
+	if got := m.DebugVCPUs(); !strings.Contains(got, "stopped") {
+		t.Errorf("after Close: %q", got)
+	}
 }
