@@ -187,9 +187,11 @@ func (t *MMIO) offeredFeatures() uint64 {
 //
 // pyro does not offer it yet. With it on, the nested harness saw a guest's
 // vsock stream end without its answer three times in a few dozen runs of
-// the end-to-end exec test (never seen in many runs without it); until that
-// is understood (the emulator, or a case the tests miss), guests get the
-// ring flags, and the unit tests exercise event indices through this.
+// the end-to-end exec test. The same ending later came with it off, and
+// streams cut by a dying VM now say so (instance): those were probably
+// the harness's guest deaths, but until a loop measures it again guests
+// get the ring flags, and the unit tests exercise event indices through
+// this.
 func (t *MMIO) OfferEventIdx() {
 	t.mu.Lock()
 	t.ring |= 1 << VIRTIO_F_EVENT_IDX

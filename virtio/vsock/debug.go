@@ -50,33 +50,29 @@ type packetTrace struct {
 }
 
 type tracedPacket struct {
-	seq   uint64
-	toGst bool
-	h     header
+	toGuest bool
+	h       header
 }
 
 func (t *packetTrace) add(toGuest bool, h *header) {
-	t.last[t.n%traceLen] = tracedPacket{seq: t.n, toGst: toGuest, h: *h}
+	t.last[t.n%traceLen] = tracedPacket{toGuest: toGuest, h: *h}
 	t.n++
 }
 
 func (t *packetTrace) format(b *strings.Builder) {
-	first := uint64(0)
-	if t.n > traceLen {
-		first = t.n - traceLen
-	}
-	if first == t.n {
+	if t.n == 0 {
 		return
 	}
+	first := t.n - min(t.n, traceLen)
 	fmt.Fprintf(b, "\n  last %d of %d packets (host port:guest port):", t.n-first, t.n)
 	for i := first; i < t.n; i++ {
 		p := &t.last[i%traceLen]
 		dir, local, peer := "<-", p.h.dstPort, p.h.srcPort
-		if p.toGst {
+		if p.toGuest {
 			dir, local, peer = "->", p.h.srcPort, p.h.dstPort
 		}
 		fmt.Fprintf(b, "\n    #%d %d%s%d %s len %d flags %#x buf_alloc %d fwd_cnt %d",
-			p.seq, local, dir, peer, opName(p.h.op), p.h.len, p.h.flags, p.h.bufAlloc, p.h.fwdCnt)
+			i, local, dir, peer, opName(p.h.op), p.h.len, p.h.flags, p.h.bufAlloc, p.h.fwdCnt)
 	}
 }
 

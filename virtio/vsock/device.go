@@ -431,19 +431,19 @@ func (w *worker) pass() (progress, irq bool, err error) {
 	w.d.memMu.Lock()
 	defer w.d.memMu.Unlock()
 	ntx, irqTx, err := w.drainTx()
+	var nrx, nev int
+	var irqRx, irqEv bool
+	if err == nil {
+		nrx, irqRx, err = w.fillRx()
+	}
+	if err == nil {
+		nev, irqEv, err = w.fillEvent()
+	}
 	if irqTx {
 		w.txOwed += max(ntx, 1)
 	}
-	if err != nil {
-		// The device fails: whatever is owed goes out now.
-		return false, w.settle(w.txOwed > 0), err
-	}
-	nrx, irqRx, err := w.fillRx()
-	if err != nil {
-		return false, w.settle(irqRx || w.txOwed > 0), err
-	}
-	nev, irqEv, err := w.fillEvent()
-	return ntx+nrx+nev > 0, w.settle(irqRx || irqEv || (err != nil && w.txOwed > 0)), err
+	// A failing device pays what it owes at once.
+	return err == nil && ntx+nrx+nev > 0, w.settle(irqRx || irqEv || (err != nil && w.txOwed > 0)), err
 }
 
 // settle decides whether the interrupt goes out now: when now says so or
