@@ -141,6 +141,7 @@ func runExec(ctx context.Context, binary string, args []string) (int, error) {
 			res.qemuStart.Sub(t0).Seconds(), res.testStart.Sub(res.qemuStart).Seconds(),
 			res.testEnd.Sub(res.testStart).Seconds(), time.Since(t0).Seconds())
 	}
+	var skipped []string // top-level tests that passed before an L1 panic
 	for rerun := 1; ; rerun++ {
 		var death *l1Death
 		panicked := errors.As(err, &death) && death.panicked
@@ -165,12 +166,12 @@ func runExec(ctx context.Context, binary string, args []string) (int, error) {
 			// L1's own kernel died of the emulator mid-run: the
 			// binary never said which test it was in. Rerun
 			// every test that had not passed.
-			passed := r.tap.passedTop()
+			skipped = append(skipped, r.tap.passedTop()...)
 			logf("%v", err)
 			logf("RERUN %d of at most %d: L1's own kernel panicked mid-run (here, the nested emulator's doing: see qemu.go). "+
 				"Rerunning in a fresh L1 every test that had not passed (%d had); PYRO_VMTEST_RETRY=0 turns reruns off.",
-				rerun, maxReruns, len(passed))
-			r.args = skipArgs(r.args, passed)
+				rerun, maxReruns, len(skipped))
+			r.args = skipArgs(r.args, skipped)
 		} else {
 			failed, sign, ok := r.tap.verdict()
 			if !ok {

@@ -135,7 +135,9 @@ func (t *failTap) passedTop() []string {
 	return append([]string(nil), t.passed...)
 }
 
-// skipArgs returns args that also skip the top-level tests named.
+// skipArgs returns args that skip the top-level tests named, in place of
+// any -test.skip an earlier rerun added: the test binary keeps only the
+// last, so each rerun names every test skipped so far.
 func skipArgs(args, tests []string) []string {
 	if len(tests) == 0 {
 		return args
@@ -144,7 +146,14 @@ func skipArgs(args, tests []string) []string {
 	for i, t := range tests {
 		q[i] = regexp.QuoteMeta(t)
 	}
-	return append(append([]string(nil), args...), "-test.skip=^("+strings.Join(q, "|")+")$")
+	return withFlag(args, "-test.skip", "^("+strings.Join(q, "|")+")$")
+}
+
+// withFlag returns args with name=value in place of any earlier name=...
+// (retryableArgs leaves only the ones reruns added).
+func withFlag(args []string, name, value string) []string {
+	out := slices.DeleteFunc(slices.Clone(args), func(a string) bool { return strings.HasPrefix(a, name+"=") })
+	return append(out, name+"="+value)
 }
 
 // retryableArgs reports whether a test binary's arguments allow a rerun
@@ -185,5 +194,5 @@ func rerunArgs(args, tests []string) []string {
 	for i, l := range levels {
 		parts[i] = "^(" + strings.Join(l, "|") + ")$"
 	}
-	return append(append([]string(nil), args...), "-test.run="+strings.Join(parts, "/"))
+	return withFlag(args, "-test.run", strings.Join(parts, "/"))
 }

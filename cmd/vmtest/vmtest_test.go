@@ -254,6 +254,12 @@ func TestRetryArgs(t *testing.T) {
 	if got := skipArgs([]string{"-test.v=true"}, nil); !slices.Equal(got, []string{"-test.v=true"}) {
 		t.Errorf("skipArgs of nothing: %q", got)
 	}
+	// A second rerun replaces the first's flags: the binary keeps only
+	// the last of each.
+	got = skipArgs(rerunArgs(skipArgs([]string{"-test.v=true"}, []string{"TestA"}), []string{"TestB"}), []string{"TestA", "TestC"})
+	if want := []string{"-test.v=true", "-test.run=^(TestB)$", "-test.skip=^(TestA|TestC)$"}; !slices.Equal(got, want) {
+		t.Errorf("flags of a second rerun: %q, want %q", got, want)
+	}
 	got = rerunArgs(nil, []string{"TestEnv/minimal/exec", "TestEnv/debian-12/exec", "TestRun/std.in"})
 	if want := []string{"-test.run=^(TestEnv|TestRun)$/^(minimal|debian-12|std\\.in)$/^(exec)$"}; !slices.Equal(got, want) {
 		t.Errorf("rerunArgs of subtests: %q, want %q", got, want)
