@@ -134,6 +134,10 @@ type Activation struct {
 	// Fail marks the device as needing a reset after the driver broke the
 	// protocol (a bad chain); the device must stop using its queues.
 	Fail func(err error)
+	// Crash stops the device's VM after a bug in the device (a panic its
+	// goroutine recovered, see Recover); the device must stop using its
+	// queues.
+	Crash func(err *PanicError)
 }
 
 // MMIO is a virtio-mmio transport for one device. It implements the VMM's
@@ -153,6 +157,10 @@ type MMIO struct {
 	intStatus  atomic.Uint32
 	configGen  atomic.Uint32
 	needsReset atomic.Bool
+	// crashed is the first panic recovered in the device; crashFn stops
+	// the VM (OnCrash).
+	crashed atomic.Pointer[PanicError]
+	crashFn atomic.Pointer[func(error)]
 
 	// mu guards every field below, and the queues' configuration.
 	mu          sync.Mutex
@@ -200,6 +208,7 @@ func (t *MMIO) OfferEventIdx() {
 
 // Read handles a guest load from the window.
 func (t *MMIO) Read(off uint64, data []byte) {
+	defer t.recoverCall("register read")
 	if off >= Config {
 		t.dev.ReadConfig(off-Config, data)
 		return
@@ -270,6 +279,7 @@ func (t *MMIO) selected() *Queue {
 
 // Write handles a guest store to the window.
 func (t *MMIO) Write(off uint64, data []byte) {
+	defer t.recoverCall("register write")
 	if off >= Config {
 		t.dev.WriteConfig(off-Config, data)
 		return
@@ -386,6 +396,7 @@ func (t *MMIO) activateLocked() error {
 		Features:  t.drvFeatures,
 		Interrupt: t.interruptUsed,
 		Fail:      t.fail,
+		Crash:     t.crash,
 	})
 	if err != nil {
 		return err
@@ -409,6 +420,7 @@ func (t *MMIO) resetLocked() {
 
 // notify passes a queue notification to the device.
 func (t *MMIO) notify(q uint32) {
+	defer t.recoverCall("notify")
 	t.mu.Lock()
 	active := t.active
 	t.mu.Unlock()
@@ -449,6 +461,7 @@ func (t *MMIO) ConfigChanged() {
 // Close stops the device if it is running, as a driver reset would, and
 // waits for its workers. The VMM calls it when the VM stops.
 func (t *MMIO) Close() {
+	defer t.recoverCall("reset at close")
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.active {

@@ -370,6 +370,19 @@ func (m *Machine) createVCPUs(k *Kernel) error {
 
 func (m *Machine) vcpuThread(id int, supported []kvm.CPUIDEntry, boot *bootState, ready chan<- error) {
 	defer m.exited.Done()
+	readied := false
+	defer func() {
+		if r := recover(); r != nil {
+			// A bug in a device or bus handler this vCPU called: stop
+			// this VM, keep the process and its other VMs.
+			err := virtio.NewPanicError(fmt.Sprintf("vCPU %d", id), r)
+			if !readied {
+				ready <- err
+				return
+			}
+			m.stop(Result{Reason: StopCrash, Detail: err.Error()})
+		}
+	}()
 	// KVM ties a vCPU to the thread that runs it; this goroutine keeps its
 	// thread for life, and the runtime retires the thread when it returns.
 	runtime.LockOSThread()
@@ -390,6 +403,7 @@ func (m *Machine) vcpuThread(id int, supported []kvm.CPUIDEntry, boot *bootState
 		ready <- err
 		return
 	}
+	readied = true
 	ready <- nil
 	select {
 	case <-m.start:
@@ -483,6 +497,15 @@ func (m *Machine) runLoop(v *kvm.VCPU) {
 			crash(fmt.Sprintf("vCPU %d: unhandled exit %v", v.ID(), exit.Reason))
 			return
 		}
+	}
+}
+
+// recoverCrash, deferred directly at the top of a goroutine of the VM,
+// turns a panic there into a crash of this VM with the panic and its
+// stack as the detail, so that a bug costs one VM and not the process.
+func (m *Machine) recoverCrash(where string) {
+	if r := recover(); r != nil {
+		m.stop(Result{Reason: StopCrash, Detail: virtio.NewPanicError(where, r).Error()})
 	}
 }
 

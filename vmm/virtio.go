@@ -63,7 +63,7 @@ func (m *Machine) addVirtio(devs []virtio.Device, log *slog.Logger) error {
 		}
 		fd := s.irqfd
 		one := []byte{1, 0, 0, 0, 0, 0, 0, 0}
-		s.transport = virtio.NewMMIO(devs[i], m.mem, func() { unix.Write(fd, one) }, log)
+		s.transport = m.newTransport(devs[i], func() { unix.Write(fd, one) }, log)
 		if err := m.mmio.Add(fmt.Sprintf("virtio-mmio-%d", i), s.base, virtioMMIOStride, s.transport); err != nil {
 			return err
 		}
@@ -77,15 +77,25 @@ func (m *Machine) addVirtio(devs []virtio.Device, log *slog.Logger) error {
 			if err := m.vm.IOEventFD(efd, s.base+virtio.QueueNotify, 4, uint64(q), kvm.IOEventFDDataMatch); err != nil {
 				return err
 			}
-			go forwardKicks(f, s.transport, q)
+			go m.forwardKicks(f, s.transport, q)
 		}
 	}
 	return nil
 }
 
+// newTransport puts dev behind a virtio-mmio transport over the VM's
+// memory. A bug in the device (a panic the transport or the device's
+// goroutine recovered) stops this VM as a crash, not the process.
+func (m *Machine) newTransport(dev virtio.Device, irq func(), log *slog.Logger) *virtio.MMIO {
+	t := virtio.NewMMIO(dev, m.mem, irq, log)
+	t.OnCrash(func(err error) { m.stop(Result{Reason: StopCrash, Detail: err.Error()}) })
+	return t
+}
+
 // forwardKicks passes queue q's notifications to the transport until f is
 // closed.
-func forwardKicks(f *os.File, t *virtio.MMIO, q int) {
+func (m *Machine) forwardKicks(f *os.File, t *virtio.MMIO, q int) {
+	defer m.recoverCrash(fmt.Sprintf("virtio kick forwarder (%s)", f.Name()))
 	var buf [8]byte
 	for {
 		if _, err := f.Read(buf[:]); err != nil {

@@ -206,6 +206,7 @@ func (d *Device) Reset() {
 
 func (d *Device) worker(q *virtio.Queue, kick, stop, done chan struct{}) {
 	defer close(done)
+	defer d.act.Recover("virtio-blk worker")
 	for {
 		select {
 		case <-stop:

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 
@@ -279,4 +280,55 @@ func FuzzRequest(f *testing.F) {
 			t.Fatalf("wrote %d bytes into %d", n, wlen)
 		}
 	})
+}
+
+// panicBackend is a disk whose reads hit a bug.
+type panicBackend struct{ memBackend }
+
+func (p *panicBackend) ReadAt([]byte, int64) (int, error) { panic("injected backend bug") }
+
+// A bug in the device (here its backend panicking on the worker goroutine)
+// crashes that device's VM with the panic and its stack, and nothing else:
+// the process goes on, the broken device resets without hanging, and a
+// second device keeps serving.
+func TestWorkerPanicCrashesOnlyItsVM(t *testing.T) {
+	dev, err := New(&panicBackend{memBackend{b: make([]byte, 64<<10)}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := virtiotest.New(t, dev, 8<<20)
+	crashed := make(chan error, 1)
+	d.MMIO.OnCrash(func(err error) { crashed <- err })
+	d.Init(^uint64(0), 64)
+	t.Cleanup(dev.Reset)
+
+	be2, _, d2 := setup(t, 64<<10, Options{})
+
+	q := d.Queues[0]
+	q.Add([][]byte{header(VIRTIO_BLK_T_IN, 0)}, []uint32{513})
+	q.Kick()
+	err = <-crashed
+	var pe *virtio.PanicError
+	if !errors.As(err, &pe) || pe.Value != "injected backend bug" || pe.Where != "virtio-blk worker" {
+		t.Fatalf("crash: %v", err)
+	}
+	for _, want := range []string{"virtio-blk worker panicked: injected backend bug", "panicBackend).ReadAt"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("crash detail lacks %q:\n%s", want, err)
+		}
+	}
+	if d.MMIO.Crashed() != err || d.Reg(virtio.Status)&virtio.DEVICE_NEEDS_RESET == 0 {
+		t.Errorf("transport: crashed %v, status %#x", d.MMIO.Crashed(), d.Reg(virtio.Status))
+	}
+	d.SetReg(virtio.Status, 0) // the worker has ended: the reset returns
+	if s := d.Reg(virtio.Status); s != 0 {
+		t.Errorf("status after reset %#x", s)
+	}
+
+	if _, st, _ := do(t, d2, [][]byte{header(VIRTIO_BLK_T_IN, 1)}, []uint32{513}); st != VIRTIO_BLK_S_OK {
+		t.Fatalf("second device: status %d", st)
+	}
+	if d2.MMIO.Crashed() != nil || be2.flushes != 0 {
+		t.Fatalf("second device crashed: %v", d2.MMIO.Crashed())
+	}
 }

@@ -81,6 +81,10 @@ type Device struct {
 	closeTimeout time.Duration
 	txIRQDelay   time.Duration
 
+	// crash is the last activation's Crash, for the close timers, which
+	// run on goroutines of their own.
+	crash atomic.Pointer[func(*virtio.PanicError)]
+
 	// kick wakes the worker: guest notifications and host-side work.
 	kick chan struct{}
 
@@ -208,6 +212,9 @@ func (d *Device) Activate(a virtio.Activation) error {
 		return errors.New("virtio-vsock: the rx and tx queues are not set up")
 	}
 	d.active, d.broken = true, false
+	if a.Crash != nil {
+		d.crash.Store(&a.Crash)
+	}
 	d.stop, d.done = make(chan struct{}), make(chan struct{})
 	w := &worker{d: d, act: a, rx: a.Queues[rxQueue], tx: a.Queues[txQueue], ev: a.Queues[eventQueue]}
 	d.w = w
@@ -350,6 +357,7 @@ type worker struct {
 
 func (w *worker) run(stop, done chan struct{}) {
 	defer close(done)
+	defer w.act.Recover("virtio-vsock worker")
 	tick := time.NewTicker(watchdogPeriod)
 	defer tick.Stop()
 	txTimer := time.NewTimer(time.Hour)
@@ -838,6 +846,16 @@ func (d *Device) packetLocked(c *Conn, bufs []virtio.Buffer, room int) (int, boo
 
 // closeTimedOut sends the RST a clean close waited for in vain.
 func (d *Device) closeTimedOut(c *Conn) {
+	defer func() {
+		if r := recover(); r != nil {
+			err := virtio.NewPanicError("virtio-vsock close timer", r)
+			if f := d.crash.Load(); f != nil {
+				(*f)(err)
+			} else {
+				d.log.Error("virtio-vsock: close timer panicked", "err", err)
+			}
+		}
+	}()
 	d.mu.Lock()
 	if c.state == stateClosing {
 		c.state = stateResetting
