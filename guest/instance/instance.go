@@ -156,7 +156,7 @@ func Start(ctx context.Context, cfg Config) (_ *VM, err error) {
 	v := &VM{m: m, vs: vs, log: log, cancel: cancel, done: make(chan struct{})}
 	v.Agent = &proto.Client{Dial: v.dial}
 	go func() {
-		v.res, v.err = m.Run(runCtx)
+		v.res, v.err = runRecovered(func() (vmm.Result, error) { return m.Run(runCtx) })
 		// Mark the VM stopped before failing its streams, so that a call
 		// whose stream fails sees done closed and reports why the VM
 		// stopped (its crash, its console), not "the device was closed".
@@ -177,11 +177,45 @@ func Start(ctx context.Context, cfg Config) (_ *VM, err error) {
 		return nil, err
 	}
 	v.Ready = time.Since(begin)
-	// The guest has no RTC: give it the host's clock before anything runs.
-	if err := v.Agent.SetTime(ctx, time.Now()); err != nil {
-		return nil, fmt.Errorf("setting the guest clock: %w", err)
+	if err := setClock(ctx, v.Agent, setClockTimeout); err != nil {
+		return nil, err
 	}
 	return v, nil
+}
+
+// setClockTimeout bounds setting the guest's clock at start. The agent
+// has just answered a ping, so this takes a round trip; the bound is there
+// for an agent that answers pings and then nothing else, which would
+// otherwise hold the start (and the workspace's lifecycle lock, which its
+// caller holds) for as long as the caller's context allows, often for
+// ever. Ten seconds covers the slowest nested host the harness has seen
+// by far.
+const setClockTimeout = 10 * time.Second
+
+// setClock gives the guest the host's clock (it has no RTC) before
+// anything runs, within timeout.
+func setClock(ctx context.Context, c *proto.Client, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := c.SetTime(ctx, time.Now()); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("setting the guest clock: the agent did not answer within %v (stop and start the workspace; if it persists, rebuild the environment with pyro env build --force NAME)", timeout)
+		}
+		return fmt.Errorf("setting the guest clock: %w", err)
+	}
+	return nil
+}
+
+// runRecovered runs the VM (run is its Machine's Run) and turns a panic on
+// the way into that VM's error, so that a bug in the VMM costs this VM and
+// not the process with every other VM in it.
+func runRecovered(run func() (vmm.Result, error)) (res vmm.Result, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			res, err = vmm.Result{Reason: vmm.StopCrash}, virtio.NewPanicError("the VM's run loop", r)
+		}
+	}()
+	return run()
 }
 
 // DebugState describes the running VM for a report on a guest that
