@@ -74,11 +74,12 @@ func (t *MMIO) Crashed() error {
 
 // crash records the first panic, marks the device as needing a reset and
 // hands the panic to the crash handler. Safe from any goroutine, with or
-// without mu held.
+// without mu held. It raises no interrupt, unlike fail: the VM is
+// stopping, and the interrupt path may be what panicked.
 func (t *MMIO) crash(err *PanicError) {
 	t.crashed.CompareAndSwap(nil, err)
 	t.log.Error("virtio: device panicked; stopping its VM", "device", t.dev.ID(), "where", err.Where, "panic", err.Value, "stack", string(err.Stack))
-	t.fail(err)
+	t.needsReset.Store(true)
 	if f := t.crashFn.Load(); f != nil {
 		(*f)(err)
 	}

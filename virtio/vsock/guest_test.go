@@ -33,6 +33,9 @@ type guestOpts struct {
 	// eventIdx has the transport offer VIRTIO_F_EVENT_IDX (the guest
 	// accepts everything offered).
 	eventIdx bool
+	// irqHook runs on each interrupt the device raises, on the device's
+	// goroutine.
+	irqHook func()
 }
 
 func (o *guestOpts) defaults() {
@@ -139,6 +142,9 @@ func newGuest(t testing.TB, dev *Device, o guestOpts) *guest {
 	g.cond = sync.NewCond(&g.mu)
 	g.drv = virtiotest.New(t, dev, 32<<20)
 	g.drv.MMIO = virtio.NewMMIO(dev, g.drv.Mem, func() {
+		if o.irqHook != nil {
+			o.irqHook()
+		}
 		g.drv.IRQ()
 		select {
 		case g.irq <- struct{}{}:
