@@ -28,19 +28,19 @@ type Backend struct {
 	MaxRunning int
 
 	mu sync.Mutex // guards the fields below
-	// +checklocks:mu
+	// Guarded by mu.
 	seq int
-	// +checklocks:mu
+	// Guarded by mu.
 	ws map[string]*workspace
-	// +checklocks:mu
+	// Guarded by mu.
 	calls []string
-	// +checklocks:mu
+	// Guarded by mu.
 	errs map[string]error
-	// +checklocks:mu
+	// Guarded by mu.
 	envs []mcp.Environment
-	// +checklocks:mu
+	// Guarded by mu.
 	exported map[string]bool
-	// +checklocks:mu
+	// Guarded by mu.
 	now time.Time
 }
 

@@ -51,13 +51,13 @@ type journal struct {
 	path string
 
 	mu sync.Mutex // guards the fields below
-	// +checklocks:mu
+	// Guarded by mu.
 	f *os.File // opened for appending on the first append
-	// +checklocks:mu
+	// Guarded by mu.
 	validLen int64 // bytes of whole lines in the file as loaded
-	// +checklocks:mu
+	// Guarded by mu.
 	entries []entry // sorted by Seq
-	// +checklocks:mu
+	// Guarded by mu.
 	next int64 // next sequence number to hand out
 }
 
@@ -85,7 +85,7 @@ func loadJournal(path string) (*journal, error) {
 	return j, nil
 }
 
-// +checklocks:j.mu
+// The caller holds j.mu.
 func (j *journal) insert(e entry) {
 	i := sort.Search(len(j.entries), func(i int) bool { return j.entries[i].Seq >= e.Seq })
 	if i < len(j.entries) && j.entries[i].Seq == e.Seq {

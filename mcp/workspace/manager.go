@@ -99,11 +99,11 @@ type Manager struct {
 	reapW sync.WaitGroup
 
 	mu sync.Mutex // guards the fields below; taken before any workspace's mu
-	// +checklocks:mu
+	// Guarded by mu.
 	ws map[string]*workspace
-	// +checklocks:mu
+	// Guarded by mu.
 	running int // VMs running or booting, against MaxRunning
-	// +checklocks:mu
+	// Guarded by mu.
 	closed bool
 }
 
@@ -403,7 +403,7 @@ func (m *Manager) lookup(id string) *workspace {
 }
 
 // nameTaken reports whether another workspace than self is called name.
-// +checklocks:m.mu
+// The caller holds m.mu.
 func (m *Manager) nameTaken(name string, self *workspace) bool {
 	if name == "" {
 		return false

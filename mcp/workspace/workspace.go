@@ -38,17 +38,17 @@ type workspace struct {
 	ownerOnce sync.Once
 
 	mu sync.Mutex // guards the fields below
-	// +checklocks:mu
+	// Guarded by mu.
 	rec record
-	// +checklocks:mu
+	// Guarded by mu.
 	state mcp.State
-	// +checklocks:mu
+	// Guarded by mu.
 	vm *vmHandle
-	// +checklocks:mu
+	// Guarded by mu.
 	deleted bool
-	// +checklocks:mu
+	// Guarded by mu.
 	active int // calls in flight; the reaper leaves busy workspaces alone
-	// +checklocks:mu
+	// Guarded by mu.
 	diffs int // patch files written to diffs/
 }
 
@@ -59,7 +59,7 @@ func (w *workspace) view() mcp.Workspace {
 	return w.viewLocked()
 }
 
-// +checklocks:w.mu
+// The caller holds w.mu.
 func (w *workspace) viewLocked() mcp.Workspace {
 	r := w.rec.clone()
 	seq, _ := w.journal.last()
@@ -124,7 +124,7 @@ func (w *workspace) interrupt() {
 }
 
 // saveLocked writes the record.
-// +checklocks:w.mu
+// The caller holds w.mu.
 func (w *workspace) saveLocked() error {
 	r := w.rec.clone()
 	r.State = w.state

@@ -81,37 +81,36 @@ type Conn struct {
 	readDL, writeDL deadline
 
 	// Guarded by d.mu.
-	// +checklocks:d.mu
 	state connState
-	// +checklocks:d.mu
+	// Guarded by d.mu.
 	queued bool // in d.ready
-	// +checklocks:d.mu
+	// Guarded by d.mu.
 	appClosed bool // Close was called
-	// +checklocks:d.mu
+	// Guarded by d.mu.
 	devClosed bool // Device.Close was called
-	// +checklocks:d.mu
+	// Guarded by d.mu.
 	err error // why the stream ended abnormally; Read returns it after the data
-	// +checklocks:d.mu
+	// Guarded by d.mu.
 	sendReq, sendResp, sendCredit, creditReqSent bool
-	// +checklocks:d.mu
+	// Guarded by d.mu.
 	localShut, shutSent, peerShut uint32 // VIRTIO_VSOCK_SHUTDOWN_* masks
-	// +checklocks:d.mu
+	// Guarded by d.mu.
 	rx ring // received, not yet read
-	// +checklocks:d.mu
+	// Guarded by d.mu.
 	fwdCnt, lastFwdSent uint32 // bytes read by the application; fwd_cnt last sent
-	// +checklocks:d.mu
+	// Guarded by d.mu.
 	peerBufAlloc, peerFwdCnt, txCnt uint32
-	// +checklocks:d.mu
+	// Guarded by d.mu.
 	pending []byte // the unsent rest of the Write in progress
-	// +checklocks:d.mu
+	// Guarded by d.mu.
 	wrote int // bytes of that Write sent so far
-	// +checklocks:d.mu
+	// Guarded by d.mu.
 	wait chan struct{} // closed on the next state change, for blocked calls
-	// +checklocks:d.mu
+	// Guarded by d.mu.
 	closeTimer *time.Timer
-	// +checklocks:d.mu
+	// Guarded by d.mu.
 	stalls int // CREDIT_REQUESTs sent: times a Write waited for credit
-	// +checklocks:d.mu
+	// Guarded by d.mu.
 	readWaiting bool // a Read waits for the guest's data
 }
 
@@ -292,7 +291,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 
 // writeErrLocked says why c cannot take data, if it cannot.
 //
-// +checklocks:c.d.mu
+// The caller holds c.d.mu.
 func (c *Conn) writeErrLocked() error {
 	switch {
 	case c.appClosed || c.devClosed:
@@ -309,7 +308,7 @@ func (c *Conn) writeErrLocked() error {
 	return nil
 }
 
-// +checklocks:c.d.mu
+// The caller holds c.d.mu.
 func (c *Conn) closedErrLocked() error {
 	if c.devClosed && !c.appClosed {
 		return errDeviceClosed
@@ -397,7 +396,7 @@ func (c *Conn) opErr(op string, err error) error {
 
 // waitLocked returns a channel closed at c's next state change.
 //
-// +checklocks:c.d.mu
+// The caller holds c.d.mu.
 func (c *Conn) waitLocked() <-chan struct{} {
 	if c.wait == nil {
 		c.wait = make(chan struct{})
@@ -407,7 +406,7 @@ func (c *Conn) waitLocked() <-chan struct{} {
 
 // signalLocked wakes every call blocked on c.
 //
-// +checklocks:c.d.mu
+// The caller holds c.d.mu.
 func (c *Conn) signalLocked() {
 	if c.wait != nil {
 		close(c.wait)
@@ -417,7 +416,7 @@ func (c *Conn) signalLocked() {
 
 // setErrLocked records why the stream ended, keeping the first reason.
 //
-// +checklocks:c.d.mu
+// The caller holds c.d.mu.
 func (c *Conn) setErrLocked(err error) {
 	if c.err == nil {
 		c.err = err
@@ -427,7 +426,7 @@ func (c *Conn) setErrLocked(err error) {
 
 // creditLocked is how many bytes the guest can take now (§5.10.6.3).
 //
-// +checklocks:c.d.mu
+// The caller holds c.d.mu.
 func (c *Conn) creditLocked() uint32 {
 	inFlight := c.txCnt - c.peerFwdCnt
 	if inFlight >= c.peerBufAlloc {
@@ -438,7 +437,7 @@ func (c *Conn) creditLocked() uint32 {
 
 // hasWorkLocked reports whether c has a packet to send.
 //
-// +checklocks:c.d.mu
+// The caller holds c.d.mu.
 func (c *Conn) hasWorkLocked() bool {
 	switch c.state {
 	case stateGone:
@@ -457,11 +456,10 @@ type Listener struct {
 	port uint32
 
 	// Guarded by d.mu.
-	// +checklocks:d.mu
 	backlog []*Conn
-	// +checklocks:d.mu
+	// Guarded by d.mu.
 	closed bool
-	// +checklocks:d.mu
+	// Guarded by d.mu.
 	wait chan struct{}
 }
 
@@ -528,7 +526,7 @@ func (l *Listener) Close() error {
 	return nil
 }
 
-// +checklocks:l.d.mu
+// The caller holds l.d.mu.
 func (l *Listener) closeLocked() {
 	d := l.d
 	l.closed = true
@@ -543,7 +541,7 @@ func (l *Listener) closeLocked() {
 	l.signalLocked()
 }
 
-// +checklocks:l.d.mu
+// The caller holds l.d.mu.
 func (l *Listener) signalLocked() {
 	if l.wait != nil {
 		close(l.wait)

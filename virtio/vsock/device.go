@@ -99,35 +99,35 @@ type Device struct {
 	// mu guards the fields below and the mutable state of every Conn
 	// and Listener of the device.
 	mu sync.Mutex
-	// +checklocks:mu
+	// Guarded by mu.
 	active bool // between Activate and Reset
-	// +checklocks:mu
+	// Guarded by mu.
 	broken bool // the driver broke a queue; nothing moves until a reset
-	// +checklocks:mu
+	// Guarded by mu.
 	stop, done chan struct{} // the running worker's
-	// +checklocks:mu
+	// Guarded by mu.
 	closed bool
-	// +checklocks:mu
+	// Guarded by mu.
 	conns map[connKey]*Conn
-	// +checklocks:mu
+	// Guarded by mu.
 	ports map[uint32]int // local port → streams using it
-	// +checklocks:mu
+	// Guarded by mu.
 	listeners map[uint32]*Listener
-	// +checklocks:mu
+	// Guarded by mu.
 	ready []*Conn // streams with a packet to send, FIFO; Conn.queued marks them
-	// +checklocks:mu
+	// Guarded by mu.
 	replies []header // RSTs for packets that match no stream
-	// +checklocks:mu
+	// Guarded by mu.
 	nextPort uint32
-	// +checklocks:mu
+	// Guarded by mu.
 	eventPending bool
-	// +checklocks:mu
+	// Guarded by mu.
 	lastWarn time.Time
-	// +checklocks:mu
+	// Guarded by mu.
 	suppressed int
-	// +checklocks:mu
+	// Guarded by mu.
 	w *worker // the running worker, for DebugState
-	// +checklocks:mu
+	// Guarded by mu.
 	trace packetTrace // the last packets each way, for DebugState
 
 	// Counters for DebugState and the watchdog.
@@ -302,7 +302,7 @@ func (d *Device) TransportReset() {
 // failAllLocked ends every stream with err and forgets queued packets;
 // the guest is not told.
 //
-// +checklocks:d.mu
+// The caller holds d.mu.
 func (d *Device) failAllLocked(err error) {
 	for _, c := range d.conns {
 		c.setErrLocked(err)
@@ -327,7 +327,7 @@ func (d *Device) failDevice(err error) {
 
 // warnLocked logs guest misbehaviour, at most once a second.
 //
-// +checklocks:d.mu
+// The caller holds d.mu.
 func (d *Device) warnLocked(msg string, args ...any) {
 	now := time.Now()
 	if now.Sub(d.lastWarn) < time.Second {
@@ -606,7 +606,7 @@ func (d *Device) handleTx(bufs []virtio.Buffer) {
 
 // replyRstLocked queues a RST answering h, unless h is one.
 //
-// +checklocks:d.mu
+// The caller holds d.mu.
 func (d *Device) replyRstLocked(h *header) {
 	if h.op == VIRTIO_VSOCK_OP_RST {
 		return
@@ -624,7 +624,7 @@ func (d *Device) replyRstLocked(h *header) {
 // handleNoConnLocked handles a packet that names no stream: a connection
 // request to a Listener, or a stray packet, answered with RST.
 //
-// +checklocks:d.mu
+// The caller holds d.mu.
 func (d *Device) handleNoConnLocked(h *header) {
 	if h.op != VIRTIO_VSOCK_OP_REQUEST {
 		d.replyRstLocked(h)
@@ -652,7 +652,7 @@ func (d *Device) handleNoConnLocked(h *header) {
 
 // handleConnLocked runs a stream's state machine for one guest packet.
 //
-// +checklocks:d.mu
+// The caller holds d.mu.
 func (d *Device) handleConnLocked(c *Conn, h *header, r *virtio.Pieces) {
 	// Every packet of a stream carries the peer's credit (§5.10.6.3).
 	if h.bufAlloc != c.peerBufAlloc || h.fwdCnt != c.peerFwdCnt {
@@ -731,7 +731,7 @@ func (d *Device) handleConnLocked(c *Conn, h *header, r *virtio.Pieces) {
 
 // receiveLocked takes a RW packet's payload into the stream's buffer.
 //
-// +checklocks:d.mu
+// The caller holds d.mu.
 func (d *Device) receiveLocked(c *Conn, h *header, r *virtio.Pieces) {
 	n := int(h.len)
 	if n == 0 || c.peerShut&VIRTIO_VSOCK_SHUTDOWN_SEND != 0 {
@@ -751,7 +751,7 @@ func (d *Device) receiveLocked(c *Conn, h *header, r *virtio.Pieces) {
 // writable buffers, which hold more than a header, and returns its
 // length, or false if nothing can be sent now.
 //
-// +checklocks:d.mu
+// The caller holds d.mu.
 func (d *Device) produceLocked(bufs []virtio.Buffer) (int, bool) {
 	if len(d.replies) > 0 {
 		h := d.replies[0]
@@ -785,7 +785,7 @@ func (d *Device) produceLocked(bufs []virtio.Buffer) (int, bool) {
 // packetLocked writes c's next packet into bufs, with at most room bytes
 // of payload (room > 0).
 //
-// +checklocks:d.mu
+// The caller holds d.mu.
 func (d *Device) packetLocked(c *Conn, bufs []virtio.Buffer, room int) (int, bool) {
 	h := header{
 		srcCID: VMADDR_CID_HOST, dstCID: uint64(d.cid),
@@ -867,7 +867,7 @@ func (d *Device) closeTimedOut(c *Conn) {
 
 // markReadyLocked queues c for the worker to send its packets.
 //
-// +checklocks:d.mu
+// The caller holds d.mu.
 func (d *Device) markReadyLocked(c *Conn) {
 	if !c.queued && c.state != stateGone {
 		c.queued = true
@@ -877,7 +877,7 @@ func (d *Device) markReadyLocked(c *Conn) {
 
 // newConnLocked adds a stream.
 //
-// +checklocks:d.mu
+// The caller holds d.mu.
 func (d *Device) newConnLocked(local, peer uint32, state connState) *Conn {
 	c := &Conn{
 		d:       d,
@@ -896,7 +896,7 @@ func (d *Device) newConnLocked(local, peer uint32, state connState) *Conn {
 // removeLocked takes c out of the stream table; its application side
 // keeps whatever it has buffered.
 //
-// +checklocks:d.mu
+// The caller holds d.mu.
 func (d *Device) removeLocked(c *Conn) {
 	if c.state == stateGone {
 		return
@@ -920,7 +920,7 @@ func (d *Device) removeLocked(c *Conn) {
 // resetLocked aborts c from the host side: the guest gets a RST if it
 // knows the stream, and the application gets err.
 //
-// +checklocks:d.mu
+// The caller holds d.mu.
 func (d *Device) resetLocked(c *Conn, err error) {
 	c.setErrLocked(err)
 	c.pending = nil
@@ -941,7 +941,7 @@ func (d *Device) resetLocked(c *Conn, err error) {
 // allocPortLocked picks a host port for Dial that no stream or listener
 // uses.
 //
-// +checklocks:d.mu
+// The caller holds d.mu.
 func (d *Device) allocPortLocked() (uint32, bool) {
 	for i := 0; i <= ephemeralLast-ephemeralFirst; i++ {
 		p := d.nextPort
@@ -957,7 +957,7 @@ func (d *Device) allocPortLocked() (uint32, bool) {
 
 // usableLocked says why new streams cannot start, if they cannot.
 //
-// +checklocks:d.mu
+// The caller holds d.mu.
 func (d *Device) usableLocked() error {
 	switch {
 	case d.closed:
