@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -496,13 +497,17 @@ func (c *Client) simple(ctx context.Context, req *Request, res any) error {
 
 // tarReader is TarOut's archive: the payloads of Data frames.
 type tarReader struct {
-	s    *stream
-	buf  []byte
-	err  error
-	once sync.Once
+	s      *stream
+	buf    []byte
+	err    error
+	once   sync.Once
+	closed atomic.Bool
 }
 
 func (r *tarReader) Read(p []byte) (int, error) {
+	if r.closed.Load() {
+		return 0, errors.New("proto: read of a closed TarOut stream")
+	}
 	for len(r.buf) == 0 && r.err == nil {
 		var res TarResult
 		r.err = r.s.finish(&res, func(t FrameType, b []byte) error {
@@ -527,6 +532,7 @@ func (r *tarReader) Read(p []byte) (int, error) {
 }
 
 func (r *tarReader) Close() error {
+	r.closed.Store(true)
 	r.once.Do(r.s.close)
 	return nil
 }
