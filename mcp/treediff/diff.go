@@ -42,13 +42,14 @@ const (
 	DefaultMaxFileBytes  = 1 << 20
 	DefaultMaxPatchBytes = 8 << 20
 	// DefaultMaxChanges and DefaultMaxPathBytes bound what Diff holds
-	// for the changed paths (a FileDiff, its path in a few maps, about
-	// 0.5 KiB and three copies of the path each), since the tree comes
-	// from the guest: a guest that creates millions of long-named files
-	// costs one diff call about 200 MiB at most, not many GiB. The same
-	// idea as the host-side archive extraction's name and entry caps
-	// (mcp/hostio), sized for what a diff keeps per path. A diff of more
-	// changes than a reader can use is narrowed with Prefix.
+	// for the changed paths, since the tree comes from the guest: about
+	// 0.35 KiB per path plus 1.3 times its length (measured by
+	// TestDiffEndlessTreeBounded: 44 MiB at the first bound, 42 MiB at
+	// the second), so a guest that creates millions of long-named
+	// files costs one diff about 100 MiB at most, not many GiB. The
+	// same idea as the host-side archive extraction's name and entry
+	// caps (mcp/hostio), sized for what a diff keeps per path. A diff
+	// of more changes than a reader can use is narrowed with Prefix.
 	DefaultMaxChanges   = 1 << 17
 	DefaultMaxPathBytes = 32 << 20
 )
