@@ -198,29 +198,38 @@ func (m *Manager) WriteFile(ctx context.Context, req mcp.WriteFileRequest) (mcp.
 const (
 	maxPatchFile  = 16 << 20 // bytes of one file patch_apply reads
 	maxPatchTotal = 64 << 20 // bytes of all the files one patch reads
+	// maxPatchLines bounds the lines of all the files one patch reads:
+	// mcp/patch keeps about 64 bytes of records per line (a file of
+	// 16 MiB of empty lines would cost it 1 GiB), so lines cost more
+	// than bytes. A million lines is about 64 MiB of records.
+	maxPatchLines = 1 << 20
 )
 
 // patchReadError says a file is over a patch_apply read bound.
 type patchReadError struct {
 	name  string
-	size  int64 // the size the guest reported
+	size  int64 // the size the guest reported, or the lines read
 	limit int64
-	total bool // the per-patch bound, not the per-file one
+	what  string // "file", "total" or "lines"
 }
 
 func (e *patchReadError) Error() string {
-	if e.total {
+	switch e.what {
+	case "total":
 		return fmt.Sprintf("%s (%d bytes) would take the files this patch reads past %d MiB", e.name, e.size, e.limit>>20)
+	case "lines":
+		return fmt.Sprintf("%s (%d lines) would take the files this patch reads past %d lines", e.name, e.size, e.limit)
 	}
 	return fmt.Sprintf("%s is %d bytes, over the %d MiB patch_apply reads", e.name, e.size, e.limit>>20)
 }
 
-// guestFS is patch.FS over the guest's /workspace. left is what
-// maxPatchTotal leaves for further reads.
+// guestFS is patch.FS over the guest's /workspace. left and lines are
+// what maxPatchTotal and maxPatchLines leave for further reads.
 type guestFS struct {
-	ctx  context.Context
-	g    guest
-	left *int64
+	ctx   context.Context
+	g     guest
+	left  *int64
+	lines *int64
 }
 
 func (f guestFS) ReadFile(name string) ([]byte, fs.FileMode, error) {
@@ -239,10 +248,10 @@ func (f guestFS) ReadFile(name string) ([]byte, fs.FileMode, error) {
 		return nil, 0, fmt.Errorf("%s is not a regular file", name)
 	}
 	if fi.Size < 0 || fi.Size > maxPatchFile {
-		return nil, 0, &patchReadError{name: name, size: fi.Size, limit: maxPatchFile}
+		return nil, 0, &patchReadError{name: name, size: fi.Size, limit: maxPatchFile, what: "file"}
 	}
 	if fi.Size > *f.left {
-		return nil, 0, &patchReadError{name: name, size: fi.Size, limit: maxPatchTotal, total: true}
+		return nil, 0, &patchReadError{name: name, size: fi.Size, limit: maxPatchTotal, what: "total"}
 	}
 	// Read at most the reported size and one byte more, which shows the
 	// file grew (or the agent lied) without reading what it grew by.
@@ -260,7 +269,12 @@ func (f guestFS) ReadFile(name string) ([]byte, fs.FileMode, error) {
 	if int64(len(data)) > fi.Size {
 		return nil, 0, fmt.Errorf("%s grew while it was read; apply the patch again", name)
 	}
+	n := int64(bytes.Count(data, []byte("\n")) + 1)
+	if n > *f.lines {
+		return nil, 0, &patchReadError{name: name, size: n, limit: maxPatchLines, what: "lines"}
+	}
 	*f.left -= int64(len(data))
+	*f.lines -= n
 	return data, fs.FileMode(fi.Mode & 0o777), nil
 }
 
@@ -286,8 +300,8 @@ func (m *Manager) ApplyPatch(ctx context.Context, id string, text string) (mcp.P
 	start := c.w.m.now()
 	t0 := time.Now()
 
-	left := int64(maxPatchTotal)
-	res, aerr := patch.Apply(guestFS{c.ctx, c.h.Files, &left}, fps)
+	left, lines := int64(maxPatchTotal), int64(maxPatchLines)
+	res, aerr := patch.Apply(guestFS{c.ctx, c.h.Files, &left, &lines}, fps)
 	if l := c.lost(); l != nil {
 		return mcp.PatchResult{}, l
 	}
