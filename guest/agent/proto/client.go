@@ -52,8 +52,10 @@ const CodeTooLarge = "too_large"
 // the request in the guest (an exec's process group is killed).
 //
 // The Client trusts nothing the guest sends: every frame is bounded by
-// MaxPayload, lists and reads by the limits the caller gave, and frames
-// out of place are protocol errors. Streams whose length the guest
+// MaxPayload, lists and reads by the limits the caller gave, a list's
+// names and targets by MaxNameLen and its whole answer by MaxListBytes,
+// error messages by MaxErrorMessage, and frames out of place are
+// protocol errors. Streams whose length the guest
 // decides (Exec's output, TarOut's archive) are bounded by the caller:
 // stop reading (return an error from the writer, Close the reader) to
 // cancel them.
