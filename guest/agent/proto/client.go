@@ -36,7 +36,8 @@ const (
 	maxTypeLen = 16
 	// MaxErrorMessage bounds the message of an Error frame the Client
 	// returns (it ends up in tool results and logs); longer ones are
-	// clipped. maxCodeLen does the same for its code.
+	// clipped. maxCodeLen does the same for its code (an overlong one
+	// becomes CodeInternal) and an exec's signal name.
 	MaxErrorMessage = 4096
 	maxCodeLen      = 32
 )
@@ -130,6 +131,9 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest, stdout, stderr io.Wr
 		}
 		return errHandled
 	})
+	if len(res.Signal) > maxCodeLen {
+		res.Signal = res.Signal[:maxCodeLen] // goes into the journal with every exec
+	}
 	return res, err
 }
 

@@ -330,3 +330,16 @@ func TestHostileCounts(t *testing.T) {
 	}
 	a.wait(t)
 }
+
+// An exec's signal name goes into the workspace journal: a lying one is
+// cut to a signal name's size.
+func TestHostileExecSignal(t *testing.T) {
+	a := newHostile(func(req *Request, enc *Encoder) error {
+		return enc.WriteJSON(FrameResult, ExecResult{ExitCode: -1, Signal: strings.Repeat("S", 512<<10)})
+	})
+	res, err := a.client().Exec(context.Background(), ExecRequest{Shell: "true"}, nil, nil)
+	if err != nil || len(res.Signal) > maxCodeLen {
+		t.Errorf("Exec = %d-byte signal, %v; want at most %d bytes", len(res.Signal), err, maxCodeLen)
+	}
+	a.wait(t)
+}
