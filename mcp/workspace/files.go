@@ -308,9 +308,12 @@ func (m *Manager) ApplyPatch(ctx context.Context, id string, text string) (mcp.P
 	for _, fr := range res.Files {
 		var re *patchReadError
 		if errors.As(fr.Err, &re) {
-			return mcp.PatchResult{}, mcp.LimitReached("patch not applied: %v", re).WithHint(fmt.Sprintf(
-				"Nothing was changed. Edit %s in the guest with workspace_exec (sed -i, or a script), or replace it whole with file_write; "+
-					"a patch that touches fewer files at once may fit.", re.name))
+			hint := fmt.Sprintf("Nothing was changed. Edit %s in the guest with workspace_exec (sed -i, or a script), "+
+				"or replace it whole with file_write.", re.name)
+			if re.what != "file" {
+				hint += " Or split the patch into smaller ones, a few files each."
+			}
+			return mcp.PatchResult{}, mcp.LimitReached("patch not applied: %v", re).WithHint(hint)
 		}
 	}
 	out := mcp.PatchResult{Applied: aerr == nil}
