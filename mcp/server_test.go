@@ -330,6 +330,7 @@ func TestValidationErrors(t *testing.T) {
 		{"file_write", map[string]any{"id": id, "path": "a", "content": "x", "mode": "rwx"}, "octal"},
 		{"file_write", map[string]any{"id": id, "path": "a", "content": strings.Repeat("x", mcp.MaxWriteBytes+1)}, "limit"},
 		{"file_list", map[string]any{"id": id, "cursor": "abc"}, "next_cursor"},
+		{"file_list", map[string]any{"id": id, "cursor": "9223372036854775807"}, "past the first 100000 entries"},
 		{"patch_apply", map[string]any{"id": id, "patch": "  "}, "patch is empty"},
 		{"snapshot_create", map[string]any{"id": id, "name": "a b"}, "may only use"},
 		{"workspace_update", map[string]any{"id": id}, "nothing to update"},

@@ -135,6 +135,10 @@ func toolFileList(ctx context.Context, h *handler, in fileListIn) (any, error) {
 		if err != nil || offset < 0 {
 			return nil, Invalid("cursor %.40q is not a next_cursor from file_list", in.Cursor)
 		}
+		if offset > MaxListOffset {
+			return nil, Invalid("cursor %d is past the first %d entries file_list pages through", offset, MaxListOffset).
+				WithHint("List a subdirectory (path), or list without recursive.")
+		}
 	}
 	var l FileListing
 	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {

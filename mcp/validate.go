@@ -42,6 +42,11 @@ const (
 	defaultEnvVarRegex = `^[A-Za-z_][A-Za-z0-9_]*$`
 )
 
+// MaxListOffset bounds file_list's cursor: the guest lists a directory
+// from its start for every page, so the cursor decides how many entries
+// one call makes the guest send and the host hold.
+const MaxListOffset = 100000
+
 var (
 	nameRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 	labelKeyRe = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$`)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"container/heap"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -27,6 +28,12 @@ type Options struct {
 	// Prefix limits the diff to one path and what is below it ("src"
 	// or "./src/"). Empty means the whole tree.
 	Prefix string
+	// MaxChanges bounds the changed paths one Diff records, and
+	// MaxPathBytes the sum of their lengths: past either, Diff fails
+	// with an error wrapping ErrTooManyChanges. 0 means
+	// DefaultMaxChanges and DefaultMaxPathBytes.
+	MaxChanges   int
+	MaxPathBytes int
 }
 
 // Defaults applied for zero Options fields.
@@ -34,7 +41,22 @@ const (
 	DefaultContext       = 3
 	DefaultMaxFileBytes  = 1 << 20
 	DefaultMaxPatchBytes = 8 << 20
+	// DefaultMaxChanges and DefaultMaxPathBytes bound what Diff holds
+	// for the changed paths, since the tree comes from the guest: about
+	// 0.35 KiB per path plus 1.3 times its length (measured by
+	// TestDiffEndlessTreeBounded: 44 MiB at the first bound, 42 MiB at
+	// the second), so a guest that creates millions of long-named
+	// files costs one diff about 100 MiB at most, not many GiB. The
+	// same idea as the host-side archive extraction's name and entry
+	// caps (mcp/hostio), sized for what a diff keeps per path. A diff
+	// of more changes than a reader can use is narrowed with Prefix.
+	DefaultMaxChanges   = 1 << 17
+	DefaultMaxPathBytes = 32 << 20
 )
+
+// ErrTooManyChanges is wrapped by the error Diff returns when the changes
+// pass Options.MaxChanges or Options.MaxPathBytes.
+var ErrTooManyChanges = errors.New("too many changes")
 
 // Status says how a path changed.
 type Status string
@@ -185,6 +207,9 @@ type differ struct {
 	prefix  string
 	buf     []byte // the current file's content, reused
 
+	maxChanges, maxPathBytes int
+	pathBytes                int // the sum of len(files[i].Path)
+
 	files   []FileDiff
 	patches patchSet
 }
@@ -199,6 +224,13 @@ func newDiffer(base *Index, blobs BlobSource, opts Options) (*differ, error) {
 	}
 	if d.maxFile <= 0 {
 		d.maxFile = DefaultMaxFileBytes
+	}
+	d.maxChanges, d.maxPathBytes = opts.MaxChanges, opts.MaxPathBytes
+	if d.maxChanges <= 0 {
+		d.maxChanges = DefaultMaxChanges
+	}
+	if d.maxPathBytes <= 0 {
+		d.maxPathBytes = DefaultMaxPathBytes
 	}
 	d.patches.budget = opts.MaxPatchBytes
 	if d.patches.budget <= 0 {
@@ -308,6 +340,12 @@ func (d *differ) loadOld(s *side) error {
 
 // emit records a changed path: its FileDiff and its patch text.
 func (d *differ) emit(path string, old, cur side, changed bool) error {
+	if len(d.files) == d.maxChanges {
+		return fmt.Errorf("treediff: %w: more than %d changed paths", ErrTooManyChanges, d.maxChanges)
+	}
+	if d.pathBytes += len(path); d.pathBytes > d.maxPathBytes {
+		return fmt.Errorf("treediff: %w: the changed paths total more than %d MiB", ErrTooManyChanges, d.maxPathBytes>>20)
+	}
 	fd := FileDiff{Path: path}
 	switch {
 	case old.e == nil:

@@ -145,6 +145,11 @@ func newIndex(entries []Entry) (*Index, error) {
 // empty headers cannot make the host build an unbounded index.
 const maxEntries = 1 << 22
 
+// maxIndexPathBytes bounds the sum of an index's path lengths (an index
+// holds every path of the tree), as mcp/hostio's extraction bounds an
+// archive's names: 4M entries of 4 KiB paths would be 16 GiB.
+const maxIndexPathBytes = 256 << 20
+
 // cleanPath normalises an archive name: "./a/b", "a/b/", "/a//b" all
 // become "a/b". It returns "" for the root. A ".." part, a NUL byte or an
 // over-long name is an error: tar_out never writes one.
@@ -275,6 +280,7 @@ type blobSink interface {
 func buildIndex(r io.Reader, sink blobSink) (*Index, error) {
 	s := newTarStream(r)
 	var entries []Entry
+	var pathBytes int
 	buf := make([]byte, 32<<10)
 	for {
 		e, err := s.next()
@@ -286,6 +292,9 @@ func buildIndex(r io.Reader, sink blobSink) (*Index, error) {
 		}
 		if len(entries) == maxEntries {
 			return nil, fmt.Errorf("treediff: more than %d entries", maxEntries)
+		}
+		if pathBytes += len(e.Path); pathBytes > maxIndexPathBytes {
+			return nil, fmt.Errorf("treediff: the tree's paths total more than %d MiB", maxIndexPathBytes>>20)
 		}
 		if e.Type == File {
 			g := newGitHash(e.Size)

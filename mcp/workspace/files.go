@@ -39,6 +39,9 @@ func (m *Manager) ListFiles(ctx context.Context, req mcp.ListFilesRequest) (mcp.
 	if err != nil {
 		return mcp.FileListing{}, err
 	}
+	if req.Offset < 0 || req.Offset > mcp.MaxListOffset {
+		return mcp.FileListing{}, listOffsetError(req.Offset)
+	}
 	c, err := m.enterID(ctx, req.ID)
 	if err != nil {
 		return mcp.FileListing{}, err
@@ -62,6 +65,12 @@ func (m *Manager) ListFiles(ctx context.Context, req mcp.ListFilesRequest) (mcp.
 		if fi.Type == proto.TypeSymlink && errors.As(err, &pe) && pe.Code == "ENOTDIR" {
 			return mcp.FileListing{Path: p, Entries: []mcp.FileEntry{fileEntry(p, fi)}}, nil
 		}
+		if errors.As(err, &pe) && pe.Code == proto.CodeTooLarge && c.lost() == nil {
+			e := mcp.LimitReached("listing %s: the first %d entries hold more than %d MiB of names", p, want, proto.MaxListBytes>>20).
+				WithHint("List a subdirectory, or list without recursive.")
+			e.Err = err
+			return mcp.FileListing{}, e
+		}
 		return mcp.FileListing{}, c.guestErr("listing", p, err)
 	}
 	// Depth-first, lexical within each directory: "a", "a/b", "a.txt".
@@ -72,6 +81,14 @@ func (m *Manager) ListFiles(ctx context.Context, req mcp.ListFilesRequest) (mcp.
 	}
 	out.More = req.Offset+len(out.Entries) < len(list) || (truncated && len(out.Entries) == limit)
 	return out, nil
+}
+
+// listOffsetError refuses a file_list cursor past mcp.MaxListOffset: the
+// agent lists from the start for every page, so a far cursor would cost a
+// listing that large.
+func listOffsetError(off int) error {
+	return mcp.Invalid("cursor %d is past the first %d entries file_list pages through", off, mcp.MaxListOffset).
+		WithHint("List a subdirectory (path), or list without recursive.")
 }
 
 // pathLess orders slash-separated paths component by component.
@@ -172,10 +189,47 @@ func (m *Manager) WriteFile(ctx context.Context, req mcp.WriteFileRequest) (mcp.
 	return mcp.WriteResult{Path: p, Bytes: int64(len(req.Content)), Created: created}, nil
 }
 
-// guestFS is patch.FS over the guest's /workspace.
+// Bounds on what patch_apply reads from the guest: mcp/patch holds every
+// file it reads, and its patched content, in memory until all of them
+// apply, so a guest file made huge (truncate -s 1T) or an agent that lies
+// about a file's size must not decide how much that is. Source files a
+// patch changes are far below these; larger files are edited in the
+// guest.
+const (
+	maxPatchFile  = 16 << 20 // bytes of one file patch_apply reads
+	maxPatchTotal = 64 << 20 // bytes of all the files one patch reads
+	// maxPatchLines bounds the lines of all the files one patch reads:
+	// mcp/patch keeps about 64 bytes of records per line (a file of
+	// 16 MiB of empty lines would cost it 1 GiB), so lines cost more
+	// than bytes. A million lines is about 64 MiB of records.
+	maxPatchLines = 1 << 20
+)
+
+// patchReadError says a file is over a patch_apply read bound.
+type patchReadError struct {
+	name  string
+	size  int64 // the size the guest reported, or the lines read
+	limit int64
+	what  string // "file", "total" or "lines"
+}
+
+func (e *patchReadError) Error() string {
+	switch e.what {
+	case "total":
+		return fmt.Sprintf("%s (%d bytes) would take the files this patch reads past %d MiB", e.name, e.size, e.limit>>20)
+	case "lines":
+		return fmt.Sprintf("%s (%d lines) would take the files this patch reads past %d lines", e.name, e.size, e.limit)
+	}
+	return fmt.Sprintf("%s is %d bytes, over the %d MiB patch_apply reads", e.name, e.size, e.limit>>20)
+}
+
+// guestFS is patch.FS over the guest's /workspace. left and lines are
+// what maxPatchTotal and maxPatchLines leave for further reads.
 type guestFS struct {
-	ctx context.Context
-	g   guest
+	ctx   context.Context
+	g     guest
+	left  *int64
+	lines *int64
 }
 
 func (f guestFS) ReadFile(name string) ([]byte, fs.FileMode, error) {
@@ -193,9 +247,17 @@ func (f guestFS) ReadFile(name string) ([]byte, fs.FileMode, error) {
 	default:
 		return nil, 0, fmt.Errorf("%s is not a regular file", name)
 	}
+	if fi.Size < 0 || fi.Size > maxPatchFile {
+		return nil, 0, &patchReadError{name: name, size: fi.Size, limit: maxPatchFile, what: "file"}
+	}
+	if fi.Size > *f.left {
+		return nil, 0, &patchReadError{name: name, size: fi.Size, limit: maxPatchTotal, what: "total"}
+	}
+	// Read at most the reported size and one byte more, which shows the
+	// file grew (or the agent lied) without reading what it grew by.
 	var data []byte
-	for {
-		b, rr, err := f.g.ReadFile(f.ctx, p, int64(len(data)), maxReadSize)
+	for int64(len(data)) <= fi.Size {
+		b, rr, err := f.g.ReadFile(f.ctx, p, int64(len(data)), fi.Size+1-int64(len(data)))
 		if err != nil {
 			return nil, 0, err
 		}
@@ -204,6 +266,15 @@ func (f guestFS) ReadFile(name string) ([]byte, fs.FileMode, error) {
 			break
 		}
 	}
+	if int64(len(data)) > fi.Size {
+		return nil, 0, fmt.Errorf("%s grew while it was read; apply the patch again", name)
+	}
+	n := int64(bytes.Count(data, []byte("\n")) + 1)
+	if n > *f.lines {
+		return nil, 0, &patchReadError{name: name, size: n, limit: maxPatchLines, what: "lines"}
+	}
+	*f.left -= int64(len(data))
+	*f.lines -= n
 	return data, fs.FileMode(fi.Mode & 0o777), nil
 }
 
@@ -229,9 +300,21 @@ func (m *Manager) ApplyPatch(ctx context.Context, id string, text string) (mcp.P
 	start := c.w.m.now()
 	t0 := time.Now()
 
-	res, aerr := patch.Apply(guestFS{c.ctx, c.h.Files}, fps)
+	left, lines := int64(maxPatchTotal), int64(maxPatchLines)
+	res, aerr := patch.Apply(guestFS{c.ctx, c.h.Files, &left, &lines}, fps)
 	if l := c.lost(); l != nil {
 		return mcp.PatchResult{}, l
+	}
+	for _, fr := range res.Files {
+		var re *patchReadError
+		if errors.As(fr.Err, &re) {
+			hint := fmt.Sprintf("Nothing was changed. Edit %s in the guest with workspace_exec (sed -i, or a script), "+
+				"or replace it whole with file_write.", re.name)
+			if re.what != "file" {
+				hint += " Or split the patch into smaller ones, a few files each."
+			}
+			return mcp.PatchResult{}, mcp.LimitReached("patch not applied: %v", re).WithHint(hint)
+		}
 	}
 	out := mcp.PatchResult{Applied: aerr == nil}
 	for i, fr := range res.Files {

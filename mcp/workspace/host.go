@@ -53,6 +53,17 @@ func (c *call) diff(prefix string) (mcp.DiffResult, error) {
 	}
 	res, err := treediff.Diff(ix, treediff.DirBlobs{Dir: base}, rc, treediff.Options{Prefix: prefix})
 	rc.Close()
+	if errors.Is(err, treediff.ErrTooManyChanges) && c.lost() == nil {
+		where := "/workspace"
+		if prefix != "" {
+			where = hostio.Workspace + "/" + prefix
+		}
+		e := mcp.LimitReached("too many changes; narrow with path: %s changed in more than %d paths (or %d MiB of path names) since the baseline",
+			where, treediff.DefaultMaxChanges, treediff.DefaultMaxPathBytes>>20).
+			WithHint("Pass path to diff one directory at a time (for example path: \"src\"); file_list shows the directories.")
+		e.Err = err
+		return mcp.DiffResult{}, e
+	}
 	if err != nil {
 		return mcp.DiffResult{}, c.guestErr("comparing /workspace with the baseline", hostio.Workspace, err)
 	}

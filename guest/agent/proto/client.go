@@ -1,6 +1,7 @@
 package proto
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,8 +10,45 @@ import (
 	"io/fs"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
+
+// Bounds the Client applies to answers, beyond MaxPayload per frame, so
+// that an agent that lies (a compromised guest) cannot grow the host's
+// memory with one call.
+const (
+	// MaxNameLen bounds a stat or list answer's name and symlink target:
+	// Linux's PATH_MAX. A longer one is a protocol error.
+	MaxNameLen = 4096
+	// MaxListBytes bounds the host memory one List answer may take: the
+	// bytes of its names, types and targets plus listEntryCost for each
+	// entry. 64 MiB holds about 280,000 entries with 100-byte paths,
+	// more than a caller pages through; an answer past it fails with a
+	// CodeTooLarge *Error (an honest agent listing a huge tree gets it
+	// too, so it says to list less).
+	MaxListBytes = 64 << 20
+	// listEntryCost is about the heap a FileInfo takes besides its
+	// strings (its fields, slice slot and allocation rounding).
+	listEntryCost = 128
+	// maxTypeLen bounds FileInfo.Type: the longest Type constant is 7.
+	maxTypeLen = 16
+	// MaxErrorMessage bounds the message of an Error frame the Client
+	// returns (it ends up in tool results and logs); longer ones are
+	// clipped. maxCodeLen does the same for its code (an overlong one
+	// becomes CodeInternal) and an exec's signal name.
+	MaxErrorMessage = 4096
+	maxCodeLen      = 32
+)
+
+// listBudget is MaxListBytes; tests lower it to stay quick under the race
+// detector.
+var listBudget = MaxListBytes
+
+// CodeTooLarge says an answer passed a bound the host sets (MaxListBytes):
+// the request asked for more than the host will hold at once.
+const CodeTooLarge = "too_large"
 
 // Client is the host side of the protocol: each method dials a new stream
 // with Dial, sends one request and reads its answer. A Client holds no
@@ -19,8 +57,10 @@ import (
 // the request in the guest (an exec's process group is killed).
 //
 // The Client trusts nothing the guest sends: every frame is bounded by
-// MaxPayload, lists and reads by the limits the caller gave, and frames
-// out of place are protocol errors. Streams whose length the guest
+// MaxPayload, lists and reads by the limits the caller gave, a list's
+// names and targets by MaxNameLen and its whole answer by MaxListBytes,
+// error messages by MaxErrorMessage, and frames out of place are
+// protocol errors. Streams whose length the guest
 // decides (Exec's output, TarOut's archive) are bounded by the caller:
 // stop reading (return an error from the writer, Close the reader) to
 // cancel them.
@@ -91,6 +131,9 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest, stdout, stderr io.Wr
 		}
 		return errHandled
 	})
+	if len(res.Signal) > maxCodeLen {
+		res.Signal = res.Signal[:maxCodeLen] // goes into the journal with every exec
+	}
 	return res, err
 }
 
@@ -103,7 +146,31 @@ func (c *Client) Ping(ctx context.Context) (PingResult, error) {
 // Stat describes path without following a final symlink.
 func (c *Client) Stat(ctx context.Context, path string) (FileInfo, error) {
 	var res FileInfo
-	return res, c.simple(ctx, &Request{Op: OpStat, Path: path}, &res)
+	if err := c.simple(ctx, &Request{Op: OpStat, Path: path}, &res); err != nil {
+		return FileInfo{}, err
+	}
+	if err := checkInfo(&res); err != nil {
+		return FileInfo{}, err
+	}
+	return res, nil
+}
+
+// checkInfo refuses a FileInfo whose strings pass the bounds, and shares
+// the Type constants' storage for the usual types.
+func checkInfo(fi *FileInfo) error {
+	if len(fi.Name) > MaxNameLen || len(fi.Target) > MaxNameLen || len(fi.Type) > maxTypeLen {
+		return protoErrorf("guest sent a file entry whose name (%d bytes), target (%d) or type (%d) is over the %d-byte limit",
+			len(fi.Name), len(fi.Target), len(fi.Type), MaxNameLen)
+	}
+	switch fi.Type {
+	case TypeFile:
+		fi.Type = TypeFile
+	case TypeDir:
+		fi.Type = TypeDir
+	case TypeSymlink:
+		fi.Type = TypeSymlink
+	}
+	return nil
 }
 
 // List lists the directory path (a symlink to a directory is followed;
@@ -123,18 +190,45 @@ func (c *Client) List(ctx context.Context, path string, recursive bool, limit in
 	}
 	defer s.close()
 	var res ListResult
+	var used int
 	err = s.finish(&res, func(t FrameType, p []byte) error {
 		if t != FrameEntries {
 			return nil
 		}
-		var batch []FileInfo
-		if err := DecodeJSON(t, p, &batch); err != nil {
-			return err
+		// Decode entry by entry, so a frame of a million "{}" is refused
+		// at the limit, not after it has been decoded whole.
+		dec := json.NewDecoder(bytes.NewReader(p))
+		if tok, err := dec.Token(); err != nil || tok == nil {
+			if err == nil && tok == nil {
+				return errHandled // null: an empty batch
+			}
+			return protoErrorf("bad Entries frame: %v", err)
+		} else if d, ok := tok.(json.Delim); !ok || d != '[' {
+			return protoErrorf("bad Entries frame: not a JSON array")
 		}
-		if len(entries)+len(batch) > limit {
-			return protoErrorf("guest listed more than the %d entries asked for", limit)
+		for dec.More() {
+			if len(entries) == limit {
+				return protoErrorf("guest listed more than the %d entries asked for", limit)
+			}
+			var fi FileInfo
+			if err := dec.Decode(&fi); err != nil {
+				return protoErrorf("bad Entries frame: %v", err)
+			}
+			if err := checkInfo(&fi); err != nil {
+				return err
+			}
+			if used += listEntryCost + len(fi.Name) + len(fi.Target) + len(fi.Type); used > listBudget {
+				return errorf(CodeTooLarge, "listing %s holds more than %d MiB of names after %d entries; list a subdirectory, or not recursively",
+					path, listBudget>>20, len(entries))
+			}
+			entries = append(entries, fi)
 		}
-		entries = append(entries, batch...)
+		if _, err := dec.Token(); err != nil {
+			return protoErrorf("bad Entries frame: %v", err)
+		}
+		if rest := bytes.TrimSpace(p[dec.InputOffset():]); len(rest) > 0 {
+			return protoErrorf("bad Entries frame: %d bytes after the array", len(rest))
+		}
 		return errHandled
 	})
 	if err == nil && res.Count != len(entries) {
@@ -381,9 +475,10 @@ func (s *stream) finish(res any, handle func(FrameType, []byte) error) error {
 			if err := DecodeJSON(t, p, e); err != nil {
 				return err
 			}
-			if e.Code == "" {
+			if e.Code == "" || len(e.Code) > maxCodeLen {
 				e.Code = CodeInternal
 			}
+			e.Message = clip(e.Message, MaxErrorMessage)
 			return e
 		}
 		err = nil
@@ -412,13 +507,17 @@ func (c *Client) simple(ctx context.Context, req *Request, res any) error {
 
 // tarReader is TarOut's archive: the payloads of Data frames.
 type tarReader struct {
-	s    *stream
-	buf  []byte
-	err  error
-	once sync.Once
+	s      *stream
+	buf    []byte
+	err    error
+	once   sync.Once
+	closed atomic.Bool
 }
 
 func (r *tarReader) Read(p []byte) (int, error) {
+	if r.closed.Load() {
+		return 0, errors.New("proto: read of a closed TarOut stream")
+	}
 	for len(r.buf) == 0 && r.err == nil {
 		var res TarResult
 		r.err = r.s.finish(&res, func(t FrameType, b []byte) error {
@@ -443,11 +542,26 @@ func (r *tarReader) Read(p []byte) (int, error) {
 }
 
 func (r *tarReader) Close() error {
+	r.closed.Store(true)
 	r.once.Do(r.s.close)
 	return nil
 }
 
 var errStop = errors.New("stop")
+
+// clip shortens s to at most n bytes, cutting before a rune, and marks
+// the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const mark = "… (clipped)"
+	cut := n - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
+}
 
 func ceilMs(d time.Duration) int64 { return int64((d + time.Millisecond - 1) / time.Millisecond) }
 

@@ -1,0 +1,5 @@
+//go:build race
+
+package treediff
+
+func init() { raceEnabled = true }
