@@ -2,9 +2,13 @@ package workspace
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -98,6 +102,7 @@ func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
 			*s.dst = s.file
 		}
 	}
+	w.pruneOutputs()
 	var detail []string
 	switch {
 	case res.TimedOut:
@@ -117,6 +122,39 @@ func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
 		w.m.log.Warn("writing the journal", "id", w.id, "err", err)
 	}
 	return r, nil
+}
+
+// pruneOutputs deletes the full-output files of all but the latest
+// keptOutputs execs in out/ (SEQ.stdout, SEQ.stderr), so that a
+// workspace's output files stay bounded however many commands it runs.
+func (w *workspace) pruneOutputs() {
+	w.outMu.Lock()
+	defer w.outMu.Unlock()
+	dir := filepath.Join(w.dir, outDir)
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	bySeq := map[int64][]string{}
+	for _, de := range des {
+		stem, _, ok := strings.Cut(de.Name(), ".")
+		seq, err := strconv.ParseInt(stem, 10, 64)
+		if !ok || err != nil {
+			continue
+		}
+		bySeq[seq] = append(bySeq[seq], de.Name())
+	}
+	if len(bySeq) <= keptOutputs {
+		return
+	}
+	seqs := slices.Sorted(maps.Keys(bySeq))
+	for _, seq := range seqs[:len(seqs)-keptOutputs] {
+		for _, name := range bySeq[seq] {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				w.m.log.Warn("pruning old exec output", "id", w.id, "file", name, "err", err)
+			}
+		}
+	}
 }
 
 // commandLine is how the journal shows a command.
