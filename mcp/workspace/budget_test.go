@@ -578,3 +578,37 @@ func TestStateDirOwnership(t *testing.T) {
 		t.Fatalf("another user's state dir: %v", err)
 	}
 }
+
+// A workspace that an older version expired (its record has no
+// expired_at) gets the whole retention period from the upgrade on.
+func TestRetentionOfUndatedExpiry(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.Retention = 48 * time.Hour })
+	a := h.create(mcp.CreateRequest{TTLSeconds: 60})
+	h.clock.advance(61 * time.Second)
+	h.m.reap()
+	h.m.Close()
+	h.m = nil
+	dir := filepath.Join(h.state, "workspaces", a.ID)
+	rec, err := readRecord(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.ExpiredAt = time.Time{}
+	if err := writeRecord(dir, rec); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.advance(30 * 24 * time.Hour) // long expired when the upgrade comes
+	h.open()
+	h.m.reap()
+	if _, err := os.Stat(filepath.Join(dir, diskDir)); err != nil {
+		t.Fatalf("an undated expired workspace lost its disk at the upgrade: %v", err)
+	}
+	if ws, _ := h.m.Status(bg, a.ID); !ws.DiskDeleteAt.Equal(h.clock.now().Add(48 * time.Hour)) {
+		t.Fatalf("disk_delete_at %v", ws.DiskDeleteAt)
+	}
+	h.clock.advance(48*time.Hour + time.Second)
+	h.m.reap()
+	if _, err := os.Stat(filepath.Join(dir, diskDir)); !os.IsNotExist(err) {
+		t.Fatalf("disk kept past the retention period: %v", err)
+	}
+}

@@ -348,6 +348,14 @@ func (m *Manager) adoptLocked(de fs.DirEntry) {
 	if state != mcp.StateExpired && state != mcp.StateFailed {
 		state = mcp.StateStopped
 	}
+	if state == mcp.StateExpired && rec.ExpiredAt.IsZero() && rec.DiskDeletedAt.IsZero() {
+		// Expired by a version that kept no date: its retention period
+		// starts now, so an upgrade never deletes a disk unannounced.
+		rec.ExpiredAt = m.now()
+		if err := writeRecord(dir, rec); err != nil {
+			m.log.Warn("dating an expired workspace", "path", dir, "err", err)
+		}
+	}
 	if _, t := j.last(); t.After(rec.LastActive) {
 		rec.LastActive = t
 	}

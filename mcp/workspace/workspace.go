@@ -84,9 +84,8 @@ func (w *workspace) diskDeleteAtLocked() time.Time {
 	}
 	at := w.rec.ExpiredAt
 	if at.IsZero() {
-		// Expired by a version that did not record when: the TTL's end
-		// is the earliest it can have been.
-		at = w.rec.LastActive.Add(time.Duration(w.rec.TTLSeconds) * time.Second)
+		// Not dated (Open dates every expired workspace it adopts): keep.
+		return time.Time{}
 	}
 	return at.Add(w.m.opts.Retention)
 }
