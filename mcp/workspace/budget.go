@@ -58,8 +58,11 @@ const (
 	// minFreeBytes is the free space a create, snapshot or export needs on
 	// the state directory's file system: a fresh disk layer, a baseline
 	// index and an export's temporary files all land there, and a host
-	// whose disk fills fails in ways no tool error explains.
-	minFreeBytes = 1 << 30
+	// whose disk fills fails in ways no tool error explains. 512 MiB holds
+	// a seed and a first package install, and still lets pyro run where
+	// the state directory is a small tmpfs (the nested-KVM test harness's
+	// is 2 GiB, with the environment's image in it).
+	minFreeBytes = 512 << 20
 	// maxSnapshots caps a workspace's snapshots: each pins a disk layer
 	// (up to the whole disk's size), and 32 is far more than an agent's
 	// "before I try X" checkpoints need.
