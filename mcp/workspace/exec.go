@@ -28,8 +28,9 @@ func execMkdir(p string) proto.ExecRequest {
 }
 
 // Exec implements mcp.Backend. The command's whole output (up to
-// outFileCap per stream) is kept in out/SEQ.stdout and out/SEQ.stderr;
-// the result holds its first and last bytes.
+// outFileCap per stream) is kept in out/SEQ.stdout and out/SEQ.stderr,
+// for the latest keptOutputs execs; the result holds its first and last
+// bytes.
 func (m *Manager) Exec(ctx context.Context, req mcp.ExecRequest) (mcp.ExecResult, error) {
 	w, err := m.get(req.ID)
 	if err != nil {
