@@ -2,8 +2,10 @@ package workspace
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pyro-mcp/pyro/guest/agent/proto"
 	"github.com/pyro-mcp/pyro/mcp"
 )
 
@@ -610,5 +613,46 @@ func TestRetentionOfUndatedExpiry(t *testing.T) {
 	h.m.reap()
 	if _, err := os.Stat(filepath.Join(dir, diskDir)); !os.IsNotExist(err) {
 		t.Fatalf("disk kept past the retention period: %v", err)
+	}
+}
+
+// Pruning leaves the output of an exec still running alone, however many
+// finish meanwhile.
+func TestExecOutputPruningSparesRunning(t *testing.T) {
+	h := newHarness(t)
+	id := h.create(mcp.CreateRequest{}).ID
+	started, release := make(chan struct{}), make(chan struct{})
+	h.w.exec = func(ctx context.Context, vm *fakeVM, req proto.ExecRequest, stdout, stderr io.Writer) (proto.ExecResult, error) {
+		fmt.Fprintf(stdout, "out of %s\n", req.Shell)
+		if req.Shell == "slow" {
+			close(started)
+			<-release
+			fmt.Fprintln(stdout, "slow done")
+		}
+		return proto.ExecResult{}, nil
+	}
+	type res struct {
+		r   mcp.ExecResult
+		err error
+	}
+	done := make(chan res)
+	go func() {
+		r, err := h.m.Exec(bg, mcp.ExecRequest{ID: id, Command: "slow"})
+		done <- res{r, err}
+	}()
+	<-started
+	for i := range keptOutputs + 3 {
+		if _, err := h.m.Exec(bg, mcp.ExecRequest{ID: id, Command: fmt.Sprintf("fast %d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(release)
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	b, err := os.ReadFile(r.r.StdoutPath)
+	if err != nil || string(b) != "out of slow\nslow done\n" {
+		t.Fatalf("the running exec's output file: %q, %v", b, err)
 	}
 }

@@ -58,6 +58,18 @@ func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
 		timeout = 30 * time.Second
 	}
 	seq := w.journal.reserve()
+	w.outMu.Lock()
+	if w.outBusy == nil {
+		w.outBusy = map[int64]bool{}
+	}
+	w.outBusy[seq] = true // pruning leaves files being written alone
+	w.outMu.Unlock()
+	written := func() {
+		w.outMu.Lock()
+		delete(w.outBusy, seq)
+		w.outMu.Unlock()
+	}
+	defer written()
 	base := filepath.Join(w.dir, outDir, strconv.FormatInt(seq, 10))
 	stdout, stderr := newCapture(base+".stdout"), newCapture(base+".stderr")
 	pr := proto.ExecRequest{Argv: req.Argv, Shell: req.Command, Env: req.EnvVars, Cwd: cwd, Timeout: timeout}
@@ -74,6 +86,7 @@ func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
 	dur := time.Since(t0)
 	stdout.file.Close()
 	stderr.file.Close()
+	written()
 	if err != nil {
 		os.Remove(base + ".stdout")
 		os.Remove(base + ".stderr")
@@ -103,7 +116,7 @@ func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
 			*s.dst = s.file
 		}
 	}
-	w.pruneOutputs()
+	w.pruneOutputs(seq)
 	var detail []string
 	switch {
 	case res.TimedOut:
@@ -128,7 +141,9 @@ func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
 // pruneOutputs deletes the full-output files of all but the latest
 // keptOutputs execs in out/ (SEQ.stdout, SEQ.stderr), so that a
 // workspace's output files stay bounded however many commands it runs.
-func (w *workspace) pruneOutputs() {
+// Execs still running keep theirs, and so does self, the exec that just
+// ended (its result names its files): it counts among the latest.
+func (w *workspace) pruneOutputs(self int64) {
 	w.outMu.Lock()
 	defer w.outMu.Unlock()
 	dir := filepath.Join(w.dir, outDir)
@@ -140,16 +155,16 @@ func (w *workspace) pruneOutputs() {
 	for _, de := range des {
 		stem, _, ok := strings.Cut(de.Name(), ".")
 		seq, err := strconv.ParseInt(stem, 10, 64)
-		if !ok || err != nil {
+		if !ok || err != nil || w.outBusy[seq] || seq == self {
 			continue
 		}
 		bySeq[seq] = append(bySeq[seq], de.Name())
 	}
-	if len(bySeq) <= keptOutputs {
+	if len(bySeq) <= keptOutputs-1 {
 		return
 	}
 	seqs := slices.Sorted(maps.Keys(bySeq))
-	for _, seq := range seqs[:len(seqs)-keptOutputs] {
+	for _, seq := range seqs[:len(seqs)-(keptOutputs-1)] {
 		for _, name := range bySeq[seq] {
 			if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				w.m.log.Warn("pruning old exec output", "id", w.id, "file", name, "err", err)
