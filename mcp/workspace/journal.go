@@ -87,17 +87,19 @@ func rotatedPath(path string) string {
 // loadJournal reads the journal at path, after its previous generation;
 // a missing file is an empty journal.
 func loadJournal(path string) (*journal, error) {
-	j := &journal{path: path, next: 1} // generation 0: journal.1.jsonl
 	old, err := os.ReadFile(rotatedPath(path))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	j.load(old)
-	j.validLen, j.gen = 0, 1
 	b, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
+	j := &journal{path: path, next: 1}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.load(old) // generation 0
+	j.validLen, j.gen = 0, 1
 	j.load(b)
 	return j, nil
 }

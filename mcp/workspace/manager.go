@@ -115,9 +115,11 @@ func checkStateDir(dir string) error {
 		if err != nil {
 			return fmt.Errorf("the state directory %s: %w", dir, err)
 		}
-		if st.Uid != uid && st.Uid != 0 || follow && st.Uid != uid {
+		// A symlink may be root's (a system-wide link); the directory
+		// itself must be this user's.
+		if owner := st.Uid; owner != uid && (follow || owner != 0) {
 			return fmt.Errorf("the state directory %s belongs to uid %d, not to this user (uid %d): "+
-				"use a directory of your own (--state-dir or $PYRO_STATE_DIR)", dir, st.Uid, uid)
+				"use a directory of your own (--state-dir or $PYRO_STATE_DIR)", dir, owner, uid)
 		}
 		if follow && st.Mode&0o022 != 0 {
 			return fmt.Errorf("the state directory %s is writable by other users (mode %o): run `chmod go-w %s`, "+

@@ -30,8 +30,9 @@ type workspace struct {
 	dir string
 
 	op      sync.RWMutex
-	writeMu sync.Mutex     // serializes writes (file_write, patch_apply, sync_push) among themselves
-	outMu   sync.Mutex     // guards outBusy and serializes pruning of out/
+	writeMu sync.Mutex // serializes writes (file_write, patch_apply, sync_push) among themselves
+	outMu   sync.Mutex // guards outBusy and serializes pruning of out/
+	// +checklocks:outMu
 	outBusy map[int64]bool // seqs of execs writing their output files
 	journal *journal
 	// owner holds the flock on dir/owner.lock that makes the workspace
