@@ -224,7 +224,9 @@ func TestMemoryBudgetAcrossProcesses(t *testing.T) {
 	mem := &fakeMem{total: 4096, avail: 4096}
 	h := newHarness(t, withMem(mem))
 	cmd := exec.Command(os.Args[0], "-test.run=^TestBudgetChildServer$", "-test.count=1", "-test.timeout=2m")
-	cmd.Env = append(os.Environ(), budgetChildEnv+"="+h.state)
+	// The child dies by SIGKILL, its cleanups unrun: its temp files go
+	// under one of ours.
+	cmd.Env = append(os.Environ(), budgetChildEnv+"="+h.state, "TMPDIR="+t.TempDir())
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
