@@ -129,6 +129,10 @@ type Workspace struct {
 	Seed         SeedReport        // what /workspace was seeded with
 	Snapshots    int               // number of snapshots
 	LastSeq      int64             // sequence number of the last journal entry
+	// DiskDeleteAt is when an expired workspace's disk will be deleted
+	// (zero: not expired, or kept for ever); DiskDeletedAt is when it was.
+	DiskDeleteAt  time.Time
+	DiskDeletedAt time.Time
 }
 
 // SeedKind says where a workspace's initial /workspace content comes from.

@@ -25,6 +25,11 @@ type workspaceView struct {
 	Snapshots    int               `json:"snapshots"`
 	LastSeq      int64             `json:"last_seq"`
 	Failure      string            `json:"failure,omitempty"`
+	// DiskDeleteAt and DiskDeletedAt: an expired workspace's disk's
+	// scheduled and done deletion; Note says what it means for the agent.
+	DiskDeleteAt  string `json:"disk_delete_at,omitempty"`
+	DiskDeletedAt string `json:"disk_deleted_at,omitempty"`
+	Note          string `json:"note,omitempty"`
 }
 
 type seedView struct {
@@ -51,6 +56,13 @@ func viewWorkspace(w Workspace) workspaceView {
 		CreatedAt: timeString(w.CreatedAt), LastActiveAt: timeString(w.LastActiveAt),
 		ExpiresAt: timeString(w.ExpiresAt), TTLSeconds: w.TTLSeconds,
 		Snapshots: w.Snapshots, LastSeq: w.LastSeq, Failure: clip(w.Error, 500),
+		DiskDeleteAt: timeString(w.DiskDeleteAt), DiskDeletedAt: timeString(w.DiskDeletedAt),
+	}
+	switch {
+	case !w.DiskDeletedAt.IsZero():
+		v.Note = "Its idle TTL expired and, after the retention period, its disk was deleted: the files are gone. workspace_delete removes the record; workspace_create makes a new one."
+	case !w.DiskDeleteAt.IsZero():
+		v.Note = "Its idle TTL expired: the VM is stopped, the disk kept until disk_delete_at. workspace_start boots it again."
 	}
 	if w.Seed.Kind != "" && w.Seed.Kind != SeedNone {
 		v.Seed = &seedView{Kind: w.Seed.Kind, Source: w.Seed.Source, Files: w.Seed.Files, Bytes: w.Seed.Bytes,

@@ -31,9 +31,12 @@ boots nothing until a tool asks; only the protocol is written to stdout
 
 Workspaces live in ~/.local/state/pyro/workspaces/ (or $PYRO_STATE_DIR, or
 --state-dir) and survive a server restart: they come back stopped, and
-workspace_start boots them from their disks. Started inside a git checkout,
-a workspace created without a seed gets the checkout's tracked and
-non-ignored files in /workspace.
+workspace_start boots them from their disks. A workspace idle past its TTL
+is stopped; its disk is kept for --retention (7 days) and then deleted.
+VMs of every server on the state directory share the host's memory: a
+create or start that would promise more than the host has is refused.
+Started inside a git checkout, a workspace created without a seed gets the
+checkout's tracked and non-ignored files in /workspace.
 
 Connect a chat host (pyro mcp config prints these):
   claude mcp add --transport stdio pyro -- pyro mcp serve
@@ -86,6 +89,8 @@ func mcpServeMain(args []string, stdout, stderr io.Writer) int {
 	profile := fs.String("profile", mcp.ProfileCore, "tool profile: "+profileNames())
 	state := fs.String("state-dir", stateDir(), "where workspaces live")
 	maxRunning := fs.Int("max-running", workspace.DefaultMaxRunning, "most workspaces running at once")
+	retention := fs.Duration("retention", workspace.DefaultRetention,
+		"how long a workspace whose idle TTL expired keeps its disk before it is deleted (0: keep it until workspace_delete)")
 	defEnv := fs.String("env", workspace.DefaultEnv, "environment of workspaces that name none")
 	maxResult := fs.Int("max-result-bytes", 0, "cap on each tool result's size (default 10 KiB)")
 	logFile := fs.String("log-file", "", "write logs here instead of stderr")
@@ -105,6 +110,14 @@ func mcpServeMain(args []string, stdout, stderr io.Writer) int {
 	if _, err := env.Lookup(*defEnv); err != nil {
 		fmt.Fprintf(stderr, "pyro mcp serve: --env: %v\n", err)
 		return exitUsage
+	}
+	if *retention < 0 {
+		fmt.Fprintf(stderr, "pyro mcp serve: --retention must not be negative\n")
+		return exitUsage
+	}
+	ret := *retention
+	if ret == 0 {
+		ret = -1 // Options: negative keeps disks; 0 would mean the default
 	}
 	logOut := stderr
 	if *logFile != "" {
@@ -128,6 +141,7 @@ func mcpServeMain(args []string, stdout, stderr io.Writer) int {
 		CacheRoot:  cacheRoot(),
 		DefaultEnv: *defEnv,
 		MaxRunning: *maxRunning,
+		Retention:  ret,
 		Logger:     logger,
 		GitSeedDir: cwd,
 		LoadEnv: func(ctx context.Context, name string) (*env.Env, error) {

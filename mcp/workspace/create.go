@@ -35,6 +35,9 @@ func (m *Manager) Create(ctx context.Context, req mcp.CreateRequest) (mcp.Worksp
 }
 
 func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspace, err error) {
+	if err := m.admitCreate(req.MemMiB); err != nil {
+		return nil, err
+	}
 	start := m.now()
 	envName, err := m.envName(req.Env)
 	if err != nil {
@@ -119,7 +122,7 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 		return nil, mcp.Internal("creating the workspace's disk", err)
 	}
 	if err := w.bootOn(ctx, st, release); err != nil {
-		if ctx.Err() != nil || mcp.IsCode(err, mcp.CodeEnvMissing) {
+		if ctx.Err() != nil || mcp.IsCode(err, mcp.CodeEnvMissing) || mcp.IsCode(err, mcp.CodeLimit) {
 			return nil, err
 		}
 		hint := "Run `pyro kvm-check` on the host to see whether this machine can run microVMs."

@@ -16,8 +16,10 @@
 //	disk/          the disk.Stack over the environment's rootfs.ext4
 //	baseline/      treediff index and blobs of /workspace right after seeding
 //	journal.jsonl  one fsynced JSON line per exec, write, patch, sync, export,
-//	               snapshot, reset and lifecycle event
-//	out/SEQ.stdout, out/SEQ.stderr   an exec's whole output (capped)
+//	               snapshot, reset and lifecycle event; past 8 MiB it becomes
+//	               journal.1.jsonl (one older generation is kept)
+//	out/SEQ.stdout, out/SEQ.stderr   an exec's whole output (capped; the
+//	               latest 32 execs' are kept)
 //	diffs/NNNNNN.patch               diff results, for the agent to read on the host
 //	console.log    the guest's serial console of the current boot (capped)
 //
@@ -31,6 +33,18 @@
 // Several Managers may share a state directory; owner.lock in each
 // workspace directory says which one holds it (see Open), and
 // StateDir/lock orders their scans against creates and deletes.
+// StateDir/memory.json, under StateDir/memory.lock, is their common
+// ledger of running VMs' memory (see budget.go).
+//
+// # Host resources
+//
+// A VM boots only if the host's memory can hold it beside every running
+// VM of every server on the state directory; a workspace keeps at most 32
+// snapshots; create, snapshot and export need 512 MiB free on the state
+// directory's file system. A workspace idle past its TTL is stopped
+// (expired), and its disk, baseline and output files are deleted after
+// the retention period (Options.Retention, a week by default); its record
+// and journal stay and say so.
 //
 // # Checkpoints
 //

@@ -2,9 +2,13 @@ package workspace
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,8 +28,9 @@ func execMkdir(p string) proto.ExecRequest {
 }
 
 // Exec implements mcp.Backend. The command's whole output (up to
-// outFileCap per stream) is kept in out/SEQ.stdout and out/SEQ.stderr;
-// the result holds its first and last bytes.
+// outFileCap per stream) is kept in out/SEQ.stdout and out/SEQ.stderr,
+// for the latest keptOutputs execs; the result holds its first and last
+// bytes.
 func (m *Manager) Exec(ctx context.Context, req mcp.ExecRequest) (mcp.ExecResult, error) {
 	w, err := m.get(req.ID)
 	if err != nil {
@@ -53,6 +58,18 @@ func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
 		timeout = 30 * time.Second
 	}
 	seq := w.journal.reserve()
+	w.outMu.Lock()
+	if w.outBusy == nil {
+		w.outBusy = map[int64]bool{}
+	}
+	w.outBusy[seq] = true // pruning leaves files being written alone
+	w.outMu.Unlock()
+	written := func() {
+		w.outMu.Lock()
+		delete(w.outBusy, seq)
+		w.outMu.Unlock()
+	}
+	defer written()
 	base := filepath.Join(w.dir, outDir, strconv.FormatInt(seq, 10))
 	stdout, stderr := newCapture(base+".stdout"), newCapture(base+".stderr")
 	pr := proto.ExecRequest{Argv: req.Argv, Shell: req.Command, Env: req.EnvVars, Cwd: cwd, Timeout: timeout}
@@ -69,6 +86,7 @@ func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
 	dur := time.Since(t0)
 	stdout.file.Close()
 	stderr.file.Close()
+	written()
 	if err != nil {
 		os.Remove(base + ".stdout")
 		os.Remove(base + ".stderr")
@@ -98,6 +116,7 @@ func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
 			*s.dst = s.file
 		}
 	}
+	w.pruneOutputs(seq)
 	var detail []string
 	switch {
 	case res.TimedOut:
@@ -117,6 +136,41 @@ func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
 		w.m.log.Warn("writing the journal", "id", w.id, "err", err)
 	}
 	return r, nil
+}
+
+// pruneOutputs deletes the full-output files of all but the latest
+// keptOutputs execs in out/ (SEQ.stdout, SEQ.stderr), so that a
+// workspace's output files stay bounded however many commands it runs.
+// Execs still running keep theirs, and so does self, the exec that just
+// ended (its result names its files): it counts among the latest.
+func (w *workspace) pruneOutputs(self int64) {
+	w.outMu.Lock()
+	defer w.outMu.Unlock()
+	dir := filepath.Join(w.dir, outDir)
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	bySeq := map[int64][]string{}
+	for _, de := range des {
+		stem, _, ok := strings.Cut(de.Name(), ".")
+		seq, err := strconv.ParseInt(stem, 10, 64)
+		if !ok || err != nil || w.outBusy[seq] || seq == self {
+			continue
+		}
+		bySeq[seq] = append(bySeq[seq], de.Name())
+	}
+	if len(bySeq) <= keptOutputs-1 {
+		return
+	}
+	seqs := slices.Sorted(maps.Keys(bySeq))
+	for _, seq := range seqs[:len(seqs)-(keptOutputs-1)] {
+		for _, name := range bySeq[seq] {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				w.m.log.Warn("pruning old exec output", "id", w.id, "file", name, "err", err)
+			}
+		}
+	}
 }
 
 // commandLine is how the journal shows a command.

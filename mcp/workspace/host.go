@@ -128,6 +128,9 @@ func (w *workspace) savePatch(p []byte) (string, error) {
 // agent's tar_out stream; a file is read through the agent and wrapped in
 // a one-entry tar. Either way hostio writes it to the host, safely.
 func (m *Manager) Export(ctx context.Context, req mcp.ExportRequest) (mcp.ExportResult, error) {
+	if err := m.checkFree("exporting"); err != nil {
+		return mcp.ExportResult{}, err
+	}
 	gp, err := guestPath(orWorkspace(req.GuestPath))
 	if err != nil {
 		return mcp.ExportResult{}, err

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +26,8 @@ type entry struct {
 	Duration int64       `json:"duration_ns"`
 	Detail   string      `json:"detail,omitempty"`
 	Export   *exportRec  `json:"export,omitempty"` // for LogExport
+
+	gen int // the file generation that holds it (not stored): see journal
 }
 
 // exportRec is an export as the journal keeps it (for Summary).
@@ -47,10 +51,18 @@ func (e *entry) logEntry() mcp.LogEntry {
 // journal is a workspace's append-only command journal, journal.jsonl: one
 // JSON object a line, each line fsynced before the call that made it
 // returns. A crash can leave at most a torn last line, which loading drops.
+//
+// Once journal.jsonl passes journalRotateBytes it is renamed to
+// journal.1.jsonl (replacing the one before) and a new one started, so a
+// workspace's journal holds at most two generations on disk and in memory:
+// logs and summaries reach back over the last journalRotateBytes or more,
+// and the oldest entries go. Sequence numbers carry on across rotations.
 type journal struct {
 	path string
 
 	mu sync.Mutex // guards the fields below
+	// Guarded by mu.
+	gen int // generation of journal.jsonl; journal.1.jsonl's is gen-1
 	// Guarded by mu.
 	f *os.File // opened for appending on the first append
 	// Guarded by mu.
@@ -61,13 +73,40 @@ type journal struct {
 	next int64 // next sequence number to hand out
 }
 
-// loadJournal reads the journal at path; a missing file is an empty journal.
+// journalRotateBytes is the size past which journal.jsonl is rotated to
+// journal.1.jsonl: about 20,000 exec entries, far more than a summary
+// needs, while a workspace's journal stays under 2 × 8 MiB on disk and
+// in memory.
+const journalRotateBytes = 8 << 20
+
+// rotatedPath is the previous generation of the journal at path.
+func rotatedPath(path string) string {
+	return strings.TrimSuffix(path, ".jsonl") + ".1.jsonl"
+}
+
+// loadJournal reads the journal at path, after its previous generation;
+// a missing file is an empty journal.
 func loadJournal(path string) (*journal, error) {
-	j := &journal{path: path, next: 1}
+	old, err := os.ReadFile(rotatedPath(path))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
 	b, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
+	j := &journal{path: path, next: 1}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.load(old) // generation 0
+	j.validLen, j.gen = 0, 1
+	j.load(b)
+	return j, nil
+}
+
+// load adds the whole lines of b, a journal file of generation j.gen.
+// The caller holds j.mu.
+func (j *journal) load(b []byte) {
 	for off := 0; off < len(b); {
 		nl := bytes.IndexByte(b[off:], '\n')
 		if nl < 0 {
@@ -80,9 +119,9 @@ func loadJournal(path string) (*journal, error) {
 		if json.Unmarshal(line, &e) != nil || e.Seq <= 0 {
 			continue
 		}
+		e.gen = j.gen
 		j.insert(e)
 	}
-	return j, nil
 }
 
 // The caller holds j.mu.
@@ -117,6 +156,7 @@ func (j *journal) append(e entry) (int64, error) {
 		e.Seq = j.next
 		j.next++
 	}
+	e.gen = j.gen
 	if j.f == nil {
 		f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_CREATE, 0o600)
 		if err != nil {
@@ -149,7 +189,26 @@ func (j *journal) append(e entry) (int64, error) {
 	}
 	j.validLen += int64(n)
 	j.insert(e)
+	if j.validLen >= journalRotateBytes {
+		j.rotate()
+	}
 	return e.Seq, nil
+}
+
+// rotate renames journal.jsonl to journal.1.jsonl and forgets the
+// generation that replaces. The entry just written is durable either
+// way; a failed rotation is retried by the next append.
+// The caller holds j.mu.
+func (j *journal) rotate() {
+	j.f.Close()
+	j.f = nil
+	if err := os.Rename(j.path, rotatedPath(j.path)); err != nil {
+		return // the next append reopens the file and tries again
+	}
+	syncDir(filepath.Dir(j.path))
+	j.validLen = 0
+	j.entries = slices.DeleteFunc(j.entries, func(e entry) bool { return e.gen < j.gen })
+	j.gen++
 }
 
 // page returns up to limit entries with Seq > after, and whether more follow.

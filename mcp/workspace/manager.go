@@ -26,6 +26,10 @@ const (
 	DefaultMemMiB       = 512
 	DefaultMaxRunning   = 4
 	DefaultReapInterval = 10 * time.Second
+	// DefaultRetention is how long an expired workspace keeps its disk
+	// before the reaper deletes it: a week, so that an idle TTL (which
+	// only stops the VM) never costs the user their files over a weekend.
+	DefaultRetention = 7 * 24 * time.Hour
 
 	// stopTimeout bounds a clean stop (sync, poweroff) before the VM is
 	// killed; the disk is crash-consistent either way.
@@ -65,38 +69,78 @@ type Options struct {
 	// ReapInterval is how often idle workspaces are checked against
 	// their TTL (DefaultReapInterval when 0).
 	ReapInterval time.Duration
+	// Retention is how long an expired workspace keeps its disk; after
+	// it the reaper deletes the disk and keeps the record, which says so.
+	// 0 means DefaultRetention; negative keeps disks until deleted.
+	Retention time.Duration
 
-	// hooks replace the clock and the VM for tests.
+	// hooks replace the clock, the VM and the host's resources for tests.
 	hooks hooks
 }
 
 type hooks struct {
-	now  func() time.Time
-	boot bootFunc
+	now    func() time.Time
+	boot   bootFunc
+	mem    *memSource
+	statfs func(path string) (free uint64, err error)
 }
 
-// DefaultStateDir is $XDG_STATE_HOME/pyro, or ~/.local/state/pyro.
+// DefaultStateDir is $XDG_STATE_HOME/pyro, or ~/.local/state/pyro; with
+// neither (no HOME) it is pyro-UID in the system temp directory, which
+// Open refuses if another user made it first.
 func DefaultStateDir() string {
 	if d := os.Getenv("XDG_STATE_HOME"); d != "" && filepath.IsAbs(d) {
 		return filepath.Join(d, "pyro")
 	}
 	home, err := os.UserHomeDir()
-	if err != nil || home == "" {
-		return filepath.Join(os.TempDir(), "pyro-state")
+	if err != nil || home == "" || !filepath.IsAbs(home) {
+		return filepath.Join(os.TempDir(), fmt.Sprintf("pyro-%d", os.Getuid()))
 	}
 	return filepath.Join(home, ".local", "state", "pyro")
+}
+
+// checkStateDir refuses a state directory (or a symlink to it) that
+// another user owns or that others may write: they could plant or swap
+// workspace directories, records and disks under this server.
+func checkStateDir(dir string) error {
+	uid := uint32(os.Getuid())
+	for _, follow := range []bool{false, true} {
+		var st unix.Stat_t
+		var err error
+		if follow {
+			err = unix.Stat(dir, &st)
+		} else {
+			err = unix.Lstat(dir, &st)
+		}
+		if err != nil {
+			return fmt.Errorf("the state directory %s: %w", dir, err)
+		}
+		// A symlink may be root's (a system-wide link); the directory
+		// itself must be this user's.
+		if owner := st.Uid; owner != uid && (follow || owner != 0) {
+			return fmt.Errorf("the state directory %s belongs to uid %d, not to this user (uid %d): "+
+				"use a directory of your own (--state-dir or $PYRO_STATE_DIR)", dir, owner, uid)
+		}
+		if follow && st.Mode&0o022 != 0 {
+			return fmt.Errorf("the state directory %s is writable by other users (mode %o): run `chmod go-w %s`, "+
+				"or use another directory (--state-dir or $PYRO_STATE_DIR)", dir, st.Mode&0o7777, dir)
+		}
+	}
+	return nil
 }
 
 // Manager is the workspace manager: it implements mcp.Backend over
 // microVMs and the state directory. See the package documentation.
 type Manager struct {
-	opts  Options
-	log   *slog.Logger
-	root  string // StateDir/workspaces
-	now   func() time.Time
-	boot  bootFunc
-	reapQ chan struct{} // closed by Close to stop the reaper
-	reapW sync.WaitGroup
+	opts   Options
+	log    *slog.Logger
+	root   string // StateDir/workspaces
+	now    func() time.Time
+	boot   bootFunc
+	reapQ  chan struct{} // closed by Close to stop the reaper
+	mem    memSource
+	statfs func(path string) (uint64, error)
+	reapW  sync.WaitGroup
 
 	mu sync.Mutex // guards the fields below; taken before any workspace's mu
 	// Guarded by mu.
@@ -147,6 +191,9 @@ func Open(opts Options) (*Manager, error) {
 	if opts.ReapInterval <= 0 {
 		opts.ReapInterval = DefaultReapInterval
 	}
+	if opts.Retention == 0 {
+		opts.Retention = DefaultRetention
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -157,6 +204,20 @@ func Open(opts Options) (*Manager, error) {
 	}
 	if m.boot == nil {
 		m.boot = bootInstance
+	}
+	m.mem = hostMem
+	if opts.hooks.mem != nil {
+		m.mem = *opts.hooks.mem
+	}
+	m.statfs = hostStatfs
+	if opts.hooks.statfs != nil {
+		m.statfs = opts.hooks.statfs
+	}
+	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating the state directory: %w", err)
+	}
+	if err := checkStateDir(opts.StateDir); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(m.root, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the state directory: %w", err)
@@ -288,6 +349,14 @@ func (m *Manager) adoptLocked(de fs.DirEntry) {
 	state := rec.State
 	if state != mcp.StateExpired && state != mcp.StateFailed {
 		state = mcp.StateStopped
+	}
+	if state == mcp.StateExpired && rec.ExpiredAt.IsZero() && rec.DiskDeletedAt.IsZero() {
+		// Expired by a version that kept no date: its retention period
+		// starts now, so an upgrade never deletes a disk unannounced.
+		rec.ExpiredAt = m.now()
+		if err := writeRecord(dir, rec); err != nil {
+			m.log.Warn("dating an expired workspace", "path", dir, "err", err)
+		}
 	}
 	if _, t := j.last(); t.After(rec.LastActive) {
 		rec.LastActive = t
@@ -576,7 +645,8 @@ func (m *Manager) reaper() {
 	}
 }
 
-// reap expires every idle workspace whose ExpiresAt has passed.
+// reap expires every idle workspace whose ExpiresAt has passed, and
+// deletes the disks of those expired longer than the retention period.
 func (m *Manager) reap() {
 	m.mu.Lock()
 	list := make([]*workspace, 0, len(m.ws))
@@ -603,5 +673,8 @@ func (m *Manager) reap() {
 			cancel()
 		}
 		w.op.Unlock()
+	}
+	for _, w := range list {
+		w.retire(m.now())
 	}
 }

@@ -48,6 +48,12 @@ type record struct {
 	ResetAt   time.Time `json:"reset_at,omitzero"`
 	ResetFrom string    `json:"reset_from,omitempty"`
 	ResetSeq  int64     `json:"reset_seq,omitempty"`
+	// ExpiredAt is when the idle TTL stopped the workspace (zero: it is
+	// not expired); its disk is kept for the retention period after it.
+	ExpiredAt time.Time `json:"expired_at,omitzero"`
+	// DiskDeletedAt is when the retention period's end deleted the disk
+	// (zero: the disk is there). The record and journal stay.
+	DiskDeletedAt time.Time `json:"disk_deleted_at,omitzero"`
 }
 
 // snapRecord is one named snapshot.

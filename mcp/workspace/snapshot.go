@@ -42,13 +42,24 @@ func (m *Manager) SnapshotCreate(ctx context.Context, id string, name string) (m
 	if err := w.alive(); err != nil {
 		return mcp.Snapshot{}, err
 	}
+	if err := w.diskGone(); err != nil {
+		return mcp.Snapshot{}, err
+	}
 	w.mu.Lock()
 	exists := slices.ContainsFunc(w.rec.Snapshots, func(s snapRecord) bool { return s.Name == name })
 	state := w.state
+	count := len(w.rec.Snapshots)
 	w.mu.Unlock()
 	if exists {
 		return mcp.Snapshot{}, mcp.Exists(mcp.ResourceSnapshot, name).
 			WithHint("Snapshot names are unique in a workspace; pick another or delete the old one (snapshot_delete).")
+	}
+	if count >= maxSnapshots {
+		return mcp.Snapshot{}, mcp.LimitReached("workspace %s has %d snapshots, the most a workspace keeps", id, count).
+			WithHint("Delete a snapshot you no longer need (snapshot_list, snapshot_delete), then retry.")
+	}
+	if err := m.checkFree("taking a snapshot"); err != nil {
+		return mcp.Snapshot{}, err
 	}
 	if state == mcp.StateFailed {
 		return mcp.Snapshot{}, mcp.Stopped(id, state)
@@ -233,6 +244,9 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (mcp.Re
 	if err := w.alive(); err != nil {
 		return mcp.ResetResult{}, err
 	}
+	if err := w.diskGone(); err != nil {
+		return mcp.ResetResult{}, err
+	}
 	start := m.now()
 	t0 := time.Now()
 	st, release := w.detachVM()
@@ -264,6 +278,15 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (mcp.Re
 	}
 
 	if err := w.bootOn(ctx, st, release); err != nil {
+		if mcp.IsCode(err, mcp.CodeLimit) {
+			// The host's memory went to other VMs meanwhile: the disk is
+			// reset, the VM not booted; workspace_start boots it later.
+			w.mu.Lock()
+			w.state = mcp.StateStopped
+			w.saveLocked()
+			w.mu.Unlock()
+			return mcp.ResetResult{}, err
+		}
 		return mcp.ResetResult{}, w.failed("booting after the reset", err)
 	}
 	dur := time.Since(t0)

@@ -31,6 +31,9 @@ type workspace struct {
 
 	op      sync.RWMutex
 	writeMu sync.Mutex // serializes writes (file_write, patch_apply, sync_push) among themselves
+	outMu   sync.Mutex // guards outBusy and serializes pruning of out/
+	// Guarded by outMu.
+	outBusy map[int64]bool // seqs of execs writing their output files
 	journal *journal
 	// owner holds the flock on dir/owner.lock that makes the workspace
 	// this Manager's; releaseOwner closes it.
@@ -69,7 +72,38 @@ func (w *workspace) viewLocked() mcp.Workspace {
 	if r.TTLSeconds > 0 && w.state != mcp.StateExpired {
 		v.ExpiresAt = r.LastActive.Add(time.Duration(r.TTLSeconds) * time.Second)
 	}
+	v.DiskDeleteAt, v.DiskDeletedAt = w.diskDeleteAtLocked(), r.DiskDeletedAt
 	return v
+}
+
+// diskDeleteAtLocked is when the reaper deletes the expired workspace's
+// disk: the retention period after it expired. Zero when it is not
+// expired, its disk is gone already, or disks are kept for ever.
+// The caller holds w.mu.
+func (w *workspace) diskDeleteAtLocked() time.Time {
+	if w.state != mcp.StateExpired || !w.rec.DiskDeletedAt.IsZero() || w.m.opts.Retention < 0 {
+		return time.Time{}
+	}
+	at := w.rec.ExpiredAt
+	if at.IsZero() {
+		// Not dated (Open dates every expired workspace it adopts): keep.
+		return time.Time{}
+	}
+	return at.Add(w.m.opts.Retention)
+}
+
+// diskGone returns the error for a call that needs the disk of a
+// workspace whose retention period deleted it, or nil.
+func (w *workspace) diskGone() error {
+	w.mu.Lock()
+	at := w.rec.DiskDeletedAt
+	w.mu.Unlock()
+	if at.IsZero() {
+		return nil
+	}
+	return mcp.Stopped(w.id, mcp.StateExpired).WithHint(fmt.Sprintf(
+		"Its disk was deleted on %s, when the retention period after its idle TTL expired; its files are gone. "+
+			"workspace_delete removes the record; workspace_create makes a new workspace.", at.UTC().Format(time.RFC3339)))
 }
 
 // touch marks the workspace active now, pushing its expiry forward.
@@ -234,6 +268,7 @@ func (w *workspace) stopVM(ctx context.Context, state mcp.State, why string) err
 		changed := state == mcp.StateExpired && w.state == mcp.StateStopped
 		if changed {
 			w.state = state
+			w.rec.ExpiredAt = start
 			err := w.saveLocked()
 			w.mu.Unlock()
 			w.logLife(mcp.LogLife, "expire", why, start)
@@ -257,6 +292,9 @@ func (w *workspace) stopVM(ctx context.Context, state mcp.State, why string) err
 	w.vm = nil
 	w.state = state
 	w.rec.Error = ""
+	if state == mcp.StateExpired {
+		w.rec.ExpiredAt = start
+	}
 	if err := w.saveLocked(); err != nil {
 		errs = append(errs, err)
 	}
@@ -332,6 +370,9 @@ func (w *workspace) openStack() (*disk.Stack, error) {
 // startVM boots the workspace from its disk (kind is "start" or "reset"):
 // the caller holds op exclusively and the VM is not running.
 func (w *workspace) startVM(ctx context.Context, cmd, detail string) error {
+	if err := w.diskGone(); err != nil {
+		return err
+	}
 	start := w.m.now()
 	release, err := w.m.acquireSlot()
 	if err != nil {
@@ -343,7 +384,7 @@ func (w *workspace) startVM(ctx context.Context, cmd, detail string) error {
 		return w.failed("opening the workspace's disk", err)
 	}
 	if err := w.bootOn(ctx, st, release); err != nil {
-		if ctx.Err() != nil || mcp.IsCode(err, mcp.CodeEnvMissing) || mcp.IsCode(err, mcp.CodeNotFound) {
+		if ctx.Err() != nil || mcp.IsCode(err, mcp.CodeEnvMissing) || mcp.IsCode(err, mcp.CodeNotFound) || mcp.IsCode(err, mcp.CodeLimit) {
 			return err
 		}
 		return w.failed("booting "+w.view().Env, err)
@@ -351,6 +392,7 @@ func (w *workspace) startVM(ctx context.Context, cmd, detail string) error {
 	w.mu.Lock()
 	w.state = mcp.StateRunning
 	w.rec.Error = ""
+	w.rec.ExpiredAt = time.Time{}
 	err = w.saveLocked()
 	w.mu.Unlock()
 	w.logLife(mcp.LogLife, cmd, detail, start)
@@ -375,7 +417,9 @@ func (w *workspace) failed(what string, err error) error {
 }
 
 // bootOn boots a VM on the open stack st; on failure it closes st and
-// releases the slot.
+// releases the slot. The VM's memory goes on the state directory's
+// ledger first (see budget.go), refused with CodeLimit when the host
+// cannot hold it; the slot's release takes it off.
 func (w *workspace) bootOn(ctx context.Context, st *disk.Stack, release func()) error {
 	w.mu.Lock()
 	rec := w.rec.clone()
@@ -386,6 +430,14 @@ func (w *workspace) bootOn(ctx context.Context, st *disk.Stack, release func()) 
 		release()
 		return err
 	}
+	memRelease, err := w.m.reserveMem(rec.ID, rec.MemMiB)
+	if err != nil {
+		st.Close()
+		release()
+		return err
+	}
+	slotRelease := release
+	release = func() { memRelease(); slotRelease() }
 	console, _ := os.OpenFile(filepath.Join(w.dir, consoleName), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	cw := &cappedWriter{f: console, max: consoleCap}
 	b, err := w.m.boot(ctx, bootSpec{Env: e, Disk: st, DiskID: rec.ID, VCPUs: rec.VCPUs, MemMiB: rec.MemMiB,
@@ -467,6 +519,65 @@ func (w *workspace) destroy() error {
 		}
 		return nil
 	})
+}
+
+// diskFiles are what deleting an expired workspace's disk removes: the
+// disk layers, the baseline's copy of /workspace, exec output, patches
+// and the console log. The record and journal stay, to say what it was.
+var diskFiles = []string{diskDir, baselineDir, outDir, diffsDir, consoleName}
+
+// retire deletes the disk of a workspace whose retention period after
+// expiry has passed (never sooner: deleteAt is checked under op, which
+// every start holds), and finishes a deletion that a crash interrupted.
+func (w *workspace) retire(now time.Time) {
+	w.mu.Lock()
+	at, gone := w.diskDeleteAtLocked(), !w.rec.DiskDeletedAt.IsZero()
+	w.mu.Unlock()
+	if !gone && (at.IsZero() || now.Before(at)) {
+		return
+	}
+	if !w.op.TryLock() {
+		return
+	}
+	defer w.op.Unlock()
+	if w.alive() != nil {
+		return
+	}
+	w.mu.Lock()
+	at, gone = w.diskDeleteAtLocked(), !w.rec.DiskDeletedAt.IsZero()
+	if !gone {
+		if at.IsZero() || now.Before(at) || w.vm != nil {
+			w.mu.Unlock()
+			return
+		}
+		// The record says so first: a crash before the files go leaves
+		// a record the next reap finishes, never a half-deleted disk
+		// that a start would try.
+		old := w.rec.Snapshots
+		w.rec.DiskDeletedAt, w.rec.Snapshots = now, nil // their layers go with the disk
+		if err := w.saveLocked(); err != nil {
+			w.rec.DiskDeletedAt, w.rec.Snapshots = time.Time{}, old
+			w.mu.Unlock()
+			w.m.log.Warn("saving the record of a retired workspace", "id", w.id, "err", err)
+			return
+		}
+	}
+	w.mu.Unlock()
+	removed := false
+	for _, name := range diskFiles {
+		p := filepath.Join(w.dir, name)
+		if _, err := os.Lstat(p); err != nil {
+			continue
+		}
+		removed = true
+		if err := os.RemoveAll(p); err != nil {
+			w.m.log.Warn("deleting a retired workspace's disk", "id", w.id, "path", p, "err", err)
+		}
+	}
+	if removed && !gone {
+		w.m.log.Info("workspace disk deleted after its retention period", "id", w.id)
+		w.logLife(mcp.LogLife, "retire", fmt.Sprintf("disk deleted: expired longer than the retention period (%v)", w.m.opts.Retention), now)
+	}
 }
 
 // releaseOwner gives up the workspace's ownership (its flock).

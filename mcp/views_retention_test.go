@@ -1,0 +1,35 @@
+package mcp
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// workspace_status says when an expired workspace's disk goes, and that
+// it went.
+func TestWorkspaceViewRetention(t *testing.T) {
+	at := time.Date(2026, 1, 9, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		w         Workspace
+		key, note string
+		noKey     string
+	}{
+		{Workspace{ID: "a", State: StateExpired, DiskDeleteAt: at}, `"disk_delete_at":"2026-01-09T00:00:00Z"`, "workspace_start", "disk_deleted_at"},
+		{Workspace{ID: "b", State: StateExpired, DiskDeletedAt: at}, `"disk_deleted_at":"2026-01-09T00:00:00Z"`, "files are gone", "disk_delete_at"},
+		{Workspace{ID: "c", State: StateRunning}, `"id":"c"`, "", "disk_delete"},
+	} {
+		b, err := json.Marshal(viewWorkspace(c.w))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := string(b)
+		if !strings.Contains(s, c.key) || strings.Contains(s, c.noKey+`"`) {
+			t.Errorf("%s: %s", c.w.ID, s)
+		}
+		if v := viewWorkspace(c.w); !strings.Contains(v.Note, c.note) || (c.note == "") != (v.Note == "") {
+			t.Errorf("%s: note %q", c.w.ID, v.Note)
+		}
+	}
+}
