@@ -167,6 +167,7 @@ func (m *Manager) Export(ctx context.Context, req mcp.ExportRequest) (mcp.Export
 		return mcp.ExportResult{}, mcp.Invalid("%s is a %s; export a regular file or a directory", gp, fi.Type)
 	}
 	defer src.Close()
+	src = crashAtRead(src, "export:writing")
 	var rep *hostio.ExtractReport
 	l := strings.ToLower(host)
 	switch {
@@ -190,6 +191,7 @@ func (m *Manager) Export(ctx context.Context, req mcp.ExportRequest) (mcp.Export
 		return mcp.ExportResult{}, e
 	}
 	r := mcp.ExportResult{HostPath: host, Format: format, Files: rep.Files, Bytes: rep.Bytes}
+	crashAt("export:written")
 	c.w.journal.append(entry{Time: start, Kind: mcp.LogExport, Command: "export " + gp + " -> " + host,
 		Detail: fmt.Sprintf("%s, %d files, %d bytes", format, r.Files, r.Bytes), Duration: int64(time.Since(t0)),
 		Export: &exportRec{HostPath: host, Format: format, Files: r.Files, Bytes: r.Bytes}})

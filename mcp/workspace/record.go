@@ -126,6 +126,7 @@ func writeFileAtomic(dir, name string, data []byte) (err error) {
 	if err = f.Close(); err != nil {
 		return err
 	}
+	crashAt("atomic:" + name + ":tmp-written")
 	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		return err
 	}

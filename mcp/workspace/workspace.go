@@ -446,6 +446,7 @@ func (w *workspace) watch(h *vmHandle) {
 // crash mid-removal leaves nothing that Open would list.
 func (w *workspace) destroy() error {
 	w.killVM()
+	crashAt("delete:killed")
 	w.m.mu.Lock()
 	w.mu.Lock()
 	w.deleted = true
@@ -462,6 +463,7 @@ func (w *workspace) destroy() error {
 			return mcp.Internal("removing the workspace directory", err)
 		}
 		syncDir(filepath.Dir(w.dir))
+		crashAt("delete:renamed")
 		if err := os.RemoveAll(gone); err != nil {
 			return mcp.Internal("removing the workspace directory", err)
 		}

@@ -1,0 +1,151 @@
+package workspace
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/pyro-mcp/pyro/mcp"
+)
+
+// Recovery after a crash. Killing the server at any step of create,
+// snapshot, reset, export or delete leaves the record, the journal and the
+// disk layers each whole (all are written atomically), but an operation
+// that changes more than one of them can stop between two: a snapshot
+// recorded but not journaled, a deleted snapshot's layer not yet freed, a
+// record temporary never renamed. recover, run when a Manager adopts a
+// workspace (no VM runs on it then), puts them back in agreement:
+//
+//   - temporary files of the record's atomic writes are removed;
+//   - the disk is opened, which deletes the layer files and temporaries no
+//     manifest names, and snapshots whose layers are gone are dropped from
+//     the record (openStack);
+//   - frozen layers that neither the record nor another layer needs (an
+//     orphan of a snapshot delete or reset cut short) are deleted
+//     (pruneLayers);
+//   - a snapshot in the record whose journal line was never written gets
+//     it, with the sequence number the record gave it, and a journaled
+//     snapshot that never reached the record gets a line saying so.
+//
+// A disk that does not open is left alone and logged: recovery never
+// deletes what it cannot read.
+
+// crashPoint, set only by tests (crash_test.go), is called at named steps
+// of create, snapshot, reset, export and delete; the test kills the
+// process there with SIGKILL and checks what the next Open makes of it.
+var crashPoint func(name string)
+
+// crashAt calls crashPoint, if set.
+func crashAt(name string) {
+	if crashPoint != nil {
+		crashPoint(name)
+	}
+}
+
+// crashAtRead returns r, or with crashPoint set, r calling crashAt(name)
+// at its first Read: an export's writer reads once its temporary exists.
+func crashAtRead(r io.ReadCloser, name string) io.ReadCloser {
+	if crashPoint == nil {
+		return r
+	}
+	return &readHook{ReadCloser: r, name: name}
+}
+
+type readHook struct {
+	io.ReadCloser
+	name string
+	once sync.Once
+}
+
+func (h *readHook) Read(p []byte) (int, error) {
+	h.once.Do(func() { crashAt(h.name) })
+	return h.ReadCloser.Read(p)
+}
+
+// recover brings a workspace the Manager is adopting back into agreement
+// after a crash (see above). The caller holds the workspace's ownership;
+// the workspace is not yet published, so no call runs on it.
+func (w *workspace) recover() {
+	removeRecordTemps(w.dir)
+	if w.rec.BaselineLayer == "" {
+		return
+	}
+	st, err := w.openStack()
+	if err != nil {
+		w.m.log.Warn("checking the workspace's disk after a restart", "id", w.id, "err", err)
+		return
+	}
+	if freed, bytes := w.pruneLayers(st); len(freed) > 0 {
+		w.m.log.Info("freed disk layers an interrupted operation left", "id", w.id, "layers", len(freed), "bytes", bytes)
+	}
+	if err := st.Close(); err != nil {
+		w.m.log.Warn("closing the workspace's disk", "id", w.id, "err", err)
+	}
+	w.reconcileJournal()
+}
+
+// removeRecordTemps deletes the temporaries of writeFileAtomic in dir
+// (".NAME.tmp-*"), which a crash between write and rename leaves.
+func removeRecordTemps(dir string) {
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, de := range des {
+		if n := de.Name(); strings.HasPrefix(n, ".") && strings.Contains(n, ".tmp-") && de.Type().IsRegular() {
+			os.Remove(filepath.Join(dir, n))
+		}
+	}
+}
+
+// reconcileJournal makes the journal and the record's snapshots agree.
+// SnapshotCreate records a snapshot before it journals it, so a crash
+// between leaves a recorded snapshot without its line: it is appended,
+// under the sequence number the record holds. A journaled snapshot that is
+// neither recorded nor deleted later (a crash between the journal and the
+// record under an older order, or a record write that failed) gets a line
+// saying it was not kept.
+func (w *workspace) reconcileJournal() {
+	w.mu.Lock()
+	snaps := slices.Clone(w.rec.Snapshots)
+	w.mu.Unlock()
+	ents := w.journal.since(0)
+	have := map[int64]bool{}
+	for _, e := range ents {
+		have[e.Seq] = true
+	}
+	for _, s := range snaps {
+		if s.Seq <= 0 || have[s.Seq] {
+			continue
+		}
+		w.appendRecovered(entry{Seq: s.Seq, Time: s.CreatedAt, Kind: mcp.LogSnapshot, Command: "snapshot " + s.Name,
+			Detail: fmt.Sprintf("disk layer %s, %d bytes (journaled at restart: the server stopped before it wrote this line)", s.Layer, s.Bytes)})
+	}
+	recorded := map[int64]bool{}
+	for _, s := range snaps {
+		recorded[s.Seq] = true
+	}
+	for i, e := range ents {
+		name, ok := strings.CutPrefix(e.Command, "snapshot ")
+		if e.Kind != mcp.LogSnapshot || !ok || strings.HasPrefix(name, "delete ") || recorded[e.Seq] {
+			continue
+		}
+		if slices.ContainsFunc(ents[i+1:], func(l entry) bool {
+			return l.Kind == mcp.LogSnapshot && (l.Command == "snapshot delete "+name || l.Command == "snapshot lost "+name)
+		}) {
+			continue
+		}
+		w.appendRecovered(entry{Time: w.m.now(), Kind: mcp.LogSnapshot, Command: "snapshot lost " + name,
+			Detail: fmt.Sprintf("snapshot %s (seq %d) was not kept: the server stopped before it was recorded, or it was deleted; its disk layer is freed once nothing builds on it", name, e.Seq)})
+	}
+}
+
+func (w *workspace) appendRecovered(e entry) {
+	if _, err := w.journal.append(e); err != nil {
+		w.m.log.Warn("writing the journal", "id", w.id, "err", err)
+	}
+}
