@@ -229,6 +229,7 @@ func crashOne(t *testing.T, c crashCase, point string) {
 		}
 	}
 	killAt(t, sp)
+	tearAsAHostCrashMight(t, h)
 
 	// Restart, as the next `pyro mcp serve` would.
 	h.w = &world{t: t}
@@ -294,6 +295,39 @@ func checkExportDir(t *testing.T, dir, base string) {
 		t.Errorf("left beside the export target %s after the next export: %v", base, left)
 	} else {
 		t.Logf("left beside the export target %s after the next export (swept once the export sweep is merged): %v", base, left)
+	}
+}
+
+// tearAsAHostCrashMight adds to every workspace what a crash of the host
+// (not only of the server) can also leave, and a SIGKILL at a hook
+// cannot: a torn last journal line, and the files of a disk update
+// (a new layer, a manifest temporary) that never committed.
+func tearAsAHostCrashMight(t *testing.T, h *harness) {
+	t.Helper()
+	des, err := os.ReadDir(filepath.Join(h.state, "workspaces"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, de := range des {
+		dir := filepath.Join(h.state, "workspaces", de.Name())
+		if strings.HasPrefix(de.Name(), ".") {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(dir, journalName)); err == nil {
+			f, err := os.OpenFile(filepath.Join(dir, journalName), os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteString(`{"seq":9999,"time":"2026-01-0`)
+			f.Close()
+		}
+		if _, err := os.Stat(filepath.Join(dir, diskDir, "manifest.json")); err == nil {
+			for _, n := range []string{"0123456789abcdef.data", "0123456789abcdef.map", "manifest.json.tmp"} {
+				if err := os.WriteFile(filepath.Join(dir, diskDir, n), []byte("x"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
 	}
 }
 
@@ -496,4 +530,18 @@ func checkWorks(t *testing.T, h *harness, id string) {
 	}
 	checkJournal(t, dir, rec)
 	checkLayers(t, dir, rec)
+	// Every line whole: a torn one was cut before the next was appended.
+	b, err := os.ReadFile(filepath.Join(dir, journalName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) == 0 || b[len(b)-1] != '\n' {
+		t.Fatalf("the journal does not end with a whole line: %q", b[max(0, len(b)-80):])
+	}
+	for i, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		var e entry
+		if err := json.Unmarshal([]byte(line), &e); err != nil || e.Seq <= 0 {
+			t.Fatalf("journal line %d does not parse: %q: %v", i+1, line, err)
+		}
+	}
 }
