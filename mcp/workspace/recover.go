@@ -105,7 +105,10 @@ func removeRecordTemps(dir string) {
 // reconcileJournal makes the journal and the record's snapshots agree.
 // SnapshotCreate records a snapshot before it journals it, so a crash
 // between leaves a recorded snapshot without its line: it is appended,
-// under the sequence number the record holds. A journaled snapshot that is
+// under the sequence number the record holds. Such a snapshot's seq is
+// above every line's (SnapshotCreate excludes every other call between
+// reserving the seq and writing the line), which tells it from one whose
+// line an older part of the journal held. A journaled snapshot that is
 // neither recorded nor deleted later (a crash between the journal and the
 // record under an older order, or a record write that failed) gets a line
 // saying it was not kept.
@@ -114,12 +117,9 @@ func (w *workspace) reconcileJournal() {
 	snaps := slices.Clone(w.rec.Snapshots)
 	w.mu.Unlock()
 	ents := w.journal.since(0)
-	have := map[int64]bool{}
-	for _, e := range ents {
-		have[e.Seq] = true
-	}
+	last, _ := w.journal.last()
 	for _, s := range snaps {
-		if s.Seq <= 0 || have[s.Seq] {
+		if s.Seq <= last {
 			continue
 		}
 		w.appendRecovered(entry{Seq: s.Seq, Time: s.CreatedAt, Kind: mcp.LogSnapshot, Command: "snapshot " + s.Name,
@@ -131,7 +131,7 @@ func (w *workspace) reconcileJournal() {
 	}
 	for i, e := range ents {
 		name, ok := strings.CutPrefix(e.Command, "snapshot ")
-		if e.Kind != mcp.LogSnapshot || !ok || strings.HasPrefix(name, "delete ") || recorded[e.Seq] {
+		if e.Kind != mcp.LogSnapshot || !ok || strings.HasPrefix(name, "delete ") || strings.HasPrefix(name, "lost ") || recorded[e.Seq] {
 			continue
 		}
 		if slices.ContainsFunc(ents[i+1:], func(l entry) bool {
