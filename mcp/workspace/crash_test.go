@@ -567,3 +567,35 @@ func checkWorks(t *testing.T, h *harness, id string) {
 		}
 	}
 }
+
+// Recovery writes a recorded snapshot's journal line only when the crash
+// cut it (the newest seq): a journal whose older lines are gone (cut by
+// rotation, or lost) is not refilled at every restart.
+func TestRecoverLeavesOlderJournalAlone(t *testing.T) {
+	h := newHarness(t)
+	id := setupWorkspace(t, h)
+	h.m.Close()
+	h.m = nil
+	p := filepath.Join(h.state, "workspaces", id, journalName)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		if !strings.Contains(line, `"command":"snapshot s1"`) {
+			kept = append(kept, line)
+		}
+	}
+	cut := strings.Join(kept, "")
+	if cut == string(b) {
+		t.Fatal("setup: no snapshot line")
+	}
+	if err := os.WriteFile(p, []byte(cut), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.open()
+	if got, err := os.ReadFile(p); err != nil || string(got) != cut {
+		t.Fatalf("the journal changed at restart: %q %v", got, err)
+	}
+}
