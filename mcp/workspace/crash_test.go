@@ -53,6 +53,8 @@ type crashCase struct {
 	// setup prepares the state directory with h's Manager (open, then
 	// closed by the caller) and returns the workspace the op works on.
 	setup func(t *testing.T, h *harness) string
+	// check, if set, checks the workspace after the restart.
+	check func(t *testing.T, h *harness, id string)
 }
 
 // crashOptions are the harness's Options for root, booting with boot.
@@ -152,6 +154,42 @@ func setupLeafSnapshot(t *testing.T, h *harness) string {
 	return id
 }
 
+// checkResetAgrees checks that a reset the server was killed in either
+// did not happen or happened and is recorded and journaled: the disk is
+// back on the baseline exactly when the record and the journal say so.
+func checkResetAgrees(t *testing.T, h *harness, id string) {
+	t.Helper()
+	dir := filepath.Join(h.state, "workspaces", id)
+	rec, err := readRecord(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.ResetPending != nil {
+		t.Errorf("the record still has a pending reset: %+v", rec.ResetPending)
+	}
+	st, err := disk.OpenReadOnly(filepath.Join(dir, diskDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers := st.Layers()
+	st.Close()
+	onBaseline := layers[len(layers)-1].Parent == rec.BaselineLayer
+	j, err := loadJournal(filepath.Join(dir, journalName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	journaled := slices.ContainsFunc(j.since(0), func(e entry) bool { return e.Kind == mcp.LogReset && e.Seq == rec.ResetSeq })
+	if onBaseline != (rec.ResetSeq > 0) || onBaseline != journaled {
+		t.Errorf("disk reset %v, record says reset (seq %d) %v, journal says %v", onBaseline, rec.ResetSeq, rec.ResetSeq > 0, journaled)
+	}
+	if _, err := h.m.Start(bg, id); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := h.vm(id).file("/workspace/a.txt"); onBaseline == ok {
+		t.Errorf("a.txt reads %q (exists %v), disk reset %v", got, ok, onBaseline)
+	}
+}
+
 func frozenLayers(t *testing.T, h *harness, id string) int {
 	t.Helper()
 	w, err := h.m.get(id)
@@ -177,10 +215,10 @@ var crashCases = []crashCase{
 		points: []string{"snapshot:frozen", "atomic:record.json:tmp-written", "snapshot:recorded"}},
 	{op: "snapshot-delete", setup: setupLeafSnapshot,
 		points: []string{"atomic:record.json:tmp-written", "snapshot-delete:recorded"}},
-	{op: "reset", start: true, setup: setupPendingLayer,
-		points: []string{"reset:checked-out", "atomic:record.json:tmp-written", "reset:booted"}},
-	{op: "reset", setup: setupPendingLayer,
-		points: []string{"reset:checked-out", "reset:booted"}},
+	{op: "reset", start: true, setup: setupPendingLayer, check: checkResetAgrees,
+		points: []string{"atomic:record.json:tmp-written", "reset:pending", "reset:checked-out", "reset:booted"}},
+	{op: "reset", setup: setupPendingLayer, check: checkResetAgrees,
+		points: []string{"atomic:record.json:tmp-written", "reset:pending", "reset:checked-out", "reset:booted"}},
 	{op: "export", start: true, setup: setupWorkspace, points: []string{"export:writing", "export:written"}},
 	{op: "export-tar", start: true, setup: setupWorkspace, points: []string{"export:writing", "export:written"}},
 	{op: "delete", start: true, setup: setupWorkspace, points: []string{"delete:killed", "delete:renamed"}},
@@ -258,6 +296,9 @@ func crashOne(t *testing.T, c crashCase, point string) {
 		if len(after) != len(before) || after[0].ID != id {
 			t.Fatalf("workspaces %+v, want %+v", after, before)
 		}
+	}
+	if c.check != nil {
+		c.check(t, h, id)
 	}
 	for _, ws := range after {
 		checkWorks(t, h, ws.ID)

@@ -48,6 +48,18 @@ type record struct {
 	ResetAt   time.Time `json:"reset_at,omitzero"`
 	ResetFrom string    `json:"reset_from,omitempty"`
 	ResetSeq  int64     `json:"reset_seq,omitempty"`
+	// ResetPending is a reset that began (saved before its disk checkout)
+	// and has not been recorded as done; the next Open completes it
+	// (recover). Replaced, never changed in place.
+	ResetPending *pendingReset `json:"reset_pending,omitempty"`
+}
+
+// pendingReset is a reset in progress: its target layer, the snapshot
+// named ("" for the baseline) and when it began.
+type pendingReset struct {
+	Layer string    `json:"layer"`
+	From  string    `json:"from,omitempty"`
+	At    time.Time `json:"at"`
 }
 
 // snapRecord is one named snapshot.

@@ -8,8 +8,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/vmm/disk"
 )
 
 // Recovery after a crash. Killing the server at any step of create,
@@ -24,6 +26,10 @@ import (
 //   - the disk is opened, which deletes the layer files and temporaries no
 //     manifest names, and snapshots whose layers are gone are dropped from
 //     the record (openStack);
+//   - a reset that began (its record says so before the disk changes) is
+//     completed: its layer checked out again, its journal line written
+//     and the record updated, so the disk is never reset unbeknown to the
+//     record and journal;
 //   - frozen layers that neither the record nor another layer needs (an
 //     orphan of a snapshot delete or reset cut short) are deleted
 //     (pruneLayers);
@@ -71,21 +77,27 @@ func (h *readHook) Read(p []byte) (int, error) {
 // the workspace is not yet published, so no call runs on it.
 func (w *workspace) recover() {
 	removeRecordTemps(w.dir)
-	if w.rec.BaselineLayer == "" {
+	w.mu.Lock()
+	created := w.rec.BaselineLayer != ""
+	w.mu.Unlock()
+	if !created {
 		return
 	}
 	st, err := w.openStack()
+	// The journal first: a recorded snapshot's line takes the seq the
+	// record gave it before anything else is journaled.
+	w.reconcileJournal()
 	if err != nil {
 		w.m.log.Warn("checking the workspace's disk after a restart", "id", w.id, "err", err)
 		return
 	}
+	w.completeReset(st)
 	if freed, bytes := w.pruneLayers(st); len(freed) > 0 {
 		w.m.log.Info("freed disk layers an interrupted operation left", "id", w.id, "layers", len(freed), "bytes", bytes)
 	}
 	if err := st.Close(); err != nil {
 		w.m.log.Warn("closing the workspace's disk", "id", w.id, "err", err)
 	}
-	w.reconcileJournal()
 }
 
 // removeRecordTemps deletes the temporaries of writeFileAtomic in dir
@@ -147,5 +159,65 @@ func (w *workspace) reconcileJournal() {
 func (w *workspace) appendRecovered(e entry) {
 	if _, err := w.journal.append(e); err != nil {
 		w.m.log.Warn("writing the journal", "id", w.id, "err", err)
+	}
+}
+
+// beginReset records, before Reset changes the disk, that a reset to
+// layer (snapshot from, "" for the baseline) began; recover completes it
+// if the server stops before Reset records it done.
+func (w *workspace) beginReset(layer, from string, at time.Time) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	old := w.rec.ResetPending
+	w.rec.ResetPending = &pendingReset{Layer: layer, From: from, At: at}
+	err := w.saveLocked()
+	if err != nil {
+		w.rec.ResetPending = old
+	}
+	return err
+}
+
+// endReset forgets a reset that failed before it changed the disk; the
+// caller saves the record (w.failed does).
+func (w *workspace) endReset() {
+	w.mu.Lock()
+	w.rec.ResetPending = nil
+	w.mu.Unlock()
+}
+
+// completeReset finishes a reset the server stopped in: the target layer
+// is checked out again (the VM never ran on the new top, or ran in a boot
+// nobody saw answer, so nothing of value is discarded), journaled and
+// recorded like Reset does.
+func (w *workspace) completeReset(st *disk.Stack) {
+	w.mu.Lock()
+	p := w.rec.ResetPending
+	w.mu.Unlock()
+	if p == nil {
+		return
+	}
+	detail := "baseline"
+	if p.From != "" {
+		detail = "snapshot " + p.From
+	}
+	err := st.Checkout(p.Layer)
+	if err != nil {
+		w.m.log.Warn("completing an interrupted reset", "id", w.id, "layer", p.Layer, "err", err)
+		detail += fmt.Sprintf("; the server stopped during this reset and completing it failed (%v): the disk may be as before it", err)
+	} else {
+		detail += "; completed at restart: the server stopped during this reset"
+	}
+	seq, jerr := w.journal.append(entry{Time: p.At, Kind: mcp.LogReset, Command: "reset", Detail: detail})
+	if jerr != nil {
+		w.m.log.Warn("writing the journal", "id", w.id, "err", jerr)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.rec.ResetPending = nil
+	if err == nil {
+		w.rec.ResetAt, w.rec.ResetFrom, w.rec.ResetSeq = p.At, p.From, seq
+	}
+	if err := w.saveLocked(); err != nil {
+		w.m.log.Warn("saving the record", "id", w.id, "err", err)
 	}
 }

@@ -254,9 +254,16 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (mcp.Re
 			return mcp.ResetResult{}, w.failed("opening the workspace's disk", err)
 		}
 	}
+	if err := w.beginReset(target, snapshot, start); err != nil {
+		st.Close()
+		release()
+		return mcp.ResetResult{}, w.failed("saving the workspace record", err)
+	}
+	crashAt("reset:pending")
 	if err := st.Checkout(target); err != nil {
 		st.Close()
 		release()
+		w.endReset()
 		return mcp.ResetResult{}, w.failed("checking out the disk layer", err)
 	}
 	cut := time.Since(t0)
@@ -294,6 +301,7 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (mcp.Re
 	w.state = mcp.StateRunning
 	w.rec.Error = ""
 	w.rec.ResetAt, w.rec.ResetFrom, w.rec.ResetSeq = start, snapshot, seq
+	w.rec.ResetPending = nil
 	err = w.saveLocked()
 	w.mu.Unlock()
 	if err != nil {
