@@ -178,6 +178,9 @@ func (m *Manager) Export(ctx context.Context, req mcp.ExportRequest) (mcp.Export
 	default:
 		rep, err = hostio.Extract(c.ctx, src, host, hostio.ExtractOptions{Overwrite: req.Overwrite, File: file})
 	}
+	if err == nil {
+		crashAt("export:written")
+	}
 	if err != nil {
 		if l := c.lost(); l != nil {
 			return mcp.ExportResult{}, l
@@ -191,7 +194,6 @@ func (m *Manager) Export(ctx context.Context, req mcp.ExportRequest) (mcp.Export
 		return mcp.ExportResult{}, e
 	}
 	r := mcp.ExportResult{HostPath: host, Format: format, Files: rep.Files, Bytes: rep.Bytes}
-	crashAt("export:written")
 	c.w.journal.append(entry{Time: start, Kind: mcp.LogExport, Command: "export " + gp + " -> " + host,
 		Detail: fmt.Sprintf("%s, %d files, %d bytes", format, r.Files, r.Bytes), Duration: int64(time.Since(t0)),
 		Export: &exportRec{HostPath: host, Format: format, Files: r.Files, Bytes: r.Bytes}})
