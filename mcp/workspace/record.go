@@ -43,23 +43,15 @@ type record struct {
 	BaselineLayer string `json:"baseline_layer"`
 	// Snapshots, oldest first; each names a frozen disk layer.
 	Snapshots []snapRecord `json:"snapshots,omitempty"`
+	// ResetPending is a reset that began (saved before its disk checkout)
+	// and has not been recorded as done; the next Open completes it
+	// (recover). Replaced, never changed in place.
+	ResetPending *pendingReset `json:"reset_pending,omitempty"`
 	// ResetAt, ResetFrom and ResetSeq describe the last reset (zero: none):
 	// when, to which snapshot ("" for the baseline), and its journal seq.
 	ResetAt   time.Time `json:"reset_at,omitzero"`
 	ResetFrom string    `json:"reset_from,omitempty"`
 	ResetSeq  int64     `json:"reset_seq,omitempty"`
-	// ResetPending is a reset that began (saved before its disk checkout)
-	// and has not been recorded as done; the next Open completes it
-	// (recover). Replaced, never changed in place.
-	ResetPending *pendingReset `json:"reset_pending,omitempty"`
-}
-
-// pendingReset is a reset in progress: its target layer, the snapshot
-// named ("" for the baseline) and when it began.
-type pendingReset struct {
-	Layer string    `json:"layer"`
-	From  string    `json:"from,omitempty"`
-	At    time.Time `json:"at"`
 }
 
 // snapRecord is one named snapshot.

@@ -80,8 +80,8 @@ func (w *workspace) recover() {
 	w.mu.Lock()
 	created := w.rec.BaselineLayer != ""
 	w.mu.Unlock()
-	if !created {
-		return
+	if _, err := os.Stat(filepath.Join(w.dir, diskDir)); !created || err != nil {
+		return // a create that never made its disk, or a disk deleted on purpose
 	}
 	st, err := w.openStack()
 	// The journal first: a recorded snapshot's line takes the seq the
@@ -160,6 +160,14 @@ func (w *workspace) appendRecovered(e entry) {
 	if _, err := w.journal.append(e); err != nil {
 		w.m.log.Warn("writing the journal", "id", w.id, "err", err)
 	}
+}
+
+// pendingReset is a reset in progress: its target layer, the snapshot
+// named ("" for the baseline) and when it began.
+type pendingReset struct {
+	Layer string    `json:"layer"`
+	From  string    `json:"from,omitempty"`
+	At    time.Time `json:"at"`
 }
 
 // beginReset records, before Reset changes the disk, that a reset to
