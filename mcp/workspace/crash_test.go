@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
@@ -652,5 +653,56 @@ func TestRecoverLeavesOlderJournalAlone(t *testing.T) {
 	h.open()
 	if got, err := os.ReadFile(p); err != nil || string(got) != cut {
 		t.Fatalf("the journal changed at restart: %q %v", got, err)
+	}
+}
+
+// A reset whose VM does not boot has still reset the disk: the start
+// that follows records it, so that a restart after the agent worked on
+// the disk again does not reset it a second time.
+func TestResetBootFailureThenRestart(t *testing.T) {
+	h := newHarness(t)
+	id := setupWorkspace(t, h)
+	h.w.failBoot = errors.New("no boot today")
+	if _, err := h.m.Reset(bg, id, "s1"); err == nil {
+		t.Fatal("reset booted")
+	}
+	h.w.failBoot = nil
+	if _, err := h.m.Start(bg, id); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.read(id, "/workspace/a.txt"); got != "one\n" {
+		t.Fatalf("after the reset: %q", got)
+	}
+	h.write(id, "/workspace/a.txt", "kept\n")
+	if _, err := h.m.Stop(bg, id); err != nil {
+		t.Fatal(err)
+	}
+	h.m.Close()
+	h.open()
+	if _, err := h.m.Start(bg, id); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.read(id, "/workspace/a.txt"); got != "kept\n" {
+		t.Fatalf("after a restart: %q, want what was written after the reset", got)
+	}
+	checkResetRecorded(t, h, id)
+}
+
+// checkResetRecorded checks that the record's last reset is journaled and
+// no reset is pending.
+func checkResetRecorded(t *testing.T, h *harness, id string) {
+	t.Helper()
+	dir := filepath.Join(h.state, "workspaces", id)
+	rec, err := readRecord(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := loadJournal(filepath.Join(dir, journalName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.ResetPending != nil || rec.ResetSeq == 0 || rec.ResetFrom != "s1" ||
+		!slices.ContainsFunc(j.since(0), func(e entry) bool { return e.Kind == mcp.LogReset && e.Seq == rec.ResetSeq }) {
+		t.Fatalf("reset: pending %+v, seq %d from %q; journal %+v", rec.ResetPending, rec.ResetSeq, rec.ResetFrom, j.since(0))
 	}
 }

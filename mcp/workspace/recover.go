@@ -193,10 +193,12 @@ func (w *workspace) endReset() {
 	w.mu.Unlock()
 }
 
-// completeReset finishes a reset the server stopped in: the target layer
-// is checked out again (the VM never ran on the new top, or ran in a boot
-// nobody saw answer, so nothing of value is discarded), journaled and
-// recorded like Reset does.
+// completeReset finishes a reset that did not: the server stopped in it,
+// or the VM did not boot after it (then the next start completes it,
+// before anyone can write to the disk). The target layer is checked out
+// again (the VM never ran on the new top, or ran in a boot nobody saw
+// answer, so nothing of value is discarded), journaled and recorded like
+// Reset does. The caller holds op, or the workspace is not yet published.
 func (w *workspace) completeReset(st *disk.Stack) {
 	w.mu.Lock()
 	p := w.rec.ResetPending
@@ -213,7 +215,7 @@ func (w *workspace) completeReset(st *disk.Stack) {
 		w.m.log.Warn("completing an interrupted reset", "id", w.id, "layer", p.Layer, "err", err)
 		detail += fmt.Sprintf("; the server stopped during this reset and completing it failed (%v): the disk may be as before it", err)
 	} else {
-		detail += "; completed at restart: the server stopped during this reset"
+		detail += "; completed later: the reset did not finish (the server stopped, or the VM did not boot after it)"
 	}
 	seq, jerr := w.journal.append(entry{Time: p.At, Kind: mcp.LogReset, Command: "reset", Detail: detail})
 	if jerr != nil {

@@ -342,6 +342,7 @@ func (w *workspace) startVM(ctx context.Context, cmd, detail string) error {
 		release()
 		return w.failed("opening the workspace's disk", err)
 	}
+	w.completeReset(st)
 	if err := w.bootOn(ctx, st, release); err != nil {
 		if ctx.Err() != nil || mcp.IsCode(err, mcp.CodeEnvMissing) || mcp.IsCode(err, mcp.CodeNotFound) {
 			return err
