@@ -73,6 +73,7 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 			owner.Close() // after the directory is gone: deferred first
 		}
 	}()
+	crashAt("create:dir")
 	now := m.now()
 	w := &workspace{m: m, id: id, dir: dir, owner: owner, state: mcp.StateCreating, journal: &journal{path: filepath.Join(dir, journalName), next: 1},
 		rec: record{ID: id, Name: req.Name, Labels: req.Labels, Env: envName, CreatedAt: now, LastActive: now,
@@ -121,6 +122,7 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 		release()
 		return nil, mcp.Internal("creating the workspace's disk", err)
 	}
+	crashAt("create:disk")
 	if err := w.bootOn(ctx, st, release); err != nil {
 		if ctx.Err() != nil || mcp.IsCode(err, mcp.CodeEnvMissing) || mcp.IsCode(err, mcp.CodeLimit) {
 			return nil, err
@@ -167,6 +169,7 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 	if err != nil {
 		return nil, stuck("recording the baseline", mcp.Internal("recording the baseline", err))
 	}
+	crashAt("create:baseline-layer")
 	rc, err := h.Files.TarOut(bctx, hostio.Workspace)
 	if err != nil {
 		return nil, stuck("reading /workspace", mcp.Internal("reading /workspace for the baseline", err))
@@ -176,6 +179,7 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 	if err != nil {
 		return nil, stuck("reading /workspace", mcp.Internal("writing the baseline index", err))
 	}
+	crashAt("create:baseline-index")
 
 	// Commit: the record makes the workspace exist for the next Open.
 	w.mu.Lock()
@@ -187,6 +191,7 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 	if err != nil {
 		return nil, mcp.Internal("saving the workspace record", err)
 	}
+	crashAt("create:recorded")
 	detail := fmt.Sprintf("env %s, seed %s", envName, seedKind)
 	if seedKind != mcp.SeedNone {
 		detail += fmt.Sprintf(" from %s: %d files, %d bytes", seedPath, seed.Files, seed.Bytes)

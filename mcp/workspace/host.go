@@ -181,6 +181,7 @@ func (m *Manager) Export(ctx context.Context, req mcp.ExportRequest) (mcp.Export
 		return mcp.ExportResult{}, mcp.Invalid("%s is a %s; export a regular file or a directory", gp, fi.Type)
 	}
 	defer src.Close()
+	src = crashAtRead(src, "export:writing")
 	var rep *hostio.ExtractReport
 	l := strings.ToLower(host)
 	switch {
@@ -190,6 +191,9 @@ func (m *Manager) Export(ctx context.Context, req mcp.ExportRequest) (mcp.Export
 		rep, err = hostio.WriteTar(c.ctx, src, host, req.Overwrite)
 	default:
 		rep, err = hostio.Extract(c.ctx, src, host, hostio.ExtractOptions{Overwrite: req.Overwrite, File: file})
+	}
+	if err == nil {
+		crashAt("export:written")
 	}
 	if err != nil {
 		if l := c.lost(); l != nil {

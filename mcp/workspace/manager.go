@@ -362,6 +362,7 @@ func (m *Manager) adoptLocked(de fs.DirEntry) {
 		rec.LastActive = t
 	}
 	w := &workspace{m: m, id: rec.ID, dir: dir, rec: *rec, state: state, journal: j, owner: f}
+	w.recover()
 	m.mu.Lock()
 	if !m.closed {
 		m.ws[rec.ID] = w

@@ -43,6 +43,10 @@ type record struct {
 	BaselineLayer string `json:"baseline_layer"`
 	// Snapshots, oldest first; each names a frozen disk layer.
 	Snapshots []snapRecord `json:"snapshots,omitempty"`
+	// ResetPending is a reset that began (saved before its disk checkout)
+	// and has not been recorded as done; the next Open completes it
+	// (recover). Replaced, never changed in place.
+	ResetPending *pendingReset `json:"reset_pending,omitempty"`
 	// ResetAt, ResetFrom and ResetSeq describe the last reset (zero: none):
 	// when, to which snapshot ("" for the baseline), and its journal seq.
 	ResetAt   time.Time `json:"reset_at,omitzero"`
@@ -132,6 +136,7 @@ func writeFileAtomic(dir, name string, data []byte) (err error) {
 	if err = f.Close(); err != nil {
 		return err
 	}
+	crashAt("atomic:" + name + ":tmp-written")
 	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		return err
 	}

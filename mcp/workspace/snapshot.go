@@ -81,19 +81,27 @@ func (m *Manager) SnapshotCreate(ctx context.Context, id string, name string) (m
 	if err != nil {
 		return mcp.Snapshot{}, mcp.Internal("taking the snapshot", err)
 	}
+	crashAt("snapshot:frozen")
 	dur := time.Since(t0)
-	seq, jerr := w.journal.append(entry{Time: start, Kind: mcp.LogSnapshot, Command: "snapshot " + name,
-		Duration: int64(dur), Detail: fmt.Sprintf("disk layer %s, %d bytes", layer.ID, layer.Allocated)})
-	if jerr != nil {
-		m.log.Warn("writing the journal", "id", id, "err", jerr)
-	}
+	// The record first, then the journal line under the seq it holds: a
+	// crash between leaves a recorded snapshot that the next Open journals
+	// (reconcileJournal), never a journaled one the record lacks.
+	seq := w.journal.reserve()
 	s := snapRecord{Name: name, Layer: layer.ID, CreatedAt: start, Seq: seq, Bytes: layer.Allocated}
 	w.mu.Lock()
 	w.rec.Snapshots = append(w.rec.Snapshots, s)
 	err = w.saveLocked()
+	if err != nil {
+		w.rec.Snapshots = w.rec.Snapshots[:len(w.rec.Snapshots)-1]
+	}
 	w.mu.Unlock()
 	if err != nil {
 		return mcp.Snapshot{}, mcp.Internal("saving the workspace record", err)
+	}
+	crashAt("snapshot:recorded")
+	if _, jerr := w.journal.append(entry{Seq: seq, Time: start, Kind: mcp.LogSnapshot, Command: "snapshot " + name,
+		Duration: int64(dur), Detail: fmt.Sprintf("disk layer %s, %d bytes", layer.ID, layer.Allocated)}); jerr != nil {
+		m.log.Warn("writing the journal", "id", id, "err", jerr)
 	}
 	m.log.Info("snapshot", "id", id, "name", name, "took", dur)
 	return s.view(), nil
@@ -149,6 +157,7 @@ func (m *Manager) SnapshotDelete(ctx context.Context, id string, name string) er
 	if err != nil {
 		return mcp.Internal("saving the workspace record", err)
 	}
+	crashAt("snapshot-delete:recorded")
 	start := m.now()
 	detail := fmt.Sprintf("disk layer %s kept: later snapshots or the current disk build on it; its space is freed when they go", old[i].Layer)
 	var st *disk.Stack
@@ -259,12 +268,20 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (mcp.Re
 			return mcp.ResetResult{}, w.failed("opening the workspace's disk", err)
 		}
 	}
+	if err := w.beginReset(target, snapshot, start); err != nil {
+		st.Close()
+		release()
+		return mcp.ResetResult{}, w.failed("saving the workspace record", err)
+	}
+	crashAt("reset:pending")
 	if err := st.Checkout(target); err != nil {
 		st.Close()
 		release()
+		w.endReset()
 		return mcp.ResetResult{}, w.failed("checking out the disk layer", err)
 	}
 	cut := time.Since(t0)
+	crashAt("reset:checked-out")
 	// The discarded top may have been all that built on a deleted
 	// snapshot's layer.
 	freed, freedBytes := w.pruneLayers(st)
@@ -289,6 +306,7 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (mcp.Re
 		}
 		return mcp.ResetResult{}, w.failed("booting after the reset", err)
 	}
+	crashAt("reset:booted")
 	dur := time.Since(t0)
 	detail := "baseline"
 	if snapshot != "" {
@@ -306,6 +324,7 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (mcp.Re
 	w.state = mcp.StateRunning
 	w.rec.Error = ""
 	w.rec.ResetAt, w.rec.ResetFrom, w.rec.ResetSeq = start, snapshot, seq
+	w.rec.ResetPending = nil
 	err = w.saveLocked()
 	w.mu.Unlock()
 	if err != nil {

@@ -383,6 +383,7 @@ func (w *workspace) startVM(ctx context.Context, cmd, detail string) error {
 		release()
 		return w.failed("opening the workspace's disk", err)
 	}
+	w.completeReset(st)
 	if err := w.bootOn(ctx, st, release); err != nil {
 		if ctx.Err() != nil || mcp.IsCode(err, mcp.CodeEnvMissing) || mcp.IsCode(err, mcp.CodeNotFound) || mcp.IsCode(err, mcp.CodeLimit) {
 			return err
@@ -498,6 +499,7 @@ func (w *workspace) watch(h *vmHandle) {
 // crash mid-removal leaves nothing that Open would list.
 func (w *workspace) destroy() error {
 	w.killVM()
+	crashAt("delete:killed")
 	w.m.mu.Lock()
 	w.mu.Lock()
 	w.deleted = true
@@ -514,6 +516,7 @@ func (w *workspace) destroy() error {
 			return mcp.Internal("removing the workspace directory", err)
 		}
 		syncDir(filepath.Dir(w.dir))
+		crashAt("delete:renamed")
 		if err := os.RemoveAll(gone); err != nil {
 			return mcp.Internal("removing the workspace directory", err)
 		}
