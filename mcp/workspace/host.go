@@ -119,9 +119,9 @@ func (m *Manager) Export(ctx context.Context, req mcp.ExportRequest) (mcp.Export
 	if err != nil {
 		return mcp.ExportResult{}, err
 	}
-	host, err := hostio.HostPath(req.HostPath)
+	host, err := m.allowedHostPath("host_path", req.HostPath, true)
 	if err != nil {
-		return mcp.ExportResult{}, mcp.Invalid("host path: %v", err)
+		return mcp.ExportResult{}, err
 	}
 	format := req.Format
 	if format == "" || format == mcp.ExportAuto {
@@ -242,9 +242,9 @@ func (m *Manager) SyncPush(ctx context.Context, req mcp.SyncPushRequest) (mcp.Sy
 	if err != nil {
 		return mcp.SyncResult{}, err
 	}
-	host, err := hostio.HostPath(req.HostPath)
+	host, err := m.allowedHostPath("host_path", req.HostPath, false)
 	if err != nil {
-		return mcp.SyncResult{}, mcp.Invalid("host path: %v", err)
+		return mcp.SyncResult{}, err
 	}
 	fi, err := os.Stat(host)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -65,6 +65,12 @@ type Options struct {
 	// ReapInterval is how often idle workspaces are checked against
 	// their TTL (DefaultReapInterval when 0).
 	ReapInterval time.Duration
+	// AllowHostPaths are the host directories that export, sync_push
+	// and seeding may write or read, symlinks resolved: a host path
+	// outside all of them is refused. Empty means
+	// DefaultAllowHostPaths() (the working directory and the system
+	// temporary directory).
+	AllowHostPaths []string
 
 	// hooks replace the clock and the VM for tests.
 	hooks hooks
