@@ -59,6 +59,16 @@ func (m *Manager) allowedHostPath(what, p string, write bool) (string, error) {
 		return "", mcp.Invalid("%s: %v", what, err).
 			WithHint("Name a host path whose symlinks lead to existing directories.")
 	}
+	if write {
+		state := m.opts.StateDir
+		if r, err := hostio.ResolveHostPath(state, false); err == nil {
+			state = r
+		}
+		if hostio.Within(resolved, state) {
+			return "", mcp.Invalid("%s %s is inside pyro's state directory %s, which holds the workspaces' disks", what, abs, state).
+				WithHint("Export somewhere else, such as a directory in the user's project.")
+		}
+	}
 	roots := m.hostRoots()
 	for _, r := range roots {
 		if write && resolved == r {

@@ -34,7 +34,9 @@ func wantRefused(t *testing.T, what string, err error) {
 // directories, symlinks resolved first; inside them they work.
 func TestAllowHostPath(t *testing.T) {
 	allowed, outside := t.TempDir(), t.TempDir()
-	h := newHarness(t, func(o *Options) { o.AllowHostPaths = []string{allowed} })
+	// The state directory's parent is allowed too, so that only the
+	// state directory's own rule refuses an export into it.
+	h := newHarness(t, func(o *Options) { o.AllowHostPaths = []string{allowed, filepath.Dir(o.StateDir)} })
 	id := h.create(mcp.CreateRequest{}).ID
 	h.write(id, "out.txt", "from the guest\n")
 
@@ -78,6 +80,10 @@ func TestAllowHostPath(t *testing.T) {
 	_, err = h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "/workspace", HostPath: allowed, Format: mcp.ExportTree, Overwrite: true})
 	if e := wantCode(t, err, mcp.CodeInvalid); !strings.Contains(e.Msg, "allowed host directory itself") {
 		t.Errorf("export onto the allowed dir: %v", err)
+	}
+	_, err = h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "out.txt", HostPath: filepath.Join(h.state, "workspaces", id, "disk"), Overwrite: true})
+	if e := wantCode(t, err, mcp.CodeInvalid); !strings.Contains(e.Msg, "inside pyro's state directory") {
+		t.Errorf("export into the state dir: %v", err)
 	}
 	if got := dirNames(t, outside); !slices.Equal(got, []string{"secret"}) {
 		t.Fatalf("a refused export wrote outside: %q", got)
