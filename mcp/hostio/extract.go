@@ -17,6 +17,10 @@ import (
 	"time"
 )
 
+// ErrTooBig is wrapped by the errors of an export that passed one of
+// its bounds (bytes, entries, names): exporting less may succeed.
+var ErrTooBig = errors.New("export too big")
+
 // ExtractOptions shape a guest → host export.
 type ExtractOptions struct {
 	// Overwrite lets the export replace an existing dest (file,
@@ -218,7 +222,7 @@ func (t *teeReader) Read(p []byte) (int, error) {
 	if n > 0 {
 		t.n += int64(n)
 		if t.n > t.max {
-			t.err = fmt.Errorf("the archive is more than %d bytes, headers and names counted", t.max)
+			t.err = fmt.Errorf("%w: the archive is more than %d bytes, headers and names counted", ErrTooBig, t.max)
 			return 0, t.err
 		}
 		if _, werr := t.w.Write(p[:n]); werr != nil {
@@ -244,7 +248,7 @@ func extractOne(r io.Reader, f *os.File, opts ExtractOptions, rep *ExtractReport
 			return mtime, fmt.Errorf("not a valid tar stream: %w", err)
 		}
 		if entries >= opts.MaxEntries {
-			return mtime, fmt.Errorf("the archive has more than %d entries", opts.MaxEntries)
+			return mtime, fmt.Errorf("%w: the archive has more than %d entries", ErrTooBig, opts.MaxEntries)
 		}
 		switch hdr.Typeflag {
 		case tar.TypeXGlobalHeader, tar.TypeDir:
@@ -382,7 +386,7 @@ func (x *extractor) run(r io.Reader) error {
 			return fmt.Errorf("not a valid tar stream: %w", err)
 		}
 		if x.entries >= x.opts.MaxEntries {
-			return fmt.Errorf("the archive has more than %d entries", x.opts.MaxEntries)
+			return fmt.Errorf("%w: the archive has more than %d entries", ErrTooBig, x.opts.MaxEntries)
 		}
 		x.entries++
 		if err := x.extract(hdr, tr); err != nil {
@@ -411,7 +415,7 @@ func (x *extractor) extract(hdr *tar.Header, r io.Reader) error {
 		rest = after
 	}
 	if x.nameBytes += len(name) + len(hdr.Linkname); x.nameBytes > maxTotalNameLen {
-		return fmt.Errorf("the archive's names total more than %d bytes", maxTotalNameLen)
+		return fmt.Errorf("%w: the archive's names total more than %d bytes", ErrTooBig, maxTotalNameLen)
 	}
 	mode := os.FileMode(hdr.Mode) & fs.ModePerm
 	if name == "" {
@@ -483,7 +487,7 @@ func (x *extractor) extract(hdr *tar.Header, r io.Reader) error {
 	}
 	// A regular file.
 	if hdr.Size > x.opts.MaxTotal-x.total {
-		return fmt.Errorf("the archive holds more than %d bytes of files (at %q, %d bytes)", x.opts.MaxTotal, hdr.Name, hdr.Size)
+		return fmt.Errorf("%w: the archive holds more than %d bytes of files (at %q, %d bytes)", ErrTooBig, x.opts.MaxTotal, hdr.Name, hdr.Size)
 	}
 	x.total += hdr.Size
 	x.add(name, 'f') // even if it fails: the sink may have created it

@@ -182,6 +182,12 @@ func (m *Manager) Export(ctx context.Context, req mcp.ExportRequest) (mcp.Export
 		if errors.As(err, &pe) {
 			return mcp.ExportResult{}, c.guestErr("exporting", gp, err)
 		}
+		if errors.Is(err, hostio.ErrTooBig) {
+			e := mcp.LimitReached("exporting %s to %s: %v", gp, host, err).
+				WithHint("Export less at a time: pass a guest_path below " + gp + ", or delete build output in the guest first.")
+			e.Err = err
+			return mcp.ExportResult{}, e
+		}
 		e := mcp.Invalid("exporting %s to %s: %v", gp, host, err)
 		e.Err = err
 		return mcp.ExportResult{}, e

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pyro-mcp/pyro/guest/agent/proto"
 	"github.com/pyro-mcp/pyro/mcp"
 	"github.com/pyro-mcp/pyro/mcp/hostio"
 )
@@ -254,4 +255,27 @@ func dirNames(t *testing.T, dir string) []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// A guest that lists a symlink and then a path through it gets neither
+// a tree nor an archive out of it: the archive is checked as the tree
+// is, and nothing is left on the host.
+func TestExportRefusesPathThroughSymlink(t *testing.T) {
+	h := newHarness(t)
+	id := h.create(mcp.CreateRequest{}).ID
+	vm := h.vm(id)
+	vm.mu.Lock()
+	vm.files["/workspace/a"] = &fakeFile{Type: proto.TypeSymlink, Target: "/etc", Mode: 0o777}
+	vm.files["/workspace/a/x"] = &fakeFile{Type: proto.TypeFile, Data: []byte("owned"), Mode: 0o644}
+	vm.mu.Unlock()
+	parent := t.TempDir()
+	for _, name := range []string{"ws.tar", "ws.tgz", "tree"} {
+		_, err := h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "/workspace", HostPath: filepath.Join(parent, name), Format: mcp.ExportAuto})
+		if e := wantCode(t, err, mcp.CodeInvalid); !strings.Contains(e.Msg, `written through the symlink "a"`) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if got := dirNames(t, parent); len(got) != 0 {
+		t.Errorf("left %q", got)
+	}
 }
