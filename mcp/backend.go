@@ -370,6 +370,7 @@ type ExportResult struct {
 	Format   ExportFormat // the format actually written (tree or tar)
 	Files    int          // regular files exported
 	Bytes    int64        // bytes written
+	Backup   string       // where an overwritten host path was moved (beside it, dated); "" if none
 }
 
 // SyncPushRequest copies a host file or directory into the guest.

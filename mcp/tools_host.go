@@ -35,7 +35,7 @@ type exportIn struct {
 	GuestPath string `json:"guest_path,omitempty" jsonschema:"file or directory to export (default /workspace)"`
 	HostPath  string `json:"host_path" jsonschema:"destination on the host, absolute or relative to the server's directory"`
 	Format    string `json:"format,omitempty" jsonschema:"auto (default: tar if host_path ends in .tar/.tar.gz/.tgz), tree or tar"`
-	Overwrite bool   `json:"overwrite,omitempty" jsonschema:"replace an existing host_path (default false)"`
+	Overwrite bool   `json:"overwrite,omitempty" jsonschema:"replace an existing host_path, moving the old one to a dated backup beside it (default false)"`
 }
 
 type syncIn struct {
@@ -64,7 +64,7 @@ func hostTools() []toolSpec {
 		defTool(toolDef{
 			name: "workspace_export", group: "host", core: true,
 			summary:     "Copy a guest file or directory out to a host path, as a tree or a tar archive.",
-			description: "Copy a guest file or directory (default /workspace) to host_path on the host, as a tree or tar (format auto: by extension). Refuses to replace an existing host path unless overwrite=true.",
+			description: "Copy a guest file or directory (default /workspace) to host_path on the host, as a tree or tar (format auto: by extension). An existing host path is replaced only with overwrite=true, and then kept as a dated backup beside it (backup). host_path must be under a directory the server allows.",
 			tune: func(s *jsonschema.Schema) {
 				enum(s, "format", string(ExportAuto), string(ExportTree), string(ExportTar))
 			},
@@ -72,7 +72,7 @@ func hostTools() []toolSpec {
 		defTool(toolDef{
 			name: "workspace_sync_push", group: "host", core: true, destructive: true,
 			summary:     "Copy a host file or directory into the workspace; reports skipped entries.",
-			description: "Copy a host file or directory into the workspace (guest_dest, default /workspace), overwriting same-named files. Does not change the diff baseline. Reports entries it skipped (special files, links leaving the tree).",
+			description: "Copy a host file or directory into the workspace (guest_dest, default /workspace), overwriting same-named files. Does not change the diff baseline. Reports entries it skipped (special files, links leaving the tree). host_path must be under a directory the server allows.",
 		}, toolSyncPush),
 	}
 }

@@ -212,7 +212,7 @@ func validateCommand(c *commandSpec) error {
 // seedInput is the seed argument of workspace_create and vm_run.
 type seedInput struct {
 	Kind string `json:"kind,omitempty" jsonschema:"dir, archive (.tar/.tar.gz/.tgz) or git; default: inferred from path (git if path is empty)"`
-	Path string `json:"path,omitempty" jsonschema:"host path; for git, a checkout (default: the server's working directory)"`
+	Path string `json:"path,omitempty" jsonschema:"host path, under a directory the server allows; for git, a checkout (default: the server's working directory)"`
 }
 
 // seedSpec validates a seed argument; nil means no seed.

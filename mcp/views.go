@@ -160,6 +160,7 @@ type exportView struct {
 	Format   ExportFormat `json:"format"`
 	Files    int          `json:"files"`
 	Bytes    int64        `json:"bytes"`
+	Backup   string       `json:"backup,omitempty"` // the overwritten host path, moved here
 }
 
 func viewExport(e ExportResult) exportView {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pyro-mcp/pyro/guest/env"
 	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/hostio"
 	"github.com/pyro-mcp/pyro/mcp/workspace"
 )
 
@@ -37,6 +38,14 @@ VMs of every server on the state directory share the host's memory: a
 create or start that would promise more than the host has is refused.
 Started inside a git checkout, a workspace created without a seed gets the
 checkout's tracked and non-ignored files in /workspace.
+
+Host paths: workspace_export, workspace_sync_push and a seed path given to
+workspace_create may only write or read host paths inside the directories
+given with --allow-host-path DIR (repeatable; it replaces the default, which
+is the directory the server starts in and the system temp directory).
+Symlinks are resolved first, so a link that leads outside is refused. An
+export with overwrite never deletes: the old file or tree is moved to
+NAME.pyro-backup-YYYYMMDDTHHMMSS (UTC) beside it.
 
 Connect a chat host (pyro mcp config prints these):
   claude mcp add --transport stdio pyro -- pyro mcp serve
@@ -95,6 +104,7 @@ func mcpServeMain(args []string, stdout, stderr io.Writer) int {
 	maxResult := fs.Int("max-result-bytes", 0, "cap on each tool result's size (default 10 KiB)")
 	logFile := fs.String("log-file", "", "write logs here instead of stderr")
 	debug := fs.Bool("debug", false, "log every tool call and more")
+	allowHost := fs.StringArray("allow-host-path", nil, "let export, sync_push and seeds use host paths beneath `DIR` (repeatable; default: the working directory and "+os.TempDir()+")")
 	fs.Usage = func() { mcpUsage(stderr); fs.PrintDefaults() }
 	if code := parseFlags(fs, args, stderr); code >= 0 {
 		return code
@@ -119,6 +129,11 @@ func mcpServeMain(args []string, stdout, stderr io.Writer) int {
 	if ret == 0 {
 		ret = -1 // Options: negative keeps disks; 0 would mean the default
 	}
+	allowed, err := allowHostPaths(*allowHost)
+	if err != nil {
+		fmt.Fprintf(stderr, "pyro mcp serve: --allow-host-path: %v\n", err)
+		return exitUsage
+	}
 	logOut := stderr
 	if *logFile != "" {
 		f, err := os.OpenFile(*logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
@@ -137,13 +152,14 @@ func mcpServeMain(args []string, stdout, stderr io.Writer) int {
 
 	cwd, _ := os.Getwd()
 	m, err := workspace.Open(workspace.Options{
-		StateDir:   *state,
-		CacheRoot:  cacheRoot(),
-		DefaultEnv: *defEnv,
-		MaxRunning: *maxRunning,
-		Retention:  ret,
-		Logger:     logger,
-		GitSeedDir: cwd,
+		StateDir:       *state,
+		CacheRoot:      cacheRoot(),
+		DefaultEnv:     *defEnv,
+		MaxRunning:     *maxRunning,
+		Retention:      ret,
+		Logger:         logger,
+		GitSeedDir:     cwd,
+		AllowHostPaths: allowed,
 		LoadEnv: func(ctx context.Context, name string) (*env.Env, error) {
 			return loadEnvForRun(ctx, name, true, io.Discard)
 		},
@@ -154,7 +170,10 @@ func mcpServeMain(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	logger.Info("pyro mcp serve", "version", version, "profile", *profile, "state_dir", *state)
+	if len(allowed) == 0 {
+		allowed = workspace.DefaultAllowHostPaths()
+	}
+	logger.Info("pyro mcp serve", "version", version, "profile", *profile, "state_dir", *state, "allow_host_paths", allowed)
 	err = mcp.ServeStdio(ctx, m, mcp.Options{Profile: *profile, MaxResultBytes: *maxResult, Logger: logger, Version: version})
 	// Whatever ended the session, stop the VMs cleanly: their disks are
 	// kept, and the next server lists the workspaces as stopped.
@@ -170,6 +189,27 @@ func mcpServeMain(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// allowHostPaths checks the --allow-host-path values: each must name an
+// existing directory. They are returned absolute ("~" expanded).
+func allowHostPaths(dirs []string) ([]string, error) {
+	var out []string
+	for _, d := range dirs {
+		abs, err := hostio.HostPath(d)
+		if err != nil {
+			return nil, err
+		}
+		fi, err := os.Stat(abs)
+		if err != nil {
+			return nil, err
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("%s is not a directory", abs)
+		}
+		out = append(out, abs)
+	}
+	return out, nil
 }
 
 func profileNames() string {

@@ -22,5 +22,10 @@
 // links, caps the bytes it writes, strips set-id bits, and renames the
 // result into place only after the whole stream has been read and
 // checked, so a failed or malicious export leaves the destination as it
-// was.
+// was. A destination the export replaces is moved to a dated backup
+// beside it, never deleted. WriteTar saves the stream as an archive
+// after the same checks (the same code, with nothing created) and caps
+// its raw bytes, headers and names counted. Temporaries are locked
+// while in use, and the next export into a directory sweeps those a
+// killed export left.
 package hostio

@@ -4,18 +4,22 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
 )
+
+// ErrTooBig is wrapped by the errors of an export that passed one of
+// its bounds (bytes, entries, names): exporting less may succeed.
+var ErrTooBig = errors.New("export too big")
 
 // ExtractOptions shape a guest → host export.
 type ExtractOptions struct {
@@ -44,14 +48,20 @@ type ExtractReport struct {
 	HardLinks int    `json:"hard_links,omitempty"`
 	Bytes     int64  `json:"bytes"`
 	Replaced  bool   `json:"replaced,omitempty"` // dest existed and was replaced
+	// Backup is where the replaced dest was moved (beside it, named
+	// NAME.pyro-backup-YYYYMMDDTHHMMSS, UTC); "" if nothing was replaced.
+	Backup string `json:"backup,omitempty"`
+	// SweptTemps counts the temporaries of killed exports removed from
+	// dest's directory before this export began.
+	SweptTemps int `json:"swept_temps,omitempty"`
 	// LinksOutside lists (the first MaxReported of) the symlinks whose
 	// target is absolute or climbs out of dest. They are written as the
 	// guest had them and were never followed; they may point anywhere on
 	// the host once dest is in place.
 	LinksOutside      []string `json:"links_outside,omitempty"`
 	LinksOutsideCount int      `json:"links_outside_count,omitempty"`
-	// Warnings: problems that did not stop the export, such as an old
-	// dest that could not be fully removed after it was replaced.
+	// Warnings: problems that did not stop the export, such as
+	// temporaries of killed exports that could not be removed.
 	Warnings []string `json:"warnings,omitempty"`
 }
 
@@ -60,23 +70,24 @@ type ExtractReport struct {
 // in it to dest.
 //
 // The stream is treated as hostile. It is extracted into a new
-// temporary sibling of dest (".<name>.pyro-tmp-XXXX"), opened as an
-// os.Root so no operation can resolve outside it, and no entry is ever
-// created through a symlink: a name whose parent is a symlink (or a
-// file) fails the export, whether the symlink came earlier in the
-// archive or not. Absolute names, ".." escapes, hard links to anything
-// but a regular file earlier in the archive, devices, FIFOs and unknown
-// entry types fail it too, as do more than MaxTotal bytes or MaxEntries
-// entries and a stream that ends without tar's end-of-archive marker.
-// Files keep their permission bits only (no set-id or sticky bits);
-// directories also get owner rwx, so the user can always remove what an
-// export wrote; mtimes are kept, owners are not.
+// temporary sibling of dest (".<name>.pyro-tmp-XXXX", locked while the
+// export runs; see SweepTemps), opened as an os.Root so no operation
+// can resolve outside it, and no entry is ever created through a
+// symlink: a name whose parent is a symlink (or a file) fails the
+// export, whether the symlink came earlier in the archive or not.
+// Absolute names, ".." escapes, hard links to anything but a regular
+// file earlier in the archive, devices, FIFOs and unknown entry types
+// fail it too, as do more than MaxTotal bytes or MaxEntries entries and
+// a stream that ends without tar's end-of-archive marker. Files keep
+// their permission bits only (no set-id or sticky bits); directories
+// also get owner rwx, so the user can always remove what an export
+// wrote; mtimes are kept, owners are not.
 //
 // Only when the whole stream has been read and written is the result
-// renamed to dest; an existing dest (opts.Overwrite) is first renamed
-// aside and removed afterwards. On any error dest is as it was and the
-// temporary is removed. If dest exists and opts.Overwrite is false,
-// Extract fails before reading anything.
+// renamed to dest; an existing dest (opts.Overwrite) is moved to a
+// dated backup beside it (ExtractReport.Backup), never deleted. On any
+// error dest is as it was and the temporary is removed. If dest exists
+// and opts.Overwrite is false, Extract fails before reading anything.
 func Extract(ctx context.Context, r io.Reader, dest string, opts ExtractOptions) (*ExtractReport, error) {
 	if opts.MaxTotal <= 0 {
 		opts.MaxTotal = DefaultMaxTotal
@@ -94,73 +105,84 @@ func Extract(ctx context.Context, r io.Reader, dest string, opts ExtractOptions)
 		err = t.writeFile(func(f *os.File) (time.Time, error) { return extractOne(r, f, opts, rep) })
 	} else {
 		err = t.writeDir(func(root *os.Root) error {
-			x := &extractor{root: root, opts: opts, rep: rep, kinds: make(map[string]byte), dirs: make(map[string]dirMeta)}
-			return x.run(r)
+			return newExtractor(&rootSink{root: root}, opts, rep).run(r)
 		})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("export to %s failed, and %s was left as it was: %w", t.dest, t.dest, err)
 	}
-	rep.Replaced, rep.Warnings = t.replaced, t.warnings
+	t.report(rep)
 	return rep, nil
 }
 
+// MaxArchiveOverhead bounds the bytes a saved export archive may hold
+// besides its files' content: headers, PAX and GNU long-name records,
+// padding and the end marker. Without it a stream of entries carrying
+// large PAX records (up to 1 MiB each) and no content could write
+// terabytes while its files total nothing. 1 GiB leaves room for the
+// headers and padding of DefaultMaxEntries small files (at most 1 KiB
+// each) and names of the longest kind.
+const MaxArchiveOverhead int64 = 1 << 30
+
+// ArchiveOptions shape WriteTar.
+type ArchiveOptions struct {
+	// Overwrite lets the archive replace an existing file (the old one
+	// goes to a backup, as with Extract).
+	Overwrite bool
+	// Gzip compresses the saved archive.
+	Gzip bool
+	// MaxTotal and MaxEntries bound the archive's files as they bound
+	// Extract's (zero: the defaults).
+	MaxTotal   int64
+	MaxEntries int
+	// MaxBytes caps the raw (uncompressed) bytes of the whole stream,
+	// everything counted. Zero means MaxTotal + MaxArchiveOverhead.
+	MaxBytes int64
+}
+
 // WriteTar saves the tar stream r (the guest agent's tar_out) unchanged
-// as the host file destTarPath, atomically, as Extract writes a file.
-// The whole stream must parse as tar, end with the end-of-archive
-// marker, stay within DefaultMaxTotal file bytes and DefaultMaxEntries
-// entries, hold only directories, regular files and links, and name
-// nothing absolute or outside its root, or nothing is written: the
-// saved archive is as safe to extract later as Extract would find it.
-// An existing file is replaced only if overwrite.
-func WriteTar(ctx context.Context, r io.Reader, destTarPath string, overwrite bool) (*ExtractReport, error) {
-	t, err := prepare(destTarPath, overwrite)
+// (gzip-compressed with opts.Gzip) as the host file destTarPath,
+// atomically, as Extract writes a file. The stream is checked entry by
+// entry by the same code, with the same rules and bounds, as Extract
+// checks a tree it writes, and its raw bytes are capped at MaxBytes:
+// whatever Extract would refuse, or a stream past a bound, and nothing
+// is written. The saved archive is as safe to extract later as Extract
+// found it. An existing file is replaced (and kept as a backup) only
+// with opts.Overwrite.
+func WriteTar(ctx context.Context, r io.Reader, destTarPath string, opts ArchiveOptions) (*ExtractReport, error) {
+	xo := ExtractOptions{MaxTotal: opts.MaxTotal, MaxEntries: opts.MaxEntries}
+	if xo.MaxTotal <= 0 {
+		xo.MaxTotal = DefaultMaxTotal
+	}
+	if xo.MaxEntries <= 0 {
+		xo.MaxEntries = DefaultMaxEntries
+	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = xo.MaxTotal + MaxArchiveOverhead
+	}
+	t, err := prepare(destTarPath, opts.Overwrite)
 	if err != nil {
 		return nil, err
 	}
 	rep := &ExtractReport{Dest: t.dest}
 	err = t.writeFile(func(f *os.File) (time.Time, error) {
-		bw := bufio.NewWriterSize(f, 128<<10)
-		tee := &teeReader{r: ctxReader{ctx, r}, w: bw}
-		tr := newTarReader(tee)
-		for entries := 0; ; entries++ {
-			hdr, err := tr.next()
+		bw := bufio.NewWriterSize(f, copyBuf)
+		var out io.Writer = bw
+		var zw *gzip.Writer
+		if opts.Gzip {
+			zw = gzip.NewWriter(bw)
+			out = zw
+		}
+		tee := &teeReader{r: ctxReader{ctx, r}, w: out, max: opts.MaxBytes}
+		if err := newExtractor(checkSink{}, xo, rep).run(tee); err != nil {
 			if tee.err != nil {
 				return time.Time{}, tee.err
 			}
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				return time.Time{}, fmt.Errorf("not a valid tar stream: %w", err)
-			}
-			if entries >= DefaultMaxEntries {
-				return time.Time{}, fmt.Errorf("the archive has more than %d entries", DefaultMaxEntries)
-			}
-			if hdr.Typeflag == tar.TypeXGlobalHeader {
-				continue
-			}
-			if _, err := cleanName(hdr.Name); err != nil {
+			return time.Time{}, err
+		}
+		if zw != nil {
+			if err := zw.Close(); err != nil {
 				return time.Time{}, err
-			}
-			switch hdr.Typeflag {
-			case tar.TypeDir:
-				rep.Dirs++
-			case tar.TypeSymlink:
-				rep.Symlinks++
-			case tar.TypeLink:
-				if t, err := cleanName(hdr.Linkname); err != nil || t == "" {
-					return time.Time{}, fmt.Errorf("hard link %q points to %q, outside the archive", hdr.Name, hdr.Linkname)
-				}
-				rep.HardLinks++
-			case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
-				rep.Files++
-			default:
-				return time.Time{}, fmt.Errorf("entry %q is a %s; exports carry only files, directories and links", hdr.Name, typeName(hdr.Typeflag))
-			}
-			rep.Bytes += hdr.Size
-			if rep.Bytes > DefaultMaxTotal {
-				return time.Time{}, fmt.Errorf("the archive holds more than %d bytes of files", DefaultMaxTotal)
 			}
 		}
 		if err := bw.Flush(); err != nil {
@@ -171,185 +193,44 @@ func WriteTar(ctx context.Context, r io.Reader, destTarPath string, overwrite bo
 	if err != nil {
 		return nil, fmt.Errorf("saving the archive as %s failed, and %s was left as it was: %w", t.dest, t.dest, err)
 	}
-	rep.Replaced, rep.Warnings = t.replaced, t.warnings
+	t.report(rep)
 	return rep, nil
 }
 
-// teeReader is io.TeeReader that keeps a write error apart from the
-// read errors the tar reader reports.
+// report copies what committing the target did into rep.
+func (t *target) report(rep *ExtractReport) {
+	rep.Replaced, rep.Backup, rep.Warnings = t.replaced, t.backup, t.warnings
+	rep.SweptTemps = t.swept
+}
+
+// teeReader is io.TeeReader that counts the bytes it passes, fails once
+// they pass max, and keeps a write (or count) error apart from the read
+// errors the tar reader reports.
 type teeReader struct {
 	r   io.Reader
 	w   io.Writer
+	n   int64
+	max int64
 	err error
 }
 
 func (t *teeReader) Read(p []byte) (int, error) {
+	if t.err != nil {
+		return 0, t.err
+	}
 	n, err := t.r.Read(p)
-	if n > 0 && t.err == nil {
+	if n > 0 {
+		t.n += int64(n)
+		if t.n > t.max {
+			t.err = fmt.Errorf("%w: the archive is more than %d bytes, headers and names counted", ErrTooBig, t.max)
+			return 0, t.err
+		}
 		if _, werr := t.w.Write(p[:n]); werr != nil {
 			t.err = werr
-			return n, werr
+			return 0, werr
 		}
 	}
 	return n, err
-}
-
-// target is a host destination being written through a temporary
-// sibling.
-type target struct {
-	dest, parent, base string
-	overwrite          bool
-
-	replaced bool
-	warnings []string
-}
-
-// prepare checks dest before anything is read or written.
-func prepare(dest string, overwrite bool) (*target, error) {
-	abs, err := HostPath(dest)
-	if err != nil {
-		return nil, err
-	}
-	parent, base := filepath.Split(abs)
-	if base == "" || base == "." || base == ".." {
-		return nil, fmt.Errorf("%s cannot be a destination; name a file or directory to create", abs)
-	}
-	if _, err := os.Lstat(abs); err == nil {
-		if !overwrite {
-			return nil, fmt.Errorf("%s exists; pass overwrite: true to replace it", abs)
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
-	if fi, err := os.Stat(parent); err == nil && !fi.IsDir() {
-		return nil, fmt.Errorf("%s: %s is not a directory", abs, parent)
-	}
-	return &target{dest: abs, parent: filepath.Clean(parent), base: base, overwrite: overwrite}, nil
-}
-
-func (t *target) tmpPattern() string { return "." + t.base + ".pyro-tmp-" }
-
-// writeDir runs fill on a new temporary directory and moves it to dest.
-func (t *target) writeDir(fill func(*os.Root) error) error {
-	if err := os.MkdirAll(t.parent, 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.MkdirTemp(t.parent, t.tmpPattern())
-	if err != nil {
-		return err
-	}
-	done := false
-	defer func() {
-		if !done {
-			os.RemoveAll(tmp)
-		}
-	}()
-	root, err := os.OpenRoot(tmp)
-	if err != nil {
-		return err
-	}
-	err = fill(root)
-	if cerr := root.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := t.commit(tmp, true); err != nil {
-		return err
-	}
-	done = true
-	return nil
-}
-
-// writeFile runs fill on a new temporary file and moves it to dest; fill
-// returns the mtime to give it (zero: leave it).
-func (t *target) writeFile(fill func(*os.File) (time.Time, error)) error {
-	if err := os.MkdirAll(t.parent, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(t.parent, t.tmpPattern()+"*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	done := false
-	defer func() {
-		if !done {
-			os.Remove(tmp)
-		}
-	}()
-	mtime, err := fill(f)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil && !mtime.IsZero() {
-		err = os.Chtimes(tmp, mtime, mtime)
-	}
-	if err != nil {
-		return err
-	}
-	if err := t.commit(tmp, false); err != nil {
-		return err
-	}
-	done = true
-	return nil
-}
-
-// commit renames tmp to dest. A file replaces a file in one rename;
-// otherwise an existing dest is first renamed into a new temporary
-// directory beside it, restored if the rename of tmp fails, and removed
-// once tmp is in place.
-func (t *target) commit(tmp string, isDir bool) error {
-	old, err := os.Lstat(t.dest)
-	if errors.Is(err, fs.ErrNotExist) {
-		return os.Rename(tmp, t.dest)
-	}
-	if err != nil {
-		return err
-	}
-	if !t.overwrite {
-		return fmt.Errorf("%s appeared while exporting; pass overwrite: true to replace it", t.dest)
-	}
-	t.replaced = true
-	if !isDir && old.Mode().IsRegular() {
-		return os.Rename(tmp, t.dest)
-	}
-	aside, err := os.MkdirTemp(t.parent, "."+t.base+".pyro-old-")
-	if err != nil {
-		return err
-	}
-	asideDest := filepath.Join(aside, t.base)
-	if err := os.Rename(t.dest, asideDest); err != nil {
-		os.Remove(aside)
-		return fmt.Errorf("moving the old %s aside: %w", t.dest, err)
-	}
-	if err := os.Rename(tmp, t.dest); err != nil {
-		if rerr := os.Rename(asideDest, t.dest); rerr != nil {
-			return fmt.Errorf("%w; and restoring the old %s failed (%v): it is in %s", err, t.dest, rerr, aside)
-		}
-		os.Remove(aside)
-		return err
-	}
-	if err := removeAllWritable(aside); err != nil {
-		t.warnings = append(t.warnings, fmt.Sprintf("the old %s was replaced but not fully removed from %s: %v", t.dest, aside, err))
-	}
-	return nil
-}
-
-// removeAllWritable is os.RemoveAll that first makes directories
-// writable, so a read-only directory in the old tree does not keep it.
-func removeAllWritable(dir string) error {
-	if err := os.RemoveAll(dir); err == nil {
-		return nil
-	}
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			os.Chmod(p, 0o700)
-		}
-		return nil
-	})
-	return os.RemoveAll(dir)
 }
 
 // extractOne writes the one regular file in the stream to f.
@@ -367,7 +248,7 @@ func extractOne(r io.Reader, f *os.File, opts ExtractOptions, rep *ExtractReport
 			return mtime, fmt.Errorf("not a valid tar stream: %w", err)
 		}
 		if entries >= opts.MaxEntries {
-			return mtime, fmt.Errorf("the archive has more than %d entries", opts.MaxEntries)
+			return mtime, fmt.Errorf("%w: the archive has more than %d entries", ErrTooBig, opts.MaxEntries)
 		}
 		switch hdr.Typeflag {
 		case tar.TypeXGlobalHeader, tar.TypeDir:
@@ -430,76 +311,70 @@ func copySparse(f *os.File, r io.Reader, buf []byte) (n int64, readErr, writeErr
 	return n, nil, f.Truncate(n)
 }
 
-// extractor creates a hostile archive's entries beneath root, a new,
-// empty directory that nothing else writes to.
+// extractor checks a hostile archive's entries and creates them in
+// its sink: the host file system beneath a new, empty directory
+// (rootSink, for Extract), or nowhere (checkSink, for WriteTar, which
+// saves the stream as it is and must refuse exactly what Extract
+// refuses).
 type extractor struct {
-	root *os.Root
+	sink entrySink
 	opts ExtractOptions
 	rep  *ExtractReport
 
-	// kinds records every name created so far beneath root and what it
-	// is: 'd' directory, 'f' regular file, 'h' hard link to one, 'l'
-	// symlink. Because root
-	// starts empty and only the extractor writes to it, kinds is exactly
-	// what is on disk, and parents are checked against it, not by
-	// following anything. A create that finds a name kinds does not know
-	// means the file system aliases names (case folding), and fails.
+	// kinds records every name created so far and what it is: 'd'
+	// directory, 'f' regular file, 'h' hard link to one, 'l' symlink.
+	// Because the sink starts empty and only the extractor writes to
+	// it, kinds is exactly what is there, and parents are checked
+	// against it, not by following anything. A create that finds a name
+	// kinds does not know means the file system aliases names (case
+	// folding), and fails.
 	kinds map[string]byte
+	// children counts the entries kinds holds directly beneath each
+	// directory: a directory with any is not replaced.
+	children map[string]int
 	// dirs holds the mode and mtime to give each directory at the end.
 	dirs map[string]dirMeta
-
-	// pdir is the directory last written into, kept open as proot so
-	// that creating its entries does not walk the whole path each time.
-	pdir  string
-	proot *os.Root
 
 	total     int64
 	entries   int
 	nameBytes int
-	buf       []byte
+}
+
+func newExtractor(sink entrySink, opts ExtractOptions, rep *ExtractReport) *extractor {
+	return &extractor{sink: sink, opts: opts, rep: rep, kinds: make(map[string]byte),
+		children: make(map[string]int), dirs: make(map[string]dirMeta)}
 }
 
 // Bounds on names, so a hostile archive cannot make the host walk very
 // deep paths or hold gigabytes of names.
 const (
-	maxNameLen      = 4096 // Linux's PATH_MAX
+	maxNameLen      = 4096 // Linux's PATH_MAX; a symlink's target must be shorter
+	maxComponentLen = 255  // Linux's NAME_MAX: a longer name element cannot be created
 	maxTotalNameLen = 256 << 20
 )
-
-// at returns the root to operate on name in (its parent directory,
-// which parents has checked is a directory this extraction made) and
-// name's last element.
-func (x *extractor) at(name string) (*os.Root, string, error) {
-	i := strings.LastIndexByte(name, '/')
-	if i < 0 {
-		return x.root, name, nil
-	}
-	dir, base := name[:i], name[i+1:]
-	if dir != x.pdir || x.proot == nil {
-		x.closeParent()
-		r, err := x.root.OpenRoot(dir)
-		if err != nil {
-			return nil, "", fmt.Errorf("open %s: %w", dir, err)
-		}
-		x.pdir, x.proot = dir, r
-	}
-	return x.proot, base, nil
-}
-
-func (x *extractor) closeParent() {
-	if x.proot != nil {
-		x.proot.Close()
-		x.proot, x.pdir = nil, ""
-	}
-}
 
 type dirMeta struct {
 	mode  fs.FileMode
 	mtime time.Time // zero: leave it
 }
 
+// entrySink is where an extractor puts the entries it has checked.
+// Names are clean, relative and slash-separated; an entry's parent is
+// always a directory the sink made.
+type entrySink interface {
+	mkdir(name string) error
+	symlink(target, name string) error
+	link(target, name string) error
+	// file writes a new regular file from r and returns its size,
+	// telling archive (read) errors from host (write) errors.
+	file(name string, mode fs.FileMode, mtime time.Time, r io.Reader) (n int64, readErr, writeErr error)
+	remove(name string) error
+	finishDir(name string, mode fs.FileMode, mtime time.Time) error
+	close()
+}
+
 func (x *extractor) run(r io.Reader) error {
-	defer x.closeParent()
+	defer x.sink.close()
 	tr := newTarReader(r)
 	x.dirs[""] = dirMeta{mode: 0o755}
 	for {
@@ -511,7 +386,7 @@ func (x *extractor) run(r io.Reader) error {
 			return fmt.Errorf("not a valid tar stream: %w", err)
 		}
 		if x.entries >= x.opts.MaxEntries {
-			return fmt.Errorf("the archive has more than %d entries", x.opts.MaxEntries)
+			return fmt.Errorf("%w: the archive has more than %d entries", ErrTooBig, x.opts.MaxEntries)
 		}
 		x.entries++
 		if err := x.extract(hdr, tr); err != nil {
@@ -532,8 +407,15 @@ func (x *extractor) extract(hdr *tar.Header, r io.Reader) error {
 	if len(name) > maxNameLen {
 		return fmt.Errorf("entry %.100q... has a name longer than %d bytes", name, maxNameLen)
 	}
-	if x.nameBytes += len(name); x.nameBytes > maxTotalNameLen {
-		return fmt.Errorf("the archive's names total more than %d bytes", maxTotalNameLen)
+	for rest := name; rest != ""; {
+		elem, after, _ := strings.Cut(rest, "/")
+		if len(elem) > maxComponentLen {
+			return fmt.Errorf("entry %.100q... has a name element longer than %d bytes", name, maxComponentLen)
+		}
+		rest = after
+	}
+	if x.nameBytes += len(name) + len(hdr.Linkname); x.nameBytes > maxTotalNameLen {
+		return fmt.Errorf("%w: the archive's names total more than %d bytes", ErrTooBig, maxTotalNameLen)
 	}
 	mode := os.FileMode(hdr.Mode) & fs.ModePerm
 	if name == "" {
@@ -568,19 +450,18 @@ func (x *extractor) extract(hdr *tar.Header, r io.Reader) error {
 	if err := x.replace(name); err != nil {
 		return err
 	}
-	pr, base, err := x.at(name)
-	if err != nil {
-		return err
-	}
 	switch hdr.Typeflag {
 	case tar.TypeSymlink:
 		if hdr.Linkname == "" {
 			return fmt.Errorf("symlink %q has an empty target", hdr.Name)
 		}
-		if err := pr.Symlink(hdr.Linkname, base); err != nil {
+		if len(hdr.Linkname) >= maxNameLen {
+			return fmt.Errorf("symlink %q has a target of %d bytes or more", hdr.Name, maxNameLen)
+		}
+		if err := x.sink.symlink(hdr.Linkname, name); err != nil {
 			return x.createErr(name, "symlink", err)
 		}
-		x.kinds[name] = 'l'
+		x.add(name, 'l')
 		x.rep.Symlinks++
 		if linkEscapes(name, hdr.Linkname) {
 			x.rep.LinksOutsideCount++
@@ -597,45 +478,46 @@ func (x *extractor) extract(hdr *tar.Header, r io.Reader) error {
 		if k := x.kinds[target]; k != 'f' && k != 'h' {
 			return fmt.Errorf("hard link %q points to %q, which is not a regular file earlier in the archive", hdr.Name, hdr.Linkname)
 		}
-		if err := x.root.Link(target, name); err != nil {
+		if err := x.sink.link(target, name); err != nil {
 			return x.createErr(name, "link", err)
 		}
-		x.kinds[name] = 'h'
+		x.add(name, 'h')
 		x.rep.HardLinks++
 		return nil
 	}
 	// A regular file.
 	if hdr.Size > x.opts.MaxTotal-x.total {
-		return fmt.Errorf("the archive holds more than %d bytes of files (at %q, %d bytes)", x.opts.MaxTotal, hdr.Name, hdr.Size)
+		return fmt.Errorf("%w: the archive holds more than %d bytes of files (at %q, %d bytes)", ErrTooBig, x.opts.MaxTotal, hdr.Name, hdr.Size)
 	}
 	x.total += hdr.Size
-	f, err := pr.OpenFile(base, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return x.createErr(name, "create", err)
-	}
-	x.kinds[name] = 'f'
-	if x.buf == nil {
-		x.buf = make([]byte, copyBuf)
-	}
-	n, rerr, werr := copySparse(f, r, x.buf)
-	if werr == nil && rerr == nil {
-		werr = f.Chmod(mode)
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
+	x.add(name, 'f') // even if it fails: the sink may have created it
+	n, rerr, werr := x.sink.file(name, mode, hdr.ModTime, r)
 	if rerr != nil {
 		return fmt.Errorf("not a valid tar stream: %q: %w", hdr.Name, rerr)
 	}
-	if werr == nil {
-		werr = pr.Chtimes(base, hdr.ModTime, hdr.ModTime) // a regular file, per kinds
-	}
 	if werr != nil {
+		if errors.Is(werr, fs.ErrExist) {
+			return x.createErr(name, "create", werr)
+		}
 		return fmt.Errorf("writing %s: %w", name, werr)
 	}
 	x.rep.Files++
 	x.rep.Bytes += n
 	return nil
+}
+
+// add records that name was created as kind.
+func (x *extractor) add(name string, kind byte) {
+	x.kinds[name] = kind
+	x.children[parentName(name)]++
+}
+
+// parentName is the directory holding name ("" for the root).
+func parentName(name string) string {
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		return name[:i]
+	}
+	return ""
 }
 
 // parents makes sure every ancestor of name is a directory this
@@ -656,7 +538,7 @@ func (x *extractor) parents(name string) error {
 			continue
 		case 'l':
 			return fmt.Errorf("entry %q would be written through the symlink %q; exports never follow links", name, d)
-		case 'f':
+		case 'f', 'h':
 			return fmt.Errorf("entry %q would be written beneath %q, which is a file", name, d)
 		}
 		if err := x.mkdir(d); err != nil {
@@ -668,14 +550,10 @@ func (x *extractor) parents(name string) error {
 
 // mkdir creates the directory name, owner-only until finishDirs.
 func (x *extractor) mkdir(name string) error {
-	pr, base, err := x.at(name)
-	if err != nil {
-		return err
-	}
-	if err := pr.Mkdir(base, 0o700); err != nil {
+	if err := x.sink.mkdir(name); err != nil {
 		return x.createErr(name, "mkdir", err)
 	}
-	x.kinds[name] = 'd'
+	x.add(name, 'd')
 	x.rep.Dirs++
 	return nil
 }
@@ -684,25 +562,20 @@ func (x *extractor) mkdir(name string) error {
 // entry can take its place, as tar does. A directory is replaced only
 // while it is empty.
 func (x *extractor) replace(name string) error {
-	if x.kinds[name] == 0 {
+	kind := x.kinds[name]
+	if kind == 0 {
 		return nil
 	}
-	if x.pdir == name || strings.HasPrefix(x.pdir, name+"/") {
-		x.closeParent()
+	if kind == 'd' && x.children[name] > 0 {
+		return fmt.Errorf("entry %q would replace a directory the archive has filled", name)
 	}
-	pr, base, err := x.at(name)
-	if err != nil {
-		return err
-	}
-	if err := pr.Remove(base); err != nil {
-		if x.kinds[name] == 'd' {
-			return fmt.Errorf("entry %q would replace a directory the archive has filled", name)
-		}
+	if err := x.sink.remove(name); err != nil {
 		return fmt.Errorf("replacing %s: %w", name, err)
 	}
-	switch x.kinds[name] {
+	switch kind {
 	case 'd':
 		delete(x.dirs, name)
+		delete(x.children, name)
 		x.rep.Dirs--
 	case 'l':
 		x.rep.Symlinks--
@@ -712,6 +585,7 @@ func (x *extractor) replace(name string) error {
 		x.rep.HardLinks--
 	}
 	delete(x.kinds, name)
+	x.children[parentName(name)]--
 	return nil
 }
 
@@ -732,18 +606,130 @@ func (x *extractor) finishDirs() error {
 	slices.Sort(names)
 	for _, d := range slices.Backward(names) {
 		m := x.dirs[d]
-		name := d
-		if name == "" {
-			name = "."
-		}
-		if err := x.root.Chmod(name, m.mode); err != nil {
+		if err := x.sink.finishDir(d, m.mode, m.mtime); err != nil {
 			return err
-		}
-		if !m.mtime.IsZero() {
-			if err := x.root.Chtimes(name, m.mtime, m.mtime); err != nil {
-				return err
-			}
 		}
 	}
 	return nil
 }
+
+// rootSink writes entries beneath root, a new, empty directory that
+// nothing else writes to.
+type rootSink struct {
+	root *os.Root
+	// pdir is the directory last written into, kept open as proot so
+	// that creating its entries does not walk the whole path each time.
+	pdir  string
+	proot *os.Root
+	buf   []byte
+}
+
+// at returns the root to operate on name in (its parent directory,
+// which the extractor has checked is a directory it made) and name's
+// last element.
+func (s *rootSink) at(name string) (*os.Root, string, error) {
+	i := strings.LastIndexByte(name, '/')
+	if i < 0 {
+		return s.root, name, nil
+	}
+	dir, base := name[:i], name[i+1:]
+	if dir != s.pdir || s.proot == nil {
+		s.close()
+		r, err := s.root.OpenRoot(dir)
+		if err != nil {
+			return nil, "", fmt.Errorf("open %s: %w", dir, err)
+		}
+		s.pdir, s.proot = dir, r
+	}
+	return s.proot, base, nil
+}
+
+func (s *rootSink) close() {
+	if s.proot != nil {
+		s.proot.Close()
+		s.proot, s.pdir = nil, ""
+	}
+}
+
+func (s *rootSink) mkdir(name string) error {
+	pr, base, err := s.at(name)
+	if err != nil {
+		return err
+	}
+	return pr.Mkdir(base, 0o700)
+}
+
+func (s *rootSink) symlink(target, name string) error {
+	pr, base, err := s.at(name)
+	if err != nil {
+		return err
+	}
+	return pr.Symlink(target, base)
+}
+
+func (s *rootSink) link(target, name string) error { return s.root.Link(target, name) }
+
+func (s *rootSink) file(name string, mode fs.FileMode, mtime time.Time, r io.Reader) (int64, error, error) {
+	pr, base, err := s.at(name)
+	if err != nil {
+		return 0, nil, err
+	}
+	f, err := pr.OpenFile(base, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return 0, nil, err
+	}
+	if s.buf == nil {
+		s.buf = make([]byte, copyBuf)
+	}
+	n, rerr, werr := copySparse(f, r, s.buf)
+	if werr == nil && rerr == nil {
+		werr = f.Chmod(mode)
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil && rerr == nil {
+		werr = pr.Chtimes(base, mtime, mtime) // a regular file the extractor made
+	}
+	return n, rerr, werr
+}
+
+func (s *rootSink) remove(name string) error {
+	if s.pdir == name || strings.HasPrefix(s.pdir, name+"/") {
+		s.close()
+	}
+	pr, base, err := s.at(name)
+	if err != nil {
+		return err
+	}
+	return pr.Remove(base)
+}
+
+func (s *rootSink) finishDir(name string, mode fs.FileMode, mtime time.Time) error {
+	if name == "" {
+		name = "."
+	}
+	if err := s.root.Chmod(name, mode); err != nil {
+		return err
+	}
+	if !mtime.IsZero() {
+		return s.root.Chtimes(name, mtime, mtime)
+	}
+	return nil
+}
+
+// checkSink creates nothing: file content is read and counted only.
+type checkSink struct{}
+
+func (checkSink) mkdir(string) error           { return nil }
+func (checkSink) symlink(string, string) error { return nil }
+func (checkSink) link(string, string) error    { return nil }
+func (checkSink) remove(string) error          { return nil }
+func (checkSink) close()                       {}
+
+func (checkSink) file(_ string, _ fs.FileMode, _ time.Time, r io.Reader) (int64, error, error) {
+	n, err := io.Copy(io.Discard, r)
+	return n, err, nil
+}
+
+func (checkSink) finishDir(string, fs.FileMode, time.Time) error { return nil }

@@ -232,7 +232,7 @@ func TestExtractOverwrite(t *testing.T) {
 	// Refused before anything is read.
 	_, err := Extract(context.Background(), failReader{t}, dest, ExtractOptions{})
 	wantErr(t, err, dest+" exists; pass overwrite: true to replace it")
-	_, err = WriteTar(context.Background(), failReader{t}, dest, false)
+	_, err = WriteTar(context.Background(), failReader{t}, dest, ArchiveOptions{})
 	wantErr(t, err, "exists; pass overwrite: true")
 
 	// A directory replaces a directory, read-only subdirectories and all.
@@ -240,15 +240,24 @@ func TestExtractOverwrite(t *testing.T) {
 	must(t, os.Chmod(filepath.Join(dest, "ro"), 0o500))
 	rep, err := Extract(context.Background(), bytes.NewReader(tree), dest, ExtractOptions{Overwrite: true})
 	must(t, err)
-	if !rep.Replaced || len(rep.Warnings) != 0 {
+	if !rep.Replaced || len(rep.Warnings) != 0 || filepath.Dir(rep.Backup) != parent ||
+		!strings.HasPrefix(filepath.Base(rep.Backup), "out.pyro-backup-20") {
 		t.Errorf("report %+v", rep)
 	}
 	if got := names(dest); !slices.Equal(got, []string{"new.txt"}) {
 		t.Errorf("dest holds %q", got)
 	}
-	if got := names(parent); !slices.Equal(got, []string{"out"}) {
+	// The old tree is kept, whole, as the backup.
+	if got := names(rep.Backup); !slices.Equal(got, []string{"old.txt", "ro"}) {
+		t.Errorf("backup holds %q", got)
+	}
+	if b, _ := os.ReadFile(filepath.Join(rep.Backup, "old.txt")); string(b) != "old" {
+		t.Errorf("backup old.txt = %q", b)
+	}
+	if got := names(parent); !slices.Equal(got, []string{"out", filepath.Base(rep.Backup)}) {
 		t.Errorf("left beside dest: %q", got)
 	}
+	dropBackups(t, parent)
 
 	// A file replaces the directory, and a directory the file.
 	one := tarBytes(t, entry{name: "d/", typ: tar.TypeDir}, entry{name: "d/only", typ: tar.TypeReg, body: "single", mode: 0o640})
@@ -299,8 +308,26 @@ func TestExtractOverwrite(t *testing.T) {
 	if got := names(elsewhere); !slices.Equal(got, []string{"precious"}) {
 		t.Errorf("symlink followed: %q", got)
 	}
+	dropBackups(t, parent)
 	if got := names(parent); !slices.Equal(got, []string{"link", "out"}) {
 		t.Errorf("left beside dest: %q", got)
+	}
+}
+
+// dropBackups removes the backups of replaced destinations in dir.
+func dropBackups(t *testing.T, dir string) {
+	t.Helper()
+	for _, n := range names(dir) {
+		if strings.Contains(n, BackupMarker) {
+			p := filepath.Join(dir, n)
+			filepath.WalkDir(p, func(p string, d fs.DirEntry, err error) error {
+				if err == nil && d.IsDir() {
+					os.Chmod(p, 0o700)
+				}
+				return nil
+			})
+			must(t, os.RemoveAll(p))
+		}
 	}
 }
 
@@ -334,7 +361,7 @@ func TestWriteTar(t *testing.T) {
 	dir := t.TempDir()
 	data := tarBytes(t, entry{name: "d/", typ: tar.TypeDir}, entry{name: "d/f", typ: tar.TypeReg, body: "hello"}, entry{name: "l", link: "d/f", typ: tar.TypeSymlink})
 	dest := filepath.Join(dir, "sub/export.tar")
-	rep, err := WriteTar(context.Background(), bytes.NewReader(data), dest, false)
+	rep, err := WriteTar(context.Background(), bytes.NewReader(data), dest, ArchiveOptions{})
 	must(t, err)
 	got, err := os.ReadFile(dest)
 	must(t, err)
@@ -355,7 +382,7 @@ func TestWriteTar(t *testing.T) {
 		"hard out":  tarBytes(t, entry{name: "h", link: "../x", typ: tar.TypeLink}),
 		"device":    tarBytes(t, entry{name: "null", typ: tar.TypeChar}),
 	} {
-		_, err := WriteTar(context.Background(), bytes.NewReader(bad), dest, true)
+		_, err := WriteTar(context.Background(), bytes.NewReader(bad), dest, ArchiveOptions{Overwrite: true})
 		if err == nil {
 			t.Errorf("%s: no error", name)
 		}

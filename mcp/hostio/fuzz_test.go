@@ -62,6 +62,12 @@ func FuzzExtract(f *testing.F) {
 		if err == nil || overwrite {
 			want = []string{"dest", "outside"}
 		}
+		if err == nil && overwrite {
+			want = []string{"dest", filepath.Base(rep.Backup), "outside"}
+			if !strings.HasPrefix(rep.Backup, dest+BackupMarker) || snapshot(t, rep.Backup)["old"] != before["dest/old"] {
+				t.Fatalf("the old dest was not kept as %q", rep.Backup)
+			}
+		}
 		if got := names(parent); !slices.Equal(got, want) {
 			t.Fatalf("parent holds %q, want %q (err %v)", got, want, err)
 		}
@@ -77,6 +83,67 @@ func FuzzExtract(f *testing.F) {
 				return err
 			}); err != nil {
 				t.Fatal(err)
+			}
+		}
+	})
+}
+
+// FuzzExportArchive feeds arbitrary bytes to WriteTar as a guest's tar
+// stream, with tight bounds: it must never panic, must accept exactly
+// what Extract accepts (the same checks, shared), must save the stream
+// byte for byte within MaxBytes, and must leave nothing but the archive
+// beside it (and on error, nothing at all).
+func FuzzExportArchive(f *testing.F) {
+	for _, s := range fuzzSeeds(f) {
+		f.Add(s, uint16(0))
+	}
+	f.Add(tarBytes(f, entry{name: "a", link: "/etc", typ: tar.TypeSymlink}, entry{name: "a/x", typ: tar.TypeReg, body: "x"}), uint16(0))
+	f.Add(tarBytes(f, entry{name: "d/x", typ: tar.TypeReg, body: "x"}, entry{name: "d", link: "/", typ: tar.TypeSymlink}), uint16(0))
+	f.Add(tarBytes(f, entry{name: strings.Repeat("n", 300), typ: tar.TypeReg}), uint16(600))
+	f.Fuzz(func(t *testing.T, data []byte, maxBytes uint16) {
+		const maxTotal, maxEntries = 1 << 16, 100
+		parent := t.TempDir()
+		dest := filepath.Join(parent, "a.tar")
+		limit := int64(maxBytes)
+		if limit == 0 {
+			limit = 1 << 20
+		}
+		rep, err := WriteTar(context.Background(), bytes.NewReader(data), dest,
+			ArchiveOptions{MaxTotal: maxTotal, MaxEntries: maxEntries, MaxBytes: limit})
+		saved, rerr := os.ReadFile(dest)
+		if err != nil {
+			if rerr == nil || len(names(parent)) != 0 {
+				t.Fatalf("failed (%v) but left %q", err, names(parent))
+			}
+		} else {
+			if rerr != nil || rep == nil {
+				t.Fatalf("success, but %v %+v", rerr, rep)
+			}
+			if int64(len(saved)) > limit || !bytes.HasPrefix(data, saved) {
+				t.Fatalf("saved %d bytes (limit %d) that are not the stream's first", len(saved), limit)
+			}
+			if got := names(parent); !slices.Equal(got, []string{"a.tar"}) {
+				t.Fatalf("left %q beside the archive", got)
+			}
+		}
+		// Extract, with the same bounds, agrees (a stream cut by
+		// MaxBytes aside).
+		xrep, xerr := Extract(context.Background(), bytes.NewReader(data), filepath.Join(parent, "tree"),
+			ExtractOptions{MaxTotal: maxTotal, MaxEntries: maxEntries})
+		cut := err != nil && strings.Contains(err.Error(), "headers and names counted")
+		switch {
+		case cut:
+		case (err == nil) != (xerr == nil):
+			t.Fatalf("WriteTar: %v; Extract: %v", err, xerr)
+		case err == nil && (rep.Files != xrep.Files || rep.Dirs != xrep.Dirs || rep.Symlinks != xrep.Symlinks ||
+			rep.HardLinks != xrep.HardLinks || rep.Bytes != xrep.Bytes):
+			t.Fatalf("WriteTar reports %+v, Extract %+v", rep, xrep)
+		}
+		if err == nil {
+			// The saved archive extracts as the stream did.
+			if _, err := Extract(context.Background(), bytes.NewReader(saved), filepath.Join(parent, "again"),
+				ExtractOptions{MaxTotal: maxTotal, MaxEntries: maxEntries}); err != nil {
+				t.Fatalf("the saved archive does not extract: %v", err)
 			}
 		}
 	})

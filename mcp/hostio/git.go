@@ -42,22 +42,45 @@ func FindGitRoot(dir string) (string, error) {
 	}
 }
 
-// git runs git -C dir with args, with the environment variables that
-// would point it at another repository removed.
+// gitSafeConfig switches off, on git's command line (which outranks every
+// config file, including files the repository's config includes), each
+// setting of a checkout's own .git/config that makes git run a command
+// or write while it only lists files: a checkout may come from anywhere,
+// even from a guest through an export, and seeding must not run it.
+var gitSafeConfig = []string{
+	"-c", "core.fsmonitor=false", // a command git runs on every index read
+	"-c", "core.hooksPath=/dev/null", // no hooks, wherever they are
+	"-c", "core.untrackedCache=false", // no index writes to record it
+	"-c", "core.splitIndex=false",
+	"-c", "index.skipHash=false",
+	"-c", "core.pager=cat",
+	"-c", "core.sshCommand=false",
+	"-c", "core.askPass=false",
+	"-c", "protocol.allow=never", // no fetch of any kind
+	"-c", "submodule.recurse=false",
+	"-c", "gc.auto=0",
+	"-c", "maintenance.auto=false",
+	"--no-pager",
+	"--no-optional-locks", // list without taking index.lock or refreshing the index
+}
+
+// git runs git -C dir with args. Only the repository's own config is
+// read (GIT_CONFIG_NOSYSTEM, GIT_CONFIG_GLOBAL=/dev/null), with
+// gitSafeConfig over it, and every GIT_* variable of the server's
+// environment is dropped (they may point git at another repository,
+// config, hook or program).
 func git(dir string, args ...string) ([]byte, error) {
 	bin, err := exec.LookPath("git")
 	if err != nil {
 		return nil, ErrNoGit
 	}
-	cmd := exec.Command(bin, append([]string{"-C", dir}, args...)...)
+	argv := append([]string{"-C", dir}, gitSafeConfig...)
+	cmd := exec.Command(bin, append(argv, args...)...)
 	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
-		for _, v := range []string{"GIT_DIR=", "GIT_WORK_TREE=", "GIT_INDEX_FILE=", "GIT_OBJECT_DIRECTORY=", "GIT_COMMON_DIR=", "GIT_NAMESPACE="} {
-			if strings.HasPrefix(kv, v) {
-				return true
-			}
-		}
-		return false
+		return strings.HasPrefix(kv, "GIT_") || strings.HasPrefix(kv, "EDITOR=") || strings.HasPrefix(kv, "PAGER=")
 	})
+	cmd.Env = append(cmd.Env, "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_TERMINAL_PROMPT=0",
+		"GIT_OPTIONAL_LOCKS=0", "GIT_PAGER=cat")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

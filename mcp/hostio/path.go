@@ -3,9 +3,11 @@ package hostio
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -62,4 +64,57 @@ func HostPath(p string) (string, error) {
 		return "", fmt.Errorf("host path %q: %w", p, err)
 	}
 	return abs, nil
+}
+
+// ResolveHostPath returns the absolute, clean host path abs with every
+// symlink on it resolved, so that where it really leads can be checked
+// against the directories a server may use. The longest part of it
+// that exists is resolved; the rest, which does not exist yet, is
+// appended as it is. With keepLast the last element is left as it is
+// (an export replaces a symlink there; it never writes through it). A
+// path through a symlink that points to nothing is an error: where it
+// would lead is not known until something creates the target.
+func ResolveHostPath(abs string, keepLast bool) (string, error) {
+	abs = filepath.Clean(abs)
+	if keepLast {
+		dir, base := filepath.Split(abs)
+		if base == "" {
+			return abs, nil // the root
+		}
+		r, err := resolveExisting(filepath.Clean(dir))
+		if err != nil {
+			return "", err
+		}
+		return filepath.Join(r, base), nil
+	}
+	return resolveExisting(abs)
+}
+
+func resolveExisting(p string) (string, error) {
+	var rest []string
+	for {
+		r, err := filepath.EvalSymlinks(p)
+		if err == nil {
+			slices.Reverse(rest)
+			return filepath.Join(append([]string{r}, rest...)...), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("host path %s: %w", p, err)
+		}
+		if _, lerr := os.Lstat(p); lerr == nil {
+			return "", fmt.Errorf("host path %s is a symlink that points to nothing (or passes through one)", p)
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return "", err
+		}
+		rest = append(rest, filepath.Base(p))
+		p = parent
+	}
+}
+
+// Within reports whether the clean absolute path p is dir or lies
+// beneath it.
+func Within(p, dir string) bool {
+	return p == dir || dir == "/" || strings.HasPrefix(p, dir+"/")
 }

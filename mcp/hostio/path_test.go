@@ -3,6 +3,7 @@ package hostio
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -79,5 +80,46 @@ func TestHostPath(t *testing.T) {
 	for in, substr := range map[string]string{"": "empty", "a\x00": "NUL", "~root/x": "~user is not supported"} {
 		_, err := HostPath(in)
 		wantErr(t, err, substr)
+	}
+}
+
+func TestResolveHostPath(t *testing.T) {
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, os.Mkdir(filepath.Join(dir, "real"), 0o755))
+	must(t, os.Symlink("real", filepath.Join(dir, "in")))
+	must(t, os.Symlink("/etc", filepath.Join(dir, "out")))
+	must(t, os.Symlink(filepath.Join(dir, "missing"), filepath.Join(dir, "dangling")))
+	for _, c := range []struct {
+		p        string
+		keepLast bool
+		want     string
+	}{
+		{"in", false, "real"},
+		{"in/new/file", false, "real/new/file"},
+		{"in", true, "in"},
+		{"in/x", true, "real/x"},
+		{"out/passwd", false, "/etc/passwd"},
+		{"out", true, "out"},
+		{"new/deeper", false, "new/deeper"},
+	} {
+		got, err := ResolveHostPath(filepath.Join(dir, c.p), c.keepLast)
+		want := c.want
+		if !filepath.IsAbs(want) {
+			want = filepath.Join(dir, want)
+		}
+		if err != nil || got != want {
+			t.Errorf("ResolveHostPath(%s, %v) = %q %v, want %q", c.p, c.keepLast, got, err, want)
+		}
+	}
+	for _, p := range []string{"dangling", "dangling/x"} {
+		if _, err := ResolveHostPath(filepath.Join(dir, p), false); err == nil || !strings.Contains(err.Error(), "points to nothing") {
+			t.Errorf("ResolveHostPath(%s): %v", p, err)
+		}
+	}
+	if !Within("/a/b", "/a") || !Within("/a", "/a") || Within("/ab", "/a") || !Within("/x", "/") {
+		t.Error("Within")
 	}
 }

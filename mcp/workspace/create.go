@@ -268,7 +268,10 @@ func freezeLayer(ctx context.Context, h *vmHandle, label string) (disk.LayerInfo
 	return layer, nil
 }
 
-// seedSource checks a seed request against the host and resolves its path.
+// seedSource checks a seed request against the host and resolves its
+// path. A path the request names must lie within the allowed host
+// directories (allowedHostPath); the checkout a git seed with no path
+// takes is the server's own, which the user chose by starting it there.
 func (m *Manager) seedSource(s mcp.SeedSpec) (mcp.SeedKind, string, error) {
 	kind := s.Kind
 	if kind == "" {
@@ -291,18 +294,18 @@ func (m *Manager) seedSource(s mcp.SeedSpec) (mcp.SeedKind, string, error) {
 			}
 			return kind, root, nil
 		}
-		abs, err := hostio.HostPath(p)
+		abs, err := m.allowedHostPath("seed path", p, false)
 		if err != nil {
-			return "", "", mcp.Invalid("seed path: %v", err)
+			return "", "", err
 		}
 		if err := mustStat(abs, true); err != nil {
 			return "", "", err
 		}
 		return kind, abs, nil
 	case mcp.SeedDir, mcp.SeedArchive:
-		abs, err := hostio.HostPath(s.Path)
+		abs, err := m.allowedHostPath("seed path", s.Path, false)
 		if err != nil {
-			return "", "", mcp.Invalid("seed path: %v", err)
+			return "", "", err
 		}
 		if err := mustStat(abs, kind == mcp.SeedDir); err != nil {
 			return "", "", err

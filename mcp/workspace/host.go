@@ -2,7 +2,6 @@ package workspace
 
 import (
 	"archive/tar"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -135,9 +133,9 @@ func (m *Manager) Export(ctx context.Context, req mcp.ExportRequest) (mcp.Export
 	if err != nil {
 		return mcp.ExportResult{}, err
 	}
-	host, err := hostio.HostPath(req.HostPath)
+	host, err := m.allowedHostPath("host_path", req.HostPath, true)
 	if err != nil {
-		return mcp.ExportResult{}, mcp.Invalid("host path: %v", err)
+		return mcp.ExportResult{}, err
 	}
 	format := req.Format
 	if format == "" || format == mcp.ExportAuto {
@@ -151,7 +149,7 @@ func (m *Manager) Export(ctx context.Context, req mcp.ExportRequest) (mcp.Export
 	}
 	if _, err := os.Lstat(host); err == nil && !req.Overwrite {
 		return mcp.ExportResult{}, mcp.Exists(mcp.ResourceHostPath, host).
-			WithHint("Pass overwrite: true to replace it, or choose another host path.")
+			WithHint("Pass overwrite: true to replace it (the old one is moved to a dated backup beside it, not deleted), or choose another host path.")
 	}
 	c, err := m.enterID(ctx, req.ID)
 	if err != nil {
@@ -185,10 +183,9 @@ func (m *Manager) Export(ctx context.Context, req mcp.ExportRequest) (mcp.Export
 	var rep *hostio.ExtractReport
 	l := strings.ToLower(host)
 	switch {
-	case format == mcp.ExportTar && (strings.HasSuffix(l, ".gz") || strings.HasSuffix(l, ".tgz")):
-		rep, err = writeTarGz(c.ctx, src, host, req.Overwrite)
 	case format == mcp.ExportTar:
-		rep, err = hostio.WriteTar(c.ctx, src, host, req.Overwrite)
+		gz := strings.HasSuffix(l, ".gz") || strings.HasSuffix(l, ".tgz")
+		rep, err = hostio.WriteTar(c.ctx, src, host, hostio.ArchiveOptions{Overwrite: req.Overwrite, Gzip: gz})
 	default:
 		rep, err = hostio.Extract(c.ctx, src, host, hostio.ExtractOptions{Overwrite: req.Overwrite, File: file})
 	}
@@ -203,66 +200,28 @@ func (m *Manager) Export(ctx context.Context, req mcp.ExportRequest) (mcp.Export
 		if errors.As(err, &pe) {
 			return mcp.ExportResult{}, c.guestErr("exporting", gp, err)
 		}
+		if errors.Is(err, hostio.ErrTooBig) {
+			e := mcp.LimitReached("exporting %s to %s: %v", gp, host, err).
+				WithHint("Export less at a time: pass a guest_path below " + gp + ", or delete build output in the guest first.")
+			e.Err = err
+			return mcp.ExportResult{}, e
+		}
 		e := mcp.Invalid("exporting %s to %s: %v", gp, host, err)
 		e.Err = err
 		return mcp.ExportResult{}, e
 	}
-	r := mcp.ExportResult{HostPath: host, Format: format, Files: rep.Files, Bytes: rep.Bytes}
+	r := mcp.ExportResult{HostPath: host, Format: format, Files: rep.Files, Bytes: rep.Bytes, Backup: rep.Backup}
+	detail := fmt.Sprintf("%s, %d files, %d bytes", format, r.Files, r.Bytes)
+	if r.Backup != "" {
+		detail += "; the old " + host + " was moved to " + r.Backup
+	}
+	for _, w := range rep.Warnings {
+		m.log.Warn("export", "id", c.w.id, "host_path", host, "warning", w)
+	}
 	c.w.journal.append(entry{Time: start, Kind: mcp.LogExport, Command: "export " + gp + " -> " + host,
-		Detail: fmt.Sprintf("%s, %d files, %d bytes", format, r.Files, r.Bytes), Duration: int64(time.Since(t0)),
+		Detail: detail, Duration: int64(time.Since(t0)),
 		Export: &exportRec{HostPath: host, Format: format, Files: r.Files, Bytes: r.Bytes}})
 	return r, nil
-}
-
-// writeTarGz saves the tar stream r gzip-compressed at dest: hostio
-// checks and saves it as a plain tar next to dest, which is then
-// compressed into another temporary file and renamed over dest.
-func writeTarGz(ctx context.Context, r io.Reader, dest string, overwrite bool) (*hostio.ExtractReport, error) {
-	dir, base := filepath.Split(dest)
-	plain := filepath.Join(dir, "."+base+".pyro-tar-"+strconv.FormatInt(time.Now().UnixNano(), 36))
-	rep, err := hostio.WriteTar(ctx, r, plain, false)
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(plain)
-	in, err := os.Open(plain)
-	if err != nil {
-		return nil, err
-	}
-	defer in.Close()
-	out, err := os.CreateTemp(dir, "."+base+".pyro-tmp-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(out.Name())
-	zw := gzip.NewWriter(out)
-	_, err = io.Copy(zw, in)
-	if err == nil {
-		err = zw.Close()
-	}
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(out.Name(), 0o644)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if _, err := os.Lstat(dest); err == nil {
-		if !overwrite {
-			return nil, fmt.Errorf("%s exists; pass overwrite: true to replace it", dest)
-		}
-		rep.Replaced = true
-	}
-	if err := os.Rename(out.Name(), dest); err != nil {
-		return nil, err
-	}
-	rep.Dest = dest
-	return rep, nil
 }
 
 // fileTar streams the guest file p as a one-entry tar archive.
@@ -307,9 +266,9 @@ func (m *Manager) SyncPush(ctx context.Context, req mcp.SyncPushRequest) (mcp.Sy
 	if err != nil {
 		return mcp.SyncResult{}, err
 	}
-	host, err := hostio.HostPath(req.HostPath)
+	host, err := m.allowedHostPath("host_path", req.HostPath, false)
 	if err != nil {
-		return mcp.SyncResult{}, mcp.Invalid("host path: %v", err)
+		return mcp.SyncResult{}, err
 	}
 	fi, err := os.Stat(host)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -73,6 +73,12 @@ type Options struct {
 	// it the reaper deletes the disk and keeps the record, which says so.
 	// 0 means DefaultRetention; negative keeps disks until deleted.
 	Retention time.Duration
+	// AllowHostPaths are the host directories that export, sync_push
+	// and seeding may write or read, symlinks resolved: a host path
+	// outside all of them is refused. Empty means
+	// DefaultAllowHostPaths() (the working directory and the system
+	// temporary directory).
+	AllowHostPaths []string
 
 	// hooks replace the clock, the VM and the host's resources for tests.
 	hooks hooks

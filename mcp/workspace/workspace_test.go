@@ -735,7 +735,7 @@ func TestErrors(t *testing.T) {
 	}
 	_, err = h.m.Create(bg, mcp.CreateRequest{Env: "windows-11", TTLSeconds: 60, Seed: mcp.SeedSpec{Kind: mcp.SeedNone}})
 	wantCode(t, err, mcp.CodeNotFound)
-	_, err = h.m.Create(bg, mcp.CreateRequest{TTLSeconds: 60, Seed: mcp.SeedSpec{Kind: mcp.SeedDir, Path: "/nonexistent/dir"}})
+	_, err = h.m.Create(bg, mcp.CreateRequest{TTLSeconds: 60, Seed: mcp.SeedSpec{Kind: mcp.SeedDir, Path: filepath.Join(t.TempDir(), "nonexistent/dir")}})
 	wantCode(t, err, mcp.CodeNotFound)
 	if h.w.bootCount() != 0 {
 		t.Fatal("a failed create booted a VM")
@@ -794,7 +794,7 @@ func TestErrors(t *testing.T) {
 	wantCode(t, err, mcp.CodeInvalid)
 	err = h.m.SnapshotDelete(bg, id, "nope")
 	wantCode(t, err, mcp.CodeNotFound)
-	_, err = h.m.SyncPush(bg, mcp.SyncPushRequest{ID: id, HostPath: "/nonexistent", GuestDest: "/workspace"})
+	_, err = h.m.SyncPush(bg, mcp.SyncPushRequest{ID: id, HostPath: filepath.Join(t.TempDir(), "nonexistent"), GuestDest: "/workspace"})
 	wantCode(t, err, mcp.CodeNotFound)
 	_, err = h.m.Create(bg, mcp.CreateRequest{TTLSeconds: 60, Seed: mcp.SeedSpec{Kind: mcp.SeedGit, Path: t.TempDir()}})
 	wantCode(t, err, mcp.CodeInvalid)
