@@ -333,11 +333,6 @@ func crashOne(t *testing.T, c crashCase, point string) {
 	}
 }
 
-// exportSweepMerged says whether an export sweeps what an earlier,
-// killed export left beside its target (issue 9, finding 10; another
-// branch). Until it is merged, leftovers are logged, not failed.
-const exportSweepMerged = false
-
 func checkExportDir(t *testing.T, dir, base string) {
 	t.Helper()
 	des, err := os.ReadDir(dir)
@@ -352,13 +347,8 @@ func checkExportDir(t *testing.T, dir, base string) {
 			left = append(left, n)
 		}
 	}
-	if len(left) == 0 {
-		return
-	}
-	if exportSweepMerged {
+	if len(left) > 0 {
 		t.Errorf("left beside the export target %s after the next export: %v", base, left)
-	} else {
-		t.Logf("left beside the export target %s after the next export (swept once the export sweep is merged): %v", base, left)
 	}
 }
 
