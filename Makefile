@@ -45,11 +45,13 @@ VM_ENV  := PYRO_KVM=1 PYRO_TEST_KERNEL=$(ASSETS)/vmlinuz PYRO_TEST_BUSYBOX=$(ASS
 # An execution count rather than a duration: a timed -fuzztime can end in a
 # spurious "context deadline exceeded" on a loaded two-core machine.
 # A target may name its own count (pkg:Fuzz:count) where one execution is
-# costly (the layered disk's does file I/O).
+# costly (the layered disk's does file I/O), and "race" after it to run
+# under the race detector (the MMIO sequence drives a live worker).
 FUZZTIME ?= 300000x
 FUZZ := ./vmm:FuzzParseBzImage ./vmm/memory:FuzzSlice ./vmm/acpi:FuzzPkgLength \
-	./virtio:FuzzQueueWalk ./virtio/blk:FuzzRequest ./virtio/vsock:FuzzTxPacket \
+	./virtio:FuzzQueueWalk ./virtio:FuzzMMIOSequence:20000x:race ./virtio/blk:FuzzRequest ./virtio/vsock:FuzzTxPacket \
 	./guest/agent:FuzzServeStream:20000x ./guest/agent/proto:FuzzDecodeFrames \
+	./guest/agent/proto:FuzzClientAnswers:20000x ./mcp/hostio:FuzzExportArchive:20000x \
 	./vmm/disk:FuzzStack:10000x ./mcp/patch:FuzzParse:100000x ./mcp/patch:FuzzApply:100000x \
 	./mcp/hostio:FuzzExtract:5000x ./mcp/treediff:FuzzLineDiff:20000x ./mcp/treediff:FuzzDiffTar:20000x
 
@@ -130,9 +132,9 @@ lint: build
 	if [ -n "$$bad" ]; then echo "raw ioctls outside kvm/: $$bad"; exit 1; fi
 
 fuzz: build
-	@for t in $(FUZZ); do IFS=: read -r pkg fn n <<<"$$t"; n=$${n:-$(FUZZTIME)}; \
-		echo "==> fuzz $$fn ($$pkg, $$n)"; \
-		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $$n -fuzzminimizetime 5s $$pkg; \
+	@for t in $(FUZZ); do IFS=: read -r pkg fn n race <<<"$$t"; n=$${n:-$(FUZZTIME)}; \
+		cgo=0; [ -z "$$race" ] || cgo=1; echo "==> fuzz $$fn ($$pkg, $$n$${race:+, race})"; \
+		CGO_ENABLED=$$cgo $(GO) test $${race:+-race} -run '^$$' -fuzz "^$$fn$$" -fuzztime $$n -fuzzminimizetime 5s $$pkg; \
 	done
 
 # test-vm runs the VM tiers: natively on a host with hardware KVM, else in
