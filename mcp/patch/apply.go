@@ -610,10 +610,10 @@ func mismatch(lines []fline, h *Hunk, n, pos, bad int, suffix string) (int, int,
 	}
 	var msg string
 	if oi >= len(lines) {
-		msg = fmt.Sprintf("%s does not match at line %d: expected %q, found the end of the file", what, oi+1, l.Text)
+		msg = fmt.Sprintf("%s does not match at line %d: expected %q, found the end of the file", what, oi+1, truncate(l.Text))
 	} else {
 		found := strings.TrimSuffix(lines[oi].text, "\r")
-		msg = fmt.Sprintf("%s does not match at line %d: expected %q, found %q", what, oi+1, l.Text, found)
+		msg = fmt.Sprintf("%s does not match at line %d: expected %q, found %q", what, oi+1, truncate(l.Text), truncate(found))
 		if strings.Join(strings.Fields(found), "") == strings.Join(strings.Fields(l.Text), "") {
 			msg += " (they differ only in whitespace)"
 		}

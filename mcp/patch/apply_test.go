@@ -506,3 +506,17 @@ func TestApplyRejectsUncleanPaths(t *testing.T) {
 		t.Errorf("Apply = %v, file error %v", err, res.Files[0].Err)
 	}
 }
+
+// A mismatch quotes at most the start of each line: a file of one 1 MiB
+// line must not turn into a megabyte-long error for the agent.
+func TestApplyMismatchQuotesAreClipped(t *testing.T) {
+	long := strings.Repeat("x", 1<<20)
+	fps, err := Parse([]byte("--- a/a\n+++ b/a\n@@ -1 +1 @@\n-" + long + "y\n+z\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Apply(files("a", long+"\n"), fps)
+	if err == nil || len(err.Error()) > 1024 || !strings.Contains(err.Error(), "does not match at line 1") {
+		t.Fatalf("Apply error of %d bytes: %.300v", len(err.Error()), err)
+	}
+}
