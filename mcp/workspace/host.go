@@ -235,7 +235,7 @@ func fileTar(ctx context.Context, g guest, p string, fi proto.FileInfo) io.ReadC
 		for err == nil && off < fi.Size {
 			var b []byte
 			var rr proto.ReadResult
-			b, rr, err = g.ReadFile(ctx, p, off, min(fi.Size-off, maxReadSize))
+			b, rr, err = g.ReadFile(ctx, p, off, min(fi.Size-off, exportChunk))
 			if err != nil {
 				break
 			}

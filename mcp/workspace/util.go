@@ -22,6 +22,9 @@ const (
 	outTailCap  = 512 << 10 // Stdout/Stderr in memory: first and last bytes
 	keptDiffs   = 20        // patch files kept in diffs/
 	maxReadSize = proto.MaxReadFile
+	// exportChunk is what one read of a guest file asks for when the file
+	// is exported alone: the host holds one chunk at a time.
+	exportChunk = 8 << 20
 )
 
 // cappedWriter writes to f until max bytes, then drops the rest; it never
