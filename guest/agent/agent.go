@@ -58,6 +58,9 @@ type Server struct {
 	// reaper, when set, starts and waits for exec'd processes (PID 1
 	// mode: one loop reaps every child, see reaper.go).
 	reaper *reaper
+	// cgroups, when set, puts each exec in its own cgroup under the
+	// limits on user commands (PID 1 mode, see cgroup.go).
+	cgroups *cgroups
 	// root, for tests and fuzzing, confines request paths: each path
 	// is resolved under root (lexically) instead of /.
 	root string

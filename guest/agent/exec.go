@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -95,6 +96,15 @@ func (s *Server) exec(st *stream, req *proto.Request) (any, error) {
 	}
 	cmd := &exec.Cmd{Path: prog, Args: argv, Env: env, Dir: cwd, Stdout: outW, Stderr: errW,
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Credential: cred}}
+	left := s.cgroups.sweep()
+	cg, err := s.cgroups.start()
+	if err != nil {
+		return nil, err
+	}
+	defer cg.done() // on the error paths; a second call is harmless
+	if cg != nil {
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(cg.fd.Fd())
+	}
 	var inW *os.File
 	if req.Stdin {
 		var inR *os.File
@@ -106,8 +116,12 @@ func (s *Server) exec(st *stream, req *proto.Request) (any, error) {
 	start := time.Now()
 	pid, waitc, err := s.reaper.start(cmd)
 	if err != nil {
+		if errors.Is(err, syscall.EAGAIN) && cg != nil {
+			return nil, &proto.Error{Code: "EAGAIN", Message: fmt.Sprintf("starting %s: %v: the guest's limit on user processes (%s/pids.max) is used up by %d processes earlier commands left running; kill them (kill PID, or echo 1 > CGROUP/cgroup.kill for each %s/%s* cgroup) and run again", prog, err, s.cgroups.user, left.Running, s.cgroups.user, execPrefix)}
+		}
 		return nil, fmt.Errorf("starting %s: %w", prog, err)
 	}
+	cg.unprotect(pid)
 	if pid <= 1 {
 		// kill(-pid) below must never reach kill(-1): every process.
 		return nil, &proto.Error{Code: proto.CodeInternal, Message: fmt.Sprintf("agent bug: started %s with pid %d", prog, pid)}
@@ -173,11 +187,13 @@ wait:
 		case <-graceC:
 			graceC = nil
 			syscall.Kill(-pid, syscall.SIGKILL)
+			cg.kill() // and what left the group (setsid, daemons)
 		}
 	}
 	res := proto.ExecResult{Duration: time.Since(start), TimedOut: timedOut}
 	if killing {
 		syscall.Kill(-pid, syscall.SIGKILL) // what is left of the group dies now
+		cg.kill()
 	}
 	// Let the pumps drain what the process wrote, then stop them.
 	now := time.Now()
@@ -187,6 +203,13 @@ wait:
 	pumps.Wait()
 	if inW != nil {
 		inW.Close() // unblocks pumpInput if it is writing; it ends when the stream closes
+	}
+	res.PidsLimited, res.OOMKills, res.LeftRunning = cg.done()
+	res.PidsLimited += left.PidsLimited
+	res.OOMKills += left.OOMKills
+	res.EarlierRunning, res.EarlierKilled = left.Running, left.Killed
+	if s.cgroups != nil {
+		res.DiskFull = diskFull("/", cwd)
 	}
 	switch {
 	case ws.Exited():
@@ -338,4 +361,22 @@ func lookPath(name, path, cwd string) (string, error) {
 		}
 	}
 	return "", &proto.Error{Code: "ENOENT", Message: fmt.Sprintf("exec: %q: command not found in PATH=%s", name, path)}
+}
+
+// diskFull returns those of paths whose file system has no space left
+// (for the users the reserved blocks are not for), one path each.
+func diskFull(paths ...string) []string {
+	var full []string
+	seen := map[unix.Fsid]bool{}
+	for _, p := range paths {
+		var st unix.Statfs_t
+		if unix.Statfs(p, &st) != nil || seen[st.Fsid] || st.Blocks == 0 {
+			continue
+		}
+		seen[st.Fsid] = true
+		if st.Bavail == 0 {
+			full = append(full, p)
+		}
+	}
+	return full
 }
