@@ -66,6 +66,10 @@ type Server struct {
 	root string
 	// execArgv, for fuzzing, replaces every exec's command.
 	execArgv []string
+	// checked, for tests, runs after dispatch has checked a confined
+	// request's paths and before the operation (a guest process racing
+	// the check).
+	checked func()
 	// maxTarEntry, for fuzzing, bounds the size of each file tar_in
 	// extracts (a few bytes of sparse header can describe terabytes).
 	maxTarEntry int64
@@ -214,6 +218,9 @@ func (s *Server) dispatch(st *stream, req *proto.Request, after *func()) (res an
 				}
 			}
 		}
+	}
+	if s.checked != nil {
+		s.checked()
 	}
 	switch req.Op {
 	case proto.OpPing:
