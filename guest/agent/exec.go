@@ -96,6 +96,22 @@ func (s *Server) exec(st *stream, req *proto.Request) (any, error) {
 	}
 	cmd := &exec.Cmd{Path: prog, Args: argv, Env: env, Dir: cwd, Stdout: outW, Stderr: errW,
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Credential: cred}}
+	if req.Beneath != "" && req.Cwd != "" {
+		// Confined: the directory resolved beneath now, held open, and
+		// entered through its descriptor (the child's chdir follows the
+		// fd it inherits, before exec closes it), not by name again.
+		t, rel, err := s.tree(req, req.Cwd)
+		if err != nil {
+			return nil, err
+		}
+		fd, err := t.open(rel, req.Cwd, unix.O_PATH|unix.O_DIRECTORY)
+		t.close()
+		if err != nil {
+			return nil, err
+		}
+		defer unix.Close(fd)
+		cmd.Dir = "/proc/self/fd/" + strconv.Itoa(fd)
+	}
 	left := s.cgroups.sweep()
 	cg, err := s.cgroups.start()
 	if err != nil {

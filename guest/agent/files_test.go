@@ -429,7 +429,9 @@ func TestBeneathRace(t *testing.T) {
 	} else {
 		check("tar_out", err)
 	}
-	if swaps != 6 {
+	_, err = c.Exec(ctx, proto.ExecRequest{Argv: []string{"cat", "f.txt"}, Cwd: filepath.Join(ws, "dir")}, io.Discard, io.Discard)
+	check("exec in", err)
+	if swaps != 7 {
 		t.Errorf("%d swaps, want one per request", swaps)
 	}
 	ents, _ := os.ReadDir(out)
