@@ -216,9 +216,9 @@ type leftovers struct {
 
 // sweep looks at the cgroups of finished execs: counts what they ran
 // into since last seen, removes the empty ones, kills those that hit a
-// limit (a fork bomb whose shell is gone) and counts the processes of
-// the rest.
-func (c *cgroups) sweep() leftovers {
+// limit (a fork bomb whose shell is gone), or all of them with all set,
+// and counts the processes of the rest.
+func (c *cgroups) sweep(all bool) leftovers {
 	var l leftovers
 	if c == nil {
 		return l
@@ -248,7 +248,7 @@ func (c *cgroups) sweep() leftovers {
 			continue // empty
 		}
 		n := procs(dir)
-		if p > 0 || o > 0 {
+		if p > 0 || o > 0 || all {
 			if err := writeCgroup(dir, "cgroup.kill", "1"); err != nil {
 				c.logf("pyro-agent: killing the leftovers in %s: %v", dir, err)
 			}

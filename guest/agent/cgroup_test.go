@@ -60,7 +60,7 @@ func TestCgroupSweep(t *testing.T) {
 	c.active["exec-4"] = true
 	fakeCgroup(t, filepath.Join(user, "other"), map[string]string{"cgroup.procs": "9\n", "pids.events": "max 1\n"})
 
-	l := c.sweep()
+	l := c.sweep(false)
 	if want := (leftovers{Running: 1, Killed: 2, PidsLimited: 3}); l != want {
 		t.Errorf("sweep = %+v, want %+v", l, want)
 	}
@@ -74,8 +74,20 @@ func TestCgroupSweep(t *testing.T) {
 	}
 	// A count is reported once; a new refusal is reported again.
 	os.WriteFile(filepath.Join(user, "exec-3", "pids.events"), []byte("max 2\n"), 0o644)
-	if l := c.sweep(); l.PidsLimited != 2 {
+	if l := c.sweep(false); l.PidsLimited != 2 {
 		t.Errorf("second sweep: %+v, want only exec-3's 2 new refusals", l)
+	}
+	// With no room left, everything finished goes, active execs stay.
+	os.WriteFile(filepath.Join(user, "exec-3", "pids.events"), []byte("max 0\n"), 0o644)
+	os.WriteFile(filepath.Join(user, "exec-3", "cgroup.kill"), nil, 0o644)
+	if l := c.sweep(true); l.Killed != 3 || l.Running != 0 {
+		t.Errorf("sweep(all) = %+v, want exec-2's and exec-3's 3 processes killed", l)
+	}
+	if b, _ := os.ReadFile(filepath.Join(user, "exec-3", "cgroup.kill")); string(b) != "1" {
+		t.Errorf("sweep(all) left exec-3 alone")
+	}
+	if b, _ := os.ReadFile(filepath.Join(user, "exec-4", "cgroup.kill")); string(b) != "" {
+		t.Errorf("sweep(all) killed the active exec-4")
 	}
 }
 
@@ -89,7 +101,7 @@ func TestExecCgroupLifecycle(t *testing.T) {
 	if !c.active[x.name] || x.fd == nil {
 		t.Fatalf("started %+v, active %v", x, c.active)
 	}
-	if l := c.sweep(); l != (leftovers{}) {
+	if l := c.sweep(false); l != (leftovers{}) {
 		t.Errorf("the sweep touched an active exec: %+v", l)
 	}
 	if _, err := os.Stat(x.dir); err != nil {
@@ -103,7 +115,7 @@ func TestExecCgroupLifecycle(t *testing.T) {
 	}
 	x.done() // again, as the deferred call does
 	var nilc *cgroups
-	if x, err := nilc.start(); x != nil || err != nil || nilc.sweep() != (leftovers{}) {
+	if x, err := nilc.start(); x != nil || err != nil || nilc.sweep(false) != (leftovers{}) {
 		t.Error("a nil *cgroups is not a no-op")
 	}
 }

@@ -24,6 +24,15 @@ import (
 // DefaultPath is the PATH of exec'd commands unless the request sets one.
 const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+// Starting a command when the process limit is used up: after killing
+// what finished commands left running, the start is retried every
+// startRetryWait, startRetries times (a second in all: killed processes
+// are reaped in milliseconds).
+const (
+	startRetries   = 20
+	startRetryWait = 50 * time.Millisecond
+)
+
 // Output draining after the process exits: background children may keep
 // its stdout open, so reading stops once the pipes are idle for
 // drainIdle, or drainMax after the exit at the latest.
@@ -112,7 +121,7 @@ func (s *Server) exec(st *stream, req *proto.Request) (any, error) {
 		defer unix.Close(fd)
 		cmd.Dir = "/proc/self/fd/" + strconv.Itoa(fd)
 	}
-	left := s.cgroups.sweep()
+	left := s.cgroups.sweep(false)
 	cg, err := s.cgroups.start()
 	if err != nil {
 		return nil, err
@@ -131,10 +140,25 @@ func (s *Server) exec(st *stream, req *proto.Request) (any, error) {
 	}
 	start := time.Now()
 	pid, waitc, err := s.reaper.start(cmd)
-	if err != nil {
-		if errors.Is(err, syscall.EAGAIN) && cg != nil {
-			return nil, &proto.Error{Code: "EAGAIN", Message: fmt.Sprintf("starting %s: %v: the guest's limit on user processes (%s/pids.max) is used up by %d processes earlier commands left running; kill them (kill PID, or echo 1 > CGROUP/cgroup.kill for each %s/%s* cgroup) and run again", prog, err, s.cgroups.user, left.Running, s.cgroups.user, execPrefix)}
+	if errors.Is(err, syscall.EAGAIN) && cg != nil {
+		// No room under the process limit, not even for a kill command:
+		// what finished commands left running goes, and this one starts.
+		more := s.cgroups.sweep(true)
+		left.Running, left.Killed = 0, left.Killed+more.Killed
+		left.PidsLimited, left.OOMKills = left.PidsLimited+more.PidsLimited, left.OOMKills+more.OOMKills
+		// The killed processes free their slots once reaped (by the
+		// reaper, or the test's parent): retry a little.
+		for i := 0; i < startRetries && errors.Is(err, syscall.EAGAIN); i++ {
+			time.Sleep(startRetryWait)
+			cmd = &exec.Cmd{Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Dir: cmd.Dir, Stdin: cmd.Stdin,
+				Stdout: cmd.Stdout, Stderr: cmd.Stderr, SysProcAttr: cmd.SysProcAttr} // a Cmd starts once
+			pid, waitc, err = s.reaper.start(cmd)
 		}
+		if errors.Is(err, syscall.EAGAIN) {
+			return nil, &proto.Error{Code: "EAGAIN", Message: fmt.Sprintf("starting %s: %v: the guest's limit on user processes (%s/pids.max) is used up by commands still running; wait for them or cancel them, then run again", prog, err, s.cgroups.user)}
+		}
+	}
+	if err != nil {
 		return nil, fmt.Errorf("starting %s: %w", prog, err)
 	}
 	cg.unprotect(pid)

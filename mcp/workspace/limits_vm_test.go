@@ -83,6 +83,18 @@ func TestWorkspaceVMLimits(t *testing.T) {
 		}
 	})
 
+	t.Run("no room left", func(t *testing.T) {
+		// Background processes that hit no limit fill the process limit
+		// (15 of 16, then the limit drops to 15): not even a kill could
+		// start, so the next exec kills them first and runs.
+		exec(a, "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do sleep 1000 & done", 30)
+		exec(a, "echo 15 > /sys/fs/cgroup/pyro-user/pids.max", 30)
+		if n := answers(a); !strings.Contains(n, "killed 15 processes") {
+			t.Errorf("with no room left: limited %q, want the 15 sleeps killed", n)
+		}
+		answers(b)
+	})
+
 	t.Run("memory hog", func(t *testing.T) {
 		r := exec(a, "a=xxxxxxxxxxxxxxxx; while :; do a=$a$a; done", 120)
 		if r.Signal != "SIGKILL" || !strings.Contains(r.Limited, "out of memory") {
