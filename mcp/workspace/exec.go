@@ -124,7 +124,7 @@ func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
 func limitedNote(r proto.ExecResult) string {
 	var parts []string
 	if r.EarlierKilled > 0 {
-		parts = append(parts, fmt.Sprintf("killed %d processes earlier commands left running after hitting a limit", r.EarlierKilled))
+		parts = append(parts, fmt.Sprintf("killed %d processes earlier commands left running (they had hit a limit, or the process limit left no room)", r.EarlierKilled))
 	}
 	if r.PidsLimited > 0 {
 		parts = append(parts, fmt.Sprintf("the process limit refused %d forks (a fork bomb or runaway spawning; the next command kills what is left of it)", r.PidsLimited))
