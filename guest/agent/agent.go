@@ -10,9 +10,10 @@
 // There is no separate agent binary: the pyro binary is the guest's /init,
 // and cmd/pyro calls Main when it finds itself running as PID 1. Main does
 // init's duties (mounts, kernel modules, switching to the root disk,
-// reaping orphans) and then serves vsock (see init_linux.go). Serve works
-// on any net.Listener without privileges, which is how the tests run it
-// on the host. Importing the package does nothing.
+// reaping orphans), sets up the limits on user commands (cgroup.go) and
+// then serves vsock (see init_linux.go). Serve works on any net.Listener
+// without privileges, which is how the tests run it on the host.
+// Importing the package does nothing.
 package agent
 
 import (
