@@ -213,6 +213,10 @@ type ExecResult struct {
 	// OutputTruncated reports that the backend's capture cap dropped output,
 	// so Stdout/Stderr and the host files hold less than StdoutSize/StderrSize.
 	OutputTruncated bool
+	// Limited says in a sentence what the guest's limits on user commands
+	// did (a process limit, an OOM kill, a full disk, processes left
+	// running or killed); "" when nothing.
+	Limited string
 }
 
 // RunRequest is the one-shot path: a workspace that lives for one command.

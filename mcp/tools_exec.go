@@ -55,7 +55,7 @@ func execTools() []toolSpec {
 		defTool(toolDef{
 			name: "workspace_exec", group: "exec", core: true, destructive: true,
 			summary:     "Run a command in a workspace (cwd /workspace, timeout 30 s by default); exit code, duration, stdout/stderr excerpts with full output kept in host files.",
-			description: "Run a command in the workspace and wait for it: exit code, duration, stdout/stderr. cwd /workspace, timeout 30 s (exit 124). Long output is cut to head+tail with *_truncated flags; the full text is saved to host files (*_path).",
+			description: "Run a command in the workspace and wait for it: exit code, duration, stdout/stderr. cwd /workspace, timeout 30 s (exit 124). Long output is cut to head+tail with *_truncated flags; the full text is saved to host files (*_path). limited: what guest process/memory/disk limits did.",
 			tune:        tuneCommand,
 		}, toolExec),
 	}

@@ -195,6 +195,7 @@ type execView struct {
 	StderrPath       string `json:"stderr_path,omitempty"`
 	StdoutBinary     bool   `json:"stdout_binary,omitempty"`
 	StderrBinary     bool   `json:"stderr_binary,omitempty"`
+	Limited          string `json:"limited,omitempty"` // what the guest's limits did
 	Hint             string `json:"hint,omitempty"`
 }
 
@@ -214,7 +215,7 @@ func (h *handler) execResult(id string, r ExecResult, timeout int) (any, error) 
 			Stdout:     so.Text, Stderr: se.Text,
 			StdoutTruncated: so.Truncated || outCapped, StderrTruncated: se.Truncated || errCapped,
 			StdoutTotalBytes: outTotal, StderrTotalBytes: errTotal,
-			StdoutBinary: so.Binary, StderrBinary: se.Binary,
+			StdoutBinary: so.Binary, StderrBinary: se.Binary, Limited: r.Limited,
 		}
 		if v.StdoutTruncated {
 			v.StdoutPath = r.StdoutPath

@@ -10,9 +10,10 @@
 // There is no separate agent binary: the pyro binary is the guest's /init,
 // and cmd/pyro calls Main when it finds itself running as PID 1. Main does
 // init's duties (mounts, kernel modules, switching to the root disk,
-// reaping orphans) and then serves vsock (see init_linux.go). Serve works
-// on any net.Listener without privileges, which is how the tests run it
-// on the host. Importing the package does nothing.
+// reaping orphans), sets up the limits on user commands (cgroup.go) and
+// then serves vsock (see init_linux.go). Serve works on any net.Listener
+// without privileges, which is how the tests run it on the host.
+// Importing the package does nothing.
 package agent
 
 import (
@@ -58,11 +59,18 @@ type Server struct {
 	// reaper, when set, starts and waits for exec'd processes (PID 1
 	// mode: one loop reaps every child, see reaper.go).
 	reaper *reaper
+	// cgroups, when set, puts each exec in its own cgroup under the
+	// limits on user commands (PID 1 mode, see cgroup.go).
+	cgroups *cgroups
 	// root, for tests and fuzzing, confines request paths: each path
 	// is resolved under root (lexically) instead of /.
 	root string
 	// execArgv, for fuzzing, replaces every exec's command.
 	execArgv []string
+	// checked, for tests, runs after dispatch has checked a confined
+	// request's paths and before the operation (a guest process racing
+	// the check).
+	checked func()
 	// maxTarEntry, for fuzzing, bounds the size of each file tar_in
 	// extracts (a few bytes of sparse header can describe terabytes).
 	maxTarEntry int64
@@ -211,6 +219,9 @@ func (s *Server) dispatch(st *stream, req *proto.Request, after *func()) (res an
 				}
 			}
 		}
+	}
+	if s.checked != nil {
+		s.checked()
 	}
 	switch req.Op {
 	case proto.OpPing:

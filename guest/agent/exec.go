@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -22,6 +23,15 @@ import (
 
 // DefaultPath is the PATH of exec'd commands unless the request sets one.
 const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Starting a command when the process limit is used up: after killing
+// what finished commands left running, the start is retried every
+// startRetryWait, startRetries times (a second in all: killed processes
+// are reaped in milliseconds).
+const (
+	startRetries   = 20
+	startRetryWait = 50 * time.Millisecond
+)
 
 // Output draining after the process exits: background children may keep
 // its stdout open, so reading stops once the pipes are idle for
@@ -95,6 +105,31 @@ func (s *Server) exec(st *stream, req *proto.Request) (any, error) {
 	}
 	cmd := &exec.Cmd{Path: prog, Args: argv, Env: env, Dir: cwd, Stdout: outW, Stderr: errW,
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Credential: cred}}
+	if req.Beneath != "" && req.Cwd != "" {
+		// Confined: the directory resolved beneath now, held open, and
+		// entered through its descriptor (the child's chdir follows the
+		// fd it inherits, before exec closes it), not by name again.
+		t, rel, err := s.tree(req, req.Cwd)
+		if err != nil {
+			return nil, err
+		}
+		fd, err := t.open(rel, req.Cwd, unix.O_PATH|unix.O_DIRECTORY)
+		t.close()
+		if err != nil {
+			return nil, err
+		}
+		defer unix.Close(fd)
+		cmd.Dir = "/proc/self/fd/" + strconv.Itoa(fd)
+	}
+	left := s.cgroups.sweep(false)
+	cg, err := s.cgroups.start()
+	if err != nil {
+		return nil, err
+	}
+	defer cg.done() // on the error paths; a second call is harmless
+	if cg != nil {
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(cg.fd.Fd())
+	}
 	var inW *os.File
 	if req.Stdin {
 		var inR *os.File
@@ -105,9 +140,28 @@ func (s *Server) exec(st *stream, req *proto.Request) (any, error) {
 	}
 	start := time.Now()
 	pid, waitc, err := s.reaper.start(cmd)
+	if errors.Is(err, syscall.EAGAIN) && cg != nil {
+		// No room under the process limit, not even for a kill command:
+		// what finished commands left running goes, and this one starts.
+		more := s.cgroups.sweep(true)
+		left.Running, left.Killed = 0, left.Killed+more.Killed
+		left.PidsLimited, left.OOMKills = left.PidsLimited+more.PidsLimited, left.OOMKills+more.OOMKills
+		// The killed processes free their slots once reaped (by the
+		// reaper, or the test's parent): retry a little.
+		for i := 0; i < startRetries && errors.Is(err, syscall.EAGAIN); i++ {
+			time.Sleep(startRetryWait)
+			cmd = &exec.Cmd{Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Dir: cmd.Dir, Stdin: cmd.Stdin,
+				Stdout: cmd.Stdout, Stderr: cmd.Stderr, SysProcAttr: cmd.SysProcAttr} // a Cmd starts once
+			pid, waitc, err = s.reaper.start(cmd)
+		}
+		if errors.Is(err, syscall.EAGAIN) {
+			return nil, &proto.Error{Code: "EAGAIN", Message: fmt.Sprintf("starting %s: %v: the guest's limit on user processes (%s/pids.max) is used up by commands still running; wait for them or cancel them, then run again", prog, err, s.cgroups.user)}
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("starting %s: %w", prog, err)
 	}
+	cg.unprotect(pid)
 	if pid <= 1 {
 		// kill(-pid) below must never reach kill(-1): every process.
 		return nil, &proto.Error{Code: proto.CodeInternal, Message: fmt.Sprintf("agent bug: started %s with pid %d", prog, pid)}
@@ -173,11 +227,13 @@ wait:
 		case <-graceC:
 			graceC = nil
 			syscall.Kill(-pid, syscall.SIGKILL)
+			cg.kill() // and what left the group (setsid, daemons)
 		}
 	}
 	res := proto.ExecResult{Duration: time.Since(start), TimedOut: timedOut}
 	if killing {
 		syscall.Kill(-pid, syscall.SIGKILL) // what is left of the group dies now
+		cg.kill()
 	}
 	// Let the pumps drain what the process wrote, then stop them.
 	now := time.Now()
@@ -187,6 +243,13 @@ wait:
 	pumps.Wait()
 	if inW != nil {
 		inW.Close() // unblocks pumpInput if it is writing; it ends when the stream closes
+	}
+	res.PidsLimited, res.OOMKills, res.LeftRunning = cg.done()
+	res.PidsLimited += left.PidsLimited
+	res.OOMKills += left.OOMKills
+	res.EarlierRunning, res.EarlierKilled = left.Running, left.Killed
+	if s.cgroups != nil {
+		res.DiskFull = diskFull("/", cwd)
 	}
 	switch {
 	case ws.Exited():
@@ -338,4 +401,22 @@ func lookPath(name, path, cwd string) (string, error) {
 		}
 	}
 	return "", &proto.Error{Code: "ENOENT", Message: fmt.Sprintf("exec: %q: command not found in PATH=%s", name, path)}
+}
+
+// diskFull returns those of paths whose file system has no space left
+// (for the users the reserved blocks are not for), one path each.
+func diskFull(paths ...string) []string {
+	var full []string
+	seen := map[unix.Fsid]bool{}
+	for _, p := range paths {
+		var st unix.Statfs_t
+		if unix.Statfs(p, &st) != nil || seen[st.Fsid] || st.Blocks == 0 {
+			continue
+		}
+		seen[st.Fsid] = true
+		if st.Bavail == 0 {
+			full = append(full, p)
+		}
+	}
+	return full
 }

@@ -9,15 +9,17 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
 )
 
-// fileInfo describes fi (from lstat) under name; full is its path, to
-// read a symlink's target.
-func fileInfo(name, full string, fi fs.FileInfo) proto.FileInfo {
+// fileInfo describes fi (from lstat) under name; target is a symlink's.
+func fileInfo(name string, fi fs.FileInfo, target string) proto.FileInfo {
 	r := proto.FileInfo{Name: name, Size: fi.Size(), MTime: fi.ModTime()}
 	m := fi.Mode()
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
@@ -33,7 +35,7 @@ func fileInfo(name, full string, fi fs.FileInfo) proto.FileInfo {
 		r.Type = proto.TypeDir
 	case m&fs.ModeSymlink != 0:
 		r.Type = proto.TypeSymlink
-		r.Target, _ = os.Readlink(full)
+		r.Target = target
 	case m&fs.ModeNamedPipe != 0:
 		r.Type = proto.TypeFIFO
 	case m&fs.ModeSocket != 0:
@@ -47,15 +49,21 @@ func fileInfo(name, full string, fi fs.FileInfo) proto.FileInfo {
 }
 
 func (s *Server) stat(req *proto.Request) (any, error) {
-	p, err := s.path(req.Path)
+	t, rel, err := s.tree(req, req.Path)
 	if err != nil {
 		return nil, err
 	}
-	fi, err := os.Lstat(p)
+	defer t.close()
+	fd, err := t.open(rel, req.Path, unix.O_PATH|unix.O_NOFOLLOW)
 	if err != nil {
 		return nil, err
 	}
-	return fileInfo(filepath.Base(req.Path), p, fi), nil
+	defer unix.Close(fd)
+	fi, err := statAt(fd, "")
+	if err != nil {
+		return nil, &fs.PathError{Op: "stat", Path: req.Path, Err: err}
+	}
+	return fileInfo(filepath.Base(req.Path), fi, readlinkAt(fd, "")), nil
 }
 
 // Entries batches: a batch is sent once its JSON passes batchBytes;
@@ -69,21 +77,19 @@ const (
 // list walks a directory (following the path itself if it is a symlink,
 // never the symlinks inside), sending Entries frames.
 func (s *Server) list(st *stream, req *proto.Request) (any, error) {
-	p, err := s.path(req.Path)
+	t, rel, err := s.tree(req, req.Path)
 	if err != nil {
 		return nil, err
 	}
+	defer t.close()
 	limit := req.Limit
 	if limit <= 0 {
 		limit = proto.DefaultListLimit
 	}
 	limit = min(limit, proto.MaxListLimit)
-	fi, err := os.Stat(p)
+	top, err := t.open(rel, req.Path, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return nil, err
-	}
-	if !fi.IsDir() {
-		return nil, &fs.PathError{Op: "list", Path: req.Path, Err: syscall.ENOTDIR}
 	}
 	var res proto.ListResult
 	batch := []byte{'['}
@@ -96,19 +102,21 @@ func (s *Server) list(st *stream, req *proto.Request) (any, error) {
 		batch = append(batch[:0], '[')
 		return err
 	}
-	var walk func(dir, rel string) error
-	walk = func(dir, rel string) error {
-		ents, err := os.ReadDir(dir)
+	// walk lists the directory dirfd (and closes it); rel is its path
+	// relative to the listed one.
+	var walk func(dirfd int, rel string) error
+	walk = func(dirfd int, rel string) error {
+		defer unix.Close(dirfd)
+		names, err := dirNames(dirfd)
 		if err != nil && rel == "" {
-			return err // only the listed directory itself must be readable
+			return &fs.PathError{Op: "list", Path: req.Path, Err: err} // only the listed directory itself must be readable
 		}
-		for _, e := range ents {
-			name := e.Name()
+		for _, base := range names {
+			name := base
 			if rel != "" {
-				name = rel + "/" + name
+				name = rel + "/" + base
 			}
-			full := filepath.Join(dir, e.Name())
-			info, err := e.Info()
+			info, err := statAt(dirfd, base)
 			if err != nil {
 				continue // vanished since readdir
 			}
@@ -116,7 +124,11 @@ func (s *Server) list(st *stream, req *proto.Request) (any, error) {
 				res.Truncated = true
 				return errStopWalk
 			}
-			b, err := json.Marshal(fileInfo(name, full, info))
+			target := ""
+			if info.Mode()&fs.ModeSymlink != 0 {
+				target = readlinkAt(dirfd, base)
+			}
+			b, err := json.Marshal(fileInfo(name, info, target))
 			if err != nil || len(b) > maxEntryBytes {
 				continue
 			}
@@ -127,15 +139,19 @@ func (s *Server) list(st *stream, req *proto.Request) (any, error) {
 					return err
 				}
 			}
-			if req.Recursive && e.IsDir() {
-				if err := walk(full, name); err != nil {
+			if req.Recursive && info.IsDir() {
+				sub, err := openChildDir(dirfd, base)
+				if err != nil {
+					continue // replaced (by a symlink, say) since the stat, or unreadable
+				}
+				if err := walk(sub, name); err != nil {
 					return err
 				}
 			}
 		}
 		return nil
 	}
-	if err := walk(p, ""); err != nil && err != errStopWalk {
+	if err := walk(top, ""); err != nil && err != errStopWalk {
 		return nil, err
 	}
 	return res, flush()
@@ -146,10 +162,6 @@ var errStopWalk = errors.New("stop walking")
 // readFile sends up to max bytes of a regular file from offset as Data
 // frames.
 func (s *Server) readFile(st *stream, req *proto.Request) (any, error) {
-	p, err := s.path(req.Path)
-	if err != nil {
-		return nil, err
-	}
 	if req.Offset < 0 {
 		return nil, invalidf("read_file offset %d is negative", req.Offset)
 	}
@@ -158,11 +170,17 @@ func (s *Server) readFile(st *stream, req *proto.Request) (any, error) {
 		max = proto.DefaultReadMax
 	}
 	max = min(max, proto.MaxReadFile)
-	// O_NONBLOCK: opening a FIFO must not hang; regular files ignore it.
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	t, rel, err := s.tree(req, req.Path)
 	if err != nil {
 		return nil, err
 	}
+	defer t.close()
+	// O_NONBLOCK: opening a FIFO must not hang; regular files ignore it.
+	fd, err := t.open(rel, req.Path, unix.O_RDONLY|unix.O_NONBLOCK)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), req.Path)
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
@@ -193,48 +211,75 @@ func (s *Server) readFile(st *stream, req *proto.Request) (any, error) {
 
 // writeFile replaces a file atomically with the uploaded bytes: a
 // temporary file in the same directory, renamed over the target. A
-// symlink at the path is followed, so its target is what changes.
+// symlink at the path is followed, so its target is what changes. The
+// directory is held open from its resolution to the rename.
 func (s *Server) writeFile(st *stream, req *proto.Request) (any, error) {
-	p, err := s.path(req.Path)
+	t, rel, err := s.tree(req, req.Path)
 	if err != nil {
 		return nil, err
 	}
-	if t, err := filepath.EvalSymlinks(p); err == nil {
-		p = t
-	}
-	dir := filepath.Dir(p)
-	if req.MkdirParents {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, err
-		}
-	}
+	defer t.close()
 	mode := req.Mode & 0o7777
-	old, err := os.Stat(p)
 	var ost *syscall.Stat_t
-	if err == nil {
-		if old.IsDir() {
+	// An existing file (through symlinks, inside the tree): the rename
+	// goes where it really is.
+	if fd, err := t.open(rel, req.Path, unix.O_PATH); err == nil {
+		real, rerr := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+		troot, terr := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", t.fd))
+		fi, serr := statAt(fd, "")
+		unix.Close(fd)
+		if rerr != nil || terr != nil || serr != nil {
+			return nil, errors.Join(rerr, terr, serr)
+		}
+		if fi.IsDir() {
 			return nil, &fs.PathError{Op: "write_file", Path: req.Path, Err: syscall.EISDIR}
 		}
-		ost, _ = old.Sys().(*syscall.Stat_t)
-		if mode == 0 && ost != nil {
+		r, err := filepath.Rel(troot, real)
+		if err != nil || r == ".." || strings.HasPrefix(r, "../") {
+			return nil, t.outside(req.Path)
+		}
+		rel, ost = r, &fi.st
+		if mode == 0 {
 			mode = ost.Mode & 0o7777
 		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
 	}
 	if mode == 0 {
 		mode = 0o644
 	}
-	tmp, err := os.CreateTemp(dir, ".pyro-write-*")
+	dirRel, base := filepath.Dir(rel), filepath.Base(rel)
+	var dirfd int
+	if req.MkdirParents {
+		dirfd, err = t.mkdirAll(dirRel, filepath.Dir(req.Path))
+	} else {
+		dirfd, err = t.open(dirRel, filepath.Dir(req.Path), unix.O_PATH|unix.O_DIRECTORY)
+	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) && !req.MkdirParents {
 			return nil, &proto.Error{Code: "ENOENT", Message: fmt.Sprintf("write_file %s: directory %s does not exist (ask for mkdir_parents to create it)", req.Path, filepath.Dir(req.Path))}
 		}
 		return nil, err
 	}
+	defer unix.Close(dirfd)
+	var tmpName string
+	var tfd int
+	for i := 0; ; i++ {
+		tmpName = fmt.Sprintf(".pyro-write-%d-%d", time.Now().UnixNano(), i)
+		tfd, err = unix.Openat(dirfd, tmpName, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != unix.EEXIST || i == 100 {
+			break
+		}
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "create", Path: filepath.Join(filepath.Dir(req.Path), tmpName), Err: err}
+	}
+	tmp := os.NewFile(uintptr(tfd), tmpName)
 	ok := false
 	defer func() {
 		if !ok {
 			tmp.Close()
-			os.Remove(tmp.Name())
+			unix.Unlinkat(dirfd, tmpName, 0)
 		}
 	}()
 	n, err := io.Copy(tmp, &uploadReader{dec: st.dec})
@@ -251,8 +296,8 @@ func (s *Server) writeFile(st *stream, req *proto.Request) (any, error) {
 	if err := tmp.Close(); err != nil {
 		return nil, err
 	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
-		return nil, err
+	if err := unix.Renameat(dirfd, tmpName, dirfd, base); err != nil {
+		return nil, &os.LinkError{Op: "rename", Old: tmpName, New: req.Path, Err: err}
 	}
 	ok = true
 	return proto.WriteResult{N: n}, nil

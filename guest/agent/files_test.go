@@ -366,3 +366,79 @@ func TestBeneath(t *testing.T) {
 		t.Fatal("a file was written outside")
 	}
 }
+
+// A directory swapped for a symlink out of the confinement after the
+// check and before the operation (a guest process racing the agent) leads
+// nowhere: each operation resolves its path again, beneath, when it
+// opens it.
+func TestBeneathRace(t *testing.T) {
+	base := t.TempDir()
+	ws, out := filepath.Join(base, "workspace"), filepath.Join(base, "outside")
+	for _, d := range []string{filepath.Join(ws, "dir"), out} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{filepath.Join(ws, "dir"), out} {
+		if err := os.WriteFile(filepath.Join(d, "f.txt"), []byte("in "+d), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var swaps int
+	srv := &Server{checked: func() {
+		// ws/dir becomes a symlink to outside, once per request.
+		os.Rename(filepath.Join(ws, "dir"), filepath.Join(ws, "dir.real"))
+		os.Symlink(out, filepath.Join(ws, "dir"))
+		swaps++
+	}}
+	c := serve(t, srv)
+	c.Beneath = ws
+	ctx := ctxT(t)
+	restore := func() {
+		t.Helper()
+		os.Remove(filepath.Join(ws, "dir"))
+		if err := os.Rename(filepath.Join(ws, "dir.real"), filepath.Join(ws, "dir")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := filepath.Join(ws, "dir", "f.txt")
+	check := func(op string, err error) {
+		t.Helper()
+		restore()
+		if errCode(err) != "EXDEV" {
+			t.Errorf("%s after the swap: %v, want EXDEV", op, err)
+		}
+	}
+	b, _, err := c.ReadFile(ctx, p, 0, 100)
+	if string(b) == "in "+out {
+		t.Errorf("read_file read the outside file")
+	}
+	check("read_file", err)
+	_, err = c.Stat(ctx, p)
+	check("stat", err)
+	_, _, err = c.List(ctx, filepath.Join(ws, "dir"), true, 0)
+	check("list", err)
+	err = c.WriteFile(ctx, filepath.Join(ws, "dir", "new.txt"), strings.NewReader("x"), 0o644, true)
+	check("write_file", err)
+	err = c.WriteFile(ctx, p, strings.NewReader("x"), 0o644, false)
+	check("write_file over", err)
+	if rc, err := c.TarOut(ctx, filepath.Join(ws, "dir")); err == nil {
+		_, err = io.Copy(io.Discard, rc)
+		rc.Close()
+		check("tar_out", err)
+	} else {
+		check("tar_out", err)
+	}
+	_, err = c.Exec(ctx, proto.ExecRequest{Argv: []string{"cat", "f.txt"}, Cwd: filepath.Join(ws, "dir")}, io.Discard, io.Discard)
+	check("exec in", err)
+	if swaps != 7 {
+		t.Errorf("%d swaps, want one per request", swaps)
+	}
+	ents, _ := os.ReadDir(out)
+	if len(ents) != 1 {
+		t.Errorf("the outside directory changed: %v", ents)
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "f.txt")); string(b) != "in "+out {
+		t.Errorf("the outside file changed: %q", b)
+	}
+}

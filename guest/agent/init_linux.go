@@ -93,6 +93,13 @@ func Main() {
 	}
 
 	srv := &Server{System: GuestSystem{}, Logf: consolef, reaper: startReaper()}
+	if meminfo, err := os.ReadFile("/proc/meminfo"); err != nil {
+		consolef("pyro-agent: warning: %v: user commands run without limits", err)
+	} else if total, err := memTotal(meminfo); err != nil {
+		consolef("pyro-agent: warning: %v: user commands run without limits", err)
+	} else if srv.cgroups, err = setupCgroups(cgroupRoot, total, consolef); err != nil {
+		consolef("pyro-agent: warning: limiting user commands: %v", err)
+	}
 	port := uint32(DefaultAgentPort)
 	if p, ok := params["pyro.agent_port"]; ok {
 		n, err := strconv.ParseUint(p, 10, 32)

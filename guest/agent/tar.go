@@ -10,9 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -27,61 +25,67 @@ import (
 // stays on the directory's file system (like tar --one-file-system), so
 // /proc and friends never end up in an archive of /.
 func (s *Server) tarOut(st *stream, req *proto.Request) (any, error) {
-	root, err := s.path(req.Path)
+	t, rel, err := s.tree(req, req.Path)
 	if err != nil {
 		return nil, err
 	}
-	rfi, err := os.Stat(root)
+	defer t.close()
+	top, err := t.open(rel, req.Path, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return nil, err
 	}
-	if !rfi.IsDir() {
-		return nil, &fs.PathError{Op: "tar_out", Path: req.Path, Err: syscall.ENOTDIR}
+	rfi, err := statAt(top, "")
+	if err != nil {
+		unix.Close(top)
+		return nil, &fs.PathError{Op: "tar_out", Path: req.Path, Err: err}
 	}
-	dev := rfi.Sys().(*syscall.Stat_t).Dev
+	dev := rfi.st.Dev
 	bw := bufio.NewWriterSize(frameWriter{st.enc, proto.FrameData}, proto.ChunkSize)
 	tw := tar.NewWriter(bw)
 	var res proto.TarResult
-	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	// entry archives name in dirfd, rel its archive path; a directory's
+	// contents follow it, in name order (as filepath.WalkDir).
+	var walk func(dirfd int, rel string) error
+	entry := func(dirfd int, name, rel string) error {
+		fi, err := statAt(dirfd, name)
 		if err != nil {
-			if p == root {
-				return err
-			}
-			return nil // unreadable or vanished below the root: leave it out
+			return nil // vanished
 		}
-		if p == root {
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return nil
-		}
-		rel, _ := filepath.Rel(root, p)
-		rel = filepath.ToSlash(rel)
 		var link string
 		var f *os.File
 		switch m := fi.Mode(); {
 		case m.IsDir():
-			if sys, ok := fi.Sys().(*syscall.Stat_t); ok && sys.Dev != dev {
-				hdr := tarHeader(fi, rel, "")
-				if err := tw.WriteHeader(hdr); err != nil {
-					return err
-				}
-				res.Entries++
-				return fs.SkipDir // a mount point: the directory, not its contents
+			if err := tw.WriteHeader(tarHeader(fi, rel, "")); err != nil {
+				return err
 			}
+			res.Entries++
+			if fi.st.Dev != dev {
+				return nil // a mount point: the directory, not its contents
+			}
+			sub, err := openChildDir(dirfd, name)
+			if err != nil {
+				return nil // unreadable, or replaced since the stat
+			}
+			return walk(sub, rel+"/")
 		case m&fs.ModeSymlink != 0:
-			if link, err = os.Readlink(p); err != nil {
+			if link = readlinkAt(dirfd, name); link == "" {
 				return nil
 			}
 		case m.IsRegular():
-			if f, err = os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0); err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
+			fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+			if err != nil {
+				if err == unix.ENOENT {
 					return nil
 				}
-				return err
+				return fmt.Errorf("opening %s: %w", rel, err)
 			}
+			f = os.NewFile(uintptr(fd), rel)
 			defer f.Close()
+			// What was opened is what is archived: its size, not the
+			// name's a moment before.
+			if ffi, err := f.Stat(); err == nil && ffi.Mode().IsRegular() {
+				fi.st.Size = ffi.Size()
+			}
 		default:
 			return nil
 		}
@@ -105,7 +109,21 @@ func (s *Server) tarOut(st *stream, req *proto.Request) (any, error) {
 			res.Bytes += hdr.Size
 		}
 		return nil
-	})
+	}
+	walk = func(dirfd int, prefix string) error {
+		defer unix.Close(dirfd)
+		names, err := dirNames(dirfd)
+		if err != nil && prefix == "" {
+			return &fs.PathError{Op: "tar_out", Path: req.Path, Err: err}
+		}
+		for _, name := range names {
+			if err := entry(dirfd, name, prefix+name); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	err = walk(top, "")
 	if err == nil {
 		err = tw.Close()
 	}
@@ -125,7 +143,7 @@ func tarHeader(fi fs.FileInfo, name, link string) *tar.Header {
 		hdr.Name += "/"
 	}
 	hdr.Uname, hdr.Gname = "", ""
-	hdr.Mode = int64(fileInfo("", "", fi).Mode)
+	hdr.Mode = int64(fileInfo("", fi, "").Mode)
 	return hdr
 }
 
@@ -146,16 +164,14 @@ const maxTarDirs = 1 << 20
 // (from the archive or already on disk) can make it land outside the
 // target; such entries fail the request with a message naming them.
 func (s *Server) tarIn(st *stream, req *proto.Request) (any, error) {
-	root, err := s.path(req.Path)
+	t, rel, err := s.tree(req, req.Path)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return nil, err
-	}
-	rootfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	rootfd, err := t.mkdirAll(rel, req.Path)
+	t.close()
 	if err != nil {
-		return nil, &fs.PathError{Op: "tar_in", Path: req.Path, Err: err}
+		return nil, err
 	}
 	x := &extractor{root: rootfd, dir: req.Path, maxEntry: s.maxTarEntry}
 	defer x.close()

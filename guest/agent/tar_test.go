@@ -27,7 +27,7 @@ func snapshot(t *testing.T, root string) map[string]string {
 		}
 		fi, _ := d.Info()
 		rel, _ := filepath.Rel(root, p)
-		info := fileInfo(rel, p, fi)
+		info := fileInfo(rel, fi, readlink(p))
 		s := info.Type + " " + fs.FileMode(info.Mode).String()
 		switch info.Type {
 		case proto.TypeFile:
@@ -275,4 +275,9 @@ func TestTarInSparse(t *testing.T) {
 	if string(b) != "A\x00" {
 		t.Errorf("content %q", b)
 	}
+}
+
+func readlink(p string) string {
+	t, _ := os.Readlink(p)
+	return t
 }

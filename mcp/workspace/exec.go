@@ -104,7 +104,7 @@ func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
 	}
 	r := mcp.ExecResult{Seq: seq, ExitCode: res.ExitCode, Duration: dur,
 		Stdout: stdout.bytes(), Stderr: stderr.bytes(), StdoutSize: stdout.total, StderrSize: stderr.total,
-		OutputTruncated: stdout.total > outFileCap || stderr.total > outFileCap}
+		OutputTruncated: stdout.total > outFileCap || stderr.total > outFileCap, Limited: limitedNote(res)}
 	for _, s := range []struct {
 		n    int64
 		file string
@@ -171,6 +171,28 @@ func (w *workspace) pruneOutputs(self int64) {
 			}
 		}
 	}
+}
+
+// limitedNote says what the guest's limits on user commands did to an
+// exec, for the model: what to do next goes with each part.
+func limitedNote(r proto.ExecResult) string {
+	var parts []string
+	if r.EarlierKilled > 0 {
+		parts = append(parts, fmt.Sprintf("killed %d processes earlier commands left running (they had hit a limit, or the process limit left no room)", r.EarlierKilled))
+	}
+	if r.PidsLimited > 0 {
+		parts = append(parts, fmt.Sprintf("the process limit refused %d forks (a fork bomb or runaway spawning; the next command kills what is left of it)", r.PidsLimited))
+	}
+	if r.OOMKills > 0 {
+		parts = append(parts, fmt.Sprintf("out of memory: the memory limit on commands killed %d processes (all of the command that used the most); give the workspace more memory or use less", r.OOMKills))
+	}
+	if len(r.DiskFull) > 0 {
+		parts = append(parts, "no disk space left on "+strings.Join(r.DiskFull, ", ")+"; delete files to free it")
+	}
+	if r.LeftRunning > 0 {
+		parts = append(parts, fmt.Sprintf("%d processes left running in the background", r.LeftRunning))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // commandLine is how the journal shows a command.

@@ -85,6 +85,11 @@
 // (Data after End, anything without stdin). Output is streamed until the
 // process exits and its pipes stay idle for 250 ms (background processes
 // may hold them open). ExecResult.exit_code is -1 when a signal killed it.
+// In a guest the command runs in its own cgroup under the limits on user
+// commands (process count, memory, CPU weight); a timeout or cancel kills
+// that whole cgroup, and the result counts what the limits did
+// (pids_limited, oom_kills, disk_full, and processes left running or
+// killed).
 //
 // A read_file, list or tar_out answer is streamed as it is produced; a
 // write_file replaces its target by renaming a temporary file over it only
@@ -100,7 +105,9 @@
 // absolute path elsewhere or a symlink (absolute symlinks always count as
 // leaving) fails with EXDEV. A path that does not exist yet is judged by
 // its nearest existing ancestor. stat does not follow a final symlink, the
-// other operations do. This is how every file tool of a workspace stays in
+// other operations do. The operation then opens its target the same way
+// and works on that descriptor (trees are walked with *at calls that never
+// follow a symlink), so a symlink swapped in after the check leads nowhere. This is how every file tool of a workspace stays in
 // /workspace. Version 2 added it: an agent that ignored the field would
 // silently not confine, so version 1 agents are refused.
 //

@@ -88,6 +88,28 @@ type ExecResult struct {
 	TimedOut bool `json:"timed_out,omitempty"`
 	// Duration is from the start of the process to its exit.
 	Duration time.Duration `json:"duration_ns"`
+
+	// What the guest's limits on user commands did (zero where the guest
+	// has none: an agent outside a VM, a kernel without cgroup v2).
+	//
+	// PidsLimited counts the forks the process limit refused to the
+	// command's processes, and to processes earlier commands left
+	// running, since the previous exec reported theirs.
+	PidsLimited int64 `json:"pids_limited,omitempty"`
+	// OOMKills counts, alike, the processes the OOM killer killed (on
+	// the memory limit it kills all of one command's processes).
+	OOMKills int64 `json:"oom_kills,omitempty"`
+	// LeftRunning counts the command's processes still running when it
+	// returned (background processes).
+	LeftRunning int `json:"left_running,omitempty"`
+	// EarlierRunning counts the processes earlier commands left running
+	// when this one started; EarlierKilled those it killed first because
+	// their command had hit a limit (a fork bomb outlives its shell).
+	EarlierRunning int `json:"earlier_running,omitempty"`
+	EarlierKilled  int `json:"earlier_killed,omitempty"`
+	// DiskFull names the file systems (of / and the working directory)
+	// with no space left after the command.
+	DiskFull []string `json:"disk_full,omitempty"`
 }
 
 // File types of FileInfo.Type.
