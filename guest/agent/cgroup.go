@@ -32,7 +32,7 @@ import (
 //
 // A fork bomb runs into pids.max, a memory hog into memory.max (the OOM
 // killer then kills that exec's whole cgroup, never the agent, which also
-// has oom_score_adj -1000), and a CPU hog gets a small share next to the
+// has oom_score_adj agentOOMScoreAdj), and a CPU hog gets a small share next to the
 // agent, so the agent keeps answering. Each exec reports what its cgroup
 // ran into, and kills, when it starts, what earlier execs left running
 // that hit a limit (a fork bomb outlives the shell that started it).
@@ -66,6 +66,12 @@ const (
 	// wins ten to one against all user commands together.
 	agentCPUWeight = 1000
 	userCPUWeight  = 100
+
+	// agentOOMScoreAdj keeps the agent last in the guest kernel's OOM
+	// victim order without making it, and so every command it clones
+	// until unprotect resets their score, immune: -1000 would exempt
+	// such a process from its exec's group kill too.
+	agentOOMScoreAdj = -999
 
 	// leftoverKillWait bounds the wait for killed leftovers to exit
 	// before a new exec starts (cgroup.kill is asynchronous); a few
@@ -135,7 +141,7 @@ func setupCgroups(root string, memTotal int64, logf func(string, ...any)) (*cgro
 	}
 	// Last: only execs in a cgroup of ours get their score reset (see
 	// unprotect), so the agent is protected only once they will be.
-	if err := os.WriteFile("/proc/self/oom_score_adj", []byte("-1000"), 0); err != nil {
+	if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(agentOOMScoreAdj)), 0); err != nil {
 		logf("pyro-agent: warning: protecting the agent from the OOM killer: %v", err)
 	}
 	return &cgroups{user: user, logf: logf, active: map[string]bool{}, reported: map[string][2]int64{}}, nil
@@ -318,9 +324,12 @@ func (x *execCgroup) kill() {
 }
 
 // unprotect gives the exec's processes the default OOM score: they
-// inherit the agent's -1000 across clone, which would make them
-// unkillable. The command's first process is set right after it starts;
-// anything it forked before that is found through cgroup.procs.
+// inherit the agent's agentOOMScoreAdj across clone, which would make
+// the guest kernel's OOM killer pass them over. The command's first
+// process is set right after it starts; anything it forked before that is
+// found through cgroup.procs, and a process forked in between keeps the
+// low score, but can still be killed: the limit's group kill
+// (memory.oom.group) spares only -1000.
 func (x *execCgroup) unprotect(pid int) {
 	if x == nil {
 		return
