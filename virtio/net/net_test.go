@@ -1,0 +1,732 @@
+package net
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pyro-mcp/pyro/virtio"
+	"github.com/pyro-mcp/pyro/virtio/virtiotest"
+)
+
+var testMAC = [6]byte{0x02, 0x50, 0x59, 0x52, 0x4f, 0x01}
+
+// allOffloads is every capability a backend can have.
+var allOffloads = Capabilities{TxChecksum: true, TxTSO: true, RxTSO: true}
+
+// txFrame is a frame the backend received, copied.
+type txFrame struct {
+	h    Header
+	data []byte
+}
+
+// recBackend records transmitted frames on a channel.
+type recBackend struct {
+	caps   Capabilities
+	frames chan txFrame
+	// onTransmit, if set, runs inside Transmit before the frame is
+	// recorded; its error is Transmit's.
+	onTransmit func(h Header, frame [][]byte) error
+}
+
+func newBackend(caps Capabilities) *recBackend {
+	return &recBackend{caps: caps, frames: make(chan txFrame, 1024)}
+}
+
+func (b *recBackend) Capabilities() Capabilities { return b.caps }
+
+func (b *recBackend) Transmit(h Header, frame [][]byte) error {
+	if b.onTransmit != nil {
+		if err := b.onTransmit(h, frame); err != nil {
+			return err
+		}
+	}
+	b.frames <- txFrame{h, bytes.Join(frame, nil)}
+	return nil
+}
+
+func (b *recBackend) next(t *testing.T) txFrame {
+	t.Helper()
+	select {
+	case f := <-b.frames:
+		return f
+	case <-time.After(5 * time.Second):
+		t.Fatal("no frame reached the backend in 5s")
+		return txFrame{}
+	}
+}
+
+// harness is a running device with a guest driver double.
+type harness struct {
+	t      *testing.T
+	dev    *Device
+	drv    *virtiotest.Driver
+	be     *recBackend
+	rx, tx *virtiotest.DriverQueue
+}
+
+// setup activates a device over a backend with caps; the guest accepts
+// the features in want.
+func setup(t *testing.T, caps Capabilities, opts Options, want uint64, txIRQDelay time.Duration) *harness {
+	t.Helper()
+	be := newBackend(caps)
+	if opts.MAC == ([6]byte{}) {
+		opts.MAC = testMAC
+	}
+	dev, err := New(be, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if txIRQDelay != 0 {
+		dev.txIRQDelay = txIRQDelay
+	}
+	drv := virtiotest.New(t, dev, 32<<20)
+	drv.Init(want, queueSize)
+	h := &harness{t: t, dev: dev, drv: drv, be: be, rx: drv.Queues[rxQueue], tx: drv.Queues[txQueue]}
+	t.Cleanup(func() { drv.SetReg(virtio.Status, 0) })
+	return h
+}
+
+// locked runs f as the guest driver, holding the device's memory lock.
+func (h *harness) locked(f func()) {
+	h.dev.memMu.Lock()
+	defer h.dev.memMu.Unlock()
+	f()
+}
+
+// send adds a tx chain of the given readable pieces and kicks.
+func (h *harness) send(pieces ...[]byte) virtiotest.Request {
+	var r virtiotest.Request
+	h.locked(func() { r = h.tx.Add(pieces, nil) })
+	h.tx.Kick()
+	return r
+}
+
+// post adds n receive chains of size bytes and kicks.
+func (h *harness) post(n int, size uint32) []virtiotest.Request {
+	var r []virtiotest.Request
+	h.locked(func() { r = h.rx.Post(n, size) })
+	h.rx.Kick()
+	return r
+}
+
+// waitUsed collects n used elements of q, polling under the memory lock.
+func (h *harness) waitUsed(q *virtiotest.DriverQueue, n int) []virtiotest.Used {
+	h.t.Helper()
+	var out []virtiotest.Used
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		h.locked(func() { out = append(out, q.TakeUsed()...) })
+		if len(out) >= n {
+			return out
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%d of %d used elements on queue %d after 5s (status %#x, %+v)", len(out), n, q.Index, h.drv.Reg(virtio.Status), h.dev.Stats())
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+// written reads n bytes the device wrote into req.
+func (h *harness) written(req virtiotest.Request, n uint32) []byte {
+	var b []byte
+	h.locked(func() { b = bytes.Clone(h.drv.Written(req, n)) })
+	return b
+}
+
+// waitStats waits until cond holds for the device's counters.
+func (h *harness) waitStats(what string, cond func(Stats) bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond(h.dev.Stats()) {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%s: not after 5s: %+v", what, h.dev.Stats())
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+// rawHdr builds a virtio_net_hdr.
+func rawHdr(flags, gso uint8, hdrLen, gsoSize, csumStart, csumOffset uint16) []byte {
+	b := make([]byte, HeaderSize)
+	b[0], b[1] = flags, gso
+	le := binary.LittleEndian
+	le.PutUint16(b[2:], hdrLen)
+	le.PutUint16(b[4:], gsoSize)
+	le.PutUint16(b[6:], csumStart)
+	le.PutUint16(b[8:], csumOffset)
+	return b
+}
+
+// frame returns an n-byte Ethernet frame with a recognisable payload.
+func frame(n int, seed byte) []byte {
+	f := make([]byte, n)
+	copy(f, []byte{0x02, 0x50, 0x59, 0x52, 0x4f, 0x01, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00})
+	for i := ethHeaderLen; i < n; i++ {
+		f[i] = seed + byte(i*7)
+	}
+	return f
+}
+
+const allFeatures = ^uint64(0)
+
+func TestFeaturesAndConfig(t *testing.T) {
+	base := uint64(1<<VIRTIO_NET_F_MAC | 1<<VIRTIO_NET_F_MTU | 1<<VIRTIO_NET_F_STATUS |
+		1<<VIRTIO_NET_F_MRG_RXBUF | 1<<VIRTIO_NET_F_GUEST_CSUM | 1<<virtio.VIRTIO_F_VERSION_1)
+	for _, c := range []struct {
+		caps Capabilities
+		want uint64
+	}{
+		{Capabilities{}, base},
+		{Capabilities{TxChecksum: true}, base | 1<<VIRTIO_NET_F_CSUM},
+		{allOffloads, base | 1<<VIRTIO_NET_F_CSUM | 1<<VIRTIO_NET_F_HOST_TSO4 | 1<<VIRTIO_NET_F_HOST_TSO6 |
+			1<<VIRTIO_NET_F_GUEST_TSO4 | 1<<VIRTIO_NET_F_GUEST_TSO6},
+	} {
+		h := setup(t, c.caps, Options{MTU: 9000}, allFeatures, 0)
+		if got := h.drv.Features(); got != c.want {
+			t.Errorf("caps %+v: offered %#x, want %#x", c.caps, got, c.want)
+		}
+		if got := h.drv.Negotiated; got != c.want {
+			t.Errorf("caps %+v: negotiated %#x", c.caps, got)
+		}
+		if h.drv.Features()&(1<<virtio.VIRTIO_F_EVENT_IDX|1<<VIRTIO_NET_F_CTRL_VQ|1<<VIRTIO_NET_F_MQ) != 0 {
+			t.Error("offers event indices, a control queue or multiqueue")
+		}
+		g, ok := h.dev.GuestOffloads()
+		if !ok || !g.Checksum || !g.Mergeable || g.TSO4 != c.caps.RxTSO || g.TSO6 != c.caps.RxTSO {
+			t.Errorf("caps %+v: guest offloads %+v, %v", c.caps, g, ok)
+		}
+	}
+
+	h := setup(t, Capabilities{}, Options{MTU: 9000}, allFeatures, 0)
+	cfg := make([]byte, 16)
+	h.drv.MMIO.Read(virtio.Config, cfg)
+	if !bytes.Equal(cfg[:6], testMAC[:]) {
+		t.Errorf("mac %x", cfg[:6])
+	}
+	le := binary.LittleEndian
+	if st, pairs, mtu := le.Uint16(cfg[6:]), le.Uint16(cfg[8:]), le.Uint16(cfg[10:]); st != VIRTIO_NET_S_LINK_UP || pairs != 1 || mtu != 9000 {
+		t.Errorf("status %d, max_virtqueue_pairs %d, mtu %d", st, pairs, mtu)
+	}
+	if !bytes.Equal(cfg[12:], make([]byte, 4)) {
+		t.Errorf("bytes past the configuration read %x", cfg[12:])
+	}
+	h.drv.MMIO.Write(virtio.Config, []byte{1, 2, 3, 4, 5, 6})
+	h.drv.MMIO.Read(virtio.Config, cfg[:6])
+	if !bytes.Equal(cfg[:6], testMAC[:]) {
+		t.Error("the guest rewrote the MAC")
+	}
+
+	// A guest that takes only VERSION_1 gets plain frames.
+	h = setup(t, allOffloads, Options{}, 1<<virtio.VIRTIO_F_VERSION_1, 0)
+	if g, ok := h.dev.GuestOffloads(); !ok || g != (GuestOffloads{}) {
+		t.Errorf("minimal guest: %+v", g)
+	}
+	if h.dev.MTU() != DefaultMTU {
+		t.Errorf("default MTU %d", h.dev.MTU())
+	}
+}
+
+func TestNewRefuses(t *testing.T) {
+	for name, c := range map[string]struct {
+		caps Capabilities
+		opts Options
+	}{
+		"no MAC":                 {Capabilities{}, Options{}},
+		"multicast MAC":          {Capabilities{}, Options{MAC: [6]byte{1, 0, 0, 0, 0, 1}}},
+		"MTU too small":          {Capabilities{}, Options{MAC: testMAC, MTU: 67}},
+		"MTU too large":          {Capabilities{}, Options{MAC: testMAC, MTU: MaxMTU + 1}},
+		"TSO without checksum":   {Capabilities{TxTSO: true}, Options{MAC: testMAC}},
+		"pending frames over":    {Capabilities{}, Options{MAC: testMAC, MaxPendingFrames: DefaultMaxPendingFrames + 1}},
+		"pending bytes over":     {Capabilities{}, Options{MAC: testMAC, MaxPendingBytes: DefaultMaxPendingBytes + 1}},
+		"pending bytes negative": {Capabilities{}, Options{MAC: testMAC, MaxPendingBytes: -1}},
+	} {
+		if _, err := New(newBackend(c.caps), c.opts); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := New(nil, Options{MAC: testMAC}); err == nil {
+		t.Error("no backend: accepted")
+	}
+}
+
+// A frame the guest sends reaches the backend whole, with its header
+// fields, however the driver splits header and frame across descriptors.
+func TestTxReachesBackend(t *testing.T) {
+	h := setup(t, allOffloads, Options{}, allFeatures, 0)
+	f := frame(1000, 1)
+	hdr := rawHdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, 34, 16)
+	h.send(hdr[:5], append(hdr[5:], f[:3]...), f[3:500], f[500:])
+	got := h.be.next(t)
+	want := Header{NeedsCsum: true, CsumStart: 34, CsumOffset: 16}
+	if got.h != want || !bytes.Equal(got.data, f) {
+		t.Fatalf("backend got %+v and %d bytes", got.h, len(got.data))
+	}
+	if u := h.waitUsed(h.tx, 1); u[0].Len != 0 {
+		t.Fatalf("tx used %+v", u)
+	}
+
+	// A TSO super-segment of the largest size.
+	big := frame(MaxGSOFrameLen, 2)
+	h.send(rawHdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV6, 74, 1440, 54, 16), big)
+	got = h.be.next(t)
+	want = Header{NeedsCsum: true, CsumStart: 54, CsumOffset: 16, GSO: GSOTCPv6, GSOSize: 1440, HdrLen: 74}
+	if got.h != want || !bytes.Equal(got.data, big) {
+		t.Fatalf("backend got %+v and %d bytes", got.h, len(got.data))
+	}
+	h.waitStats("two frames counted", func(s Stats) bool {
+		return s.TxFrames == 2 && s.TxBytes == uint64(len(f)+len(big))
+	})
+}
+
+// Each malformed or oversized tx chain is dropped and counted, its chain
+// returned, nothing reaches the backend, and the queue keeps working.
+func TestTxRejects(t *testing.T) {
+	csum := uint8(VIRTIO_NET_HDR_F_NEEDS_CSUM)
+	noCsum := allFeatures &^ (1<<VIRTIO_NET_F_CSUM | 1<<VIRTIO_NET_F_HOST_TSO4 | 1<<VIRTIO_NET_F_HOST_TSO6)
+	noTSO4 := allFeatures &^ (1 << VIRTIO_NET_F_HOST_TSO4)
+	for _, c := range []struct {
+		name     string
+		want     uint64
+		chain    [][]byte
+		writable bool
+		tooBig   bool
+	}{
+		{name: "short header", want: allFeatures, chain: [][]byte{make([]byte, HeaderSize-1)}},
+		{name: "runt frame", want: allFeatures, chain: [][]byte{rawHdr(0, 0, 0, 0, 0, 0), make([]byte, 13)}},
+		{name: "writable buffer", want: allFeatures, chain: [][]byte{rawHdr(0, 0, 0, 0, 0, 0), frame(100, 0)}, writable: true},
+		{name: "unknown flag", want: allFeatures, chain: [][]byte{rawHdr(4, 0, 0, 0, 0, 0), frame(100, 0)}},
+		{name: "checksum not negotiated", want: noCsum, chain: [][]byte{rawHdr(csum, 0, 0, 0, 20, 6), frame(100, 0)}},
+		{name: "checksum past the frame", want: allFeatures, chain: [][]byte{rawHdr(csum, 0, 0, 0, 90, 9), frame(100, 0)}},
+		{name: "TSO4 not negotiated", want: noTSO4, chain: [][]byte{rawHdr(csum, VIRTIO_NET_HDR_GSO_TCPV4, 54, 1000, 34, 16), frame(3000, 0)}},
+		{name: "ECN", want: allFeatures, chain: [][]byte{rawHdr(csum, VIRTIO_NET_HDR_GSO_TCPV4|VIRTIO_NET_HDR_GSO_ECN, 54, 1000, 34, 16), frame(3000, 0)}},
+		{name: "UFO", want: allFeatures, chain: [][]byte{rawHdr(csum, VIRTIO_NET_HDR_GSO_UDP, 42, 1000, 34, 6), frame(3000, 0)}},
+		{name: "GSO without checksum", want: allFeatures, chain: [][]byte{rawHdr(0, VIRTIO_NET_HDR_GSO_TCPV4, 54, 1000, 0, 0), frame(3000, 0)}},
+		{name: "GSO of size 0", want: allFeatures, chain: [][]byte{rawHdr(csum, VIRTIO_NET_HDR_GSO_TCPV4, 54, 0, 34, 16), frame(3000, 0)}},
+		{name: "over the MTU", want: allFeatures, chain: [][]byte{rawHdr(0, 0, 0, 0, 0, 0), frame(1500+ethHeaderLen+vlanTagLen+1, 0)}, tooBig: true},
+		{name: "super-segment over 64 KiB", want: allFeatures, chain: [][]byte{rawHdr(csum, VIRTIO_NET_HDR_GSO_TCPV4, 54, 1000, 34, 16), frame(MaxGSOFrameLen+1, 0)}, tooBig: true},
+		{name: "past every bound", want: allFeatures, chain: [][]byte{rawHdr(csum, VIRTIO_NET_HDR_GSO_TCPV4, 54, 1000, 34, 16), frame(maxFrameLen+1, 0)}, tooBig: true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := setup(t, allOffloads, Options{MTU: 1500}, c.want, 0)
+			var w []uint32
+			if c.writable {
+				w = []uint32{64}
+			}
+			h.locked(func() { h.tx.Add(c.chain, w) })
+			h.tx.Kick()
+			if u := h.waitUsed(h.tx, 1); u[0].Len != 0 {
+				t.Fatalf("used %+v", u)
+			}
+			s := h.dev.Stats()
+			if (c.tooBig && s.TxTooBig != 1) || (!c.tooBig && s.TxMalformed != 1) || s.TxFrames != 0 {
+				t.Fatalf("stats %+v", s)
+			}
+			good := frame(60, 9)
+			h.send(rawHdr(0, 0, 0, 0, 0, 0), good)
+			if f := h.be.next(t); !bytes.Equal(f.data, good) {
+				t.Fatal("the next frame did not follow the dropped one")
+			}
+			if h.drv.Reg(virtio.Status)&virtio.DEVICE_NEEDS_RESET != 0 {
+				t.Fatal("a dropped frame broke the device")
+			}
+		})
+	}
+}
+
+// A backend that refuses a frame costs that frame only.
+func TestTxBackendError(t *testing.T) {
+	h := setup(t, Capabilities{}, Options{}, allFeatures, 0)
+	h.be.onTransmit = func(Header, [][]byte) error { return errors.New("no room") }
+	h.send(rawHdr(0, 0, 0, 0, 0, 0), frame(100, 0))
+	h.waitUsed(h.tx, 1)
+	if s := h.dev.Stats(); s.TxBackendErrors != 1 || s.TxFrames != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// parseRx reads a received chain's header and frame.
+func parseRx(b []byte) (Header, uint16, []byte) {
+	hd, _, _ := parseHeader(b)
+	return hd, binary.LittleEndian.Uint16(b[10:]), b[HeaderSize:]
+}
+
+// Without mergeable buffers each frame takes one chain, num_buffers 1.
+func TestRxSingleBuffer(t *testing.T) {
+	h := setup(t, allOffloads, Options{}, allFeatures&^(1<<VIRTIO_NET_F_MRG_RXBUF), 0)
+	bufs := h.post(2, 2048)
+	f := frame(1514, 3)
+	hd := Header{DataValid: true}
+	if err := h.dev.Deliver(hd, [][]byte{f[:100], f[100:]}); err != nil {
+		t.Fatal(err)
+	}
+	u := h.waitUsed(h.rx, 1)
+	if u[0].ID != uint32(bufs[0].Head) || u[0].Len != uint32(HeaderSize+len(f)) {
+		t.Fatalf("used %+v", u)
+	}
+	gh, nb, data := parseRx(h.written(bufs[0], u[0].Len))
+	if gh != hd || nb != 1 || !bytes.Equal(data, f) {
+		t.Fatalf("guest got %+v, num_buffers %d, %d bytes", gh, nb, len(data))
+	}
+
+	// A frame larger than the chain is dropped; the chain serves the
+	// next frame.
+	if err := h.dev.Deliver(Header{}, [][]byte{frame(3000, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitStats("frame too big for the buffer", func(s Stats) bool { return s.RxNoRoom == 1 })
+	small := frame(64, 4)
+	h.dev.Deliver(Header{}, [][]byte{small})
+	u = h.waitUsed(h.rx, 1)
+	if _, _, data := parseRx(h.written(bufs[1], u[0].Len)); u[0].ID != uint32(bufs[1].Head) || !bytes.Equal(data, small) {
+		t.Fatalf("used %+v", u)
+	}
+}
+
+// With mergeable buffers a frame spreads over as many chains as it takes,
+// num_buffers counting them, all published at once.
+func TestRxMergeable(t *testing.T) {
+	h := setup(t, allOffloads, Options{}, allFeatures, 0)
+	bufs := h.post(8, 64)
+	f := frame(300, 5) // 312 bytes with the header: 4 × 64 + 56
+	hd := Header{NeedsCsum: true, CsumStart: 34, CsumOffset: 16, GSO: GSOTCPv4, GSOSize: 100, HdrLen: 54}
+	if err := h.dev.Deliver(hd, [][]byte{f}); err != nil {
+		t.Fatal(err)
+	}
+	u := h.waitUsed(h.rx, 5)
+	var got []byte
+	for i, e := range u {
+		want := uint32(64)
+		if i == 4 {
+			want = 56
+		}
+		if e.ID != uint32(bufs[i].Head) || e.Len != want {
+			t.Fatalf("used %+v", u)
+		}
+		got = append(got, h.written(bufs[i], e.Len)...)
+	}
+	gh, nb, data := parseRx(got)
+	if gh != hd || nb != 5 || !bytes.Equal(data, f) {
+		t.Fatalf("guest got %+v, num_buffers %d, %d bytes", gh, nb, len(data))
+	}
+
+	// A frame that needs more chains than are posted waits for them;
+	// the ones already taken are used first when they come.
+	f2 := frame(400, 6) // 412 bytes: 7 chains of 64, 3 posted
+	h.dev.Deliver(Header{}, [][]byte{f2})
+	h.waitStats("nothing placed yet", func(s Stats) bool { return s.RxFrames == 1 })
+	more := h.post(4, 64)
+	u = h.waitUsed(h.rx, 7)
+	got = nil
+	order := append(bufs[5:], more...)
+	for i, e := range u {
+		if e.ID != uint32(order[i].Head) {
+			t.Fatalf("used %+v", u)
+		}
+		got = append(got, h.written(order[i], e.Len)...)
+	}
+	if _, nb, data := parseRx(got); nb != 7 || !bytes.Equal(data, f2) {
+		t.Fatalf("num_buffers %d, %d bytes", nb, len(data))
+	}
+}
+
+// With no receive buffers posted, frames wait up to the bound, the rest
+// are dropped and counted, and the waiting ones arrive in order once the
+// guest posts buffers.
+func TestRxWaitsForBuffersWithinBound(t *testing.T) {
+	h := setup(t, Capabilities{}, Options{MaxPendingFrames: 4, MaxPendingBytes: 4 * 1000}, allFeatures, 0)
+	var errs []error
+	for i := range 6 {
+		errs = append(errs, h.dev.Deliver(Header{}, [][]byte{frame(1000, byte(i))}))
+	}
+	for i, err := range errs {
+		if (i < 4) != (err == nil) || (i >= 4 && !errors.Is(err, ErrQueueFull)) {
+			t.Fatalf("Deliver %d: %v", i, err)
+		}
+	}
+	if s := h.dev.Stats(); s.RxQueueFull != 2 || s.RxFrames != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+	// The bytes bound: a frame of 1 byte over what is left.
+	h2 := setup(t, Capabilities{}, Options{MaxPendingBytes: 2500}, allFeatures, 0)
+	if err := h2.dev.Deliver(Header{}, [][]byte{frame(1500, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h2.dev.Deliver(Header{}, [][]byte{frame(1001, 0)}); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("over the byte bound: %v", err)
+	}
+
+	bufs := h.post(4, 2048)
+	u := h.waitUsed(h.rx, 4)
+	for i, e := range u {
+		if _, nb, data := parseRx(h.written(bufs[i], e.Len)); nb != 1 || !bytes.Equal(data, frame(1000, byte(i))) {
+			t.Fatalf("frame %d: num_buffers %d, %d bytes", i, nb, len(data))
+		}
+	}
+	// Room again.
+	if err := h.dev.Deliver(Header{}, [][]byte{frame(1000, 9)}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitStats("pending drained", func(s Stats) bool { return s.RxFrames == 4 })
+	h.dev.mu.Lock()
+	n, b := len(h.dev.pending), h.dev.pendingBytes
+	h.dev.mu.Unlock()
+	if n != 1 || b != 1000 {
+		t.Fatalf("%d frames, %d bytes pending", n, b)
+	}
+}
+
+// Deliver refuses what the guest cannot take and says why.
+func TestDeliverRefuses(t *testing.T) {
+	be := newBackend(allOffloads)
+	dev, err := New(be, Options{MAC: testMAC, MTU: 1500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.Deliver(Header{}, [][]byte{frame(100, 0)}); !errors.Is(err, ErrInactive) {
+		t.Fatalf("before the driver: %v", err)
+	}
+	h := setup(t, allOffloads, Options{MTU: 1500}, allFeatures&^(1<<VIRTIO_NET_F_GUEST_TSO6), 0)
+	tso := Header{NeedsCsum: true, CsumStart: 54, CsumOffset: 16, GSO: GSOTCPv6, GSOSize: 1000}
+	for name, c := range map[string]struct {
+		h    Header
+		n    int
+		want error
+	}{
+		"runt":                  {Header{}, ethHeaderLen - 1, ErrFrameSize},
+		"over the MTU":          {Header{}, 1500 + ethHeaderLen + vlanTagLen + 1, ErrFrameSize},
+		"super-segment too big": {Header{GSO: GSOTCPv4, NeedsCsum: true, GSOSize: 1}, MaxGSOFrameLen + 1, ErrFrameSize},
+		"huge":                  {Header{}, 1 << 20, ErrFrameSize},
+		"TSO6 declined":         {tso, 3000, ErrOffload},
+		"ECN":                   {Header{GSO: GSOTCPv4 | VIRTIO_NET_HDR_GSO_ECN, NeedsCsum: true, GSOSize: 1}, 3000, ErrOffload},
+		"TSO without checksum":  {Header{GSO: GSOTCPv4, GSOSize: 1000}, 3000, ErrOffload},
+		"checksum past the end": {Header{NeedsCsum: true, CsumStart: 99, CsumOffset: 0}, 100, ErrOffload},
+	} {
+		if err := h.dev.Deliver(c.h, [][]byte{make([]byte, c.n)}); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", name, err, c.want)
+		}
+	}
+	if s := h.dev.Stats(); s.RxFrameSize != 4 || s.RxOffload != 4 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// onesSum is the Internet checksum's folded ones' complement sum.
+func onesSum(b []byte) uint16 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+	}
+	for s>>16 != 0 {
+		s = s&0xffff + s>>16
+	}
+	return uint16(s)
+}
+
+// A guest that did not accept GUEST_CSUM gets partial checksums finished
+// by the device and no DATA_VALID.
+func TestRxCompletesChecksumForPlainGuest(t *testing.T) {
+	h := setup(t, Capabilities{}, Options{}, allFeatures&^(1<<VIRTIO_NET_F_GUEST_CSUM), 0)
+	bufs := h.post(1, 4096)
+	for _, n := range []int{301, 300} { // odd and even lengths
+		f := frame(n, byte(n))
+		binary.BigEndian.PutUint16(f[34+6:], 0x1234) // the pseudo-header sum
+		orig := bytes.Clone(f)
+		if err := h.dev.Deliver(Header{NeedsCsum: true, DataValid: true, CsumStart: 34, CsumOffset: 6}, [][]byte{f}); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(f, orig) {
+			t.Fatal("Deliver changed the caller's frame")
+		}
+		u := h.waitUsed(h.rx, 1)
+		gh, _, data := parseRx(h.written(bufs[0], u[0].Len))
+		if gh != (Header{}) {
+			t.Fatalf("header %+v", gh)
+		}
+		// The stored checksum makes the sum over [start, end) plus
+		// the pseudo-header sum the field held come to 0xffff.
+		sum := uint32(onesSum(data[34:])) + 0x1234
+		sum = sum&0xffff + sum>>16
+		if sum != 0xffff || !bytes.Equal(data[:40], orig[:40]) || !bytes.Equal(data[42:], orig[42:]) {
+			t.Fatalf("length %d: checksum %#x does not complete the sum (%#x)", n, binary.BigEndian.Uint16(data[40:]), sum)
+		}
+		bufs = h.post(1, 4096)
+	}
+}
+
+// A receive chain the driver made readable breaks the queue: the device
+// needs a reset and Deliver refuses until it has one.
+func TestRxBrokenChainNeedsReset(t *testing.T) {
+	h := setup(t, Capabilities{}, Options{}, allFeatures, 0)
+	h.locked(func() { h.rx.Add([][]byte{make([]byte, 64)}, nil) })
+	h.rx.Kick()
+	h.dev.Deliver(Header{}, [][]byte{frame(100, 0)})
+	deadline := time.Now().Add(5 * time.Second)
+	for h.drv.Reg(virtio.Status)&virtio.DEVICE_NEEDS_RESET == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("device not marked DEVICE_NEEDS_RESET")
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+	if err := h.dev.Deliver(Header{}, [][]byte{frame(100, 0)}); !errors.Is(err, ErrInactive) {
+		t.Fatalf("after the break: %v", err)
+	}
+	// A chain too small for the header breaks it the same way.
+	h = setup(t, Capabilities{}, Options{}, allFeatures, 0)
+	h.post(1, HeaderSize-1)
+	h.dev.Deliver(Header{}, [][]byte{frame(100, 0)})
+	deadline = time.Now().Add(5 * time.Second)
+	for h.drv.Reg(virtio.Status)&virtio.DEVICE_NEEDS_RESET == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("device not marked DEVICE_NEEDS_RESET for a header-sized chain")
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+// A driver reset in the middle of traffic stops the worker, drops the
+// pending frames (counted), refuses new ones, and a re-initialised
+// driver gets a working device with clean accounting.
+func TestResetMidTraffic(t *testing.T) {
+	h := setup(t, allOffloads, Options{}, allFeatures, 0)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // a stack that keeps sending
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			h.dev.Deliver(Header{}, [][]byte{frame(100+i%1000, byte(i))})
+		}
+	}()
+	h.post(16, 256)
+	for range 8 {
+		h.send(rawHdr(0, 0, 0, 0, 0, 0), frame(200, 1))
+	}
+	h.waitStats("traffic flowing", func(s Stats) bool { return s.RxFrames > 0 && s.RxQueueFull > 0 })
+	h.drv.SetReg(virtio.Status, 0)
+	if _, ok := h.dev.GuestOffloads(); ok {
+		t.Fatal("guest offloads reported after the reset")
+	}
+	if err := h.dev.Deliver(Header{}, [][]byte{frame(100, 0)}); !errors.Is(err, ErrInactive) {
+		t.Fatalf("after reset: %v", err)
+	}
+	h.dev.mu.Lock()
+	n, b := len(h.dev.pending), h.dev.pendingBytes
+	h.dev.mu.Unlock()
+	if n != 0 || b != 0 {
+		t.Fatalf("%d frames, %d bytes pending after reset", n, b)
+	}
+	if h.dev.Stats().RxInactive == 0 {
+		t.Fatal("frames dropped by the reset not counted")
+	}
+
+	h.drv.Init(allFeatures, queueSize)
+	h.rx, h.tx = h.drv.Queues[rxQueue], h.drv.Queues[txQueue]
+	close(stop)
+	wg.Wait()
+	// Whatever the sender got in after the re-init is accounted.
+	h.dev.mu.Lock()
+	sum := 0
+	for _, f := range h.dev.pending {
+		sum += len(f.data)
+	}
+	if sum != h.dev.pendingBytes {
+		t.Fatalf("pending bytes %d, frames hold %d", h.dev.pendingBytes, sum)
+	}
+	waiting := len(h.dev.pending)
+	h.dev.mu.Unlock()
+	for len(h.be.frames) > 0 {
+		<-h.be.frames
+	}
+	h.send(rawHdr(0, 0, 0, 0, 0, 0), frame(64, 7))
+	if f := h.be.next(t); !bytes.Equal(f.data, frame(64, 7)) {
+		t.Fatal("tx after the reset")
+	}
+	bufs := h.post(waiting+1, 2048)
+	h.dev.Deliver(Header{}, [][]byte{frame(77, 7)})
+	u := h.waitUsed(h.rx, waiting+1)
+	if _, _, data := parseRx(h.written(bufs[waiting], u[waiting].Len)); !bytes.Equal(data, frame(77, 7)) {
+		t.Fatal("rx after the reset")
+	}
+}
+
+// Tx completions alone wait for a batch (or the delay); an interrupt the
+// rx queue needs pays them too.
+func TestInterruptBatching(t *testing.T) {
+	h := setup(t, Capabilities{}, Options{}, allFeatures, time.Hour)
+	h.post(2, 2048)
+
+	// One tx frame: its completion is owed, not interrupted for.
+	h.send(rawHdr(0, 0, 0, 0, 0, 0), frame(60, 0))
+	h.be.next(t)
+	// A received frame's interrupt covers it.
+	h.dev.Deliver(Header{}, [][]byte{frame(60, 1)})
+	h.waitUsed(h.rx, 1)
+	h.waitUsed(h.tx, 1)
+	if got := h.drv.IRQs(); got != 1 {
+		t.Fatalf("%d interrupts for a tx completion and a received frame, want 1", got)
+	}
+
+	// txIRQBatch frames published at once: one interrupt.
+	h.locked(func() {
+		for range txIRQBatch {
+			h.tx.Add([][]byte{rawHdr(0, 0, 0, 0, 0, 0), frame(60, 2)}, nil)
+		}
+	})
+	h.tx.Kick()
+	h.waitUsed(h.tx, txIRQBatch)
+	// The rx frame after them is the witness that the worker is done
+	// with them: it interrupts once more.
+	h.dev.Deliver(Header{}, [][]byte{frame(60, 3)})
+	h.waitUsed(h.rx, 1)
+	if got := h.drv.IRQs(); got != 3 {
+		t.Fatalf("%d interrupts, want 3 (one for the batch, one for the received frame)", got)
+	}
+
+	// With a short delay a lone tx completion interrupts by itself.
+	h2 := setup(t, Capabilities{}, Options{}, allFeatures, time.Millisecond)
+	h2.send(rawHdr(0, 0, 0, 0, 0, 0), frame(60, 0))
+	deadline := time.Now().Add(5 * time.Second)
+	for h2.drv.IRQs() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the delayed tx interrupt never came")
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+	if u := h2.waitUsed(h2.tx, 1); len(u) != 1 {
+		t.Fatalf("used %+v", u)
+	}
+}
+
+// A bug in the backend's Transmit, on the worker, crashes the device's VM
+// through the transport and nothing else; a reset still returns.
+func TestWorkerPanicCrashesVM(t *testing.T) {
+	h := setup(t, Capabilities{}, Options{}, allFeatures, 0)
+	crashed := make(chan error, 1)
+	h.drv.MMIO.OnCrash(func(err error) { crashed <- err })
+	h.be.onTransmit = func(Header, [][]byte) error { panic("injected backend bug") }
+	h.send(rawHdr(0, 0, 0, 0, 0, 0), frame(60, 0))
+	var err error
+	select {
+	case err = <-crashed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no crash")
+	}
+	var pe *virtio.PanicError
+	if !errors.As(err, &pe) || pe.Where != "virtio-net worker" || fmt.Sprint(pe.Value) != "injected backend bug" {
+		t.Fatalf("crash: %v", err)
+	}
+	h.drv.SetReg(virtio.Status, 0) // must not hang
+}
