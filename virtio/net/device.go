@@ -348,12 +348,7 @@ func (d *Device) Activate(a virtio.Activation) error {
 	if d.stop != nil {
 		return errors.New("virtio-net: already active")
 	}
-	g := GuestOffloads{
-		Checksum:  a.Features&(1<<VIRTIO_NET_F_GUEST_CSUM) != 0,
-		TSO4:      a.Features&(1<<VIRTIO_NET_F_GUEST_TSO4) != 0,
-		TSO6:      a.Features&(1<<VIRTIO_NET_F_GUEST_TSO6) != 0,
-		Mergeable: a.Features&(1<<VIRTIO_NET_F_MRG_RXBUF) != 0,
-	}
+	g := guestOffloads(a.Features)
 	w := &worker{d: d, act: a, rx: a.Queues[rxQueue], rxSize: int(a.Queues[rxQueue].Size),
 		tx: a.Queues[txQueue], guest: g,
 		txCsum: a.Features&(1<<VIRTIO_NET_F_CSUM) != 0,
@@ -366,6 +361,21 @@ func (d *Device) Activate(a virtio.Activation) error {
 	go w.run(d.stop, d.done)
 	d.wake()
 	return nil
+}
+
+// guestOffloads reads what the driver accepted. TSO needs GUEST_CSUM
+// (§5.1.3.1): a super-segment always carries a partial checksum, which
+// the device cannot complete for the guest without segmenting, so a
+// driver that took TSO alone is treated as having taken neither.
+func guestOffloads(features uint64) GuestOffloads {
+	has := func(bit int) bool { return features&(1<<bit) != 0 }
+	csum := has(VIRTIO_NET_F_GUEST_CSUM)
+	return GuestOffloads{
+		Checksum:  csum,
+		TSO4:      csum && has(VIRTIO_NET_F_GUEST_TSO4),
+		TSO6:      csum && has(VIRTIO_NET_F_GUEST_TSO6),
+		Mergeable: has(VIRTIO_NET_F_MRG_RXBUF),
+	}
 }
 
 // Notify implements virtio.Device: it wakes the worker, whichever queue

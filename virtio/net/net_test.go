@@ -730,3 +730,17 @@ func TestWorkerPanicCrashesVM(t *testing.T) {
 	}
 	h.drv.SetReg(virtio.Status, 0) // must not hang
 }
+
+// A driver that took GUEST_TSO without GUEST_CSUM, against §5.1.3.1, is
+// sent no super-segments: they carry partial checksums the device could
+// not finish for it.
+func TestGuestTSONeedsGuestCsum(t *testing.T) {
+	h := setup(t, allOffloads, Options{}, allFeatures&^(1<<VIRTIO_NET_F_GUEST_CSUM), 0)
+	if g, _ := h.dev.GuestOffloads(); g.TSO4 || g.TSO6 {
+		t.Fatalf("guest offloads %+v", g)
+	}
+	err := h.dev.Deliver(Header{NeedsCsum: true, CsumStart: 34, CsumOffset: 16, GSO: GSOTCPv4, GSOSize: 1448}, [][]byte{frame(3000, 0)})
+	if !errors.Is(err, ErrOffload) {
+		t.Fatalf("super-segment to a guest without GUEST_CSUM: %v", err)
+	}
+}
