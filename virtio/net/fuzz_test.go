@@ -82,6 +82,7 @@ type fakeRing struct {
 	chains []virtio.Chain
 	next   int
 	used   []virtio.UsedElement
+	pushes int
 }
 
 func (r *fakeRing) Pop() (virtio.Chain, bool, error) {
@@ -94,6 +95,7 @@ func (r *fakeRing) Pop() (virtio.Chain, bool, error) {
 
 func (r *fakeRing) PushBatch(e []virtio.UsedElement) (bool, error) {
 	r.used = append(r.used, e...)
+	r.pushes++
 	return true, nil
 }
 
@@ -189,6 +191,9 @@ func FuzzNetRx(f *testing.F) {
 		}
 		if s.RxFrames != 1 || len(dev.pending) != 0 || dev.pendingBytes != 0 {
 			t.Fatalf("stats %+v, %d pending (%d bytes)", s, len(dev.pending), dev.pendingBytes)
+		}
+		if ring.pushes != 1 {
+			t.Fatalf("one frame's %d chains published in %d pushes", len(ring.used), ring.pushes)
 		}
 		if !g.Mergeable && len(ring.used) != 1 {
 			t.Fatalf("%d chains without mergeable buffers", len(ring.used))

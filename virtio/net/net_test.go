@@ -744,3 +744,65 @@ func TestGuestTSONeedsGuestCsum(t *testing.T) {
 		t.Fatalf("super-segment to a guest without GUEST_CSUM: %v", err)
 	}
 }
+
+// A tx descriptor pointing outside guest memory breaks the queue: the
+// device needs a reset and the backend sees nothing.
+func TestTxDescriptorOutsideMemory(t *testing.T) {
+	h := setup(t, Capabilities{}, Options{}, allFeatures, 0)
+	h.locked(func() {
+		h.tx.WriteDesc(0, virtiotest.Desc{Addr: uint64(len(h.drv.Mem.B)) - 8, Len: 64})
+		h.tx.Publish(0)
+	})
+	h.tx.Kick()
+	deadline := time.Now().Add(5 * time.Second)
+	for h.drv.Reg(virtio.Status)&virtio.DEVICE_NEEDS_RESET == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("device not marked DEVICE_NEEDS_RESET")
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+	if len(h.be.frames) != 0 || h.dev.Stats().TxFrames != 0 {
+		t.Fatal("a frame from outside guest memory reached the backend")
+	}
+	if err := h.dev.Deliver(Header{}, [][]byte{frame(60, 0)}); !errors.Is(err, ErrInactive) {
+		t.Fatalf("Deliver on a broken device: %v", err)
+	}
+}
+
+// The device runs unchanged over event indices, should the transport
+// offer them again: frames flow both ways and interrupts arrive.
+func TestWithEventIdx(t *testing.T) {
+	be := newBackend(allOffloads)
+	dev, err := New(be, Options{MAC: testMAC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drv := virtiotest.New(t, dev, 32<<20)
+	drv.MMIO.OfferEventIdx()
+	drv.Init(allFeatures, queueSize)
+	t.Cleanup(func() { drv.SetReg(virtio.Status, 0) })
+	h := &harness{t: t, dev: dev, drv: drv, be: be, rx: drv.Queues[rxQueue], tx: drv.Queues[txQueue]}
+	if !h.rx.EventIdx {
+		t.Fatal("event indices not negotiated")
+	}
+	bufs := h.post(4, 512)
+	for i := range 3 {
+		f := frame(60, byte(i))
+		h.send(rawHdr(0, 0, 0, 0, 0, 0), f)
+		if got := be.next(t); !bytes.Equal(got.data, f) {
+			t.Fatalf("tx %d", i)
+		}
+	}
+	f := frame(1000, 9) // two 512-byte chains
+	if err := dev.Deliver(Header{}, [][]byte{f}); err != nil {
+		t.Fatal(err)
+	}
+	u := h.waitUsed(h.rx, 2)
+	got := append(h.written(bufs[0], u[0].Len), h.written(bufs[1], u[1].Len)...)
+	if _, nb, data := parseRx(got); nb != 2 || !bytes.Equal(data, f) {
+		t.Fatalf("num_buffers %d, %d bytes", nb, len(data))
+	}
+	if drv.IRQs() == 0 {
+		t.Fatal("no interrupt")
+	}
+}
