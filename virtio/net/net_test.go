@@ -821,3 +821,19 @@ func TestWithEventIdx(t *testing.T) {
 	}
 	h.waitIRQs(1)
 }
+
+// A backend may answer from inside Transmit, as a stack replying to a
+// ping on the same goroutine does: Deliver takes no lock the worker holds.
+func TestTransmitMayDeliver(t *testing.T) {
+	h := setup(t, Capabilities{}, Options{}, allFeatures, 0)
+	h.be.onTransmit = func(hd Header, frame [][]byte) error {
+		return h.dev.Deliver(hd, frame)
+	}
+	bufs := h.post(1, 2048)
+	f := frame(500, 8)
+	h.send(rawHdr(0, 0, 0, 0, 0, 0), f)
+	u := h.waitUsed(h.rx, 1)
+	if _, _, data := parseRx(h.written(bufs[0], u[0].Len)); !bytes.Equal(data, f) {
+		t.Fatal("echoed frame differs")
+	}
+}
