@@ -50,6 +50,7 @@ VM_ENV  := PYRO_KVM=1 PYRO_TEST_KERNEL=$(ASSETS)/vmlinuz PYRO_TEST_BUSYBOX=$(ASS
 FUZZTIME ?= 300000x
 FUZZ := ./vmm:FuzzParseBzImage ./vmm/memory:FuzzSlice ./vmm/acpi:FuzzPkgLength \
 	./virtio:FuzzQueueWalk ./virtio:FuzzMMIOSequence:20000x:race ./virtio/blk:FuzzRequest ./virtio/vsock:FuzzTxPacket \
+	./virtio/net:FuzzNetTx:50000x ./virtio/net:FuzzNetRx:50000x \
 	./guest/agent:FuzzServeStream:20000x ./guest/agent/proto:FuzzDecodeFrames \
 	./guest/agent/proto:FuzzClientAnswers:20000x ./mcp/hostio:FuzzExportArchive:20000x \
 	./vmm/disk:FuzzStack:10000x ./mcp/patch:FuzzParse:100000x ./mcp/patch:FuzzApply:100000x \
