@@ -32,7 +32,7 @@ func (p *published) closeListeners() {
 }
 
 func (p *published) status() PublishedStatus {
-	s := PublishedStatus{GuestPort: p.guestPort, Connections: p.live, TotalConnections: p.total,
+	s := PublishedStatus{GuestPort: p.guestPort, HostPort: p.hostPort, Connections: p.live, TotalConnections: p.total,
 		BytesOut: p.out.Load(), BytesIn: p.in.Load()}
 	for _, l := range p.lns {
 		s.HostAddrs = append(s.HostAddrs, l.Addr().String())
@@ -121,9 +121,7 @@ func (n *Stack) acceptPublished(p *published, l net.Listener) {
 			hc.Close()
 			continue
 		}
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
+		if !n.spawn(func() {
 			ctx, cancel := context.WithTimeout(n.ctx, DialTimeout)
 			gc, err := gonet.DialContextTCP(ctx, n.s,
 				tcpip.FullAddress{NIC: nicID, Addr: tcpAddr(GuestAddr), Port: p.guestPort}, ipv4.ProtocolNumber)
@@ -134,7 +132,10 @@ func (n *Stack) acceptPublished(p *published, l net.Listener) {
 				return
 			}
 			n.relay(fl, gc, hc)
-		}()
+		}) {
+			hc.Close()
+			n.release(fl)
+		}
 	}
 }
 

@@ -61,15 +61,33 @@ func (n *Stack) relay(fl *flow, g, h net.Conn) {
 		return
 	}
 	done := make(chan struct{}, 1)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
+	if !n.spawn(func() {
 		n.copy(h, g, fl, true)
 		done <- struct{}{}
-	}()
+	}) {
+		fl.close()
+		return
+	}
 	n.copy(g, h, fl, false)
 	<-done
 	fl.close()
+}
+
+// spawn runs fn in a goroutine that Close waits for, unless the stack is
+// closing: adding to the WaitGroup under mu, before Close sets closed, keeps
+// Add from racing with Close's Wait.
+func (n *Stack) spawn(fn func()) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return false
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		fn()
+	}()
+	return true
 }
 
 type closeWriter interface{ CloseWrite() error }
@@ -123,9 +141,7 @@ func (n *Stack) handleUDP(r *udp.ForwarderRequest) bool {
 		return true
 	}
 	gc := gonet.NewUDPConn(&wq, ep)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
+	if !n.spawn(func() {
 		ctx, cancel := context.WithTimeout(n.ctx, DialTimeout)
 		hc, err := n.dialer.DialContext(ctx, "udp", target)
 		cancel()
@@ -135,7 +151,10 @@ func (n *Stack) handleUDP(r *udp.ForwarderRequest) bool {
 			return
 		}
 		n.relayUDP(fl, gc, hc)
-	}()
+	}) {
+		gc.Close()
+		n.release(fl)
+	}
 	return true
 }
 
@@ -147,12 +166,13 @@ func (n *Stack) relayUDP(fl *flow, g, h net.Conn) {
 		return
 	}
 	done := make(chan struct{}, 1)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
+	if !n.spawn(func() {
 		n.copyDatagrams(h, g, fl, true)
 		done <- struct{}{}
-	}()
+	}) {
+		fl.close()
+		return
+	}
 	n.copyDatagrams(g, h, fl, false)
 	fl.close()
 	<-done

@@ -1,11 +1,13 @@
 package netstack
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -341,6 +343,7 @@ func (n *Stack) Status() Status {
 	for _, p := range n.published {
 		st.Published = append(st.Published, p.status())
 	}
+	slices.SortFunc(st.Published, func(a, b PublishedStatus) int { return cmp.Compare(a.HostPort, b.HostPort) })
 	return st
 }
 

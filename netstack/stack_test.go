@@ -581,3 +581,84 @@ func TestDenialRingIsBounded(t *testing.T) {
 		t.Fatalf("denials %d %+v", st.DeniedTotal, st.Denials)
 	}
 }
+
+// guestEcho starts an echo service on the guest stack's port.
+func (tn *testNet) guestEcho(t *testing.T, port uint16) {
+	t.Helper()
+	l, err := gonet.ListenTCP(tn.guest, tcpip.FullAddress{NIC: 1, Addr: tcpAddr(GuestAddr), Port: port}, ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+}
+
+func TestPublishedPortConnectionLimit(t *testing.T) {
+	tn := newTestNet(t, Limits{MaxConns: 1}, nil)
+	tn.guestEcho(t, 8001)
+	port, err := tn.n.Publish(8001, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
+	c1, err := net.Dial("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	roundTrip(t, c1, "first")
+	c2, err := net.Dial("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	c2.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c2.Read(make([]byte, 1)); err == nil {
+		t.Fatal("second host connection relayed past MaxConns 1")
+	}
+	st := tn.n.Status()
+	if st.LimitHits != 1 || st.Published[0].Connections != 1 || st.Published[0].BytesIn != 5 {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+func TestCloseEndsListenersAndConnections(t *testing.T) {
+	tn := newTestNet(t, Limits{}, nil)
+	tn.dialer.route("tcp", "192.0.2.10:80", echoServer(t))
+	tn.grant(t, "192.0.2.10:80")
+	c, err := tn.dial(t, outside, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(t, c, "x")
+	tn.guestEcho(t, 8002)
+	port, err := tn.n.Publish(8002, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tn.n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if hc, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", fmt.Sprint(port))); err == nil {
+		hc.Close()
+		t.Fatal("published listener open after Close")
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("guest connection alive after Close")
+	}
+	if _, err := tn.n.Grant(mustGrant(t, "all-egress")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Grant after Close = %v", err)
+	}
+}

@@ -36,6 +36,7 @@ type GrantStatus struct {
 // PublishedStatus is one published port.
 type PublishedStatus struct {
 	GuestPort        uint16
+	HostPort         uint16
 	HostAddrs        []string // e.g. 127.0.0.1:8080 and [::1]:8080
 	Connections      int
 	TotalConnections uint64
