@@ -48,8 +48,10 @@ type Dialer interface {
 
 // Config configures one workspace's stack.
 type Config struct {
-	// Link is the guest-facing NIC: the virtio-net device's endpoint (in
-	// tests, link/channel). The stack takes it over; Close closes it.
+	// Link is the guest-facing NIC: the virtio-net device's endpoint,
+	// wrapped in link/ethernet when it carries Ethernet frames (the stack
+	// answers ARP for GatewayAddr); in tests a bare link/channel carrying
+	// IP packets. The stack takes it over; Close detaches it.
 	Link stack.LinkEndpoint
 	// Dialer reaches the outside for allowed flows; nil means a net.Dialer
 	// with DialTimeout.
@@ -371,6 +373,11 @@ func (n *Stack) admit(f Flow) (fl *flow, target string, ok bool) {
 	if n.closed {
 		return nil, "", false
 	}
+	if why := unreachable(f.Addr); why != "" && f.Name != HostServiceName {
+		d.Reason = why
+		n.denyLocked(d)
+		return nil, "", false
+	}
 	g, ok := n.grants.Match(f)
 	if !ok {
 		d.Reason = denyHint(f)
@@ -403,6 +410,22 @@ func (n *Stack) admit(f Flow) (fl *flow, target string, ok bool) {
 		target = net.JoinHostPort(f.Addr.String(), fmt.Sprint(f.Port))
 	}
 	return fl, target, true
+}
+
+// unreachable says why no grant, not even all-egress, may open a flow to a:
+// the host's own loopback is reached only as a host service, the rest of the
+// guest's subnet is not a place, and multicast, broadcast and unspecified
+// addresses are not one destination.
+func unreachable(a netip.Addr) string {
+	switch {
+	case a.IsLoopback():
+		return "loopback is the guest's own; reach the host's as " + HostServiceName + ":PORT with a host-service grant"
+	case GuestPrefix.Contains(a):
+		return "no other host lives on the workspace network " + GuestPrefix.String()
+	case a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "not a unicast destination"
+	}
+	return ""
 }
 
 func denyHint(f Flow) string {

@@ -662,3 +662,24 @@ func TestCloseEndsListenersAndConnections(t *testing.T) {
 		t.Fatalf("Grant after Close = %v", err)
 	}
 }
+
+func TestAllEgressNeverReachesLoopbackOrTheWorkspaceSubnet(t *testing.T) {
+	tn := newTestNet(t, Limits{}, nil)
+	tn.grant(t, "all-egress")
+	if _, err := tn.dial(t, netip.MustParseAddr("10.0.2.77"), 80); err == nil {
+		t.Fatal("all-egress opened an address on the workspace subnet")
+	}
+	for _, a := range []string{"127.0.0.1", "0.0.0.0", "224.0.0.1", "255.255.255.255"} {
+		f := Flow{Addr: netip.MustParseAddr(a), Port: 80, Protocol: TCP}
+		if fl, _, ok := tn.n.admit(f); ok {
+			tn.n.release(fl)
+			t.Errorf("all-egress admitted %s", a)
+		}
+	}
+	if asked := tn.dialer.requests(); len(asked) != 0 {
+		t.Fatalf("host dialer asked for %v", asked)
+	}
+	if st := tn.n.Status(); st.DeniedTotal != 5 || !strings.Contains(st.Denials[0].Reason, "workspace network") {
+		t.Fatalf("denials %d %+v", st.DeniedTotal, st.Denials)
+	}
+}
