@@ -333,6 +333,8 @@ func (n *Stack) Status() Status {
 		Denials:     n.denials.list(),
 		DeniedTotal: n.denials.total,
 		LimitHits:   n.limitHits,
+		// The forwarder counts the SYNs it drops past TCPMaxInFlight.
+		HandshakeDrops: n.s.Stats().TCP.ForwardMaxInFlightDrop.Value(),
 	}
 	for _, g := range n.grants.List() {
 		s := n.state[g]
@@ -373,9 +375,11 @@ func (n *Stack) admit(f Flow) (fl *flow, target string, ok bool) {
 	if n.closed {
 		return nil, "", false
 	}
-	if why := unreachable(f.Addr); why != "" && f.Name != HostServiceName {
-		d.Reason = why
-		n.denyLocked(d)
+	if why, record := unreachable(f.Addr); why != "" && f.Name != HostServiceName {
+		if record {
+			d.Reason = why
+			n.denyLocked(d)
+		}
 		return nil, "", false
 	}
 	g, ok := n.grants.Match(f)
@@ -415,17 +419,19 @@ func (n *Stack) admit(f Flow) (fl *flow, target string, ok bool) {
 // unreachable says why no grant, not even all-egress, may open a flow to a:
 // the host's own loopback is reached only as a host service, the rest of the
 // guest's subnet is not a place, and multicast, broadcast and unspecified
-// addresses are not one destination.
-func unreachable(a netip.Addr) string {
+// addresses are not one destination. record is false for the last group:
+// guests send those (mDNS, DHCP) on their own, and recording them would push
+// the denials a user needs out of the ring.
+func unreachable(a netip.Addr) (why string, record bool) {
 	switch {
 	case a.IsLoopback():
-		return "loopback is the guest's own; reach the host's as " + HostServiceName + ":PORT with a host-service grant"
+		return "loopback is the guest's own; reach the host's as " + HostServiceName + ":PORT with a host-service grant", true
+	case a == netip.AddrFrom4([4]byte{10, 0, 2, 255}) || a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "not a unicast destination", false
 	case GuestPrefix.Contains(a):
-		return "no other host lives on the workspace network " + GuestPrefix.String()
-	case a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
-		return "not a unicast destination"
+		return "no other host lives on the workspace network " + GuestPrefix.String(), true
 	}
-	return ""
+	return "", true
 }
 
 func denyHint(f Flow) string {

@@ -18,6 +18,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
+	"gvisor.dev/gvisor/pkg/tcpip/link/ethernet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
@@ -85,21 +87,33 @@ type testNet struct {
 // link/channel endpoints and two pump goroutines.
 func newTestNet(t *testing.T, limits Limits, res Resolver) *testNet {
 	t.Helper()
-	hostEP := channel.New(256, testMTU, "")
-	guestEP := channel.New(256, testMTU, "")
+	return newTestNetLink(t, limits, res, false)
+}
+
+// newTestNetLink is newTestNet with, when eth is set, both ends wrapped in
+// link/ethernet as the virtio-net device will be, so the guest must ARP for
+// the gateway.
+func newTestNetLink(t *testing.T, limits Limits, res Resolver, eth bool) *testNet {
+	t.Helper()
+	hostEP := channel.New(256, testMTU, "\x02\x00\x00\x00\x00\x02")
+	guestEP := channel.New(256, testMTU, "\x02\x00\x00\x00\x00\x0f")
+	var hostLink, guestLink stack.LinkEndpoint = hostEP, guestEP
+	if eth {
+		hostLink, guestLink = ethernet.New(hostEP), ethernet.New(guestEP)
+	}
 	d := &testDialer{}
 	if res == nil {
 		res = fakeResolver{}
 	}
-	n, err := New(Config{Link: hostEP, Dialer: d, Resolver: res, Limits: limits})
+	n, err := New(Config{Link: hostLink, Dialer: d, Resolver: res, Limits: limits})
 	if err != nil {
 		t.Fatal(err)
 	}
 	g := stack.New(stack.Options{
-		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol},
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol},
 	})
-	if err := g.CreateNIC(1, guestEP); err != nil {
+	if err := g.CreateNIC(1, guestLink); err != nil {
 		t.Fatal(err)
 	}
 	if err := g.AddProtocolAddress(1, tcpip.ProtocolAddress{Protocol: ipv4.ProtocolNumber,
@@ -580,6 +594,14 @@ func TestDenialRingIsBounded(t *testing.T) {
 	if st.DeniedTotal != 5 || len(st.Denials) != 3 || st.Denials[0].Name != "n2.example.org" || st.Denials[2].Name != "n4.example.org" {
 		t.Fatalf("denials %d %+v", st.DeniedTotal, st.Denials)
 	}
+	// The same attempt back to back takes one slot.
+	for range 4 {
+		tn.lookup(t, "n4.example.org")
+	}
+	st = tn.n.Status()
+	if st.DeniedTotal != 9 || len(st.Denials) != 3 || st.Denials[1].Name != "n3.example.org" || st.Denials[2].Count != 5 {
+		t.Fatalf("repeated denial not folded: %d %+v", st.DeniedTotal, st.Denials)
+	}
 }
 
 // guestEcho starts an echo service on the guest stack's port.
@@ -679,7 +701,63 @@ func TestAllEgressNeverReachesLoopbackOrTheWorkspaceSubnet(t *testing.T) {
 	if asked := tn.dialer.requests(); len(asked) != 0 {
 		t.Fatalf("host dialer asked for %v", asked)
 	}
-	if st := tn.n.Status(); st.DeniedTotal != 5 || !strings.Contains(st.Denials[0].Reason, "workspace network") {
+	// Multicast, broadcast and unspecified are dropped without a record.
+	if st := tn.n.Status(); st.DeniedTotal != 2 || !strings.Contains(st.Denials[0].Reason, "workspace network") {
 		t.Fatalf("denials %d %+v", st.DeniedTotal, st.Denials)
+	}
+}
+
+func TestEthernetLinkResolvesGatewayAndConnects(t *testing.T) {
+	tn := newTestNetLink(t, Limits{}, fakeResolver{"index.example.org": {outside}}, true)
+	tn.dialer.route("tcp", "192.0.2.10:443", echoServer(t))
+	tn.grant(t, "index.example.org:443")
+	if rc, addrs := tn.lookup(t, "index.example.org"); rc != dnsRcodeOK || len(addrs) != 1 {
+		t.Fatalf("lookup over ethernet: rcode %d, %v", rc, addrs)
+	}
+	c, err := tn.dial(t, outside, 443)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	roundTrip(t, c, "over ethernet")
+	tn.guestEcho(t, 8003)
+	port, err := tn.n.Publish(8003, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", fmt.Sprint(port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	roundTrip(t, hc, "published over ethernet")
+}
+
+func TestGrantedButHostRefusesIsExplained(t *testing.T) {
+	tn := newTestNet(t, Limits{}, nil)
+	tn.grant(t, "192.0.2.10:80") // the test dialer has no route: the host "refuses"
+	if _, err := tn.dial(t, outside, 80); err == nil {
+		t.Fatal("dial succeeded with nothing on the host side")
+	}
+	st := tn.n.Status()
+	if len(st.Denials) != 1 || !strings.Contains(st.Denials[0].Reason, "granted, but the host could not connect") {
+		t.Fatalf("denials %+v", st.Denials)
+	}
+	if gs := grantStatus(t, st, "192.0.2.10:80"); gs.Connections != 0 || st.Connections != 0 {
+		t.Fatalf("failed dial left a connection counted: %+v, %d", gs, st.Connections)
+	}
+}
+
+func TestPublishTakenPort(t *testing.T) {
+	tn := newTestNet(t, Limits{}, nil)
+	port, err := tn.n.Publish(8004, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tn.n.Publish(8005, port); !errors.Is(err, ErrPortInUse) {
+		t.Fatalf("second Publish on port %d = %v, want ErrPortInUse", port, err)
+	}
+	if err := tn.n.Unpublish(1); err == nil {
+		t.Fatal("Unpublish of a port never published succeeded")
 	}
 }

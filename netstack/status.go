@@ -20,6 +20,9 @@ type Status struct {
 	DeniedTotal uint64
 	// LimitHits counts attempts refused because a bound was reached.
 	LimitHits uint64
+	// HandshakeDrops counts guest SYNs dropped because TCPMaxInFlight
+	// handshakes were already being dialled (the guest retransmits them).
+	HandshakeDrops uint64
 }
 
 // GrantStatus is one grant and what went through it.
@@ -52,6 +55,7 @@ type Denial struct {
 	Port     uint16
 	Name     string // the name the guest resolved or asked for, if any
 	Reason   string // why, and what would fix it
+	Count    int    // attempts folded into this one (the same, back to back); Time is the last
 }
 
 // counters are what a grant or a published port carries; the byte counts
@@ -63,7 +67,9 @@ type counters struct {
 	in    atomic.Uint64
 }
 
-// denialRing keeps the last cap denials.
+// denialRing keeps the last cap denials; a denial equal to the newest one
+// but for its time is folded into it, so a guest retrying in a loop takes one
+// slot, not all of them.
 type denialRing struct {
 	buf   []Denial
 	next  int
@@ -72,6 +78,15 @@ type denialRing struct {
 
 func (r *denialRing) add(d Denial, limit int) {
 	r.total++
+	d.Count = 1
+	if len(r.buf) > 0 {
+		last := &r.buf[(r.next+len(r.buf)-1)%len(r.buf)]
+		if last.Protocol == d.Protocol && last.Addr == d.Addr && last.Port == d.Port && last.Name == d.Name && last.Reason == d.Reason {
+			last.Count++
+			last.Time = d.Time
+			return
+		}
+	}
 	if len(r.buf) < limit {
 		r.buf = append(r.buf, d)
 		return
