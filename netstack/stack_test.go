@@ -80,12 +80,13 @@ type testNet struct {
 	n      *Stack
 	guest  *stack.Stack
 	dialer *testDialer
+	hostEP *channel.Endpoint // the stack's side of the wire, for injecting raw guest packets
 }
 
 // newTestNet builds the workspace stack and a second gVisor stack playing
 // the guest (GuestAddr/24, default route via GatewayAddr), joined by two
 // link/channel endpoints and two pump goroutines.
-func newTestNet(t *testing.T, limits Limits, res Resolver) *testNet {
+func newTestNet(t testing.TB, limits Limits, res Resolver) *testNet {
 	t.Helper()
 	return newTestNetLink(t, limits, res, false)
 }
@@ -93,7 +94,7 @@ func newTestNet(t *testing.T, limits Limits, res Resolver) *testNet {
 // newTestNetLink is newTestNet with, when eth is set, both ends wrapped in
 // link/ethernet as the virtio-net device will be, so the guest must ARP for
 // the gateway.
-func newTestNetLink(t *testing.T, limits Limits, res Resolver, eth bool) *testNet {
+func newTestNetLink(t testing.TB, limits Limits, res Resolver, eth bool) *testNet {
 	t.Helper()
 	hostEP := channel.New(256, testMTU, "\x02\x00\x00\x00\x00\x02")
 	guestEP := channel.New(256, testMTU, "\x02\x00\x00\x00\x00\x0f")
@@ -148,7 +149,7 @@ func newTestNetLink(t *testing.T, limits Limits, res Resolver, eth bool) *testNe
 		wg.Wait()
 		g.Wait()
 	})
-	return &testNet{n: n, guest: g, dialer: d}
+	return &testNet{n: n, guest: g, dialer: d, hostEP: hostEP}
 }
 
 // echoServer starts a loopback TCP echo server and returns its address.
@@ -196,7 +197,7 @@ func roundTrip(t *testing.T, c net.Conn, msg string) {
 	}
 }
 
-func (tn *testNet) grant(t *testing.T, spec string) Grant {
+func (tn *testNet) grant(t testing.TB, spec string) Grant {
 	t.Helper()
 	g := mustGrant(t, spec)
 	if _, err := tn.n.Grant(g); err != nil {
