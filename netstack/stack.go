@@ -51,7 +51,7 @@ type Config struct {
 	// Link is the guest-facing NIC: the virtio-net device's endpoint,
 	// wrapped in link/ethernet when it carries Ethernet frames (the stack
 	// answers ARP for GatewayAddr); in tests a bare link/channel carrying
-	// IP packets. The stack takes it over; Close detaches it.
+	// IP packets. The stack takes it over; Close detaches and closes it.
 	Link stack.LinkEndpoint
 	// Dialer reaches the outside for allowed flows; nil means a net.Dialer
 	// with DialTimeout.
@@ -204,7 +204,8 @@ func netipAddr(a tcpip.Address) netip.Addr {
 }
 
 // Close stops the stack: it closes published listeners, every live
-// connection and the link, and waits for its goroutines.
+// connection and the link endpoint, and waits for its goroutines. The
+// workspace manager calls it when the workspace stops or is deleted.
 func (n *Stack) Close() error {
 	n.mu.Lock()
 	if n.closed {
@@ -231,7 +232,7 @@ func (n *Stack) Close() error {
 	n.dnsConn.Close()
 	n.s.Close()
 	n.wg.Wait()
-	n.s.Wait()
+	n.s.Wait() // also removes the NIC, closing the link endpoint
 	return nil
 }
 
@@ -254,7 +255,7 @@ func (n *Stack) Grant(g Grant) (bool, error) {
 var ErrClosed = errors.New("netstack: workspace network is closed")
 
 // ErrNoSuchGrant is returned by Revoke for a grant that was never given.
-var ErrNoSuchGrant = errors.New("netstack: no such grant; network_status lists the grants in force")
+var ErrNoSuchGrant = errors.New("netstack: no such grant; revoke takes a grant as the workspace status lists it")
 
 // Revoke removes a grant. Live connections charged to it move to another
 // grant that still allows them, or are closed. It returns how many it closed.

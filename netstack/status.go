@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// Status is a snapshot of one workspace's network, for workspace_status and
-// network_status.
+// Status is a snapshot of one workspace's network, for the workspace's status
+// (grants, counters, published ports, refusals).
 type Status struct {
 	GuestAddr   string // the guest's address and prefix, e.g. 10.0.2.15/24
 	Gateway     string // the gateway, DNS server and host.pyro.internal
@@ -27,7 +27,7 @@ type Status struct {
 
 // GrantStatus is one grant and what went through it.
 type GrantStatus struct {
-	Grant            string // canonical spelling, as network_revoke takes it
+	Grant            string // canonical spelling, as Revoke and ParseGrant take it
 	Kind             string
 	Added            time.Time
 	Connections      int    // live now
