@@ -21,7 +21,8 @@
 // buffers, charged to the most specific grant; denied ones never reach a host
 // socket and are kept, with a hint naming the grant that would allow them, in
 // a bounded ring that Status returns. Flows to the gateway are host services:
-// only a host.pyro.internal:P grant opens them, and it dials 127.0.0.1:P.
+// only a host.pyro.internal:P grant opens them, and it dials 127.0.0.1:P
+// (then [::1]:P, for services bound to "localhost" on IPv6 only).
 //
 // The stack is IPv4 only for now; DNS answers AAAA with no records so guests
 // fall back to IPv4 at once. Published ports listen on 127.0.0.1 and ::1 and

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -28,6 +29,12 @@ func (n *Stack) handleTCP(r *tcp.ForwarderRequest) {
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, DialTimeout)
 	hc, err := n.dialer.DialContext(ctx, "tcp", target)
+	if err != nil && f.Name == HostServiceName {
+		// A host service bound to "localhost" may listen on ::1 only.
+		if c6, err6 := n.dialer.DialContext(ctx, "tcp", net.JoinHostPort("::1", strconv.Itoa(int(f.Port)))); err6 == nil {
+			hc, err = c6, nil
+		}
+	}
 	cancel()
 	if err != nil {
 		n.release(fl)

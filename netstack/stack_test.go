@@ -762,3 +762,33 @@ func TestPublishTakenPort(t *testing.T) {
 		t.Fatal("Unpublish of a port never published succeeded")
 	}
 }
+
+func TestHostServiceOnIPv6LoopbackOnly(t *testing.T) {
+	l, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Skip("no IPv6 loopback on this host:", err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	port := uint16(l.Addr().(*net.TCPAddr).Port)
+	tn := newTestNet(t, Limits{}, nil)
+	tn.dialer.route("tcp", l.Addr().String(), l.Addr().String()) // 127.0.0.1:P has no route: refused
+	tn.grant(t, fmt.Sprintf("%s:%d", HostServiceName, port))
+	c, err := tn.dial(t, GatewayAddr, port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	roundTrip(t, c, "via ::1")
+}
