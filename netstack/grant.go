@@ -288,6 +288,12 @@ func normalizeName(s string, wildcard bool) (string, error) {
 			}
 		}
 	}
+	if last := body[strings.LastIndexByte(body, '.')+1:]; strings.Trim(last, "0123456789") == "" {
+		// No top-level domain is all digits (RFC 3696 section 2); such a
+		// "name" is an address with a stray dot, which would not
+		// round-trip through String.
+		return "", errors.New("a name's last label cannot be all digits; write an address without a trailing dot")
+	}
 	if s != body && !strings.Contains(body, ".") {
 		return "", errors.New("a wildcard needs a domain with at least two labels")
 	}

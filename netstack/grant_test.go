@@ -46,7 +46,7 @@ func TestParseGrantErrors(t *testing.T) {
 		"example.com:http", ":80", "[203.0.113.7]:80", "2001:db8::1:80", "[2001:db8::1:80",
 		"10.0.0.0/33:80", "*.com:443", "a.*.example.com:443", "*example.com:443", "exa mple.com:80",
 		"host.pyro.internal:80-81", "x.host.pyro.internal:80", "[example.com]:80",
-		"a..b:80", "-:80/sctp",
+		"a..b:80", "-:80/sctp", "0.0.0.0.:1", "1.2.3:80", "*.10:80",
 	} {
 		if g, err := ParseGrant(in); err == nil {
 			t.Errorf("ParseGrant(%q) = %s, want an error", in, g)
