@@ -205,7 +205,8 @@ func netipAddr(a tcpip.Address) netip.Addr {
 
 // Close stops the stack: it closes published listeners, every live
 // connection and the link endpoint, and waits for its goroutines. The
-// workspace manager calls it when the workspace stops or is deleted.
+// workspace manager calls it when the workspace stops or is deleted; the
+// guest may not see its connections' FINs, since the link closes too.
 func (n *Stack) Close() error {
 	n.mu.Lock()
 	if n.closed {
