@@ -133,6 +133,9 @@ type Workspace struct {
 	// (zero: not expired, or kept for ever); DiskDeletedAt is when it was.
 	DiskDeleteAt  time.Time
 	DiskDeletedAt time.Time
+	// Network is the workspace's grants, published ports and last
+	// refusals (see NetworkBackend); nil from a backend without one.
+	Network *NetworkStatus
 }
 
 // SeedKind says where a workspace's initial /workspace content comes from.
@@ -176,6 +179,7 @@ type CreateRequest struct {
 	MemMiB     int               // 0 means the backend's default
 	TTLSeconds int               // idle lifetime in seconds, always > 0
 	Seed       SeedSpec          // what to put in /workspace
+	Network    []string          // network grants, in netstack.ParseGrant's spellings (validated by the tool layer)
 }
 
 // UpdateRequest edits a workspace's metadata. Zero fields change nothing.
@@ -217,6 +221,10 @@ type ExecResult struct {
 	// did (a process limit, an OOM kill, a full disk, processes left
 	// running or killed); "" when nothing.
 	Limited string
+	// Network says in a sentence what the workspace's network refused
+	// while a failing command ran, and which grant would allow it; ""
+	// when nothing.
+	Network string
 }
 
 // RunRequest is the one-shot path: a workspace that lives for one command.
@@ -231,6 +239,7 @@ type RunRequest struct {
 	VCPUs          int               // 0 means the backend's default
 	MemMiB         int               // 0 means the backend's default
 	Seed           SeedSpec          // what to put in /workspace first
+	Network        []string          // network grants for its workspace
 }
 
 // FileType is the kind of a guest file system entry.

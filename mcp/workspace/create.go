@@ -47,6 +47,10 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 	if err != nil {
 		return nil, err
 	}
+	grants, err := canonicalGrants(req.Network)
+	if err != nil {
+		return nil, err
+	}
 	vcpus, mem := req.VCPUs, req.MemMiB
 	if vcpus <= 0 {
 		vcpus = m.opts.DefaultVCPUs
@@ -77,7 +81,8 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 	now := m.now()
 	w := &workspace{m: m, id: id, dir: dir, owner: owner, state: mcp.StateCreating, journal: &journal{path: filepath.Join(dir, journalName), next: 1},
 		rec: record{ID: id, Name: req.Name, Labels: req.Labels, Env: envName, CreatedAt: now, LastActive: now,
-			TTLSeconds: req.TTLSeconds, VCPUs: vcpus, MemMiB: mem, Seed: mcp.SeedReport{Kind: seedKind, Source: seedPath}}}
+			TTLSeconds: req.TTLSeconds, VCPUs: vcpus, MemMiB: mem, Seed: mcp.SeedReport{Kind: seedKind, Source: seedPath},
+			Network: grants}}
 	if len(w.rec.Labels) == 0 {
 		w.rec.Labels = nil
 	}

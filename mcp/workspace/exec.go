@@ -105,6 +105,9 @@ func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
 	r := mcp.ExecResult{Seq: seq, ExitCode: res.ExitCode, Duration: dur,
 		Stdout: stdout.bytes(), Stderr: stderr.bytes(), StdoutSize: stdout.total, StderrSize: stderr.total,
 		OutputTruncated: stdout.total > outFileCap || stderr.total > outFileCap, Limited: limitedNote(res)}
+	if res.ExitCode != 0 || res.TimedOut || res.Signal != "" {
+		r.Network = networkNote(c.h.net, t0)
+	}
 	for _, s := range []struct {
 		n    int64
 		file string
@@ -221,7 +224,7 @@ func shellQuote(s string) string {
 // output files go with the workspace, so the result names none.
 func (m *Manager) Run(ctx context.Context, req mcp.RunRequest) (mcp.ExecResult, error) {
 	w, err := m.create(ctx, mcp.CreateRequest{Env: req.Env, VCPUs: req.VCPUs, MemMiB: req.MemMiB,
-		TTLSeconds: runTTL, Seed: req.Seed, Labels: map[string]string{"pyro.run": "true"}})
+		TTLSeconds: runTTL, Seed: req.Seed, Labels: map[string]string{"pyro.run": "true"}, Network: req.Network})
 	if err != nil {
 		return mcp.ExecResult{}, err
 	}

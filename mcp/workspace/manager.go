@@ -17,6 +17,7 @@ import (
 
 	"github.com/pyro-mcp/pyro/guest/env"
 	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/netstack"
 )
 
 // Defaults for zero Options fields.
@@ -89,6 +90,12 @@ type hooks struct {
 	boot   bootFunc
 	mem    *memSource
 	statfs func(path string) (free uint64, err error)
+	// newLink, netDialer and netResolver build each boot's network
+	// (network.go): nil means defaultLink, a net.Dialer and
+	// net.DefaultResolver.
+	newLink     newLinkFunc
+	netDialer   netstack.Dialer
+	netResolver netstack.Resolver
 }
 
 // DefaultStateDir is $XDG_STATE_HOME/pyro, or ~/.local/state/pyro; with

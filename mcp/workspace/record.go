@@ -58,6 +58,11 @@ type record struct {
 	// DiskDeletedAt is when the retention period's end deleted the disk
 	// (zero: the disk is there). The record and journal stay.
 	DiskDeletedAt time.Time `json:"disk_deleted_at,omitzero"`
+	// Network is the workspace's grants in their canonical spellings, in
+	// the order given; Published its published ports (network.go). Every
+	// boot applies both to the new stack.
+	Network   []string        `json:"network,omitempty"`
+	Published []publishRecord `json:"published,omitempty"`
 }
 
 // snapRecord is one named snapshot.
@@ -78,6 +83,8 @@ func (r *record) clone() record {
 		}
 	}
 	c.Snapshots = append([]snapRecord(nil), r.Snapshots...)
+	c.Network = append([]string(nil), r.Network...)
+	c.Published = append([]publishRecord(nil), r.Published...)
 	c.Seed.Skipped = append([]mcp.SkippedEntry(nil), r.Seed.Skipped...)
 	return c
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/pyro-mcp/pyro/guest/env"
 	"github.com/pyro-mcp/pyro/guest/instance"
 	"github.com/pyro-mcp/pyro/mcp/hostio"
+	vnet "github.com/pyro-mcp/pyro/virtio/net"
 	"github.com/pyro-mcp/pyro/vmm/disk"
 )
 
@@ -55,6 +56,9 @@ type bootSpec struct {
 	MemMiB  int
 	Console io.Writer
 	Logger  *slog.Logger
+	// Net is the VM's virtio-net backend, the far end of the
+	// workspace's netstack (network.go); nil: no network card.
+	Net vnet.Backend
 }
 
 // booted is a VM that answered its agent.
@@ -91,6 +95,9 @@ func bootInstance(ctx context.Context, spec bootSpec) (*booted, error) {
 type vmHandle struct {
 	*booted
 	stack *disk.Stack
+	// net is the workspace's network while this VM runs; teardown and
+	// detachVM close it.
+	net *workspaceNet
 	// ctx is cancelled when the VM is going away (stop, reset, delete, or
 	// it stopped by itself): calls in flight on it end.
 	ctx    context.Context
@@ -110,6 +117,7 @@ func (h *vmHandle) teardown() error {
 	h.closed.Do(func() {
 		h.cancel()
 		h.VM.Close()
+		h.net.close()
 		err = h.stack.Close()
 		if h.console != nil {
 			h.console.Close()

@@ -34,6 +34,9 @@ type workspace struct {
 	outMu   sync.Mutex // guards outBusy and serializes pruning of out/
 	// Guarded by outMu.
 	outBusy map[int64]bool // seqs of execs writing their output files
+	// netMu serializes network changes (grants, published ports), so the
+	// record and the live stack change together (network.go).
+	netMu   sync.Mutex
 	journal *journal
 	// owner holds the flock on dir/owner.lock that makes the workspace
 	// this Manager's; releaseOwner closes it.
@@ -73,6 +76,10 @@ func (w *workspace) viewLocked() mcp.Workspace {
 		v.ExpiresAt = r.LastActive.Add(time.Duration(r.TTLSeconds) * time.Second)
 	}
 	v.DiskDeleteAt, v.DiskDeletedAt = w.diskDeleteAtLocked(), r.DiskDeletedAt
+	if len(r.Network) > 0 || len(r.Published) > 0 || w.vm != nil {
+		ns := w.networkStatusLocked()
+		v.Network = &ns
+	}
 	return v
 }
 
@@ -331,6 +338,7 @@ func (w *workspace) detachVM() (*disk.Stack, func()) {
 	h.cancel()
 	h.VM.Kill()
 	h.VM.Close()
+	h.net.close()
 	if h.console != nil {
 		h.console.Close()
 	}
@@ -439,18 +447,25 @@ func (w *workspace) bootOn(ctx context.Context, st *disk.Stack, release func()) 
 	}
 	slotRelease := release
 	release = func() { memRelease(); slotRelease() }
+	wn, nb, err := w.m.startNet(rec)
+	if err != nil {
+		st.Close()
+		release()
+		return err
+	}
 	console, _ := os.OpenFile(filepath.Join(w.dir, consoleName), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	cw := &cappedWriter{f: console, max: consoleCap}
 	b, err := w.m.boot(ctx, bootSpec{Env: e, Disk: st, DiskID: rec.ID, VCPUs: rec.VCPUs, MemMiB: rec.MemMiB,
-		Console: cw, Logger: w.m.log.With("workspace", rec.ID)})
+		Console: cw, Logger: w.m.log.With("workspace", rec.ID), Net: nb})
 	if err != nil {
+		wn.close()
 		cw.Close()
 		st.Close()
 		release()
 		return err
 	}
 	hctx, cancel := context.WithCancel(context.Background())
-	h := &vmHandle{booted: b, stack: st, ctx: hctx, cancel: cancel, release: release, console: cw}
+	h := &vmHandle{booted: b, stack: st, net: wn, ctx: hctx, cancel: cancel, release: release, console: cw}
 	w.mu.Lock()
 	w.vm = h
 	w.mu.Unlock()
