@@ -143,7 +143,7 @@ func TestProfiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	full, _ := mcp.ToolNames(mcp.ProfileFull)
-	if len(core) < 12 || len(core) > 18 {
+	if len(core) < 12 || len(core) > 22 {
 		t.Errorf("core profile has %d tools", len(core))
 	}
 	for _, n := range core {
@@ -151,7 +151,7 @@ func TestProfiles(t *testing.T) {
 			t.Errorf("%s is in core but not full", n)
 		}
 	}
-	for _, n := range []string{"workspace_update", "workspace_stop", "workspace_logs", "snapshot_delete", "vm_run", "env_list"} {
+	for _, n := range []string{"workspace_update", "workspace_stop", "workspace_logs", "snapshot_delete", "port_unpublish", "vm_run", "env_list"} {
 		if slices.Contains(core, n) || !slices.Contains(full, n) {
 			t.Errorf("%s should be full-only", n)
 		}
@@ -289,6 +289,22 @@ func TestEveryTool(t *testing.T) {
 	}
 	ok("workspace_reset", map[string]any{"id": id})
 	ok("snapshot_delete", map[string]any{"id": id, "name": "before"})
+	if r := ok("network_grant", map[string]any{"id": id, "grants": []any{"PyPI.org:443", "host.pyro.internal:5432"}}); !strings.Contains(r.text, `"grant":"pypi.org:443"`) {
+		t.Errorf("network_grant: %s", r.text)
+	}
+	if r := ok("network_status", map[string]any{"id": id}); len(r.m["network"].(map[string]any)["grants"].([]any)) != 2 {
+		t.Errorf("network_status: %s", r.text)
+	}
+	if r := ok("network_revoke", map[string]any{"id": id, "grants": []any{"host.pyro.internal:5432"}}); r.m["closed_connections"] != 0.0 || len(r.m["network"].(map[string]any)["grants"].([]any)) != 1 {
+		t.Errorf("network_revoke: %s", r.text)
+	}
+	if r := ok("port_publish", map[string]any{"id": id, "guest_port": 8000}); r.m["published"].(map[string]any)["host_port"] == 0.0 {
+		t.Errorf("port_publish: %s", r.text)
+	}
+	if r := ok("workspace_status", map[string]any{"id": id}); !strings.Contains(r.text, `"8000 -> 127.0.0.1:`) || !strings.Contains(r.text, `"pypi.org:443"`) {
+		t.Errorf("status has no network section: %s", r.text)
+	}
+	ok("port_unpublish", map[string]any{"id": id, "guest_port": 8000})
 	ok("workspace_stop", map[string]any{"id": id})
 	ok("workspace_start", map[string]any{"id": id})
 	if r := ok("vm_run", map[string]any{"command": "uname -a"}); r.str("stdout") != "ran: uname -a\n" || r.str("id") != "" {
@@ -336,6 +352,10 @@ func TestValidationErrors(t *testing.T) {
 		{"workspace_update", map[string]any{"id": id}, "nothing to update"},
 		{"workspace_logs", map[string]any{"id": id, "cursor": "x"}, "cursor"},
 		{"workspace_export", map[string]any{"id": id, "host_path": ""}, "host_path must not be empty"},
+		{"workspace_create", map[string]any{"network": []any{"pypi.org"}}, "NAME:PORT"},
+		{"vm_run", map[string]any{"command": "ls", "network": []any{"pypi.org:https"}}, "all-egress"},
+		{"network_grant", map[string]any{"id": id, "grants": []any{"*:443"}}, "host.pyro.internal:PORT"},
+		{"network_revoke", map[string]any{"id": id, "grants": []any{"10.0.0.0/33:80"}}, "CIDR:PORT-RANGE"},
 	} {
 		r := s.fail(tc.tool, tc.args, "invalid", tc.want)
 		if r.str("hint") == "" {
@@ -353,6 +373,11 @@ func TestValidationErrors(t *testing.T) {
 		{"workspace_status", map[string]any{}},
 		{"workspace_export", map[string]any{"id": id, "host_path": "x", "format": "zip"}},
 		{"file_list", map[string]any{"id": id, "limit": 5000}},
+		{"network_grant", map[string]any{"id": id, "grants": []any{}}},
+		{"network_grant", map[string]any{"id": id}},
+		{"port_publish", map[string]any{"id": id, "guest_port": 70000}},
+		{"port_unpublish", map[string]any{"id": id, "guest_port": 0}},
+		{"port_publish", map[string]any{"id": id, "guest_port": 80, "host_port": -1}},
 	} {
 		if r := s.call(tc.tool, tc.args); !r.isErr {
 			t.Errorf("%s(%v) accepted", tc.tool, tc.args)
@@ -691,3 +716,49 @@ func TestServeAndPanicRecovery(t *testing.T) {
 		t.Fatal("Serve did not return after the client closed")
 	}
 }
+
+// A failing exec's network note leads its hint; network_status lists the
+// refusals with their fixes, and workspace_status the last few.
+func TestNetworkResults(t *testing.T) {
+	b := mcptest.New()
+	s := connect(t, b, mcp.Options{})
+	id := s.create(map[string]any{"network": []any{"host.pyro.internal:5432"}})
+	note := `the workspace's network refused pypi.org:443 (no grant); network_grant with "pypi.org:443" would allow it`
+	b.ExecFunc = func(req mcp.ExecRequest) (mcp.ExecResult, error) {
+		return mcp.ExecResult{ExitCode: 1, Network: note}, nil
+	}
+	r := s.ok("workspace_exec", map[string]any{"id": id, "command": "pip install requests"})
+	if !strings.HasPrefix(r.str("hint"), "The workspace's network refused pypi.org:443") || !strings.Contains(r.str("hint"), `network_grant with "pypi.org:443"`) {
+		t.Errorf("exec hint: %s", r.text)
+	}
+	for i := range 40 {
+		b.AddDenial(id, mcp.Denial{Time: time.Date(2026, 1, 2, 3, 4, i, 0, time.UTC), Protocol: "tcp", Addr: "151.101.0.223", Port: 443,
+			Name: fmt.Sprintf("host%d.example.org", i), Reason: "no grant; " + strings.Repeat("x", 150), Fix: fmt.Sprintf("host%d.example.org:443", i)})
+	}
+	r = s.ok("network_status", map[string]any{"id": id})
+	ds := r.m["network"].(map[string]any)["denials"].([]any)
+	last := ds[len(ds)-1].(map[string]any)
+	if last["fix"] != "host39.example.org:443" || last["what"] != "tcp host39.example.org:443 (151.101.0.223)" || !strings.Contains(r.str("hint"), "newest") {
+		t.Errorf("network_status: %s", r.text)
+	}
+	r = s.ok("workspace_status", map[string]any{"id": id})
+	brief := r.m["workspace"].(map[string]any)["network"].(map[string]any)
+	if g := brief["grants"].([]any); len(g) != 1 || g[0] != "host.pyro.internal:5432" || len(brief["last_denials"].([]any)) != 3 {
+		t.Errorf("workspace_status network: %s", r.text)
+	}
+	// Without the network, the tools are not there and grants are refused.
+	plain := connect(t, noNetwork{mcptest.New()}, mcp.Options{})
+	res, err := plain.cs.ListTools(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tool := range res.Tools {
+		if strings.HasPrefix(tool.Name, "network_") || strings.HasPrefix(tool.Name, "port_") {
+			t.Errorf("%s listed for a backend without a network", tool.Name)
+		}
+	}
+	plain.fail("workspace_create", map[string]any{"network": []any{"pypi.org:443"}}, "invalid", "no workspace network")
+}
+
+// noNetwork hides the fake's NetworkBackend methods.
+type noNetwork struct{ mcp.Backend }

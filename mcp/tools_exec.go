@@ -29,6 +29,7 @@ type runIn struct {
 	Seed           *seedInput        `json:"seed,omitempty" jsonschema:"host content to copy into /workspace first"`
 	VCPUs          int               `json:"vcpus,omitempty" jsonschema:"virtual CPUs (default: host default)"`
 	MemMiB         int               `json:"mem_mib,omitempty" jsonschema:"memory in MiB (default: host default)"`
+	Network        []string          `json:"network,omitempty" jsonschema:"network grants, e.g. [\"pypi.org:443\"] (default: none)"`
 }
 
 type envListIn struct{}
@@ -115,8 +116,12 @@ func toolRun(ctx context.Context, h *handler, in runIn) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	grants, err := h.networkArg(in.Network)
+	if err != nil {
+		return nil, err
+	}
 	r, err := h.b.Run(ctx, RunRequest{Env: in.Env, Command: c.Command, Argv: c.Argv, Cwd: c.Cwd, EnvVars: c.EnvVars,
-		TimeoutSeconds: c.Timeout, Stdin: c.Stdin, VCPUs: in.VCPUs, MemMiB: in.MemMiB, Seed: seed})
+		TimeoutSeconds: c.Timeout, Stdin: c.Stdin, VCPUs: in.VCPUs, MemMiB: in.MemMiB, Seed: seed, Network: grants})
 	if err != nil {
 		return nil, err
 	}

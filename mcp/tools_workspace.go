@@ -24,6 +24,7 @@ type createIn struct {
 	TTLSeconds int               `json:"ttl_seconds,omitempty" jsonschema:"reclaim after this many idle seconds (default 600)"`
 	VCPUs      int               `json:"vcpus,omitempty" jsonschema:"virtual CPUs (default: host default)"`
 	MemMiB     int               `json:"mem_mib,omitempty" jsonschema:"memory in MiB (default: host default)"`
+	Network    []string          `json:"network,omitempty" jsonschema:"network grants, e.g. [\"pypi.org:443\", \"host.pyro.internal:5432\"] (default: none, the workspace reaches nothing outside); see network_grant"`
 }
 
 type workspaceOut struct {
@@ -164,8 +165,12 @@ func toolCreate(ctx context.Context, h *handler, in createIn) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	grants, err := h.networkArg(in.Network)
+	if err != nil {
+		return nil, err
+	}
 	w, err := h.b.Create(ctx, CreateRequest{Env: in.Env, Name: in.Name, Labels: in.Labels,
-		VCPUs: in.VCPUs, MemMiB: in.MemMiB, TTLSeconds: ttl, Seed: seed})
+		VCPUs: in.VCPUs, MemMiB: in.MemMiB, TTLSeconds: ttl, Seed: seed, Network: grants})
 	if err != nil {
 		return nil, err
 	}

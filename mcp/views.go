@@ -30,6 +30,8 @@ type workspaceView struct {
 	DiskDeleteAt  string `json:"disk_delete_at,omitempty"`
 	DiskDeletedAt string `json:"disk_deleted_at,omitempty"`
 	Note          string `json:"note,omitempty"`
+	// Network: grants, published ports and the last refusals, when any.
+	Network *networkBrief `json:"network,omitempty"`
 }
 
 type seedView struct {
@@ -57,6 +59,7 @@ func viewWorkspace(w Workspace) workspaceView {
 		ExpiresAt: timeString(w.ExpiresAt), TTLSeconds: w.TTLSeconds,
 		Snapshots: w.Snapshots, LastSeq: w.LastSeq, Failure: clip(w.Error, 500),
 		DiskDeleteAt: timeString(w.DiskDeleteAt), DiskDeletedAt: timeString(w.DiskDeletedAt),
+		Network: briefNetwork(w.Network),
 	}
 	switch {
 	case !w.DiskDeletedAt.IsZero():
@@ -232,6 +235,9 @@ func (h *handler) execResult(id string, r ExecResult, timeout int) (any, error) 
 
 func execHint(v execView, r ExecResult, timeout int, capped bool) string {
 	var parts []string
+	if r.Network != "" {
+		parts = append(parts, clip(strings.ToUpper(r.Network[:1])+r.Network[1:], 600)+".")
+	}
 	if r.TimedOut {
 		parts = append(parts, fmt.Sprintf("Killed after the %d s timeout (exit 124). Raise timeout_seconds (max %d), or start it in the background (nohup CMD > /tmp/job.log 2>&1 &) and poll the log.", timeout, MaxTimeoutSeconds))
 	}

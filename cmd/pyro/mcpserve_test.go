@@ -34,8 +34,8 @@ func TestMCPServeStdio(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(tools.Tools); n < 12 || n > 20 {
-		t.Errorf("the default profile has %d tools; want 12 to 20", n)
+	if n := len(tools.Tools); n < 12 || n > 22 {
+		t.Errorf("the default profile has %d tools; want 12 to 22", n)
 	}
 	res, err := s.CallTool(ctx, &sdk.CallToolParams{Name: "workspace_list", Arguments: map[string]any{}})
 	if err != nil || res.IsError {

@@ -53,6 +53,7 @@ type workspace struct {
 	since    time.Time
 	resetTo  string
 	exports  []mcp.ExportResult
+	net      mcp.NetworkStatus // grants, published ports and denials (network.go)
 }
 
 type snap struct {
@@ -155,6 +156,9 @@ func (w *workspace) snapshot() mcp.Workspace {
 	c := w.w
 	c.Labels = maps.Clone(w.w.Labels)
 	c.Snapshots = len(w.snaps)
+	if st := w.netStatus(); len(st.Grants)+len(st.Published)+len(st.Denials) > 0 {
+		c.Network = &st
+	}
 	return c
 }
 
@@ -206,6 +210,9 @@ func (b *Backend) create(req mcp.CreateRequest) (mcp.Workspace, error) {
 		files:    files,
 		baseline: maps.Clone(files),
 		since:    b.now,
+	}
+	for _, g := range req.Network {
+		w.net.Grants = append(w.net.Grants, mcp.GrantStatus{Grant: g})
 	}
 	w.log(b.now, mcp.LogLife, "create", nil, "")
 	b.ws[id] = w
