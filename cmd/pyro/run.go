@@ -40,6 +40,7 @@ Examples:
   pyro run debian-12 -- python3 -c 'print(6*7)'
   pyro run minimal --timeout 10s -- sh -c 'sleep 60'          # exits 124
   pyro run debian-12 --env GREETING=hi --workdir /tmp -- sh -c 'echo $GREETING; pwd'
+  pyro run debian-12 --network host.pyro.internal:8000 -- curl -s http://host.pyro.internal:8000/
   tar -c src | pyro run debian-12 -- tar -t                   # stdin passes through
   pyro run --kernel ~/.cache/pyro/kernel/vmlinuz --initrd init.cpio --console
 
@@ -70,6 +71,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	fs.StringArrayVarP(&ef.env, "env", "e", nil, "set an environment variable for the command, K=V (repeatable; ENV form)")
 	fs.StringVarP(&ef.workdir, "workdir", "w", "", "run the command in this guest directory (ENV form; default /)")
 	fs.BoolVarP(&ef.verbose, "verbose", "v", false, "say how long the boot and the command took (ENV form)")
+	fs.StringArrayVar(&ef.network, "network", nil, "let the command reach GRANT (repeatable; ENV form): NAME:PORT, *.DOMAIN:PORT, ADDR:PORT, CIDR:PORT-RANGE, host.pyro.internal:PORT (this host's 127.0.0.1:PORT) or all-egress; default: no network")
 	fs.Usage = func() { fmt.Fprint(stderr, runHelp); fs.PrintDefaults() }
 	if code := parseFlags(fs, args, stderr); code >= 0 {
 		return code
@@ -86,8 +88,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		}
 		return runEnvMain(fs.Args(), ef, stdout, stderr)
 	}
-	if fs.Changed("env") || fs.Changed("workdir") {
-		fmt.Fprintln(stderr, "pyro run: --env and --workdir need an environment: pyro run ENV [flags] -- COMMAND")
+	if fs.Changed("env") || fs.Changed("workdir") || fs.Changed("network") {
+		fmt.Fprintln(stderr, "pyro run: --env, --workdir and --network need an environment: pyro run ENV [flags] -- COMMAND")
 		return exitUsage
 	}
 	if fs.NArg() > 0 {

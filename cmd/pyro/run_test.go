@@ -69,6 +69,8 @@ func TestRunEnvBadInput(t *testing.T) {
 		{[]string{"minimal", "--workdir", "rel", "--", "true"}, exitUsage, "absolute"},
 		{[]string{"minimal", "--kernel", "/x", "--", "true"}, exitUsage, "unexpected argument"},
 		{[]string{"--env", "A=B"}, exitUsage, "need an environment"},
+		{[]string{"--network", "pypi.org:443"}, exitUsage, "need an environment"},
+		{[]string{"minimal", "--network", "pypi.org", "--", "true"}, exitUsage, "NAME:PORT"},
 		{[]string{"minimal", "--", "true"}, exitRunUnable, "pyro env build minimal"},
 	} {
 		r := runPyroIn(t, cache, "", append([]string{"run"}, c.args...)...)

@@ -18,6 +18,7 @@ import (
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
 	"github.com/pyro-mcp/pyro/guest/env"
 	"github.com/pyro-mcp/pyro/guest/instance"
+	"github.com/pyro-mcp/pyro/mcp"
 	"github.com/pyro-mcp/pyro/vmm/disk"
 )
 
@@ -35,6 +36,7 @@ type envRunFlags struct {
 	console       bool
 	quiet         bool
 	verbose       bool
+	network       []string // grants (--network)
 }
 
 // runEnvMain is pyro run ENV -- COMMAND: boot, exec, stream, tear down.
@@ -59,6 +61,12 @@ func runEnvMain(args []string, f envRunFlags, stdout, stderr io.Writer) int {
 	}
 	if f.workdir != "" && !strings.HasPrefix(f.workdir, "/") {
 		fmt.Fprintf(stderr, "pyro run: --workdir %q: give an absolute guest path\n", f.workdir)
+		return exitUsage
+	}
+	grants, err := mcp.ParseGrants(f.network)
+	if err != nil {
+		e, _ := mcp.AsError(err)
+		fmt.Fprintf(stderr, "pyro run: --network: %s\n%s\n", e.Msg, e.Hint)
 		return exitUsage
 	}
 	if _, err := env.Lookup(name); err != nil {
@@ -95,6 +103,13 @@ func runEnvMain(args []string, f envRunFlags, stdout, stderr io.Writer) int {
 	var console io.Writer
 	if f.console {
 		console = stderr
+	}
+	netStack, _, err := runNetwork(grants)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if netStack != nil {
+		defer netStack.Close()
 	}
 	vm, err := instance.Start(ctx, instance.Config{
 		Env: e, Disk: d, DiskID: "pyro-run", VCPUs: f.vcpus, MemMiB: f.memMiB,
