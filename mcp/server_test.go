@@ -353,6 +353,8 @@ func TestValidationErrors(t *testing.T) {
 		{"workspace_status", map[string]any{}},
 		{"workspace_export", map[string]any{"id": id, "host_path": "x", "format": "zip"}},
 		{"file_list", map[string]any{"id": id, "limit": 5000}},
+		{"workspace_create", map[string]any{"disk_mib": mcp.MaxDiskMiB + 1}},
+		{"workspace_create", map[string]any{"disk_mib": -1}},
 	} {
 		if r := s.call(tc.tool, tc.args); !r.isErr {
 			t.Errorf("%s(%v) accepted", tc.tool, tc.args)

@@ -24,6 +24,7 @@ type createIn struct {
 	TTLSeconds int               `json:"ttl_seconds,omitempty" jsonschema:"reclaim after this many idle seconds (default 600)"`
 	VCPUs      int               `json:"vcpus,omitempty" jsonschema:"virtual CPUs (default: host default)"`
 	MemMiB     int               `json:"mem_mib,omitempty" jsonschema:"memory in MiB (default: host default)"`
+	DiskMiB    int               `json:"disk_mib,omitempty" jsonschema:"disk size in MiB; the root file system grows to it (default 8192, sparse: only written blocks cost host disk)"`
 }
 
 type workspaceOut struct {
@@ -91,6 +92,7 @@ func workspaceTools() []toolSpec {
 				bounds(s, "ttl_seconds", MinTTLSeconds, MaxTTLSeconds)
 				bounds(s, "vcpus", 1, MaxVCPUs)
 				bounds(s, "mem_mib", MinMemMiB, MaxMemMiB)
+				bounds(s, "disk_mib", 1, MaxDiskMiB)
 				enum(s, "seed.kind", string(SeedDir), string(SeedArchive), string(SeedGit))
 			},
 		}, toolCreate),
@@ -157,6 +159,9 @@ func toolCreate(ctx context.Context, h *handler, in createIn) (any, error) {
 	if err := validateResources(in.VCPUs, in.MemMiB); err != nil {
 		return nil, err
 	}
+	if err := validateDisk(in.DiskMiB); err != nil {
+		return nil, err
+	}
 	if len(in.Env) > MaxNameLen*2 || !printable(in.Env) {
 		return nil, Invalid("env %.40q is not an environment name", in.Env)
 	}
@@ -165,7 +170,7 @@ func toolCreate(ctx context.Context, h *handler, in createIn) (any, error) {
 		return nil, err
 	}
 	w, err := h.b.Create(ctx, CreateRequest{Env: in.Env, Name: in.Name, Labels: in.Labels,
-		VCPUs: in.VCPUs, MemMiB: in.MemMiB, TTLSeconds: ttl, Seed: seed})
+		VCPUs: in.VCPUs, MemMiB: in.MemMiB, DiskMiB: in.DiskMiB, TTLSeconds: ttl, Seed: seed})
 	if err != nil {
 		return nil, err
 	}
