@@ -126,6 +126,7 @@ type Workspace struct {
 	TTLSeconds   int               // idle lifetime; every call pushes ExpiresAt forward
 	VCPUs        int               // virtual CPUs
 	MemMiB       int               // guest memory in MiB
+	DiskMiB      int               // disk size in MiB (0: the environment image's, for workspaces made before disks had a size)
 	Seed         SeedReport        // what /workspace was seeded with
 	Snapshots    int               // number of snapshots
 	LastSeq      int64             // sequence number of the last journal entry
@@ -177,6 +178,7 @@ type CreateRequest struct {
 	Labels     map[string]string // optional labels (validated by the tool layer)
 	VCPUs      int               // 0 means the backend's default
 	MemMiB     int               // 0 means the backend's default
+	DiskMiB    int               // disk size in MiB; 0 means the backend's default
 	TTLSeconds int               // idle lifetime in seconds, always > 0
 	Seed       SeedSpec          // what to put in /workspace
 	Network    []string          // network grants, in netstack.ParseGrant's spellings (validated by the tool layer)

@@ -378,6 +378,8 @@ func TestValidationErrors(t *testing.T) {
 		{"port_publish", map[string]any{"id": id, "guest_port": 70000}},
 		{"port_unpublish", map[string]any{"id": id, "guest_port": 0}},
 		{"port_publish", map[string]any{"id": id, "guest_port": 80, "host_port": -1}},
+		{"workspace_create", map[string]any{"disk_mib": mcp.MaxDiskMiB + 1}},
+		{"workspace_create", map[string]any{"disk_mib": -1}},
 	} {
 		if r := s.call(tc.tool, tc.args); !r.isErr {
 			t.Errorf("%s(%v) accepted", tc.tool, tc.args)

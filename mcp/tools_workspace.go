@@ -25,6 +25,7 @@ type createIn struct {
 	VCPUs      int               `json:"vcpus,omitempty" jsonschema:"virtual CPUs (default: host default)"`
 	MemMiB     int               `json:"mem_mib,omitempty" jsonschema:"memory in MiB (default: host default)"`
 	Network    []string          `json:"network,omitempty" jsonschema:"network grants, e.g. [\"pypi.org:443\", \"host.pyro.internal:5432\"] (default: none, the workspace reaches nothing outside); see network_grant"`
+	DiskMiB    int               `json:"disk_mib,omitempty" jsonschema:"disk size in MiB; the root file system grows to it (default 8192, sparse: only written blocks cost host disk)"`
 }
 
 type workspaceOut struct {
@@ -92,6 +93,7 @@ func workspaceTools() []toolSpec {
 				bounds(s, "ttl_seconds", MinTTLSeconds, MaxTTLSeconds)
 				bounds(s, "vcpus", 1, MaxVCPUs)
 				bounds(s, "mem_mib", MinMemMiB, MaxMemMiB)
+				bounds(s, "disk_mib", 1, MaxDiskMiB)
 				enum(s, "seed.kind", string(SeedDir), string(SeedArchive), string(SeedGit))
 			},
 		}, toolCreate),
@@ -158,6 +160,9 @@ func toolCreate(ctx context.Context, h *handler, in createIn) (any, error) {
 	if err := validateResources(in.VCPUs, in.MemMiB); err != nil {
 		return nil, err
 	}
+	if err := validateDisk(in.DiskMiB); err != nil {
+		return nil, err
+	}
 	if len(in.Env) > MaxNameLen*2 || !printable(in.Env) {
 		return nil, Invalid("env %.40q is not an environment name", in.Env)
 	}
@@ -170,7 +175,7 @@ func toolCreate(ctx context.Context, h *handler, in createIn) (any, error) {
 		return nil, err
 	}
 	w, err := h.b.Create(ctx, CreateRequest{Env: in.Env, Name: in.Name, Labels: in.Labels,
-		VCPUs: in.VCPUs, MemMiB: in.MemMiB, TTLSeconds: ttl, Seed: seed, Network: grants})
+		VCPUs: in.VCPUs, MemMiB: in.MemMiB, DiskMiB: in.DiskMiB, TTLSeconds: ttl, Seed: seed, Network: grants})
 	if err != nil {
 		return nil, err
 	}

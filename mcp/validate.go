@@ -248,6 +248,22 @@ func seedSpec(in *seedInput) (SeedSpec, error) {
 	return SeedSpec{Kind: kind, Path: in.Path}, nil
 }
 
+// MaxDiskMiB bounds a workspace's disk (disk_mib). The disk is sparse, so
+// its size costs host space only where the guest writes, but each disk
+// layer keeps a bitmap of 32 KiB per GiB in host memory and rewrites it
+// whole at a flush that finds new clusters: 256 GiB keeps that at 8 MiB a
+// layer. The least is the environment's image, which the backend checks.
+const MaxDiskMiB = 256 << 10
+
+// validateDisk checks a requested disk size; 0 means the backend's default.
+func validateDisk(disk int) error {
+	if disk < 0 || disk > MaxDiskMiB {
+		return Invalid("disk_mib must be between the environment's image size and %d (got %d)", MaxDiskMiB, disk).
+			WithHint("Leave disk_mib out for the default (8192, a sparse 8 GiB disk), or give a size in MiB.")
+	}
+	return nil
+}
+
 func validateResources(vcpus, mem int) error {
 	if vcpus < 0 || vcpus > MaxVCPUs {
 		return Invalid("vcpus must be between 1 and %d (got %d)", MaxVCPUs, vcpus)

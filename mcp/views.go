@@ -17,6 +17,7 @@ type workspaceView struct {
 	Labels       map[string]string `json:"labels,omitempty"`
 	VCPUs        int               `json:"vcpus,omitempty"`
 	MemMiB       int               `json:"mem_mib,omitempty"`
+	DiskMiB      int               `json:"disk_mib,omitempty"`
 	CreatedAt    string            `json:"created_at,omitempty"`
 	LastActiveAt string            `json:"last_active_at,omitempty"`
 	ExpiresAt    string            `json:"expires_at,omitempty"`
@@ -54,7 +55,7 @@ const maxSkippedShown = 10
 func viewWorkspace(w Workspace) workspaceView {
 	v := workspaceView{
 		ID: w.ID, Name: w.Name, State: w.State, Env: w.Env, Labels: w.Labels,
-		VCPUs: w.VCPUs, MemMiB: w.MemMiB,
+		VCPUs: w.VCPUs, MemMiB: w.MemMiB, DiskMiB: w.DiskMiB,
 		CreatedAt: timeString(w.CreatedAt), LastActiveAt: timeString(w.LastActiveAt),
 		ExpiresAt: timeString(w.ExpiresAt), TTLSeconds: w.TTLSeconds,
 		Snapshots: w.Snapshots, LastSeq: w.LastSeq, Failure: clip(w.Error, 500),

@@ -7,12 +7,15 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
 
 	flag "github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
+	"github.com/pyro-mcp/pyro/mcp"
 	"github.com/pyro-mcp/pyro/vmm"
 )
 
@@ -62,8 +65,9 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Kernel, "kernel", "", "guest kernel, a bzImage (default: "+defaultKernel()+")")
 	fs.StringVar(&cfg.Initrd, "initrd", "", "initramfs to boot with")
 	fs.StringVar(&cfg.Cmdline, "cmdline", vmm.DefaultCmdline, "kernel command line")
-	fs.IntVar(&cfg.VCPUs, "vcpus", 1, "number of vCPUs")
-	fs.IntVar(&cfg.MemMiB, "mem-mib", 512, "guest memory in MiB")
+	fs.IntVar(&cfg.VCPUs, "vcpus", 1, "number of vCPUs (ENV form: default 2, at most the host's CPUs)")
+	fs.IntVar(&cfg.MemMiB, "mem-mib", 512, "guest memory in MiB, paid only as the guest touches it (ENV form: default 2048, at most half the host's RAM)")
+	diskMiB := fs.Int("disk-mib", 0, "ENV form: disk size in MiB; sparse, and the guest's root file system grows to it (default 8192, or the image's size if larger)")
 	console := fs.Bool("console", false, "stream the guest's serial console (to stdout in the kernel form, stderr in the ENV form)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "kernel form: stop the guest after this long; ENV form: kill the command after this long (default: no limit); 0: never")
 	quiet := fs.BoolP("quiet", "q", false, "print nothing of pyro's own on success")
@@ -83,13 +87,20 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		ef.vcpus, ef.memMiB, ef.console, ef.quiet = cfg.VCPUs, cfg.MemMiB, *console, *quiet
+		if !fs.Changed("vcpus") {
+			ef.vcpus = min(runDefaultVCPUs, runtime.NumCPU())
+		}
+		if !fs.Changed("mem-mib") {
+			ef.memMiB = runDefaultMem(hostRAMMiB())
+		}
+		ef.diskMiB = *diskMiB
 		if fs.Changed("timeout") {
 			ef.timeout = *timeout
 		}
 		return runEnvMain(fs.Args(), ef, stdout, stderr)
 	}
-	if fs.Changed("env") || fs.Changed("workdir") || fs.Changed("network") {
-		fmt.Fprintln(stderr, "pyro run: --env, --workdir and --network need an environment: pyro run ENV [flags] -- COMMAND")
+	if fs.Changed("env") || fs.Changed("workdir") || fs.Changed("network") || fs.Changed("disk-mib") {
+		fmt.Fprintln(stderr, "pyro run: --env, --workdir, --network and --disk-mib need an environment: pyro run ENV [flags] -- COMMAND")
 		return exitUsage
 	}
 	if fs.NArg() > 0 {
@@ -132,6 +143,50 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 }
 
 var errTimeout = errors.New("--timeout passed")
+
+// Defaults of the ENV form, sized for a real test suite or a package
+// install (the kernel form keeps 1 vCPU and 512 MiB: it boots a bare
+// kernel).
+const (
+	runDefaultVCPUs   = 2
+	runDefaultMemMiB  = 2048
+	runDefaultDiskMiB = 8 << 10 // sparse: only written clusters cost host disk
+	// runMaxDiskMiB bounds --disk-mib as workspace_create's disk_mib.
+	runMaxDiskMiB = mcp.MaxDiskMiB
+)
+
+// hostRAMMiB is the host's RAM in MiB, 0 when unknown.
+func hostRAMMiB() uint64 {
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) != nil {
+		return 0
+	}
+	return uint64(si.Totalram) * uint64(si.Unit) >> 20
+}
+
+// runDefaultMem is runDefaultMemMiB, or on a host with less than twice
+// that, half its RAM in 128 MiB steps (at least 256 MiB), so that the
+// default never asks for more than the host has.
+func runDefaultMem(hostMiB uint64) int {
+	if hostMiB == 0 {
+		return runDefaultMemMiB
+	}
+	return max(256, min(runDefaultMemMiB, int(hostMiB/2)&^127))
+}
+
+// runDiskBytes picks the ENV form's disk size in bytes: --disk-mib (0: the
+// default), never less than the environment's image.
+func runDiskBytes(reqMiB int, imageBytes int64) (int64, error) {
+	imageMiB := int((imageBytes + 1<<20 - 1) >> 20)
+	switch {
+	case reqMiB == 0:
+		return int64(min(runMaxDiskMiB, max(runDefaultDiskMiB, imageMiB))) << 20, nil
+	case reqMiB < imageMiB || reqMiB > runMaxDiskMiB:
+		return 0, fmt.Errorf("--disk-mib %d: the environment's image is %d MiB, so give %d to %d (or leave it out for %d)",
+			reqMiB, imageMiB, imageMiB, runMaxDiskMiB, max(runDefaultDiskMiB, imageMiB))
+	}
+	return int64(reqMiB) << 20, nil
+}
 
 // reportRun says how the guest ended and picks the exit code.
 func reportRun(stderr io.Writer, res vmm.Result, elapsed time.Duration, console, quiet bool, ctx context.Context) int {

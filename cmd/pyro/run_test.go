@@ -71,6 +71,7 @@ func TestRunEnvBadInput(t *testing.T) {
 		{[]string{"--env", "A=B"}, exitUsage, "need an environment"},
 		{[]string{"--network", "pypi.org:443"}, exitUsage, "need an environment"},
 		{[]string{"minimal", "--network", "pypi.org", "--", "true"}, exitUsage, "NAME:PORT"},
+		{[]string{"--disk-mib", "4096"}, exitUsage, "need an environment"},
 		{[]string{"minimal", "--", "true"}, exitRunUnable, "pyro env build minimal"},
 	} {
 		r := runPyroIn(t, cache, "", append([]string{"run"}, c.args...)...)
@@ -106,6 +107,44 @@ func TestEnvCommands(t *testing.T) {
 	} {
 		if r := runPyroIn(t, cache, "", c.args...); r.code != exitUsage || !strings.Contains(r.stderr, c.want) {
 			t.Errorf("pyro %q: %+v", c.args, r)
+		}
+	}
+}
+
+// The ENV form's disk: 8 GiB by default (or the image, if larger), an
+// explicit size between the image and the bound; its memory never asks
+// for more than the host has.
+func TestRunSizes(t *testing.T) {
+	const image = 580<<20 + 4096 // rounds up to 581 MiB
+	for _, c := range []struct {
+		req  int
+		want int64
+		bad  bool
+	}{
+		{0, runDefaultDiskMiB << 20, false},
+		{581, 581 << 20, false},
+		{1024, 1 << 30, false},
+		{580, 0, true},
+		{-1, 0, true},
+		{runMaxDiskMiB + 1, 0, true},
+	} {
+		got, err := runDiskBytes(c.req, image)
+		if (err != nil) != c.bad || got != c.want {
+			t.Errorf("--disk-mib %d: %d, %v; want %d (refused %v)", c.req, got, err, c.want, c.bad)
+		}
+		if err != nil && !strings.Contains(err.Error(), "581 MiB") {
+			t.Errorf("--disk-mib %d: the refusal does not give the image's size: %v", c.req, err)
+		}
+	}
+	if got, _ := runDiskBytes(0, 10<<30); got != 10<<30 {
+		t.Errorf("default over a 10 GiB image: %d", got)
+	}
+	for _, c := range []struct {
+		host uint64
+		want int
+	}{{0, runDefaultMemMiB}, {64 << 10, runDefaultMemMiB}, {3930, 1920}, {1000, 384}, {300, 256}} {
+		if got := runDefaultMem(c.host); got != c.want {
+			t.Errorf("host of %d MiB: default memory %d, want %d", c.host, got, c.want)
 		}
 	}
 }

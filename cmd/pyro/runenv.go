@@ -30,6 +30,7 @@ const exitRunUnable = 125
 // envRunFlags are the flags of the ENV form of pyro run.
 type envRunFlags struct {
 	vcpus, memMiB int
+	diskMiB       int           // 0: runDefaultDiskMiB
 	timeout       time.Duration // for the command; 0: none
 	env           []string
 	workdir       string
@@ -94,7 +95,12 @@ func runEnvMain(args []string, f envRunFlags, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail("%v", &env.NotBuiltError{Name: name, Reason: "its root filesystem is missing", Err: err})
 	}
-	d, err := disk.Create(filepath.Join(tmp, "disk"), e.Rootfs, fi.Size())
+	size, err := runDiskBytes(f.diskMiB, fi.Size())
+	if err != nil {
+		fmt.Fprintf(stderr, "pyro run: %v\n", err)
+		return exitUsage
+	}
+	d, err := disk.Create(filepath.Join(tmp, "disk"), e.Rootfs, size)
 	if err != nil {
 		return fail("creating the VM's disk: %v", err)
 	}

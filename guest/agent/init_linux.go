@@ -45,7 +45,8 @@ const newRoot = "/newroot"
 
 // Main is the guest's init: cmd/pyro calls it when it runs as PID 1. It
 // mounts /dev, /proc and /sys, loads the initramfs's kernel modules,
-// mounts the root disk named by pyro.root= and switches into it, mounts
+// mounts the root disk named by pyro.root=, grows its ext4 file system to
+// the disk (growRoot), and switches into it, mounts
 // devpts, /dev/shm, /tmp and /run, sets the hostname (pyro.hostname=),
 // brings up lo, and serves the host on vsock port pyro.agent_port=
 // (default 52), reaping orphans all along. It never returns: a failure
@@ -81,6 +82,7 @@ func Main() {
 	params := parseCmdline(string(cmdline))
 	modErrs := loadModules(ModulesOrderPath)
 	mountRoot(params, modErrs)
+	growRoot(params, newRoot)
 	switchRoot()
 	mountLate()
 	if h, ok := params["pyro.hostname"]; ok && h != "" {

@@ -317,6 +317,23 @@ func (m *Manager) budgetMem(id string, mem int, hold bool) (release func(), err 
 	}, nil
 }
 
+// minDefaultMemMiB is the least memory defaultMem picks, whatever the
+// host: a distribution's userland with a test runner needs about this, and
+// one such VM plus hostReserveMiB still fits a 1 GiB host.
+const minDefaultMemMiB = 512
+
+// defaultMem is DefaultMemMiB, or on a host where three of those would not
+// fit the budget, a third of the RAM guests may have, in 128 MiB steps and
+// at least minDefaultMemMiB. Unknown host memory gives DefaultMemMiB.
+func defaultMem(src memSource) int {
+	total, _, err := src.meminfo()
+	if err != nil || total <= hostReserveMiB {
+		return DefaultMemMiB
+	}
+	third := int((total-hostReserveMiB)/3) &^ 127
+	return max(minDefaultMemMiB, min(DefaultMemMiB, third))
+}
+
 func memRefused(mem int, why string) error {
 	return mcp.LimitReached("a workspace VM of %d MiB would promise more memory than this host has: %s", mem, why).
 		WithHint("Stop or delete a workspace you no longer need (workspace_stop, workspace_delete, in this or another chat session), or ask for less memory (mem_mib), then retry.")

@@ -67,6 +67,10 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 	if err != nil {
 		return nil, mcp.Internal("reading the environment's root filesystem", err)
 	}
+	diskMiB, err := m.diskSize(req.DiskMiB, envName, fi.Size())
+	if err != nil {
+		return nil, err
+	}
 
 	id, dir, owner, err := m.newDir()
 	if err != nil {
@@ -81,7 +85,7 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 	now := m.now()
 	w := &workspace{m: m, id: id, dir: dir, owner: owner, state: mcp.StateCreating, journal: &journal{path: filepath.Join(dir, journalName), next: 1},
 		rec: record{ID: id, Name: req.Name, Labels: req.Labels, Env: envName, CreatedAt: now, LastActive: now,
-			TTLSeconds: req.TTLSeconds, VCPUs: vcpus, MemMiB: mem, Seed: mcp.SeedReport{Kind: seedKind, Source: seedPath},
+			TTLSeconds: req.TTLSeconds, VCPUs: vcpus, MemMiB: mem, DiskMiB: diskMiB, Seed: mcp.SeedReport{Kind: seedKind, Source: seedPath},
 			Network: grants}}
 	if len(w.rec.Labels) == 0 {
 		w.rec.Labels = nil
@@ -122,7 +126,7 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 		os.RemoveAll(dir)
 	}()
 
-	st, err := disk.Create(filepath.Join(dir, diskDir), e.Rootfs, fi.Size())
+	st, err := disk.Create(filepath.Join(dir, diskDir), e.Rootfs, int64(diskMiB)<<20)
 	if err != nil {
 		release()
 		return nil, mcp.Internal("creating the workspace's disk", err)
@@ -204,6 +208,24 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 	w.logLife(mcp.LogLife, "create", detail, start)
 	m.log.Info("workspace created", "id", id, "env", envName, "took", m.now().Sub(start))
 	return w, nil
+}
+
+// diskSize picks a new workspace's disk size in MiB: the request's, else
+// the default, and never less than the environment's image (imageBytes),
+// which the guest's root file system is grown from. An explicit size
+// smaller than the image, or beyond mcp.MaxDiskMiB, is refused.
+func (m *Manager) diskSize(req int, envName string, imageBytes int64) (int, error) {
+	imageMiB := int((imageBytes + 1<<20 - 1) >> 20)
+	if req == 0 {
+		return min(mcp.MaxDiskMiB, max(m.opts.DefaultDiskMiB, imageMiB)), nil
+	}
+	if req < imageMiB || req > mcp.MaxDiskMiB {
+		return 0, mcp.Invalid("disk_mib %d does not fit: %s's image is %d MiB, so the disk must be between %d and %d MiB",
+			req, envName, imageMiB, imageMiB, mcp.MaxDiskMiB).
+			WithHint(fmt.Sprintf("Give disk_mib between %d and %d, or leave it out for the default (%d MiB; the disk is sparse, so a large one costs host space only as it fills).",
+				imageMiB, mcp.MaxDiskMiB, max(m.opts.DefaultDiskMiB, imageMiB)))
+	}
+	return req, nil
 }
 
 // newDir makes StateDir/workspaces/ID for a fresh random ID and takes its

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -22,9 +23,22 @@ import (
 
 // Defaults for zero Options fields.
 const (
-	DefaultEnv          = "debian-12"
-	DefaultVCPUs        = 1
-	DefaultMemMiB       = 512
+	DefaultEnv = "debian-12"
+	// DefaultVCPUs is a workspace's vCPUs when a request names none (at
+	// most the host's CPUs): a test suite or a build runs in parallel.
+	DefaultVCPUs = 2
+	// DefaultMemMiB is a workspace's memory when a request names none, on
+	// a host with room: enough for a real test suite or a compiler, and
+	// paid only as the guest touches it. On a smaller host the default is
+	// a third of the RAM the memory budget lets guests have (MemTotal less
+	// hostReserveMiB; see defaultMem), so three default workspaces always
+	// fit the budget: an 8 GiB host gets 2048 MiB, a 4 GiB one 1152.
+	DefaultMemMiB = 2048
+	// DefaultDiskMiB is a workspace's disk when a request names none (or
+	// the environment's image, if larger): 8 GiB, room for a scientific
+	// Python stack or a node_modules. The disk is sparse: only the
+	// clusters the guest writes cost host space.
+	DefaultDiskMiB      = 8 << 10
 	DefaultMaxRunning   = 4
 	DefaultReapInterval = 10 * time.Second
 	// DefaultRetention is how long an expired workspace keeps its disk
@@ -54,9 +68,11 @@ type Options struct {
 	LoadEnv func(ctx context.Context, name string) (*env.Env, error)
 	// DefaultEnv is used when a request names none ("debian-12").
 	DefaultEnv string
-	// DefaultVCPUs and DefaultMemMiB size a VM when a request does not.
-	DefaultVCPUs  int
-	DefaultMemMiB int
+	// DefaultVCPUs, DefaultMemMiB and DefaultDiskMiB size a VM when a
+	// request does not (0: the package's defaults; see defaultMem).
+	DefaultVCPUs   int
+	DefaultMemMiB  int
+	DefaultDiskMiB int
 	// MaxRunning caps the workspaces running (or booting) at once
 	// (DefaultMaxRunning when 0); beyond it Create, Start and Reset of a
 	// stopped workspace fail with mcp.CodeLimit.
@@ -193,10 +209,10 @@ func Open(opts Options) (*Manager, error) {
 		opts.DefaultEnv = DefaultEnv
 	}
 	if opts.DefaultVCPUs <= 0 {
-		opts.DefaultVCPUs = DefaultVCPUs
+		opts.DefaultVCPUs = min(DefaultVCPUs, runtime.NumCPU())
 	}
-	if opts.DefaultMemMiB <= 0 {
-		opts.DefaultMemMiB = DefaultMemMiB
+	if opts.DefaultDiskMiB <= 0 {
+		opts.DefaultDiskMiB = DefaultDiskMiB
 	}
 	if opts.MaxRunning <= 0 {
 		opts.MaxRunning = DefaultMaxRunning
@@ -221,6 +237,9 @@ func Open(opts Options) (*Manager, error) {
 	m.mem = hostMem
 	if opts.hooks.mem != nil {
 		m.mem = *opts.hooks.mem
+	}
+	if m.opts.DefaultMemMiB <= 0 {
+		m.opts.DefaultMemMiB = defaultMem(m.mem)
 	}
 	m.statfs = hostStatfs
 	if opts.hooks.statfs != nil {

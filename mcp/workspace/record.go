@@ -38,7 +38,12 @@ type record struct {
 	TTLSeconds int               `json:"ttl_seconds"`
 	VCPUs      int               `json:"vcpus"`
 	MemMiB     int               `json:"mem_mib"`
-	Seed       mcp.SeedReport    `json:"seed"`
+	// DiskMiB is the disk's size (the guest grows its root file system
+	// to it); 0 in records written before disks had a size: the
+	// environment image's. The disk stack records the size itself, so
+	// reset and restart keep it.
+	DiskMiB int            `json:"disk_mib,omitempty"`
+	Seed    mcp.SeedReport `json:"seed"`
 	// BaselineLayer is the disk layer frozen right after seeding.
 	BaselineLayer string `json:"baseline_layer"`
 	// Snapshots, oldest first; each names a frozen disk layer.

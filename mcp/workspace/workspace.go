@@ -71,7 +71,7 @@ func (w *workspace) viewLocked() mcp.Workspace {
 	seq, _ := w.journal.last()
 	v := mcp.Workspace{ID: r.ID, Name: r.Name, Labels: r.Labels, Env: r.Env, State: w.state, Error: r.Error,
 		CreatedAt: r.CreatedAt, LastActiveAt: r.LastActive, TTLSeconds: r.TTLSeconds,
-		VCPUs: r.VCPUs, MemMiB: r.MemMiB, Seed: r.Seed, Snapshots: len(r.Snapshots), LastSeq: seq}
+		VCPUs: r.VCPUs, MemMiB: r.MemMiB, DiskMiB: r.DiskMiB, Seed: r.Seed, Snapshots: len(r.Snapshots), LastSeq: seq}
 	if r.TTLSeconds > 0 && w.state != mcp.StateExpired {
 		v.ExpiresAt = r.LastActive.Add(time.Duration(r.TTLSeconds) * time.Second)
 	}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -81,6 +82,20 @@ func TestWorkspaceVMLoop(t *testing.T) {
 		return string(r.Stdout)
 	}
 
+	// The root file system has grown to the default disk: room to install
+	// into, whatever the image's size (about 600 MiB).
+	rootKiB := func(when string) {
+		t.Helper()
+		out := sh("df -k / | tail -n 1")
+		f := strings.Fields(out)
+		kib, err := strconv.ParseInt(f[min(1, len(f)-1)], 10, 64)
+		if err != nil || kib < DefaultDiskMiB<<10*85/100 {
+			t.Fatalf("%s: df / says %q: not grown to the %d MiB disk", when, out, DefaultDiskMiB)
+		}
+		t.Logf("%s: df /: %s", when, strings.TrimSpace(out))
+	}
+	rootKiB("create")
+
 	unittest(false)
 	if got := read("calc/__init__.py"); got != vmCalcBroken {
 		t.Fatalf("read: %q", got)
@@ -134,6 +149,7 @@ func TestWorkspaceVMLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("FIGURE reset to snapshot (kill, cut back, boot): %v", rr.Duration)
+	rootKiB("reset")
 	if got := read("calc/__init__.py"); got != vmCalcFixed {
 		t.Fatalf("after reset to green: %q", got)
 	}
