@@ -19,8 +19,10 @@ import (
 func TestWorkspaceVMLimits(t *testing.T) {
 	kvmtest.RequireStockKernels(t)
 	envDir := kvmtest.Path(t, "PYRO_TEST_ENV_MINIMAL")
+	// The disk stays the image's size (any default below it is raised to
+	// it): filling a sparse 8 GiB disk would fill the harness's host.
 	m, err := Open(Options{StateDir: t.TempDir(), CacheRoot: filepath.Dir(filepath.Dir(envDir)), DefaultMemMiB: 128,
-		Logger: slog.New(slog.NewTextHandler(tWriter{t}, nil))})
+		DefaultDiskMiB: 1, Logger: slog.New(slog.NewTextHandler(tWriter{t}, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
