@@ -12,14 +12,10 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
-// GuestMAC is the MAC address of the guest's virtio-net interface, and
-// gatewayMAC the stack's on the same link (QEMU's user-mode network uses
-// 52:55:0a:00:02:02 for its gateway; these are locally administered
-// unicast addresses).
-var (
-	GuestMAC   = [6]byte{0x02, 0x50, 0x79, 0x52, 0x4f, 0x01}
-	gatewayMAC = tcpip.LinkAddress("\x52\x55\x0a\x00\x02\x02")
-)
+// gatewayMAC is the stack's MAC address on the guest's link, the one QEMU's
+// user-mode network gives its gateway (locally administered, unicast). The
+// guest learns it by ARP.
+var gatewayMAC = tcpip.LinkAddress("\x52\x55\x0a\x00\x02\x02")
 
 // nicDevice is what a Link needs of the virtio-net device in front of it:
 // *vnet.Device, or a test double.

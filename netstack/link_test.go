@@ -25,6 +25,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 )
 
+var testGuestMAC = [6]byte{0x02, 0x50, 0x79, 0x52, 0x4f, 0x01}
+
 // fakeNIC plays the virtio-net device in front of a Link: Deliver hands the
 // frame to the guest stack's channel endpoint, as the real device hands it
 // to the guest's driver.
@@ -60,7 +62,7 @@ func (f *fakeNIC) Deliver(h vnet.Header, frame [][]byte) error {
 // to the "hardware"), and the stack's frames come out through fakeNIC.
 func newLinkTestNet(t *testing.T, mtu int) (*testNet, *Link, *fakeNIC) {
 	t.Helper()
-	guestEP := channel.New(256, uint32(mtu+header.EthernetMinimumSize), tcpip.LinkAddress(GuestMAC[:]))
+	guestEP := channel.New(256, uint32(mtu+header.EthernetMinimumSize), tcpip.LinkAddress(testGuestMAC[:]))
 	guestEP.LinkEPCapabilities |= stack.CapabilityTXChecksumOffload
 	nic := &fakeNIC{mtu: mtu, offl: vnet.GuestOffloads{Checksum: true}, to: guestEP}
 	link := NewLink()
@@ -179,11 +181,11 @@ func TestLinkWithoutDeviceDrops(t *testing.T) {
 	// A broadcast ARP request from the guest for the gateway: the stack
 	// answers, and with no device the answer is dropped.
 	frame := make([]byte, header.EthernetMinimumSize+header.ARPSize)
-	header.Ethernet(frame).Encode(&header.EthernetFields{SrcAddr: tcpip.LinkAddress(GuestMAC[:]), DstAddr: header.EthernetBroadcastAddress, Type: arp.ProtocolNumber})
+	header.Ethernet(frame).Encode(&header.EthernetFields{SrcAddr: tcpip.LinkAddress(testGuestMAC[:]), DstAddr: header.EthernetBroadcastAddress, Type: arp.ProtocolNumber})
 	a := header.ARP(frame[header.EthernetMinimumSize:])
 	a.SetIPv4OverEthernet()
 	a.SetOp(header.ARPRequest)
-	copy(a.HardwareAddressSender(), GuestMAC[:])
+	copy(a.HardwareAddressSender(), testGuestMAC[:])
 	ga, gw := GuestAddr.As4(), GatewayAddr.As4()
 	copy(a.ProtocolAddressSender(), ga[:])
 	copy(a.ProtocolAddressTarget(), gw[:])
