@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pyro-mcp/pyro/guest/agent"
 	vnet "github.com/pyro-mcp/pyro/virtio/net"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -193,4 +194,13 @@ func TestLinkWithoutDeviceDrops(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the ARP reply to be dropped", func() bool { return link.Stats().ToGuestDropped == 1 })
+}
+
+// TestGuestNetworkPlanAgrees: the agent, which must not link gVisor, keeps
+// its own copy of the addresses it configures.
+func TestGuestNetworkPlanAgrees(t *testing.T) {
+	if agent.GuestAddr != GuestAddr || agent.GatewayAddr != GatewayAddr || agent.GuestPrefixLen != GuestPrefix.Bits() {
+		t.Fatalf("agent configures %s/%d via %s; netstack serves %s in %s via %s",
+			agent.GuestAddr, agent.GuestPrefixLen, agent.GatewayAddr, GuestAddr, GuestPrefix, GatewayAddr)
+	}
 }
