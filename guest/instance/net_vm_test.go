@@ -23,6 +23,11 @@ func (noResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, 
 	return nil, &net.DNSError{Err: "the test resolves no names", Name: host, IsNotFound: true}
 }
 
+// transferBytes is the size of the throughput subtest's transfers: enough
+// to outlast connection setup (the vsock figure in the README uses the
+// same size), small enough for the guest's tmpfs and the harness.
+const transferBytes = 16 << 20
+
 // TestNetworkEndToEnd boots minimal with a NIC whose other end is a
 // netstack.Stack, and checks, in one VM: the agent configured eth0 and
 // resolv.conf; a host service on the test's own loopback listener is
@@ -37,7 +42,14 @@ func TestNetworkEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, body) })}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			w.Header().Set("Content-Length", fmt.Sprint(transferBytes))
+			io.CopyN(w, zeroReader{}, transferBytes)
+			return
+		}
+		io.WriteString(w, body)
+	})}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	port := l.Addr().(*net.TCPAddr).Port
@@ -126,5 +138,36 @@ func TestNetworkEndToEnd(t *testing.T) {
 		if resp.StatusCode != 200 || string(b) != "served by the guest\n" {
 			t.Fatalf("published port: %s %q", resp.Status, b)
 		}
+	})
+
+	// Figures only (no assertion of speed): a host-service download into
+	// the guest and a published-port download out of it.
+	t.Run("throughput", func(t *testing.T) {
+		begin := time.Now()
+		r := mustSh(t, vm, "wget -O- "+url+"big | wc -c")
+		in := time.Since(begin)
+		if strings.TrimSpace(r) != fmt.Sprint(transferBytes) {
+			t.Fatalf("guest received %q bytes, want %d", r, transferBytes)
+		}
+		mustSh(t, vm, fmt.Sprintf("dd if=/dev/zero of=/tmp/www/big bs=1M count=%d 2>/dev/null", transferBytes>>20))
+		hp, err := st.Publish(8080, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		begin = time.Now()
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/big", hp))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		out := time.Since(begin)
+		if err != nil || n != transferBytes {
+			t.Fatalf("published download: %d bytes, %v", n, err)
+		}
+		t.Logf("host service -> guest: %d MiB in %v (%.0f MiB/s, including the exec); published guest -> host: %.0f MiB/s",
+			transferBytes>>20, in.Round(time.Millisecond), mibPerSec(transferBytes, in), mibPerSec(transferBytes, out))
+		ns, _ := vm.NetStats()
+		t.Logf("NIC %+v; link %+v", ns, link.Stats())
 	})
 }
