@@ -61,7 +61,8 @@ func (l *Link) Endpoint() stack.LinkEndpoint { return l.eth }
 
 // SetDevice connects the Link to the device in front of it, whose Deliver
 // carries frames to the guest and whose MTU the stack then uses. The VM
-// calls it once, before the guest boots.
+// calls it before the guest boots, and again with the new device when a
+// workspace's VM restarts behind the same Link and Stack.
 func (l *Link) SetDevice(d *vnet.Device) { l.raw.setDevice(d) }
 
 // Capabilities implements vnet.Backend: partial checksums yes, TSO not yet.
