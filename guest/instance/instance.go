@@ -6,9 +6,10 @@
 // (guest/env), a disk (the layered copy-on-write Stack of vmm/disk, served
 // by virtio/blk as the guest's /dev/vda), adds a virtio-vsock device whose
 // in-process host side carries the agent protocol (guest/agent/proto),
-// with Config.Net a virtio-net NIC whose other end is the workspace's
-// network (netstack), boots the VM (vmm) and waits until the agent answers. Nothing here keeps
-// state on disk: the caller owns the disk and decides what survives.
+// and, with Config.Net, a virtio-net NIC whose other end is the
+// workspace's network (netstack), boots the VM (vmm) and waits until the
+// agent answers. Nothing here keeps state on disk: the caller owns the
+// disk and decides what survives.
 //
 // Readiness is the agent answering a ping, not a console line: the host
 // dials the agent's vsock port (a dial before the guest's driver is up
