@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pyro-mcp/pyro/guest/env"
 	"github.com/pyro-mcp/pyro/kvm/kvmtest"
 	"github.com/pyro-mcp/pyro/netstack"
 )
@@ -28,15 +29,38 @@ func (noResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, 
 // same size), small enough for the guest's tmpfs and the harness.
 const transferBytes = 16 << 20
 
-// TestNetworkEndToEnd boots minimal with a NIC whose other end is a
-// netstack.Stack, and checks, in one VM: the agent configured eth0 and
+// netTools are the guest commands the network test uses in an env.
+type netTools struct {
+	fetch string // prints a URL's body on stdout
+	// refused is what fetch's stderr says when the connection is refused
+	// (busybox wget names it; curl's exit 7 says only "Couldn't connect").
+	refused string
+	// serve starts a daemon serving /tmp/www on 0.0.0.0:8080 and returns
+	// once it answers.
+	serve string
+}
+
+var netToolsByEnv = map[string]netTools{
+	// Plain -O-: this busybox's wget crashes with -q -T.
+	"minimal": {fetch: "wget -O- ", refused: "Connection refused", serve: "busybox httpd -p 0.0.0.0:8080 -h /tmp/www"},
+	"debian-12": {fetch: "curl -sS ", refused: "curl: (7) Failed to connect",
+		serve: "cd /tmp/www && (setsid python3 -m http.server 8080 >/tmp/http.log 2>&1 &) && " +
+			"for i in $(seq 300); do curl -s -o /dev/null http://127.0.0.1:8080/ && exit 0; sleep 0.2; done; cat /tmp/http.log; exit 1"},
+}
+
+// TestNetworkEndToEnd boots each env with a NIC whose other end is a
+// netstack.Stack, and checks, in one VM per env: the agent configured eth0 and
 // resolv.conf; a host service on the test's own loopback listener is
 // refused at once without a grant (and the refusal is in Status), and
 // reached by name with one; a published port reaches a guest listener.
 func TestNetworkEndToEnd(t *testing.T) {
 	kvmtest.RequireStockKernels(t)
-	e := loadEnv(t, "minimal", "PYRO_TEST_ENV_MINIMAL")
+	for _, te := range testEnvs {
+		t.Run(te.name, func(t *testing.T) { testNetwork(t, loadEnv(t, te.name, te.variable), netToolsByEnv[te.name]) })
+	}
+}
 
+func testNetwork(t *testing.T, e *env.Env, tools netTools) {
 	const body = "hello from the host's loopback\n"
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
@@ -78,8 +102,7 @@ func TestNetworkEndToEnd(t *testing.T) {
 	t.Logf("agent ready after %v", vm.Ready)
 
 	url := fmt.Sprintf("http://%s:%d/", netstack.HostServiceName, port)
-	// Plain -O-: this busybox's wget crashes with -q -T.
-	wget := "wget -O- " + url
+	fetch := tools.fetch + url
 
 	t.Run("configured", func(t *testing.T) {
 		out := mustSh(t, vm, "cat /sys/class/net/eth0/mtu /etc/resolv.conf; ip -4 addr show eth0; ip route")
@@ -92,12 +115,12 @@ func TestNetworkEndToEnd(t *testing.T) {
 
 	t.Run("host-service-denied", func(t *testing.T) {
 		begin := time.Now()
-		r := sh(t, vm, wget)
+		r := sh(t, vm, fetch)
 		took := time.Since(begin)
 		if r.ExitCode == 0 || strings.Contains(r.stdout, body) {
 			t.Fatalf("ungranted host service reached: exit %d, %q", r.ExitCode, r.stdout)
 		}
-		if !strings.Contains(r.stderr, "refused") {
+		if !strings.Contains(r.stderr, tools.refused) {
 			t.Errorf("ungranted host service: %q after %v, want connection refused", r.stderr, took)
 		}
 		found := false
@@ -117,13 +140,13 @@ func TestNetworkEndToEnd(t *testing.T) {
 		if _, err := st.Grant(g); err != nil {
 			t.Fatal(err)
 		}
-		if out := mustSh(t, vm, wget); out != body {
+		if out := mustSh(t, vm, fetch); out != body {
 			t.Fatalf("granted host service: got %q, want %q", out, body)
 		}
 	})
 
 	t.Run("published", func(t *testing.T) {
-		mustSh(t, vm, "mkdir -p /tmp/www && echo 'served by the guest' >/tmp/www/index.html && busybox httpd -p 0.0.0.0:8080 -h /tmp/www")
+		mustSh(t, vm, "mkdir -p /tmp/www && echo 'served by the guest' >/tmp/www/index.html && "+tools.serve)
 		hp, err := st.Publish(8080, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -144,7 +167,7 @@ func TestNetworkEndToEnd(t *testing.T) {
 	// the guest and a published-port download out of it.
 	t.Run("throughput", func(t *testing.T) {
 		begin := time.Now()
-		r := mustSh(t, vm, "wget -O- "+url+"big | wc -c")
+		r := mustSh(t, vm, tools.fetch+url+"big | wc -c")
 		in := time.Since(begin)
 		if strings.TrimSpace(r) != fmt.Sprint(transferBytes) {
 			t.Fatalf("guest received %q bytes, want %d", r, transferBytes)
