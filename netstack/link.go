@@ -63,7 +63,15 @@ func (l *Link) Endpoint() stack.LinkEndpoint { return l.eth }
 // carries frames to the guest and whose MTU the stack then uses. The VM
 // calls it before the guest boots, and again with the new device when a
 // workspace's VM restarts behind the same Link and Stack.
-func (l *Link) SetDevice(d *vnet.Device) { l.raw.setDevice(d) }
+// A nil d detaches the device (the VM stopped): packets to the guest are
+// then dropped and counted rather than queued for a guest that is gone.
+func (l *Link) SetDevice(d *vnet.Device) {
+	if d == nil {
+		l.raw.setDevice(nil)
+		return
+	}
+	l.raw.setDevice(d)
+}
 
 // Capabilities implements vnet.Backend: partial checksums yes, TSO not yet.
 func (l *Link) Capabilities() vnet.Capabilities {
@@ -106,7 +114,9 @@ type rawLink struct {
 }
 
 func (r *rawLink) setDevice(d nicDevice) {
-	r.mtu.Store(int64(d.MTU()))
+	if d != nil {
+		r.mtu.Store(int64(d.MTU()))
+	}
 	r.mu.Lock()
 	r.dev = d
 	r.mu.Unlock()

@@ -255,3 +255,27 @@ func FuzzLinkFrame(f *testing.F) {
 		}
 	})
 }
+
+// TestLinkDetachedDeviceGetsNothing: once the VM stopped (SetDevice(nil)),
+// the stack's answers are dropped and counted, not handed to the old
+// device to queue for a guest that is gone.
+func TestLinkDetachedDeviceGetsNothing(t *testing.T) {
+	_, link, nic := newLinkTestNet(t, 1500)
+	link.SetDevice(nil)
+	before := nic.delivered.Load()
+	arpReq := make([]byte, header.ARPSize)
+	a := header.ARP(arpReq)
+	a.SetIPv4OverEthernet()
+	a.SetOp(header.ARPRequest)
+	copy(a.HardwareAddressSender(), testGuestMAC[:])
+	ga, gw := GuestAddr.As4(), GatewayAddr.As4()
+	copy(a.ProtocolAddressSender(), ga[:])
+	copy(a.ProtocolAddressTarget(), gw[:])
+	if err := link.Transmit(vnet.Header{}, [][]byte{ethFrame(arp.ProtocolNumber, arpReq)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the ARP reply to be dropped", func() bool { return link.Stats().ToGuestDropped >= 1 })
+	if n := nic.delivered.Load(); n != before {
+		t.Fatalf("detached device got %d more frames", n-before)
+	}
+}
