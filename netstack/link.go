@@ -31,8 +31,9 @@ type nicDevice interface {
 // through the device's Deliver). (One type cannot be both: the two
 // interfaces each have a Capabilities method.) Make one with NewLink, give
 // Endpoint() to New as Config.Link and the Link to the VM as its NIC
-// backend; the VM calls SetDevice once the device exists. Until then, and while the guest's driver is down, packets to the
-// guest are dropped, as on an unplugged cable.
+// backend; the VM calls SetDevice once the device exists. Until then,
+// and while the guest's driver is down, packets to the guest are dropped,
+// as on an unplugged cable.
 //
 // Offloads, correctness first: the Link takes the guest's partial checksums
 // (the stack terminates every flow, so it never needs the finished sum, and
