@@ -29,8 +29,12 @@
 // dial the guest's address; guest services bound only to the guest's
 // loopback will be reached through the agent over vsock, not here.
 //
+// A workspace's VM and stack meet in a Link (link.go): NewLink, then
+// New(Config{Link: link.Endpoint(), ...}) and instance.Config{Net: link};
+// the VM hands the Link its virtio-net device at each boot.
+//
 // gVisor is wrapped here once: the exported API speaks net, netip and this
-// package's own Grant and Status types, except Config.Link, which is the
-// gVisor link endpoint the device provides. Every bound is a named constant in
+// package's own Grant and Status types, except Config.Link, the gVisor
+// link endpoint (a Link's Endpoint, or a link/channel in tests). Every bound is a named constant in
 // limits.go.
 package netstack

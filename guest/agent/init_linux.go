@@ -93,6 +93,9 @@ func Main() {
 	if err := loopbackUp(); err != nil {
 		consolef("pyro-agent: warning: bringing up lo: %v", err)
 	}
+	if err := networkUp(); err != nil {
+		consolef("pyro-agent: warning: network: %v", err)
+	}
 
 	srv := &Server{System: GuestSystem{}, Logf: consolef, reaper: startReaper()}
 	if meminfo, err := os.ReadFile("/proc/meminfo"); err != nil {

@@ -6,8 +6,10 @@
 // (guest/env), a disk (the layered copy-on-write Stack of vmm/disk, served
 // by virtio/blk as the guest's /dev/vda), adds a virtio-vsock device whose
 // in-process host side carries the agent protocol (guest/agent/proto),
-// boots the VM (vmm) and waits until the agent answers. Nothing here keeps
-// state on disk: the caller owns the disk and decides what survives.
+// and, with Config.Net, a virtio-net NIC whose other end is the
+// workspace's network (netstack), boots the VM (vmm) and waits until the
+// agent answers. Nothing here keeps state on disk: the caller owns the
+// disk and decides what survives.
 //
 // Readiness is the agent answering a ping, not a console line: the host
 // dials the agent's vsock port (a dial before the guest's driver is up
@@ -35,6 +37,7 @@ import (
 	"github.com/pyro-mcp/pyro/kvm"
 	"github.com/pyro-mcp/pyro/virtio"
 	"github.com/pyro-mcp/pyro/virtio/blk"
+	vnet "github.com/pyro-mcp/pyro/virtio/net"
 	"github.com/pyro-mcp/pyro/virtio/vsock"
 	"github.com/pyro-mcp/pyro/vmm"
 )
@@ -66,7 +69,20 @@ type Config struct {
 	ReadyTimeout time.Duration
 	// KVMDevice overrides /dev/kvm.
 	KVMDevice string
+	// Net, when set, gives the guest a virtio-net NIC (its eth0, MAC
+	// GuestMAC) whose frames go to Net: in pyro a *netstack.Link, whose
+	// stack is the guest's gateway. If Net has a SetDevice(*vnet.Device)
+	// method, Start calls it with the device before boot, so the backend
+	// can deliver frames to the guest. Nil: no NIC, a sealed guest.
+	Net vnet.Backend
 }
+
+// GuestMAC is the MAC address of the guest's NIC. Each VM has its own
+// link to its own stack, so MACs need not be unique across VMs.
+var GuestMAC = [6]byte{0x02, 0x50, 0x79, 0x52, 0x4f, 0x01}
+
+// deviceBinder is a NIC backend that needs the device in front of it.
+type deviceBinder interface{ SetDevice(*vnet.Device) }
 
 // VM is a running guest with a ready agent.
 type VM struct {
@@ -77,6 +93,7 @@ type VM struct {
 
 	m      *vmm.Machine
 	vs     *vsock.Device
+	nd     *vnet.Device // nil without Config.Net
 	log    *slog.Logger
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -133,6 +150,19 @@ func Start(ctx context.Context, cfg Config) (_ *VM, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("vsock device: %w", err)
 	}
+	devices := []virtio.Device{bd, vs}
+	var nd *vnet.Device
+	if cfg.Net != nil {
+		nd, err = vnet.New(cfg.Net, vnet.Options{MAC: GuestMAC, Logger: cfg.Logger})
+		if err != nil {
+			vs.Close()
+			return nil, fmt.Errorf("network device: %w", err)
+		}
+		if b, ok := cfg.Net.(deviceBinder); ok {
+			b.SetDevice(nd)
+		}
+		devices = append(devices, nd)
+	}
 	m, err := vmm.New(vmm.Config{
 		Kernel:    cfg.Env.Kernel,
 		Initrd:    cfg.Env.Initrd,
@@ -141,7 +171,7 @@ func Start(ctx context.Context, cfg Config) (_ *VM, err error) {
 		MemMiB:    cfg.MemMiB,
 		Console:   cfg.Console,
 		KVMDevice: cfg.KVMDevice,
-		Devices:   []virtio.Device{bd, vs},
+		Devices:   devices,
 		Logger:    cfg.Logger,
 	})
 	if err != nil {
@@ -153,7 +183,7 @@ func Start(ctx context.Context, cfg Config) (_ *VM, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	v := &VM{m: m, vs: vs, log: log, cancel: cancel, done: make(chan struct{})}
+	v := &VM{m: m, vs: vs, nd: nd, log: log, cancel: cancel, done: make(chan struct{})}
 	v.Agent = &proto.Client{Dial: v.dial}
 	go func() {
 		v.res, v.err = runRecovered(func() (vmm.Result, error) { return m.Run(runCtx) })
@@ -378,6 +408,14 @@ func (v *VM) consoleHint() string {
 		}
 	}
 	return b.String()
+}
+
+// NetStats returns the NIC's counters, and false for a VM without one.
+func (v *VM) NetStats() (vnet.Stats, bool) {
+	if v.nd == nil {
+		return vnet.Stats{}, false
+	}
+	return v.nd.Stats(), true
 }
 
 // Done is closed when the VM has stopped, for whatever reason.
