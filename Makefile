@@ -51,7 +51,7 @@ FUZZTIME ?= 300000x
 FUZZ := ./vmm:FuzzParseBzImage ./vmm/memory:FuzzSlice ./vmm/acpi:FuzzPkgLength \
 	./virtio:FuzzQueueWalk ./virtio:FuzzMMIOSequence:20000x:race ./virtio/blk:FuzzRequest ./virtio/vsock:FuzzTxPacket \
 	./virtio/net:FuzzNetTx:50000x ./virtio/net:FuzzNetRx:50000x \
-	./netstack:FuzzParseGrant:20000x ./netstack:FuzzDNSAnswer:20000x ./netstack:FuzzGuestPacket:20000x \
+	./netstack:FuzzParseGrant:20000x ./netstack:FuzzDNSAnswer:20000x ./netstack:FuzzGuestPacket:20000x ./netstack:FuzzLinkFrame:20000x \
 	./guest/agent:FuzzServeStream:20000x ./guest/agent/proto:FuzzDecodeFrames \
 	./guest/agent/proto:FuzzClientAnswers:20000x ./mcp/hostio:FuzzExportArchive:20000x \
 	./vmm/disk:FuzzStack:10000x ./mcp/patch:FuzzParse:100000x ./mcp/patch:FuzzApply:100000x \

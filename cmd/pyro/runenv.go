@@ -110,7 +110,7 @@ func runEnvMain(args []string, f envRunFlags, stdout, stderr io.Writer) int {
 	if f.console {
 		console = stderr
 	}
-	netStack, _, err := runNetwork(grants)
+	netStack, nb, err := runNetwork(grants)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -119,7 +119,7 @@ func runEnvMain(args []string, f envRunFlags, stdout, stderr io.Writer) int {
 	}
 	vm, err := instance.Start(ctx, instance.Config{
 		Env: e, Disk: d, DiskID: "pyro-run", VCPUs: f.vcpus, MemMiB: f.memMiB,
-		Hostname: name, Console: console,
+		Hostname: name, Console: console, Net: nb,
 	})
 	if err != nil {
 		if ctx.Err() != nil {

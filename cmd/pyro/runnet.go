@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 
-	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/pyro-mcp/pyro/netstack"
@@ -31,9 +30,9 @@ func runNetwork(grants []netstack.Grant) (*netstack.Stack, vnet.Backend, error) 
 	return st, backend, nil
 }
 
-// runLink is the wire between the stack and the VM. Until the netstack
-// adapter that is also a virtio-net backend is wired in (with
-// instance.Config.Net), it is a link/channel endpoint no VM drives.
+// runLink is the wire between the stack and the VM: a netstack.Link, the
+// VM's virtio-net backend, and its gVisor endpoint.
 func runLink() (stack.LinkEndpoint, vnet.Backend) {
-	return channel.New(64, 1500, ""), nil
+	l := netstack.NewLink()
+	return l.Endpoint(), l
 }

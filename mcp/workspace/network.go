@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/pyro-mcp/pyro/mcp"
@@ -28,20 +27,11 @@ import (
 // VM's device drives (nil: the VM gets no network card).
 type newLinkFunc func() (stack.LinkEndpoint, vnet.Backend)
 
-// unattachedMTU is the MTU of the stand-in link defaultLink makes.
-const unattachedMTU = 1500
-
-// unattachedQueue bounds the packets the stand-in link holds for a guest
-// that is not there; further ones are dropped.
-const unattachedQueue = 64
-
-// defaultLink is the wire of a real workspace. Until the netstack adapter
-// that is both a gVisor link endpoint and a virtio-net backend is wired in
-// (and guest/instance takes it), it is a link/channel endpoint that no VM
-// drives: grants, denials and published ports work at the stack, but no
-// guest packet reaches it.
+// defaultLink is the wire of a real workspace: a netstack.Link, the
+// virtio-net backend of the VM's card, and its gVisor endpoint.
 func defaultLink() (stack.LinkEndpoint, vnet.Backend) {
-	return channel.New(unattachedQueue, unattachedMTU, ""), nil
+	l := netstack.NewLink()
+	return l.Endpoint(), l
 }
 
 // workspaceNet is a running workspace's network.

@@ -75,7 +75,7 @@ type bootFunc func(ctx context.Context, spec bootSpec) (*booted, error)
 func bootInstance(ctx context.Context, spec bootSpec) (*booted, error) {
 	vm, err := instance.Start(ctx, instance.Config{
 		Env: spec.Env, Disk: spec.Disk, DiskID: spec.DiskID, VCPUs: spec.VCPUs, MemMiB: spec.MemMiB,
-		Hostname: env.Hostname, Console: spec.Console, Logger: spec.Logger,
+		Hostname: env.Hostname, Console: spec.Console, Logger: spec.Logger, Net: spec.Net,
 	})
 	if err != nil {
 		return nil, err
