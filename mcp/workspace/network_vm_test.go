@@ -1,0 +1,113 @@
+package workspace
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pyro-mcp/pyro/kvm/kvmtest"
+	"github.com/pyro-mcp/pyro/mcp"
+)
+
+// A workspace's network through the manager, on a real guest: a host
+// service is refused until granted (and the failing exec says which grant
+// would fix it), reached once granted, refused again after the revoke;
+// a guest server published on a host port answers on the host's
+// loopback. The only host server is this test's, on 127.0.0.1.
+func TestWorkspaceVMNetwork(t *testing.T) {
+	kvmtest.RequireStockKernels(t)
+	envDir := kvmtest.Path(t, "PYRO_TEST_ENV_MINIMAL")
+	m, err := Open(Options{StateDir: t.TempDir(), CacheRoot: filepath.Dir(filepath.Dir(envDir)), DefaultMemMiB: 256,
+		DefaultDiskMiB: 1, Logger: slog.New(slog.NewTextHandler(tWriter{t}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx := t.Context()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "hello from the host\n")
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	grant := "host.pyro.internal:" + u.Port()
+	fetch := "wget -O- http://" + grant + "/"
+
+	ws, err := m.Create(ctx, mcp.CreateRequest{Env: "minimal", TTLSeconds: 3600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec := func(cmd string) mcp.ExecResult {
+		t.Helper()
+		r, err := m.Exec(ctx, mcp.ExecRequest{ID: ws.ID, Command: cmd, TimeoutSeconds: 60})
+		if err != nil {
+			t.Fatalf("%q: %v", cmd, err)
+		}
+		t.Logf("%q: exit %d in %v; network %q; stdout %.200q; stderr %.200q", cmd, r.ExitCode, r.Duration, r.Network, r.Stdout, r.Stderr)
+		return r
+	}
+	refused := func(when string) {
+		t.Helper()
+		r := exec(fetch)
+		if r.ExitCode == 0 {
+			t.Fatalf("%s: the guest reached %s", when, grant)
+		}
+		if !strings.Contains(r.Network, grant) || !strings.Contains(r.Network, "network_grant") {
+			t.Errorf("%s: the failing exec's network note %q does not name %s and network_grant", when, r.Network, grant)
+		}
+	}
+
+	t.Run("refused without a grant", func(t *testing.T) { refused("before the grant") })
+	t.Run("granted", func(t *testing.T) {
+		if _, err := m.NetworkGrant(ctx, ws.ID, []string{grant}); err != nil {
+			t.Fatal(err)
+		}
+		if r := exec(fetch); r.ExitCode != 0 || !strings.Contains(string(r.Stdout), "hello from the host") {
+			t.Fatalf("with %s granted: exit %d, stdout %q", grant, r.ExitCode, r.Stdout)
+		}
+		st, err := m.NetworkStatus(ctx, ws.ID)
+		if err != nil || len(st.Grants) != 1 || st.Grants[0].Grant != grant || st.Grants[0].TotalConnections == 0 {
+			t.Errorf("status after the fetch: %+v, %v", st, err)
+		}
+	})
+	t.Run("refused after the revoke", func(t *testing.T) {
+		if _, err := m.NetworkRevoke(ctx, ws.ID, []string{grant}); err != nil {
+			t.Fatal(err)
+		}
+		refused("after the revoke")
+	})
+	t.Run("published port", func(t *testing.T) {
+		if r := exec("mkdir -p /tmp/www && echo hello from the guest > /tmp/www/index.html && busybox httpd -p 0.0.0.0:8080 -h /tmp/www"); r.ExitCode != 0 {
+			t.Fatalf("starting httpd: %q", r.Stderr)
+		}
+		p, err := m.PortPublish(ctx, mcp.PublishRequest{ID: ws.ID, GuestPort: 8080})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.HostAddrs) == 0 {
+			t.Fatalf("published port %+v listens nowhere", p)
+		}
+		c := http.Client{Timeout: 60 * time.Second}
+		for _, addr := range p.HostAddrs {
+			resp, err := c.Get(fmt.Sprintf("http://%s/", addr))
+			if err != nil {
+				if strings.HasPrefix(addr, "[") {
+					t.Logf("%s: %v (no IPv6 loopback here?)", addr, err)
+					continue
+				}
+				t.Fatalf("GET %s: %v", addr, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.Contains(string(body), "hello from the guest") {
+				t.Errorf("GET %s: %q", addr, body)
+			}
+		}
+	})
+}
