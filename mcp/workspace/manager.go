@@ -96,6 +96,10 @@ type Options struct {
 	// DefaultAllowHostPaths() (the working directory and the system
 	// temporary directory).
 	AllowHostPaths []string
+	// Resolver resolves the names a workspace's grants cover (the DNS
+	// server in each workspace's network asks it); nil means the host's
+	// resolver. netstack.NewResolver makes one that asks one DNS server.
+	Resolver netstack.Resolver
 
 	// hooks replace the clock, the VM and the host's resources for tests.
 	hooks hooks
@@ -108,7 +112,7 @@ type hooks struct {
 	statfs func(path string) (free uint64, err error)
 	// newLink, netDialer and netResolver build each boot's network
 	// (network.go): nil means defaultLink, a net.Dialer and
-	// net.DefaultResolver.
+	// Options.Resolver (Open sets netResolver from it).
 	newLink     newLinkFunc
 	netDialer   netstack.Dialer
 	netResolver netstack.Resolver
@@ -222,6 +226,9 @@ func Open(opts Options) (*Manager, error) {
 	}
 	if opts.Retention == 0 {
 		opts.Retention = DefaultRetention
+	}
+	if opts.hooks.netResolver == nil {
+		opts.hooks.netResolver = opts.Resolver
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
