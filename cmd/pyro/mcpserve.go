@@ -105,6 +105,7 @@ func mcpServeMain(args []string, stdout, stderr io.Writer) int {
 	logFile := fs.String("log-file", "", "write logs here instead of stderr")
 	debug := fs.Bool("debug", false, "log every tool call and more")
 	allowHost := fs.StringArray("allow-host-path", nil, "let export, sync_push and seeds use host paths beneath `DIR` (repeatable; default: the working directory and "+os.TempDir()+")")
+	resolver := fs.String("resolver", defaultResolverAddr(), resolverFlagHelp)
 	fs.Usage = func() { mcpUsage(stderr); fs.PrintDefaults() }
 	if code := parseFlags(fs, args, stderr); code >= 0 {
 		return code
@@ -128,6 +129,11 @@ func mcpServeMain(args []string, stdout, stderr io.Writer) int {
 	ret := *retention
 	if ret == 0 {
 		ret = -1 // Options: negative keeps disks; 0 would mean the default
+	}
+	res, err := hostResolver(*resolver)
+	if err != nil {
+		fmt.Fprintf(stderr, "pyro mcp serve: --resolver: %v\n", err)
+		return exitUsage
 	}
 	allowed, err := allowHostPaths(*allowHost)
 	if err != nil {
@@ -160,6 +166,7 @@ func mcpServeMain(args []string, stdout, stderr io.Writer) int {
 		Logger:         logger,
 		GitSeedDir:     cwd,
 		AllowHostPaths: allowed,
+		Resolver:       res,
 		LoadEnv: func(ctx context.Context, name string) (*env.Env, error) {
 			return loadEnvForRun(ctx, name, true, io.Discard)
 		},

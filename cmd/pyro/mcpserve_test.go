@@ -92,6 +92,8 @@ func TestMCPCommands(t *testing.T) {
 		{[]string{"mcp", "tools", "--profile", "nope"}, exitUsage, "workspace-core"},
 		{[]string{"mcp", "serve", "--profile", "nope"}, exitUsage, "workspace-core"},
 		{[]string{"mcp", "serve", "--env", "nope"}, exitUsage, "nope"},
+		{[]string{"mcp", "serve", "--resolver", "dns.example.org:53"}, exitUsage, "--resolver: resolver \"dns.example.org:53\" is not IP:PORT"},
+		{[]string{"mcp", "serve", "--resolver", "127.0.0.1:0"}, exitUsage, "port 0"},
 		{[]string{"mcp", "config", "codex"}, 0, "[mcp_servers.pyro]"},
 		{[]string{"mcp", "config", "claude-code"}, 0, "claude mcp add --transport stdio pyro --"},
 		{[]string{"mcp", "config", "opencode"}, 0, `"type": "local"`},

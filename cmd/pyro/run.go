@@ -76,6 +76,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	fs.StringVarP(&ef.workdir, "workdir", "w", "", "run the command in this guest directory (ENV form; default /)")
 	fs.BoolVarP(&ef.verbose, "verbose", "v", false, "say how long the boot and the command took (ENV form)")
 	fs.StringArrayVar(&ef.network, "network", nil, "let the command reach GRANT (repeatable; ENV form): NAME:PORT, *.DOMAIN:PORT, ADDR:PORT, CIDR:PORT-RANGE, host.pyro.internal:PORT (this host's 127.0.0.1:PORT) or all-egress; default: no network")
+	fs.StringVar(&ef.resolver, "resolver", defaultResolverAddr(), "ENV form: "+resolverFlagHelp)
 	fs.Usage = func() { fmt.Fprint(stderr, runHelp); fs.PrintDefaults() }
 	if code := parseFlags(fs, args, stderr); code >= 0 {
 		return code
@@ -99,8 +100,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		}
 		return runEnvMain(fs.Args(), ef, stdout, stderr)
 	}
-	if fs.Changed("env") || fs.Changed("workdir") || fs.Changed("network") || fs.Changed("disk-mib") {
-		fmt.Fprintln(stderr, "pyro run: --env, --workdir, --network and --disk-mib need an environment: pyro run ENV [flags] -- COMMAND")
+	if fs.Changed("env") || fs.Changed("workdir") || fs.Changed("network") || fs.Changed("disk-mib") || fs.Changed("resolver") {
+		fmt.Fprintln(stderr, "pyro run: --env, --workdir, --network, --disk-mib and --resolver need an environment: pyro run ENV [flags] -- COMMAND")
 		return exitUsage
 	}
 	if fs.NArg() > 0 {

@@ -72,6 +72,8 @@ func TestRunEnvBadInput(t *testing.T) {
 		{[]string{"--network", "pypi.org:443"}, exitUsage, "need an environment"},
 		{[]string{"minimal", "--network", "pypi.org", "--", "true"}, exitUsage, "NAME:PORT"},
 		{[]string{"--disk-mib", "4096"}, exitUsage, "need an environment"},
+		{[]string{"--resolver", "127.0.0.1:53"}, exitUsage, "need an environment"},
+		{[]string{"minimal", "--resolver", "dns.example.org", "--", "true"}, exitUsage, "is not IP:PORT"},
 		{[]string{"minimal", "--", "true"}, exitRunUnable, "pyro env build minimal"},
 	} {
 		r := runPyroIn(t, cache, "", append([]string{"run"}, c.args...)...)
@@ -146,5 +148,24 @@ func TestRunSizes(t *testing.T) {
 		if got := runDefaultMem(c.host); got != c.want {
 			t.Errorf("host of %d MiB: default memory %d, want %d", c.host, got, c.want)
 		}
+	}
+}
+
+// $PYRO_RESOLVER is --resolver's default for pyro run and pyro mcp serve,
+// validated as the flag is; an empty value means the host's resolver (a
+// nil Resolver, never a typed nil).
+func TestResolverEnv(t *testing.T) {
+	bad := []string{"PYRO_RESOLVER=not-an-address", "PYRO_CACHE_DIR=" + t.TempDir(), "PYRO_STATE_DIR=" + t.TempDir()}
+	for _, args := range [][]string{{"run", "minimal", "--", "true"}, {"mcp", "serve"}} {
+		r := runPyroIn(t, bad, "", args...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, "--resolver: resolver \"not-an-address\" is not IP:PORT") {
+			t.Errorf("pyro %q with a bad $PYRO_RESOLVER: exit %d, stderr %q", args, r.code, r.stderr)
+		}
+	}
+	if res, err := hostResolver(""); res != nil || err != nil {
+		t.Fatalf("hostResolver(\"\") = %v, %v; want nil, nil", res, err)
+	}
+	if res, err := hostResolver("127.0.0.1:5353"); res == nil || err != nil {
+		t.Fatalf("hostResolver(127.0.0.1:5353) = %v, %v", res, err)
 	}
 }

@@ -38,6 +38,7 @@ type envRunFlags struct {
 	quiet         bool
 	verbose       bool
 	network       []string // grants (--network)
+	resolver      string   // --resolver: DNS server for granted names; "" the host's
 }
 
 // runEnvMain is pyro run ENV -- COMMAND: boot, exec, stream, tear down.
@@ -68,6 +69,11 @@ func runEnvMain(args []string, f envRunFlags, stdout, stderr io.Writer) int {
 	if err != nil {
 		e, _ := mcp.AsError(err)
 		fmt.Fprintf(stderr, "pyro run: --network: %s\n%s\n", e.Msg, e.Hint)
+		return exitUsage
+	}
+	resolver, err := hostResolver(f.resolver)
+	if err != nil {
+		fmt.Fprintf(stderr, "pyro run: --resolver: %v\n", err)
 		return exitUsage
 	}
 	if _, err := env.Lookup(name); err != nil {
@@ -110,7 +116,7 @@ func runEnvMain(args []string, f envRunFlags, stdout, stderr io.Writer) int {
 	if f.console {
 		console = stderr
 	}
-	netStack, nb, err := runNetwork(grants)
+	netStack, nb, err := runNetwork(grants, resolver)
 	if err != nil {
 		return fail("%v", err)
 	}
