@@ -14,9 +14,10 @@ import (
 
 	"github.com/pyro-mcp/pyro/guest/env"
 	"github.com/pyro-mcp/pyro/kvm"
+	"github.com/pyro-mcp/pyro/netstack"
 )
 
-const doctorHelp = `Usage: pyro doctor [--json]
+const doctorHelp = `Usage: pyro doctor [--json] [--resolver IP:PORT]
 
 Checks everything pyro mcp serve needs, and says what to fix:
   - the host: the checks of pyro kvm-check (KVM device, access,
@@ -26,6 +27,8 @@ Checks everything pyro mcp serve needs, and says what to fix:
     they are, that they are writable, their free space, how many
     workspaces there are
   - the binary a chat host will start: is pyro on PATH, and is it this one
+  - the resolver a workspace's granted names are resolved through:
+    --resolver ($PYRO_RESOLVER), else the nameservers of /etc/resolv.conf
 
 Exits 0 when pyro mcp serve can boot workspaces (warnings allowed),
 otherwise 1. It changes nothing.
@@ -39,12 +42,25 @@ const minFreeBytes = 2 << 30
 
 // doctorReport is what doctor found; --json prints it as is.
 type doctorReport struct {
-	OK       bool    `json:"ok"`
-	Summary  string  `json:"summary"`
-	Version  string  `json:"version"`
-	StateDir string  `json:"state_dir"`
-	CacheDir string  `json:"cache_dir"`
-	Checks   []check `json:"checks"`
+	OK       bool   `json:"ok"`
+	Summary  string `json:"summary"`
+	Version  string `json:"version"`
+	StateDir string `json:"state_dir"`
+	CacheDir string `json:"cache_dir"`
+	// Resolver is what workspace networks resolve granted names with.
+	Resolver resolverReport `json:"resolver"`
+	Checks   []check        `json:"checks"`
+}
+
+// resolverReport says which DNS servers resolve granted names, and from
+// where pyro took them.
+type resolverReport struct {
+	// Source is "--resolver" (the flag or $PYRO_RESOLVER) or the
+	// resolv.conf path the host's resolver reads.
+	Source string `json:"source"`
+	// Servers are the DNS servers' addresses; empty when none was found,
+	// and then granted names do not resolve.
+	Servers []string `json:"servers"`
 }
 
 func doctorMain(args []string, stdout, stderr io.Writer) int {
@@ -52,6 +68,7 @@ func doctorMain(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	device := fs.String("device", kvm.DevicePath, "KVM device node")
+	resolver := fs.String("resolver", defaultResolverAddr(), "check this DNS server (IP:PORT) as pyro mcp serve --resolver would use it (default $"+resolverEnv+")")
 	fs.Usage = func() { fmt.Fprint(stderr, doctorHelp); fs.PrintDefaults() }
 	if code := parseFlags(fs, args, stderr); code >= 0 {
 		return code
@@ -64,6 +81,7 @@ func doctorMain(args []string, stdout, stderr io.Writer) int {
 	r := diagnose(doctorInputs{
 		device: *device, sysfs: "/sys", cpuinfo: "/proc/cpuinfo",
 		state: stateDir(), cache: cacheRoot(), self: self, path: os.Getenv("PATH"),
+		resolver: *resolver, resolvConf: netstack.ResolvConfPath,
 	})
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -85,6 +103,8 @@ type doctorInputs struct {
 	state, cache           string
 	self                   string // this executable
 	path                   string // $PATH
+	resolver               string // --resolver / $PYRO_RESOLVER
+	resolvConf             string // the host's resolv.conf
 }
 
 func diagnose(in doctorInputs) doctorReport {
@@ -98,6 +118,7 @@ func diagnose(in doctorInputs) doctorReport {
 	checkWorkspaces(in.state, add)
 	checkDir("cache directory", in.cache, "environments", add)
 	checkOnPath(in.self, in.path, add)
+	r.Resolver = checkResolver(in.resolver, in.resolvConf, add)
 
 	r.OK = true
 	warns := 0
@@ -253,6 +274,37 @@ func checkOnPath(self, path string, add func(check)) {
 		add(check{Name: "pyro on PATH", OK: true, Warn: true, Detail: fmt.Sprintf("%s is another pyro than this one (%s)", found, self),
 			Fix: "reinstall the one on PATH, or configure the absolute path: pyro mcp config claude-code"})
 	}
+}
+
+// checkResolver reports the DNS servers that granted names are resolved
+// through: the --resolver address, else resolv.conf's nameservers. With
+// none, workspaces still run, but a name grant never resolves: a warning.
+func checkResolver(flagAddr, resolvConf string, add func(check)) resolverReport {
+	const name = "resolver"
+	if flagAddr != "" {
+		r := resolverReport{Source: "--resolver"}
+		ap, err := netstack.ParseResolverAddr(flagAddr)
+		if err != nil {
+			add(check{Name: name, Detail: err.Error(), Fix: "give --resolver (or $" + resolverEnv + ") as IP:PORT, or unset it to use the host's resolver"})
+			return r
+		}
+		r.Servers = []string{ap.String()}
+		add(check{Name: name, OK: true, Detail: ap.String() + " (--resolver or $" + resolverEnv + "): granted names resolve there"})
+		return r
+	}
+	r := resolverReport{Source: resolvConf}
+	servers, err := netstack.HostNameservers(resolvConf)
+	fix := "list a nameserver in " + resolvConf + ", or start pyro mcp serve with --resolver IP:PORT (or $" + resolverEnv + ")"
+	switch {
+	case err != nil:
+		add(check{Name: name, OK: true, Warn: true, Detail: fmt.Sprintf("%v: names granted to workspaces will not resolve", err), Fix: fix})
+	case len(servers) == 0:
+		add(check{Name: name, OK: true, Warn: true, Detail: resolvConf + " lists no nameserver: names granted to workspaces will not resolve", Fix: fix})
+	default:
+		r.Servers = servers
+		add(check{Name: name, OK: true, Detail: strings.Join(servers, ", ") + " (from " + resolvConf + "): granted names resolve there"})
+	}
+	return r
 }
 
 func sameExecutable(a, b string) bool {

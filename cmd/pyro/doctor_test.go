@@ -134,3 +134,54 @@ func TestDoctorCommand(t *testing.T) {
 		t.Errorf("doctor extra: %+v", bad)
 	}
 }
+
+// doctor reports the resolver granted names go to: --resolver when given,
+// else resolv.conf's nameservers; a resolv.conf that is missing or lists
+// none is a warning that says granted names will not resolve and how to
+// fix it, and a bad --resolver fails as pyro mcp serve would refuse it.
+func TestDoctorResolver(t *testing.T) {
+	tmp := t.TempDir()
+	conf := filepath.Join(tmp, "resolv.conf")
+	if err := os.WriteFile(conf, []byte("search example.org\nnameserver 192.0.2.53\nnameserver ::1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in := doctorInputs{state: t.TempDir(), cache: t.TempDir(), self: os.Args[0], resolvConf: conf}
+	r := diagnose(in)
+	if c := findCheck(t, r, "resolver"); !c.OK || c.Warn || !strings.Contains(c.Detail, "192.0.2.53, ::1 (from "+conf+")") {
+		t.Errorf("host resolver: %+v", c)
+	}
+	js, _ := json.Marshal(r)
+	if want := `"resolver":{"source":"` + conf + `","servers":["192.0.2.53","::1"]}`; !strings.Contains(string(js), want) {
+		t.Errorf("--json lacks %s: %s", want, js)
+	}
+
+	in.resolver = "127.0.0.1:5353"
+	r = diagnose(in)
+	if c := findCheck(t, r, "resolver"); !c.OK || c.Warn || !strings.Contains(c.Detail, "127.0.0.1:5353 (--resolver") {
+		t.Errorf("--resolver: %+v", c)
+	}
+	if r.Resolver.Source != "--resolver" || len(r.Resolver.Servers) != 1 || r.Resolver.Servers[0] != "127.0.0.1:5353" {
+		t.Errorf("--resolver report: %+v", r.Resolver)
+	}
+	in.resolver = "dns.example.org"
+	if c := findCheck(t, diagnose(in), "resolver"); c.OK || !strings.Contains(c.Fix, "IP:PORT") {
+		t.Errorf("bad --resolver: %+v", c)
+	}
+	in.resolver = ""
+
+	if err := os.WriteFile(conf, []byte("# nothing here\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = diagnose(in)
+	if c := findCheck(t, r, "resolver"); !c.OK || !c.Warn || !strings.Contains(c.Detail, "lists no nameserver") ||
+		!strings.Contains(c.Detail, "will not resolve") || !strings.Contains(c.Fix, "--resolver") {
+		t.Errorf("no nameserver: %+v", c)
+	}
+	if len(r.Resolver.Servers) != 0 {
+		t.Errorf("no nameserver, yet servers %v", r.Resolver.Servers)
+	}
+	in.resolvConf = filepath.Join(tmp, "missing")
+	if c := findCheck(t, diagnose(in), "resolver"); !c.OK || !c.Warn || !strings.Contains(c.Detail, "no such file") || !strings.Contains(c.Fix, "nameserver") {
+		t.Errorf("missing resolv.conf: %+v", c)
+	}
+}
