@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/workspace"
 	"github.com/pyro-mcp/pyro/vmm"
 )
 
@@ -89,7 +90,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		}
 		ef.vcpus, ef.memMiB, ef.console, ef.quiet = cfg.VCPUs, cfg.MemMiB, *console, *quiet
 		if !fs.Changed("vcpus") {
-			ef.vcpus = min(runDefaultVCPUs, runtime.NumCPU())
+			ef.vcpus = workspace.VCPUsFor(runtime.NumCPU())
 		}
 		if !fs.Changed("mem-mib") {
 			ef.memMiB = runDefaultMem(hostRAMMiB())
@@ -149,7 +150,6 @@ var errTimeout = errors.New("--timeout passed")
 // install (the kernel form keeps 1 vCPU and 512 MiB: it boots a bare
 // kernel).
 const (
-	runDefaultVCPUs   = 2
 	runDefaultMemMiB  = 2048
 	runDefaultDiskMiB = 8 << 10 // sparse: only written clusters cost host disk
 	// runMaxDiskMiB bounds --disk-mib as workspace_create's disk_mib.

@@ -114,3 +114,13 @@ func TestDefaultMem(t *testing.T) {
 		t.Fatalf("third default workspace: %q", e.Hint)
 	}
 }
+
+// A workspace's default vCPUs are half the host's, 1 to DefaultVCPUs: a
+// two-core laptop (or CI runner) keeps a core for the chat host.
+func TestVCPUsFor(t *testing.T) {
+	for ncpu, want := range map[int]int{0: 1, 1: 1, 2: 1, 3: 1, 4: 2, 16: DefaultVCPUs} {
+		if got := VCPUsFor(ncpu); got != want {
+			t.Errorf("VCPUsFor(%d) = %d, want %d", ncpu, got, want)
+		}
+	}
+}

@@ -24,8 +24,9 @@ import (
 // Defaults for zero Options fields.
 const (
 	DefaultEnv = "debian-12"
-	// DefaultVCPUs is a workspace's vCPUs when a request names none (at
-	// most the host's CPUs): a test suite or a build runs in parallel.
+	// DefaultVCPUs is a workspace's vCPUs when a request names none, on
+	// a host of four CPUs or more (see VCPUsFor): a test suite or a build
+	// runs in parallel.
 	DefaultVCPUs = 2
 	// DefaultMemMiB is a workspace's memory when a request names none, on
 	// a host with room: enough for a real test suite or a compiler, and
@@ -52,6 +53,12 @@ const (
 	// closeTimeout is stopTimeout for Close, which stops every VM at once.
 	closeTimeout = 5 * time.Second
 )
+
+// VCPUsFor is the default vCPUs of a VM on a host of ncpu CPUs: half of
+// them, at least 1 and at most DefaultVCPUs, so that a few workspaces
+// (each vCPU a host thread that can spin) leave a small host room for the
+// chat host and pyro itself.
+func VCPUsFor(ncpu int) int { return min(DefaultVCPUs, max(1, ncpu/2)) }
 
 // Options configure a Manager. The zero value works: state in
 // DefaultStateDir(), environments in $PYRO_CACHE_DIR or env.DefaultCacheRoot().
@@ -213,7 +220,7 @@ func Open(opts Options) (*Manager, error) {
 		opts.DefaultEnv = DefaultEnv
 	}
 	if opts.DefaultVCPUs <= 0 {
-		opts.DefaultVCPUs = min(DefaultVCPUs, runtime.NumCPU())
+		opts.DefaultVCPUs = VCPUsFor(runtime.NumCPU())
 	}
 	if opts.DefaultDiskMiB <= 0 {
 		opts.DefaultDiskMiB = DefaultDiskMiB
