@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -55,6 +56,12 @@ type Server struct {
 	System System
 	// Logf receives the agent's rare diagnostics; nil discards them.
 	Logf func(format string, args ...any)
+	// MaxDials bounds the dials (published-port connections) relayed at
+	// once (DefaultMaxDials if 0); more get a CodeBusy error.
+	MaxDials int
+
+	dialMu sync.Mutex
+	dials  int // dials being relayed
 
 	// reaper, when set, starts and waits for exec'd processes (PID 1
 	// mode: one loop reaps every child, see reaper.go).
@@ -256,6 +263,8 @@ func (s *Server) dispatch(st *stream, req *proto.Request, after *func()) (res an
 			return nil, invalidf("set_time needs time_ns, the Unix time in nanoseconds")
 		}
 		return struct{}{}, sys.SetTime(time.Unix(0, req.TimeNs))
+	case proto.OpDial:
+		return s.dial(st, req)
 	case proto.OpPoweroff:
 		off, err := sys.Poweroff()
 		*after = off
