@@ -62,6 +62,8 @@ type Server struct {
 
 	dialMu sync.Mutex
 	dials  int // dials being relayed
+	// dialEnded, for tests, runs when a dial has given back its slot.
+	dialEnded func()
 
 	// reaper, when set, starts and waits for exec'd processes (PID 1
 	// mode: one loop reaps every child, see reaper.go).

@@ -42,6 +42,9 @@ func (s *Server) releaseDial() {
 	s.dialMu.Lock()
 	s.dials--
 	s.dialMu.Unlock()
+	if s.dialEnded != nil {
+		s.dialEnded()
+	}
 }
 
 // dialLoopback connects to port on 127.0.0.1, else on ::1.

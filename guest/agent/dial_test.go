@@ -141,3 +141,28 @@ func TestDialPortZero(t *testing.T) {
 		t.Fatalf("dial port 0: %v", err)
 	}
 }
+
+// A dial the host abandons (it closes the stream, after its End or
+// without one) gives its slot back, so the cap is not used up for good.
+func TestDialSlotReleased(t *testing.T) {
+	quiet := make(chan struct{}) // the service never answers nor closes
+	t.Cleanup(func() { close(quiet) })
+	port := listen(t, "tcp4", "127.0.0.1:0", func(c net.Conn) { <-quiet; c.Close() })
+	ended := make(chan struct{}, 4)
+	srv := &Server{MaxDials: 1, dialEnded: func() { ended <- struct{}{} }}
+	cl := pipeClient(srv)
+	for _, halfClose := range []bool{false, true} {
+		c, err := cl.DialPort(ctxT(t), port)
+		if err != nil {
+			t.Fatalf("dial (half-close %v): %v", halfClose, err)
+		}
+		if _, err := cl.DialPort(ctxT(t), port); errCode(err) != proto.CodeBusy {
+			t.Fatalf("second dial with MaxDials 1: %v", err)
+		}
+		if halfClose {
+			c.(interface{ CloseWrite() error }).CloseWrite()
+		}
+		c.Close()
+		<-ended
+	}
+}
