@@ -4,7 +4,8 @@
 // Data path: the host's workspace manager calls a proto.Client, which
 // dials a virtio-vsock stream into the guest; the guest kernel hands it to
 // the agent's listener, and Server.ServeConn answers it (exec, files, tar,
-// sync/freeze, clock, poweroff) with real Linux system calls. The wire
+// sync/freeze, clock, poweroff, and dial: the relay of a published port to
+// a service on the guest's loopback, dial.go) with real Linux system calls. The wire
 // format is in package proto.
 //
 // There is no separate agent binary: the pyro binary is the guest's /init,
