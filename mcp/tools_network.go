@@ -259,7 +259,7 @@ func toolPortPublish(ctx context.Context, h *handler, in publishIn) (any, error)
 		return nil, err
 	}
 	return publishOut{Workspace: ws, Published: viewPublished(p),
-		Hint: fmt.Sprintf("On the host: http://127.0.0.1:%d/ (if it speaks HTTP). The guest service must listen on 0.0.0.0 or its interface address.", p.HostPort)}, nil
+		Hint: fmt.Sprintf("On the host: http://127.0.0.1:%d/ (if it speaks HTTP). The guest service may listen on 0.0.0.0, 127.0.0.1 or ::1: connections reach it through the guest agent.", p.HostPort)}, nil
 }
 
 func toolPortUnpublish(ctx context.Context, h *handler, in unpublishIn) (any, error) {

@@ -47,8 +47,9 @@ var ErrPortInUse = errors.New("netstack: host port already in use; pick another 
 // 127.0.0.1:hostPort and, where the host has IPv6 loopback, [::1]:hostPort.
 // hostPort 0 picks a free port. Each host connection is dialled to
 // GuestAddr:guestPort through the stack, so the guest service must listen on
-// 0.0.0.0 or its interface address (services bound to the guest's loopback
-// need the agent's relay, not this). It returns the host port.
+// 0.0.0.0 or its interface address, unless SetPublishDialer gave a dialer
+// (the guest agent's relay to the guest's loopback). It returns the host
+// port.
 func (n *Stack) Publish(guestPort, hostPort uint16) (uint16, error) {
 	if guestPort == 0 {
 		return 0, errors.New("netstack: publish needs a guest port from 1 to 65535")
@@ -123,8 +124,7 @@ func (n *Stack) acceptPublished(p *published, l net.Listener) {
 		}
 		if !n.spawn(func() {
 			ctx, cancel := context.WithTimeout(n.ctx, DialTimeout)
-			gc, err := gonet.DialContextTCP(ctx, n.s,
-				tcpip.FullAddress{NIC: nicID, Addr: tcpAddr(GuestAddr), Port: p.guestPort}, ipv4.ProtocolNumber)
+			gc, err := n.dialPublished(ctx, p.guestPort)
 			cancel()
 			if err != nil {
 				hc.Close()
@@ -137,6 +137,42 @@ func (n *Stack) acceptPublished(p *published, l net.Listener) {
 			n.release(fl)
 		}
 	}
+}
+
+// PublishDialer connects a published port's host connection to the guest
+// service on guestPort, as the guest agent's dial does (to the guest's
+// loopback, so services bound to 127.0.0.1 or ::1 are reached too).
+// An error that wraps ErrDialViaStack makes the stack dial that connection
+// itself, to the guest's interface address (an agent too old to relay).
+type PublishDialer func(ctx context.Context, guestPort uint16) (net.Conn, error)
+
+// ErrDialViaStack, wrapped in a PublishDialer's error, asks the stack to
+// dial the connection itself.
+var ErrDialViaStack = errors.New("netstack: dial through the stack")
+
+// SetPublishDialer makes every published port's new connections go
+// through d instead of the stack (nil: back to the stack). The stack
+// still counts them, and its limits still apply.
+func (n *Stack) SetPublishDialer(d PublishDialer) {
+	n.mu.Lock()
+	n.publishDialer = d
+	n.mu.Unlock()
+}
+
+// dialPublished connects one published connection to the guest: through
+// the publish dialer if one is set, else to GuestAddr through the stack.
+func (n *Stack) dialPublished(ctx context.Context, guestPort uint16) (net.Conn, error) {
+	n.mu.Lock()
+	d := n.publishDialer
+	n.mu.Unlock()
+	if d != nil {
+		c, err := d(ctx, guestPort)
+		if !errors.Is(err, ErrDialViaStack) {
+			return c, err
+		}
+	}
+	return gonet.DialContextTCP(ctx, n.s,
+		tcpip.FullAddress{NIC: nicID, Addr: tcpAddr(GuestAddr), Port: guestPort}, ipv4.ProtocolNumber)
 }
 
 func (n *Stack) admitPublished(p *published) (*flow, bool) {

@@ -86,6 +86,10 @@ type Stack struct {
 	published map[uint16]*published // by host port
 	flows     map[*flow]struct{}    // every live relayed connection
 	closed    bool
+
+	// publishDialer is SetPublishDialer's (guarded by mu); nil: published
+	// connections are dialled through the stack.
+	publishDialer PublishDialer
 }
 
 type grantState struct {

@@ -4,7 +4,8 @@
 // Data path: the host's workspace manager calls a proto.Client, which
 // dials a virtio-vsock stream into the guest; the guest kernel hands it to
 // the agent's listener, and Server.ServeConn answers it (exec, files, tar,
-// sync/freeze, clock, poweroff) with real Linux system calls. The wire
+// sync/freeze, clock, poweroff, and dial: the relay of a published port to
+// a service on the guest's loopback, dial.go) with real Linux system calls. The wire
 // format is in package proto.
 //
 // There is no separate agent binary: the pyro binary is the guest's /init,
@@ -26,6 +27,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -55,6 +57,14 @@ type Server struct {
 	System System
 	// Logf receives the agent's rare diagnostics; nil discards them.
 	Logf func(format string, args ...any)
+	// MaxDials bounds the dials (published-port connections) relayed at
+	// once (DefaultMaxDials if 0); more get a CodeBusy error.
+	MaxDials int
+
+	dialMu sync.Mutex
+	dials  int // dials being relayed
+	// dialEnded, for tests, runs when a dial has given back its slot.
+	dialEnded func()
 
 	// reaper, when set, starts and waits for exec'd processes (PID 1
 	// mode: one loop reaps every child, see reaper.go).
@@ -256,6 +266,8 @@ func (s *Server) dispatch(st *stream, req *proto.Request, after *func()) (res an
 			return nil, invalidf("set_time needs time_ns, the Unix time in nanoseconds")
 		}
 		return struct{}{}, sys.SetTime(time.Unix(0, req.TimeNs))
+	case proto.OpDial:
+		return s.dial(st, req)
 	case proto.OpPoweroff:
 		off, err := sys.Poweroff()
 		*after = off

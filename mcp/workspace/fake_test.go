@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -48,6 +49,9 @@ type world struct {
 	// exec answers commands the fake does not run itself; nil answers
 	// exit 0 with "ran: COMMAND\n".
 	exec func(ctx context.Context, vm *fakeVM, req proto.ExecRequest, stdout, stderr io.Writer) (proto.ExecResult, error)
+	// dialPort answers the agent's DialPort (network_relay_test.go);
+	// nil answers as an agent too old to relay.
+	dialPort func(ctx context.Context, port uint16) (net.Conn, error)
 	// hangReads and hangSyncs make ReadFile and Sync wait for their
 	// context, as a guest that stopped answering.
 	hangReads, hangSyncs bool

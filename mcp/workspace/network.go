@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/pyro-mcp/pyro/guest/agent/proto"
 	"github.com/pyro-mcp/pyro/mcp"
 	"github.com/pyro-mcp/pyro/netstack"
 	vnet "github.com/pyro-mcp/pyro/virtio/net"
@@ -83,6 +87,37 @@ func (m *Manager) startNet(rec record) (*workspaceNet, vnet.Backend, error) {
 		}
 	}
 	return n, backend, nil
+}
+
+// portDialer is what published ports need of the guest agent:
+// *proto.Client's DialPort, a connection to a port on the guest's loopback.
+type portDialer interface {
+	DialPort(ctx context.Context, port uint16) (net.Conn, error)
+}
+
+// relayThrough makes the published ports of a booted VM reach the guest
+// through its agent (g), which connects to the guest's loopback: a dev
+// server bound to 127.0.0.1 or ::1 in the guest is reached as well as one
+// on 0.0.0.0. An agent too old to relay (an environment built before it)
+// is logged once, with the fix, and its connections go through the stack
+// to the guest's interface address as before.
+func (n *workspaceNet) relayThrough(g guest, log *slog.Logger) {
+	d, ok := g.(portDialer)
+	if n == nil || !ok {
+		return
+	}
+	var warned atomic.Bool
+	n.stack.SetPublishDialer(func(ctx context.Context, port uint16) (net.Conn, error) {
+		c, err := d.DialPort(ctx, port)
+		var pe *proto.Error
+		if errors.As(err, &pe) && pe.Code == proto.CodeUnsupported {
+			if !warned.Swap(true) {
+				log.Warn("published ports reach only guest services on 0.0.0.0", "err", err)
+			}
+			return nil, fmt.Errorf("%w: %v", netstack.ErrDialViaStack, err)
+		}
+		return c, err
+	})
 }
 
 // close closes the stack: its listeners, connections and link.

@@ -83,30 +83,35 @@ func TestWorkspaceVMNetwork(t *testing.T) {
 		refused("after the revoke")
 	})
 	t.Run("published port", func(t *testing.T) {
-		if r := exec("mkdir -p /tmp/www && echo hello from the guest > /tmp/www/index.html && busybox httpd -p 0.0.0.0:8080 -h /tmp/www"); r.ExitCode != 0 {
+		// One server on every address, one on the guest's loopback only
+		// (the dev-server case the agent's relay exists for).
+		if r := exec("mkdir -p /tmp/www && echo hello from the guest > /tmp/www/index.html && " +
+			"busybox httpd -p 0.0.0.0:8080 -h /tmp/www && busybox httpd -p 127.0.0.1:8081 -h /tmp/www"); r.ExitCode != 0 {
 			t.Fatalf("starting httpd: %q", r.Stderr)
 		}
-		p, err := m.PortPublish(ctx, mcp.PublishRequest{ID: ws.ID, GuestPort: 8080})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(p.HostAddrs) == 0 {
-			t.Fatalf("published port %+v listens nowhere", p)
-		}
-		c := http.Client{Timeout: 60 * time.Second}
-		for _, addr := range p.HostAddrs {
-			resp, err := c.Get(fmt.Sprintf("http://%s/", addr))
+		for _, gp := range []int{8080, 8081} {
+			p, err := m.PortPublish(ctx, mcp.PublishRequest{ID: ws.ID, GuestPort: gp})
 			if err != nil {
-				if strings.HasPrefix(addr, "[") {
-					t.Logf("%s: %v (no IPv6 loopback here?)", addr, err)
-					continue
-				}
-				t.Fatalf("GET %s: %v", addr, err)
+				t.Fatal(err)
 			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if !strings.Contains(string(body), "hello from the guest") {
-				t.Errorf("GET %s: %q", addr, body)
+			if len(p.HostAddrs) == 0 {
+				t.Fatalf("published port %+v listens nowhere", p)
+			}
+			c := http.Client{Timeout: 60 * time.Second}
+			for _, addr := range p.HostAddrs {
+				resp, err := c.Get(fmt.Sprintf("http://%s/", addr))
+				if err != nil {
+					if strings.HasPrefix(addr, "[") {
+						t.Logf("%s: %v (no IPv6 loopback here?)", addr, err)
+						continue
+					}
+					t.Fatalf("GET %s (guest port %d): %v", addr, gp, err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if !strings.Contains(string(body), "hello from the guest") {
+					t.Errorf("GET %s (guest port %d): %q", addr, gp, body)
+				}
 			}
 		}
 	})

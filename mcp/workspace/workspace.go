@@ -464,6 +464,7 @@ func (w *workspace) bootOn(ctx context.Context, st *disk.Stack, release func()) 
 		release()
 		return err
 	}
+	wn.relayThrough(b.Agent, w.m.log.With("workspace", rec.ID))
 	hctx, cancel := context.WithCancel(context.Background())
 	h := &vmHandle{booted: b, stack: st, net: wn, ctx: hctx, cancel: cancel, release: release, console: cw}
 	w.mu.Lock()

@@ -471,15 +471,7 @@ func (s *stream) finish(res any, handle func(FrameType, []byte) error) error {
 		case FrameResult:
 			return DecodeJSON(t, p, res)
 		case FrameError:
-			e := &Error{}
-			if err := DecodeJSON(t, p, e); err != nil {
-				return err
-			}
-			if e.Code == "" || len(e.Code) > maxCodeLen {
-				e.Code = CodeInternal
-			}
-			e.Message = clip(e.Message, MaxErrorMessage)
-			return e
+			return decodeError(p)
 		}
 		err = nil
 		if handle != nil {
@@ -493,6 +485,19 @@ func (s *stream) finish(res any, handle func(FrameType, []byte) error) error {
 		}
 		return err
 	}
+}
+
+// decodeError decodes an Error frame's payload, bounding what the guest sent.
+func decodeError(p []byte) error {
+	e := &Error{}
+	if err := DecodeJSON(FrameError, p, e); err != nil {
+		return err
+	}
+	if e.Code == "" || len(e.Code) > maxCodeLen {
+		e.Code = CodeInternal
+	}
+	e.Message = clip(e.Message, MaxErrorMessage)
+	return e
 }
 
 // simple runs a request that has no frames but its answer.

@@ -44,12 +44,14 @@
 //	0x02 Data     both           raw bytes: exec stdin, write_file content and
 //	                             tar_in archive (client→server); read_file
 //	                             content and tar_out archive (server→client)
-//	0x03 End      client→server  empty: no more Data (stdin EOF, end of upload)
+//	0x03 End      both           empty: no more Data (stdin EOF, end of upload;
+//	                             in a dial, either side's half-close)
 //	0x10 Stdout   server→client  raw bytes the process wrote to stdout
 //	0x11 Stderr   server→client  raw bytes the process wrote to stderr
 //	0x12 Entries  server→client  JSON array of FileInfo (list), in batches
 //	0x13 Result   server→client  JSON, per operation; last frame, success
 //	0x14 Error    server→client  JSON Error {"code","message"}; last frame
+//	0x15 Open     server→client  empty: a dial connected; Data and End follow
 //
 // The server ends every stream with exactly one Result or Error frame and
 // then closes it. A client must not half-close its side: the server reads
@@ -77,6 +79,7 @@
 //	thaw        path                           -                   Result {}
 //	set_time    time_ns (Unix nanoseconds)     -                   Result {}
 //	poweroff    -                              -                   Result {}, then the VM powers off
+//	dial        port                           Data* End           Open, Data* End, Result DialResult
 //
 // An exec without "stdin": true reads /dev/null and the client sends nothing
 // after its Request. The command runs in its own process group; the server
@@ -90,6 +93,22 @@
 // that whole cgroup, and the result counts what the limits did
 // (pids_limited, oom_kills, disk_full, and processes left running or
 // killed).
+//
+// A dial connects to the guest's TCP port on its loopback, 127.0.0.1 and
+// then ::1 (a service on 0.0.0.0 answers on 127.0.0.1): it is how a
+// published port reaches a service bound to localhost in the guest. If
+// nothing answers, the server sends Error ECONNREFUSED; else Open, and
+// then relays bytes both ways: the host's Data to the service, the
+// service's bytes back as Data. End in either direction is a half-close
+// (the agent shuts down the service's write side on the host's End, and
+// sends End when the service shuts down its own). Once both directions
+// have ended the server sends Result and closes; the host closing the
+// stream aborts the connection. The agent serves at most a fixed number
+// of dials at once (more get CodeBusy), so published ports cannot take
+// every stream from exec and the file tools. Agents before dial answer it
+// with CodeInvalid "unknown operation": the host reports that the
+// environment must be rebuilt (the protocol version did not change,
+// since every other operation still works with such an agent).
 //
 // A read_file, list or tar_out answer is streamed as it is produced; a
 // write_file replaces its target by renaming a temporary file over it only

@@ -39,11 +39,13 @@ const (
 	FrameEntries FrameType = 0x12
 	FrameResult  FrameType = 0x13
 	FrameError   FrameType = 0x14
+	FrameOpen    FrameType = 0x15
 )
 
 var frameNames = map[FrameType]string{
 	FrameRequest: "Request", FrameData: "Data", FrameEnd: "End", FrameStdout: "Stdout",
 	FrameStderr: "Stderr", FrameEntries: "Entries", FrameResult: "Result", FrameError: "Error",
+	FrameOpen: "Open",
 }
 
 func (t FrameType) String() string {

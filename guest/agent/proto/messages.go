@@ -22,6 +22,7 @@ const (
 	OpThaw      = "thaw"
 	OpSetTime   = "set_time"
 	OpPoweroff  = "poweroff"
+	OpDial      = "dial"
 )
 
 // Limits both sides apply.
@@ -54,6 +55,8 @@ type Request struct {
 	MkdirParents bool   `json:"mkdir_parents,omitempty"` // write_file
 
 	TimeNs int64 `json:"time_ns,omitempty"` // set_time: Unix time in nanoseconds
+
+	Port uint16 `json:"port,omitempty"` // dial: the guest TCP port to connect to on its loopback
 
 	Argv        []string          `json:"argv,omitempty"`          // exec: program and arguments, PATH searched
 	Shell       string            `json:"shell,omitempty"`         // exec: a /bin/sh -c script, instead of argv
@@ -183,6 +186,12 @@ type ReadResult struct {
 // WriteResult answers write_file.
 type WriteResult struct {
 	N int64 `json:"n"` // bytes written
+}
+
+// DialResult ends a dial: the bytes relayed each way.
+type DialResult struct {
+	In  int64 `json:"in"`  // host to guest service
+	Out int64 `json:"out"` // guest service to host
 }
 
 // TarResult answers tar_out and tar_in.
