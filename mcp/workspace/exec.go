@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -190,12 +191,32 @@ func limitedNote(r proto.ExecResult) string {
 		parts = append(parts, fmt.Sprintf("out of memory: the memory limit on commands killed %d processes (all of the command that used the most); give the workspace more memory or use less", r.OOMKills))
 	}
 	if len(r.DiskFull) > 0 {
-		parts = append(parts, "no disk space left on "+strings.Join(r.DiskFull, ", ")+"; delete files to free it")
+		// The agent names at most / and the working directory; a hostile
+		// guest's longer list or longer names are cut.
+		full := r.DiskFull[:min(len(r.DiskFull), 2)]
+		names := make([]string, len(full))
+		for i, n := range full {
+			names[i] = clipNote(n, 256)
+		}
+		parts = append(parts, "no disk space left on "+strings.Join(names, ", ")+"; delete files to free it")
 	}
 	if r.LeftRunning > 0 {
 		parts = append(parts, fmt.Sprintf("%d processes left running in the background", r.LeftRunning))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// clipNote shortens a guest-given name to at most n bytes of valid UTF-8.
+func clipNote(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 // commandLine is how the journal shows a command.

@@ -140,4 +140,10 @@ func TestLimitedNote(t *testing.T) {
 			t.Errorf("note %q lacks %q", n, want)
 		}
 	}
+	// A hostile guest's list is cut to the two file systems the agent
+	// names, each to 256 bytes.
+	n = limitedNote(proto.ExecResult{DiskFull: []string{strings.Repeat("/a", 1<<20), "/b", "/c"}})
+	if len(n) > 700 || !strings.Contains(n, "/b") || strings.Contains(n, "/c") {
+		t.Errorf("note for a hostile disk_full list: %d bytes, %.300q", len(n), n)
+	}
 }
