@@ -46,8 +46,14 @@ func (s *Screen) csiDispatch(final byte) {
 		return
 	}
 	if p.prefix != 0 {
-		if p.prefix == '?' && (final == 'h' || final == 'l') {
+		switch {
+		case p.prefix != '?':
+		case final == 'h' || final == 'l':
 			s.decMode(final == 'h')
+		case final == 'J': // DECSED: no character is protected, so ED
+			s.eraseDisplay(p.arg(0, 0))
+		case final == 'K': // DECSEL
+			s.eraseLine(p.arg(0, 0))
 		}
 		return
 	}
@@ -124,9 +130,9 @@ func (s *Screen) csiDispatch(final byte) {
 		if p.nparams() <= 1 {
 			s.scrollDown(s.top, s.bottom, n)
 		}
-	case 'b': // REP, at most a row's worth
+	case 'b': // REP, at most a row's worth and what the credit allows
 		if s.lastWidth > 0 {
-			for i := min(n, s.cols); i > 0; i-- {
+			for i := s.repCredit(min(n, s.cols)); i > 0; i-- {
 				s.print(s.last, s.lastWidth)
 			}
 		}
@@ -190,4 +196,23 @@ func (s *Screen) softReset() {
 		s.alt.hasSaved = false
 	}
 	s.cur.wrapPending = false
+}
+
+// REP is the one sequence that draws more than it is sent: a few bytes can
+// draw a row. Its credit keeps hostile input from multiplying the work
+// per byte by a row's width: it grows by repPerByte cells for every byte
+// written, up to repCreditMax (which it starts at), and each repeated cell
+// spends one. Programs that use REP (ncurses, for runs of a character)
+// send far more bytes than they repeat, so they never run short.
+const (
+	repPerByte   = 4
+	repCreditMax = MaxCols * MaxRows
+)
+
+// repCredit spends up to n cells of REP credit and returns how many.
+func (s *Screen) repCredit(n int) int {
+	credit := min(repCreditMax, s.rep+(s.at-s.repAt)*repPerByte)
+	n = int(min(int64(n), credit))
+	s.rep, s.repAt = credit-int64(n), s.at
+	return n
 }

@@ -156,8 +156,10 @@ func (s *Screen) Write(p []byte) (int, error) {
 			s.print(rune(b), 1)
 			continue
 		}
+		s.at = s.fed + int64(i)
 		s.step(b)
 	}
+	s.fed += int64(len(p))
 	return len(p), nil
 }
 

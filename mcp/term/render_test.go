@@ -111,6 +111,7 @@ func TestErase(t *testing.T) {
 		{"ED 2 keeps cursor", 10, 3, "abc\r\ndef\x1b[2Jx", "\n   x"},
 		{"ED 3 clears scrollback", 10, 2, "a\r\nb\r\nc\r\nd\x1b[3J", "c\nd"},
 		{"clear command", 10, 2, "a\r\nb\r\nc\x1b[H\x1b[2J\x1b[3J$ ", "$"},
+		{"DECSED DECSEL", 10, 3, "abc\r\ndef\x1b[?2J\x1b[1;3H\x1b[?1Kx", "  x"},
 		{"ECH", 10, 3, "abcdef\x1b[2G\x1b[3X", "a   ef"},
 		{"ECH huge", 10, 3, "abcdef\x1b[2G\x1b[65535X", "a"},
 	})

@@ -114,13 +114,27 @@ type Screen struct {
 
 	p parser
 
+	fed        int64 // bytes written before the current Write
+	at         int64 // number of the byte being stepped (not kept for printable ASCII)
+	rep, repAt int64 // REP credit, as of byte repAt
+
+	widths [256]struct { // a direct-mapped cache of runeWidth for non-ASCII
+		r rune
+		w int8
+	}
+
 	sb        scrollback
 	scrolled  int64 // lines ever pushed off the main screen; main row y is line scrolled+y
-	evictedTo int64 // lines below this number were dropped by the scrollback's bounds
-	dirtyFrom int64 // first main-screen line changed since the last Take; noDirt if none
-	altDirty  bool  // the alternate screen changed since the last Take
+	evicted   int64 // lines the scrollback's bounds dropped
+	evictedTo int64 // the last dropped line's number, plus one
+	// ED 3 clears the scrollback: lines from clearEvicted (evictedTo at the
+	// time) to clearedTo (scrolled at the time) were cleared, not dropped.
+	clearEvicted, clearedTo int64
+	dirtyFrom               int64 // first main-screen line changed since the last Take; noDirt if none
+	altDirty                bool  // the alternate screen changed since the last Take
 
 	scratch []*row // for rotating rows
+	line    []byte // for rendering a row into the scrollback
 }
 
 const noDirt = math.MaxInt64
@@ -130,7 +144,7 @@ const noDirt = math.MaxInt64
 // are clamped.
 func NewScreen(cols, rows int) *Screen {
 	cols, rows = clampSize(cols, rows)
-	s := &Screen{cols: cols, rows: rows, dirtyFrom: noDirt}
+	s := &Screen{cols: cols, rows: rows, dirtyFrom: noDirt, rep: repCreditMax}
 	s.main = newBuffer(cols, rows)
 	s.buf = s.main
 	s.resetModes()
@@ -223,7 +237,11 @@ func (s *Screen) printRune(r rune) {
 	if r < 0xa0 { // C1 controls are not acted on
 		return
 	}
-	switch w := runeWidth(r); w {
+	c := &s.widths[r&0xff]
+	if c.r != r {
+		c.r, c.w = r, int8(runeWidth(r))
+	}
+	switch w := int(c.w); w {
 	case 0:
 		s.combine(r)
 	default:
@@ -367,8 +385,15 @@ func (s *Screen) insertBlanks(rw *row, x, n int) {
 		rw.n = min(s.cols, rw.n+n)
 		clear(rw.cells[x : x+n])
 	}
-	// A wide character pushed half off the edge keeps its left half,
-	// which is drawn as is.
+	rw.fixEdge()
+}
+
+// fixEdge blanks the left half of a wide character whose right half went
+// past the last column.
+func (r *row) fixEdge() {
+	if x := len(r.cells) - 1; x >= 0 && r.cells[x].ch > 0 && runeWidth(r.cells[x].ch) == 2 {
+		r.cells[x] = cell{}
+	}
 }
 
 // deleteChars removes n cells at x, shifting the rest left (DCH).
@@ -417,6 +442,7 @@ func (s *Screen) eraseDisplay(mode int) {
 	case 3: // xterm: forget the scrollback
 		if s.buf == s.main {
 			s.sb.reset()
+			s.clearEvicted, s.clearedTo = s.evictedTo, s.scrolled
 		}
 	}
 	c.wrapPending = false
@@ -574,6 +600,8 @@ func (r *row) resize(cols int) {
 		r.cells = r.cells[:cols]
 		if cols > old {
 			clear(r.cells[old:])
+		} else {
+			r.fixEdge()
 		}
 	default:
 		c := make([]cell, cols)

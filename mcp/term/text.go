@@ -2,6 +2,7 @@ package term
 
 import (
 	"bytes"
+	"slices"
 	"unicode/utf8"
 )
 
@@ -59,10 +60,12 @@ func (b *scrollback) push(l sbLine) int {
 // pushScrollback keeps row r of the main screen, which is about to scroll
 // off, as line number s.scrolled.
 func (s *Screen) pushScrollback(r *row) {
-	text := string(appendRow(nil, r))
+	s.line = appendRow(s.line[:0], r)
+	text := string(s.line)
 	dropped := s.sb.push(sbLine{text: text, wrapped: r.wrapped})
 	s.scrolled++
 	if dropped > 0 {
+		s.evicted += int64(dropped)
 		s.evictedTo = s.scrolled - int64(s.sb.count)
 	}
 }
@@ -72,8 +75,13 @@ func (s *Screen) pushScrollback(r *row) {
 // wide character did not fit is not written, so it is not there).
 func appendRow(dst []byte, r *row) []byte {
 	start := len(dst)
+	dst = slices.Grow(dst, r.n)
 	for x := 0; x < r.n; x++ {
-		c := r.cells[x]
+		c := &r.cells[x]
+		if c.ch > 0 && c.ch < utf8.RuneSelf && c.comb[0] == 0 {
+			dst = append(dst, byte(c.ch))
+			continue
+		}
 		switch {
 		case c.ch == wideTail:
 			if x > 0 && r.cells[x-1].ch > 0 && runeWidth(r.cells[x-1].ch) == 2 {
@@ -88,9 +96,10 @@ func appendRow(dst []byte, r *row) []byte {
 			dst = utf8.AppendRune(dst, c.ch)
 		}
 		for _, m := range c.comb {
-			if m != 0 {
-				dst = utf8.AppendRune(dst, m)
+			if m == 0 {
+				break
 			}
+			dst = utf8.AppendRune(dst, m)
 		}
 	}
 	if !r.wrapped {
@@ -200,9 +209,8 @@ func (s *Screen) Take() (text string, lost int) {
 	}
 	from := s.dirtyFrom
 	s.dirtyFrom = noDirt
-	if from < s.evictedTo {
-		lost = int(s.evictedTo - from)
-	}
+	// Changed lines dropped by the bounds: before the last ED 3, and after.
+	lost = int(max(0, min(s.clearEvicted, s.clearedTo)-from) + max(0, s.evictedTo-max(from, s.clearedTo)))
 	first := s.scrolled - int64(s.sb.count)
 	from = max(from, first)
 	for from > first && s.wrappedLine(from-1) {
@@ -224,7 +232,7 @@ func (s *Screen) wrappedLine(i int64) bool {
 
 // Evicted returns how many lines the scrollback has dropped to stay within
 // its bounds.
-func (s *Screen) Evicted() int64 { return s.evictedTo }
+func (s *Screen) Evicted() int64 { return s.evicted }
 
 // Render feeds p to a fresh cols×rows screen and returns its [Screen.Text]:
 // the lines that scrolled off, then the final screen (or the alternate
