@@ -120,6 +120,9 @@ func TestErase(t *testing.T) {
 func TestInsertDelete(t *testing.T) {
 	runCases(t, []renderCase{
 		{"ICH", 10, 3, "abcdef\x1b[3G\x1b[2@XY", "abXYcdef"},
+		{"ICH before a wide character", 10, 3, "0本00\x1b[2G\x1b[@", "0 本00"},
+		{"ICH splits a wide character", 10, 3, "0本00\x1b[3G\x1b[@", "0   00"},
+		{"ICH pushes a wide character off", 5, 3, "000本\x1b[1G\x1b[@", " 000"},
 		{"ICH pushes off the edge", 6, 3, "abcdef\x1b[2G\x1b[3@", "a   bc"},
 		{"DCH", 10, 3, "abcdef\x1b[2G\x1b[2P", "adef"},
 		{"DCH beyond", 10, 3, "abcdef\x1b[4G\x1b[99P", "abc"},

@@ -123,15 +123,18 @@ type Screen struct {
 		w int8
 	}
 
+	// The scrollback, and what Take has yet to return. Lines of the main
+	// screen are numbered from the first ever written: row y is line
+	// scrolled+y, and the scrollback holds the lines just before.
 	sb        scrollback
-	scrolled  int64 // lines ever pushed off the main screen; main row y is line scrolled+y
+	scrolled  int64 // lines ever pushed off the main screen
+	dirtyFrom int64 // first line changed since the last Take; noDirt if none
+	altDirty  bool  // the alternate screen changed since the last Take
 	evicted   int64 // lines the scrollback's bounds dropped
 	evictedTo int64 // the last dropped line's number, plus one
 	// ED 3 clears the scrollback: lines from clearEvicted (evictedTo at the
 	// time) to clearedTo (scrolled at the time) were cleared, not dropped.
 	clearEvicted, clearedTo int64
-	dirtyFrom               int64 // first main-screen line changed since the last Take; noDirt if none
-	altDirty                bool  // the alternate screen changed since the last Take
 
 	scratch []*row // for rotating rows
 	line    []byte // for rendering a row into the scrollback
@@ -378,7 +381,10 @@ func (s *Screen) insertBlanks(rw *row, x, n int) {
 	if n <= 0 {
 		return
 	}
-	rw.fix(x)
+	if rw.cells[x].ch == wideTail { // the insertion splits a wide character
+		rw.fix(x)
+		rw.cells[x] = cell{}
+	}
 	if x < rw.n {
 		end := min(rw.n, s.cols-n)
 		copy(rw.cells[x+n:], rw.cells[x:end])
