@@ -39,6 +39,16 @@ const (
 	TCPBufferMax     = 1 << 20
 	TCPBufferDefault = 256 << 10
 
+	// TCPTimeWait is how long the stack's end of a connection the host
+	// side closed first stays in TIME_WAIT. gVisor gives a SYN that hits a
+	// TIME_WAIT endpoint only to a listening endpoint, never to a
+	// forwarder, so while it lasts a guest reconnecting on the same
+	// address and port pair is dropped, and the guest's connect hangs;
+	// the default 60 s made that a minute. The link is a memory copy that
+	// neither reorders nor delays segments, so TIME_WAIT's protection
+	// against stray old segments is not needed for long.
+	TCPTimeWait = time.Second
+
 	// DialTimeout bounds a host dial made for a guest connection.
 	DialTimeout = 10 * time.Second
 

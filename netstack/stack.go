@@ -151,11 +151,13 @@ func New(cfg Config) (*Stack, error) {
 
 func (n *Stack) setup(link stack.LinkEndpoint) error {
 	sack := tcpip.TCPSACKEnabled(true)
+	timeWait := tcpip.TCPTimeWaitTimeoutOption(TCPTimeWait)
 	for _, o := range []struct {
 		what string
 		opt  tcpip.SettableTransportProtocolOption
 	}{
 		{"SACK", &sack},
+		{"TIME_WAIT", &timeWait},
 		{"receive buffer", &tcpip.TCPReceiveBufferSizeRangeOption{Min: 4096, Default: TCPBufferDefault, Max: TCPBufferMax}},
 		{"send buffer", &tcpip.TCPSendBufferSizeRangeOption{Min: 4096, Default: TCPBufferDefault, Max: TCPBufferMax}},
 	} {

@@ -825,3 +825,51 @@ func TestHostServiceOnIPv6LoopbackOnly(t *testing.T) {
 func refused(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "refused") // gVisor: "connection was refused"
 }
+
+// A connection the host side closes first leaves the stack's endpoint in
+// TIME_WAIT; a guest SYN on the same four-tuple must still get through
+// soon (gVisor hands such a SYN only to a listening endpoint, never to a
+// forwarder, so with the default 60 s TIME_WAIT it was dropped and the
+// guest's connect hung for a minute).
+func TestReconnectAfterHostClosedFirst(t *testing.T) {
+	tn := newTestNet(t, Limits{}, nil)
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "bye")
+			c.Close()
+		}
+	}()
+	tn.dialer.route("tcp", "192.0.2.10:80", l.Addr().String())
+	tn.grant(t, "192.0.2.10:80")
+	local := tcpip.FullAddress{NIC: 1, Addr: tcpAddr(GuestAddr), Port: 40000}
+	for i := range 2 {
+		var c *gonet.TCPConn
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		for {
+			// The guest stack frees its port once its side has closed.
+			c, err = gonet.DialTCPWithBind(ctx, tn.guest, local, tcpip.FullAddress{NIC: 1, Addr: tcpAddr(outside), Port: 80}, ipv4.ProtocolNumber)
+			if err == nil || !strings.Contains(err.Error(), "port is in use") || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+		if err != nil {
+			t.Fatalf("connect %d from port %d: %v", i+1, local.Port, err)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if b, err := io.ReadAll(c); err != nil || string(b) != "bye" {
+			t.Fatalf("connect %d: read %q, %v", i+1, b, err)
+		}
+		c.Close()
+	}
+}
