@@ -113,9 +113,9 @@ func BenchmarkNetworkVsQEMU(b *testing.B) {
 }
 
 // netbenchMiB is the size of each transfer: long enough to outlast TCP's
-// ramp-up, short enough for the harness (a few MiB/s there); the size of
-// the vsock benchmark's transfers.
-const netbenchMiB = 16
+// ramp-up and the harness's hiccups, short enough for the harness (a few
+// MiB/s there: a round of 32 MiB takes one to two minutes).
+const netbenchMiB = 32
 
 // netbenchConnects is how many connections a round times.
 const netbenchConnects = 200
@@ -155,7 +155,9 @@ type netGuest struct {
 	published []string
 	publish   func(path string) uint16
 	done      func(tb testing.TB) // waits for the guest program's end
-	rounds    []netRound
+	// diag describes the VM's network for a failure's message.
+	diag   func() string
+	rounds []netRound
 }
 
 func newNetGuest(tb testing.TB, name string) *netGuest {
@@ -220,13 +222,21 @@ func (g *netGuest) command(tb testing.TB, format string, args ...any) string {
 	}
 	line, err := g.in.ReadString('\n')
 	if err != nil {
-		tb.Fatalf("%s: control: %v", g.name, err)
+		tb.Fatalf("%s: control: %v%s", g.name, err, g.diagnose())
 	}
 	line = strings.TrimSuffix(line, "\n")
 	if strings.HasPrefix(line, "err ") {
-		tb.Fatalf("%s: %s: guest: %s", g.name, fmt.Sprintf(format, args...), line[4:])
+		tb.Fatalf("%s: %s: guest: %s%s", g.name, fmt.Sprintf(format, args...), line[4:], g.diagnose())
 	}
 	return line
+}
+
+// diagnose is g.diag's description on a line of its own, if there is one.
+func (g *netGuest) diagnose() string {
+	if g.diag == nil {
+		return ""
+	}
+	return "\n" + g.diag()
 }
 
 // acceptOne takes the next connection on l.
@@ -446,6 +456,12 @@ func startPyroNet(b *testing.B, e *env.Env, self string) *netGuest {
 		}
 		return ""
 	}
+	g.diag = func() string {
+		ns, _ := vm.NetStats()
+		s := st.Status()
+		return fmt.Sprintf("NIC %+v; link %+v; stack: %d live connections, %d denied (last %+v), %d limit hits, %d handshake drops; grants %+v",
+			ns, link.Stats(), s.Connections, s.DeniedTotal, s.Denials[max(0, len(s.Denials)-3):], s.LimitHits, s.HandshakeDrops, s.Grants)
+	}
 	g.accept(b, failed)
 	g.done = func(tb testing.TB) {
 		if end == nil {
@@ -544,6 +560,7 @@ func startQEMUNet(b *testing.B, e *env.Env, qemu, self string) *netGuest {
 		return ""
 	})
 	b.Logf("qemu (%s): guest program called after %v", version, time.Since(begin).Round(time.Millisecond))
+	g.diag = func() string { return "console:\n" + console.String() }
 	g.published = []string{"hostfwd"}
 	g.publish = func(string) uint16 { return hp }
 	g.done = func(tb testing.TB) {
