@@ -31,7 +31,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pyro-mcp/pyro/guest/agent"
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
 	"github.com/pyro-mcp/pyro/guest/env"
 	"github.com/pyro-mcp/pyro/kvm"
@@ -112,7 +111,7 @@ func Cmdline(hostname string) string {
 		hostname = env.Hostname
 	}
 	return fmt.Sprintf("%s pyro.root=/dev/vda pyro.rootfstype=ext4 rw pyro.hostname=%s pyro.agent_port=%d",
-		vmm.DefaultCmdline, hostname, agent.DefaultAgentPort)
+		vmm.DefaultCmdline, hostname, proto.DefaultAgentPort)
 }
 
 // Start boots cfg and returns once the agent answers. ctx bounds only the
@@ -319,7 +318,7 @@ func (v *VM) dial(ctx context.Context) (net.Conn, error) {
 		case <-ctx.Done():
 		}
 	}()
-	c, err := v.vs.Dial(ctx, agent.DefaultAgentPort)
+	c, err := v.vs.Dial(ctx, proto.DefaultAgentPort)
 	if err != nil {
 		select {
 		case <-v.done:
@@ -397,7 +396,7 @@ func (v *VM) consoleHint() string {
 	}
 	var b strings.Builder
 	for _, l := range v.res.ConsoleTail {
-		if strings.HasPrefix(l, agent.FatalMarker) {
+		if strings.HasPrefix(l, proto.FatalMarker) {
 			return "\n" + l
 		}
 	}

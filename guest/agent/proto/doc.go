@@ -6,6 +6,9 @@
 // vsock device), speaks this protocol on it, and the agent
 // (guest/agent.Server) serves the request inside the guest. The agent uses
 // the same frame encoder and decoder, so the two sides cannot drift apart.
+// It also holds what the two sides agree on outside a stream (guest.go):
+// the agent's vsock port, its console markers and the guest network plan.
+// Host code imports this package, never the agent's.
 //
 // # Streams
 //
