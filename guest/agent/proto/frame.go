@@ -13,7 +13,7 @@ import (
 // Protocol constants; the package doc describes the format.
 const (
 	Magic      = "PYROAG" // first 6 bytes of each hello
-	Version    = 2        // protocol version this package speaks (2: Request.Beneath)
+	Version    = 3        // protocol version this package speaks (2: beneath; 3: per-operation args)
 	HelloSize  = 8        // Magic + uint16 version
 	HeaderSize = 5        // frame type + uint32 length
 	MaxPayload = 1 << 20  // largest frame payload either side accepts
