@@ -203,6 +203,12 @@ func Start(ctx context.Context, cfg Config) (_ *VM, err error) {
 	readyCtx, stop := context.WithTimeout(ctx, cfg.ReadyTimeout)
 	defer stop()
 	if err := v.waitReady(readyCtx); err != nil {
+		if ve := (*proto.VersionError)(nil); errors.As(err, &ve) {
+			// The environment's /init is another pyro: env build puts
+			// this one in its initramfs (in seconds; nothing else is
+			// rebuilt), so the message names the command.
+			err = &proto.VersionError{Host: ve.Host, Guest: ve.Guest, Env: cfg.Env.Name}
+		}
 		return nil, err
 	}
 	v.Ready = time.Since(begin)
@@ -279,7 +285,7 @@ func (v *VM) waitReady(ctx context.Context) error {
 		}
 		var pe *proto.VersionError
 		if errors.As(err, &pe) {
-			return fmt.Errorf("%w (the environment's agent is from another pyro: rebuild it with pyro env build --force NAME)", err)
+			return err // Start says how to rebuild
 		}
 		if !errors.Is(err, vsock.ErrConnRefused) && !tryExpired {
 			// A guest going down resets its vsock device before the VM

@@ -403,7 +403,8 @@ func open[A, R any](ctx context.Context, c *Client, op Op[A, R], args A) (*strea
 	conn.Write(AppendFrame(Hello(Version), FrameRequest, b))
 	v, err := ReadHello(s.dec.Reader())
 	if err == nil && v != Version {
-		err = &VersionError{Host: Version, Guest: v}
+		s.close()
+		return nil, &VersionError{Host: Version, Guest: v}
 	}
 	if err != nil {
 		s.close()

@@ -80,11 +80,20 @@ func ReadHello(r io.Reader) (uint16, error) {
 }
 
 // VersionError says the two sides speak different protocol versions.
-type VersionError struct{ Host, Guest uint16 }
+type VersionError struct {
+	Host, Guest uint16
+	// Env names the environment whose agent answered, when the caller
+	// knows it (the Client does not), for the message.
+	Env string
+}
 
 func (e *VersionError) Error() string {
+	env := e.Env
+	if env == "" {
+		env = "NAME"
+	}
 	return fmt.Sprintf("guest agent speaks protocol version %d, this pyro speaks %d: "+
-		"the environment's /init is a different pyro build; rebuild the environment with this pyro", e.Guest, e.Host)
+		"the environment's /init is a different pyro build; rebuild the environment with this pyro: pyro env build %s", e.Guest, e.Host, env)
 }
 
 // Encoder writes frames to a stream. It is safe for concurrent use: each

@@ -122,8 +122,13 @@ func TestClientVersionMismatch(t *testing.T) {
 	c := fakeAgent(t, Version+1, nil)
 	_, err := c.Ping(context.Background())
 	var ve *VersionError
-	if !errors.As(err, &ve) || ve.Guest != Version+1 || !strings.Contains(err.Error(), "rebuild the environment") {
+	if !errors.As(err, &ve) || ve.Guest != Version+1 || !strings.Contains(err.Error(), "rebuild the environment") ||
+		!strings.Contains(err.Error(), "pyro env build NAME") {
 		t.Fatalf("got %v, want a VersionError", err)
+	}
+	ve.Env = "debian-12" // the caller knows the environment
+	if !strings.HasSuffix(ve.Error(), "pyro env build debian-12") {
+		t.Fatalf("got %v, want it to name the environment", err)
 	}
 }
 
