@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pyro-mcp/pyro/guest/agent"
+	"github.com/pyro-mcp/pyro/guest/agent/proto"
 	vnet "github.com/pyro-mcp/pyro/virtio/net"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -196,12 +196,12 @@ func TestLinkWithoutDeviceDrops(t *testing.T) {
 	waitFor(t, "the ARP reply to be dropped", func() bool { return link.Stats().ToGuestDropped == 1 })
 }
 
-// TestGuestNetworkPlanAgrees: the agent, which must not link gVisor, keeps
-// its own copy of the addresses it configures.
+// TestGuestNetworkPlanAgrees: the guest agent, which must not link gVisor,
+// configures the addresses the host-guest contract (proto) declares.
 func TestGuestNetworkPlanAgrees(t *testing.T) {
-	if agent.GuestAddr != GuestAddr || agent.GatewayAddr != GatewayAddr || agent.GuestPrefixLen != GuestPrefix.Bits() {
+	if proto.GuestAddr != GuestAddr || proto.GatewayAddr != GatewayAddr || proto.GuestPrefixLen != GuestPrefix.Bits() {
 		t.Fatalf("agent configures %s/%d via %s; netstack serves %s in %s via %s",
-			agent.GuestAddr, agent.GuestPrefixLen, agent.GatewayAddr, GuestAddr, GuestPrefix, GatewayAddr)
+			proto.GuestAddr, proto.GuestPrefixLen, proto.GatewayAddr, GuestAddr, GuestPrefix, GatewayAddr)
 	}
 }
 

@@ -6,7 +6,8 @@
 // the agent's listener, and Server.ServeConn answers it (exec, files, tar,
 // sync/freeze, clock, poweroff, and dial: the relay of a published port to
 // a service on the guest's loopback, dial.go) with real Linux system calls. The wire
-// format is in package proto.
+// format is in package proto; each operation is one row of the dispatch
+// table (handlers), which ties its proto.Op to the method serving it.
 //
 // There is no separate agent binary: the pyro binary is the guest's /init,
 // and cmd/pyro calls Main when it finds itself running as PID 1. Main does
@@ -156,6 +157,9 @@ type stream struct {
 	conn net.Conn
 	enc  *proto.Encoder
 	dec  *proto.Decoder
+	// after, if the handler sets it, runs once the Result is sent and the
+	// stream closed (poweroff).
+	after func()
 }
 
 // ServeConn serves one stream: hello, one request, its answer. It closes c.
@@ -183,8 +187,7 @@ func (s *Server) ServeConn(c net.Conn) {
 		return
 	}
 	c.SetReadDeadline(time.Time{})
-	var after func()
-	res, err := s.dispatch(st, &req, &after)
+	res, err := s.dispatch(st, &req)
 	if err != nil {
 		st.fail(err)
 		return
@@ -194,90 +197,97 @@ func (s *Server) ServeConn(c net.Conn) {
 		s.logf("%s: sending the result to the host failed: %v", req.Op, err)
 		return
 	}
-	if after != nil {
+	if st.after != nil {
 		c.Close()
-		after()
+		st.after()
 	}
 }
 
 // fail sends err as the stream's Error frame.
 func (st *stream) fail(err error) { st.enc.WriteJSON(proto.FrameError, toProtoError(err)) }
 
-// dispatch runs one request and returns its Result payload. after, if
-// dispatch sets it, runs once the Result is sent (poweroff).
-func (s *Server) dispatch(st *stream, req *proto.Request, after *func()) (res any, err error) {
+// handlers is the dispatch table: one row per operation, tying its
+// proto.Op (name, argument and answer types) to the method that serves it.
+var handlers = table(
+	handle(proto.OpPing, (*Server).ping),
+	handle(proto.OpExec, (*Server).exec),
+	handle(proto.OpStat, (*Server).stat),
+	handle(proto.OpList, (*Server).list),
+	handle(proto.OpReadFile, (*Server).readFile),
+	handle(proto.OpWriteFile, (*Server).writeFile),
+	handle(proto.OpTarOut, (*Server).tarOut),
+	handle(proto.OpTarIn, (*Server).tarIn),
+	handle(proto.OpSync, (*Server).sync),
+	handle(proto.OpFreeze, (*Server).freeze),
+	handle(proto.OpThaw, (*Server).thaw),
+	handle(proto.OpSetTime, (*Server).setTime),
+	handle(proto.OpPoweroff, (*Server).poweroff),
+	handle(proto.OpDial, (*Server).dial),
+)
+
+// handler serves one request: it decodes the arguments, checks the path
+// they confine, and runs the operation, returning its Result payload.
+type handler func(s *Server, st *stream, req *proto.Request) (any, error)
+
+type row struct {
+	op string
+	h  handler
+}
+
+// handle makes op's row: f serves op's arguments and gives op's answer
+// (nil with an error).
+func handle[A, R any](op proto.Op[A, R], f func(s *Server, st *stream, args *A) (*R, error)) row {
+	return row{op.Name, func(s *Server, st *stream, req *proto.Request) (any, error) {
+		args, err := proto.DecodeArgs(op, req)
+		if err != nil {
+			return nil, err
+		}
+		if c, ok := any(&args).(proto.Confined); ok {
+			if dir, p, follow := c.Confinement(); dir != "" && p != "" {
+				if err := s.beneath(dir, p, follow); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if s.checked != nil {
+			s.checked()
+		}
+		res, err := f(s, st, &args)
+		if err != nil {
+			return nil, err
+		}
+		return res, nil
+	}}
+}
+
+func table(rows ...row) map[string]handler {
+	m := make(map[string]handler, len(rows))
+	for _, r := range rows {
+		if _, dup := m[r.op]; dup {
+			panic("agent: two handlers for " + r.op)
+		}
+		m[r.op] = r.h
+	}
+	return m
+}
+
+// dispatch runs one request and returns its Result payload.
+func (s *Server) dispatch(st *stream, req *proto.Request) (res any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.logf("panic serving %q: %v\n%s", req.Op, r, debug.Stack())
 			err = &proto.Error{Code: proto.CodeInternal, Message: fmt.Sprintf("agent bug: panic serving %s: %v", req.Op, r)}
 		}
 	}()
-	sys := s.System
-	if sys == nil {
-		sys = HostSystem{}
+	h, ok := handlers[req.Op]
+	if !ok {
+		return nil, invalidf("unknown operation %q (this agent speaks protocol %d)", req.Op, proto.Version)
 	}
-	if req.Beneath != "" {
-		switch req.Op {
-		case proto.OpStat, proto.OpList, proto.OpReadFile, proto.OpWriteFile, proto.OpTarOut, proto.OpTarIn:
-			if err := s.beneath(req.Beneath, req.Path, req.Op != proto.OpStat); err != nil {
-				return nil, err
-			}
-		case proto.OpExec:
-			if req.Cwd != "" {
-				if err := s.beneath(req.Beneath, req.Cwd, true); err != nil {
-					return nil, err
-				}
-			}
-		}
-	}
-	if s.checked != nil {
-		s.checked()
-	}
-	switch req.Op {
-	case proto.OpPing:
-		return ping(), nil
-	case proto.OpExec:
-		return s.exec(st, req)
-	case proto.OpStat:
-		return s.stat(req)
-	case proto.OpList:
-		return s.list(st, req)
-	case proto.OpReadFile:
-		return s.readFile(st, req)
-	case proto.OpWriteFile:
-		return s.writeFile(st, req)
-	case proto.OpTarOut:
-		return s.tarOut(st, req)
-	case proto.OpTarIn:
-		return s.tarIn(st, req)
-	case proto.OpSync:
-		return struct{}{}, sys.Sync()
-	case proto.OpFreeze, proto.OpThaw:
-		p, err := s.path(req.Path)
-		if err != nil {
-			return nil, err
-		}
-		if req.Op == proto.OpFreeze {
-			return struct{}{}, sys.Freeze(p)
-		}
-		return struct{}{}, sys.Thaw(p)
-	case proto.OpSetTime:
-		if req.TimeNs <= 0 {
-			return nil, invalidf("set_time needs time_ns, the Unix time in nanoseconds")
-		}
-		return struct{}{}, sys.SetTime(time.Unix(0, req.TimeNs))
-	case proto.OpDial:
-		return s.dial(st, req)
-	case proto.OpPoweroff:
-		off, err := sys.Poweroff()
-		*after = off
-		return struct{}{}, err
-	}
-	return nil, invalidf("unknown operation %q (this agent speaks protocol %d)", req.Op, proto.Version)
+	return h(s, st, req)
 }
 
-func ping() proto.PingResult {
-	r := proto.PingResult{Version: Version, Protocol: proto.Version, PID: os.Getpid()}
+func (s *Server) ping(*stream, *proto.Empty) (*proto.PingResult, error) {
+	r := &proto.PingResult{Version: Version, Protocol: proto.Version, PID: os.Getpid()}
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {
 		r.Kernel = unix.ByteSliceToString(u.Release[:])
@@ -286,7 +296,7 @@ func ping() proto.PingResult {
 	if unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) == nil {
 		r.Uptime = time.Duration(ts.Nano())
 	}
-	return r
+	return r, nil
 }
 
 // path checks a request path and maps it to the file system.

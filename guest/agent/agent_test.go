@@ -83,6 +83,62 @@ func TestUnknownOp(t *testing.T) {
 	}
 }
 
+// Arguments that are not an object of the operation's argument type are a
+// protocol error; unknown fields, in the request or its arguments, are
+// ignored.
+func TestRequestArgs(t *testing.T) {
+	c := newClient(t)
+	hello := proto.Hello(proto.Version)
+	for _, bad := range []string{
+		`{"op":"exec","args":["sh"]}`,
+		`{"op":"stat","args":{"path":5}}`,
+		`{"op":"ping","args":"x"}`,
+	} {
+		e := readError(t, rawStream(t, c, hello, proto.AppendFrame(nil, proto.FrameRequest, []byte(bad))))
+		if e.Code != proto.CodeProtocol || !strings.Contains(e.Message, "arguments") {
+			t.Errorf("%s: got %+v, want a protocol error about the arguments", bad, e)
+		}
+	}
+	conn := rawStream(t, c, hello, proto.AppendFrame(nil, proto.FrameRequest,
+		[]byte(`{"op":"ping","later":1,"args":{"later":{"x":[1]}}}`)))
+	dec := proto.NewDecoder(conn)
+	proto.ReadHello(dec.Reader())
+	var res proto.PingResult
+	if err := dec.ReadJSON(proto.FrameResult, &res); err != nil || res.Protocol != proto.Version {
+		t.Fatalf("ping with unknown fields: %+v, %v", res, err)
+	}
+}
+
+// Every operation the agent serves has a row in the operations table of
+// proto's package doc, and every row an operation the agent serves.
+func TestHandlersMatchDoc(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("proto", "doc.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(doc), "\n//\top ")
+	if !ok {
+		t.Fatal(`no operations table (a line "//\top ...") in proto/doc.go`)
+	}
+	table, _, _ = strings.Cut(table, "\n//\n")
+	documented := map[string]bool{}
+	for _, l := range strings.Split(table, "\n")[1:] {
+		if f := strings.Fields(strings.TrimPrefix(l, "//")); len(f) > 0 && !strings.HasPrefix(l, "//\t ") {
+			documented[f[0]] = true
+		}
+	}
+	for op := range handlers {
+		if !documented[op] {
+			t.Errorf("the agent serves %q, which proto/doc.go's operations table lacks", op)
+		}
+	}
+	for op := range documented {
+		if handlers[op] == nil {
+			t.Errorf("proto/doc.go documents %q, which the agent does not serve", op)
+		}
+	}
+}
+
 // rawStream dials the agent and writes raw bytes.
 func rawStream(t *testing.T, c *proto.Client, chunks ...[]byte) net.Conn {
 	t.Helper()
@@ -161,7 +217,7 @@ func TestProtocolViolations(t *testing.T) {
 		}
 	})
 	t.Run("exec frame after stdin end", func(t *testing.T) {
-		conn := rawStream(t, c, hello, proto.AppendFrame(nil, proto.FrameRequest, []byte(`{"op":"exec","argv":["sleep","30"],"stdin":true}`)),
+		conn := rawStream(t, c, hello, proto.AppendFrame(nil, proto.FrameRequest, []byte(`{"op":"exec","args":{"argv":["sleep","30"],"stdin":true}}`)),
 			proto.AppendFrame(nil, proto.FrameEnd, nil), proto.AppendFrame(nil, proto.FrameData, []byte("late")))
 		dec := proto.NewDecoder(conn)
 		proto.ReadHello(dec.Reader())

@@ -31,16 +31,17 @@ import (
 const maxOpenRetries = 10
 
 // pathTree is where a request's paths are resolved: the confining directory
-// (Request.Beneath) or, unconfined, the file system root.
+// (PathArgs.Beneath) or, unconfined, the file system root.
 type pathTree struct {
 	fd      int    // O_PATH descriptor of the directory
 	dir     string // its request path, for messages
 	resolve uint64 // openat2 resolve flags
 }
 
-// tree opens the directory req's paths are resolved under and returns p
-// relative to it. Close the tree when done.
-func (s *Server) tree(req *proto.Request, p string) (*pathTree, string, error) {
+// tree opens the directory paths are resolved under (beneath, the
+// request's confining directory, or the root) and returns p relative to
+// it. Close the tree when done.
+func (s *Server) tree(beneath, p string) (*pathTree, string, error) {
 	full, err := s.path(p)
 	if err != nil {
 		return nil, "", err
@@ -52,11 +53,11 @@ func (s *Server) tree(req *proto.Request, p string) (*pathTree, string, error) {
 		// Tests and fuzzing: even absolute symlinks stay in root.
 		root, t.resolve = s.root, unix.RESOLVE_IN_ROOT
 	}
-	if req.Beneath != "" {
-		if root, err = s.path(req.Beneath); err != nil {
+	if beneath != "" {
+		if root, err = s.path(beneath); err != nil {
 			return nil, "", err
 		}
-		t.dir, t.resolve = req.Beneath, unix.RESOLVE_BENEATH|unix.RESOLVE_NO_MAGICLINKS
+		t.dir, t.resolve = beneath, unix.RESOLVE_BENEATH|unix.RESOLVE_NO_MAGICLINKS
 	}
 	rel, err := filepath.Rel(root, full)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {

@@ -72,7 +72,7 @@ func dialLoopback(port uint16) (net.Conn, error) {
 // protocol's dial (see package proto). Host Data goes to the service, the
 // service's bytes come back as Data, End each way is a half-close, and
 // the host closing the stream aborts the connection.
-func (s *Server) dial(st *stream, req *proto.Request) (any, error) {
+func (s *Server) dial(st *stream, req *proto.DialArgs) (*proto.DialResult, error) {
 	if req.Port == 0 {
 		return nil, invalidf("dial needs a port from 1 to 65535")
 	}
@@ -100,7 +100,7 @@ func (s *Server) dial(st *stream, req *proto.Request) (any, error) {
 		}
 		out <- err
 	}()
-	abort := func(err error) (any, error) {
+	abort := func(err error) (*proto.DialResult, error) {
 		c.Close()
 		st.conn.Close()
 		<-out
@@ -141,7 +141,7 @@ func (s *Server) dial(st *stream, req *proto.Request) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return res, nil
+		return &res, nil
 	case <-gone:
 		return abort(errCancelled)
 	}

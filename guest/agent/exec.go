@@ -45,7 +45,7 @@ const (
 // as frames, stdin from Data frames, killed (SIGTERM, SIGKILL after the
 // grace) on timeout or when the host goes away. Background processes the
 // command leaves behind keep running unless the group was killed.
-func (s *Server) exec(st *stream, req *proto.Request) (any, error) {
+func (s *Server) exec(st *stream, req *proto.ExecArgs) (*proto.ExecResult, error) {
 	argv := req.Argv
 	if req.Shell != "" {
 		if len(argv) > 0 {
@@ -109,7 +109,7 @@ func (s *Server) exec(st *stream, req *proto.Request) (any, error) {
 		// Confined: the directory resolved beneath now, held open, and
 		// entered through its descriptor (the child's chdir follows the
 		// fd it inherits, before exec closes it), not by name again.
-		t, rel, err := s.tree(req, req.Cwd)
+		t, rel, err := s.tree(req.Beneath, req.Cwd)
 		if err != nil {
 			return nil, err
 		}
@@ -260,7 +260,7 @@ wait:
 			res.Signal = "signal " + strconv.Itoa(int(ws.Signal()))
 		}
 	}
-	return res, nil
+	return &res, nil
 }
 
 // pumpOutput sends what the process writes to r as frames of type t.

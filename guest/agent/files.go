@@ -48,8 +48,8 @@ func fileInfo(name string, fi fs.FileInfo, target string) proto.FileInfo {
 	return r
 }
 
-func (s *Server) stat(req *proto.Request) (any, error) {
-	t, rel, err := s.tree(req, req.Path)
+func (s *Server) stat(_ *stream, req *proto.StatArgs) (*proto.FileInfo, error) {
+	t, rel, err := s.tree(req.Beneath, req.Path)
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +63,8 @@ func (s *Server) stat(req *proto.Request) (any, error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "stat", Path: req.Path, Err: err}
 	}
-	return fileInfo(filepath.Base(req.Path), fi, readlinkAt(fd, "")), nil
+	r := fileInfo(filepath.Base(req.Path), fi, readlinkAt(fd, ""))
+	return &r, nil
 }
 
 // Entries batches: a batch is sent once its JSON passes batchBytes;
@@ -76,8 +77,8 @@ const (
 
 // list walks a directory (following the path itself if it is a symlink,
 // never the symlinks inside), sending Entries frames.
-func (s *Server) list(st *stream, req *proto.Request) (any, error) {
-	t, rel, err := s.tree(req, req.Path)
+func (s *Server) list(st *stream, req *proto.ListArgs) (*proto.ListResult, error) {
+	t, rel, err := s.tree(req.Beneath, req.Path)
 	if err != nil {
 		return nil, err
 	}
@@ -154,14 +155,14 @@ func (s *Server) list(st *stream, req *proto.Request) (any, error) {
 	if err := walk(top, ""); err != nil && err != errStopWalk {
 		return nil, err
 	}
-	return res, flush()
+	return &res, flush()
 }
 
 var errStopWalk = errors.New("stop walking")
 
 // readFile sends up to max bytes of a regular file from offset as Data
 // frames.
-func (s *Server) readFile(st *stream, req *proto.Request) (any, error) {
+func (s *Server) readFile(st *stream, req *proto.ReadFileArgs) (*proto.ReadResult, error) {
 	if req.Offset < 0 {
 		return nil, invalidf("read_file offset %d is negative", req.Offset)
 	}
@@ -170,7 +171,7 @@ func (s *Server) readFile(st *stream, req *proto.Request) (any, error) {
 		max = proto.DefaultReadMax
 	}
 	max = min(max, proto.MaxReadFile)
-	t, rel, err := s.tree(req, req.Path)
+	t, rel, err := s.tree(req.Beneath, req.Path)
 	if err != nil {
 		return nil, err
 	}
@@ -206,15 +207,15 @@ func (s *Server) readFile(st *stream, req *proto.Request) (any, error) {
 		k, err := f.ReadAt(b[:], req.Offset+n)
 		res.EOF = k == 0 && err == io.EOF
 	}
-	return res, nil
+	return &res, nil
 }
 
 // writeFile replaces a file atomically with the uploaded bytes: a
 // temporary file in the same directory, renamed over the target. A
 // symlink at the path is followed, so its target is what changes. The
 // directory is held open from its resolution to the rename.
-func (s *Server) writeFile(st *stream, req *proto.Request) (any, error) {
-	t, rel, err := s.tree(req, req.Path)
+func (s *Server) writeFile(st *stream, req *proto.WriteFileArgs) (*proto.WriteResult, error) {
+	t, rel, err := s.tree(req.Beneath, req.Path)
 	if err != nil {
 		return nil, err
 	}
@@ -300,7 +301,7 @@ func (s *Server) writeFile(st *stream, req *proto.Request) (any, error) {
 		return nil, &os.LinkError{Op: "rename", Old: tmpName, New: req.Path, Err: err}
 	}
 	ok = true
-	return proto.WriteResult{N: n}, nil
+	return &proto.WriteResult{N: n}, nil
 }
 
 // unixToFileMode converts st_mode permission bits (07777) to fs.FileMode.

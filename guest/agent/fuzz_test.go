@@ -53,18 +53,27 @@ func (c *fuzzConn) SetDeadline(time.Time) error      { return nil }
 func (c *fuzzConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *fuzzConn) SetWriteDeadline(time.Time) error { return nil }
 
-// fuzzSeeds are valid streams: a hello and each kind of request, with the
-// frames that follow it.
-func fuzzSeeds(t testing.TB) map[string][]byte {
-	req := func(r proto.Request, frames ...[]byte) []byte {
-		b := proto.Hello(proto.Version)
-		p, _ := jsonMarshal(r)
-		b = proto.AppendFrame(b, proto.FrameRequest, p)
-		for _, f := range frames {
-			b = append(b, f...)
-		}
-		return b
+// fuzzRequest is a stream: a hello, op's request with args, and frames.
+func fuzzRequest[A, R any](op proto.Op[A, R], args A, frames ...[]byte) []byte {
+	b := proto.Hello(proto.Version)
+	req, err := proto.NewRequest(op, args)
+	if err != nil {
+		panic(err)
 	}
+	p, err := json.Marshal(req)
+	if err != nil {
+		panic(err)
+	}
+	b = proto.AppendFrame(b, proto.FrameRequest, p)
+	for _, f := range frames {
+		b = append(b, f...)
+	}
+	return b
+}
+
+// fuzzSeeds are valid streams: a hello and each kind of request, with the
+// frames that follow it. (No dial: it would reach the host's loopback.)
+func fuzzSeeds(t testing.TB) map[string][]byte {
 	data := func(s string) []byte { return proto.AppendFrame(nil, proto.FrameData, []byte(s)) }
 	end := proto.AppendFrame(nil, proto.FrameEnd, nil)
 	var tb bytes.Buffer
@@ -74,22 +83,25 @@ func fuzzSeeds(t testing.TB) map[string][]byte {
 	tw.Write([]byte("hi"))
 	tw.WriteHeader(&tar.Header{Name: "l", Typeflag: tar.TypeSymlink, Linkname: "d/f"})
 	tw.Close()
+	path := func(p string) proto.PathArgs { return proto.PathArgs{Path: p} }
 	return map[string][]byte{
-		"ping":       req(proto.Request{Op: proto.OpPing}),
-		"exec":       req(proto.Request{Op: proto.OpExec, Argv: []string{"echo", "hi"}, Env: map[string]string{"A": "b"}, Cwd: "/", TimeoutMs: 1000}),
-		"exec_stdin": req(proto.Request{Op: proto.OpExec, Shell: "cat", Stdin: true}, data("input"), end),
-		"stat":       req(proto.Request{Op: proto.OpStat, Path: "/"}),
-		"list":       req(proto.Request{Op: proto.OpList, Path: "/", Recursive: true, Limit: 10}),
-		"read_file":  req(proto.Request{Op: proto.OpReadFile, Path: "/f", Offset: 1, Max: 10}),
-		"write_file": req(proto.Request{Op: proto.OpWriteFile, Path: "/a/f", Mode: 0o600, MkdirParents: true}, data("content"), end),
-		"tar_out":    req(proto.Request{Op: proto.OpTarOut, Path: "/"}),
-		"tar_in":     req(proto.Request{Op: proto.OpTarIn, Path: "/t"}, data(tb.String()), end),
-		"tar_sparse": req(proto.Request{Op: proto.OpTarIn, Path: "/s"}, data(string(sparseTar(64<<20))), end),
-		"sync":       req(proto.Request{Op: proto.OpSync}),
-		"freeze":     req(proto.Request{Op: proto.OpFreeze, Path: "/"}),
-		"thaw":       req(proto.Request{Op: proto.OpThaw, Path: "/"}),
-		"set_time":   req(proto.Request{Op: proto.OpSetTime, TimeNs: 1700000000000000000}),
-		"poweroff":   req(proto.Request{Op: proto.OpPoweroff}),
+		"ping":          fuzzRequest(proto.OpPing, proto.Empty{}),
+		"exec":          fuzzRequest(proto.OpExec, proto.ExecArgs{Argv: []string{"echo", "hi"}, Env: map[string]string{"A": "b"}, Cwd: "/", TimeoutMs: 1000}),
+		"exec_stdin":    fuzzRequest(proto.OpExec, proto.ExecArgs{Shell: "cat", Stdin: true}, data("input"), end),
+		"exec_confined": fuzzRequest(proto.OpExec, proto.ExecArgs{Argv: []string{"true"}, Cwd: "/", Beneath: "/"}),
+		"stat":          fuzzRequest(proto.OpStat, proto.StatArgs{PathArgs: path("/")}),
+		"stat_confined": fuzzRequest(proto.OpStat, proto.StatArgs{PathArgs: proto.PathArgs{Path: "/f", Beneath: "/"}}),
+		"list":          fuzzRequest(proto.OpList, proto.ListArgs{PathArgs: path("/"), Recursive: true, Limit: 10}),
+		"read_file":     fuzzRequest(proto.OpReadFile, proto.ReadFileArgs{PathArgs: path("/f"), Offset: 1, Max: 10}),
+		"write_file":    fuzzRequest(proto.OpWriteFile, proto.WriteFileArgs{PathArgs: path("/a/f"), Mode: 0o600, MkdirParents: true}, data("content"), end),
+		"tar_out":       fuzzRequest(proto.OpTarOut, proto.TarOutArgs{PathArgs: path("/")}),
+		"tar_in":        fuzzRequest(proto.OpTarIn, proto.TarInArgs{PathArgs: path("/t")}, data(tb.String()), end),
+		"tar_sparse":    fuzzRequest(proto.OpTarIn, proto.TarInArgs{PathArgs: path("/s")}, data(string(sparseTar(64<<20))), end),
+		"sync":          fuzzRequest(proto.OpSync, proto.Empty{}),
+		"freeze":        fuzzRequest(proto.OpFreeze, proto.FreezeArgs{Mountpoint: "/"}),
+		"thaw":          fuzzRequest(proto.OpThaw, proto.ThawArgs{Mountpoint: "/"}),
+		"set_time":      fuzzRequest(proto.OpSetTime, proto.SetTimeArgs{TimeNs: 1700000000000000000}),
+		"poweroff":      fuzzRequest(proto.OpPoweroff, proto.Empty{}),
 	}
 }
 
@@ -208,5 +220,3 @@ func TestFuzzSeedsSucceed(t *testing.T) {
 		}
 	}
 }
-
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

@@ -2,7 +2,7 @@ package agent
 
 // PID 1 duties. Everything here runs once, in order, before the agent
 // serves; any failure is fatal: the reason goes to the serial console,
-// prefixed with FatalMarker, and the VM powers off. It can only be
+// prefixed with proto.FatalMarker, and the VM powers off. It can only be
 // exercised in a VM (cmd/pyro's VM tests boot it).
 
 import (
@@ -19,20 +19,16 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pyro-mcp/pyro/guest/agent/proto"
 )
 
-// Console markers the host can look for.
+// Kernel command line parameters Main reads (and pyro.agent_port=,
+// default proto.DefaultAgentPort).
 const (
-	ReadyMarker = "pyro-agent: ready"  // the agent serves vsock; the line goes on "on vsock port P after D"
-	FatalMarker = "pyro-agent: FATAL:" // init failed; the reason follows, then the VM powers off
-)
-
-// Kernel command line parameters Main reads.
-const (
-	DefaultAgentPort = 52         // pyro.agent_port=
-	DefaultRoot      = "/dev/vda" // pyro.root=
-	DefaultRootFS    = "ext4"     // pyro.rootfstype=
-	defaultRootWait  = 10         // pyro.root_wait= (seconds)
+	DefaultRoot     = "/dev/vda" // pyro.root=
+	DefaultRootFS   = "ext4"     // pyro.rootfstype=
+	defaultRootWait = 10         // pyro.root_wait= (seconds)
 )
 
 // ModulesOrderPath lists, one absolute path a line in load order, the
@@ -105,7 +101,7 @@ func Main() {
 	} else if srv.cgroups, err = setupCgroups(cgroupRoot, total, consolef); err != nil {
 		consolef("pyro-agent: warning: limiting user commands: %v", err)
 	}
-	port := uint32(DefaultAgentPort)
+	port := uint32(proto.DefaultAgentPort)
 	if p, ok := params["pyro.agent_port"]; ok {
 		n, err := strconv.ParseUint(p, 10, 32)
 		if err != nil {
@@ -117,7 +113,7 @@ func Main() {
 	if err != nil {
 		fatal("%v", err)
 	}
-	consolef("%s on vsock port %d after %v", ReadyMarker, port, uptime().Round(time.Millisecond))
+	consolef("%s on vsock port %d after %v", proto.ReadyMarker, port, uptime().Round(time.Millisecond))
 	err = srv.Serve(l)
 	fatal("serving vsock port %d stopped: %v", port, err)
 }
@@ -131,7 +127,7 @@ func consolef(format string, args ...any) {
 // fatal reports why init failed and powers the VM off; if even that
 // fails, it panics, and PID 1 exiting panics the kernel.
 func fatal(format string, args ...any) {
-	msg := fmt.Sprintf(FatalMarker+" "+format+"\n", args...)
+	msg := fmt.Sprintf(proto.FatalMarker+" "+format+"\n", args...)
 	if f, err := os.OpenFile("/dev/console", os.O_WRONLY|unix.O_NOCTTY, 0); err == nil {
 		f.WriteString(msg)
 		unix.IoctlSetInt(int(f.Fd()), unix.TCSBRK, 1) // tcdrain: let the UART send it all

@@ -8,10 +8,12 @@ import (
 	"os"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/pyro-mcp/pyro/guest/agent/proto"
 )
 
 // networkUp configures the guest's NIC, if the VM has one (a virtio-net
-// device, whose driver the initramfs loaded): GuestAddr/GuestPrefixLen,
+// device, whose driver the initramfs loaded): proto.GuestAddr/GuestPrefixLen,
 // up, with a default route via GatewayAddr, and ResolvConfPath naming
 // GatewayAddr unless the user replaced pyro's file. The MTU is the
 // device's, which the driver already set. Without a NIC it does nothing.
@@ -33,16 +35,16 @@ func networkUp() error {
 		return nil
 	}
 	name := nic.Attrs().Name
-	addr := &netlink.Addr{IPNet: &net.IPNet{IP: GuestAddr.AsSlice(), Mask: net.CIDRMask(GuestPrefixLen, 32)}}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: proto.GuestAddr.AsSlice(), Mask: net.CIDRMask(proto.GuestPrefixLen, 32)}}
 	if err := netlink.AddrReplace(nic, addr); err != nil {
 		return fmt.Errorf("address %s on %s: %w", addr.IPNet, name, err)
 	}
 	if err := netlink.LinkSetUp(nic); err != nil {
 		return fmt.Errorf("bringing up %s: %w", name, err)
 	}
-	route := &netlink.Route{LinkIndex: nic.Attrs().Index, Gw: GatewayAddr.AsSlice()}
+	route := &netlink.Route{LinkIndex: nic.Attrs().Index, Gw: proto.GatewayAddr.AsSlice()}
 	if err := netlink.RouteReplace(route); err != nil {
-		return fmt.Errorf("default route via %s on %s: %w", GatewayAddr, name, err)
+		return fmt.Errorf("default route via %s on %s: %w", proto.GatewayAddr, name, err)
 	}
 	return writeResolvConf(ResolvConfPath)
 }

@@ -113,7 +113,7 @@ func TestPID1UnderQEMU(t *testing.T) {
 	}
 
 	out := boot("pyro.root=/dev/vda pyro.hostname=selftest-ws")
-	if !strings.Contains(out, ReadyMarker) || !strings.Contains(out, "SELFTEST-DONE failures=0") ||
+	if !strings.Contains(out, proto.ReadyMarker) || !strings.Contains(out, "SELFTEST-DONE failures=0") ||
 		strings.Contains(out, "SELFTEST FAIL") || !strings.Contains(out, "reboot: Power down") {
 		t.Errorf("PID 1 self-test failed; console:\n%s", out)
 	} else {
@@ -121,7 +121,7 @@ func TestPID1UnderQEMU(t *testing.T) {
 	}
 
 	out = boot("pyro.root=/dev/vdz pyro.root_wait=0.5")
-	if !strings.Contains(out, FatalMarker+" root device /dev/vdz") || !strings.Contains(out, "block devices (/sys/block): vda") ||
+	if !strings.Contains(out, proto.FatalMarker+" root device /dev/vdz") || !strings.Contains(out, "block devices (/sys/block): vda") ||
 		!strings.Contains(out, "reboot: Power down") {
 		t.Errorf("missing root device: want a fatal message and poweroff; console:\n%s", out)
 	}
@@ -167,7 +167,7 @@ func pid1SelfTest(ko []byte, koErr error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := unix.Connect(fd, &unix.SockaddrVM{CID: unix.VMADDR_CID_LOCAL, Port: DefaultAgentPort}); err != nil {
+		if err := unix.Connect(fd, &unix.SockaddrVM{CID: unix.VMADDR_CID_LOCAL, Port: proto.DefaultAgentPort}); err != nil {
 			unix.Close(fd)
 			return nil, err
 		}

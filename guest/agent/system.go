@@ -103,3 +103,45 @@ func shutdown(reason string) {
 	err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	panic(errors.Join(errors.New("pyro-agent: reboot(POWER_OFF) failed"), err))
 }
+
+// system is the System whole-guest operations go to.
+func (s *Server) system() System {
+	if s.System == nil {
+		return HostSystem{}
+	}
+	return s.System
+}
+
+func (s *Server) sync(*stream, *proto.Empty) (*proto.Empty, error) {
+	return &proto.Empty{}, s.system().Sync()
+}
+
+func (s *Server) freeze(_ *stream, a *proto.FreezeArgs) (*proto.Empty, error) {
+	p, err := s.path(a.Mountpoint)
+	if err != nil {
+		return nil, err
+	}
+	return &proto.Empty{}, s.system().Freeze(p)
+}
+
+func (s *Server) thaw(_ *stream, a *proto.ThawArgs) (*proto.Empty, error) {
+	p, err := s.path(a.Mountpoint)
+	if err != nil {
+		return nil, err
+	}
+	return &proto.Empty{}, s.system().Thaw(p)
+}
+
+func (s *Server) setTime(_ *stream, a *proto.SetTimeArgs) (*proto.Empty, error) {
+	if a.TimeNs <= 0 {
+		return nil, invalidf("set_time needs time_ns, the Unix time in nanoseconds")
+	}
+	return &proto.Empty{}, s.system().SetTime(time.Unix(0, a.TimeNs))
+}
+
+// poweroff answers, then powers the guest off (stream.after).
+func (s *Server) poweroff(st *stream, _ *proto.Empty) (*proto.Empty, error) {
+	off, err := s.system().Poweroff()
+	st.after = off
+	return &proto.Empty{}, err
+}

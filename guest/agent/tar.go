@@ -24,8 +24,8 @@ import (
 // are left out, hard links are stored as separate files, and the walk
 // stays on the directory's file system (like tar --one-file-system), so
 // /proc and friends never end up in an archive of /.
-func (s *Server) tarOut(st *stream, req *proto.Request) (any, error) {
-	t, rel, err := s.tree(req, req.Path)
+func (s *Server) tarOut(st *stream, req *proto.TarOutArgs) (*proto.TarResult, error) {
+	t, rel, err := s.tree(req.Beneath, req.Path)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +133,7 @@ func (s *Server) tarOut(st *stream, req *proto.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return res, nil
+	return &res, nil
 }
 
 func tarHeader(fi fs.FileInfo, name, link string) *tar.Header {
@@ -163,8 +163,8 @@ const maxTarDirs = 1 << 20
 // openat2(RESOLVE_BENEATH), so no name, "..", absolute path or symlink
 // (from the archive or already on disk) can make it land outside the
 // target; such entries fail the request with a message naming them.
-func (s *Server) tarIn(st *stream, req *proto.Request) (any, error) {
-	t, rel, err := s.tree(req, req.Path)
+func (s *Server) tarIn(st *stream, req *proto.TarInArgs) (*proto.TarResult, error) {
+	t, rel, err := s.tree(req.Beneath, req.Path)
 	if err != nil {
 		return nil, err
 	}
@@ -206,7 +206,7 @@ func (s *Server) tarIn(st *stream, req *proto.Request) (any, error) {
 	if _, err := io.CopyN(io.Discard, up, 1<<20); err != nil && err != io.EOF {
 		return nil, err
 	}
-	return res, nil
+	return &res, nil
 }
 
 // copySparse writes r into the new file f, leaving all-zero blocks as

@@ -31,7 +31,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pyro-mcp/pyro/guest/agent"
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
 	"github.com/pyro-mcp/pyro/guest/env"
 	"github.com/pyro-mcp/pyro/kvm"
@@ -112,7 +111,7 @@ func Cmdline(hostname string) string {
 		hostname = env.Hostname
 	}
 	return fmt.Sprintf("%s pyro.root=/dev/vda pyro.rootfstype=ext4 rw pyro.hostname=%s pyro.agent_port=%d",
-		vmm.DefaultCmdline, hostname, agent.DefaultAgentPort)
+		vmm.DefaultCmdline, hostname, proto.DefaultAgentPort)
 }
 
 // Start boots cfg and returns once the agent answers. ctx bounds only the
@@ -204,6 +203,12 @@ func Start(ctx context.Context, cfg Config) (_ *VM, err error) {
 	readyCtx, stop := context.WithTimeout(ctx, cfg.ReadyTimeout)
 	defer stop()
 	if err := v.waitReady(readyCtx); err != nil {
+		if ve := (*proto.VersionError)(nil); errors.As(err, &ve) {
+			// The environment's /init is another pyro: env build puts
+			// this one in its initramfs (in seconds; nothing else is
+			// rebuilt), so the message names the command.
+			err = &proto.VersionError{Host: ve.Host, Guest: ve.Guest, Env: cfg.Env.Name}
+		}
 		return nil, err
 	}
 	v.Ready = time.Since(begin)
@@ -280,7 +285,7 @@ func (v *VM) waitReady(ctx context.Context) error {
 		}
 		var pe *proto.VersionError
 		if errors.As(err, &pe) {
-			return fmt.Errorf("%w (the environment's agent is from another pyro: rebuild it with pyro env build --force NAME)", err)
+			return err // Start says how to rebuild
 		}
 		if !errors.Is(err, vsock.ErrConnRefused) && !tryExpired {
 			// A guest going down resets its vsock device before the VM
@@ -319,7 +324,7 @@ func (v *VM) dial(ctx context.Context) (net.Conn, error) {
 		case <-ctx.Done():
 		}
 	}()
-	c, err := v.vs.Dial(ctx, agent.DefaultAgentPort)
+	c, err := v.vs.Dial(ctx, proto.DefaultAgentPort)
 	if err != nil {
 		select {
 		case <-v.done:
@@ -397,7 +402,7 @@ func (v *VM) consoleHint() string {
 	}
 	var b strings.Builder
 	for _, l := range v.res.ConsoleTail {
-		if strings.HasPrefix(l, agent.FatalMarker) {
+		if strings.HasPrefix(l, proto.FatalMarker) {
 			return "\n" + l
 		}
 	}

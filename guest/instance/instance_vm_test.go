@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pyro-mcp/pyro/guest/agent"
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
 	"github.com/pyro-mcp/pyro/guest/env"
 	"github.com/pyro-mcp/pyro/kvm/kvmtest"
@@ -425,7 +424,7 @@ func testNoRoot(t *testing.T, e *env.Env) {
 	if !errors.Is(err, ErrStopped) {
 		t.Fatalf("Start: %v\nwant an error that says the VM stopped", err)
 	}
-	for _, want := range []string{"before its agent was ready", agent.FatalMarker, "mounting the root disk"} {
+	for _, want := range []string{"before its agent was ready", proto.FatalMarker, "mounting the root disk"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Start's error lacks %q:\n%v", want, err)
 		}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,7 +71,8 @@ type Client struct {
 	Dial func(ctx context.Context) (net.Conn, error)
 	// Beneath, when set, confines every path this client sends (and every
 	// exec's working directory) to that guest directory: see
-	// Request.Beneath. A workspace's client uses "/workspace".
+	// PathArgs.Beneath and Confined. A workspace's client uses
+	// "/workspace".
 	Beneath string
 }
 
@@ -97,25 +99,24 @@ type ExecRequest struct {
 // is not an error: see ExecResult. An error writing to stdout or stderr
 // cancels the command and is returned.
 func (c *Client) Exec(ctx context.Context, req ExecRequest, stdout, stderr io.Writer) (ExecResult, error) {
-	var res ExecResult
 	if (len(req.Argv) == 0) == (req.Shell == "") {
-		return res, errorf(CodeInvalid, "exec needs exactly one of Argv and Shell")
+		return ExecResult{}, errorf(CodeInvalid, "exec needs exactly one of Argv and Shell")
 	}
 	if req.Timeout < 0 || req.KillGrace < 0 {
-		return res, errorf(CodeInvalid, "exec timeout and kill grace must not be negative")
+		return ExecResult{}, errorf(CodeInvalid, "exec timeout and kill grace must not be negative")
 	}
-	s, err := c.open(ctx, &Request{
-		Op: OpExec, Argv: req.Argv, Shell: req.Shell, Env: req.Env, Cwd: req.Cwd, User: req.User,
+	s, err := open(ctx, c, OpExec, ExecArgs{
+		Argv: req.Argv, Shell: req.Shell, Env: req.Env, Cwd: req.Cwd, User: req.User,
 		Stdin: req.Stdin != nil, TimeoutMs: ceilMs(req.Timeout), KillGraceMs: ceilMs(req.KillGrace),
 	})
 	if err != nil {
-		return res, err
+		return ExecResult{}, err
 	}
 	defer s.close()
 	if req.Stdin != nil {
 		go s.upload(req.Stdin)
 	}
-	err = s.finish(&res, func(t FrameType, p []byte) error {
+	res, err := s.finish(func(t FrameType, p []byte) error {
 		w := stdout
 		switch t {
 		case FrameStdout:
@@ -139,14 +140,13 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest, stdout, stderr io.Wr
 
 // Ping checks the agent answers and returns its version, kernel and uptime.
 func (c *Client) Ping(ctx context.Context) (PingResult, error) {
-	var res PingResult
-	return res, c.simple(ctx, &Request{Op: OpPing}, &res)
+	return call(ctx, c, OpPing, Empty{})
 }
 
 // Stat describes path without following a final symlink.
 func (c *Client) Stat(ctx context.Context, path string) (FileInfo, error) {
-	var res FileInfo
-	if err := c.simple(ctx, &Request{Op: OpStat, Path: path}, &res); err != nil {
+	res, err := call(ctx, c, OpStat, StatArgs{PathArgs: PathArgs{Path: path}})
+	if err != nil {
 		return FileInfo{}, err
 	}
 	if err := checkInfo(&res); err != nil {
@@ -184,14 +184,13 @@ func (c *Client) List(ctx context.Context, path string, recursive bool, limit in
 	if limit > MaxListLimit {
 		return nil, false, errorf(CodeInvalid, "list limit %d exceeds %d", limit, MaxListLimit)
 	}
-	s, err := c.open(ctx, &Request{Op: OpList, Path: path, Recursive: recursive, Limit: limit})
+	s, err := open(ctx, c, OpList, ListArgs{PathArgs: PathArgs{Path: path}, Recursive: recursive, Limit: limit})
 	if err != nil {
 		return nil, false, err
 	}
 	defer s.close()
-	var res ListResult
 	var used int
-	err = s.finish(&res, func(t FrameType, p []byte) error {
+	res, err := s.finish(func(t FrameType, p []byte) error {
 		if t != FrameEntries {
 			return nil
 		}
@@ -241,20 +240,19 @@ func (c *Client) List(ctx context.Context, path string, recursive bool, limit in
 // MaxReadFile) of the file path from offset, following symlinks. The
 // ReadResult says the file's size and whether the read reached its end.
 func (c *Client) ReadFile(ctx context.Context, path string, offset, max int64) ([]byte, ReadResult, error) {
-	var res ReadResult
 	if max <= 0 {
 		max = DefaultReadMax
 	}
 	if max > MaxReadFile || offset < 0 {
-		return nil, res, errorf(CodeInvalid, "read_file wants 0 <= offset and max <= %d bytes (use TarOut for more)", MaxReadFile)
+		return nil, ReadResult{}, errorf(CodeInvalid, "read_file wants 0 <= offset and max <= %d bytes (use TarOut for more)", MaxReadFile)
 	}
-	s, err := c.open(ctx, &Request{Op: OpReadFile, Path: path, Offset: offset, Max: max})
+	s, err := open(ctx, c, OpReadFile, ReadFileArgs{PathArgs: PathArgs{Path: path}, Offset: offset, Max: max})
 	if err != nil {
-		return nil, res, err
+		return nil, ReadResult{}, err
 	}
 	defer s.close()
 	var data []byte
-	err = s.finish(&res, func(t FrameType, p []byte) error {
+	res, err := s.finish(func(t FrameType, p []byte) error {
 		if t != FrameData {
 			return nil
 		}
@@ -275,14 +273,14 @@ func (c *Client) ReadFile(ctx context.Context, path string, offset, max int64) (
 // (0644 for a new file); mkdirParents creates missing parent directories.
 // A symlink at path is followed: its target is replaced.
 func (c *Client) WriteFile(ctx context.Context, path string, r io.Reader, mode fs.FileMode, mkdirParents bool) error {
-	s, err := c.open(ctx, &Request{Op: OpWriteFile, Path: path, Mode: unixMode(mode), MkdirParents: mkdirParents})
+	s, err := open(ctx, c, OpWriteFile, WriteFileArgs{PathArgs: PathArgs{Path: path}, Mode: unixMode(mode), MkdirParents: mkdirParents})
 	if err != nil {
 		return err
 	}
 	defer s.close()
 	go s.upload(r)
-	var res WriteResult
-	return s.finish(&res, nil)
+	_, err = s.finish(nil)
+	return err
 }
 
 // TarOut streams the directory dir as a tar archive (directories, regular
@@ -290,7 +288,7 @@ func (c *Client) WriteFile(ctx context.Context, path string, r io.Reader, mode f
 // The archive is complete only if reading reaches io.EOF; an error in the
 // guest arrives as the Read error. Close the reader to stop early.
 func (c *Client) TarOut(ctx context.Context, dir string) (io.ReadCloser, error) {
-	s, err := c.open(ctx, &Request{Op: OpTarOut, Path: dir})
+	s, err := open(ctx, c, OpTarOut, TarOutArgs{PathArgs: PathArgs{Path: dir}})
 	if err != nil {
 		return nil, err
 	}
@@ -304,48 +302,51 @@ func (c *Client) TarOut(ctx context.Context, dir string) (io.ReadCloser, error) 
 // archive's modes and mtimes; they are owned by the agent's user (root),
 // not the archive's owners. Runs of zeros (and sparse entries) become holes.
 func (c *Client) TarIn(ctx context.Context, dir string, r io.Reader) (TarResult, error) {
-	var res TarResult
-	s, err := c.open(ctx, &Request{Op: OpTarIn, Path: dir})
+	s, err := open(ctx, c, OpTarIn, TarInArgs{PathArgs: PathArgs{Path: dir}})
 	if err != nil {
-		return res, err
+		return TarResult{}, err
 	}
 	defer s.close()
 	go s.upload(r)
-	return res, s.finish(&res, nil)
+	return s.finish(nil)
 }
 
 // Sync flushes the guest's file system buffers to its disks.
 func (c *Client) Sync(ctx context.Context) error {
-	return c.simple(ctx, &Request{Op: OpSync}, &struct{}{})
+	_, err := call(ctx, c, OpSync, Empty{})
+	return err
 }
 
 // Freeze freezes the file system mounted at mountpoint (FIFREEZE): writes
 // block until Thaw. Take disk snapshots between the two.
 func (c *Client) Freeze(ctx context.Context, mountpoint string) error {
-	return c.simple(ctx, &Request{Op: OpFreeze, Path: mountpoint}, &struct{}{})
+	_, err := call(ctx, c, OpFreeze, FreezeArgs{Mountpoint: mountpoint})
+	return err
 }
 
 // Thaw thaws a file system Freeze froze (FITHAW).
 func (c *Client) Thaw(ctx context.Context, mountpoint string) error {
-	return c.simple(ctx, &Request{Op: OpThaw, Path: mountpoint}, &struct{}{})
+	_, err := call(ctx, c, OpThaw, ThawArgs{Mountpoint: mountpoint})
+	return err
 }
 
 // SetTime sets the guest's clock (CLOCK_REALTIME). The guest has no RTC;
 // the host sets it after boot and after restoring a snapshot.
 func (c *Client) SetTime(ctx context.Context, t time.Time) error {
-	return c.simple(ctx, &Request{Op: OpSetTime, TimeNs: t.UnixNano()}, &struct{}{})
+	_, err := call(ctx, c, OpSetTime, SetTimeArgs{TimeNs: t.UnixNano()})
+	return err
 }
 
 // Poweroff asks the guest to stop its processes, sync, and power off. The
 // stream ending without an answer counts as success: the VM may be gone
 // before the answer leaves it.
 func (c *Client) Poweroff(ctx context.Context) error {
-	s, err := c.open(ctx, &Request{Op: OpPoweroff})
+	s, err := open(ctx, c, OpPoweroff, Empty{})
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	err = s.finish(&struct{}{}, nil)
+	_, err = s.finish(nil)
 	var pe *Error
 	if err != nil && !errors.As(err, &pe) && ctx.Err() == nil {
 		return nil // the stream died with the VM
@@ -359,8 +360,10 @@ var errHandled = errors.New("handled")
 // errClosedEarly is wrapped by the error a stream ending before its answer gives.
 var errClosedEarly = errors.New("guest agent closed the stream before answering (did the guest crash or power off? see its console)")
 
-// stream is one request's connection, from the client side.
-type stream struct {
+// stream is one request's connection, from the client side; R is the
+// type of its operation's answer.
+type stream[R any] struct {
+	op   string // the operation's name, for messages
 	ctx  context.Context
 	conn net.Conn
 	enc  *Encoder
@@ -371,33 +374,37 @@ type stream struct {
 	uploadErr error // reading the caller's reader failed
 }
 
-// open dials, sends the hello and the request, and checks the agent's hello.
-func (c *Client) open(ctx context.Context, req *Request) (*stream, error) {
+// open dials, sends the hello and op's request with args, and checks the
+// agent's hello. Confined arguments get the client's Beneath.
+func open[A, R any](ctx context.Context, c *Client, op Op[A, R], args A) (*stream[R], error) {
 	if c.Dial == nil {
 		return nil, errors.New("proto.Client: Dial is nil")
+	}
+	if a, ok := any(&args).(Confined); ok {
+		a.confine(c.Beneath)
+	}
+	req, err := NewRequest(op, args)
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(req)
+	if err != nil || len(b) > MaxPayload {
+		return nil, errorf(CodeInvalid, "%s request too large for one frame (%d bytes, at most %d): %v", op, len(b), MaxPayload, err)
 	}
 	conn, err := c.Dial(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the guest agent: %w", err)
 	}
-	switch req.Op {
-	case OpStat, OpList, OpReadFile, OpWriteFile, OpTarOut, OpTarIn, OpExec:
-		req.Beneath = c.Beneath
-	}
-	s := &stream{ctx: ctx, conn: conn, enc: NewEncoder(conn), dec: NewDecoder(conn)}
+	s := &stream[R]{op: op.Name, ctx: ctx, conn: conn, enc: NewEncoder(conn), dec: NewDecoder(conn)}
 	s.stop = context.AfterFunc(ctx, func() { conn.Close() })
-	b, err := json.Marshal(req)
-	if err != nil || len(b) > MaxPayload {
-		s.close()
-		return nil, errorf(CodeInvalid, "request too large for one frame (%d bytes, at most %d): %v", len(b), MaxPayload, err)
-	}
 	// Hello and request go out in one write; a write error is reported
 	// by the read below, which may say why (the agent's hello with
 	// another version, or its closing).
 	conn.Write(AppendFrame(Hello(Version), FrameRequest, b))
 	v, err := ReadHello(s.dec.Reader())
 	if err == nil && v != Version {
-		err = &VersionError{Host: Version, Guest: v}
+		s.close()
+		return nil, &VersionError{Host: Version, Guest: v}
 	}
 	if err != nil {
 		s.close()
@@ -406,14 +413,14 @@ func (c *Client) open(ctx context.Context, req *Request) (*stream, error) {
 	return s, nil
 }
 
-func (s *stream) close() {
+func (s *stream[R]) close() {
 	s.stop()
 	s.conn.Close()
 }
 
 // wrap turns a transport error into the most useful error: the context's,
 // the upload's, or one that says the stream ended early.
-func (s *stream) wrap(err error) error {
+func (s *stream[R]) wrap(err error) error {
 	if cerr := s.ctx.Err(); cerr != nil {
 		return cerr
 	}
@@ -435,7 +442,7 @@ func (s *stream) wrap(err error) error {
 
 // upload sends r as Data frames and then End. If reading r fails, it
 // records the error and closes the stream, which cancels the request.
-func (s *stream) upload(r io.Reader) {
+func (s *stream[R]) upload(r io.Reader) {
 	buf := make([]byte, ChunkSize)
 	for {
 		n, err := r.Read(buf)
@@ -458,20 +465,22 @@ func (s *stream) upload(r io.Reader) {
 	}
 }
 
-// finish reads frames until the terminal one, decoding a Result into res.
-// handle sees every other frame and returns errHandled if it used it, nil
-// if the frame is unexpected, or an error that ends the request.
-func (s *stream) finish(res any, handle func(FrameType, []byte) error) error {
+// finish reads frames until the terminal one and returns the Result's
+// payload. handle sees every other frame and returns errHandled if it
+// used it, nil if the frame is unexpected, or an error that ends the
+// request.
+func (s *stream[R]) finish(handle func(FrameType, []byte) error) (R, error) {
+	var res R
 	for {
 		t, p, err := s.dec.ReadFrame()
 		if err != nil {
-			return s.wrap(err)
+			return res, s.wrap(err)
 		}
 		switch t {
 		case FrameResult:
-			return DecodeJSON(t, p, res)
+			return res, DecodeJSON(t, p, &res)
 		case FrameError:
-			return decodeError(p)
+			return res, s.decodeError(p)
 		}
 		err = nil
 		if handle != nil {
@@ -483,8 +492,22 @@ func (s *stream) finish(res any, handle func(FrameType, []byte) error) error {
 		if err == nil {
 			err = protoErrorf("unexpected %v frame from the guest", t)
 		}
-		return err
+		return res, err
 	}
+}
+
+// decodeError decodes an Error frame's payload, bounding what the guest
+// sent. An agent that does not know the operation (one built before it
+// existed, of the same protocol version) gets an error that says to
+// rebuild the environment.
+func (s *stream[R]) decodeError(p []byte) error {
+	err := decodeError(p)
+	var pe *Error
+	if errors.As(err, &pe) && pe.Code == CodeInvalid && strings.Contains(pe.Message, "unknown operation") {
+		return errorf(CodeUnsupported, "the environment's guest agent is older than this pyro and does not know the %s operation: "+
+			"rebuild the environment with this pyro (pyro env build NAME), then restart the workspace", s.op)
+	}
+	return err
 }
 
 // decodeError decodes an Error frame's payload, bounding what the guest sent.
@@ -500,19 +523,20 @@ func decodeError(p []byte) error {
 	return e
 }
 
-// simple runs a request that has no frames but its answer.
-func (c *Client) simple(ctx context.Context, req *Request, res any) error {
-	s, err := c.open(ctx, req)
+// call runs a request that has no frames but its answer.
+func call[A, R any](ctx context.Context, c *Client, op Op[A, R], args A) (R, error) {
+	s, err := open(ctx, c, op, args)
 	if err != nil {
-		return err
+		var zero R
+		return zero, err
 	}
 	defer s.close()
-	return s.finish(res, nil)
+	return s.finish(nil)
 }
 
 // tarReader is TarOut's archive: the payloads of Data frames.
 type tarReader struct {
-	s      *stream
+	s      *stream[TarResult]
 	buf    []byte
 	err    error
 	once   sync.Once
@@ -524,8 +548,7 @@ func (r *tarReader) Read(p []byte) (int, error) {
 		return 0, errors.New("proto: read of a closed TarOut stream")
 	}
 	for len(r.buf) == 0 && r.err == nil {
-		var res TarResult
-		r.err = r.s.finish(&res, func(t FrameType, b []byte) error {
+		_, r.err = r.s.finish(func(t FrameType, b []byte) error {
 			if t != FrameData {
 				return nil
 			}

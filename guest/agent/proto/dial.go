@@ -2,11 +2,9 @@ package proto
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"sync"
 	"time"
 )
@@ -23,7 +21,7 @@ func (c *Client) DialPort(ctx context.Context, port uint16) (net.Conn, error) {
 	if port == 0 {
 		return nil, errorf(CodeInvalid, "dial needs a guest port from 1 to 65535")
 	}
-	s, err := c.open(ctx, &Request{Op: OpDial, Port: port})
+	s, err := open(ctx, c, OpDial, DialArgs{Port: port})
 	if err != nil {
 		return nil, err
 	}
@@ -33,13 +31,7 @@ func (c *Client) DialPort(ctx context.Context, port uint16) (net.Conn, error) {
 		err = s.wrap(err)
 	case t == FrameOpen:
 	case t == FrameError:
-		err = decodeError(p)
-		var pe *Error
-		if errors.As(err, &pe) && pe.Code == CodeInvalid && strings.Contains(pe.Message, "unknown operation") {
-			err = errorf(CodeUnsupported, "the environment's guest agent is older than published ports through the agent "+
-				"(it does not know the dial operation): rebuild the environment with this pyro (pyro env build NAME), "+
-				"then restart the workspace")
-		}
+		err = s.decodeError(p)
 	default:
 		err = protoErrorf("unexpected %v frame from the guest answering dial", t)
 	}
@@ -58,7 +50,7 @@ func (c *Client) DialPort(ctx context.Context, port uint16) (net.Conn, error) {
 
 // dialConn is a connection DialPort made: Data frames both ways.
 type dialConn struct {
-	s      *stream
+	s      *stream[DialResult]
 	buf    []byte // the rest of the last Data frame, valid until the next ReadFrame
 	err    error
 	wmu    sync.Mutex

@@ -26,7 +26,7 @@ func TestDialOlderAgent(t *testing.T) {
 			}
 			b.Write(Hello(Version))
 			NewEncoder(b).WriteJSON(FrameError, &Error{Code: CodeInvalid,
-				Message: `unknown operation "` + req.Op + `" (this agent speaks protocol 2)`})
+				Message: `unknown operation "` + req.Op + `" (this agent speaks protocol 3)`})
 		}()
 		return a, nil
 	}}

@@ -6,6 +6,9 @@
 // vsock device), speaks this protocol on it, and the agent
 // (guest/agent.Server) serves the request inside the guest. The agent uses
 // the same frame encoder and decoder, so the two sides cannot drift apart.
+// It also holds what the two sides agree on outside a stream (guest.go):
+// the agent's vsock port, its console markers and the guest network plan.
+// Host code imports this package, never the agent's.
 //
 // # Streams
 //
@@ -18,14 +21,17 @@
 // # Hello
 //
 // Both sides first send an 8-byte hello: the 6 ASCII bytes "PYROAG" then the
-// protocol version as a little-endian uint16 (Version, now 2). The client
+// protocol version as a little-endian uint16 (Version, now 3). The client
 // sends its hello and its Request frame without waiting (one write); the
 // server reads the client's hello and, if the versions match, the Request,
 // and then answers with its own hello. If the versions differ it sends its
 // hello and closes the stream; if the magic is wrong it closes the stream
-// without a word. Either side that sees a different version reports both numbers
-// (VersionError); there is no negotiation, since the guest's /init is the
-// pyro binary that built the environment.
+// without a word. Either side that sees a different version reports both
+// numbers (VersionError, which says to rebuild the environment: pyro env
+// build NAME puts this pyro in its initramfs); there is no negotiation,
+// since the guest's /init is the pyro binary that built the environment.
+// Version 2 added confinement (below); version 3 gave each operation its
+// own arguments object.
 //
 // # Frames
 //
@@ -40,7 +46,7 @@
 // protocol error. JSON payloads are UTF-8 objects; unknown fields are
 // ignored.
 //
-//	0x01 Request  client→server  JSON Request; exactly one, the first frame
+//	0x01 Request  client→server  JSON Request {"op","args"}; exactly one, the first frame
 //	0x02 Data     both           raw bytes: exec stdin, write_file content and
 //	                             tar_in archive (client→server); read_file
 //	                             content and tar_out archive (server→client)
@@ -60,26 +66,37 @@
 //
 // # Operations
 //
-// Request.Op selects the operation; the other Request fields it uses are
-// listed here with what follows the Request and what the server answers.
-// Paths are absolute guest paths.
+// A Request is {"op": NAME, "args": {...}}: the operation's name and its
+// arguments, a JSON object of the operation's own type (left out where it
+// takes none). Each Op value (OpExec, ...) ties a name to its argument
+// and answer types, and both the Client and the agent's dispatcher go
+// through it. An unknown op is CodeInvalid "unknown operation"; arguments
+// that are not an object of the operation's type are CodeProtocol.
 //
-//	op          request fields                 client then sends   server sends
-//	ping        -                              -                   Result PingResult
-//	exec        argv|shell, env, cwd, stdin,   Data* End if stdin  Stdout* Stderr* (interleaved),
-//	            timeout_ms, kill_grace_ms, user                     Result ExecStatus
-//	stat        path                           -                   Result FileInfo
-//	list        path, recursive, limit         -                   Entries*, Result ListResult
-//	read_file   path, offset, max              -                   Data*, Result ReadResult
-//	write_file  path, mode, mkdir_parents      Data* End           Result WriteResult
-//	tar_out     path                           -                   Data* (a tar stream), Result TarResult
-//	tar_in      path                           Data* End (tar)     Result TarResult
-//	sync        -                              -                   Result {}
-//	freeze      path (a mount point)           -                   Result {}
-//	thaw        path                           -                   Result {}
-//	set_time    time_ns (Unix nanoseconds)     -                   Result {}
-//	poweroff    -                              -                   Result {}, then the VM powers off
-//	dial        port                           Data* End           Open, Data* End, Result DialResult
+// The operations, their argument fields, what the client sends after the
+// Request and what the server answers. Paths are absolute guest paths;
+// every path operation's arguments embed PathArgs (path, beneath).
+//
+//	op          args (type: fields)             client then sends   server sends
+//	ping        -                               -                   Result PingResult
+//	exec        ExecArgs: argv|shell, env, cwd, Data* End if stdin  Stdout* Stderr* (interleaved),
+//	            beneath, stdin, timeout_ms,                         Result ExecResult
+//	            kill_grace_ms, user
+//	stat        StatArgs: path, beneath         -                   Result FileInfo
+//	list        ListArgs: path, beneath,        -                   Entries*, Result ListResult
+//	            recursive, limit
+//	read_file   ReadFileArgs: path, beneath,    -                   Data*, Result ReadResult
+//	            offset, max
+//	write_file  WriteFileArgs: path, beneath,   Data* End           Result WriteResult
+//	            mode, mkdir_parents
+//	tar_out     TarOutArgs: path, beneath       -                   Data* (a tar stream), Result TarResult
+//	tar_in      TarInArgs: path, beneath        Data* End (tar)     Result TarResult
+//	sync        -                               -                   Result {}
+//	freeze      FreezeArgs: mountpoint          -                   Result {}
+//	thaw        ThawArgs: mountpoint            -                   Result {}
+//	set_time    SetTimeArgs: time_ns            -                   Result {}
+//	poweroff    -                               -                   Result {}, then the VM powers off
+//	dial        DialArgs: port                  Data* End           Open, Data* End, Result DialResult
 //
 // An exec without "stdin": true reads /dev/null and the client sends nothing
 // after its Request. The command runs in its own process group; the server
@@ -105,10 +122,12 @@
 // have ended the server sends Result and closes; the host closing the
 // stream aborts the connection. The agent serves at most a fixed number
 // of dials at once (more get CodeBusy), so published ports cannot take
-// every stream from exec and the file tools. Agents before dial answer it
-// with CodeInvalid "unknown operation": the host reports that the
-// environment must be rebuilt (the protocol version did not change,
-// since every other operation still works with such an agent).
+// every stream from exec and the file tools.
+//
+// An operation may be added without a new version when older agents
+// still serve every other operation (dial was): such an agent answers it
+// with CodeInvalid "unknown operation", and the Client turns that into
+// CodeUnsupported with a message that says to rebuild the environment.
 //
 // A read_file, list or tar_out answer is streamed as it is produced; a
 // write_file replaces its target by renaming a temporary file over it only
@@ -118,7 +137,8 @@
 // # Confinement
 //
 // A request may name a directory in "beneath" (Client.Beneath sets it on
-// every request that takes a path). The agent then resolves the request's
+// every request whose arguments are Confined: the path operations' and
+// exec's). The agent then resolves the request's
 // path, and an exec's cwd, with openat2(RESOLVE_BENEATH) from that
 // directory before doing anything: a path that leaves it through "..", an
 // absolute path elsewhere or a symlink (absolute symlinks always count as
@@ -126,7 +146,8 @@
 // its nearest existing ancestor. stat does not follow a final symlink, the
 // other operations do. The operation then opens its target the same way
 // and works on that descriptor (trees are walked with *at calls that never
-// follow a symlink), so a symlink swapped in after the check leads nowhere. This is how every file tool of a workspace stays in
+// follow a symlink), so a symlink swapped in after the check leads
+// nowhere. This is how every file tool of a workspace stays in
 // /workspace. Version 2 added it: an agent that ignored the field would
 // silently not confine, so version 1 agents are refused.
 //

@@ -13,7 +13,7 @@ import (
 // Protocol constants; the package doc describes the format.
 const (
 	Magic      = "PYROAG" // first 6 bytes of each hello
-	Version    = 2        // protocol version this package speaks (2: Request.Beneath)
+	Version    = 3        // protocol version this package speaks (2: beneath; 3: per-operation args)
 	HelloSize  = 8        // Magic + uint16 version
 	HeaderSize = 5        // frame type + uint32 length
 	MaxPayload = 1 << 20  // largest frame payload either side accepts
@@ -80,11 +80,20 @@ func ReadHello(r io.Reader) (uint16, error) {
 }
 
 // VersionError says the two sides speak different protocol versions.
-type VersionError struct{ Host, Guest uint16 }
+type VersionError struct {
+	Host, Guest uint16
+	// Env names the environment whose agent answered, when the caller
+	// knows it (the Client does not), for the message.
+	Env string
+}
 
 func (e *VersionError) Error() string {
+	env := e.Env
+	if env == "" {
+		env = "NAME"
+	}
 	return fmt.Sprintf("guest agent speaks protocol version %d, this pyro speaks %d: "+
-		"the environment's /init is a different pyro build; rebuild the environment with this pyro", e.Guest, e.Host)
+		"the environment's /init is a different pyro build; rebuild the environment with this pyro: pyro env build %s", e.Guest, e.Host, env)
 }
 
 // Encoder writes frames to a stream. It is safe for concurrent use: each

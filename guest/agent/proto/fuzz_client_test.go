@@ -67,6 +67,15 @@ var clientCalls = []func(t *testing.T, c *Client) error{
 	},
 	func(t *testing.T, c *Client) error { return c.Sync(context.Background()) },
 	func(t *testing.T, c *Client) error { return c.Poweroff(context.Background()) },
+	func(t *testing.T, c *Client) error {
+		conn, err := c.DialPort(context.Background(), 8080)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		_, err = io.Copy(io.Discard, conn)
+		return err
+	},
 }
 
 // scriptedAgent answers one request with the given bytes (after its
@@ -128,6 +137,9 @@ func FuzzClientAnswers(f *testing.F) {
 	f.Add(uint8(5), cat(frame(FrameData, make([]byte, 1024)), jsonFrame(FrameResult, TarResult{})))
 	f.Add(uint8(7), cat(frame(FrameStdout, []byte("out")), frame(FrameStderr, []byte("err")),
 		jsonFrame(FrameResult, ExecResult{ExitCode: 1})))
+	f.Add(uint8(10), cat(frame(FrameOpen, nil), frame(FrameData, []byte("pong")), frame(FrameEnd, nil),
+		jsonFrame(FrameResult, DialResult{In: 0, Out: 4})))
+	f.Add(uint8(10), jsonFrame(FrameError, Error{Code: CodeInvalid, Message: `unknown operation "dial"`}))
 	f.Add(uint8(3), []byte{byte(FrameData), 0xff, 0xff, 0x0f, 0})           // claims 1 MiB, sends nothing
 	f.Add(uint8(0x80), []byte("PYROAG\x01\x00"))                            // an older agent
 	f.Add(uint8(0x81), append([]byte("NOTPYRO!"), frame(FrameEnd, nil)...)) // not an agent

@@ -1,71 +1,182 @@
 package proto
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"time"
 )
 
-// Operations, the values of Request.Op.
-const (
-	OpPing      = "ping"
-	OpExec      = "exec"
-	OpStat      = "stat"
-	OpList      = "list"
-	OpReadFile  = "read_file"
-	OpWriteFile = "write_file"
-	OpTarOut    = "tar_out"
-	OpTarIn     = "tar_in"
-	OpSync      = "sync"
-	OpFreeze    = "freeze"
-	OpThaw      = "thaw"
-	OpSetTime   = "set_time"
-	OpPoweroff  = "poweroff"
-	OpDial      = "dial"
-)
-
 // Limits both sides apply.
 const (
-	DefaultListLimit = 10000     // list entries when Request.Limit is 0
+	DefaultListLimit = 10000     // list entries when ListArgs.Limit is 0
 	MaxListLimit     = 1000000   // the most entries one list may return
-	DefaultReadMax   = 1 << 20   // read_file bytes when Request.Max is 0
+	DefaultReadMax   = 1 << 20   // read_file bytes when ReadFileArgs.Max is 0
 	MaxReadFile      = 256 << 20 // the most bytes one read_file may return
 )
 
-// Request is the JSON payload of the Request frame. Op selects the
-// operation; the package doc lists the fields each one reads.
+// Request is the JSON payload of the Request frame: the operation's name
+// and its arguments, a JSON object of the operation's argument type (see
+// Op). Args is absent for an operation that takes none.
 type Request struct {
-	Op   string `json:"op"`
-	Path string `json:"path,omitempty"`
-	// Beneath, when set, confines the request: Path (and an exec's Cwd)
-	// must resolve inside this directory, through ".." and symlinks
-	// alike, or the request fails with EXDEV before touching anything.
-	// Absolute symlinks count as leaving it. Used by stat, list,
-	// read_file, write_file, tar_out, tar_in and exec.
+	Op   string          `json:"op"`
+	Args json.RawMessage `json:"args,omitempty"`
+}
+
+// Op is one operation: its name on the wire (Request.Op), the type A of
+// its arguments (Request.Args) and the type R of its answer (the Result
+// frame's payload). The Client and the agent's dispatcher both go through
+// these values, so an operation's name and its types cannot come apart.
+// Adding an operation is: its argument and answer types, a row below, a
+// Client method, a handler in the agent, a row in the package doc.
+type Op[A, R any] struct{ Name string }
+
+func (o Op[A, R]) String() string { return o.Name }
+
+// The operations; the package doc says what each sends and streams
+// besides its arguments and its answer.
+var (
+	OpPing      = Op[Empty, PingResult]{"ping"}
+	OpExec      = Op[ExecArgs, ExecResult]{"exec"}
+	OpStat      = Op[StatArgs, FileInfo]{"stat"}
+	OpList      = Op[ListArgs, ListResult]{"list"}
+	OpReadFile  = Op[ReadFileArgs, ReadResult]{"read_file"}
+	OpWriteFile = Op[WriteFileArgs, WriteResult]{"write_file"}
+	OpTarOut    = Op[TarOutArgs, TarResult]{"tar_out"}
+	OpTarIn     = Op[TarInArgs, TarResult]{"tar_in"}
+	OpSync      = Op[Empty, Empty]{"sync"}
+	OpFreeze    = Op[FreezeArgs, Empty]{"freeze"}
+	OpThaw      = Op[ThawArgs, Empty]{"thaw"}
+	OpSetTime   = Op[SetTimeArgs, Empty]{"set_time"}
+	OpPoweroff  = Op[Empty, Empty]{"poweroff"}
+	OpDial      = Op[DialArgs, DialResult]{"dial"}
+)
+
+// NewRequest returns the Request for op with args.
+func NewRequest[A, R any](op Op[A, R], args A) (Request, error) {
+	b, err := json.Marshal(args)
+	if err != nil {
+		return Request{}, fmt.Errorf("proto: encoding %s arguments: %w", op, err)
+	}
+	if string(b) == "{}" {
+		b = nil // nothing to say: leave args out
+	}
+	return Request{Op: op.Name, Args: b}, nil
+}
+
+// DecodeArgs decodes r's arguments as op's (the caller has matched r.Op
+// to op). Absent or null arguments are the zero A; arguments that are not
+// a JSON object of A's shape are a CodeProtocol *Error. Unknown fields
+// are ignored.
+func DecodeArgs[A, R any](op Op[A, R], r *Request) (A, error) {
+	var a A
+	if len(r.Args) > 0 {
+		if err := json.Unmarshal(r.Args, &a); err != nil {
+			return a, protoErrorf("bad %s arguments: %v", op, err)
+		}
+	}
+	return a, nil
+}
+
+// Empty is the arguments or the answer of an operation that has none.
+type Empty struct{}
+
+// Confined is implemented by the arguments of the operations that a
+// directory may confine (PathArgs.Beneath, ExecArgs.Beneath).
+// Confinement returns that directory ("" for none), the path to check
+// ("" for none) and whether a final symlink in it is followed. The Client
+// sets the directory (Client.Beneath) on every request whose arguments
+// are Confined; the agent checks the path before the operation runs.
+type Confined interface {
+	Confinement() (beneath, path string, follow bool)
+	confine(beneath string)
+}
+
+// PathArgs are the arguments every file operation has: the path it works
+// on, and the directory that confines it.
+type PathArgs struct {
+	Path string `json:"path"` // an absolute guest path
+	// Beneath, when set, confines the request: Path must resolve inside
+	// this directory, through ".." and symlinks alike, or the request
+	// fails with EXDEV before touching anything. Absolute symlinks
+	// count as leaving it.
 	Beneath string `json:"beneath,omitempty"`
+}
 
-	Recursive bool `json:"recursive,omitempty"` // list
-	Limit     int  `json:"limit,omitempty"`     // list: at most this many entries
+// Confinement implements Confined; the final symlink is followed.
+func (a *PathArgs) Confinement() (string, string, bool) { return a.Beneath, a.Path, true }
+func (a *PathArgs) confine(beneath string)              { a.Beneath = beneath }
 
-	Offset int64 `json:"offset,omitempty"` // read_file
-	Max    int64 `json:"max,omitempty"`    // read_file: at most this many bytes
+// ExecArgs are exec's arguments.
+type ExecArgs struct {
+	Argv        []string          `json:"argv,omitempty"`          // program and arguments, PATH searched
+	Shell       string            `json:"shell,omitempty"`         // a /bin/sh -c script, instead of argv
+	Env         map[string]string `json:"env,omitempty"`           // merged over the default environment
+	Cwd         string            `json:"cwd,omitempty"`           // default "/"
+	Beneath     string            `json:"beneath,omitempty"`       // confines Cwd, as PathArgs.Beneath does Path
+	Stdin       bool              `json:"stdin,omitempty"`         // Data frames follow; else /dev/null
+	TimeoutMs   int64             `json:"timeout_ms,omitempty"`    // 0 = no limit
+	KillGraceMs int64             `json:"kill_grace_ms,omitempty"` // SIGTERM to SIGKILL; 0 = DefaultKillGrace
+	User        string            `json:"user,omitempty"`          // name or uid[:gid]; default root
+}
 
-	Mode         uint32 `json:"mode,omitempty"`          // write_file: permission bits; 0 keeps an existing file's, else 0644
-	MkdirParents bool   `json:"mkdir_parents,omitempty"` // write_file
+// Confinement implements Confined: the working directory, if set, must
+// resolve beneath.
+func (a *ExecArgs) Confinement() (string, string, bool) { return a.Beneath, a.Cwd, true }
+func (a *ExecArgs) confine(beneath string)              { a.Beneath = beneath }
 
-	TimeNs int64 `json:"time_ns,omitempty"` // set_time: Unix time in nanoseconds
+// StatArgs are stat's arguments.
+type StatArgs struct{ PathArgs }
 
-	Port uint16 `json:"port,omitempty"` // dial: the guest TCP port to connect to on its loopback
+// Confinement implements Confined: stat does not follow a final symlink.
+func (a *StatArgs) Confinement() (string, string, bool) { return a.Beneath, a.Path, false }
 
-	Argv        []string          `json:"argv,omitempty"`          // exec: program and arguments, PATH searched
-	Shell       string            `json:"shell,omitempty"`         // exec: a /bin/sh -c script, instead of argv
-	Env         map[string]string `json:"env,omitempty"`           // exec: merged over the default environment
-	Cwd         string            `json:"cwd,omitempty"`           // exec: default "/"
-	Stdin       bool              `json:"stdin,omitempty"`         // exec: Data frames follow; else /dev/null
-	TimeoutMs   int64             `json:"timeout_ms,omitempty"`    // exec: 0 = no limit
-	KillGraceMs int64             `json:"kill_grace_ms,omitempty"` // exec: SIGTERM to SIGKILL; 0 = DefaultKillGrace
-	User        string            `json:"user,omitempty"`          // exec: name or uid[:gid]; default root
+// ListArgs are list's arguments.
+type ListArgs struct {
+	PathArgs
+	Recursive bool `json:"recursive,omitempty"`
+	Limit     int  `json:"limit,omitempty"` // at most this many entries; 0 = DefaultListLimit
+}
+
+// ReadFileArgs are read_file's arguments.
+type ReadFileArgs struct {
+	PathArgs
+	Offset int64 `json:"offset,omitempty"`
+	Max    int64 `json:"max,omitempty"` // at most this many bytes; 0 = DefaultReadMax
+}
+
+// WriteFileArgs are write_file's arguments.
+type WriteFileArgs struct {
+	PathArgs
+	Mode         uint32 `json:"mode,omitempty"` // permission bits; 0 keeps an existing file's, else 0644
+	MkdirParents bool   `json:"mkdir_parents,omitempty"`
+}
+
+// TarOutArgs are tar_out's arguments: the directory to archive.
+type TarOutArgs struct{ PathArgs }
+
+// TarInArgs are tar_in's arguments: the directory to extract into.
+type TarInArgs struct{ PathArgs }
+
+// FreezeArgs are freeze's arguments.
+type FreezeArgs struct {
+	Mountpoint string `json:"mountpoint"` // where the file system to freeze is mounted
+}
+
+// ThawArgs are thaw's arguments.
+type ThawArgs struct {
+	Mountpoint string `json:"mountpoint"` // where the frozen file system is mounted
+}
+
+// SetTimeArgs are set_time's arguments.
+type SetTimeArgs struct {
+	TimeNs int64 `json:"time_ns"` // Unix time in nanoseconds
+}
+
+// DialArgs are dial's arguments.
+type DialArgs struct {
+	Port uint16 `json:"port"` // the guest TCP port to connect to on its loopback
 }
 
 // DefaultKillGrace is how long a timed-out or cancelled exec's process

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 func frame(t FrameType, p []byte) []byte { return AppendFrame(nil, t, p) }
@@ -120,8 +122,13 @@ func TestClientVersionMismatch(t *testing.T) {
 	c := fakeAgent(t, Version+1, nil)
 	_, err := c.Ping(context.Background())
 	var ve *VersionError
-	if !errors.As(err, &ve) || ve.Guest != Version+1 || !strings.Contains(err.Error(), "rebuild the environment") {
+	if !errors.As(err, &ve) || ve.Guest != Version+1 || !strings.Contains(err.Error(), "rebuild the environment") ||
+		!strings.Contains(err.Error(), "pyro env build NAME") {
 		t.Fatalf("got %v, want a VersionError", err)
+	}
+	ve.Env = "debian-12" // the caller knows the environment
+	if !strings.HasSuffix(ve.Error(), "pyro env build debian-12") {
+		t.Fatalf("got %v, want it to name the environment", err)
 	}
 }
 
@@ -130,20 +137,21 @@ func TestClientHostileGuest(t *testing.T) {
 	ctx := context.Background()
 	c := fakeAgent(t, Version, func(req *Request, enc *Encoder) {
 		switch req.Op {
-		case OpStat:
+		case OpStat.Name:
 			enc.WriteFrame(FrameStdout, []byte("surprise"))
-		case OpList:
+		case OpList.Name:
 			for i := 0; i < 3; i++ {
 				enc.WriteJSON(FrameEntries, []FileInfo{{Name: "a"}, {Name: "b"}})
 			}
 			enc.WriteJSON(FrameResult, ListResult{Count: 6})
-		case OpReadFile:
-			enc.WriteFrame(FrameData, make([]byte, req.Max+1))
-		case OpPing:
+		case OpReadFile.Name:
+			a, _ := DecodeArgs(OpReadFile, req)
+			enc.WriteFrame(FrameData, make([]byte, a.Max+1))
+		case OpPing.Name:
 			enc.WriteFrame(FrameResult, []byte("{not json"))
-		case OpSync:
+		case OpSync.Name:
 			enc.WriteJSON(FrameError, Error{Code: "ENOENT", Message: "gone"})
-		case OpExec:
+		case OpExec.Name:
 			enc.WriteFrame(FrameStdout, []byte("partial"))
 			// and close without a result
 		}
@@ -200,8 +208,28 @@ func TestClientRejectsBadRequests(t *testing.T) {
 	}
 }
 
+// argDecoders decode a Request's arguments as each operation's.
+var argDecoders = []func(*Request) error{
+	func(r *Request) error { _, err := DecodeArgs(OpPing, r); return err },
+	func(r *Request) error { _, err := DecodeArgs(OpExec, r); return err },
+	func(r *Request) error { _, err := DecodeArgs(OpStat, r); return err },
+	func(r *Request) error { _, err := DecodeArgs(OpList, r); return err },
+	func(r *Request) error { _, err := DecodeArgs(OpReadFile, r); return err },
+	func(r *Request) error { _, err := DecodeArgs(OpWriteFile, r); return err },
+	func(r *Request) error { _, err := DecodeArgs(OpTarOut, r); return err },
+	func(r *Request) error { _, err := DecodeArgs(OpTarIn, r); return err },
+	func(r *Request) error { _, err := DecodeArgs(OpSync, r); return err },
+	func(r *Request) error { _, err := DecodeArgs(OpFreeze, r); return err },
+	func(r *Request) error { _, err := DecodeArgs(OpThaw, r); return err },
+	func(r *Request) error { _, err := DecodeArgs(OpSetTime, r); return err },
+	func(r *Request) error { _, err := DecodeArgs(OpPoweroff, r); return err },
+	func(r *Request) error { _, err := DecodeArgs(OpDial, r); return err },
+}
+
 func FuzzDecodeFrames(f *testing.F) {
 	f.Add(append(Hello(Version), frame(FrameRequest, []byte(`{"op":"ping"}`))...))
+	f.Add(append(Hello(Version), frame(FrameRequest, []byte(`{"op":"exec","args":{"argv":["ls"],"cwd":"/w","beneath":"/w","stdin":true}}`))...))
+	f.Add(frame(FrameRequest, []byte(`{"op":"list","args":{"path":"/","recursive":true,"limit":3}}`)))
 	f.Add(append(frame(FrameData, []byte("abc")), frame(FrameEnd, nil)...))
 	f.Add([]byte{byte(FrameData), 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, in []byte) {
@@ -224,7 +252,119 @@ func FuzzDecodeFrames(f *testing.F) {
 		if !bytes.HasPrefix(in, again) {
 			t.Fatal("re-encoded frames differ from the input")
 		}
-		var r Request
-		DecodeJSON(FrameRequest, in, &r) // must not panic
+		// A frame's payload decodes as a Request, and its arguments as
+		// every operation's, with only protocol errors.
+		dec = NewDecoder(bytes.NewReader(in))
+		for {
+			ft, p, err := dec.ReadFrame()
+			if err != nil {
+				break
+			}
+			var r Request
+			if err := DecodeJSON(ft, p, &r); err != nil {
+				if !IsProtocol(err) {
+					t.Fatalf("decoding a Request: %v", err)
+				}
+				continue
+			}
+			for _, d := range argDecoders {
+				if err := d(&r); err != nil && !IsProtocol(err) {
+					t.Fatalf("decoding %s arguments: %v", r.Op, err)
+				}
+			}
+		}
 	})
+}
+
+// Each Client method sends its operation's name and its own arguments
+// object; Beneath goes to the arguments that are Confined, and only there.
+func TestRequestWire(t *testing.T) {
+	reqs := make(chan string, 1)
+	c := fakeAgent(t, Version, func(req *Request, enc *Encoder) {
+		b, _ := json.Marshal(req)
+		reqs <- string(b)
+		enc.WriteJSON(FrameError, Error{Code: "ENOENT", Message: "test"})
+	})
+	c.Beneath = "/w"
+	ctx := context.Background()
+	for _, tc := range []struct {
+		call func()
+		want string
+	}{
+		{func() { c.Ping(ctx) }, `{"op":"ping"}`},
+		{func() {
+			c.Exec(ctx, ExecRequest{Argv: []string{"ls", "-l"}, Env: map[string]string{"A": "1"}, Cwd: "/w/d", User: "u",
+				Stdin: strings.NewReader(""), Timeout: 1500 * time.Microsecond, KillGrace: time.Second}, nil, nil)
+		}, `{"op":"exec","args":{"argv":["ls","-l"],"env":{"A":"1"},"cwd":"/w/d","beneath":"/w","stdin":true,"timeout_ms":2,"kill_grace_ms":1000,"user":"u"}}`},
+		{func() { c.Exec(ctx, ExecRequest{Shell: "true"}, nil, nil) }, `{"op":"exec","args":{"shell":"true","beneath":"/w"}}`},
+		{func() { c.Stat(ctx, "/w/a") }, `{"op":"stat","args":{"path":"/w/a","beneath":"/w"}}`},
+		{func() { c.List(ctx, "/w", true, 7) }, `{"op":"list","args":{"path":"/w","beneath":"/w","recursive":true,"limit":7}}`},
+		{func() { c.ReadFile(ctx, "/w/a", 3, 4) }, `{"op":"read_file","args":{"path":"/w/a","beneath":"/w","offset":3,"max":4}}`},
+		{func() { c.WriteFile(ctx, "/w/a", strings.NewReader("x"), 0o755|fs.ModeSetuid, true) },
+			`{"op":"write_file","args":{"path":"/w/a","beneath":"/w","mode":2541,"mkdir_parents":true}}`},
+		{func() {
+			if r, err := c.TarOut(ctx, "/w/d"); err == nil {
+				io.Copy(io.Discard, r)
+				r.Close()
+			}
+		}, `{"op":"tar_out","args":{"path":"/w/d","beneath":"/w"}}`},
+		{func() { c.TarIn(ctx, "/w/d", strings.NewReader("")) }, `{"op":"tar_in","args":{"path":"/w/d","beneath":"/w"}}`},
+		{func() { c.Sync(ctx) }, `{"op":"sync"}`},
+		{func() { c.Freeze(ctx, "/") }, `{"op":"freeze","args":{"mountpoint":"/"}}`},
+		{func() { c.Thaw(ctx, "/") }, `{"op":"thaw","args":{"mountpoint":"/"}}`},
+		{func() { c.SetTime(ctx, time.Unix(1, 5)) }, `{"op":"set_time","args":{"time_ns":1000000005}}`},
+		{func() { c.Poweroff(ctx) }, `{"op":"poweroff"}`},
+		{func() { c.DialPort(ctx, 8080) }, `{"op":"dial","args":{"port":8080}}`},
+	} {
+		tc.call()
+		select {
+		case got := <-reqs:
+			if got != tc.want {
+				t.Errorf("sent %s\nwant %s", got, tc.want)
+			}
+		default:
+			t.Errorf("no request for %s", tc.want)
+		}
+	}
+}
+
+// An agent that does not know an operation (built before it, speaking the
+// same version) gets an error that says to rebuild the environment.
+func TestUnknownOperationSaysRebuild(t *testing.T) {
+	c := fakeAgent(t, Version, func(req *Request, enc *Encoder) {
+		enc.WriteJSON(FrameError, Error{Code: CodeInvalid, Message: `unknown operation "` + req.Op + `" (this agent speaks protocol 3)`})
+	})
+	err := c.Sync(context.Background())
+	var pe *Error
+	if !errors.As(err, &pe) || pe.Code != CodeUnsupported || !strings.Contains(pe.Message, "sync operation") ||
+		!strings.Contains(pe.Message, "pyro env build NAME") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestDecodeArgs(t *testing.T) {
+	for in, want := range map[string]ListArgs{
+		`{"op":"list"}`:             {},
+		`{"op":"list","args":null}`: {},
+		`{"op":"list","args":{}}`:   {},
+		`{"op":"list","args":{"path":"/a","beneath":"/","limit":3,"new":[1]}}`: {PathArgs: PathArgs{Path: "/a", Beneath: "/"}, Limit: 3},
+	} {
+		var r Request
+		if err := json.Unmarshal([]byte(in), &r); err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeArgs(OpList, &r)
+		if err != nil || got != want {
+			t.Errorf("%s: got %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{`{"op":"list","args":[]}`, `{"op":"list","args":{"limit":"3"}}`, `{"op":"list","args":7}`} {
+		var r Request
+		if err := json.Unmarshal([]byte(in), &r); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := DecodeArgs(OpList, &r); !IsProtocol(err) {
+			t.Errorf("%s: got %v, want a protocol error", in, err)
+		}
+	}
 }
