@@ -15,7 +15,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/pyro-mcp/pyro/guest/agent"
+	"github.com/pyro-mcp/pyro/guest/agent/proto"
+	"github.com/pyro-mcp/pyro/guest/env"
 )
 
 // The guest half of BenchmarkNetworkVsQEMU (net_bench_test.go). This test
@@ -85,7 +86,7 @@ func netbenchServe(ctlPort string, init bool) error {
 		return err
 	}
 	defer l.Close()
-	return netbenchRun(agent.GatewayAddr.String(), ctlPort, l)
+	return netbenchRun(proto.GatewayAddr.String(), ctlPort, l)
 }
 
 // netbenchRun is the guest program proper: it calls the host at gw:ctlPort
@@ -225,7 +226,7 @@ func netbenchServeOne(l net.Listener, n int64, zeros []byte) error {
 // netbenchInitGuest does init's part under QEMU: the file systems the
 // program needs, the initramfs's modules (virtio-mmio and virtio_net
 // among them), lo, and eth0 configured as pyro's agent configures it
-// (agent.GuestAddr/GuestPrefixLen via agent.GatewayAddr), which is also
+// (proto.GuestAddr/GuestPrefixLen via proto.GatewayAddr), which is also
 // QEMU's user-mode network plan.
 func netbenchInitGuest() error {
 	for _, m := range []struct{ src, dst, fs string }{
@@ -236,7 +237,7 @@ func netbenchInitGuest() error {
 			return fmt.Errorf("mounting %s: %w", m.dst, err)
 		}
 	}
-	order, err := os.ReadFile(agent.ModulesOrderPath)
+	order, err := os.ReadFile(env.ModulesOrderPath)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -271,14 +272,14 @@ func netbenchInitGuest() error {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	addr := &netlink.Addr{IPNet: &net.IPNet{IP: agent.GuestAddr.AsSlice(), Mask: net.CIDRMask(agent.GuestPrefixLen, 32)}}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: proto.GuestAddr.AsSlice(), Mask: net.CIDRMask(proto.GuestPrefixLen, 32)}}
 	if err := netlink.AddrReplace(nic, addr); err != nil {
 		return err
 	}
 	if err := netlink.LinkSetUp(nic); err != nil {
 		return err
 	}
-	return netlink.RouteReplace(&netlink.Route{LinkIndex: nic.Attrs().Index, Gw: agent.GatewayAddr.AsSlice()})
+	return netlink.RouteReplace(&netlink.Route{LinkIndex: nic.Attrs().Index, Gw: proto.GatewayAddr.AsSlice()})
 }
 
 // netbenchLoadModule loads one module file; already loaded is fine.
