@@ -242,13 +242,21 @@ func (g *netGuest) diagnose() string {
 // acceptOne takes the next connection on l.
 func acceptOne(tb testing.TB, l *net.TCPListener) *net.TCPConn {
 	tb.Helper()
-	l.SetDeadline(time.Now().Add(netOpTimeout))
-	c, err := l.AcceptTCP()
+	c, err := acceptTimed(l)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c.SetDeadline(time.Now().Add(netOpTimeout))
 	return c
+}
+
+// acceptTimed takes the next connection on l, both bounded by netOpTimeout.
+func acceptTimed(l *net.TCPListener) (*net.TCPConn, error) {
+	l.SetDeadline(time.Now().Add(netOpTimeout))
+	c, err := l.AcceptTCP()
+	if err == nil {
+		c.SetDeadline(time.Now().Add(netOpTimeout))
+	}
+	return c, err
 }
 
 // readTimed reads r to EOF and returns the bytes and the time from the
@@ -286,14 +294,7 @@ func (g *netGuest) round(tb testing.TB, n int64, k int) netRound {
 	}
 	got := make(chan result, 1)
 	go func() {
-		c, err := func() (*net.TCPConn, error) {
-			g.sinkLn.SetDeadline(time.Now().Add(netOpTimeout))
-			c, err := g.sinkLn.AcceptTCP()
-			if err == nil {
-				c.SetDeadline(time.Now().Add(netOpTimeout))
-			}
-			return c, err
-		}()
+		c, err := acceptTimed(g.sinkLn)
 		if err != nil {
 			got <- result{err: err}
 			return
@@ -311,14 +312,7 @@ func (g *netGuest) round(tb testing.TB, n int64, k int) netRound {
 
 	// Host to guest.
 	go func() {
-		c, err := func() (*net.TCPConn, error) {
-			g.sourceLn.SetDeadline(time.Now().Add(netOpTimeout))
-			c, err := g.sourceLn.AcceptTCP()
-			if err == nil {
-				c.SetDeadline(time.Now().Add(netOpTimeout))
-			}
-			return c, err
-		}()
+		c, err := acceptTimed(g.sourceLn)
 		if err != nil {
 			got <- result{err: err}
 			return
