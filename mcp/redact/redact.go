@@ -101,7 +101,9 @@ func New(values [][]byte) (*Set, error) {
 
 func longestFirst(a, b []byte) int { return len(b) - len(a) }
 
-func key4(b []byte) uint32 { return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) }
+func key4(b []byte) uint32 {
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
 
 // CheckValue says why v cannot be a secret value, or nil.
 func CheckValue(v []byte) error {
