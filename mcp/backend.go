@@ -137,6 +137,9 @@ type Workspace struct {
 	// Network is the workspace's grants, published ports and last
 	// refusals (see NetworkBackend); nil from a backend without one.
 	Network *NetworkStatus
+	// Secrets are the workspace's secrets by name, sorted; never their
+	// values (see SecretBackend).
+	Secrets []SecretInfo
 }
 
 // SeedKind says where a workspace's initial /workspace content comes from.
@@ -182,6 +185,9 @@ type CreateRequest struct {
 	TTLSeconds int               // idle lifetime in seconds, always > 0
 	Seed       SeedSpec          // what to put in /workspace
 	Network    []string          // network grants, in netstack.ParseGrant's spellings (validated by the tool layer)
+	// Secrets by name (see SecretBackend); validated by the tool layer,
+	// files read by the backend.
+	Secrets map[string]SecretSource
 }
 
 // UpdateRequest edits a workspace's metadata. Zero fields change nothing.
@@ -201,6 +207,9 @@ type ExecRequest struct {
 	EnvVars        map[string]string // extra environment variables
 	TimeoutSeconds int               // wall-clock limit, always 1..3600 when it reaches the backend
 	Stdin          string            // bytes fed to stdin; "" means stdin is empty (EOF)
+	// SecretEnv maps environment variable names to the names of the
+	// workspace's secrets whose values they get (see SecretBackend).
+	SecretEnv map[string]string
 }
 
 // ExecResult is one command's outcome.

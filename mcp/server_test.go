@@ -305,6 +305,18 @@ func TestEveryTool(t *testing.T) {
 		t.Errorf("status has no network section: %s", r.text)
 	}
 	ok("port_unpublish", map[string]any{"id": id, "guest_port": 8000})
+	if r := ok("secret_set", map[string]any{"id": id, "name": "npm", "value": "s3cr3t-token"}); !strings.Contains(r.text, `"name":"npm"`) || strings.Contains(r.text, "s3cr3t") {
+		t.Errorf("secret_set: %s", r.text)
+	}
+	if r := ok("workspace_exec", map[string]any{"id": id, "command": "npm publish", "secret_env": map[string]any{"NPM_TOKEN": "npm"}}); r.num("exit_code") != 0 {
+		t.Errorf("exec with secret_env: %s", r.text)
+	}
+	if r := ok("workspace_status", map[string]any{"id": id}); !strings.Contains(r.text, `"secrets":[{"name":"npm","source":"value"}]`) {
+		t.Errorf("status has no secrets: %s", r.text)
+	}
+	if r := ok("secret_delete", map[string]any{"id": id, "name": "npm"}); r.text != `{"id":"`+id+`","secrets":[]}` {
+		t.Errorf("secret_delete: %s", r.text)
+	}
 	ok("workspace_stop", map[string]any{"id": id})
 	ok("workspace_start", map[string]any{"id": id})
 	if r := ok("vm_run", map[string]any{"command": "uname -a"}); r.str("stdout") != "ran: uname -a\n" || r.str("id") != "" {
@@ -342,6 +354,13 @@ func TestValidationErrors(t *testing.T) {
 		{"workspace_exec", map[string]any{"id": id, "command": "ls", "argv": []any{"ls"}}, "exactly one"},
 		{"workspace_exec", map[string]any{"id": id, "command": " "}, "blank"},
 		{"workspace_exec", map[string]any{"id": "", "command": "ls"}, "id must not be empty"},
+		{"workspace_exec", map[string]any{"id": id, "command": "ls", "secret_env": map[string]any{"A": "../x"}}, "secret name"},
+		{"workspace_exec", map[string]any{"id": id, "command": "ls", "secret_env": map[string]any{"1A": "npm"}}, "secret_env key"},
+		{"workspace_exec", map[string]any{"id": id, "command": "ls", "env_vars": map[string]any{"A": "x"}, "secret_env": map[string]any{"A": "npm"}}, "both env_vars and secret_env"},
+		{"workspace_create", map[string]any{"secrets": map[string]any{"npm": map[string]any{}}}, "give value"},
+		{"workspace_create", map[string]any{"secrets": map[string]any{"npm": map[string]any{"value": "x", "file": "/y"}}}, "not both"},
+		{"workspace_create", map[string]any{"secrets": map[string]any{"a/b": map[string]any{"value": "xxxx"}}}, "secret name"},
+		{"secret_set", map[string]any{"id": id, "name": "..", "value": "xxxx"}, "secret name"},
 		{"file_read", map[string]any{"id": id, "path": ""}, "path must not be empty"},
 		{"file_write", map[string]any{"id": id, "path": "a", "content": "x", "mode": "rwx"}, "octal"},
 		{"file_write", map[string]any{"id": id, "path": "a", "content": strings.Repeat("x", mcp.MaxWriteBytes+1)}, "limit"},

@@ -16,6 +16,7 @@ type execIn struct {
 	EnvVars        map[string]string `json:"env_vars,omitempty" jsonschema:"extra environment variables"`
 	TimeoutSeconds int               `json:"timeout_seconds,omitempty" jsonschema:"kill after this many seconds (default 30, max 3600); exit code 124 then"`
 	Stdin          string            `json:"stdin,omitempty" jsonschema:"text fed to stdin (default: empty)"`
+	SecretEnv      map[string]string `json:"secret_env,omitempty" jsonschema:"environment variables set to the workspace's secrets, e.g. {\"NPM_TOKEN\": \"npm\"} (variable: secret name); values are redacted from output"`
 }
 
 type runIn struct {
@@ -88,6 +89,9 @@ func toolExec(ctx context.Context, h *handler, in execIn) (any, error) {
 	if err := validateCommand(&c); err != nil {
 		return nil, err
 	}
+	if err := validateSecretEnv(in.SecretEnv, c.EnvVars); err != nil {
+		return nil, err
+	}
 	var (
 		r  ExecResult
 		ws string
@@ -95,7 +99,7 @@ func toolExec(ctx context.Context, h *handler, in execIn) (any, error) {
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
 		ws = id
 		r, err = h.b.Exec(ctx, ExecRequest{ID: id, Command: c.Command, Argv: c.Argv, Cwd: c.Cwd,
-			EnvVars: c.EnvVars, TimeoutSeconds: c.Timeout, Stdin: c.Stdin})
+			EnvVars: c.EnvVars, TimeoutSeconds: c.Timeout, Stdin: c.Stdin, SecretEnv: in.SecretEnv})
 		return err
 	})
 	if err != nil {

@@ -26,6 +26,8 @@ type createIn struct {
 	MemMiB     int               `json:"mem_mib,omitempty" jsonschema:"memory in MiB (default: host default)"`
 	Network    []string          `json:"network,omitempty" jsonschema:"network grants, e.g. [\"pypi.org:443\", \"host.pyro.internal:5432\"] (default: none, the workspace reaches nothing outside); see network_grant"`
 	DiskMiB    int               `json:"disk_mib,omitempty" jsonschema:"disk size in MiB; the root file system grows to it (default 8192, sparse: only written blocks cost host disk)"`
+	// Secrets: see tools_secrets.go.
+	Secrets map[string]secretInput `json:"secrets,omitempty" jsonschema:"secrets by name, e.g. {\"npm\": {\"file\": \"/home/me/.npm-token\"}}; kept off the workspace disk, used by workspace_exec secret_env, redacted from all output"`
 }
 
 type workspaceOut struct {
@@ -174,8 +176,12 @@ func toolCreate(ctx context.Context, h *handler, in createIn) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	secrets, err := h.secretsArg(in.Secrets)
+	if err != nil {
+		return nil, err
+	}
 	w, err := h.b.Create(ctx, CreateRequest{Env: in.Env, Name: in.Name, Labels: in.Labels,
-		VCPUs: in.VCPUs, MemMiB: in.MemMiB, DiskMiB: in.DiskMiB, TTLSeconds: ttl, Seed: seed, Network: grants})
+		VCPUs: in.VCPUs, MemMiB: in.MemMiB, DiskMiB: in.DiskMiB, TTLSeconds: ttl, Seed: seed, Network: grants, Secrets: secrets})
 	if err != nil {
 		return nil, err
 	}

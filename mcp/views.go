@@ -33,6 +33,8 @@ type workspaceView struct {
 	Note          string `json:"note,omitempty"`
 	// Network: grants, published ports and the last refusals, when any.
 	Network *networkBrief `json:"network,omitempty"`
+	// Secrets: names and sources, never values.
+	Secrets []secretView `json:"secrets,omitempty"`
 }
 
 type seedView struct {
@@ -60,7 +62,7 @@ func viewWorkspace(w Workspace) workspaceView {
 		ExpiresAt: timeString(w.ExpiresAt), TTLSeconds: w.TTLSeconds,
 		Snapshots: w.Snapshots, LastSeq: w.LastSeq, Failure: clip(w.Error, 500),
 		DiskDeleteAt: timeString(w.DiskDeleteAt), DiskDeletedAt: timeString(w.DiskDeletedAt),
-		Network: briefNetwork(w.Network),
+		Network: briefNetwork(w.Network), Secrets: viewSecrets(w.Secrets),
 	}
 	switch {
 	case !w.DiskDeletedAt.IsZero():

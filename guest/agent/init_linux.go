@@ -430,7 +430,8 @@ func removeTree(dir string, dev uint64) {
 }
 
 // mountLate mounts, in the new root, what programs expect: devpts,
-// /dev/shm, /tmp and /run (tmpfs), and the /dev/fd links. Failures are
+// /dev/shm, /tmp and /run (tmpfs), /run/pyro/secrets (a tmpfs of its
+// own), and the /dev/fd links. Failures are
 // warnings: a workspace without /dev/shm is still useful.
 func mountLate() {
 	const nosuid, nodev, noexec = unix.MS_NOSUID, unix.MS_NODEV, unix.MS_NOEXEC
@@ -443,6 +444,9 @@ func mountLate() {
 		{"shm", "/dev/shm", "tmpfs", nosuid | nodev, "mode=1777"},
 		{"tmpfs", "/tmp", "tmpfs", nosuid | nodev, "mode=1777"},
 		{"tmpfs", "/run", "tmpfs", nosuid | nodev, "mode=0755"},
+		// The workspace's secrets: root's only, in memory, never on the
+		// disk (the host writes them after boot; see mcp/workspace).
+		{"pyro-secrets", "/run/pyro/secrets", "tmpfs", nosuid | nodev | noexec, "mode=0700,size=8m"},
 	} {
 		if err := mount(m.src, m.dst, m.fstype, m.flags, m.data); err != nil {
 			consolef("pyro-agent: warning: %v", err)

@@ -54,6 +54,8 @@ type workspace struct {
 	resetTo  string
 	exports  []mcp.ExportResult
 	net      mcp.NetworkStatus // grants, published ports and denials (network.go)
+	// secrets by name (secrets.go)
+	secrets map[string]mcp.SecretSource
 }
 
 type snap struct {
@@ -159,6 +161,7 @@ func (w *workspace) snapshot() mcp.Workspace {
 	if st := w.netStatus(); len(st.Grants)+len(st.Published)+len(st.Denials) > 0 {
 		c.Network = &st
 	}
+	c.Secrets = w.secretInfos()
 	return c
 }
 
@@ -208,6 +211,7 @@ func (b *Backend) create(req mcp.CreateRequest) (mcp.Workspace, error) {
 			CreatedAt: b.now, LastActiveAt: b.now, ExpiresAt: b.now.Add(time.Duration(req.TTLSeconds) * time.Second),
 			TTLSeconds: req.TTLSeconds, VCPUs: or(req.VCPUs, 2), MemMiB: or(req.MemMiB, 1024), Seed: seed},
 		files:    files,
+		secrets:  maps.Clone(req.Secrets),
 		baseline: maps.Clone(files),
 		since:    b.now,
 	}

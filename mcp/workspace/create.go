@@ -51,6 +51,10 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 	if err != nil {
 		return nil, err
 	}
+	secrets, err := m.readSecrets(req.Secrets)
+	if err != nil {
+		return nil, err
+	}
 	vcpus, mem := req.VCPUs, req.MemMiB
 	if vcpus <= 0 {
 		vcpus = m.opts.DefaultVCPUs
@@ -90,6 +94,7 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 	if len(w.rec.Labels) == 0 {
 		w.rec.Labels = nil
 	}
+	w.journal.redact = w.redactText
 	w.op.Lock() // held until the workspace is whole: other calls on it wait
 	defer w.op.Unlock()
 
@@ -126,6 +131,10 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 		os.RemoveAll(dir)
 	}()
 
+	if err := w.initSecrets(secrets); err != nil {
+		release()
+		return nil, err
+	}
 	st, err := disk.Create(filepath.Join(dir, diskDir), e.Rootfs, int64(diskMiB)<<20)
 	if err != nil {
 		release()

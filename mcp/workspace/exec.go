@@ -42,7 +42,8 @@ func (m *Manager) Exec(ctx context.Context, req mcp.ExecRequest) (mcp.ExecResult
 		return mcp.ExecResult{}, err
 	}
 	defer c.end()
-	return c.exec(req)
+	r, err := c.exec(req)
+	return w.redactResult(r), w.redactErr(err)
 }
 
 func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
@@ -57,6 +58,10 @@ func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
 	timeout := time.Duration(req.TimeoutSeconds) * time.Second
 	if timeout <= 0 {
 		timeout = 30 * time.Second
+	}
+	env, err := w.execEnv(req)
+	if err != nil {
+		return mcp.ExecResult{}, err
 	}
 	seq := w.journal.reserve()
 	w.outMu.Lock()
@@ -73,7 +78,7 @@ func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
 	defer written()
 	base := filepath.Join(w.dir, outDir, strconv.FormatInt(seq, 10))
 	stdout, stderr := newCapture(base+".stdout"), newCapture(base+".stderr")
-	pr := proto.ExecRequest{Argv: req.Argv, Shell: req.Command, Env: req.EnvVars, Cwd: cwd, Timeout: timeout}
+	pr := proto.ExecRequest{Argv: req.Argv, Shell: req.Command, Env: env, Cwd: cwd, Timeout: timeout}
 	if req.Stdin != "" {
 		pr.Stdin = strings.NewReader(req.Stdin)
 	}
@@ -83,7 +88,12 @@ func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
 	defer cancel()
 	start := w.m.now()
 	t0 := time.Now()
-	res, err := c.h.Agent.Exec(ctx, pr, stdout, stderr)
+	// Output is redacted before it is kept (host files, result).
+	red := w.redactor()
+	so, se := red.Writer(stdout), red.Writer(stderr)
+	res, err := c.h.Agent.Exec(ctx, pr, so, se)
+	so.Flush()
+	se.Flush()
 	dur := time.Since(t0)
 	stdout.file.Close()
 	stderr.file.Close()

@@ -120,7 +120,13 @@ func (vm *fakeVM) load() error {
 
 func (vm *fakeVM) persist() error {
 	vm.mu.Lock()
-	b, err := json.Marshal(vm.files)
+	disk := map[string]*fakeFile{}
+	for p, f := range vm.files {
+		if p != "/run" && !strings.HasPrefix(p, "/run/") { // /run is a tmpfs
+			disk[p] = f
+		}
+	}
+	b, err := json.Marshal(disk)
 	vm.mu.Unlock()
 	if err != nil {
 		return err
@@ -256,6 +262,12 @@ func (g *fakeGuest) Exec(ctx context.Context, req proto.ExecRequest, stdout, std
 			g.vm.mu.Unlock()
 			return proto.ExecResult{}, nil
 		}
+	}
+	if req.Shell == guestSecretsPrep.Shell {
+		g.vm.mu.Lock()
+		g.vm.mkdirAll(guestSecretsDir)
+		g.vm.mu.Unlock()
+		return proto.ExecResult{}, nil
 	}
 	if g.vm.w.exec != nil {
 		return g.vm.w.exec(ctx, g.vm, req, stdout, stderr)

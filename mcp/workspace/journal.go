@@ -59,6 +59,9 @@ func (e *entry) logEntry() mcp.LogEntry {
 // and the oldest entries go. Sequence numbers carry on across rotations.
 type journal struct {
 	path string
+	// redact, if set, is applied to every entry's command and detail
+	// before it is kept (the workspace's secrets); set before first use.
+	redact func(string) string
 
 	mu sync.Mutex // guards the fields below
 	// Guarded by mu.
@@ -157,6 +160,9 @@ func (j *journal) append(e entry) (int64, error) {
 		j.next++
 	}
 	e.gen = j.gen
+	if j.redact != nil {
+		e.Command, e.Detail = j.redact(e.Command), j.redact(e.Detail)
+	}
 	if j.f == nil {
 		f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_CREATE, 0o600)
 		if err != nil {

@@ -408,6 +408,10 @@ func (m *Manager) adoptLocked(de fs.DirEntry) {
 		rec.LastActive = t
 	}
 	w := &workspace{m: m, id: rec.ID, dir: dir, rec: *rec, state: state, journal: j, owner: f}
+	if err := w.loadSecrets(); err != nil {
+		m.log.Error("skipping workspace with unreadable secrets", "path", dir, "err", err)
+		return
+	}
 	w.recover()
 	m.mu.Lock()
 	if !m.closed {

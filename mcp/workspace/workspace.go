@@ -38,6 +38,8 @@ type workspace struct {
 	// record and the live stack change together (network.go).
 	netMu   sync.Mutex
 	journal *journal
+	// sec holds the secrets (secrets.go).
+	sec secretState
 	// owner holds the flock on dir/owner.lock that makes the workspace
 	// this Manager's; releaseOwner closes it.
 	owner     *os.File
@@ -80,6 +82,7 @@ func (w *workspace) viewLocked() mcp.Workspace {
 		ns := w.networkStatusLocked()
 		v.Network = &ns
 	}
+	v.Secrets = w.secretInfos()
 	return v
 }
 
@@ -465,6 +468,14 @@ func (w *workspace) bootOn(ctx context.Context, st *disk.Stack, release func()) 
 		return err
 	}
 	wn.relayThrough(b.Agent, w.m.log.With("workspace", rec.ID))
+	if err := w.pushSecrets(ctx, b.Agent); err != nil {
+		b.VM.Close()
+		wn.close()
+		cw.Close()
+		st.Close()
+		release()
+		return err
+	}
 	hctx, cancel := context.WithCancel(context.Background())
 	h := &vmHandle{booted: b, stack: st, net: wn, ctx: hctx, cancel: cancel, release: release, console: cw}
 	w.mu.Lock()
@@ -543,7 +554,7 @@ func (w *workspace) destroy() error {
 // diskFiles are what deleting an expired workspace's disk removes: the
 // disk layers, the baseline's copy of /workspace, exec output, patches
 // and the console log. The record and journal stay, to say what it was.
-var diskFiles = []string{diskDir, baselineDir, outDir, diffsDir, consoleName}
+var diskFiles = []string{diskDir, baselineDir, outDir, diffsDir, consoleName, secretsName}
 
 // retire deletes the disk of a workspace whose retention period after
 // expiry has passed (never sooner: deleteAt is checked under op, which
@@ -593,6 +604,7 @@ func (w *workspace) retire(now time.Time) {
 			w.m.log.Warn("deleting a retired workspace's disk", "id", w.id, "path", p, "err", err)
 		}
 	}
+	w.replaceSecrets(nil) // their file went with the disk
 	if removed && !gone {
 		w.m.log.Info("workspace disk deleted after its retention period", "id", w.id)
 		w.logLife(mcp.LogLife, "retire", fmt.Sprintf("disk deleted: expired longer than the retention period (%v)", w.m.opts.Retention), now)
