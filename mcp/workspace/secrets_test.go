@@ -16,6 +16,7 @@ import (
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
 	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/redact"
 )
 
 const (
@@ -298,5 +299,33 @@ func TestSecretSources(t *testing.T) {
 	wantCode(t, err, mcp.CodeInvalid)
 	if n := len(h.workspaceDirs()); n != 1 {
 		t.Errorf("%d workspace dirs", n)
+	}
+}
+
+// The console log is redacted as a stream with the workspace's secrets of
+// the moment: a value split across two console writes is caught, and a
+// secret set later applies from then on.
+func TestConsoleRedacted(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "console")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cur *redact.Set
+	cw := &cappedWriter{f: f, max: 1 << 20, secrets: func() *redact.Set { return cur }}
+	cw.Write([]byte("before any secret: hunter22\n"))
+	s, err := redact.New([][]byte{[]byte("hunter22")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur = s
+	cw.Write([]byte("split hun"))
+	cw.Write([]byte("ter22 across writes\n"))
+	cw.Close()
+	b, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "before any secret: hunter22\nsplit [REDACTED] across writes\n"; string(b) != want {
+		t.Fatalf("console log %q, want %q", b, want)
 	}
 }

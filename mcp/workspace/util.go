@@ -12,6 +12,7 @@ import (
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
 	"github.com/pyro-mcp/pyro/guest/env"
 	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/redact"
 )
 
 // Capture limits.
@@ -29,27 +30,62 @@ const (
 
 // cappedWriter writes to f until max bytes, then drops the rest; it never
 // fails, so a full disk or a chatty guest cannot break a VM's console.
+// With secrets set, what it writes is redacted with the set that returns
+// at the time, as a stream (a value split across writes is caught).
 type cappedWriter struct {
-	mu  sync.Mutex
-	f   *os.File
-	n   int64
-	max int64
+	mu      sync.Mutex
+	f       *os.File
+	n       int64
+	max     int64
+	secrets func() *redact.Set
+
+	set *redact.Set    // the set rw redacts with
+	rw  *redact.Writer // nil when set is nil
 }
 
 func (c *cappedWriter) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.secrets != nil {
+		if s := c.secrets(); s != c.set {
+			c.flushLocked()
+			c.set, c.rw = s, nil
+			if s != nil {
+				c.rw = s.Writer(cappedRaw{c})
+			}
+		}
+	}
+	if c.rw != nil {
+		c.rw.Write(p)
+	} else {
+		c.writeLocked(p)
+	}
+	return len(p), nil
+}
+
+// cappedRaw is the cappedWriter below its redactor; its lock is held.
+type cappedRaw struct{ c *cappedWriter }
+
+func (r cappedRaw) Write(p []byte) (int, error) { r.c.writeLocked(p); return len(p), nil }
+
+func (c *cappedWriter) writeLocked(p []byte) {
 	if c.f != nil && c.n < c.max {
 		q := p[:min(int64(len(p)), c.max-c.n)]
 		n, _ := c.f.Write(q)
 		c.n += int64(n)
 	}
-	return len(p), nil
+}
+
+func (c *cappedWriter) flushLocked() {
+	if c.rw != nil {
+		c.rw.Flush()
+	}
 }
 
 func (c *cappedWriter) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.flushLocked()
 	if c.f == nil {
 		return nil
 	}

@@ -457,7 +457,7 @@ func (w *workspace) bootOn(ctx context.Context, st *disk.Stack, release func()) 
 		return err
 	}
 	console, _ := os.OpenFile(filepath.Join(w.dir, consoleName), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	cw := &cappedWriter{f: console, max: consoleCap}
+	cw := &cappedWriter{f: console, max: consoleCap, secrets: w.redactor}
 	b, err := w.m.boot(ctx, bootSpec{Env: e, Disk: st, DiskID: rec.ID, VCPUs: rec.VCPUs, MemMiB: rec.MemMiB,
 		Console: cw, Logger: w.m.log.With("workspace", rec.ID), Net: nb})
 	if err != nil {
