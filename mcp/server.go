@@ -59,8 +59,8 @@ func Profiles() []ProfileInfo {
 		full = append(full, t.name)
 	}
 	return []ProfileInfo{
-		{Name: ProfileCore, Description: "the everyday loop: workspaces, exec, files, diff/export, snapshots and reset, network grants and published ports", Tools: core},
-		{Name: ProfileFull, Description: "everything in workspace-core plus stop, update, logs, snapshot_delete, port_unpublish, one-shot vm_run and env_list", Tools: full},
+		{Name: ProfileCore, Description: "the everyday loop: workspaces, exec (also in the background), files, diff/export, snapshots and reset, network grants and published ports", Tools: core},
+		{Name: ProfileFull, Description: "everything in workspace-core plus stop, update, logs, snapshot_list, snapshot_delete, port_unpublish, one-shot vm_run and env_list", Tools: full},
 	}
 }
 
@@ -154,6 +154,7 @@ func toolSpecs() []toolSpec {
 	var all []toolSpec
 	all = append(all, workspaceTools()...)
 	all = append(all, execTools()...)
+	all = append(all, bgTools()...)
 	all = append(all, fileTools()...)
 	all = append(all, hostTools()...)
 	all = append(all, snapshotTools()...)
@@ -353,7 +354,10 @@ func (h *handler) defaultHint(e *Error) string {
 		case ResourceWorkspace:
 			return "Use a workspace id (or name) from workspace_list, or call workspace_create."
 		case ResourceSnapshot:
-			return "Call snapshot_list to see this workspace's snapshots; workspace_reset without a snapshot returns to the baseline."
+			if h.tools["snapshot_list"] {
+				return "Call snapshot_list to see this workspace's snapshots; workspace_reset without a snapshot returns to the baseline."
+			}
+			return "workspace_summary lists this workspace's snapshots; workspace_reset without a snapshot returns to the baseline."
 		case ResourceFile:
 			return "Check the path with file_list; relative paths are under /workspace."
 		case ResourceEnv:

@@ -33,6 +33,17 @@ type workspaceView struct {
 	Note          string `json:"note,omitempty"`
 	// Network: grants, published ports and the last refusals, when any.
 	Network *networkBrief `json:"network,omitempty"`
+	// Background: the commands running in the background (exec_status
+	// follows each by seq).
+	Background []bgBrief `json:"background,omitempty"`
+}
+
+// bgBrief is a running background command in a workspace view.
+type bgBrief struct {
+	Seq        int64  `json:"seq"`
+	Command    string `json:"command"`
+	StartedAt  string `json:"started_at,omitempty"`
+	DurationMs int64  `json:"duration_ms"`
 }
 
 type seedView struct {
@@ -61,6 +72,10 @@ func viewWorkspace(w Workspace) workspaceView {
 		Snapshots: w.Snapshots, LastSeq: w.LastSeq, Failure: clip(w.Error, 500),
 		DiskDeleteAt: timeString(w.DiskDeleteAt), DiskDeletedAt: timeString(w.DiskDeletedAt),
 		Network: briefNetwork(w.Network),
+	}
+	for _, b := range w.Background {
+		v.Background = append(v.Background, bgBrief{Seq: b.Seq, Command: clip(b.Command, 100),
+			StartedAt: timeString(b.StartedAt), DurationMs: b.Result.Duration.Milliseconds()})
 	}
 	switch {
 	case !w.DiskDeletedAt.IsZero():

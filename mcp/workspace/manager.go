@@ -449,6 +449,7 @@ func (m *Manager) Close() error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			w.bgEnding("the pyro server closed")
 			w.interrupt()
 			w.op.Lock()
 			defer w.op.Unlock()
@@ -627,6 +628,7 @@ func (m *Manager) Stop(ctx context.Context, id string) (mcp.Workspace, error) {
 		return mcp.Workspace{}, err
 	}
 	w.touch()
+	w.bgEnding("workspace_stop stopped the workspace")
 	w.interrupt()
 	w.op.Lock()
 	defer w.op.Unlock()
@@ -668,6 +670,7 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	w.bgEnding("workspace_delete deleted the workspace")
 	w.interrupt()
 	w.op.Lock()
 	defer w.op.Unlock()
