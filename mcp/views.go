@@ -255,7 +255,11 @@ func execHint(v execView, r ExecResult, timeout int, capped bool) string {
 		parts = append(parts, clip(strings.ToUpper(r.Network[:1])+r.Network[1:], 600)+".")
 	}
 	if r.TimedOut {
-		parts = append(parts, fmt.Sprintf("Killed after the %d s timeout (exit 124). Raise timeout_seconds (max %d), or start it in the background (nohup CMD > /tmp/job.log 2>&1 &) and poll the log.", timeout, MaxTimeoutSeconds))
+		if v.ID != "" { // workspace_exec
+			parts = append(parts, fmt.Sprintf("Killed after the %d s timeout (exit 124). Raise timeout_seconds (max %d), or run it with background:true (timeout up to %d s) and follow it with exec_status.", timeout, MaxTimeoutSeconds, MaxBackgroundTimeoutSeconds))
+		} else {
+			parts = append(parts, fmt.Sprintf("Killed after the %d s timeout (exit 124). Raise timeout_seconds (max %d), or start it in the background (nohup CMD > /tmp/job.log 2>&1 &) and poll the log.", timeout, MaxTimeoutSeconds))
+		}
 	}
 	if v.StdoutTruncated || v.StderrTruncated {
 		var which []string

@@ -54,6 +54,7 @@ type workspace struct {
 	resetTo  string
 	exports  []mcp.ExportResult
 	net      mcp.NetworkStatus // grants, published ports and denials (network.go)
+	bg       []*bgCmd          // background commands, oldest first (background.go)
 }
 
 type snap struct {
@@ -159,6 +160,7 @@ func (w *workspace) snapshot() mcp.Workspace {
 	if st := w.netStatus(); len(st.Grants)+len(st.Published)+len(st.Denials) > 0 {
 		c.Network = &st
 	}
+	c.Background = w.runningBg()
 	return c
 }
 

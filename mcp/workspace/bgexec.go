@@ -180,6 +180,12 @@ func (w *workspace) runBackground(ctx context.Context, h *vmHandle, b *bgExec, r
 		// c.exec journals only a command that ran to its end.
 		r = w.outputSoFar(b)
 		r.Duration = time.Since(b.t0)
+		for _, p := range []*string{&r.StdoutPath, &r.StderrPath} {
+			if fi, err := os.Stat(*p); err == nil && fi.Size() == 0 {
+				os.Remove(*p) // as c.exec does with an empty stream
+				*p = ""
+			}
+		}
 		if _, jerr := w.journal.append(entry{Seq: b.seq, Time: b.started, Kind: mcp.LogExec, Command: b.command,
 			Duration: int64(r.Duration), Detail: bgEndSep + string(state) + ": " + reason}); jerr != nil {
 			w.m.log.Warn("writing the journal", "id", w.id, "err", jerr)
