@@ -1,8 +1,10 @@
 package workspace
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -52,8 +54,6 @@ const (
 
 // bgTable is a workspace's background commands.
 type bgTable struct {
-	wg sync.WaitGroup // one for each goroutine running a command
-
 	mu sync.Mutex // guards the fields below; taken after outMu, never before
 	// Guarded by mu.
 	running map[int64]*bgExec
@@ -141,7 +141,6 @@ func (m *Manager) ExecStart(ctx context.Context, req mcp.ExecRequest) (mcp.Backg
 		t.running = map[int64]*bgExec{}
 	}
 	t.running[seq] = b
-	t.wg.Add(1)
 	t.mu.Unlock()
 	w.mu.Lock()
 	w.active++ // the reaper leaves the workspace alone while it runs
@@ -155,7 +154,6 @@ func (m *Manager) ExecStart(ctx context.Context, req mcp.ExecRequest) (mcp.Backg
 
 // runBackground runs b to its end and records how it ended.
 func (w *workspace) runBackground(ctx context.Context, h *vmHandle, b *bgExec, req mcp.ExecRequest) {
-	defer w.bg.wg.Done()
 	defer b.cancel()
 	c := &call{w: w, h: h, ctx: ctx, parent: ctx, end: func() {}, seq: b.seq, background: true}
 	r, err := c.exec(req)
@@ -259,15 +257,18 @@ func (w *workspace) bgEnding(why string) {
 // commands to record their end, once the VM's context is cancelled. The
 // caller holds op exclusively, so none can start meanwhile.
 func (w *workspace) bgWait() {
-	done := make(chan struct{})
-	go func() {
-		w.bg.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(bgEndWait):
-		w.m.log.Warn("background commands did not record their end in time", "id", w.id)
+	w.bg.mu.Lock()
+	list := slices.Collect(maps.Values(w.bg.running))
+	w.bg.mu.Unlock()
+	t := time.NewTimer(bgEndWait)
+	defer t.Stop()
+	for _, b := range list {
+		select {
+		case <-b.done:
+		case <-t.C:
+			w.m.log.Warn("background commands did not record their end in time", "id", w.id)
+			return
+		}
 	}
 }
 
@@ -332,7 +333,7 @@ func (w *workspace) bgList(runningOnly bool) []mcp.BackgroundExec {
 		list = append(list, w.bg.ended...)
 	}
 	w.bg.mu.Unlock()
-	slices.SortFunc(list, func(a, b *bgExec) int { return int(a.seq - b.seq) })
+	slices.SortFunc(list, func(a, b *bgExec) int { return cmp.Compare(a.seq, b.seq) })
 	var out []mcp.BackgroundExec
 	for _, b := range list {
 		v := w.bgView(b, 0, 0, false)
