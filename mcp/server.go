@@ -81,7 +81,7 @@ func ToolNames(profile string) ([]string, error) {
 
 // instructions are sent to clients in initialize; hosts that support them
 // show them to the model once per session.
-const instructions = `pyro gives you disposable Linux microVM workspaces. Loop: workspace_create (optionally seeded from a host dir, archive or git checkout), workspace_exec and file_* to work, workspace_diff to review, workspace_export to copy results to the host, workspace_reset to retry, workspace_delete when done. Guest paths are relative to /workspace unless absolute. Long output is cut to head+tail; the full text stays in host files whose paths are returned. A workspace reaches no network until network_grant (or workspace_create's network) allows a destination; a failing command's hint names the grant it lacked; port_publish opens a guest port on the host's 127.0.0.1.`
+const instructions = `pyro gives you disposable Linux microVM workspaces. Loop: workspace_create (optionally seeded from a host dir, archive or git checkout), workspace_exec and file_* to work (a command that may run past a minute: workspace_exec background:true, then exec_status), workspace_diff to review, workspace_export to copy results to the host, workspace_reset to retry, workspace_delete when done. Guest paths are relative to /workspace unless absolute. Long output is cut to head+tail; the full text stays in host files whose paths are returned. A workspace reaches no network until network_grant (or workspace_create's network) allows a destination; a failing command's hint names the grant it lacked; port_publish opens a guest port on the host's 127.0.0.1.`
 
 // NewServer builds an MCP server exposing b through the tools of
 // opts.Profile. It makes no Backend call, so initialize answers at once.
