@@ -34,11 +34,11 @@ type workspace struct {
 	outMu   sync.Mutex // guards outBusy and serializes pruning of out/
 	// Guarded by outMu.
 	outBusy map[int64]bool // seqs of execs writing their output files
-	bg      bgTable        // background execs (bgexec.go)
 	// netMu serializes network changes (grants, published ports), so the
 	// record and the live stack change together (network.go).
 	netMu   sync.Mutex
 	journal *journal
+	bg      bgTable // background execs, with a mutex of their own (bgexec.go)
 	// owner holds the flock on dir/owner.lock that makes the workspace
 	// this Manager's; releaseOwner closes it.
 	owner     *os.File
