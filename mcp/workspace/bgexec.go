@@ -191,6 +191,11 @@ func (w *workspace) runBackground(ctx context.Context, h *vmHandle, b *bgExec, r
 		w.pruneOutputs(b.seq)
 	}
 	r.Stdout, r.Stderr = beyondFile(r.Stdout, r.StdoutSize), beyondFile(r.Stderr, r.StderrSize)
+	// Idle from now on, before a poll can see it ended.
+	w.mu.Lock()
+	w.active--
+	w.mu.Unlock()
+	w.touch()
 	t := &w.bg
 	t.mu.Lock()
 	b.state, b.reason, b.res = state, reason, r
@@ -201,10 +206,6 @@ func (w *workspace) runBackground(ctx context.Context, h *vmHandle, b *bgExec, r
 	}
 	close(b.done)
 	t.mu.Unlock()
-	w.mu.Lock()
-	w.active--
-	w.mu.Unlock()
-	w.touch()
 }
 
 // errMessage is err as the agent reads it.

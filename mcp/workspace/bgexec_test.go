@@ -16,20 +16,25 @@ import (
 )
 
 // steps is a fake guest's background command, driven by the test: each
-// value sent on it is written to stdout; closing it ends the command with
-// exit 3 and "done" on stderr. A command whose context ends first returns
-// the context's error, as the agent client does when its stream closes.
+// value sent on it is written to stdout (send returns once it is); closing
+// it ends the command with exit 3 and "done" on stderr. A command whose
+// context ends first returns the context's error, as the agent client
+// does when its stream closes.
 type steps struct {
-	mu  sync.Mutex
-	chs map[string]chan string
-	ran map[string]chan struct{} // closed when the command starts
+	mu   sync.Mutex
+	chs  map[string]chan string
+	acks map[string]chan struct{} // one value for each line written
+	ran  map[string]chan struct{} // closed when the command starts
 }
 
 func newSteps(h *harness) *steps {
-	s := &steps{chs: map[string]chan string{}, ran: map[string]chan struct{}{}}
+	s := &steps{chs: map[string]chan string{}, acks: map[string]chan struct{}{}, ran: map[string]chan struct{}{}}
 	h.w.exec = func(ctx context.Context, vm *fakeVM, req proto.ExecRequest, stdout, stderr io.Writer) (proto.ExecResult, error) {
 		ch, started := s.get(req.Shell)
 		close(started)
+		s.mu.Lock()
+		ack := s.acks[req.Shell]
+		s.mu.Unlock()
 		for {
 			select {
 			case line, ok := <-ch:
@@ -38,6 +43,7 @@ func newSteps(h *harness) *steps {
 					return proto.ExecResult{ExitCode: 3}, nil
 				}
 				io.WriteString(stdout, line)
+				ack <- struct{}{}
 			case <-ctx.Done():
 				return proto.ExecResult{}, ctx.Err()
 			}
@@ -50,15 +56,19 @@ func (s *steps) get(cmd string) (chan string, chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.chs[cmd] == nil {
-		s.chs[cmd], s.ran[cmd] = make(chan string), make(chan struct{})
+		s.chs[cmd], s.acks[cmd], s.ran[cmd] = make(chan string), make(chan struct{}), make(chan struct{})
 	}
 	return s.chs[cmd], s.ran[cmd]
 }
 
-// send writes line to cmd's stdout once the command has taken it.
+// send writes line to cmd's stdout and returns once it is written.
 func (s *steps) send(cmd, line string) {
 	ch, _ := s.get(cmd)
 	ch <- line
+	s.mu.Lock()
+	ack := s.acks[cmd]
+	s.mu.Unlock()
+	<-ack
 }
 
 func (s *steps) end(cmd string) {
@@ -117,7 +127,6 @@ func TestBackgroundExec(t *testing.T) {
 
 	s.send("build", "line 1\n")
 	s.send("build", "line 2\n")
-	s.send("build", "x") // taken: "line 2\n" is written
 	p := h.poll(mcp.PollRequest{ID: id, Seq: v.Seq})
 	if p.State != mcp.ExecRunning || string(p.Result.Stdout) != "line 1\nline 2\n" || p.StdoutNext != 14 || p.Result.StdoutSize != 14 {
 		t.Fatalf("first poll: %+v %q", p, p.Result.Stdout)
@@ -129,8 +138,7 @@ func TestBackgroundExec(t *testing.T) {
 		t.Fatalf("expired while a background command ran: %s", ws.State)
 	}
 
-	s.send("build", "\nline 3\n")
-	s.send("build", "")
+	s.send("build", "x\nline 3\n")
 	p = h.poll(mcp.PollRequest{ID: id, Seq: v.Seq, StdoutOffset: p.StdoutNext})
 	if p.State != mcp.ExecRunning || string(p.Result.Stdout) != "x\nline 3\n" || p.StdoutNext != 23 {
 		t.Fatalf("second poll: %+v %q", p, p.Result.Stdout)
@@ -182,7 +190,6 @@ func TestBackgroundKillStopResetDelete(t *testing.T) {
 
 	v := h.startBg(id, "serve")
 	s.send("serve", "listening\n")
-	s.send("serve", "")
 	p := h.poll(mcp.PollRequest{ID: id, Seq: v.Seq, Kill: true})
 	if p.State != mcp.ExecKilled || !strings.Contains(p.Reason, "kill") || string(p.Result.Stdout) != "listening\n" {
 		t.Fatalf("killed: %+v %q", p, p.Result.Stdout)
