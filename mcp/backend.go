@@ -140,6 +140,9 @@ type Workspace struct {
 	// Secrets are the workspace's secrets by name, sorted; never their
 	// values (see SecretBackend).
 	Secrets []SecretInfo
+	// Background is the workspace's background commands running now
+	// (see BackgroundBackend), without output; nil when none.
+	Background []BackgroundExec
 }
 
 // SeedKind says where a workspace's initial /workspace content comes from.
@@ -205,7 +208,7 @@ type ExecRequest struct {
 	Argv           []string          // program and arguments, run without a shell
 	Cwd            string            // working directory; the tool layer defaults it to /workspace
 	EnvVars        map[string]string // extra environment variables
-	TimeoutSeconds int               // wall-clock limit, always 1..3600 when it reaches the backend
+	TimeoutSeconds int               // wall-clock limit, always 1..3600 when it reaches the backend (1..MaxBackgroundTimeoutSeconds for ExecStart)
 	Stdin          string            // bytes fed to stdin; "" means stdin is empty (EOF)
 	// SecretEnv maps environment variable names to the names of the
 	// workspace's secrets whose values they get (see SecretBackend).
@@ -488,4 +491,87 @@ type Environment struct {
 	Built        bool   // ready to boot
 	BuildCommand string // host command that builds it, e.g. "pyro env build debian-12"
 	Default      bool   // used when a request names no environment
+}
+
+// BackgroundBackend is the optional part of a Backend that runs commands
+// in the background, so that a long build or test run never holds a tool
+// call open past a chat host's timeout: ExecStart returns as soon as the
+// command runs, with its journal Seq as the handle, and ExecPoll reads its
+// state and output later. The tool layer offers background execs only
+// when its Backend has it.
+//
+// A background command's output goes to the same host files a foreground
+// exec's does. Stop, reset and delete end the workspace's background
+// commands (ExecKilled); a VM that dies, or a server that stops, loses them
+// (ExecLost); neither ever reads as running for ever.
+type BackgroundBackend interface {
+	// ExecStart starts req's command in a running workspace and returns
+	// at once, State ExecRunning. At most MaxBackground run at once per
+	// workspace; beyond that it is an *Error Limit.
+	ExecStart(ctx context.Context, req ExecRequest) (BackgroundExec, error)
+	// ExecPoll returns one command's state and output. With Kill it ends
+	// the command first; with Wait it first waits up to Wait for the
+	// command to end (returning early when it does, or when ctx ends).
+	// Any exec's Seq may be polled: one that ran in the foreground, or
+	// before a server restart, answers from the journal and the output
+	// files still kept. An unknown Seq is an *Error NotFound.
+	ExecPoll(ctx context.Context, req PollRequest) (BackgroundExec, error)
+	// ExecList returns the workspace's background commands, running and
+	// recently ended, oldest first, without output.
+	ExecList(ctx context.Context, id string) ([]BackgroundExec, error)
+}
+
+// Background exec bounds.
+const (
+	MaxBackground               = 8        // background commands running at once per workspace
+	DefaultBackgroundTimeout    = 3600     // a background command's timeout when none is given, seconds
+	MaxBackgroundTimeoutSeconds = 6 * 3600 // the longest a background command may run
+	MaxPollWaitSeconds          = 30       // the longest one poll waits: well under any host's tool-call timeout
+)
+
+// ExecState is where a background command is in its life.
+type ExecState string
+
+// Background command states.
+const (
+	ExecRunning  ExecState = "running"   // still running
+	ExecExited   ExecState = "exited"    // ended by itself: ExitCode (128+N when a signal N killed it)
+	ExecTimedOut ExecState = "timed_out" // its timeout killed it: ExitCode 124
+	ExecKilled   ExecState = "killed"    // ended by a kill, or by stop, reset or delete: Reason says which
+	ExecLost     ExecState = "lost"      // its VM or the server went away while it ran: Reason says how
+	ExecFailed   ExecState = "failed"    // it could not start, or pyro lost its stream: Reason says why
+)
+
+// Ended reports whether s is a final state.
+func (s ExecState) Ended() bool { return s != ExecRunning }
+
+// PollRequest asks for a command's state and the output after offsets.
+type PollRequest struct {
+	ID           string        // workspace ID
+	Seq          int64         // the command's journal sequence number
+	StdoutOffset int64         // stdout bytes already seen: output starts after them
+	StderrOffset int64         // stderr bytes already seen
+	Wait         time.Duration // wait up to this long for the command to end, 0..MaxPollWaitSeconds
+	Kill         bool          // end the command first (its process group is killed)
+}
+
+// BackgroundExec is a background command's state, and for ExecPoll its
+// output from the offsets polled.
+type BackgroundExec struct {
+	Seq            int64     // journal sequence number: the handle
+	Command        string    // the command line, as the journal shows it
+	State          ExecState // running, or how it ended
+	Reason         string    // for killed and lost: why, in a sentence
+	StartedAt      time.Time // when it started
+	TimeoutSeconds int       // its timeout (0 when not known: polled from the journal)
+	// Result holds the exit status, signal, duration (so far, while
+	// running) and notes once ended. Stdout and Stderr hold the output
+	// from the offsets polled to StdoutNext and StderrNext, cut to head
+	// and tail around a marker when long; StdoutSize and StderrSize are
+	// the totals so far; StdoutPath and StderrPath name the host files
+	// with the whole output ("" when not kept).
+	Result ExecResult
+	// StdoutNext and StderrNext are where the next poll continues: the
+	// end of the output Stdout and Stderr cover.
+	StdoutNext, StderrNext int64
 }

@@ -317,6 +317,11 @@ func TestEveryTool(t *testing.T) {
 	if r := ok("secret_delete", map[string]any{"id": id, "name": "npm"}); r.text != `{"id":"`+id+`","secrets":[]}` {
 		t.Errorf("secret_delete: %s", r.text)
 	}
+	if r := ok("workspace_exec", map[string]any{"id": id, "command": "make", "background": true}); r.str("state") != "running" {
+		t.Errorf("background exec: %s", r.text)
+	} else if r := ok("exec_status", map[string]any{"id": id, "seq": r.num("seq"), "kill": true}); r.str("state") != "killed" {
+		t.Errorf("exec_status: %s", r.text)
+	}
 	ok("workspace_stop", map[string]any{"id": id})
 	ok("workspace_start", map[string]any{"id": id})
 	if r := ok("vm_run", map[string]any{"command": "uname -a"}); r.str("stdout") != "ran: uname -a\n" || r.str("id") != "" {
@@ -447,7 +452,7 @@ func TestErrorHints(t *testing.T) {
 			code: "limit", hint: "Running now: ws-1"},
 		{name: "snapshot not found", tool: "workspace_reset",
 			args: func(id string) map[string]any { return map[string]any{"id": id, "snapshot": "nope"} },
-			code: "not_found", hint: "snapshot_list"},
+			code: "not_found", hint: "workspace_summary"},
 		{name: "file not found", tool: "file_read",
 			args: func(id string) map[string]any { return map[string]any{"id": id, "path": "nope.txt"} },
 			code: "not_found", hint: "file_list"},

@@ -14,9 +14,10 @@ type execIn struct {
 	Argv           []string          `json:"argv,omitempty" jsonschema:"program and arguments, run without a shell; instead of command"`
 	Cwd            string            `json:"cwd,omitempty" jsonschema:"working directory (default /workspace)"`
 	EnvVars        map[string]string `json:"env_vars,omitempty" jsonschema:"extra environment variables"`
-	TimeoutSeconds int               `json:"timeout_seconds,omitempty" jsonschema:"kill after this many seconds (default 30, max 3600); exit code 124 then"`
+	TimeoutSeconds int               `json:"timeout_seconds,omitempty" jsonschema:"kill after this many seconds (default 30, max 3600; in the background default 3600, max 21600); exit code 124 then"`
 	Stdin          string            `json:"stdin,omitempty" jsonschema:"text fed to stdin (default: empty)"`
 	SecretEnv      map[string]string `json:"secret_env,omitempty" jsonschema:"environment variables set to the workspace's secrets, e.g. {\"NPM_TOKEN\": \"npm\"} (variable: secret name); values are redacted from output"`
+	Background     bool              `json:"background,omitempty" jsonschema:"return at once with the command's seq and follow it with exec_status, for commands that may outlast a tool call (default false)"`
 }
 
 type runIn struct {
@@ -56,9 +57,11 @@ func execTools() []toolSpec {
 	return []toolSpec{
 		defTool(toolDef{
 			name: "workspace_exec", group: "exec", core: true, destructive: true,
-			summary:     "Run a command in a workspace (cwd /workspace, timeout 30 s by default); exit code, duration, stdout/stderr excerpts with full output kept in host files.",
-			description: "Run a command in the workspace and wait for it: exit code, duration, stdout/stderr. cwd /workspace, timeout 30 s (exit 124). Long output is cut to head+tail with *_truncated flags; the full text is saved to host files (*_path). limited: what guest process/memory/disk limits did.",
-			tune:        tuneCommand,
+			summary:     "Run a command in a workspace (cwd /workspace, timeout 30 s by default); exit code, duration, stdout/stderr excerpts with full output kept in host files. background:true returns at once with a seq for exec_status.",
+			description: "Run a command in the workspace and wait for it: exit code, stdout/stderr. cwd /workspace, timeout 30 s (exit 124). Long output is cut to head+tail; full text in host files (*_path). background:true returns a seq at once: follow it with exec_status (for builds and test runs).",
+			tune: func(s *jsonschema.Schema) {
+				bounds(s, "timeout_seconds", MinTimeoutSeconds, MaxBackgroundTimeoutSeconds)
+			},
 		}, toolExec),
 	}
 }
@@ -86,20 +89,26 @@ func oneShotTools() []toolSpec {
 
 func toolExec(ctx context.Context, h *handler, in execIn) (any, error) {
 	c := commandSpec{Command: in.Command, Argv: in.Argv, Cwd: in.Cwd, EnvVars: in.EnvVars, Timeout: in.TimeoutSeconds, Stdin: in.Stdin}
+	if in.Background {
+		c.Timeout = 0 // a background command's timeout has its own bounds (execBackground)
+	}
 	if err := validateCommand(&c); err != nil {
 		return nil, err
 	}
 	if err := validateSecretEnv(in.SecretEnv, c.EnvVars); err != nil {
 		return nil, err
 	}
+	req := ExecRequest{Command: c.Command, Argv: c.Argv, Cwd: c.Cwd, EnvVars: c.EnvVars, TimeoutSeconds: c.Timeout, Stdin: c.Stdin, SecretEnv: in.SecretEnv}
+	if in.Background {
+		return h.execBackground(ctx, in.ID, req, in.TimeoutSeconds)
+	}
 	var (
 		r  ExecResult
 		ws string
 	)
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
-		ws = id
-		r, err = h.b.Exec(ctx, ExecRequest{ID: id, Command: c.Command, Argv: c.Argv, Cwd: c.Cwd,
-			EnvVars: c.EnvVars, TimeoutSeconds: c.Timeout, Stdin: c.Stdin, SecretEnv: in.SecretEnv})
+		ws, req.ID = id, id
+		r, err = h.b.Exec(ctx, req)
 		return err
 	})
 	if err != nil {

@@ -52,7 +52,9 @@ func snapshotTools() []toolSpec {
 			description: "Checkpoint the whole workspace (disk state) under a name unique in this workspace, so workspace_reset can return to it later.",
 		}, toolSnapshotCreate),
 		defTool(toolDef{
-			name: "snapshot_list", group: "snapshot", core: true, readOnly: true,
+			// Not in core, which holds 20 tools at most: workspace_summary
+			// lists the snapshots too, and exec_status needed the room.
+			name: "snapshot_list", group: "snapshot", readOnly: true,
 			summary:     "List a workspace's snapshots, oldest first.",
 			description: "List the workspace's snapshots, oldest first, with the journal seq at which each was taken.",
 		}, toolSnapshotList),

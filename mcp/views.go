@@ -35,6 +35,17 @@ type workspaceView struct {
 	Network *networkBrief `json:"network,omitempty"`
 	// Secrets: names and sources, never values.
 	Secrets []secretView `json:"secrets,omitempty"`
+	// Background: the commands running in the background (exec_status
+	// follows each by seq).
+	Background []bgBrief `json:"background,omitempty"`
+}
+
+// bgBrief is a running background command in a workspace view.
+type bgBrief struct {
+	Seq        int64  `json:"seq"`
+	Command    string `json:"command"`
+	StartedAt  string `json:"started_at,omitempty"`
+	DurationMs int64  `json:"duration_ms"`
 }
 
 type seedView struct {
@@ -63,6 +74,10 @@ func viewWorkspace(w Workspace) workspaceView {
 		Snapshots: w.Snapshots, LastSeq: w.LastSeq, Failure: clip(w.Error, 500),
 		DiskDeleteAt: timeString(w.DiskDeleteAt), DiskDeletedAt: timeString(w.DiskDeletedAt),
 		Network: briefNetwork(w.Network), Secrets: viewSecrets(w.Secrets),
+	}
+	for _, b := range w.Background {
+		v.Background = append(v.Background, bgBrief{Seq: b.Seq, Command: clip(b.Command, 100),
+			StartedAt: timeString(b.StartedAt), DurationMs: b.Result.Duration.Milliseconds()})
 	}
 	switch {
 	case !w.DiskDeletedAt.IsZero():
@@ -242,7 +257,11 @@ func execHint(v execView, r ExecResult, timeout int, capped bool) string {
 		parts = append(parts, clip(strings.ToUpper(r.Network[:1])+r.Network[1:], 600)+".")
 	}
 	if r.TimedOut {
-		parts = append(parts, fmt.Sprintf("Killed after the %d s timeout (exit 124). Raise timeout_seconds (max %d), or start it in the background (nohup CMD > /tmp/job.log 2>&1 &) and poll the log.", timeout, MaxTimeoutSeconds))
+		if v.ID != "" { // workspace_exec
+			parts = append(parts, fmt.Sprintf("Killed after the %d s timeout (exit 124). Raise timeout_seconds (max %d), or run it with background:true (timeout up to %d s) and follow it with exec_status.", timeout, MaxTimeoutSeconds, MaxBackgroundTimeoutSeconds))
+		} else {
+			parts = append(parts, fmt.Sprintf("Killed after the %d s timeout (exit 124). Raise timeout_seconds (max %d), or start it in the background (nohup CMD > /tmp/job.log 2>&1 &) and poll the log.", timeout, MaxTimeoutSeconds))
+		}
 	}
 	if v.StdoutTruncated || v.StderrTruncated {
 		var which []string

@@ -56,6 +56,7 @@ type workspace struct {
 	net      mcp.NetworkStatus // grants, published ports and denials (network.go)
 	// secrets by name (secrets.go)
 	secrets map[string]mcp.SecretSource
+	bg       []*bgCmd          // background commands, oldest first (background.go)
 }
 
 type snap struct {
@@ -162,6 +163,7 @@ func (w *workspace) snapshot() mcp.Workspace {
 		c.Network = &st
 	}
 	c.Secrets = w.secretInfos()
+	c.Background = w.runningBg()
 	return c
 }
 

@@ -63,7 +63,10 @@ func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
 	if err != nil {
 		return mcp.ExecResult{}, err
 	}
-	seq := w.journal.reserve()
+	seq := c.seq // reserved by a background start (bgexec.go)
+	if seq == 0 {
+		seq = w.journal.reserve()
+	}
 	w.outMu.Lock()
 	if w.outBusy == nil {
 		w.outBusy = map[int64]bool{}
@@ -99,8 +102,10 @@ func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
 	stderr.file.Close()
 	written()
 	if err != nil {
-		os.Remove(base + ".stdout")
-		os.Remove(base + ".stderr")
+		if !c.background { // a background command's output so far stays for its polls
+			os.Remove(base + ".stdout")
+			os.Remove(base + ".stderr")
+		}
 		if l := c.lost(); l != nil {
 			return mcp.ExecResult{}, l
 		}
@@ -132,6 +137,9 @@ func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
 	}
 	w.pruneOutputs(seq)
 	var detail []string
+	if c.background {
+		detail = append(detail, bgDetail)
+	}
 	switch {
 	case res.TimedOut:
 		r.TimedOut, r.ExitCode = true, 124
@@ -169,7 +177,7 @@ func (w *workspace) pruneOutputs(self int64) {
 	for _, de := range des {
 		stem, _, ok := strings.Cut(de.Name(), ".")
 		seq, err := strconv.ParseInt(stem, 10, 64)
-		if !ok || err != nil || w.outBusy[seq] || seq == self {
+		if !ok || err != nil || w.outBusy[seq] || seq == self || w.bg.keeps(seq) {
 			continue
 		}
 		bySeq[seq] = append(bySeq[seq], de.Name())

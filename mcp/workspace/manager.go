@@ -453,6 +453,7 @@ func (m *Manager) Close() error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			w.bgEnding("the pyro server closed")
 			w.interrupt()
 			w.op.Lock()
 			defer w.op.Unlock()
@@ -631,6 +632,7 @@ func (m *Manager) Stop(ctx context.Context, id string) (mcp.Workspace, error) {
 		return mcp.Workspace{}, err
 	}
 	w.touch()
+	w.bgEnding("workspace_stop stopped the workspace")
 	w.interrupt()
 	w.op.Lock()
 	defer w.op.Unlock()
@@ -672,6 +674,7 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	w.bgEnding("workspace_delete deleted the workspace")
 	w.interrupt()
 	w.op.Lock()
 	defer w.op.Unlock()

@@ -23,6 +23,8 @@ import (
 // workspace (no VM runs on it then), puts them back in agreement:
 //
 //   - temporary files of the record's atomic writes are removed;
+//   - background commands journaled as running are journaled as lost
+//     (recoverBackground);
 //   - the disk is opened, which deletes the layer files and temporaries no
 //     manifest names, and snapshots whose layers are gone are dropped from
 //     the record (openStack);
@@ -77,6 +79,7 @@ func (h *readHook) Read(p []byte) (int, error) {
 // the workspace is not yet published, so no call runs on it.
 func (w *workspace) recover() {
 	removeRecordTemps(w.dir)
+	w.recoverBackground()
 	w.mu.Lock()
 	created := w.rec.BaselineLayer != ""
 	w.mu.Unlock()

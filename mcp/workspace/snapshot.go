@@ -247,6 +247,7 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (mcp.Re
 	}
 	w.mu.Unlock()
 
+	w.bgEnding("workspace_reset reset the workspace")
 	w.interrupt()
 	w.op.Lock()
 	defer w.op.Unlock()

@@ -40,6 +40,7 @@ type workspace struct {
 	journal *journal
 	// sec holds the secrets (secrets.go).
 	sec secretState
+	bg      bgTable // background execs, with a mutex of their own (bgexec.go)
 	// owner holds the flock on dir/owner.lock that makes the workspace
 	// this Manager's; releaseOwner closes it.
 	owner     *os.File
@@ -63,8 +64,10 @@ type workspace struct {
 // view returns the workspace as the Backend describes it.
 func (w *workspace) view() mcp.Workspace {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.viewLocked()
+	v := w.viewLocked()
+	w.mu.Unlock()
+	v.Background = w.bgList(true)
+	return v
 }
 
 // The caller holds w.mu.
@@ -193,6 +196,10 @@ type call struct {
 	ctx    context.Context // the caller's, also cancelled when the VM goes away or the call's limit passes
 	parent context.Context // the caller's
 	end    func()
+	// A background exec's call (bgexec.go) has its seq reserved when it
+	// starts, and keeps its output files when the command does not end.
+	seq        int64
+	background bool
 }
 
 // agentCallTimeout bounds a file, patch, diff, export or sync call, so
@@ -291,6 +298,7 @@ func (w *workspace) stopVM(ctx context.Context, state mcp.State, why string) err
 	w.mu.Unlock()
 
 	h.cancel()
+	w.bgWait()
 	var errs []error
 	if err := h.VM.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("shutting the VM down: %w", err))
@@ -339,6 +347,7 @@ func (w *workspace) detachVM() (*disk.Stack, func()) {
 	}
 	h.stopping.Store(true)
 	h.cancel()
+	w.bgWait()
 	h.VM.Kill()
 	h.VM.Close()
 	h.net.close()
