@@ -143,8 +143,10 @@ func TestProfiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	full, _ := mcp.ToolNames(mcp.ProfileFull)
-	if len(core) < 12 || len(core) > 22 {
-		t.Errorf("core profile has %d tools", len(core))
+	// Tool definitions cost tokens every turn: the default stays at 20
+	// tools or fewer.
+	if len(core) < 12 || len(core) > 20 {
+		t.Errorf("core profile has %d tools, want 12 to 20: %v", len(core), core)
 	}
 	for _, n := range core {
 		if !slices.Contains(full, n) {
@@ -747,7 +749,7 @@ func TestServeAndPanicRecovery(t *testing.T) {
 // refusals with their fixes, and workspace_status the last few.
 func TestNetworkResults(t *testing.T) {
 	b := mcptest.New()
-	s := connect(t, b, mcp.Options{})
+	s := connect(t, b, mcp.Options{Profile: mcp.ProfileFull})
 	id := s.create(map[string]any{"network": []any{"host.pyro.internal:5432"}})
 	note := `the workspace's network refused pypi.org:443 (no grant); network_grant with "pypi.org:443" would allow it`
 	b.ExecFunc = func(req mcp.ExecRequest) (mcp.ExecResult, error) {

@@ -74,13 +74,13 @@ func networkTools() []toolSpec {
 			tune:        tuneGrants,
 		}, toolNetworkGrant),
 		defTool(toolDef{
-			name: "network_revoke", group: "network", core: true, destructive: true, idempotent: true,
+			name: "network_revoke", group: "network", destructive: true, idempotent: true,
 			summary:     "Withdraw grants from a workspace; closes the live connections that depended on them.",
 			description: "Withdraw grants (spelled as network_status lists them). Live connections that only they allowed are closed; the result says how many.",
 			tune:        tuneGrants,
 		}, toolNetworkRevoke),
 		defTool(toolDef{
-			name: "network_status", group: "network", core: true, readOnly: true,
+			name: "network_status", group: "network", readOnly: true,
 			summary:     "A workspace's grants with connection and byte counters, published ports, and the last refused attempts with the grant that would allow each.",
 			description: "Show the workspace's grants (with connection and byte counters), published ports, and its last refused connections and DNS names with the grant that would allow each. Read it when a download or install fails.",
 		}, toolNetworkStatus),

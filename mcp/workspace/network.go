@@ -400,7 +400,7 @@ func noteFor(ds []netstack.Denial) string {
 	}
 	var parts []string
 	if len(ds) > maxNetworkNotes {
-		parts = append(parts, fmt.Sprintf("%d more refusals (network_status lists them)", len(ds)-maxNetworkNotes))
+		parts = append(parts, fmt.Sprintf("%d more refusals (workspace_status shows the last three, network_status all)", len(ds)-maxNetworkNotes))
 		ds = ds[len(ds)-maxNetworkNotes:]
 	}
 	for _, d := range ds {
@@ -518,7 +518,7 @@ func (m *Manager) PortUnpublish(ctx context.Context, id string, guestPort int) e
 	i := slices.IndexFunc(w.rec.Published, func(p publishRecord) bool { return int(p.GuestPort) == guestPort })
 	if i < 0 {
 		w.mu.Unlock()
-		return mcp.Invalid("guest port %d is not published", guestPort).WithHint("network_status lists the published ports.")
+		return mcp.Invalid("guest port %d is not published", guestPort).WithHint("workspace_status lists the published ports.")
 	}
 	old := slices.Clone(w.rec.Published)
 	p := w.rec.Published[i]
