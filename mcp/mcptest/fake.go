@@ -56,7 +56,7 @@ type workspace struct {
 	net      mcp.NetworkStatus // grants, published ports and denials (network.go)
 	// secrets by name (secrets.go)
 	secrets map[string]mcp.SecretSource
-	bg       []*bgCmd          // background commands, oldest first (background.go)
+	bg      []*bgCmd // background commands, oldest first (background.go)
 }
 
 type snap struct {

@@ -40,7 +40,7 @@ type workspace struct {
 	journal *journal
 	// sec holds the secrets (secrets.go).
 	sec secretState
-	bg      bgTable // background execs, with a mutex of their own (bgexec.go)
+	bg  bgTable // background execs, with a mutex of their own (bgexec.go)
 	// owner holds the flock on dir/owner.lock that makes the workspace
 	// this Manager's; releaseOwner closes it.
 	owner     *os.File
