@@ -443,6 +443,7 @@ func mountLate() {
 		{"shm", "/dev/shm", "tmpfs", nosuid | nodev, "mode=1777"},
 		{"tmpfs", "/tmp", "tmpfs", nosuid | nodev, "mode=1777"},
 		{"tmpfs", "/run", "tmpfs", nosuid | nodev, "mode=0755"},
+		{"tmpfs", proto.ServiceLogDir, "tmpfs", nosuid | nodev | noexec, "mode=0755,size=" + serviceLogTmpfsSize}, // service.go
 	} {
 		if err := mount(m.src, m.dst, m.fstype, m.flags, m.data); err != nil {
 			consolef("pyro-agent: warning: %v", err)
