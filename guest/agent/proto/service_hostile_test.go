@@ -82,3 +82,31 @@ func TestServiceUnsupported(t *testing.T) {
 		t.Fatalf("old agent: %v", err)
 	}
 }
+
+// The service calls join FuzzClientAnswers's table.
+func init() {
+	clientCalls = append(clientCalls,
+		func(t *testing.T, c *Client) error {
+			st, err := c.ServiceStart(context.Background(), ServiceStartArgs{Name: "web", Shell: "x"})
+			if err == nil && (len(st.Message) > maxServiceString || st.Tail != nil && len(st.Tail.Stderr) > ServiceTailBytes) {
+				t.Errorf("ServiceStart returned a %d-byte message", len(st.Message))
+			}
+			return err
+		},
+		func(t *testing.T, c *Client) error {
+			l, err := c.ServiceList(context.Background())
+			if len(l) > MaxServices {
+				t.Errorf("ServiceList returned %d services", len(l))
+			}
+			return err
+		},
+		func(t *testing.T, c *Client) error {
+			const max = 1000
+			l, err := c.ServiceLogs(context.Background(), ServiceLogsArgs{Name: "web", MaxBytes: max})
+			if l.Stdout != nil && len(l.Stdout.Data) > max {
+				t.Errorf("ServiceLogs returned %d bytes, asked for %d", len(l.Stdout.Data), max)
+			}
+			return err
+		},
+	)
+}
