@@ -137,6 +137,9 @@ type Workspace struct {
 	// Network is the workspace's grants, published ports and last
 	// refusals (see NetworkBackend); nil from a backend without one.
 	Network *NetworkStatus
+	// Services are the workspace's services (see ServiceBackend), in
+	// Status and Summary of a running workspace that has any; nil else.
+	Services []ServiceStatus
 }
 
 // SeedKind says where a workspace's initial /workspace content comes from.

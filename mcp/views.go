@@ -33,6 +33,8 @@ type workspaceView struct {
 	Note          string `json:"note,omitempty"`
 	// Network: grants, published ports and the last refusals, when any.
 	Network *networkBrief `json:"network,omitempty"`
+	// Services: the workspace's services, when it has any (tools_service.go).
+	Services []serviceBrief `json:"services,omitempty"`
 }
 
 type seedView struct {
@@ -60,7 +62,7 @@ func viewWorkspace(w Workspace) workspaceView {
 		ExpiresAt: timeString(w.ExpiresAt), TTLSeconds: w.TTLSeconds,
 		Snapshots: w.Snapshots, LastSeq: w.LastSeq, Failure: clip(w.Error, 500),
 		DiskDeleteAt: timeString(w.DiskDeleteAt), DiskDeletedAt: timeString(w.DiskDeletedAt),
-		Network: briefNetwork(w.Network),
+		Network: briefNetwork(w.Network), Services: briefServices(w.Services),
 	}
 	switch {
 	case !w.DiskDeletedAt.IsZero():

@@ -53,7 +53,8 @@ type workspace struct {
 	since    time.Time
 	resetTo  string
 	exports  []mcp.ExportResult
-	net      mcp.NetworkStatus // grants, published ports and denials (network.go)
+	net      mcp.NetworkStatus       // grants, published ports and denials (network.go)
+	svcs     map[string]*fakeService // services by name (service.go)
 }
 
 type snap struct {
@@ -158,6 +159,9 @@ func (w *workspace) snapshot() mcp.Workspace {
 	c.Snapshots = len(w.snaps)
 	if st := w.netStatus(); len(st.Grants)+len(st.Published)+len(st.Denials) > 0 {
 		c.Network = &st
+	}
+	if c.State == mcp.StateRunning && len(w.svcs) > 0 {
+		c.Services = w.services()
 	}
 	return c
 }
@@ -320,6 +324,9 @@ func (b *Backend) setRun(id, method string, s mcp.State) (mcp.Workspace, error) 
 	w, err := b.get(id, false)
 	if err != nil {
 		return mcp.Workspace{}, err
+	}
+	if s != mcp.StateRunning {
+		w.endServices(b.now)
 	}
 	w.w.State = s
 	w.log(b.now, mcp.LogLife, strings.ToLower(method), nil, "")
@@ -720,6 +727,7 @@ func (b *Backend) Reset(ctx context.Context, id string, snapshot string) (mcp.Re
 		}
 	}
 	w.files = maps.Clone(files)
+	w.svcs = nil // the VM rebooted: no services
 	w.w.State = mcp.StateRunning
 	w.since, w.resetTo, w.exports = b.now, snapshot, nil
 	w.log(b.now, mcp.LogReset, "reset", nil, snapshot)

@@ -287,6 +287,7 @@ func (w *workspace) stopVM(ctx context.Context, state mcp.State, why string) err
 	h.stopping.Store(true)
 	w.mu.Unlock()
 
+	w.endServices(h)
 	h.cancel()
 	var errs []error
 	if err := h.VM.Shutdown(ctx); err != nil {
@@ -335,6 +336,7 @@ func (w *workspace) detachVM() (*disk.Stack, func()) {
 		return nil, nil
 	}
 	h.stopping.Store(true)
+	w.endServices(h)
 	h.cancel()
 	h.VM.Kill()
 	h.VM.Close()
