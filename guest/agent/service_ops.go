@@ -247,4 +247,3 @@ func (s *Server) serviceLogs(_ *stream, a *proto.ServiceLogsArgs) (*proto.Servic
 	}
 	return &r, nil
 }
-
