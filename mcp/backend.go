@@ -143,6 +143,9 @@ type Workspace struct {
 	// Background is the workspace's background commands running now
 	// (see BackgroundBackend), without output; nil when none.
 	Background []BackgroundExec
+	// Services are the workspace's services (see ServiceBackend), in
+	// Status and Summary of a running workspace that has any; nil else.
+	Services []ServiceStatus
 }
 
 // SeedKind says where a workspace's initial /workspace content comes from.

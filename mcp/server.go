@@ -160,6 +160,7 @@ func toolSpecs() []toolSpec {
 	all = append(all, snapshotTools()...)
 	all = append(all, networkTools()...)
 	all = append(all, secretTools()...)
+	all = append(all, serviceTools()...)
 	all = append(all, oneShotTools()...)
 	return all
 }

@@ -324,6 +324,14 @@ func TestEveryTool(t *testing.T) {
 	} else if r := ok("exec_status", map[string]any{"id": id, "seq": r.num("seq"), "kill": true}); r.str("state") != "killed" {
 		t.Errorf("exec_status: %s", r.text)
 	}
+	if r := ok("service_start", map[string]any{"id": id, "name": "web", "command": "python3 -m http.server 8000",
+		"readiness": map[string]any{"kind": "http", "url": "http://127.0.0.1:8000/"}}); r.m["service"].(map[string]any)["state"] != "ready" {
+		t.Errorf("service_start: %s", r.text)
+	}
+	ok("service_status", map[string]any{"id": id})
+	ok("service_logs", map[string]any{"id": id, "name": "web"})
+	ok("service_restart", map[string]any{"id": id, "name": "web"})
+	ok("service_stop", map[string]any{"id": id, "name": "web"})
 	ok("workspace_stop", map[string]any{"id": id})
 	ok("workspace_start", map[string]any{"id": id})
 	if r := ok("vm_run", map[string]any{"command": "uname -a"}); r.str("stdout") != "ran: uname -a\n" || r.str("id") != "" {

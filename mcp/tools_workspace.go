@@ -69,6 +69,7 @@ type summaryOut struct {
 	Changes        []changeView   `json:"changes"`
 	Snapshots      []snapshotView `json:"snapshots,omitempty"`
 	Exports        []exportView   `json:"exports,omitempty"`
+	Services       []serviceBrief `json:"services,omitempty"`
 	Truncated      bool           `json:"truncated,omitempty"`
 	Hint           string         `json:"hint,omitempty"`
 }
@@ -353,6 +354,7 @@ func toolSummary(ctx context.Context, h *handler, in refIn) (any, error) {
 			CommandsTotal: len(cmds), CommandsFailed: failedN,
 			Commands: lastN(cmds, n), Stats: viewStats(s.Stats), Changes: firstN(changes, n),
 			Snapshots: lastN(snaps, n), Exports: lastN(exports, n),
+			Services: briefServices(s.Workspace.Services), // at most MaxServicesPerWorkspace short entries
 		}
 		if n < len(cmds) {
 			o.CommandsShown = fmt.Sprintf("last %d of %d", n, len(cmds))

@@ -38,6 +38,8 @@ type workspaceView struct {
 	// Background: the commands running in the background (exec_status
 	// follows each by seq).
 	Background []bgBrief `json:"background,omitempty"`
+	// Services: the workspace's services, when it has any (tools_service.go).
+	Services []serviceBrief `json:"services,omitempty"`
 }
 
 // bgBrief is a running background command in a workspace view.
@@ -74,6 +76,7 @@ func viewWorkspace(w Workspace) workspaceView {
 		Snapshots: w.Snapshots, LastSeq: w.LastSeq, Failure: clip(w.Error, 500),
 		DiskDeleteAt: timeString(w.DiskDeleteAt), DiskDeletedAt: timeString(w.DiskDeletedAt),
 		Network: briefNetwork(w.Network), Secrets: viewSecrets(w.Secrets),
+		Services: briefServices(w.Services),
 	}
 	for _, b := range w.Background {
 		v.Background = append(v.Background, bgBrief{Seq: b.Seq, Command: clip(b.Command, 100),

@@ -67,6 +67,8 @@ type Server struct {
 	// dialEnded, for tests, runs when a dial has given back its slot.
 	dialEnded func()
 
+	services services // long-running processes the agent supervises (service.go)
+
 	// reaper, when set, starts and waits for exec'd processes (PID 1
 	// mode: one loop reaps every child, see reaper.go).
 	reaper *reaper
@@ -223,6 +225,13 @@ var handlers = table(
 	handle(proto.OpSetTime, (*Server).setTime),
 	handle(proto.OpPoweroff, (*Server).poweroff),
 	handle(proto.OpDial, (*Server).dial),
+	handle(proto.OpServiceStart, (*Server).serviceStart),
+	handle(proto.OpServiceStatus, (*Server).serviceStatus),
+	handle(proto.OpServiceList, (*Server).serviceList),
+	handle(proto.OpServiceLogs, (*Server).serviceLogs),
+	handle(proto.OpServiceStop, (*Server).serviceStop),
+	handle(proto.OpServiceRestart, (*Server).serviceRestart),
+	handle(proto.OpServiceStopAll, (*Server).serviceStopAll),
 )
 
 // handler serves one request: it decodes the arguments, checks the path

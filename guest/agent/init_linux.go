@@ -447,6 +447,7 @@ func mountLate() {
 		// The workspace's secrets: root's only, in memory, never on the
 		// disk (the host writes them after boot; see mcp/workspace).
 		{"pyro-secrets", "/run/pyro/secrets", "tmpfs", nosuid | nodev | noexec, "mode=0700,size=8m"},
+		{"tmpfs", proto.ServiceLogDir, "tmpfs", nosuid | nodev | noexec, "mode=0755,size=" + serviceLogTmpfsSize}, // service.go
 	} {
 		if err := mount(m.src, m.dst, m.fstype, m.flags, m.data); err != nil {
 			consolef("pyro-agent: warning: %v", err)

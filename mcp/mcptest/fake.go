@@ -56,7 +56,8 @@ type workspace struct {
 	net      mcp.NetworkStatus // grants, published ports and denials (network.go)
 	// secrets by name (secrets.go)
 	secrets map[string]mcp.SecretSource
-	bg      []*bgCmd // background commands, oldest first (background.go)
+	bg      []*bgCmd                // background commands, oldest first (background.go)
+	svcs    map[string]*fakeService // services by name (service.go)
 }
 
 type snap struct {
@@ -164,6 +165,9 @@ func (w *workspace) snapshot() mcp.Workspace {
 	}
 	c.Secrets = w.secretInfos()
 	c.Background = w.runningBg()
+	if c.State == mcp.StateRunning && len(w.svcs) > 0 {
+		c.Services = w.services()
+	}
 	return c
 }
 
@@ -326,6 +330,9 @@ func (b *Backend) setRun(id, method string, s mcp.State) (mcp.Workspace, error) 
 	w, err := b.get(id, false)
 	if err != nil {
 		return mcp.Workspace{}, err
+	}
+	if s != mcp.StateRunning {
+		w.endServices(b.now)
 	}
 	w.w.State = s
 	w.log(b.now, mcp.LogLife, strings.ToLower(method), nil, "")
@@ -726,6 +733,7 @@ func (b *Backend) Reset(ctx context.Context, id string, snapshot string) (mcp.Re
 		}
 	}
 	w.files = maps.Clone(files)
+	w.svcs = nil // the VM rebooted: no services
 	w.w.State = mcp.StateRunning
 	w.since, w.resetTo, w.exports = b.now, snapshot, nil
 	w.log(b.now, mcp.LogReset, "reset", nil, snapshot)

@@ -573,7 +573,9 @@ func (m *Manager) Status(ctx context.Context, id string) (mcp.Workspace, error) 
 		return mcp.Workspace{}, err
 	}
 	w.touch()
-	return w.view(), nil
+	v := w.view()
+	v.Services = w.runningServices(ctx)
+	return v, nil
 }
 
 // Update implements mcp.Backend.

@@ -59,6 +59,7 @@ func (m *Manager) Summary(ctx context.Context, id string) (mcp.Summary, error) {
 		}
 	}
 	s.Workspace = w.view()
+	s.Workspace.Services = w.runningServices(ctx)
 	return s, nil
 }
 

@@ -105,6 +105,9 @@ type vmHandle struct {
 	// stopping is set before the manager stops the VM on purpose, so the
 	// watcher does not report it as a crash.
 	stopping atomic.Bool
+	// services is set once a service was started on this VM: stop,
+	// reset and delete then end the services first (service.go).
+	services atomic.Bool
 	release  func() // gives the running slot back; idempotent
 	console  io.Closer
 	closed   sync.Once

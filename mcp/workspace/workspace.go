@@ -297,6 +297,7 @@ func (w *workspace) stopVM(ctx context.Context, state mcp.State, why string) err
 	h.stopping.Store(true)
 	w.mu.Unlock()
 
+	w.endServices(h)
 	h.cancel()
 	w.bgWait()
 	var errs []error
@@ -346,6 +347,7 @@ func (w *workspace) detachVM() (*disk.Stack, func()) {
 		return nil, nil
 	}
 	h.stopping.Store(true)
+	w.endServices(h)
 	h.cancel()
 	w.bgWait()
 	h.VM.Kill()

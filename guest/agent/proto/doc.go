@@ -97,6 +97,21 @@
 //	set_time    SetTimeArgs: time_ns            -                   Result {}
 //	poweroff    -                               -                   Result {}, then the VM powers off
 //	dial        DialArgs: port                  Data* End           Open, Data* End, Result DialResult
+//	service_start    ServiceStartArgs: name, argv|shell, cwd, env, user,  -  Result ServiceStatus
+//	                 readiness, restart, max_restarts, wait_ms
+//	service_status   ServiceNameArgs: name          -                   Result ServiceStatus
+//	service_list     -                              -                   Result ServiceList
+//	service_logs     ServiceLogsArgs: name, stream,  -                  Result ServiceLogs
+//	                 tail_lines, stdout_offset, stderr_offset, max_bytes
+//	service_stop     ServiceStopArgs: name, grace_ms  -                 Result ServiceStatus
+//	service_restart  ServiceRestartArgs: name, grace_ms, wait_ms  -     Result ServiceStatus
+//	service_stop_all ServiceStopAllArgs: grace_ms   -                   Result ServiceList
+//
+// The service operations (service.go has the primer) were added without a
+// new version: an older agent answers them CodeUnsupported (below).
+// service_start waits at most wait_ms for readiness and answers "starting"
+// past it; the service goes on running after its stream closes, unlike an
+// exec, until a stop, its own exit or the VM's end.
 //
 // An exec without "stdin": true reads /dev/null and the client sends nothing
 // after its Request. The command runs in its own process group; the server

@@ -1,0 +1,288 @@
+package workspace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pyro-mcp/pyro/guest/agent/proto"
+	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/hostio"
+)
+
+// Services (mcp.ServiceBackend): the guest agent supervises them (see
+// proto's service operations); the manager passes calls through, journals
+// starts, stops and restarts, and ends a workspace's services cleanly
+// (SIGTERM, grace, SIGKILL) before a stop, reset or delete takes its VM
+// away. Their logs live in the guest's tmpfs (proto.ServiceLogDir), never
+// on the disk, so no snapshot, diff or export holds them.
+//
+// Everything a service says on its way out to the model passes through
+// scrubService and scrubLogs: the one place to redact a workspace's
+// secrets from service output and status.
+
+var _ mcp.ServiceBackend = (*Manager)(nil)
+
+// serviceGuest is the agent's service operations; *proto.Client has them.
+// A guest without them (the tests' fake) has no services.
+type serviceGuest interface {
+	ServiceStart(ctx context.Context, args proto.ServiceStartArgs) (proto.ServiceStatus, error)
+	ServiceStatus(ctx context.Context, name string) (proto.ServiceStatus, error)
+	ServiceList(ctx context.Context) ([]proto.ServiceStatus, error)
+	ServiceLogs(ctx context.Context, args proto.ServiceLogsArgs) (proto.ServiceLogs, error)
+	ServiceStop(ctx context.Context, name string, grace time.Duration) (proto.ServiceStatus, error)
+	ServiceRestart(ctx context.Context, name string, grace, wait time.Duration) (proto.ServiceStatus, error)
+	ServiceStopAll(ctx context.Context, grace time.Duration) ([]proto.ServiceStatus, error)
+}
+
+var _ serviceGuest = (*proto.Client)(nil)
+
+// serviceSlack is how much longer than the wait or grace it gives the
+// agent a service call may take before the guest counts as not answering.
+const serviceSlack = 15 * time.Second
+
+// serviceListTimeout bounds the service listing in workspace_status and
+// workspace_summary.
+const serviceListTimeout = 5 * time.Second
+
+// services returns the call's VM's service operations.
+func (c *call) services() (serviceGuest, error) {
+	sg, ok := c.h.Agent.(serviceGuest)
+	if !ok {
+		return nil, mcp.Invalid("this workspace's guest has no services")
+	}
+	return sg, nil
+}
+
+// enterServices enters a call on a running workspace with its services,
+// cut off after limit.
+func (m *Manager) enterServices(ctx context.Context, id string, limit time.Duration) (*call, serviceGuest, error) {
+	w, err := m.get(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := w.enterLimit(ctx, limit)
+	if err != nil {
+		return nil, nil, err
+	}
+	sg, err := c.services()
+	if err != nil {
+		c.end()
+		return nil, nil, err
+	}
+	return c, sg, nil
+}
+
+// ServiceStart implements mcp.ServiceBackend.
+func (m *Manager) ServiceStart(ctx context.Context, req mcp.ServiceStartRequest) (mcp.ServiceStatus, error) {
+	wait := req.Wait
+	if wait <= 0 {
+		wait = mcp.DefaultServiceWaitSeconds * time.Second
+	}
+	c, sg, err := m.enterServices(ctx, req.ID, wait+serviceSlack)
+	if err != nil {
+		return mcp.ServiceStatus{}, err
+	}
+	defer c.end()
+	cwd := req.Cwd
+	if cwd == "" {
+		cwd = hostio.Workspace
+	}
+	if !strings.HasPrefix(cwd, "/") {
+		cwd = filepath.Join(hostio.Workspace, cwd)
+	}
+	r := req.Readiness
+	args := proto.ServiceStartArgs{Name: req.Name, Argv: req.Argv, Shell: req.Command, Cwd: cwd,
+		Env: c.w.serviceEnv(req.EnvVars), User: req.User,
+		Readiness: proto.Readiness{Kind: r.Kind, Path: r.Path, Port: r.Port, URL: r.URL, Command: r.Command,
+			TimeoutMs: int64(r.TimeoutSeconds) * 1000, IntervalMs: int64(r.IntervalMs)},
+		Restart: req.Restart, MaxRestarts: req.MaxRestarts, WaitMs: wait.Milliseconds()}
+	start := m.now()
+	c.h.services.Store(true) // from now on, stop, reset and delete end services first
+	st, err := sg.ServiceStart(c.ctx, args)
+	if err != nil {
+		return mcp.ServiceStatus{}, c.serviceErr("starting service "+req.Name, err)
+	}
+	c.w.logService("start", req.Name, fmt.Sprintf("%s (%s): %s", st.State, st.Readiness, st.Command), start)
+	return c.w.scrubService(st), nil
+}
+
+// ServiceStatus implements mcp.ServiceBackend.
+func (m *Manager) ServiceStatus(ctx context.Context, id, name string) ([]mcp.ServiceStatus, error) {
+	c, sg, err := m.enterServices(ctx, id, serviceSlack)
+	if err != nil {
+		return nil, err
+	}
+	defer c.end()
+	if name != "" {
+		st, err := sg.ServiceStatus(c.ctx, name)
+		if err != nil {
+			return nil, c.serviceErr("reading service "+name, err)
+		}
+		return []mcp.ServiceStatus{c.w.scrubService(st)}, nil
+	}
+	list, err := sg.ServiceList(c.ctx)
+	if err != nil {
+		return nil, c.serviceErr("listing services", err)
+	}
+	out := make([]mcp.ServiceStatus, len(list))
+	for i, st := range list {
+		out[i] = c.w.scrubService(st)
+	}
+	return out, nil
+}
+
+// ServiceLogs implements mcp.ServiceBackend.
+func (m *Manager) ServiceLogs(ctx context.Context, req mcp.ServiceLogsRequest) (mcp.ServiceLogs, error) {
+	c, sg, err := m.enterServices(ctx, req.ID, serviceSlack)
+	if err != nil {
+		return mcp.ServiceLogs{}, err
+	}
+	defer c.end()
+	l, err := sg.ServiceLogs(c.ctx, proto.ServiceLogsArgs{Name: req.Name, Stream: req.Stream, TailLines: req.TailLines,
+		StdoutOffset: req.StdoutOffset, StderrOffset: req.StderrOffset, MaxBytes: int64(req.MaxBytes)})
+	if err != nil {
+		return mcp.ServiceLogs{}, c.serviceErr("reading the logs of service "+req.Name, err)
+	}
+	return mcp.ServiceLogs{Stdout: c.w.scrubLogs(l.Stdout), Stderr: c.w.scrubLogs(l.Stderr)}, nil
+}
+
+// ServiceStop implements mcp.ServiceBackend.
+func (m *Manager) ServiceStop(ctx context.Context, id, name string, grace time.Duration) (mcp.ServiceStatus, error) {
+	c, sg, err := m.enterServices(ctx, id, grace+serviceSlack)
+	if err != nil {
+		return mcp.ServiceStatus{}, err
+	}
+	defer c.end()
+	start := m.now()
+	st, err := sg.ServiceStop(c.ctx, name, grace)
+	if err != nil {
+		return mcp.ServiceStatus{}, c.serviceErr("stopping service "+name, err)
+	}
+	c.w.logService("stop", name, st.Message, start)
+	return c.w.scrubService(st), nil
+}
+
+// ServiceRestart implements mcp.ServiceBackend.
+func (m *Manager) ServiceRestart(ctx context.Context, id, name string, wait time.Duration) (mcp.ServiceStatus, error) {
+	if wait <= 0 {
+		wait = mcp.DefaultServiceWaitSeconds * time.Second
+	}
+	grace := mcp.DefaultServiceGraceSeconds * time.Second
+	c, sg, err := m.enterServices(ctx, id, grace+wait+serviceSlack)
+	if err != nil {
+		return mcp.ServiceStatus{}, err
+	}
+	defer c.end()
+	start := m.now()
+	st, err := sg.ServiceRestart(c.ctx, name, grace, wait)
+	if err != nil {
+		return mcp.ServiceStatus{}, c.serviceErr("restarting service "+name, err)
+	}
+	c.w.logService("restart", name, st.State, start)
+	return c.w.scrubService(st), nil
+}
+
+// serviceErr turns an agent error into the *mcp.Error for the model.
+func (c *call) serviceErr(what string, err error) error {
+	if l := c.lost(); l != nil {
+		return l
+	}
+	var pe *proto.Error
+	if errors.As(err, &pe) {
+		switch {
+		case pe.Code == "EEXIST":
+			return &mcp.Error{Code: mcp.CodeExists, Resource: mcp.ResourceService, Msg: pe.Message,
+				Hint: "service_status shows it; service_restart restarts it, or pick another name."}
+		case pe.Code == "ENOENT" && strings.Contains(pe.Message, "no service named"):
+			return &mcp.Error{Code: mcp.CodeNotFound, Resource: mcp.ResourceService, Msg: pe.Message,
+				Hint: "service_status without a name lists the workspace's services."}
+		case pe.Code == proto.CodeBusy:
+			return mcp.LimitReached("%s", pe.Message).WithHint("Stop a service you no longer need with service_stop, then retry.")
+		case pe.Code == proto.CodeInvalid:
+			return mcp.Invalid("%s", pe.Message)
+		}
+	}
+	return c.guestErr(what, "", err)
+}
+
+// logService journals a service start, stop or restart.
+func (w *workspace) logService(what, name, detail string, start time.Time) {
+	if _, err := w.journal.append(entry{Time: start, Kind: mcp.LogService, Command: what + " " + name,
+		Detail: firstLine(detail), Duration: int64(w.m.now().Sub(start))}); err != nil {
+		w.m.log.Warn("writing the journal", "id", w.id, "err", err)
+	}
+}
+
+// serviceEnv is the environment a service starts with: the request's
+// variables. The seam for a workspace's secret_env.
+func (w *workspace) serviceEnv(vars map[string]string) map[string]string { return vars }
+
+// scrubService converts a service's status for the model. Its message,
+// command and output tail pass here, the seam where a workspace's
+// secrets are redacted.
+func (w *workspace) scrubService(st proto.ServiceStatus) mcp.ServiceStatus {
+	s := mcp.ServiceStatus{Name: st.Name, State: st.State, PID: st.PID, Command: st.Command, Readiness: st.Readiness,
+		StartedAt: st.StartedAt, ReadyAt: st.ReadyAt, EndedAt: st.EndedAt, ExitCode: st.ExitCode, Signal: st.Signal,
+		Reason: st.Reason, Message: st.Message, Restarts: st.Restarts, StdoutBytes: st.StdoutBytes, StderrBytes: st.StderrBytes}
+	if st.Tail != nil {
+		s.StdoutTail, s.StderrTail = st.Tail.Stdout, st.Tail.Stderr
+	}
+	return s
+}
+
+// scrubLogs converts a log chunk for the model: the other seam for
+// redaction (a secret cut by a chunk's edge is the redactor's to handle).
+func (w *workspace) scrubLogs(c *proto.LogChunk) *mcp.LogChunk {
+	if c == nil {
+		return nil
+	}
+	return &mcp.LogChunk{Data: c.Data, Offset: c.Offset, Next: c.Next, Total: c.Total, First: c.First, Skipped: c.Skipped, Lost: c.Lost}
+}
+
+// endServices stops the services of a VM about to go away (stop, reset,
+// delete, server close): SIGTERM, ServiceGraceOnStop, SIGKILL, so they
+// may flush and exit cleanly. Only a VM that ever had a service started
+// pays for the call.
+func (w *workspace) endServices(h *vmHandle) {
+	if h == nil || !h.services.Load() {
+		return
+	}
+	sg, ok := h.Agent.(serviceGuest)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), mcp.ServiceGraceOnStop+serviceSlack)
+	defer cancel()
+	if _, err := sg.ServiceStopAll(ctx, mcp.ServiceGraceOnStop); err != nil {
+		w.m.log.Warn("stopping the workspace's services", "id", w.id, "err", err)
+	}
+}
+
+// runningServices lists a running workspace's services for its status
+// and summary: nil when it has none, or the guest does not answer soon.
+func (w *workspace) runningServices(ctx context.Context) []mcp.ServiceStatus {
+	h := w.handle()
+	if h == nil || !h.services.Load() {
+		return nil
+	}
+	sg, ok := h.Agent.(serviceGuest)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, serviceListTimeout)
+	defer cancel()
+	list, err := sg.ServiceList(ctx)
+	if err != nil {
+		w.m.log.Warn("listing the workspace's services", "id", w.id, "err", err)
+		return nil
+	}
+	out := make([]mcp.ServiceStatus, len(list))
+	for i, st := range list {
+		out[i] = w.scrubService(st)
+	}
+	return out
+}
