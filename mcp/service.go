@@ -94,12 +94,15 @@ type Readiness struct {
 
 // ServiceStartRequest starts a service. Exactly one of Command and Argv.
 type ServiceStartRequest struct {
-	ID          string
-	Name        string // [a-z0-9][a-z0-9_.-]{0,63}
-	Command     string // shell command line, run with /bin/sh -c
-	Argv        []string
-	Cwd         string // default /workspace
-	EnvVars     map[string]string
+	ID      string
+	Name    string // [a-z0-9][a-z0-9_.-]{0,63}
+	Command string // shell command line, run with /bin/sh -c
+	Argv    []string
+	Cwd     string // default /workspace
+	EnvVars map[string]string
+	// SecretEnv maps environment variables to the workspace's secrets by
+	// name, as ExecRequest.SecretEnv.
+	SecretEnv   map[string]string
 	User        string // default root
 	Readiness   Readiness
 	Restart     string // "no" (default) or "on-failure"

@@ -35,6 +35,7 @@ type serviceStartIn struct {
 	Argv        []string          `json:"argv,omitempty" jsonschema:"program and arguments, run without a shell; instead of command"`
 	Cwd         string            `json:"cwd,omitempty" jsonschema:"working directory (default /workspace)"`
 	EnvVars     map[string]string `json:"env_vars,omitempty" jsonschema:"extra environment variables"`
+	SecretEnv   map[string]string `json:"secret_env,omitempty" jsonschema:"environment variables set to the workspace's secrets, e.g. {\"DB_PASSWORD\": \"db\"} (variable: secret name); values are redacted from its logs and status"`
 	User        string            `json:"user,omitempty" jsonschema:"guest user name or uid[:gid] (default root)"`
 	Readiness   *readinessIn      `json:"readiness,omitempty" jsonschema:"when it counts as ready (default: as soon as it started)"`
 	Restart     string            `json:"restart,omitempty" jsonschema:"no (default) or on-failure: restart after a failing exit, up to max_restarts times"`
@@ -222,12 +223,15 @@ func serviceStartRequest(in serviceStartIn) (ServiceStartRequest, error) {
 	if len(in.User) > MaxNameLen || strings.IndexByte(in.User, 0) >= 0 {
 		return ServiceStartRequest{}, Invalid("user must be a guest user name or uid[:gid]")
 	}
+	if err := validateSecretEnv(in.SecretEnv, c.EnvVars); err != nil {
+		return ServiceStartRequest{}, err
+	}
 	wait, err := waitArg(in.WaitSeconds)
 	if err != nil {
 		return ServiceStartRequest{}, err
 	}
 	req := ServiceStartRequest{Name: in.Name, Command: c.Command, Argv: c.Argv, Cwd: c.Cwd, EnvVars: c.EnvVars,
-		User: in.User, Wait: wait}
+		SecretEnv: in.SecretEnv, User: in.User, Wait: wait}
 	switch in.Restart {
 	case "", "no":
 		if in.MaxRestarts != 0 {

@@ -254,19 +254,25 @@ func (w *workspace) secretNames() string {
 // execEnv is an exec's environment: its env_vars and the values of the
 // secrets its secret_env names.
 func (w *workspace) execEnv(req mcp.ExecRequest) (map[string]string, error) {
-	if len(req.SecretEnv) == 0 {
-		return req.EnvVars, nil
+	return w.secretEnv(req.EnvVars, req.SecretEnv)
+}
+
+// secretEnv is vars with each of secretEnv's variables set to the value
+// of the secret it names.
+func (w *workspace) secretEnv(vars, secretEnv map[string]string) (map[string]string, error) {
+	if len(secretEnv) == 0 {
+		return vars, nil
 	}
 	byName := map[string][]byte{}
 	for _, e := range w.secrets() {
 		byName[e.Name] = e.Value
 	}
-	env := maps.Clone(req.EnvVars)
+	env := maps.Clone(vars)
 	if env == nil {
 		env = map[string]string{}
 	}
-	for _, k := range slices.Sorted(maps.Keys(req.SecretEnv)) {
-		name := req.SecretEnv[k]
+	for _, k := range slices.Sorted(maps.Keys(secretEnv)) {
+		name := secretEnv[k]
 		v, ok := byName[name]
 		if !ok {
 			return nil, mcp.Invalid("secret_env %s: workspace %s has no secret %q (%s)", k, w.id, name, w.secretNames()).

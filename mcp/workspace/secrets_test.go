@@ -329,3 +329,30 @@ func TestConsoleRedacted(t *testing.T) {
 		t.Fatalf("console log %q, want %q", b, want)
 	}
 }
+
+// Service status and logs are redacted; a log chunk that ends inside a
+// secret stops before it, so the next read from its cursor redacts the
+// whole value.
+func TestServiceOutputRedacted(t *testing.T) {
+	set, err := redact.New([][]byte{[]byte("pa55word-xyz")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &workspace{}
+	w.sec.set = set
+	st := w.scrubService(proto.ServiceStatus{Command: "db --password pa55word-xyz", Message: "pa55word-xyz rejected",
+		Tail: &proto.ServiceTail{Stderr: []byte("auth pa55word-xyz\n")}})
+	if strings.Contains(st.Command+st.Message+string(st.StderrTail), "pa55") {
+		t.Errorf("service status leaks the secret: %+v", st)
+	}
+	log := []byte("login with pa55word-xyz ok\n")
+	cut := bytes.Index(log, []byte("word"))
+	first := w.scrubLogs(&proto.LogChunk{Data: log[:cut], Offset: 0, Next: int64(cut), Total: int64(len(log))})
+	if string(first.Data) != "login with " || first.Next != int64(len("login with ")) {
+		t.Fatalf("chunk ending inside the secret: %q, next %d", first.Data, first.Next)
+	}
+	second := w.scrubLogs(&proto.LogChunk{Data: log[first.Next:], Offset: first.Next, Next: int64(len(log)), Total: int64(len(log))})
+	if string(second.Data) != "[REDACTED] ok\n" || second.Next != int64(len(log)) {
+		t.Fatalf("next chunk: %q, next %d", second.Data, second.Next)
+	}
+}

@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -94,9 +95,13 @@ func (m *Manager) ServiceStart(ctx context.Context, req mcp.ServiceStartRequest)
 	if !strings.HasPrefix(cwd, "/") {
 		cwd = filepath.Join(hostio.Workspace, cwd)
 	}
+	env, err := c.w.secretEnv(req.EnvVars, req.SecretEnv)
+	if err != nil {
+		return mcp.ServiceStatus{}, err
+	}
 	r := req.Readiness
 	args := proto.ServiceStartArgs{Name: req.Name, Argv: req.Argv, Shell: req.Command, Cwd: cwd,
-		Env: c.w.serviceEnv(req.EnvVars), User: req.User,
+		Env: env, User: req.User,
 		Readiness: proto.Readiness{Kind: r.Kind, Path: r.Path, Port: r.Port, URL: r.URL, Command: r.Command,
 			TimeoutMs: int64(r.TimeoutSeconds) * 1000, IntervalMs: int64(r.IntervalMs)},
 		Restart: req.Restart, MaxRestarts: req.MaxRestarts, WaitMs: wait.Milliseconds()}
@@ -217,30 +222,36 @@ func (w *workspace) logService(what, name, detail string, start time.Time) {
 	}
 }
 
-// serviceEnv is the environment a service starts with: the request's
-// variables. The seam for a workspace's secret_env.
-func (w *workspace) serviceEnv(vars map[string]string) map[string]string { return vars }
-
-// scrubService converts a service's status for the model. Its message,
-// command and output tail pass here, the seam where a workspace's
-// secrets are redacted.
+// scrubService converts a service's status for the model, with the
+// workspace's secrets redacted from its command, message, readiness and
+// output tails.
 func (w *workspace) scrubService(st proto.ServiceStatus) mcp.ServiceStatus {
-	s := mcp.ServiceStatus{Name: st.Name, State: st.State, PID: st.PID, Command: st.Command, Readiness: st.Readiness,
+	set := w.redactor()
+	s := mcp.ServiceStatus{Name: st.Name, State: st.State, PID: st.PID, Command: set.String(st.Command), Readiness: set.String(st.Readiness),
 		StartedAt: st.StartedAt, ReadyAt: st.ReadyAt, EndedAt: st.EndedAt, ExitCode: st.ExitCode, Signal: st.Signal,
-		Reason: st.Reason, Message: st.Message, Restarts: st.Restarts, StdoutBytes: st.StdoutBytes, StderrBytes: st.StderrBytes}
+		Reason: st.Reason, Message: set.String(st.Message), Restarts: st.Restarts, StdoutBytes: st.StdoutBytes, StderrBytes: st.StderrBytes}
 	if st.Tail != nil {
-		s.StdoutTail, s.StderrTail = st.Tail.Stdout, st.Tail.Stderr
+		s.StdoutTail, s.StderrTail = set.Bytes(st.Tail.Stdout), set.Bytes(st.Tail.Stderr)
 	}
 	return s
 }
 
-// scrubLogs converts a log chunk for the model: the other seam for
-// redaction (a secret cut by a chunk's edge is the redactor's to handle).
+// scrubLogs converts a log chunk for the model with the workspace's
+// secrets redacted. Bytes at the chunk's end that may be the start of a
+// secret are held back: Next stops before them, so the next read, which
+// starts there, sees the whole value and redacts it.
 func (w *workspace) scrubLogs(c *proto.LogChunk) *mcp.LogChunk {
 	if c == nil {
 		return nil
 	}
-	return &mcp.LogChunk{Data: c.Data, Offset: c.Offset, Next: c.Next, Total: c.Total, First: c.First, Skipped: c.Skipped, Lost: c.Lost}
+	out := &mcp.LogChunk{Data: c.Data, Offset: c.Offset, Next: c.Next, Total: c.Total, First: c.First, Skipped: c.Skipped, Lost: c.Lost}
+	if set := w.redactor(); set.Len() > 0 {
+		var b bytes.Buffer
+		rw := set.Writer(&b)
+		rw.Write(c.Data)
+		out.Data, out.Next = b.Bytes(), c.Next-int64(rw.Held())
+	}
+	return out
 }
 
 // endServices stops the services of a VM about to go away (stop, reset,
