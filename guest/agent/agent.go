@@ -67,6 +67,8 @@ type Server struct {
 	// dialEnded, for tests, runs when a dial has given back its slot.
 	dialEnded func()
 
+	shells shells // interactive shells (shell.go)
+
 	// reaper, when set, starts and waits for exec'd processes (PID 1
 	// mode: one loop reaps every child, see reaper.go).
 	reaper *reaper
@@ -223,6 +225,13 @@ var handlers = table(
 	handle(proto.OpSetTime, (*Server).setTime),
 	handle(proto.OpPoweroff, (*Server).poweroff),
 	handle(proto.OpDial, (*Server).dial),
+	handle(proto.OpShellOpen, (*Server).shellOpen),
+	handle(proto.OpShellRead, (*Server).shellRead),
+	handle(proto.OpShellWrite, (*Server).shellWrite),
+	handle(proto.OpShellSignal, (*Server).shellSignal),
+	handle(proto.OpShellResize, (*Server).shellResize),
+	handle(proto.OpShellClose, (*Server).shellClose),
+	handle(proto.OpShellList, (*Server).shellList),
 )
 
 // handler serves one request: it decodes the arguments, checks the path

@@ -97,6 +97,26 @@
 //	set_time    SetTimeArgs: time_ns            -                   Result {}
 //	poweroff    -                               -                   Result {}, then the VM powers off
 //	dial        DialArgs: port                  Data* End           Open, Data* End, Result DialResult
+//	shell_open  ShellOpenArgs: argv|command,    -                   Result ShellInfo
+//	            env, cwd, user, cols, rows
+//	shell_read  ShellReadArgs: id, cursor, max, -                   Data*, Result ShellReadResult
+//	            wait_ms, idle_ms
+//	shell_write ShellWriteArgs: id, data        -                   Result ShellWriteResult
+//	shell_signal ShellSignalArgs: id, signal    -                   Result ShellSignalResult
+//	shell_resize ShellResizeArgs: id, cols, rows -                  Result {}
+//	shell_close ShellCloseArgs: id, grace_ms    -                   Result ShellInfo
+//	shell_list  -                               -                   Result ShellListResult
+//
+// A shell (shell.go) is a program on a pseudo-terminal that outlives its
+// stream: shell_open starts it and answers its id, and the other shell
+// operations name it. Its output is kept in a ring of ShellBuffer bytes;
+// a cursor is an absolute byte offset, and a read from a cursor the ring
+// has dropped starts at the oldest byte kept and says how many it
+// skipped. shell_read may wait for output, for the output to go idle or
+// for the exit; the host closing the stream ends the wait. shell_signal
+// reaches the terminal's foreground process group; shell_close hangs the
+// terminal up (SIGHUP) and kills what is left after a grace. The agent
+// keeps at most MaxShells, in cgroups of their own like execs'.
 //
 // An exec without "stdin": true reads /dev/null and the client sends nothing
 // after its Request. The command runs in its own process group; the server
