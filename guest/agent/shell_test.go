@@ -222,8 +222,8 @@ func TestShellBadRequests(t *testing.T) {
 			_, err := c.ShellOpen(ctxT(t), proto.ShellOpenArgs{Cols: proto.MaxShellCols + 1})
 			return err
 		}(),
-		"signal": func() error { _, err := c.ShellSignal(ctxT(t), si.ID, "USR1"); return err }(),
-		"resize": c.ShellResize(ctxT(t), si.ID, 0, 10),
+		"signal":        func() error { _, err := c.ShellSignal(ctxT(t), si.ID, "USR1"); return err }(),
+		"resize":        c.ShellResize(ctxT(t), si.ID, 0, 10),
 		"no such shell": func() error { _, err := c.ShellWrite(ctxT(t), 9999, []byte("x")); return err }(),
 		"big write": func() error {
 			_, err := c.ShellWrite(ctxT(t), si.ID, make([]byte, proto.MaxShellWrite+1))
