@@ -137,6 +137,9 @@ type Workspace struct {
 	// Network is the workspace's grants, published ports and last
 	// refusals (see NetworkBackend); nil from a backend without one.
 	Network *NetworkStatus
+	// Shells are the running workspace's interactive shells (see
+	// ShellBackend); nil from a backend without them, or none open.
+	Shells []ShellInfo
 }
 
 // SeedKind says where a workspace's initial /workspace content comes from.

@@ -158,6 +158,7 @@ func toolSpecs() []toolSpec {
 	all = append(all, hostTools()...)
 	all = append(all, snapshotTools()...)
 	all = append(all, networkTools()...)
+	all = append(all, shellTools()...)
 	all = append(all, oneShotTools()...)
 	return all
 }

@@ -305,6 +305,7 @@ func TestEveryTool(t *testing.T) {
 		t.Errorf("status has no network section: %s", r.text)
 	}
 	ok("port_unpublish", map[string]any{"id": id, "guest_port": 8000})
+	exerciseShellTools(t, ok, id)
 	ok("workspace_stop", map[string]any{"id": id})
 	ok("workspace_start", map[string]any{"id": id})
 	if r := ok("vm_run", map[string]any{"command": "uname -a"}); r.str("stdout") != "ran: uname -a\n" || r.str("id") != "" {

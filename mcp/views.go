@@ -33,6 +33,7 @@ type workspaceView struct {
 	Note          string `json:"note,omitempty"`
 	// Network: grants, published ports and the last refusals, when any.
 	Network *networkBrief `json:"network,omitempty"`
+	Shells  []shellView   `json:"shells,omitempty"` // the running workspace's interactive shells
 }
 
 type seedView struct {
@@ -60,7 +61,7 @@ func viewWorkspace(w Workspace) workspaceView {
 		ExpiresAt: timeString(w.ExpiresAt), TTLSeconds: w.TTLSeconds,
 		Snapshots: w.Snapshots, LastSeq: w.LastSeq, Failure: clip(w.Error, 500),
 		DiskDeleteAt: timeString(w.DiskDeleteAt), DiskDeletedAt: timeString(w.DiskDeletedAt),
-		Network: briefNetwork(w.Network),
+		Network: briefNetwork(w.Network), Shells: viewShells(w.Shells),
 	}
 	switch {
 	case !w.DiskDeletedAt.IsZero():

@@ -54,6 +54,7 @@ type workspace struct {
 	resetTo  string
 	exports  []mcp.ExportResult
 	net      mcp.NetworkStatus // grants, published ports and denials (network.go)
+	shells   []*fakeShell      // interactive shells (shell.go)
 }
 
 type snap struct {

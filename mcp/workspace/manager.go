@@ -568,7 +568,9 @@ func (m *Manager) Status(ctx context.Context, id string) (mcp.Workspace, error) 
 		return mcp.Workspace{}, err
 	}
 	w.touch()
-	return w.view(), nil
+	v := w.view()
+	v.Shells = w.shells(ctx)
+	return v, nil
 }
 
 // Update implements mcp.Backend.
