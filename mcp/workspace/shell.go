@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
 	"github.com/pyro-mcp/pyro/mcp"
@@ -494,7 +495,7 @@ func (c *call) shellIO(g shellGuest, hs *hostShell, raw bool, from *int64, wait 
 		}
 		out.Dropped += res.Dropped
 		hs.cursor = res.Next
-		if probe != nil && wait.Pattern.MatchString(probe.Text()) {
+		if probe != nil && wait.Pattern.MatchString(matchText(probe)) {
 			out.Matched = true
 			break
 		}
@@ -521,4 +522,21 @@ func (c *call) shellIO(g shellGuest, hs *hostShell, raw bool, from *int64, wait 
 	out.Info = mcp.ShellInfo{Shell: hs.id, Argv: hs.argv, Cols: hs.cols, Rows: hs.rows, Exited: res.Exited,
 		ExitCode: res.ExitCode, Signal: res.Signal, Cursor: res.End, Read: hs.cursor}
 	return out, nil
+}
+
+// matchText is the text wait_for patterns are matched against: the
+// screen's text, with the spaces up to the cursor kept when the cursor
+// sits at the end of the last line, so that a prompt such as "$ " or
+// ">>> " matches with its trailing space.
+func matchText(s *term.Screen) string {
+	text := s.Text()
+	x, y := s.Cursor()
+	vis := strings.Split(s.Visible(), "\n")
+	if y != len(vis)-1 {
+		return text
+	}
+	if w := utf8.RuneCountInString(vis[y]); x > w {
+		text += strings.Repeat(" ", x-w)
+	}
+	return text
 }
