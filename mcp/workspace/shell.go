@@ -527,16 +527,21 @@ func (c *call) shellIO(g shellGuest, hs *hostShell, raw bool, from *int64, wait 
 // matchText is the text wait_for patterns are matched against: the
 // screen's text, with the spaces up to the cursor kept when the cursor
 // sits at the end of the last line, so that a prompt such as "$ " or
-// ">>> " matches with its trailing space.
+// ">>> " matches with its trailing space. (Text joins a line that wrapped
+// with its continuation, so the screen rows are counted back from the
+// logical lines.)
 func matchText(s *term.Screen) string {
 	text := s.Text()
 	x, y := s.Cursor()
-	vis := strings.Split(s.Visible(), "\n")
-	if y != len(vis)-1 {
-		return text
+	cols, _ := s.Size()
+	rows, last := 0, 0
+	for _, l := range strings.Split(s.Visible(), "\n") {
+		w := utf8.RuneCountInString(l)
+		n := max(1, (w+cols-1)/cols)
+		rows, last = rows+n, w-(n-1)*cols
 	}
-	if w := utf8.RuneCountInString(vis[y]); x > w {
-		text += strings.Repeat(" ", x-w)
+	if y == rows-1 && x > last {
+		text += strings.Repeat(" ", x-last)
 	}
 	return text
 }

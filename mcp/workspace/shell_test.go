@@ -12,6 +12,7 @@ import (
 	"github.com/pyro-mcp/pyro/guest/agent"
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
 	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/term"
 )
 
 // agentShells serves a real agent in this process (its shells run on this
@@ -82,5 +83,26 @@ func TestShellPlainOutput(t *testing.T) {
 	o, err = c.shellIO(g, hs, false, nil, prompt, func() (int, error) { return g.ShellWrite(c.ctx, hs.id, []byte("exit(5)\r")) })
 	if err != nil || !o.Info.Exited || o.Info.ExitCode != 5 {
 		t.Fatalf("exit: %+v %v", o, err)
+	}
+}
+
+func TestShellMatchText(t *testing.T) {
+	for _, c := range []struct {
+		cols int
+		in   string
+		want string
+	}{
+		{80, "line\r\n$ ", "line\n$ "},
+		{80, "$ ", "$ "},
+		{80, "abc\r\n", "abc"},
+		{10, strings.Repeat("A", 25) + "\r\n# ", strings.Repeat("A", 25) + "\n# "},
+		{10, strings.Repeat("B", 10) + "\r\n>>> ", strings.Repeat("B", 10) + "\n>>> "},
+		{10, "x\r\n$ \x1b[2A", "x\n$"}, // the cursor moved away: nothing added
+	} {
+		s := term.NewScreen(c.cols, 24)
+		s.Write([]byte(c.in))
+		if got := matchText(s); got != c.want {
+			t.Errorf("%q on %d columns: %q, want %q", c.in, c.cols, got, c.want)
+		}
 	}
 }
