@@ -60,7 +60,7 @@ func Profiles() []ProfileInfo {
 	}
 	return []ProfileInfo{
 		{Name: ProfileCore, Description: "the everyday loop: workspaces, exec, files, diff/export, snapshots and reset, network grants and published ports", Tools: core},
-		{Name: ProfileFull, Description: "everything in workspace-core plus stop, update, logs, snapshot_delete, port_unpublish, one-shot vm_run and env_list", Tools: full},
+		{Name: ProfileFull, Description: "everything in workspace-core plus stop, update, logs, snapshot_delete, port_unpublish, interactive shells (shell_*), one-shot vm_run and env_list", Tools: full},
 	}
 }
 
