@@ -146,6 +146,9 @@ type Workspace struct {
 	// Services are the workspace's services (see ServiceBackend), in
 	// Status and Summary of a running workspace that has any; nil else.
 	Services []ServiceStatus
+	// Shells are the running workspace's interactive shells (see
+	// ShellBackend); nil from a backend without them, or none open.
+	Shells []ShellInfo
 }
 
 // SeedKind says where a workspace's initial /workspace content comes from.

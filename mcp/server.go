@@ -60,7 +60,7 @@ func Profiles() []ProfileInfo {
 	}
 	return []ProfileInfo{
 		{Name: ProfileCore, Description: "the everyday loop: workspaces, exec (also in the background), files, diff/export, snapshots and reset, network grants and published ports", Tools: core},
-		{Name: ProfileFull, Description: "everything in workspace-core plus stop, update, logs, snapshot_list, snapshot_delete, network_revoke, network_status, port_unpublish, secret_set, secret_delete, one-shot vm_run and env_list", Tools: full},
+		{Name: ProfileFull, Description: "everything in workspace-core plus stop, update, logs, snapshot_list, snapshot_delete, network_revoke, network_status, port_unpublish, secrets (secret_*), services (service_*), interactive shells (shell_*), one-shot vm_run and env_list", Tools: full},
 	}
 }
 
@@ -161,6 +161,7 @@ func toolSpecs() []toolSpec {
 	all = append(all, networkTools()...)
 	all = append(all, secretTools()...)
 	all = append(all, serviceTools()...)
+	all = append(all, shellTools()...)
 	all = append(all, oneShotTools()...)
 	return all
 }

@@ -332,6 +332,7 @@ func TestEveryTool(t *testing.T) {
 	ok("service_logs", map[string]any{"id": id, "name": "web"})
 	ok("service_restart", map[string]any{"id": id, "name": "web"})
 	ok("service_stop", map[string]any{"id": id, "name": "web"})
+	exerciseShellTools(t, ok, id)
 	ok("workspace_stop", map[string]any{"id": id})
 	ok("workspace_start", map[string]any{"id": id})
 	if r := ok("vm_run", map[string]any{"command": "uname -a"}); r.str("stdout") != "ran: uname -a\n" || r.str("id") != "" {

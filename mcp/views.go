@@ -40,6 +40,7 @@ type workspaceView struct {
 	Background []bgBrief `json:"background,omitempty"`
 	// Services: the workspace's services, when it has any (tools_service.go).
 	Services []serviceBrief `json:"services,omitempty"`
+	Shells   []shellView    `json:"shells,omitempty"` // the running workspace's interactive shells
 }
 
 // bgBrief is a running background command in a workspace view.
@@ -76,7 +77,7 @@ func viewWorkspace(w Workspace) workspaceView {
 		Snapshots: w.Snapshots, LastSeq: w.LastSeq, Failure: clip(w.Error, 500),
 		DiskDeleteAt: timeString(w.DiskDeleteAt), DiskDeletedAt: timeString(w.DiskDeletedAt),
 		Network: briefNetwork(w.Network), Secrets: viewSecrets(w.Secrets),
-		Services: briefServices(w.Services),
+		Services: briefServices(w.Services), Shells: viewShells(w.Shells),
 	}
 	for _, b := range w.Background {
 		v.Background = append(v.Background, bgBrief{Seq: b.Seq, Command: clip(b.Command, 100),

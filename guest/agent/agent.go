@@ -68,6 +68,7 @@ type Server struct {
 	dialEnded func()
 
 	services services // long-running processes the agent supervises (service.go)
+	shells   shells   // interactive shells (shell.go)
 
 	// reaper, when set, starts and waits for exec'd processes (PID 1
 	// mode: one loop reaps every child, see reaper.go).
@@ -232,6 +233,13 @@ var handlers = table(
 	handle(proto.OpServiceStop, (*Server).serviceStop),
 	handle(proto.OpServiceRestart, (*Server).serviceRestart),
 	handle(proto.OpServiceStopAll, (*Server).serviceStopAll),
+	handle(proto.OpShellOpen, (*Server).shellOpen),
+	handle(proto.OpShellRead, (*Server).shellRead),
+	handle(proto.OpShellWrite, (*Server).shellWrite),
+	handle(proto.OpShellSignal, (*Server).shellSignal),
+	handle(proto.OpShellResize, (*Server).shellResize),
+	handle(proto.OpShellClose, (*Server).shellClose),
+	handle(proto.OpShellList, (*Server).shellList),
 )
 
 // handler serves one request: it decodes the arguments, checks the path

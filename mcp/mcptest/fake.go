@@ -58,6 +58,7 @@ type workspace struct {
 	secrets map[string]mcp.SecretSource
 	bg      []*bgCmd                // background commands, oldest first (background.go)
 	svcs    map[string]*fakeService // services by name (service.go)
+	shells  []*fakeShell            // interactive shells (shell.go)
 }
 
 type snap struct {

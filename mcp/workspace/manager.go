@@ -575,6 +575,7 @@ func (m *Manager) Status(ctx context.Context, id string) (mcp.Workspace, error) 
 	w.touch()
 	v := w.view()
 	v.Services = w.runningServices(ctx)
+	v.Shells = w.shells(ctx)
 	return v, nil
 }
 

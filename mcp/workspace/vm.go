@@ -98,6 +98,8 @@ type vmHandle struct {
 	// net is the workspace's network while this VM runs; teardown and
 	// detachVM close it.
 	net *workspaceNet
+	// shells are the host's side of the shells running in this VM (shell.go).
+	shells shellSet
 	// ctx is cancelled when the VM is going away (stop, reset, delete, or
 	// it stopped by itself): calls in flight on it end.
 	ctx    context.Context

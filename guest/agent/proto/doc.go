@@ -106,12 +106,32 @@
 //	service_stop     ServiceStopArgs: name, grace_ms  -                 Result ServiceStatus
 //	service_restart  ServiceRestartArgs: name, grace_ms, wait_ms  -     Result ServiceStatus
 //	service_stop_all ServiceStopAllArgs: grace_ms   -                   Result ServiceList
+//	shell_open  ShellOpenArgs: argv|command,    -                   Result ShellInfo
+//	            env, cwd, user, cols, rows
+//	shell_read  ShellReadArgs: id, cursor, max, -                   Data*, Result ShellReadResult
+//	            wait_ms, idle_ms
+//	shell_write ShellWriteArgs: id, data        -                   Result ShellWriteResult
+//	shell_signal ShellSignalArgs: id, signal    -                   Result ShellSignalResult
+//	shell_resize ShellResizeArgs: id, cols, rows -                  Result {}
+//	shell_close ShellCloseArgs: id, grace_ms    -                   Result ShellInfo
+//	shell_list  -                               -                   Result ShellListResult
 //
 // The service operations (service.go has the primer) were added without a
 // new version: an older agent answers them CodeUnsupported (below).
 // service_start waits at most wait_ms for readiness and answers "starting"
 // past it; the service goes on running after its stream closes, unlike an
 // exec, until a stop, its own exit or the VM's end.
+//
+// A shell (shell.go) is a program on a pseudo-terminal that outlives its
+// stream: shell_open starts it and answers its id, and the other shell
+// operations name it. Its output is kept in a ring of ShellBuffer bytes;
+// a cursor is an absolute byte offset, and a read from a cursor the ring
+// has dropped starts at the oldest byte kept and says how many it
+// skipped. shell_read may wait for output, for the output to go idle or
+// for the exit; the host closing the stream ends the wait. shell_signal
+// reaches the terminal's foreground process group; shell_close hangs the
+// terminal up (SIGHUP) and kills what is left after a grace. The agent
+// keeps at most MaxShells, in cgroups of their own like execs'.
 //
 // An exec without "stdin": true reads /dev/null and the client sends nothing
 // after its Request. The command runs in its own process group; the server
