@@ -86,6 +86,7 @@ type ShellOpenRequest struct {
 	Command    string            // a sh -c command line; neither: the login shell (bash -l)
 	Cwd        string            // default /workspace
 	EnvVars    map[string]string // extra environment variables
+	SecretEnv  map[string]string // variables set to the workspace's secrets, as ExecRequest.SecretEnv
 	Cols, Rows int               // terminal size; 0: 120x40
 	Raw        bool              // return the raw output (see ShellOutput)
 	Wait       ShellWait

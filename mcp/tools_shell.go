@@ -28,13 +28,14 @@ type shellWaitIn struct {
 }
 
 type shellOpenIn struct {
-	ID      string            `json:"id" jsonschema:"workspace id (or name)"`
-	Argv    []string          `json:"argv,omitempty" jsonschema:"program and arguments, e.g. [\"python3\"] (default: bash -l)"`
-	Command string            `json:"command,omitempty" jsonschema:"a sh -c command line instead of argv"`
-	Cwd     string            `json:"cwd,omitempty" jsonschema:"working directory (default /workspace)"`
-	EnvVars map[string]string `json:"env_vars,omitempty" jsonschema:"extra environment variables"`
-	Cols    int               `json:"cols,omitempty" jsonschema:"terminal columns (default 120)"`
-	Rows    int               `json:"rows,omitempty" jsonschema:"terminal rows (default 40)"`
+	ID        string            `json:"id" jsonschema:"workspace id (or name)"`
+	Argv      []string          `json:"argv,omitempty" jsonschema:"program and arguments, e.g. [\"python3\"] (default: bash -l)"`
+	Command   string            `json:"command,omitempty" jsonschema:"a sh -c command line instead of argv"`
+	Cwd       string            `json:"cwd,omitempty" jsonschema:"working directory (default /workspace)"`
+	EnvVars   map[string]string `json:"env_vars,omitempty" jsonschema:"extra environment variables"`
+	SecretEnv map[string]string `json:"secret_env,omitempty" jsonschema:"environment variables set to the workspace's secrets (variable: secret name); values are redacted from the shell's output"`
+	Cols      int               `json:"cols,omitempty" jsonschema:"terminal columns (default 120)"`
+	Rows      int               `json:"rows,omitempty" jsonschema:"terminal rows (default 40)"`
 	shellWaitIn
 }
 
@@ -315,6 +316,9 @@ func toolShellOpen(ctx context.Context, h *handler, in shellOpenIn) (any, error)
 	if err := validateCommand(&c); err != nil {
 		return nil, err
 	}
+	if err := validateSecretEnv(in.SecretEnv, c.EnvVars); err != nil {
+		return nil, err
+	}
 	if in.Cols < 0 || in.Rows < 0 || in.Cols > maxShellCols || in.Rows > maxShellRows {
 		return nil, Invalid("cols and rows must be 1 to %d", maxShellCols)
 	}
@@ -331,7 +335,7 @@ func toolShellOpen(ctx context.Context, h *handler, in shellOpenIn) (any, error)
 	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
 		ws = id
 		o, err = sb.ShellOpen(ctx, ShellOpenRequest{ID: id, Argv: in.Argv, Command: in.Command, Cwd: c.Cwd, EnvVars: in.EnvVars,
-			Cols: in.Cols, Rows: in.Rows, Raw: in.Raw, Wait: wait})
+			SecretEnv: in.SecretEnv, Cols: in.Cols, Rows: in.Rows, Raw: in.Raw, Wait: wait})
 		return err
 	})
 	if err != nil {

@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
 	"github.com/pyro-mcp/pyro/mcp"
 	"github.com/pyro-mcp/pyro/mcp/hostio"
+	"github.com/pyro-mcp/pyro/mcp/redact"
 	"github.com/pyro-mcp/pyro/mcp/term"
 )
 
@@ -79,17 +81,41 @@ type hostShell struct {
 	cursor int64 // the next byte to read from the guest
 	// Guarded by mu.
 	cols, rows int
+
+	// The stream's redaction, kept across reads so that a secret split
+	// between two reads is caught: red redacts with redSet into redOut,
+	// holding back bytes that may begin a secret. Guarded by mu.
+	redSet *redact.Set
+	red    *redact.Writer
+	redOut bytes.Buffer
 }
 
-// shellOutput is where every byte a shell wrote passes on its way to the
-// model, plain or raw: the one place to redact a workspace's secrets
-// from shell output. It may keep state across calls (a secret split
-// between two reads) in the hostShell.
-func (w *workspace) shellOutput(hs *hostShell, p []byte) []byte { return p }
-
-// shellEnv is the environment a new shell gets beyond the agent's
-// defaults: the place to add a workspace's secret environment.
-func (w *workspace) shellEnv(extra map[string]string) map[string]string { return extra }
+// shellOutput is where every byte a shell wrote, read in order from the
+// guest, passes on its way to the screen and the model: the workspace's
+// secrets are redacted as a stream. Bytes that may begin a secret wait
+// for the next read.
+func (w *workspace) shellOutput(hs *hostShell, p []byte) []byte {
+	if set := w.redactor(); set != hs.redSet {
+		if hs.red != nil {
+			hs.red.Flush() // what the old set held back
+		}
+		hs.redSet, hs.red = set, nil
+		if set.Len() > 0 {
+			hs.red = set.Writer(&hs.redOut)
+		}
+	}
+	if hs.red == nil {
+		if hs.redOut.Len() == 0 {
+			return p
+		}
+		hs.redOut.Write(p)
+	} else {
+		hs.red.Write(p)
+	}
+	out := bytes.Clone(hs.redOut.Bytes())
+	hs.redOut.Reset()
+	return out
+}
 
 // shellCall enters the running workspace id for a shell call bounded by
 // wait (plus room for the guest's answer) and returns its shell agent.
@@ -221,7 +247,11 @@ func (m *Manager) ShellOpen(ctx context.Context, req mcp.ShellOpenRequest) (mcp.
 	if rows <= 0 {
 		rows = defaultShellRows
 	}
-	si, err := g.ShellOpen(c.ctx, proto.ShellOpenArgs{Argv: req.Argv, Command: req.Command, Env: c.w.shellEnv(req.EnvVars),
+	env, err := c.w.secretEnv(req.EnvVars, req.SecretEnv)
+	if err != nil {
+		return mcp.ShellOutput{}, err
+	}
+	si, err := g.ShellOpen(c.ctx, proto.ShellOpenArgs{Argv: req.Argv, Command: req.Command, Env: env,
 		Cwd: cwd, Cols: cols, Rows: rows})
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -425,20 +455,28 @@ func (c *call) shellIO(g shellGuest, hs *hostShell, raw bool, from *int64, wait 
 	// a gap (bytes the guest dropped) or the bound ends it.
 	var rawBuf []byte
 	rawOpen := raw
+	// p is the guest's bytes [res.Cursor, res.Next) redacted, so its
+	// length may differ: cursors count the guest's bytes (rawEnd), and a
+	// chunk is kept whole or not at all (a redacted chunk of
+	// shellReadChunk bytes always fits in shellRawMax).
+	rawEnd := out.Start
 	keep := func(res proto.ShellReadResult, p []byte) {
 		if !rawOpen {
 			return
 		}
-		if out.Start+int64(len(rawBuf)) != res.Cursor {
+		if rawEnd != res.Cursor {
 			if len(rawBuf) > 0 {
 				rawOpen = false
 				return
 			}
 			out.Start = res.Cursor // the first bytes came after a drop
 		}
-		n := min(len(p), shellRawMax-len(rawBuf))
-		rawBuf = append(rawBuf, p[:n]...)
-		rawOpen = n == len(p)
+		if len(rawBuf)+len(p) > shellRawMax {
+			rawOpen = false
+			return
+		}
+		rawBuf = append(rawBuf, p...)
+		rawEnd = res.Next
 	}
 	if raw && from != nil {
 		if *from > hs.cursor {
@@ -453,7 +491,7 @@ func (c *call) shellIO(g shellGuest, hs *hostShell, raw bool, from *int64, wait 
 				return out, c.shellErr(hs.id, "reading the shell", err)
 			}
 			out.Dropped += res.Dropped
-			keep(res, c.w.shellOutput(hs, data))
+			keep(res, c.w.redactor().Bytes(data))
 			if res.Next == cur {
 				break
 			}
@@ -513,7 +551,7 @@ func (c *call) shellIO(g shellGuest, hs *hostShell, raw bool, from *int64, wait 
 	}
 	if raw {
 		out.Text = string(rawBuf)
-		out.End = out.Start + int64(len(rawBuf))
+		out.End = max(rawEnd, out.Start)
 	} else {
 		out.End = hs.cursor
 		out.Text, out.LostLines = hs.screen.Take()

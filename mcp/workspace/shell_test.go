@@ -12,6 +12,7 @@ import (
 	"github.com/pyro-mcp/pyro/guest/agent"
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
 	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/redact"
 	"github.com/pyro-mcp/pyro/mcp/term"
 )
 
@@ -103,6 +104,43 @@ func TestShellMatchText(t *testing.T) {
 		s.Write([]byte(c.in))
 		if got := matchText(s); got != c.want {
 			t.Errorf("%q on %d columns: %q, want %q", c.in, c.cols, got, c.want)
+		}
+	}
+}
+
+// A secret a shell prints in two pieces, read by two calls, reaches
+// neither the screen nor the raw bytes: the piece that may begin it
+// waits for the rest.
+func TestShellOutputRedacted(t *testing.T) {
+	c, g := agentShells(t)
+	set, err := redact.New([][]byte{[]byte("secret-123")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.w.sec.set = set
+	for _, raw := range []bool{false, true} {
+		si, err := g.ShellOpen(c.ctx, proto.ShellOpenArgs{Argv: []string{"sh", "-c", "printf 'tok: sec'; sleep 1; printf 'ret-123 done\\n'; sleep 5"},
+			Cols: 80, Rows: 24})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := c.h.shells.add(si)
+		var all string
+		for _, wait := range []mcp.ShellWait{
+			{Pattern: regexp.MustCompile(`tok:`), Timeout: 20 * time.Second},
+			{Pattern: regexp.MustCompile(`done`), Timeout: 20 * time.Second},
+		} {
+			o, err := c.shellIO(g, hs, raw, nil, wait, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all += o.Text
+			if strings.Contains(o.Text, "sec") {
+				t.Errorf("raw %v: a read shows part of the secret: %q", raw, o.Text)
+			}
+		}
+		if !strings.Contains(all, "[REDACTED] done") {
+			t.Errorf("raw %v: the reads %q lack the redacted secret", raw, all)
 		}
 	}
 }
