@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pyro-mcp/pyro/kvm/kvmtest"
 	"github.com/pyro-mcp/pyro/mcp"
@@ -79,6 +81,35 @@ func TestWorkspaceVMSecretsDebian(t *testing.T) {
 	last := logs.Entries[len(logs.Entries)-1]
 	if !strings.HasSuffix(last.Command, "echo [REDACTED] >/dev/null") {
 		t.Errorf("journal command %q", last.Command)
+	}
+	// A shell and a service get the secret in their environment too; what
+	// they print comes back redacted.
+	sh, err := m.ShellOpen(ctx, mcp.ShellOpenRequest{ID: id, Command: "sh", SecretEnv: map[string]string{"TOKEN": "tok"},
+		Wait: mcp.ShellWait{Idle: 500 * time.Millisecond, Timeout: 30 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	so, err := m.ShellWrite(ctx, mcp.ShellWriteRequest{ID: id, Shell: sh.Info.Shell,
+		Input: []byte("printf %s \"$TOKEN\" | sha256sum; echo \"shell sees $TOKEN\"; echo end-of-shell\r"),
+		Wait:  mcp.ShellWait{Pattern: regexp.MustCompile(`(?m)^end-of-shell`), Timeout: 60 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(so.Text, sum(tok)) || !strings.Contains(so.Text, "shell sees [REDACTED]") || strings.Contains(so.Text, tok) {
+		t.Errorf("shell output %q: want the secret's sum and it redacted", so.Text)
+	}
+	svc, err := m.ServiceStart(ctx, mcp.ServiceStartRequest{ID: id, Name: "uses-tok", SecretEnv: map[string]string{"TOKEN": "tok"},
+		Command:   `printf %s "$TOKEN" | sha256sum; echo "service sees $TOKEN"; touch /tmp/svc-ready; exec sleep 1000`,
+		Readiness: mcp.Readiness{Kind: "file", Path: "/tmp/svc-ready", TimeoutSeconds: 60}, Wait: 50 * time.Second})
+	if err != nil || svc.State != "ready" {
+		t.Fatalf("service: %+v %v", svc, err)
+	}
+	sl, err := m.ServiceLogs(ctx, mcp.ServiceLogsRequest{ID: id, Name: "uses-tok", Stream: "stdout"})
+	if err != nil || sl.Stdout == nil {
+		t.Fatalf("service logs: %+v %v", sl, err)
+	}
+	if l := string(sl.Stdout.Data); !strings.Contains(l, sum(tok)) || !strings.Contains(l, "service sees [REDACTED]") || strings.Contains(l, tok) {
+		t.Errorf("service log %q: want the secret's sum and it redacted", l)
 	}
 	d, err := m.Diff(ctx, mcp.DiffRequest{ID: id})
 	if err != nil || len(d.Files) != 1 || strings.Contains(d.Patch, tok) || strings.Contains(d.Patch, key) {
