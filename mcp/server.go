@@ -59,8 +59,8 @@ func Profiles() []ProfileInfo {
 		full = append(full, t.name)
 	}
 	return []ProfileInfo{
-		{Name: ProfileCore, Description: "the everyday loop: workspaces, exec (also in the background), files, diff/export, snapshots and reset, network grants and published ports", Tools: core},
-		{Name: ProfileFull, Description: "everything in workspace-core plus stop, update, logs, snapshot_list, snapshot_delete, network_revoke, network_status, port_unpublish, secrets (secret_*), services (service_*), interactive shells (shell_*), one-shot vm_run and env_list", Tools: full},
+		{Name: ProfileCore, Description: "the everyday loop: workspaces, exec (also in the background), files, diff/export, snapshots and reset, network grants and published ports, service_start", Tools: core},
+		{Name: ProfileFull, Description: "everything in workspace-core plus stop, update, logs, snapshot_list, snapshot_delete, network_revoke, network_status, port_unpublish, secrets (secret_*), the other service tools, interactive shells (shell_*), one-shot vm_run and env_list", Tools: full},
 	}
 }
 
@@ -81,7 +81,7 @@ func ToolNames(profile string) ([]string, error) {
 
 // instructions are sent to clients in initialize; hosts that support them
 // show them to the model once per session.
-const instructions = `pyro gives you disposable Linux microVM workspaces. Loop: workspace_create (optionally seeded from a host dir, archive or git checkout), workspace_exec and file_* to work (a command that may run past a minute: workspace_exec background:true, then exec_status), workspace_diff to review, workspace_export to copy results to the host, workspace_reset to retry, workspace_delete when done. Guest paths are relative to /workspace unless absolute. Long output is cut to head+tail; the full text stays in host files whose paths are returned. A workspace reaches no network until network_grant (or workspace_create's network) allows a destination; a failing command's hint names the grant it lacked; port_publish opens a guest port on the host's 127.0.0.1.`
+const instructions = `pyro gives you disposable Linux microVM workspaces. Loop: workspace_create (optionally seeded from a host dir, archive or git checkout), workspace_exec and file_* to work (a command that may run past a minute: workspace_exec background:true, then exec_status), workspace_diff to review, workspace_export to copy results to the host, workspace_reset to retry, workspace_delete when done. Guest paths are relative to /workspace unless absolute. Long output is cut to head+tail; the full text stays in host files whose paths are returned. A workspace reaches no network until network_grant (or workspace_create's network) allows a destination; a failing command's hint names the grant it lacked; port_publish opens a guest port on the host's 127.0.0.1; service_start keeps a dev server or database running between calls.`
 
 // NewServer builds an MCP server exposing b through the tools of
 // opts.Profile. It makes no Backend call, so initialize answers at once.

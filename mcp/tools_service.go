@@ -130,9 +130,9 @@ type serviceLogsOut struct {
 func serviceTools() []toolSpec {
 	return svcTools(
 		defTool(toolDef{
-			name: "service_start", group: "service",
+			name: "service_start", group: "service", core: true,
 			summary:     "Start a long-running service in a workspace (a dev server, a database) that keeps running between calls, waiting until a readiness check (file, tcp port, http URL or command) passes; a service that fails comes back with its last output lines.",
-			description: "Start a long-running process (dev server, database) that keeps running between calls, and wait until ready: readiness file, tcp (port), http (url, 2xx/3xx) or command (exits 0). State ready, starting (follow with service_status) or failed (with its last output lines).",
+			description: "Start a long-running process (dev server, database) that keeps running between calls, and wait until ready: readiness file, tcp (port), http (url, 2xx/3xx) or command (exits 0). State ready, starting (follow with workspace_status or service_status) or failed (with its last output lines).",
 			tune:        tuneService,
 		}, toolServiceStart),
 		defTool(toolDef{
