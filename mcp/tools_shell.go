@@ -308,6 +308,30 @@ func (h *handler) shellResult(ws string, in shellWaitIn, o ShellOutput) (any, er
 	return json.RawMessage(data), nil
 }
 
+// shellCall runs call, a shell operation that waits as wi says, on the
+// workspace id and shapes its output as a tool result.
+func (h *handler) shellCall(ctx context.Context, id string, wi shellWaitIn, call func(sb ShellBackend, id string, wait ShellWait) (ShellOutput, error)) (any, error) {
+	wait, err := shellWait(wi)
+	if err != nil {
+		return nil, err
+	}
+	sb, err := h.shellBackend()
+	if err != nil {
+		return nil, err
+	}
+	var o ShellOutput
+	var ws string
+	err = h.onWorkspace(ctx, id, func(id string) (err error) {
+		ws = id
+		o, err = call(sb, id, wait)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return h.shellResult(ws, wi, o)
+}
+
 func toolShellOpen(ctx context.Context, h *handler, in shellOpenIn) (any, error) {
 	c := commandSpec{Command: in.Command, Argv: in.Argv, Cwd: in.Cwd, EnvVars: in.EnvVars}
 	if c.Command == "" && len(c.Argv) == 0 {
@@ -322,26 +346,10 @@ func toolShellOpen(ctx context.Context, h *handler, in shellOpenIn) (any, error)
 	if in.Cols < 0 || in.Rows < 0 || in.Cols > maxShellCols || in.Rows > maxShellRows {
 		return nil, Invalid("cols and rows must be 1 to %d", maxShellCols)
 	}
-	wait, err := shellWait(in.shellWaitIn)
-	if err != nil {
-		return nil, err
-	}
-	sb, err := h.shellBackend()
-	if err != nil {
-		return nil, err
-	}
-	var o ShellOutput
-	var ws string
-	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
-		ws = id
-		o, err = sb.ShellOpen(ctx, ShellOpenRequest{ID: id, Argv: in.Argv, Command: in.Command, Cwd: c.Cwd, EnvVars: in.EnvVars,
+	return h.shellCall(ctx, in.ID, in.shellWaitIn, func(sb ShellBackend, id string, wait ShellWait) (ShellOutput, error) {
+		return sb.ShellOpen(ctx, ShellOpenRequest{ID: id, Argv: in.Argv, Command: in.Command, Cwd: c.Cwd, EnvVars: in.EnvVars,
 			SecretEnv: in.SecretEnv, Cols: in.Cols, Rows: in.Rows, Raw: in.Raw, Wait: wait})
-		return err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return h.shellResult(ws, in.shellWaitIn, o)
 }
 
 func toolShellWrite(ctx context.Context, h *handler, in shellWriteIn) (any, error) {
@@ -359,25 +367,9 @@ func toolShellWrite(ctx context.Context, h *handler, in shellWriteIn) (any, erro
 	if len(input) == 0 {
 		return nil, Invalid("nothing to type: give text, keys or newline").WithHint("Use shell_read to read without typing.")
 	}
-	wait, err := shellWait(in.shellWaitIn)
-	if err != nil {
-		return nil, err
-	}
-	sb, err := h.shellBackend()
-	if err != nil {
-		return nil, err
-	}
-	var o ShellOutput
-	var ws string
-	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
-		ws = id
-		o, err = sb.ShellWrite(ctx, ShellWriteRequest{ID: id, Shell: in.Shell, Input: input, Raw: in.Raw, Wait: wait})
-		return err
+	return h.shellCall(ctx, in.ID, in.shellWaitIn, func(sb ShellBackend, id string, wait ShellWait) (ShellOutput, error) {
+		return sb.ShellWrite(ctx, ShellWriteRequest{ID: id, Shell: in.Shell, Input: input, Raw: in.Raw, Wait: wait})
 	})
-	if err != nil {
-		return nil, err
-	}
-	return h.shellResult(ws, in.shellWaitIn, o)
 }
 
 func toolShellRead(ctx context.Context, h *handler, in shellReadIn) (any, error) {
@@ -387,25 +379,9 @@ func toolShellRead(ctx context.Context, h *handler, in shellReadIn) (any, error)
 	if in.Cursor != nil && (!in.Raw || *in.Cursor < 0) {
 		return nil, Invalid("cursor re-reads raw output: give it with raw=true, and not negative")
 	}
-	wait, err := shellWait(in.shellWaitIn)
-	if err != nil {
-		return nil, err
-	}
-	sb, err := h.shellBackend()
-	if err != nil {
-		return nil, err
-	}
-	var o ShellOutput
-	var ws string
-	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
-		ws = id
-		o, err = sb.ShellRead(ctx, ShellReadRequest{ID: id, Shell: in.Shell, Raw: in.Raw, Cursor: in.Cursor, Wait: wait})
-		return err
+	return h.shellCall(ctx, in.ID, in.shellWaitIn, func(sb ShellBackend, id string, wait ShellWait) (ShellOutput, error) {
+		return sb.ShellRead(ctx, ShellReadRequest{ID: id, Shell: in.Shell, Raw: in.Raw, Cursor: in.Cursor, Wait: wait})
 	})
-	if err != nil {
-		return nil, err
-	}
-	return h.shellResult(ws, in.shellWaitIn, o)
 }
 
 func toolShellSignal(ctx context.Context, h *handler, in shellSignalIn) (any, error) {
@@ -416,25 +392,9 @@ func toolShellSignal(ctx context.Context, h *handler, in shellSignalIn) (any, er
 	if !slices.Contains([]string{"INT", "TERM", "KILL", "HUP", "QUIT", "TSTP", "CONT"}, sig) {
 		return nil, Invalid("signal %q is not one of INT, TERM, KILL, HUP, QUIT, TSTP, CONT", in.Signal)
 	}
-	wait, err := shellWait(in.shellWaitIn)
-	if err != nil {
-		return nil, err
-	}
-	sb, err := h.shellBackend()
-	if err != nil {
-		return nil, err
-	}
-	var o ShellOutput
-	var ws string
-	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
-		ws = id
-		o, err = sb.ShellSignal(ctx, ShellSignalRequest{ID: id, Shell: in.Shell, Signal: sig, Raw: in.Raw, Wait: wait})
-		return err
+	return h.shellCall(ctx, in.ID, in.shellWaitIn, func(sb ShellBackend, id string, wait ShellWait) (ShellOutput, error) {
+		return sb.ShellSignal(ctx, ShellSignalRequest{ID: id, Shell: in.Shell, Signal: sig, Raw: in.Raw, Wait: wait})
 	})
-	if err != nil {
-		return nil, err
-	}
-	return h.shellResult(ws, in.shellWaitIn, o)
 }
 
 type shellInfoOut struct {
