@@ -1,8 +1,6 @@
 package workspace
 
 import (
-	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -18,15 +16,7 @@ import (
 // says what was limited; a second workspace answers throughout.
 func TestWorkspaceVMLimits(t *testing.T) {
 	kvmtest.RequireStockKernels(t)
-	envDir := kvmtest.Path(t, "PYRO_TEST_ENV_MINIMAL")
-	// The disk stays the image's size (any default below it is raised to
-	// it): filling a sparse 8 GiB disk would fill the harness's host.
-	m, err := Open(Options{StateDir: t.TempDir(), CacheRoot: filepath.Dir(filepath.Dir(envDir)), DefaultMemMiB: 128,
-		DefaultDiskMiB: 1, Logger: slog.New(slog.NewTextHandler(tWriter{t}, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := vmManager(t, "PYRO_TEST_ENV_MINIMAL", 128)
 	ctx := t.Context()
 	create := func(name string) string {
 		ws, err := m.Create(ctx, mcp.CreateRequest{Env: "minimal", Name: name, TTLSeconds: 3600})

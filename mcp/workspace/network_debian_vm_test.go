@@ -3,10 +3,8 @@ package workspace
 import (
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,13 +53,7 @@ print(len(held), refused, other)
 // published is fetched from the host on 127.0.0.1 and ::1.
 func TestWorkspaceVMNetworkDebian(t *testing.T) {
 	kvmtest.RequireStockKernels(t)
-	envDir := kvmtest.Path(t, "PYRO_TEST_ENV_DEBIAN")
-	m, err := Open(Options{StateDir: t.TempDir(), CacheRoot: filepath.Dir(filepath.Dir(envDir)), DefaultMemMiB: 256,
-		DefaultDiskMiB: 1, Logger: slog.New(slog.NewTextHandler(tWriter{t}, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := vmManager(t, "PYRO_TEST_ENV_DEBIAN", 256)
 	ctx := t.Context()
 
 	// The flood's target accepts and holds every connection.

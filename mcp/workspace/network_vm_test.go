@@ -23,13 +23,7 @@ import (
 // loopback. The only host server is this test's, on 127.0.0.1.
 func TestWorkspaceVMNetwork(t *testing.T) {
 	kvmtest.RequireStockKernels(t)
-	envDir := kvmtest.Path(t, "PYRO_TEST_ENV_MINIMAL")
-	m, err := Open(Options{StateDir: t.TempDir(), CacheRoot: filepath.Dir(filepath.Dir(envDir)), DefaultMemMiB: 256,
-		DefaultDiskMiB: 1, Logger: slog.New(slog.NewTextHandler(tWriter{t}, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := vmManager(t, "PYRO_TEST_ENV_MINIMAL", 256)
 	ctx := t.Context()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, "hello from the host\n")
@@ -115,4 +109,21 @@ func TestWorkspaceVMNetwork(t *testing.T) {
 			}
 		}
 	})
+}
+
+// vmManager opens a Manager on a fresh state directory for a VM test,
+// with the environments of envVar's cache and memMiB per workspace, and
+// closes it when the test ends. Disks stay image-sized (any default below
+// the image is raised to it): filling a sparse default disk would fill
+// the harness's host.
+func vmManager(t *testing.T, envVar string, memMiB int) *Manager {
+	t.Helper()
+	envDir := kvmtest.Path(t, envVar)
+	m, err := Open(Options{StateDir: t.TempDir(), CacheRoot: filepath.Dir(filepath.Dir(envDir)), DefaultMemMiB: memMiB,
+		DefaultDiskMiB: 1, Logger: slog.New(slog.NewTextHandler(tWriter{t}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
 }

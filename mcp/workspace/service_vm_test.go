@@ -2,8 +2,6 @@ package workspace
 
 import (
 	"fmt"
-	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,13 +20,7 @@ import (
 // service (none listed after it, the port closed).
 func TestWorkspaceVMServices(t *testing.T) {
 	kvmtest.RequireStockKernels(t)
-	envDir := kvmtest.Path(t, "PYRO_TEST_ENV_DEBIAN")
-	m, err := Open(Options{StateDir: t.TempDir(), CacheRoot: filepath.Dir(filepath.Dir(envDir)), DefaultMemMiB: 512,
-		DefaultDiskMiB: 1, Logger: slog.New(slog.NewTextHandler(tWriter{t}, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := vmManager(t, "PYRO_TEST_ENV_DEBIAN", 512)
 	ctx := t.Context()
 	ws, err := m.Create(ctx, mcp.CreateRequest{Env: "debian-12", TTLSeconds: 3600})
 	if err != nil {

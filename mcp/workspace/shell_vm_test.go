@@ -1,8 +1,6 @@
 package workspace
 
 import (
-	"log/slog"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -20,13 +18,7 @@ import (
 // cursors, the shells are listed in the status, and a reset ends them.
 func TestWorkspaceVMShells(t *testing.T) {
 	kvmtest.RequireStockKernels(t)
-	envDir := kvmtest.Path(t, "PYRO_TEST_ENV_DEBIAN")
-	m, err := Open(Options{StateDir: t.TempDir(), CacheRoot: filepath.Dir(filepath.Dir(envDir)), DefaultMemMiB: 512,
-		DefaultDiskMiB: 1, Logger: slog.New(slog.NewTextHandler(tWriter{t}, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := vmManager(t, "PYRO_TEST_ENV_DEBIAN", 512)
 	ctx := t.Context()
 	ws, err := m.Create(ctx, mcp.CreateRequest{Env: "debian-12", TTLSeconds: 3600})
 	if err != nil {
