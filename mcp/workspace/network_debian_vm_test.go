@@ -1,10 +1,17 @@
 package workspace
 
 import (
+	"archive/zip"
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,8 +26,9 @@ import (
 
 // floodScript opens TCP connections to host.pyro.internal:PORT in a tight
 // loop, holding every one that connects, until /tmp/flood.stop exists or
-// SECONDS have passed, and prints "connected refused other". At the connection limit the stack refuses
-// at once (a reset), so the loop keeps hammering it until the end.
+// SECONDS have passed, and prints "connected refused other". At the
+// connection limit the stack refuses at once (a reset), so the loop keeps
+// hammering it until the end.
 const floodScript = `import os, socket, sys, time
 port, secs = int(sys.argv[1]), float(sys.argv[2])
 held, refused, other = [], 0, 0
@@ -297,4 +305,68 @@ func TestWorkspaceVMNetworkDebian(t *testing.T) {
 			}
 		}
 	})
+
+	// The loop a newcomer runs: a package index granted, pip installs from
+	// it (a mirror on the host's loopback, started here), the code runs.
+	t.Run("pip install from a granted index", func(t *testing.T) {
+		index, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		isrv := &http.Server{Handler: pypiMirror(t)}
+		go isrv.Serve(index)
+		defer isrv.Close()
+		grant := fmt.Sprintf("%s:%d", netstack.HostServiceName, index.Addr().(*net.TCPAddr).Port)
+		if _, err := m.NetworkGrant(ctx, bystander, []string{grant}); err != nil {
+			t.Fatal(err)
+		}
+		r := exec(bystander, "pip install --disable-pip-version-check --no-cache-dir --break-system-packages --target /tmp/site "+
+			"--trusted-host "+netstack.HostServiceName+" "+
+			"--index-url http://"+grant+"/simple/ pyro-hello && PYTHONPATH=/tmp/site python3 -c 'import pyro_hello; print(pyro_hello.GREETING)'", 300)
+		if r.ExitCode != 0 || !strings.HasSuffix(string(r.Stdout), "hello from the mirror\n") {
+			t.Errorf("pip install from the granted mirror: exit %d, stdout %q, stderr %q", r.ExitCode, r.Stdout, r.Stderr)
+		}
+	})
+}
+
+// pypiMirror serves a PEP 503 simple index with one pure-Python wheel,
+// pyro-hello 1.0, whose module pyro_hello has GREETING.
+func pypiMirror(t *testing.T) http.Handler {
+	t.Helper()
+	const name = "pyro_hello-1.0-py3-none-any.whl"
+	files := map[string]string{
+		"pyro_hello/__init__.py":                 "GREETING = 'hello from the mirror'\n",
+		"pyro_hello-1.0.dist-info/METADATA":      "Metadata-Version: 2.1\nName: pyro-hello\nVersion: 1.0\n",
+		"pyro_hello-1.0.dist-info/WHEEL":         "Wheel-Version: 1.0\nGenerator: pyro-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+		"pyro_hello-1.0.dist-info/top_level.txt": "pyro_hello\n",
+	}
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	var record strings.Builder
+	for _, p := range slices.Sorted(maps.Keys(files)) {
+		w, err := zw.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, files[p])
+		sum := sha256.Sum256([]byte(files[p]))
+		fmt.Fprintf(&record, "%s,sha256=%s,%d\n", p, base64.RawURLEncoding.EncodeToString(sum[:]), len(files[p]))
+	}
+	record.WriteString("pyro_hello-1.0.dist-info/RECORD,,\n")
+	w, err := zw.Create("pyro_hello-1.0.dist-info/RECORD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, record.String())
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wheel := buf.Bytes()
+	sum := sha256.Sum256(wheel)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/simple/pyro-hello/", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "<!DOCTYPE html><html><body><a href=\"/files/%s#sha256=%s\">%s</a></body></html>\n", name, hex.EncodeToString(sum[:]), name)
+	})
+	mux.HandleFunc("/files/"+name, func(w http.ResponseWriter, _ *http.Request) { w.Write(wheel) })
+	return mux
 }
