@@ -405,6 +405,12 @@ func lookPath(name, path, cwd string) (string, error) {
 
 // diskFull returns those of paths whose file system has no space left
 // (for the users the reserved blocks are not for), one path each.
+// diskFullBelow is the free space under which a file system counts as
+// full: after a write failed with ENOSPC, ext4 may hand back a few blocks
+// it had reserved for delayed allocation, so "no block left" is not what
+// a filled disk always shows.
+const diskFullBelow = 1 << 20
+
 func diskFull(paths ...string) []string {
 	var full []string
 	seen := map[unix.Fsid]bool{}
@@ -414,7 +420,7 @@ func diskFull(paths ...string) []string {
 			continue
 		}
 		seen[st.Fsid] = true
-		if st.Bavail == 0 {
+		if st.Bavail*uint64(st.Bsize) < diskFullBelow {
 			full = append(full, p)
 		}
 	}
