@@ -47,6 +47,34 @@ const codexStartupTimeoutSec = 10
 type Server struct {
 	Command string
 	Args    []string
+	// KeepArgs makes an entry whose arguments start with "mcp serve"
+	// current whatever flags follow (a --profile chosen at connect), and
+	// keeps them when the command is rewritten: doctor and repair without
+	// --profile.
+	KeepArgs bool
+}
+
+// resolve returns want with the entry's own arguments when KeepArgs is
+// set and l's entry runs mcp serve.
+func resolve(l location, want Server) Server {
+	if !want.KeepArgs {
+		return want
+	}
+	want.KeepArgs = false
+	b, err := os.ReadFile(l.path)
+	if err != nil {
+		return want
+	}
+	var args []string
+	if l.host == Codex {
+		args = codexArgs(b)
+	} else {
+		args = jsonArgs(b, l)
+	}
+	if len(args) >= 2 && args[0] == "mcp" && args[1] == "serve" {
+		want.Args = args
+	}
+	return want
 }
 
 func (s Server) argv() []string { return append([]string{s.Command}, s.Args...) }
@@ -207,6 +235,7 @@ func Check(host string, e Env, want Server) ([]Status, error) {
 }
 
 func check(l location, want Server) Status {
+	want = resolve(l, want)
 	s := Status{Host: l.host, Scope: l.scope, Path: l.path, State: Missing}
 	b, err := os.ReadFile(l.path)
 	if os.IsNotExist(err) {
@@ -285,6 +314,7 @@ func Repair(host string, e Env, want Server) ([]Result, error) {
 }
 
 func connectAt(l location, e Env, want Server) (Result, error) {
+	want = resolve(l, want)
 	r := Result{Host: l.host, Scope: l.scope, Path: l.path, Via: "file"}
 	s := check(l, want)
 	switch s.State {
@@ -372,9 +402,9 @@ func Snippet(host string, e Env, want Server) (string, error) {
 	switch host {
 	case ClaudeCode:
 		b, _ := jsonEdit(nil, location{host: host, keys: []string{"mcpServers"}}, want)
-		scope := l.scope
-		if scope == "local" {
-			scope = "user"
+		scope := "user"
+		if e.ProjectScope {
+			scope = "project"
 		}
 		return fmt.Sprintf("# run this:\n%s\n# or, without the claude command, put this in the project's .mcp.json:\n%s",
 			claudeAddLine(scope, want), b), nil

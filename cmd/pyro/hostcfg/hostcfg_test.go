@@ -109,7 +109,7 @@ tool_timeout_sec = 600
 	},
 	{
 		name: "codex stale table edited in place", host: Codex,
-		file: func(e Env) string { return filepath.Join(e.Home, ".codex", "config.toml") },
+		file:   func(e Env) string { return filepath.Join(e.Home, ".codex", "config.toml") },
 		before: "[mcp_servers.pyro]  # pyro\ncommand = \"/home/me/old/pyro\"\n  args = [\"mcp\",\n    \"serve\"]\nenv = { A = \"1\" }\ntool_timeout_sec = 60\n\n[mcp_servers.pyro.env_extra]\nx = 1\n",
 		after:  "[mcp_servers.pyro]  # pyro\ncommand = \"/opt/pyro/bin/pyro\"\n  args = [\"mcp\", \"serve\"]\nenv = { A = \"1\" }\ntool_timeout_sec = 600\n\n[mcp_servers.pyro.env_extra]\nx = 1\n",
 	},
@@ -121,7 +121,7 @@ tool_timeout_sec = 600
 	},
 	{
 		name: "claude .mcp.json keeps other servers, order and tabs", host: ClaudeCode,
-		file: func(e Env) string { return filepath.Join(e.Project, ".mcp.json") },
+		file:   func(e Env) string { return filepath.Join(e.Project, ".mcp.json") },
 		before: "{\n\t\"mcpServers\": {\n\t\t\"zeta\": {\"command\": \"z\"},\n\t\t\"alpha\": {\n\t\t\t\"command\": \"a\"\n\t\t}\n\t},\n\t\"other\": 1\n}\n",
 		after: "{\n\t\"mcpServers\": {\n\t\t\"zeta\": {\"command\": \"z\"},\n\t\t\"alpha\": {\n\t\t\t\"command\": \"a\"\n\t\t},\n\t\t\"pyro\": {\n\t\t\t\"type\": \"stdio\",\n\t\t\t\"command\": \"/opt/pyro/bin/pyro\",\n" +
 			"\t\t\t\"args\": [\n\t\t\t\t\"mcp\",\n\t\t\t\t\"serve\"\n\t\t\t]\n\t\t}\n\t},\n\t\"other\": 1\n}\n",
@@ -153,7 +153,7 @@ tool_timeout_sec = 600
 	},
 	{
 		name: "opencode project file with comments and a trailing comma", host: OpenCode, projectOnly: true,
-		file: func(e Env) string { return filepath.Join(e.Project, "opencode.json") },
+		file:   func(e Env) string { return filepath.Join(e.Project, "opencode.json") },
 		before: "{\n  // my settings\n  \"theme\": \"dark\",\n  \"mcp\": {\n    \"gh\": {\"type\": \"remote\", \"url\": \"https://example.org/mcp\"}, /* keep */\n  },\n}\n",
 		after: "{\n  // my settings\n  \"theme\": \"dark\",\n  \"mcp\": {\n    \"gh\": {\"type\": \"remote\", \"url\": \"https://example.org/mcp\"}, /* keep */\n" +
 			"    \"pyro\": {\n      \"type\": \"local\",\n      \"command\": [\n        \"/opt/pyro/bin/pyro\",\n        \"mcp\",\n        \"serve\"\n      ],\n      \"enabled\": true\n    },\n  },\n}\n",
@@ -241,6 +241,25 @@ func TestStaleDetectedAndRepaired(t *testing.T) {
 			if st := oneStatus(t, host, e, prof); st.State != Stale || !strings.Contains(st.Detail, "arguments") {
 				t.Errorf("other profile: %+v", st)
 			}
+			// Without a profile of its own, doctor and repair take the
+			// entry's flags as they are, and keep them when the binary
+			// moved.
+			if _, err := Connect(host, e, Server{Command: older.Command, Args: prof.Args}); err != nil {
+				t.Fatal(err)
+			}
+			keep := Server{Command: want.Command, Args: want.Args, KeepArgs: true}
+			if st := oneStatus(t, host, e, keep); st.State != Stale || strings.Contains(st.Detail, "arguments") {
+				t.Errorf("kept flags, moved binary: %+v", st)
+			}
+			if _, err := Repair(host, e, keep); err != nil {
+				t.Fatal(err)
+			}
+			if st := oneStatus(t, host, e, prof); st.State != Current {
+				t.Errorf("repair lost the profile: %+v", st)
+			}
+			if st := oneStatus(t, host, e, keep); st.State != Current {
+				t.Errorf("after repair with kept flags: %+v", st)
+			}
 		})
 	}
 }
@@ -254,7 +273,7 @@ func TestMissingIsRepairedByAdding(t *testing.T) {
 	if err != nil || len(rs) != 1 || rs[0].Action != "added" {
 		t.Fatalf("repair: %+v, %v", rs, err)
 	}
-	// A new config.toml in a directory only its owner reads is 0600.
+	// A new file in a new directory is 0644.
 	fi, err := os.Stat(filepath.Join(e.Home, ".codex", "config.toml"))
 	if err != nil || fi.Mode().Perm() != 0o644 {
 		t.Errorf("new file: %v, %v", fi, err)
@@ -395,7 +414,7 @@ func TestSnippets(t *testing.T) {
 	e := testEnv(t)
 	w := Server{Command: "/opt/my pyro/pyro", Args: []string{"mcp", "serve", "--profile", "workspace-full"}}
 	for host, parts := range map[string][]string{
-		ClaudeCode: {`claude mcp add --transport stdio --scope project pyro -- '/opt/my pyro/pyro' mcp serve --profile workspace-full`, `"mcpServers"`},
+		ClaudeCode: {`claude mcp add --transport stdio --scope user pyro -- '/opt/my pyro/pyro' mcp serve --profile workspace-full`, `"mcpServers"`},
 		Codex:      {"[mcp_servers.pyro]", `command = "/opt/my pyro/pyro"`, `args = ["mcp", "serve", "--profile", "workspace-full"]`, "tool_timeout_sec = 600"},
 		OpenCode:   {`"type": "local"`, `"/opt/my pyro/pyro"`, `"enabled": true`, "opencode.json"},
 	} {

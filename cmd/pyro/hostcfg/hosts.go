@@ -67,6 +67,26 @@ func jsonServers(root *jsonNode, l location) (*jsonNode, error) {
 	return n, nil
 }
 
+// jsonArgs returns the arguments of pyro's entry in a JSON host file, or
+// nil.
+func jsonArgs(b []byte, l location) []string {
+	root, err := parseJSON(b)
+	if err != nil {
+		return nil
+	}
+	servers, _ := jsonServers(root, l)
+	e := servers.member(ServerName)
+	if l.host == OpenCode {
+		argv, _ := e.member("command").strings()
+		if len(argv) > 0 {
+			return argv[1:]
+		}
+		return nil
+	}
+	args, _ := e.member("args").strings()
+	return args
+}
+
 // jsonDiff finds pyro's entry in a JSON host file and says how it differs
 // from the one connect writes ("" when it is that one).
 func jsonDiff(b []byte, l location, want Server) (found bool, diff string, err error) {
@@ -236,6 +256,27 @@ func codexTable(stmts []tomlStmt) (header *tomlStmt, body []tomlStmt, err error)
 		}
 	}
 	return header, body, nil
+}
+
+// codexArgs returns the args of [mcp_servers.pyro], or nil.
+func codexArgs(b []byte) []string {
+	stmts, err := parseTOML(b)
+	if err != nil {
+		return nil
+	}
+	_, body, err := codexTable(stmts)
+	a := bodyValue(body, "args")
+	if err != nil || a == nil || a.kind != 'a' {
+		return nil
+	}
+	var args []string
+	for _, e := range a.elems {
+		if e.kind != 's' {
+			return nil
+		}
+		args = append(args, e.str)
+	}
+	return args
 }
 
 func bodyValue(body []tomlStmt, key string) *tomlValue {

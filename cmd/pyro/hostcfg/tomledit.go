@@ -257,7 +257,7 @@ func (p *tomlParser) value(depth int) *tomlValue {
 	return v
 }
 
-// str parses a string opened by quote ('"' basic, '\'' literal), one line
+// str parses a string opened by quote ('"' basic, '\” literal), one line
 // or multi-line, and returns its value.
 func (p *tomlParser) str(quote byte, multi bool) string {
 	n := 1
