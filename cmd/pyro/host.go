@@ -309,3 +309,26 @@ func hostCheck(s hostcfg.Status) check {
 	}
 	return c
 }
+
+// checkHosts adds pyro doctor's line per chat host, from the same check
+// as pyro host doctor. Workspaces boot whatever a host's entry says, so
+// these lines only warn; a host with no entry is not a problem at all.
+func checkHosts(e hostcfg.Env, want hostcfg.Server, add func(check)) {
+	for _, h := range hostcfg.Hosts {
+		ss, err := hostcfg.Check(h, e, want)
+		if err != nil {
+			continue
+		}
+		for _, s := range ss {
+			c := hostCheck(s)
+			if s.State == hostcfg.Missing {
+				c.Warn = false
+				c.Detail = "pyro is not registered (pyro host connect " + h + ")"
+			}
+			if !c.OK {
+				c.OK, c.Warn = true, true
+			}
+			add(c)
+		}
+	}
+}

@@ -6,7 +6,16 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pyro-mcp/pyro/cmd/pyro/hostcfg"
 )
+
+// hostcfgEnv is a hosts' environment in dir, with no claude command.
+func hostcfgEnv(dir string) hostcfg.Env {
+	return hostcfg.Env{Home: dir, Project: filepath.Join(dir, "proj"),
+		Getenv:   func(string) string { return "" },
+		LookPath: func(string) (string, error) { return "", os.ErrNotExist }}
+}
 
 // hostEnvVars gives a pyro child a home of its own and a PATH without the
 // claude command.
@@ -162,4 +171,26 @@ func TestHostConnectClaudeWithoutCLI(t *testing.T) {
 
 func tomlQuote(s string) string {
 	return `"` + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), `"`, `\"`) + `"`
+}
+
+// pyro doctor carries a line per host from the same check, warning on a
+// stale entry and never failing for one.
+func TestDoctorHostLines(t *testing.T) {
+	tmp := t.TempDir()
+	e := hostcfgEnv(tmp)
+	cfg := filepath.Join(tmp, ".codex", "config.toml")
+	os.MkdirAll(filepath.Dir(cfg), 0o755)
+	os.WriteFile(cfg, []byte("[mcp_servers.pyro]\ncommand = \"/old/pyro\"\nargs = [\"mcp\", \"serve\", \"--profile\", \"workspace-full\"]\n"), 0o644)
+	r := diagnose(doctorInputs{state: filepath.Join(tmp, "state"), cache: filepath.Join(tmp, "cache"), self: "/new/pyro", hosts: &e})
+	if c := findCheck(t, r, "host codex"); !c.OK || !c.Warn || c.Fix != "pyro host repair codex" || !strings.Contains(c.Detail, "/old/pyro") {
+		t.Errorf("host codex: %+v", c)
+	}
+	if c := findCheck(t, r, "host opencode"); !c.OK || c.Warn || !strings.Contains(c.Detail, "pyro host connect opencode") {
+		t.Errorf("host opencode: %+v", c)
+	}
+	os.WriteFile(cfg, []byte("[mcp_servers.pyro\n"), 0o644)
+	r = diagnose(doctorInputs{state: filepath.Join(tmp, "state"), cache: filepath.Join(tmp, "cache"), self: "/new/pyro", hosts: &e})
+	if c := findCheck(t, r, "host codex"); !c.OK || !c.Warn || !strings.Contains(c.Fix, "line 1") {
+		t.Errorf("malformed: %+v", c)
+	}
 }
