@@ -180,7 +180,7 @@ func hostMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, strings.TrimRight(s, "\n"))
 		return exitOK
 	case "doctor":
-		return hostDoctor(hosts, env, want, *asJSON, stdout, stderr)
+		return hostDoctor(hosts, fs.NArg() > 0, env, want, *asJSON, stdout, stderr)
 	}
 	var results []hostcfg.Result
 	if sub == "connect" {
@@ -249,8 +249,7 @@ func printResult(w io.Writer, r hostcfg.Result) {
 
 // hostDoctor checks hosts' registrations and exits 1 when one named on the
 // command line is missing, or any is stale or malformed.
-func hostDoctor(hosts []string, env hostcfg.Env, want hostcfg.Server, asJSON bool, stdout, stderr io.Writer) int {
-	named := len(hosts) != len(hostcfg.Hosts)
+func hostDoctor(hosts []string, named bool, env hostcfg.Env, want hostcfg.Server, asJSON bool, stdout, stderr io.Writer) int {
 	var all []hostcfg.Status
 	var checks []check
 	ok := true
