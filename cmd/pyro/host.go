@@ -26,8 +26,9 @@ with the absolute path of this pyro binary:
                when the claude command is on PATH, else the project's
                .mcp.json (the working directory, or --project)
   codex        [mcp_servers.pyro] in ~/.codex/config.toml ($CODEX_HOME),
-               with tool_timeout_sec = 600 so long calls are not cut off;
-               Codex has no per-project servers, so --project is refused
+               or DIR/.codex/config.toml with --project (Codex reads it in
+               a trusted project), with tool_timeout_sec = 600 so long
+               calls are not cut off
   opencode     the "mcp" entry of ~/.config/opencode/opencode.json, or of
                DIR/opencode.json with --project
 
@@ -128,7 +129,7 @@ func hostMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("host "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	profile := fs.String("profile", mcp.ProfileCore, "tool profile the host starts pyro with: "+profileNames())
-	project := fs.String("project", "", "register for this project `DIR` only (Claude Code, OpenCode)")
+	project := fs.String("project", "", "register for this project `DIR` only")
 	asJSON := fs.Bool("json", false, "print the outcome as JSON")
 	fs.Usage = func() { hostUsage(stderr, fs) }
 	if code := parseFlags(fs, args[1:], stderr); code >= 0 {
@@ -153,10 +154,6 @@ func hostMain(args []string, stdout, stderr io.Writer) int {
 		}
 		if !isHost(h) {
 			fmt.Fprintf(stderr, "pyro host %s: unknown chat host %q: %s\n", sub, h, strings.Join(hostcfg.Hosts, ", "))
-			return exitUsage
-		}
-		if h == hostcfg.Codex && *project != "" {
-			fmt.Fprintf(stderr, "pyro host %s: Codex keeps its MCP servers per user (~/.codex/config.toml): drop --project\n", sub)
 			return exitUsage
 		}
 	}

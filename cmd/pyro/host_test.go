@@ -38,7 +38,6 @@ func TestHostUsage(t *testing.T) {
 		{[]string{"host", "connect", "--help"}, exitOK, "--project DIR"},
 		{[]string{"host", "connect"}, exitUsage, "name one chat host: claude-code, codex, opencode"},
 		{[]string{"host", "connect", "vim"}, exitUsage, `unknown chat host "vim"`},
-		{[]string{"host", "connect", "codex", "--project", "."}, exitUsage, "drop --project"},
 		{[]string{"host", "connect", "codex", "--profile", "nope"}, exitUsage, "workspace-core"},
 		{[]string{"host", "frob"}, exitUsage, "unknown subcommand"},
 		{[]string{"host", "print-config", "codex", "--profile", "workspace-full"}, exitOK, `args = ["mcp", "serve", "--profile", "workspace-full"]`},

@@ -186,7 +186,14 @@ func locations(host string, e Env) ([]location, error) {
 		if dir == "" {
 			dir = filepath.Join(e.Home, ".codex")
 		}
-		return []location{{host: host, scope: "user", path: filepath.Join(dir, "config.toml")}}, nil
+		user := location{host: host, scope: "user", path: filepath.Join(dir, "config.toml")}
+		// Codex reads a project's .codex/config.toml only once the
+		// project is trusted.
+		project := location{host: host, scope: "project", path: filepath.Join(e.Project, ".codex", "config.toml")}
+		if e.ProjectScope {
+			return []location{project, user}, nil
+		}
+		return []location{user, project}, nil
 	case OpenCode:
 		cfg := e.getenv("XDG_CONFIG_HOME")
 		if cfg == "" {
@@ -222,7 +229,15 @@ func Check(host string, e Env, want Server) ([]Status, error) {
 		return nil, err
 	}
 	var out []Status
+	seen := map[string]bool{}
 	for _, l := range locs {
+		// A project that is the home directory has the user's file as
+		// its own (Codex's ~/.codex/config.toml): check it once.
+		k := l.path + "\x00" + strings.Join(l.keys, "\x00")
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
 		s := check(l, want)
 		if s.State != Missing {
 			out = append(out, s)
@@ -287,7 +302,13 @@ func Repair(host string, e Env, want Server) ([]Result, error) {
 	}
 	var results []Result
 	missing := true
+	seen := map[string]bool{}
 	for _, l := range locs {
+		k := l.path + "\x00" + strings.Join(l.keys, "\x00")
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
 		s := check(l, want)
 		switch s.State {
 		case Malformed:

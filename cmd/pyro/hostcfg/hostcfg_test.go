@@ -287,6 +287,17 @@ func TestMissingIsRepairedByAdding(t *testing.T) {
 	if st := oneStatus(t, Codex, e, want); st.State != Missing || st.Path != filepath.Join(e.Home, "codexhome", "config.toml") {
 		t.Errorf("$CODEX_HOME: %+v", st)
 	}
+	// A project that is the home directory: its file is checked once.
+	home := e
+	home.Project, home.Getenv = e.Home, func(string) string { return "" }
+	if ss, err := Check(Codex, home, want); err != nil || len(ss) != 1 || ss[0].State != Current {
+		t.Errorf("project = home: %+v, %v", ss, err)
+	}
+	// --project: the project's .codex/config.toml.
+	e.ProjectScope = true
+	if r, err := Connect(Codex, e, want); err != nil || r.Path != filepath.Join(e.Project, ".codex", "config.toml") || r.Scope != "project" {
+		t.Errorf("codex --project: %+v, %v", r, err)
+	}
 }
 
 // A file the host would reject is reported with its line and never written.
