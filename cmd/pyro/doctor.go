@@ -12,6 +12,7 @@ import (
 	flag "github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
+	"github.com/pyro-mcp/pyro/cmd/pyro/hostcfg"
 	"github.com/pyro-mcp/pyro/guest/env"
 	"github.com/pyro-mcp/pyro/kvm"
 	"github.com/pyro-mcp/pyro/netstack"
@@ -29,6 +30,7 @@ Checks everything pyro mcp serve needs, and says what to fix:
   - the binary a chat host will start: is pyro on PATH, and is it this one
   - the resolver a workspace's granted names are resolved through:
     --resolver ($PYRO_RESOLVER), else the nameservers of /etc/resolv.conf
+  - each chat host's registration of pyro (pyro host doctor has details)
 
 Exits 0 when pyro mcp serve can boot workspaces (warnings allowed),
 otherwise 1. It changes nothing.
@@ -78,7 +80,11 @@ func doctorMain(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	self, _ := os.Executable()
-	r := diagnose(doctorInputs{
+	var hosts *hostcfg.Env
+	if e, err := hostEnv(""); err == nil {
+		hosts = &e
+	}
+	r := diagnose(doctorInputs{hosts: hosts,
 		device: *device, sysfs: "/sys", cpuinfo: "/proc/cpuinfo",
 		state: stateDir(), cache: cacheRoot(), self: self, path: os.Getenv("PATH"),
 		resolver: *resolver, resolvConf: netstack.ResolvConfPath,
@@ -105,6 +111,9 @@ type doctorInputs struct {
 	path                   string // $PATH
 	resolver               string // --resolver / $PYRO_RESOLVER
 	resolvConf             string // the host's resolv.conf
+	// hosts is where chat hosts keep their configuration; nil skips the
+	// host checks (tests of the other checks).
+	hosts *hostcfg.Env
 }
 
 func diagnose(in doctorInputs) doctorReport {
@@ -119,6 +128,9 @@ func diagnose(in doctorInputs) doctorReport {
 	checkDir("cache directory", in.cache, "environments", add)
 	checkOnPath(in.self, in.path, add)
 	r.Resolver = checkResolver(in.resolver, in.resolvConf, add)
+	if in.hosts != nil {
+		checkHosts(*in.hosts, hostcfg.Server{Command: in.self, Args: []string{"mcp", "serve"}, KeepArgs: true}, add)
+	}
 
 	r.OK = true
 	warns := 0
@@ -134,7 +146,7 @@ func diagnose(in doctorInputs) doctorReport {
 	case warns > 0:
 		r.Summary = fmt.Sprintf("ready, with %d warning(s) below", warns)
 	default:
-		r.Summary = "ready: pyro mcp serve can boot workspaces (pyro mcp config claude-code shows how to connect)"
+		r.Summary = "ready: pyro mcp serve can boot workspaces (pyro host connect claude-code registers it with a chat host)"
 	}
 	return r
 }
@@ -267,12 +279,12 @@ func checkOnPath(self, path string, add func(check)) {
 	switch {
 	case found == "":
 		add(check{Name: "pyro on PATH", OK: true, Warn: true, Detail: "not found: a chat host configured with the command \"pyro\" cannot start it",
-			Fix: "install it on PATH (install -m 755 " + self + " ~/.local/bin/pyro), or configure the absolute path: pyro mcp config claude-code"})
+			Fix: "install it on PATH (install -m 755 " + self + " ~/.local/bin/pyro), or register the absolute path: pyro host connect claude-code"})
 	case sameExecutable(found, self):
 		add(check{Name: "pyro on PATH", OK: true, Detail: found})
 	default:
 		add(check{Name: "pyro on PATH", OK: true, Warn: true, Detail: fmt.Sprintf("%s is another pyro than this one (%s)", found, self),
-			Fix: "reinstall the one on PATH, or configure the absolute path: pyro mcp config claude-code"})
+			Fix: "reinstall the one on PATH, or register the absolute path: pyro host connect claude-code"})
 	}
 }
 

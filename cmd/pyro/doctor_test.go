@@ -40,7 +40,7 @@ func TestDoctorNothingSetUp(t *testing.T) {
 	if c := findCheck(t, r, "state directory"); !c.OK || !strings.Contains(c.Detail, "not made yet") {
 		t.Errorf("state directory: %+v", c)
 	}
-	if c := findCheck(t, r, "pyro on PATH"); !c.OK || !c.Warn || !strings.Contains(c.Fix, "pyro mcp config") {
+	if c := findCheck(t, r, "pyro on PATH"); !c.OK || !c.Warn || !strings.Contains(c.Fix, "pyro host connect") {
 		t.Errorf("pyro on PATH: %+v", c)
 	}
 	for _, c := range r.Checks {

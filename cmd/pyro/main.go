@@ -23,6 +23,7 @@ type command struct {
 var commands = map[string]command{
 	"doctor":    {"check everything pyro mcp serve needs, and say what to fix", doctorMain},
 	"env":       {"build and list the environments workspaces boot", envMain},
+	"host":      {"register pyro with a chat host (Claude Code, Codex, OpenCode), check and repair it", hostMain},
 	"kvm-check": {"check that this host can boot pyro VMs", kvmCheckMain},
 	"mcp":       {"serve the workspace tools to a chat host over MCP (stdio)", mcpMain},
 	"run":       {"boot a kernel and initrd (VMM debugging entry)", runMain},
@@ -43,7 +44,7 @@ Start here:
   pyro doctor             is everything pyro mcp serve needs in place?
   pyro env build debian-12
   pyro run debian-12 -- python3 -c 'print(6*7)'
-  pyro mcp config claude-code    how to connect a chat host to pyro mcp serve
+  pyro host connect claude-code  register pyro with a chat host (or codex, opencode)
 
 Commands:
 `

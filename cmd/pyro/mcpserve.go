@@ -47,9 +47,9 @@ Symlinks are resolved first, so a link that leads outside is refused. An
 export with overwrite never deletes: the old file or tree is moved to
 NAME.pyro-backup-YYYYMMDDTHHMMSS (UTC) beside it.
 
-Connect a chat host (pyro mcp config prints these):
-  claude mcp add --transport stdio pyro -- pyro mcp serve
-  codex mcp add pyro -- pyro mcp serve
+Connect a chat host (writes its config with this binary's absolute path;
+pyro host --help for doctor and repair):
+  pyro host connect claude-code|codex|opencode [--profile P] [--project DIR]
 
 Profiles:
 %s
