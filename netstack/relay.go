@@ -20,6 +20,13 @@ import (
 // refused or unreachable destination reaches the guest as a RST, just as a
 // denied one does.
 func (n *Stack) handleTCP(r *tcp.ForwarderRequest) {
+	// gVisor runs this in a goroutine of its own, which goes on to carry
+	// the relay: Close waits for it, so no flow outlives Close.
+	if !n.enter() {
+		r.Complete(true)
+		return
+	}
+	defer n.wg.Done()
 	id := r.ID()
 	f := n.flowFor(netipAddr(id.LocalAddress), id.LocalPort, TCP)
 	fl, target, ok := n.admit(f)
@@ -84,16 +91,25 @@ func (n *Stack) relay(fl *flow, g, h net.Conn) {
 // closing: adding to the WaitGroup under mu, before Close sets closed, keeps
 // Add from racing with Close's Wait.
 func (n *Stack) spawn(fn func()) bool {
+	if !n.enter() {
+		return false
+	}
+	go func() {
+		defer n.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// enter counts a goroutine that Close must wait for, unless the stack is
+// closing; the caller calls n.wg.Done when it ends.
+func (n *Stack) enter() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
 		return false
 	}
 	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		fn()
-	}()
 	return true
 }
 
