@@ -1,6 +1,6 @@
 // Package mcp is pyro's MCP tool layer: it sits between a chat host (Claude
 // Code, Codex, OpenCode) speaking MCP over stdio and the workspace manager,
-// which it sees only through the Backend interface.
+// which it sees only through contract.Backend.
 //
 // Data path: the chat host calls a tool; the go-sdk server decodes and
 // schema-checks the arguments; a tool function here validates them, fills in

@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/jsonschema-go/jsonschema"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // Profile names.
@@ -85,7 +87,7 @@ const instructions = `pyro gives you disposable Linux microVM workspaces. Loop: 
 
 // NewServer builds an MCP server exposing b through the tools of
 // opts.Profile. It makes no Backend call, so initialize answers at once.
-func NewServer(b Backend, opts Options) (*sdk.Server, error) {
+func NewServer(b contract.Backend, opts Options) (*sdk.Server, error) {
 	if b == nil {
 		return nil, fmt.Errorf("mcp: nil Backend")
 	}
@@ -122,7 +124,7 @@ func NewServer(b Backend, opts Options) (*sdk.Server, error) {
 }
 
 // Serve runs the server on t until the client disconnects or ctx ends.
-func Serve(ctx context.Context, b Backend, opts Options, t sdk.Transport) error {
+func Serve(ctx context.Context, b contract.Backend, opts Options, t sdk.Transport) error {
 	srv, err := NewServer(b, opts)
 	if err != nil {
 		return err
@@ -132,7 +134,7 @@ func Serve(ctx context.Context, b Backend, opts Options, t sdk.Transport) error 
 
 // ServeStdio serves MCP on stdin/stdout, the way chat hosts launch
 // `pyro mcp serve`. Nothing else may write to stdout while it runs.
-func ServeStdio(ctx context.Context, b Backend, opts Options) error {
+func ServeStdio(ctx context.Context, b contract.Backend, opts Options) error {
 	return Serve(ctx, b, opts, &sdk.StdioTransport{})
 }
 
@@ -216,7 +218,7 @@ func defTool[In any](d toolDef, fn func(ctx context.Context, h *handler, in In) 
 
 // handler holds what every tool call needs.
 type handler struct {
-	b     Backend
+	b     contract.Backend
 	opts  Options
 	log   *slog.Logger
 	tools map[string]bool // tools of the active profile, for hints
@@ -235,7 +237,7 @@ func (h *handler) call(ctx context.Context, name string, fn func(context.Context
 		defer func() {
 			if r := recover(); r != nil {
 				h.log.Error("tool panic", "tool", name, "panic", r, "stack", string(debug.Stack()))
-				out, err = nil, Internal(fmt.Sprintf("pyro crashed while running %s: %v", name, r), nil)
+				out, err = nil, contract.Internal(fmt.Sprintf("pyro crashed while running %s: %v", name, r), nil)
 			}
 		}()
 		out, err = fn(ctx)
@@ -249,7 +251,7 @@ func (h *handler) call(ctx context.Context, name string, fn func(context.Context
 	data, encErr := encodeJSON(out)
 	if encErr != nil {
 		isErr = true
-		data, _ = encodeJSON(errorView{Error: string(CodeInternal),
+		data, _ = encodeJSON(errorView{Error: string(contract.CodeInternal),
 			Message: "pyro could not encode the result of " + name + ": " + encErr.Error(), Hint: hintInternal})
 	}
 	attrs := []any{"tool", name, "ms", time.Since(start).Milliseconds(), "bytes", len(data)}
@@ -281,11 +283,11 @@ func (h *handler) fit(max int, build func(n int) any) (json.RawMessage, int, err
 // not know ref as an ID, it retries once with the ID of the workspace named
 // ref.
 func (h *handler) onWorkspace(ctx context.Context, ref string, fn func(id string) error) error {
-	if err := validateRef(ref); err != nil {
+	if err := contract.ValidateRef(ref); err != nil {
 		return err
 	}
 	err := fn(ref)
-	if e, ok := AsError(err); ok && e.Code == CodeNotFound && e.Resource == ResourceWorkspace {
+	if e, ok := contract.AsError(err); ok && e.Code == contract.CodeNotFound && e.Resource == contract.ResourceWorkspace {
 		list, lerr := h.b.List(ctx)
 		if lerr != nil {
 			return err
@@ -314,18 +316,18 @@ const (
 
 // errorView turns err into advice for the agent.
 func (h *handler) errorView(ctx context.Context, err error) errorView {
-	e, ok := AsError(err)
+	e, ok := contract.AsError(err)
 	if !ok {
 		switch {
 		case ctx.Err() == context.Canceled || err == context.Canceled:
 			return errorView{Error: "cancelled", Message: "the call was cancelled before it finished", Hint: "Call again if you still need the result."}
 		case err == context.DeadlineExceeded:
-			e = Timeout("the operation did not finish in time")
+			e = contract.Timeout("the operation did not finish in time")
 		default:
-			e = Internal("unexpected error: "+err.Error(), err)
+			e = contract.Internal("unexpected error: "+err.Error(), err)
 		}
 	}
-	v := errorView{Error: string(e.Code), Message: e.Msg, Hint: e.Hint}
+	v := errorView{Error: string(e.Code), Message: word(e.Msg), Hint: word(e.Hint)}
 	if v.Message == "" {
 		v.Message = string(e.Code)
 	}
@@ -333,14 +335,14 @@ func (h *handler) errorView(ctx context.Context, err error) errorView {
 		v.Hint = h.defaultHint(e)
 	}
 	switch {
-	case e.Code == CodeNotFound && e.Resource == ResourceWorkspace:
+	case e.Code == contract.CodeNotFound && e.Resource == contract.ResourceWorkspace:
 		v.Workspaces = h.briefs(ctx, false)
 		if len(v.Workspaces) == 0 {
 			v.Hint = "No workspaces exist now; call workspace_create to make one."
 		} else {
 			v.Hint += " Existing workspaces: " + briefLine(v.Workspaces) + "."
 		}
-	case e.Code == CodeLimit:
+	case e.Code == contract.CodeLimit:
 		v.Workspaces = h.briefs(ctx, true)
 		if len(v.Workspaces) > 0 {
 			v.Hint += " Running now: " + briefLine(v.Workspaces) + "."
@@ -350,59 +352,59 @@ func (h *handler) errorView(ctx context.Context, err error) errorView {
 }
 
 // defaultHint is the advice for an *Error that brought none.
-func (h *handler) defaultHint(e *Error) string {
+func (h *handler) defaultHint(e *contract.Error) string {
 	switch e.Code {
-	case CodeNotFound:
+	case contract.CodeNotFound:
 		switch e.Resource {
-		case ResourceWorkspace:
+		case contract.ResourceWorkspace:
 			return "Use a workspace id (or name) from workspace_list, or call workspace_create."
-		case ResourceSnapshot:
+		case contract.ResourceSnapshot:
 			if h.tools["snapshot_list"] {
 				return "Call snapshot_list to see this workspace's snapshots; workspace_reset without a snapshot returns to the baseline."
 			}
 			return "workspace_summary lists this workspace's snapshots; workspace_reset without a snapshot returns to the baseline."
-		case ResourceFile:
+		case contract.ResourceFile:
 			return "Check the path with file_list; relative paths are under /workspace."
-		case ResourceEnv:
+		case contract.ResourceEnv:
 			if h.tools["env_list"] {
 				return "Call env_list to see the environments this host has."
 			}
 			return "Leave env empty for the default, or run `pyro env list` on the host to see the others."
-		case ResourceHostPath:
+		case contract.ResourceHostPath:
 			return "Host paths are absolute or relative to the directory `pyro mcp serve` started in; check that it exists."
 		}
 		return "Check the name and call again."
-	case CodeStopped:
+	case contract.CodeStopped:
 		return "Call workspace_start with this id, then retry; or call workspace_create for a fresh workspace."
-	case CodeEnvMissing:
+	case contract.CodeEnvMissing:
 		name := e.Name
 		if name == "" {
 			name = "NAME"
 		}
 		return fmt.Sprintf("Run `pyro env build %s` on the host (or ask the user to), then retry.", name)
-	case CodeInvalid:
+	case contract.CodeInvalid:
 		return hintInvalid
-	case CodeExists:
+	case contract.CodeExists:
 		switch e.Resource {
-		case ResourceWorkspace:
+		case contract.ResourceWorkspace:
 			return "Pick another name, or use the existing workspace (see workspace_list)."
-		case ResourceSnapshot:
+		case contract.ResourceSnapshot:
 			if h.tools["snapshot_delete"] {
 				return "Pick another snapshot name, or call snapshot_delete first."
 			}
 			return "Pick another snapshot name."
-		case ResourceHostPath:
+		case contract.ResourceHostPath:
 			return "Pass overwrite=true to replace it, or choose another host_path."
 		}
 		return "Pick another name."
-	case CodeConflict:
+	case contract.CodeConflict:
 		return "The workspace is not in the state this call needs. Re-read it (workspace_status, file_read) and retry."
-	case CodeLimit:
+	case contract.CodeLimit:
 		if h.tools["workspace_stop"] {
 			return "Delete a workspace you no longer need with workspace_delete (or stop it with workspace_stop), then retry."
 		}
 		return "Delete a workspace you no longer need with workspace_delete, then retry."
-	case CodeTimeout:
+	case contract.CodeTimeout:
 		return "Retry once; if it keeps timing out, ask the user to check the host with `pyro doctor`."
 	}
 	return hintInternal
@@ -410,9 +412,9 @@ func (h *handler) defaultHint(e *Error) string {
 
 // workspaceBrief is one line of a workspace list inside an error.
 type workspaceBrief struct {
-	ID    string `json:"id"`
-	Name  string `json:"name,omitempty"`
-	State State  `json:"state"`
+	ID    string         `json:"id"`
+	Name  string         `json:"name,omitempty"`
+	State contract.State `json:"state"`
 }
 
 // maxBriefs bounds the workspaces listed in an error.
@@ -429,7 +431,7 @@ func (h *handler) briefs(ctx context.Context, runningOnly bool) []workspaceBrief
 	}
 	var out []workspaceBrief
 	for _, w := range list {
-		if runningOnly && w.State != StateRunning {
+		if runningOnly && w.State != contract.StateRunning {
 			continue
 		}
 		out = append(out, workspaceBrief{ID: w.ID, Name: w.Name, State: w.State})

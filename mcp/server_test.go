@@ -14,7 +14,9 @@ import (
 	"unicode/utf8"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/mcp/mcptest"
 )
 
@@ -25,7 +27,7 @@ type session struct {
 	budget int
 }
 
-func connect(t *testing.T, b mcp.Backend, opts mcp.Options) *session {
+func connect(t *testing.T, b contract.Backend, opts mcp.Options) *session {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -379,7 +381,7 @@ func TestValidationErrors(t *testing.T) {
 		{"secret_set", map[string]any{"id": id, "name": "..", "value": "xxxx"}, "secret name"},
 		{"file_read", map[string]any{"id": id, "path": ""}, "path must not be empty"},
 		{"file_write", map[string]any{"id": id, "path": "a", "content": "x", "mode": "rwx"}, "octal"},
-		{"file_write", map[string]any{"id": id, "path": "a", "content": strings.Repeat("x", mcp.MaxWriteBytes+1)}, "limit"},
+		{"file_write", map[string]any{"id": id, "path": "a", "content": strings.Repeat("x", contract.MaxWriteBytes+1)}, "limit"},
 		{"file_list", map[string]any{"id": id, "cursor": "abc"}, "next_cursor"},
 		{"file_list", map[string]any{"id": id, "cursor": "9223372036854775807"}, "past the first 100000 entries"},
 		{"patch_apply", map[string]any{"id": id, "patch": "  "}, "patch is empty"},
@@ -413,7 +415,7 @@ func TestValidationErrors(t *testing.T) {
 		{"port_publish", map[string]any{"id": id, "guest_port": 70000}},
 		{"port_unpublish", map[string]any{"id": id, "guest_port": 0}},
 		{"port_publish", map[string]any{"id": id, "guest_port": 80, "host_port": -1}},
-		{"workspace_create", map[string]any{"disk_mib": mcp.MaxDiskMiB + 1}},
+		{"workspace_create", map[string]any{"disk_mib": contract.MaxDiskMiB + 1}},
 		{"workspace_create", map[string]any{"disk_mib": -1}},
 	} {
 		if r := s.call(tc.tool, tc.args); !r.isErr {
@@ -438,7 +440,7 @@ func TestErrorHints(t *testing.T) {
 		{name: "unknown workspace lists ids", tool: "workspace_exec",
 			args: func(string) map[string]any { return map[string]any{"id": "ws-404", "command": "ls"} },
 			code: "not_found", hint: "ws-1 (named-one, running)"},
-		{name: "stopped", setup: func(b *mcptest.Backend, id string) { b.SetState(id, mcp.StateStopped) }, tool: "workspace_exec",
+		{name: "stopped", setup: func(b *mcptest.Backend, id string) { b.SetState(id, contract.StateStopped) }, tool: "workspace_exec",
 			args: func(id string) map[string]any { return map[string]any{"id": id, "command": "ls"} },
 			code: "stopped", hint: "workspace_start"},
 		{name: "env missing", tool: "workspace_create",
@@ -454,7 +456,7 @@ func TestErrorHints(t *testing.T) {
 			args: func(string) map[string]any { return map[string]any{"name": "named-one"} },
 			code: "exists", hint: "Pick another name"},
 		{name: "exists host path", setup: func(b *mcptest.Backend, id string) {
-			b.Export(context.Background(), mcp.ExportRequest{ID: id, HostPath: "out", Format: mcp.ExportAuto})
+			b.Export(context.Background(), contract.ExportRequest{ID: id, HostPath: "out", Format: contract.ExportAuto})
 		}, tool: "workspace_export",
 			args: func(id string) map[string]any { return map[string]any{"id": id, "host_path": "out"} },
 			code: "exists", hint: "overwrite=true"},
@@ -467,22 +469,26 @@ func TestErrorHints(t *testing.T) {
 		{name: "file not found", tool: "file_read",
 			args: func(id string) map[string]any { return map[string]any{"id": id, "path": "nope.txt"} },
 			code: "not_found", hint: "file_list"},
-		{name: "conflict", setup: func(b *mcptest.Backend, _ string) { b.SetError("Reset", mcp.Conflict("a reset is already running")) },
+		{name: "conflict", setup: func(b *mcptest.Backend, _ string) {
+			b.SetError("Reset", contract.Conflict("a reset is already running"))
+		},
 			tool: "workspace_reset", args: func(id string) map[string]any { return map[string]any{"id": id} },
 			code: "conflict", hint: "Re-read"},
 		{name: "timeout", setup: func(b *mcptest.Backend, _ string) {
-			b.SetError("SnapshotCreate", mcp.Timeout("snapshot took too long"))
+			b.SetError("SnapshotCreate", contract.Timeout("snapshot took too long"))
 		},
 			tool: "snapshot_create", args: func(id string) map[string]any { return map[string]any{"id": id, "name": "s"} },
 			code: "timeout", hint: "pyro doctor"},
 		{name: "invalid from backend", setup: func(b *mcptest.Backend, _ string) {},
 			tool: "patch_apply", args: func(id string) map[string]any { return map[string]any{"id": id, "patch": "garbage"} },
 			code: "invalid", hint: "file headers"},
-		{name: "internal", setup: func(b *mcptest.Backend, _ string) { b.SetError("Diff", mcp.Internal("diff failed", fmt.Errorf("EIO"))) },
+		{name: "internal", setup: func(b *mcptest.Backend, _ string) {
+			b.SetError("Diff", contract.Internal("diff failed", fmt.Errorf("EIO")))
+		},
 			tool: "workspace_diff", args: func(id string) map[string]any { return map[string]any{"id": id} },
 			code: "internal", hint: "not a problem with your arguments"},
 		{name: "backend hint wins", setup: func(b *mcptest.Backend, _ string) {
-			b.SetError("Exec", mcp.Conflict("guest agent busy").WithHint("Wait a second and retry."))
+			b.SetError("Exec", contract.Conflict("guest agent busy").WithHint("Wait a second and retry."))
 		}, tool: "workspace_exec", args: func(id string) map[string]any { return map[string]any{"id": id, "command": "ls"} },
 			code: "conflict", hint: "Wait a second"},
 		{name: "plain error", setup: func(b *mcptest.Backend, _ string) { b.SetError("Status", fmt.Errorf("disk on fire")) },
@@ -522,11 +528,11 @@ func TestExecTruncation(t *testing.T) {
 	}
 	stdout := out.Bytes()
 	stderr := append(bytes.Repeat([]byte("warn\n"), 10000), 0xff, 0xfe, '\n')
-	b.ExecFunc = func(req mcp.ExecRequest) (mcp.ExecResult, error) {
+	b.ExecFunc = func(req contract.ExecRequest) (contract.ExecResult, error) {
 		if req.TimeoutSeconds != 30 || req.Cwd != "/workspace" {
-			return mcp.ExecResult{}, fmt.Errorf("defaults not applied: %+v", req)
+			return contract.ExecResult{}, fmt.Errorf("defaults not applied: %+v", req)
 		}
-		return mcp.ExecResult{ExitCode: 1, Duration: time.Second, Stdout: stdout, Stderr: stderr,
+		return contract.ExecResult{ExitCode: 1, Duration: time.Second, Stdout: stdout, Stderr: stderr,
 			StdoutSize: int64(len(stdout)) + 500, StderrSize: int64(len(stderr)),
 			StdoutPath: "/host/out/1.stdout", StderrPath: "/host/out/1.stderr", OutputTruncated: true}, nil
 	}
@@ -565,8 +571,8 @@ func TestExecTruncation(t *testing.T) {
 
 func TestExecTimeoutHint(t *testing.T) {
 	b := mcptest.New()
-	b.ExecFunc = func(req mcp.ExecRequest) (mcp.ExecResult, error) {
-		return mcp.ExecResult{ExitCode: 124, TimedOut: true, Signal: "SIGKILL", Duration: 5 * time.Second}, nil
+	b.ExecFunc = func(req contract.ExecRequest) (contract.ExecResult, error) {
+		return contract.ExecResult{ExitCode: 124, TimedOut: true, Signal: "SIGKILL", Duration: 5 * time.Second}, nil
 	}
 	s := connect(t, b, mcp.Options{})
 	id := s.create(nil)
@@ -731,7 +737,7 @@ func TestToolTable(t *testing.T) {
 
 func TestServeAndPanicRecovery(t *testing.T) {
 	b := mcptest.New()
-	b.ExecFunc = func(mcp.ExecRequest) (mcp.ExecResult, error) { panic("boom") }
+	b.ExecFunc = func(contract.ExecRequest) (contract.ExecResult, error) { panic("boom") }
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	st, ct := sdk.NewInMemoryTransports()
@@ -761,15 +767,15 @@ func TestNetworkResults(t *testing.T) {
 	s := connect(t, b, mcp.Options{Profile: mcp.ProfileFull})
 	id := s.create(map[string]any{"network": []any{"host.pyro.internal:5432"}})
 	note := `the workspace's network refused pypi.org:443 (no grant); network_grant with "pypi.org:443" would allow it`
-	b.ExecFunc = func(req mcp.ExecRequest) (mcp.ExecResult, error) {
-		return mcp.ExecResult{ExitCode: 1, Network: note}, nil
+	b.ExecFunc = func(req contract.ExecRequest) (contract.ExecResult, error) {
+		return contract.ExecResult{ExitCode: 1, Network: note}, nil
 	}
 	r := s.ok("workspace_exec", map[string]any{"id": id, "command": "pip install requests"})
 	if !strings.HasPrefix(r.str("hint"), "The workspace's network refused pypi.org:443") || !strings.Contains(r.str("hint"), `network_grant with "pypi.org:443"`) {
 		t.Errorf("exec hint: %s", r.text)
 	}
 	for i := range 40 {
-		b.AddDenial(id, mcp.Denial{Time: time.Date(2026, 1, 2, 3, 4, i, 0, time.UTC), Protocol: "tcp", Addr: "151.101.0.223", Port: 443,
+		b.AddDenial(id, contract.Denial{Time: time.Date(2026, 1, 2, 3, 4, i, 0, time.UTC), Protocol: "tcp", Addr: "151.101.0.223", Port: 443,
 			Name: fmt.Sprintf("host%d.example.org", i), Reason: "no grant; " + strings.Repeat("x", 150), Fix: fmt.Sprintf("host%d.example.org:443", i)})
 	}
 	r = s.ok("network_status", map[string]any{"id": id})
@@ -798,4 +804,24 @@ func TestNetworkResults(t *testing.T) {
 }
 
 // noNetwork hides the fake's NetworkBackend methods.
-type noNetwork struct{ mcp.Backend }
+type noNetwork struct{ contract.Backend }
+
+// TestFaceNamesEveryOp: every contract operation the full profile offers
+// is worded as one of its tools, so no hint names a tool that does not
+// exist.
+func TestFaceNamesEveryOp(t *testing.T) {
+	tools := map[string]bool{}
+	names, err := mcp.ToolNames(mcp.ProfileFull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		tools[n] = true
+	}
+	for _, op := range contract.Ops() {
+		got := contract.Word("{{"+string(op)+"}}", mcp.Face())
+		if !tools[got] {
+			t.Errorf("operation %s is worded %q, which is no tool", op, got)
+		}
+	}
+}

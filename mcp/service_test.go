@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/mcp/mcptest"
 )
 
@@ -79,7 +80,7 @@ func TestServiceTools(t *testing.T) {
 	// Workspace stop ends services; reset forgets them.
 	s.ok("service_start", map[string]any{"id": id, "name": "db", "command": "sleep 1000"})
 	s.ok("workspace_stop", map[string]any{"id": id})
-	if st, _ := b.ServiceStatusOf(id, "db"); st.State != mcp.ServiceStopped {
+	if st, _ := b.ServiceStatusOf(id, "db"); st.State != contract.ServiceStopped {
 		t.Errorf("after workspace_stop: %+v", st)
 	}
 	s.ok("workspace_start", map[string]any{"id": id})
@@ -120,4 +121,4 @@ func TestServiceToolsNeedBackend(t *testing.T) {
 	}
 }
 
-type noServices struct{ mcp.Backend }
+type noServices struct{ contract.Backend }

@@ -2,6 +2,8 @@ package mcp
 
 import (
 	"strings"
+
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // Keys a model can press in a shell, by name: what an xterm sends for
@@ -47,7 +49,7 @@ func ShellKey(name string) (string, error) {
 			return "\x7f", nil
 		}
 	}
-	return "", Invalid("unknown key %q", name).WithHint(ShellKeyNames)
+	return "", contract.Invalid("unknown key %q", name).WithHint(ShellKeyNames)
 }
 
 // shellInput is what a shell_write types: text, then keys, then a
@@ -65,8 +67,8 @@ func shellInput(text string, keys []string, newline bool) ([]byte, error) {
 	if newline {
 		b.WriteString("\r")
 	}
-	if b.Len() > MaxShellInput {
-		return nil, Invalid("%d bytes of input; at most %d per call", b.Len(), MaxShellInput).
+	if b.Len() > contract.MaxShellInput {
+		return nil, contract.Invalid("%d bytes of input; at most %d per call", b.Len(), contract.MaxShellInput).
 			WithHint("Send long input in parts, or write it to a file with file_write and read it from the shell.")
 	}
 	return []byte(b.String()), nil

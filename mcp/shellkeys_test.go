@@ -1,6 +1,10 @@
 package mcp
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/pyro-mcp/pyro/mcp/contract"
+)
 
 func TestShellKeys(t *testing.T) {
 	for name, want := range map[string]string{
@@ -23,7 +27,7 @@ func TestShellKeys(t *testing.T) {
 	if err != nil || string(in) != "ls\t\r" {
 		t.Errorf("shellInput: %q %v", in, err)
 	}
-	if _, err := shellInput(string(make([]byte, MaxShellInput)), nil, true); err == nil {
+	if _, err := shellInput(string(make([]byte, contract.MaxShellInput)), nil, true); err == nil {
 		t.Error("input over the bound")
 	}
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/jsonschema-go/jsonschema"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // Background commands: workspace_exec with background:true starts one
@@ -34,7 +36,7 @@ func bgTools() []toolSpec {
 		summary:     "Follow a command started with workspace_exec background:true: state, exit code and new output since an offset; waits up to 30 s for its end, or kills it; without seq, lists the background commands.",
 		description: "Follow a workspace_exec background:true command by seq: state (running, exited, timed_out, killed, lost, failed), exit code, output. wait_seconds (max 30) returns once it ends; pass stdout_offset/stderr_offset from the last result for new output only; kill:true ends it. No seq: list them.",
 		tune: func(s *jsonschema.Schema) {
-			bounds(s, "wait_seconds", 0, MaxPollWaitSeconds)
+			bounds(s, "wait_seconds", 0, contract.MaxPollWaitSeconds)
 			bounds(s, "seq", 0, 1<<53)
 			bounds(s, "stdout_offset", 0, 1<<53)
 			bounds(s, "stderr_offset", 0, 1<<53)
@@ -47,7 +49,7 @@ func bgTools() []toolSpec {
 func onBackground(spec toolSpec) toolSpec {
 	add := spec.add
 	spec.add = func(s *sdk.Server, h *handler) {
-		if _, ok := h.b.(BackgroundBackend); ok {
+		if _, ok := h.b.(contract.BackgroundBackend); ok {
 			add(s, h)
 		}
 	}
@@ -56,10 +58,10 @@ func onBackground(spec toolSpec) toolSpec {
 
 // bgBackend returns the Backend's background commands, or an error
 // saying it has none.
-func (h *handler) bgBackend() (BackgroundBackend, error) {
-	bb, ok := h.b.(BackgroundBackend)
+func (h *handler) bgBackend() (contract.BackgroundBackend, error) {
+	bb, ok := h.b.(contract.BackgroundBackend)
 	if !ok {
-		return nil, Invalid("this pyro server does not run commands in the background").
+		return nil, contract.Invalid("this pyro server does not run commands in the background").
 			WithHint("Run the command in the foreground, with output redirected (nohup CMD > /tmp/job.log 2>&1 &) if it is long, and read the log.")
 	}
 	return bb, nil
@@ -67,21 +69,21 @@ func (h *handler) bgBackend() (BackgroundBackend, error) {
 
 // execBackground starts req (validated, but for its timeout) in the
 // background: the result of workspace_exec with background:true.
-func (h *handler) execBackground(ctx context.Context, ref string, req ExecRequest, timeout int) (any, error) {
+func (h *handler) execBackground(ctx context.Context, ref string, req contract.ExecRequest, timeout int) (any, error) {
 	bb, err := h.bgBackend()
 	if err != nil {
 		return nil, err
 	}
 	if timeout == 0 {
-		timeout = DefaultBackgroundTimeout
+		timeout = contract.DefaultBackgroundTimeout
 	}
-	if timeout < MinTimeoutSeconds || timeout > MaxBackgroundTimeoutSeconds {
-		return nil, Invalid("timeout_seconds must be between %d and %d for a background command (got %d)",
-			MinTimeoutSeconds, MaxBackgroundTimeoutSeconds, timeout)
+	if timeout < contract.MinTimeoutSeconds || timeout > contract.MaxBackgroundTimeoutSeconds {
+		return nil, contract.Invalid("timeout_seconds must be between %d and %d for a background command (got %d)",
+			contract.MinTimeoutSeconds, contract.MaxBackgroundTimeoutSeconds, timeout)
 	}
 	req.TimeoutSeconds = timeout
 	var (
-		v  BackgroundExec
+		v  contract.BackgroundExec
 		ws string
 	)
 	err = h.onWorkspace(ctx, ref, func(id string) (err error) {
@@ -102,17 +104,17 @@ func toolExecStatus(ctx context.Context, h *handler, in execStatusIn) (any, erro
 	}
 	switch {
 	case in.Seq < 0:
-		return nil, Invalid("seq must be a command's seq from workspace_exec (got %d)", in.Seq)
-	case in.WaitSeconds < 0 || in.WaitSeconds > MaxPollWaitSeconds:
-		return nil, Invalid("wait_seconds must be between 0 and %d (got %d); poll again to wait longer", MaxPollWaitSeconds, in.WaitSeconds)
+		return nil, contract.Invalid("seq must be a command's seq from workspace_exec (got %d)", in.Seq)
+	case in.WaitSeconds < 0 || in.WaitSeconds > contract.MaxPollWaitSeconds:
+		return nil, contract.Invalid("wait_seconds must be between 0 and %d (got %d); poll again to wait longer", contract.MaxPollWaitSeconds, in.WaitSeconds)
 	case in.StdoutOffset < 0 || in.StderrOffset < 0:
-		return nil, Invalid("stdout_offset and stderr_offset must not be negative")
+		return nil, contract.Invalid("stdout_offset and stderr_offset must not be negative")
 	case in.Seq == 0 && (in.Kill || in.WaitSeconds > 0):
-		return nil, Invalid("kill and wait_seconds need seq: the command's seq from workspace_exec")
+		return nil, contract.Invalid("kill and wait_seconds need seq: the command's seq from workspace_exec")
 	}
 	if in.Seq == 0 {
 		var (
-			list []BackgroundExec
+			list []contract.BackgroundExec
 			ws   string
 		)
 		err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
@@ -126,12 +128,12 @@ func toolExecStatus(ctx context.Context, h *handler, in execStatusIn) (any, erro
 		return h.bgListResult(ws, list)
 	}
 	var (
-		v  BackgroundExec
+		v  contract.BackgroundExec
 		ws string
 	)
 	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
 		ws = id
-		v, err = bb.ExecPoll(ctx, PollRequest{ID: id, Seq: in.Seq, StdoutOffset: in.StdoutOffset, StderrOffset: in.StderrOffset,
+		v, err = bb.ExecPoll(ctx, contract.PollRequest{ID: id, Seq: in.Seq, StdoutOffset: in.StdoutOffset, StderrOffset: in.StderrOffset,
 			Wait: time.Duration(in.WaitSeconds) * time.Second, Kill: in.Kill})
 		return err
 	})
@@ -144,39 +146,39 @@ func toolExecStatus(ctx context.Context, h *handler, in execStatusIn) (any, erro
 // bgView is a background command as exec_status (and workspace_exec with
 // background:true) returns it.
 type bgView struct {
-	ID               string    `json:"id"`
-	Seq              int64     `json:"seq"`
-	Command          string    `json:"command,omitempty"`
-	State            ExecState `json:"state"`
-	Reason           string    `json:"reason,omitempty"`     // why it was killed or lost
-	ExitCode         *int      `json:"exit_code,omitempty"`  // once exited or timed out
-	Signal           string    `json:"signal,omitempty"`     // the signal that killed it, if one did
-	TimedOut         bool      `json:"timed_out,omitempty"`  // its timeout killed it
-	StartedAt        string    `json:"started_at,omitempty"` // RFC 3339
-	DurationMs       int64     `json:"duration_ms"`          // so far, while it runs
-	TimeoutSeconds   int       `json:"timeout_seconds,omitempty"`
-	Stdout           string    `json:"stdout"`
-	Stderr           string    `json:"stderr"`
-	StdoutOffset     int64     `json:"stdout_offset,omitempty"` // where stdout starts in the whole output
-	StderrOffset     int64     `json:"stderr_offset,omitempty"`
-	StdoutNextOffset int64     `json:"stdout_next_offset"` // pass as stdout_offset to get only what follows
-	StderrNextOffset int64     `json:"stderr_next_offset"`
-	StdoutTruncated  bool      `json:"stdout_truncated"`
-	StderrTruncated  bool      `json:"stderr_truncated"`
-	StdoutTotalBytes int64     `json:"stdout_total_bytes"` // so far
-	StderrTotalBytes int64     `json:"stderr_total_bytes"`
-	StdoutPath       string    `json:"stdout_path,omitempty"` // host file with the whole stdout
-	StderrPath       string    `json:"stderr_path,omitempty"`
-	StdoutBinary     bool      `json:"stdout_binary,omitempty"`
-	StderrBinary     bool      `json:"stderr_binary,omitempty"`
-	Limited          string    `json:"limited,omitempty"`
-	Hint             string    `json:"hint,omitempty"`
+	ID               string             `json:"id"`
+	Seq              int64              `json:"seq"`
+	Command          string             `json:"command,omitempty"`
+	State            contract.ExecState `json:"state"`
+	Reason           string             `json:"reason,omitempty"`     // why it was killed or lost
+	ExitCode         *int               `json:"exit_code,omitempty"`  // once exited or timed out
+	Signal           string             `json:"signal,omitempty"`     // the signal that killed it, if one did
+	TimedOut         bool               `json:"timed_out,omitempty"`  // its timeout killed it
+	StartedAt        string             `json:"started_at,omitempty"` // RFC 3339
+	DurationMs       int64              `json:"duration_ms"`          // so far, while it runs
+	TimeoutSeconds   int                `json:"timeout_seconds,omitempty"`
+	Stdout           string             `json:"stdout"`
+	Stderr           string             `json:"stderr"`
+	StdoutOffset     int64              `json:"stdout_offset,omitempty"` // where stdout starts in the whole output
+	StderrOffset     int64              `json:"stderr_offset,omitempty"`
+	StdoutNextOffset int64              `json:"stdout_next_offset"` // pass as stdout_offset to get only what follows
+	StderrNextOffset int64              `json:"stderr_next_offset"`
+	StdoutTruncated  bool               `json:"stdout_truncated"`
+	StderrTruncated  bool               `json:"stderr_truncated"`
+	StdoutTotalBytes int64              `json:"stdout_total_bytes"` // so far
+	StderrTotalBytes int64              `json:"stderr_total_bytes"`
+	StdoutPath       string             `json:"stdout_path,omitempty"` // host file with the whole stdout
+	StderrPath       string             `json:"stderr_path,omitempty"`
+	StdoutBinary     bool               `json:"stdout_binary,omitempty"`
+	StderrBinary     bool               `json:"stderr_binary,omitempty"`
+	Limited          string             `json:"limited,omitempty"`
+	Hint             string             `json:"hint,omitempty"`
 }
 
 // bgResult shapes v into the budget the way execResult does: stdout and
 // stderr share what the fixed fields leave, each cut to head+tail. started
 // marks the answer to a start.
-func (h *handler) bgResult(id string, v BackgroundExec, outOff, errOff int64, started bool) (any, error) {
+func (h *handler) bgResult(id string, v contract.BackgroundExec, outOff, errOff int64, started bool) (any, error) {
 	r := v.Result
 	outOff, errOff = min(outOff, v.StdoutNext), min(errOff, v.StderrNext)
 	// The backend cut the middle out of a long window already.
@@ -185,14 +187,14 @@ func (h *handler) bgResult(id string, v BackgroundExec, outOff, errOff int64, st
 	build := func(allow int) any {
 		a, b := splitAllowance(allow, len(r.Stdout), len(r.Stderr))
 		so, se := MakeExcerpt(r.Stdout, a), MakeExcerpt(r.Stderr, b)
-		o := bgView{ID: id, Seq: v.Seq, Command: clip(v.Command, maxLoggedCommand), State: v.State, Reason: clip(v.Reason, 500),
+		o := bgView{ID: id, Seq: v.Seq, Command: clip(v.Command, maxLoggedCommand), State: v.State, Reason: clip(word(v.Reason), 500),
 			Signal: r.Signal, TimedOut: r.TimedOut, StartedAt: timeString(v.StartedAt), DurationMs: r.Duration.Milliseconds(),
 			TimeoutSeconds: v.TimeoutSeconds, Stdout: so.Text, Stderr: se.Text, StdoutOffset: outOff, StderrOffset: errOff,
 			StdoutNextOffset: v.StdoutNext, StderrNextOffset: v.StderrNext,
 			StdoutTruncated: so.Truncated || outCut, StderrTruncated: se.Truncated || errCut,
 			StdoutTotalBytes: r.StdoutSize, StderrTotalBytes: r.StderrSize, StdoutPath: r.StdoutPath, StderrPath: r.StderrPath,
 			StdoutBinary: so.Binary, StderrBinary: se.Binary, Limited: r.Limited}
-		if v.State == ExecExited || v.State == ExecTimedOut {
+		if v.State == contract.ExecExited || v.State == contract.ExecTimedOut {
 			code := r.ExitCode
 			o.ExitCode = &code
 		}
@@ -203,24 +205,24 @@ func (h *handler) bgResult(id string, v BackgroundExec, outOff, errOff int64, st
 	return data, err
 }
 
-func bgHint(o bgView, r ExecResult, started bool) string {
+func bgHint(o bgView, r contract.ExecResult, started bool) string {
 	var parts []string
 	switch o.State {
-	case ExecRunning:
+	case contract.ExecRunning:
 		if started {
 			parts = append(parts, fmt.Sprintf("Started in the background as seq %d (timeout %d s). Follow it with exec_status {id, seq: %d, wait_seconds: %d}; each result's stdout_next_offset and stderr_next_offset, passed back as stdout_offset and stderr_offset, give only new output.",
-				o.Seq, o.TimeoutSeconds, o.Seq, MaxPollWaitSeconds))
+				o.Seq, o.TimeoutSeconds, o.Seq, contract.MaxPollWaitSeconds))
 		} else {
 			parts = append(parts, fmt.Sprintf("Still running. Poll again with stdout_offset=%d, stderr_offset=%d for new output only, and wait_seconds (max %d) to wait for the end; kill=true ends it.",
-				o.StdoutNextOffset, o.StderrNextOffset, MaxPollWaitSeconds))
+				o.StdoutNextOffset, o.StderrNextOffset, contract.MaxPollWaitSeconds))
 		}
-	case ExecTimedOut:
-		parts = append(parts, fmt.Sprintf("Killed after its %d s timeout (exit 124); a background command may have up to %d s (timeout_seconds).", o.TimeoutSeconds, MaxBackgroundTimeoutSeconds))
-	case ExecLost, ExecFailed:
+	case contract.ExecTimedOut:
+		parts = append(parts, fmt.Sprintf("Killed after its %d s timeout (exit 124); a background command may have up to %d s (timeout_seconds).", o.TimeoutSeconds, contract.MaxBackgroundTimeoutSeconds))
+	case contract.ExecLost, contract.ExecFailed:
 		parts = append(parts, "It did not run to its end: check workspace_status (start the workspace if it is stopped), then run it again.")
 	}
 	if r.Network != "" {
-		parts = append(parts, clip(strings.ToUpper(r.Network[:1])+r.Network[1:], 600)+".")
+		parts = append(parts, clip(word(strings.ToUpper(r.Network[:1])+r.Network[1:]), 600)+".")
 	}
 	if o.StdoutTruncated || o.StderrTruncated {
 		var paths []string
@@ -243,15 +245,15 @@ func bgHint(o bgView, r ExecResult, started bool) string {
 
 // bgItem is a background command in exec_status's list.
 type bgItem struct {
-	Seq              int64     `json:"seq"`
-	Command          string    `json:"command"`
-	State            ExecState `json:"state"`
-	Reason           string    `json:"reason,omitempty"`
-	ExitCode         *int      `json:"exit_code,omitempty"`
-	StartedAt        string    `json:"started_at,omitempty"`
-	DurationMs       int64     `json:"duration_ms"`
-	StdoutTotalBytes int64     `json:"stdout_total_bytes"`
-	StderrTotalBytes int64     `json:"stderr_total_bytes"`
+	Seq              int64              `json:"seq"`
+	Command          string             `json:"command"`
+	State            contract.ExecState `json:"state"`
+	Reason           string             `json:"reason,omitempty"`
+	ExitCode         *int               `json:"exit_code,omitempty"`
+	StartedAt        string             `json:"started_at,omitempty"`
+	DurationMs       int64              `json:"duration_ms"`
+	StdoutTotalBytes int64              `json:"stdout_total_bytes"`
+	StderrTotalBytes int64              `json:"stderr_total_bytes"`
 }
 
 type bgListOut struct {
@@ -261,18 +263,18 @@ type bgListOut struct {
 	Hint      string   `json:"hint,omitempty"`
 }
 
-func (h *handler) bgListResult(id string, list []BackgroundExec) (any, error) {
+func (h *handler) bgListResult(id string, list []contract.BackgroundExec) (any, error) {
 	items := make([]bgItem, len(list))
 	running := 0
 	for i, v := range list {
-		items[i] = bgItem{Seq: v.Seq, Command: clip(v.Command, 200), State: v.State, Reason: clip(v.Reason, 200),
+		items[i] = bgItem{Seq: v.Seq, Command: clip(v.Command, 200), State: v.State, Reason: clip(word(v.Reason), 200),
 			StartedAt: timeString(v.StartedAt), DurationMs: v.Result.Duration.Milliseconds(),
 			StdoutTotalBytes: v.Result.StdoutSize, StderrTotalBytes: v.Result.StderrSize}
-		if v.State == ExecExited || v.State == ExecTimedOut {
+		if v.State == contract.ExecExited || v.State == contract.ExecTimedOut {
 			code := v.Result.ExitCode
 			items[i].ExitCode = &code
 		}
-		if v.State == ExecRunning {
+		if v.State == contract.ExecRunning {
 			running++
 		}
 	}
@@ -283,7 +285,7 @@ func (h *handler) bgListResult(id string, list []BackgroundExec) (any, error) {
 		case len(items) == 0:
 			o.Hint = "No background commands; workspace_exec with background:true starts one."
 		case running > 0:
-			o.Hint = fmt.Sprintf("%d running (at most %d at once). exec_status with a seq shows its output.", running, MaxBackground)
+			o.Hint = fmt.Sprintf("%d running (at most %d at once). exec_status with a seq shows its output.", running, contract.MaxBackground)
 		default:
 			o.Hint = "exec_status with a seq shows its output."
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/mcp/mcptest"
 )
 
@@ -59,7 +60,7 @@ func TestBackgroundTools(t *testing.T) {
 	// The list shows it with its exit code; a kill of a second one ends it.
 	r = s.ok("workspace_exec", map[string]any{"id": id, "command": "serve", "background": true})
 	seq2 := int64(r.num("seq"))
-	if r.num("timeout_seconds") != mcp.DefaultBackgroundTimeout {
+	if r.num("timeout_seconds") != contract.DefaultBackgroundTimeout {
 		t.Fatalf("default background timeout: %s", r.text)
 	}
 	r = s.ok("exec_status", map[string]any{"id": id})
@@ -80,7 +81,7 @@ func TestBackgroundToolErrors(t *testing.T) {
 	s.fail("workspace_exec", map[string]any{"id": id, "command": "x", "background": true, "timeout_seconds": 30000}, "", "21600")
 	s.fail("exec_status", map[string]any{"id": id, "kill": true}, "invalid", "seq")
 	s.fail("exec_status", map[string]any{"id": id, "seq": 99}, "not_found", "")
-	for i := 0; i < mcp.MaxBackground; i++ {
+	for i := 0; i < contract.MaxBackground; i++ {
 		s.ok("workspace_exec", map[string]any{"id": id, "command": "sleep", "background": true})
 	}
 	s.fail("workspace_exec", map[string]any{"id": id, "command": "sleep", "background": true}, "limit", "")

@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/google/jsonschema-go/jsonschema"
+
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // Command tools: workspace_exec in a workspace, vm_run one-shot, and env_list.
@@ -21,17 +23,17 @@ type execIn struct {
 }
 
 type runIn struct {
-	Env            string            `json:"env,omitempty" jsonschema:"environment, e.g. debian-12 (default: the host's default)"`
-	Command        string            `json:"command,omitempty" jsonschema:"shell command line, run with sh -c"`
-	Argv           []string          `json:"argv,omitempty" jsonschema:"program and arguments, run without a shell; instead of command"`
-	Cwd            string            `json:"cwd,omitempty" jsonschema:"working directory (default /workspace)"`
-	EnvVars        map[string]string `json:"env_vars,omitempty" jsonschema:"extra environment variables"`
-	TimeoutSeconds int               `json:"timeout_seconds,omitempty" jsonschema:"kill after this many seconds (default 30, max 3600); exit code 124 then"`
-	Stdin          string            `json:"stdin,omitempty" jsonschema:"text fed to stdin (default: empty)"`
-	Seed           *seedInput        `json:"seed,omitempty" jsonschema:"host content to copy into /workspace first"`
-	VCPUs          int               `json:"vcpus,omitempty" jsonschema:"virtual CPUs (default: host default)"`
-	MemMiB         int               `json:"mem_mib,omitempty" jsonschema:"memory in MiB (default: host default)"`
-	Network        []string          `json:"network,omitempty" jsonschema:"network grants, e.g. [\"pypi.org:443\"] (default: none)"`
+	Env            string              `json:"env,omitempty" jsonschema:"environment, e.g. debian-12 (default: the host's default)"`
+	Command        string              `json:"command,omitempty" jsonschema:"shell command line, run with sh -c"`
+	Argv           []string            `json:"argv,omitempty" jsonschema:"program and arguments, run without a shell; instead of command"`
+	Cwd            string              `json:"cwd,omitempty" jsonschema:"working directory (default /workspace)"`
+	EnvVars        map[string]string   `json:"env_vars,omitempty" jsonschema:"extra environment variables"`
+	TimeoutSeconds int                 `json:"timeout_seconds,omitempty" jsonschema:"kill after this many seconds (default 30, max 3600); exit code 124 then"`
+	Stdin          string              `json:"stdin,omitempty" jsonschema:"text fed to stdin (default: empty)"`
+	Seed           *contract.SeedInput `json:"seed,omitempty" jsonschema:"host content to copy into /workspace first"`
+	VCPUs          int                 `json:"vcpus,omitempty" jsonschema:"virtual CPUs (default: host default)"`
+	MemMiB         int                 `json:"mem_mib,omitempty" jsonschema:"memory in MiB (default: host default)"`
+	Network        []string            `json:"network,omitempty" jsonschema:"network grants, e.g. [\"pypi.org:443\"] (default: none)"`
 }
 
 type envListIn struct{}
@@ -50,7 +52,7 @@ type envListOut struct {
 }
 
 func tuneCommand(s *jsonschema.Schema) {
-	bounds(s, "timeout_seconds", MinTimeoutSeconds, MaxTimeoutSeconds)
+	bounds(s, "timeout_seconds", contract.MinTimeoutSeconds, contract.MaxTimeoutSeconds)
 }
 
 func execTools() []toolSpec {
@@ -60,7 +62,7 @@ func execTools() []toolSpec {
 			summary:     "Run a command in a workspace (cwd /workspace, timeout 30 s by default); exit code, duration, stdout/stderr excerpts with full output kept in host files. background:true returns at once with a seq for exec_status.",
 			description: "Run a command in the workspace and wait for it: exit code, stdout/stderr. cwd /workspace, timeout 30 s (exit 124). Long output is cut to head+tail; full text in host files (*_path). background:true returns a seq at once: follow it with exec_status (for builds and test runs).",
 			tune: func(s *jsonschema.Schema) {
-				bounds(s, "timeout_seconds", MinTimeoutSeconds, MaxBackgroundTimeoutSeconds)
+				bounds(s, "timeout_seconds", contract.MinTimeoutSeconds, contract.MaxBackgroundTimeoutSeconds)
 			},
 		}, toolExec),
 	}
@@ -74,9 +76,9 @@ func oneShotTools() []toolSpec {
 			description: "One-shot: boot a throwaway microVM, run one command, destroy it, return exit code and output (cut like workspace_exec). Nothing persists; use workspace_create for repeated work.",
 			tune: func(s *jsonschema.Schema) {
 				tuneCommand(s)
-				bounds(s, "vcpus", 1, MaxVCPUs)
-				bounds(s, "mem_mib", MinMemMiB, MaxMemMiB)
-				enum(s, "seed.kind", string(SeedDir), string(SeedArchive), string(SeedGit))
+				bounds(s, "vcpus", 1, contract.MaxVCPUs)
+				bounds(s, "mem_mib", contract.MinMemMiB, contract.MaxMemMiB)
+				enum(s, "seed.kind", string(contract.SeedDir), string(contract.SeedArchive), string(contract.SeedGit))
 			},
 		}, toolRun),
 		defTool(toolDef{
@@ -88,22 +90,22 @@ func oneShotTools() []toolSpec {
 }
 
 func toolExec(ctx context.Context, h *handler, in execIn) (any, error) {
-	c := commandSpec{Command: in.Command, Argv: in.Argv, Cwd: in.Cwd, EnvVars: in.EnvVars, Timeout: in.TimeoutSeconds, Stdin: in.Stdin}
+	c := contract.CommandSpec{Command: in.Command, Argv: in.Argv, Cwd: in.Cwd, EnvVars: in.EnvVars, Timeout: in.TimeoutSeconds, Stdin: in.Stdin}
 	if in.Background {
 		c.Timeout = 0 // a background command's timeout has its own bounds (execBackground)
 	}
-	if err := validateCommand(&c); err != nil {
+	if err := contract.ValidateCommand(&c); err != nil {
 		return nil, err
 	}
-	if err := validateSecretEnv(in.SecretEnv, c.EnvVars); err != nil {
+	if err := contract.ValidateSecretEnv(in.SecretEnv, c.EnvVars); err != nil {
 		return nil, err
 	}
-	req := ExecRequest{Command: c.Command, Argv: c.Argv, Cwd: c.Cwd, EnvVars: c.EnvVars, TimeoutSeconds: c.Timeout, Stdin: c.Stdin, SecretEnv: in.SecretEnv}
+	req := contract.ExecRequest{Command: c.Command, Argv: c.Argv, Cwd: c.Cwd, EnvVars: c.EnvVars, TimeoutSeconds: c.Timeout, Stdin: c.Stdin, SecretEnv: in.SecretEnv}
 	if in.Background {
 		return h.execBackground(ctx, in.ID, req, in.TimeoutSeconds)
 	}
 	var (
-		r  ExecResult
+		r  contract.ExecResult
 		ws string
 	)
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
@@ -118,14 +120,14 @@ func toolExec(ctx context.Context, h *handler, in execIn) (any, error) {
 }
 
 func toolRun(ctx context.Context, h *handler, in runIn) (any, error) {
-	c := commandSpec{Command: in.Command, Argv: in.Argv, Cwd: in.Cwd, EnvVars: in.EnvVars, Timeout: in.TimeoutSeconds, Stdin: in.Stdin}
-	if err := validateCommand(&c); err != nil {
+	c := contract.CommandSpec{Command: in.Command, Argv: in.Argv, Cwd: in.Cwd, EnvVars: in.EnvVars, Timeout: in.TimeoutSeconds, Stdin: in.Stdin}
+	if err := contract.ValidateCommand(&c); err != nil {
 		return nil, err
 	}
-	if err := validateResources(in.VCPUs, in.MemMiB); err != nil {
+	if err := contract.ValidateResources(in.VCPUs, in.MemMiB); err != nil {
 		return nil, err
 	}
-	seed, err := seedSpec(in.Seed)
+	seed, err := contract.ParseSeed(in.Seed)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +135,7 @@ func toolRun(ctx context.Context, h *handler, in runIn) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := h.b.Run(ctx, RunRequest{Env: in.Env, Command: c.Command, Argv: c.Argv, Cwd: c.Cwd, EnvVars: c.EnvVars,
+	r, err := h.b.Run(ctx, contract.RunRequest{Env: in.Env, Command: c.Command, Argv: c.Argv, Cwd: c.Cwd, EnvVars: c.EnvVars,
 		TimeoutSeconds: c.Timeout, Stdin: c.Stdin, VCPUs: in.VCPUs, MemMiB: in.MemMiB, Seed: seed, Network: grants})
 	if err != nil {
 		return nil, err

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/google/jsonschema-go/jsonschema"
+
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // File tools: file_list, file_read, file_write, patch_apply. They act on the
@@ -21,10 +23,10 @@ type fileListIn struct {
 }
 
 type entryView struct {
-	Path   string   `json:"path"`
-	Type   FileType `json:"type"`
-	Size   *int64   `json:"size,omitempty"`
-	Target string   `json:"target,omitempty"`
+	Path   string            `json:"path"`
+	Type   contract.FileType `json:"type"`
+	Size   *int64            `json:"size,omitempty"`
+	Target string            `json:"target,omitempty"`
 }
 
 type fileListOut struct {
@@ -93,14 +95,14 @@ func fileTools() []toolSpec {
 			name: "file_list", group: "files", core: true, readOnly: true,
 			summary:     "List a guest directory (optionally recursive) with types and sizes, paged by cursor.",
 			description: "List a directory in the workspace (default /workspace): path, type, size. recursive=false by default. Paged: pass next_cursor to continue.",
-			tune:        func(s *jsonschema.Schema) { bounds(s, "limit", 1, MaxListLimit) },
+			tune:        func(s *jsonschema.Schema) { bounds(s, "limit", 1, contract.MaxListLimit) },
 		}, toolFileList),
 		defTool(toolDef{
 			name: "file_read", group: "files", core: true, readOnly: true,
 			summary:     "Read a guest file as text from an offset; returns next_offset and eof to page through large files.",
 			description: "Read a text file in the workspace from offset (default 0), as much as fits one result (about 9 KiB by default). Returns next_offset and eof; call again with offset=next_offset for more.",
 			tune: func(s *jsonschema.Schema) {
-				bounds(s, "max_bytes", 1, MaxReadBytes)
+				bounds(s, "max_bytes", 1, contract.MaxReadBytes)
 				bounds(s, "offset", 0, 1<<53)
 			},
 		}, toolFileRead),
@@ -120,12 +122,12 @@ func fileTools() []toolSpec {
 func toolFileList(ctx context.Context, h *handler, in fileListIn) (any, error) {
 	path := in.Path
 	if path == "" {
-		path = DefaultWorkdir
+		path = contract.DefaultWorkdir
 	}
-	if err := validatePath("path", path, true); err != nil {
+	if err := contract.ValidatePath("path", path, true); err != nil {
 		return nil, err
 	}
-	limit, err := limitOrDefault("limit", in.Limit, DefaultListLimit, MaxListLimit)
+	limit, err := contract.LimitOrDefault("limit", in.Limit, contract.DefaultListLimit, contract.MaxListLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -133,16 +135,16 @@ func toolFileList(ctx context.Context, h *handler, in fileListIn) (any, error) {
 	if in.Cursor != "" {
 		offset, err = strconv.Atoi(in.Cursor)
 		if err != nil || offset < 0 {
-			return nil, Invalid("cursor %.40q is not a next_cursor from file_list", in.Cursor)
+			return nil, contract.Invalid("cursor %.40q is not a next_cursor from file_list", in.Cursor)
 		}
-		if offset > MaxListOffset {
-			return nil, Invalid("cursor %d is past the first %d entries file_list pages through", offset, MaxListOffset).
+		if offset > contract.MaxListOffset {
+			return nil, contract.Invalid("cursor %d is past the first %d entries file_list pages through", offset, contract.MaxListOffset).
 				WithHint("List a subdirectory (path), or list without recursive.")
 		}
 	}
-	var l FileListing
+	var l contract.FileListing
 	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
-		l, err = h.b.ListFiles(ctx, ListFilesRequest{ID: id, Path: path, Recursive: in.Recursive, Offset: offset, Limit: limit})
+		l, err = h.b.ListFiles(ctx, contract.ListFilesRequest{ID: id, Path: path, Recursive: in.Recursive, Offset: offset, Limit: limit})
 		return err
 	})
 	if err != nil {
@@ -151,11 +153,11 @@ func toolFileList(ctx context.Context, h *handler, in fileListIn) (any, error) {
 	entries := make([]entryView, len(l.Entries))
 	for i, e := range l.Entries {
 		v := entryView{Path: SafeText([]byte(e.Path)).S, Type: e.Type}
-		if e.Type == FileRegular {
+		if e.Type == contract.FileRegular {
 			size := e.Size
 			v.Size = &size
 		}
-		if e.Type == FileSymlink {
+		if e.Type == contract.FileSymlink {
 			v.Target = clip(e.LinkTarget, 200)
 		}
 		entries[i] = v
@@ -175,28 +177,28 @@ func toolFileList(ctx context.Context, h *handler, in fileListIn) (any, error) {
 	}
 	data, n, err := h.fit(len(entries), build)
 	if err == nil && n == 0 && len(entries) > 0 {
-		return nil, Internal("a file entry does not fit the result budget", nil)
+		return nil, contract.Internal("a file entry does not fit the result budget", nil)
 	}
 	return data, err
 }
 
 func toolFileRead(ctx context.Context, h *handler, in fileReadIn) (any, error) {
-	if err := validatePath("path", in.Path, true); err != nil {
+	if err := contract.ValidatePath("path", in.Path, true); err != nil {
 		return nil, err
 	}
 	if in.Offset < 0 {
-		return nil, Invalid("offset must be >= 0 (got %d)", in.Offset)
+		return nil, contract.Invalid("offset must be >= 0 (got %d)", in.Offset)
 	}
-	if in.MaxBytes < 0 || in.MaxBytes > MaxReadBytes {
-		return nil, Invalid("max_bytes must be between 1 and %d (got %d)", MaxReadBytes, in.MaxBytes)
+	if in.MaxBytes < 0 || in.MaxBytes > contract.MaxReadBytes {
+		return nil, contract.Invalid("max_bytes must be between 1 and %d (got %d)", contract.MaxReadBytes, in.MaxBytes)
 	}
 	want := in.MaxBytes
 	if want == 0 || want > h.budget() {
 		want = h.budget() // more can never fit in one result
 	}
-	var fc FileContent
+	var fc contract.FileContent
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
-		fc, err = h.b.ReadFile(ctx, ReadFileRequest{ID: id, Path: in.Path, Offset: in.Offset, MaxBytes: want})
+		fc, err = h.b.ReadFile(ctx, contract.ReadFileRequest{ID: id, Path: in.Path, Offset: in.Offset, MaxBytes: want})
 		return err
 	})
 	if err != nil {
@@ -230,29 +232,29 @@ func toolFileRead(ctx context.Context, h *handler, in fileReadIn) (any, error) {
 	}
 	data, n, err := h.fit(len(content), build)
 	if err == nil && n == 0 && len(content) > 0 {
-		return nil, Internal("file content does not fit the result budget", nil)
+		return nil, contract.Internal("file content does not fit the result budget", nil)
 	}
 	return data, err
 }
 
 func toolFileWrite(ctx context.Context, h *handler, in fileWriteIn) (any, error) {
-	if err := validatePath("path", in.Path, true); err != nil {
+	if err := contract.ValidatePath("path", in.Path, true); err != nil {
 		return nil, err
 	}
-	if len(in.Content) > MaxWriteBytes {
-		return nil, Invalid("content is %d bytes; the limit is %d: split the file, or use workspace_sync_push for large files", len(in.Content), MaxWriteBytes)
+	if len(in.Content) > contract.MaxWriteBytes {
+		return nil, contract.Invalid("content is %d bytes; the limit is %d: split the file, or use workspace_sync_push for large files", len(in.Content), contract.MaxWriteBytes)
 	}
 	var mode uint32
 	if in.Mode != "" {
 		m, err := strconv.ParseUint(in.Mode, 8, 32)
 		if err != nil || m > 0o7777 {
-			return nil, Invalid("mode %.20q must be octal permissions such as 0644 or 0755", in.Mode)
+			return nil, contract.Invalid("mode %.20q must be octal permissions such as 0644 or 0755", in.Mode)
 		}
 		mode = uint32(m)
 	}
-	var r WriteResult
+	var r contract.WriteResult
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
-		r, err = h.b.WriteFile(ctx, WriteFileRequest{ID: id, Path: in.Path, Content: []byte(in.Content), Mode: mode})
+		r, err = h.b.WriteFile(ctx, contract.WriteFileRequest{ID: id, Path: in.Path, Content: []byte(in.Content), Mode: mode})
 		return err
 	})
 	if err != nil {
@@ -266,12 +268,12 @@ func toolFileWrite(ctx context.Context, h *handler, in fileWriteIn) (any, error)
 
 func toolPatchApply(ctx context.Context, h *handler, in patchIn) (any, error) {
 	if strings.TrimSpace(in.Patch) == "" {
-		return nil, Invalid("patch is empty: pass a unified diff (--- a/FILE, +++ b/FILE, @@ hunks)")
+		return nil, contract.Invalid("patch is empty: pass a unified diff (--- a/FILE, +++ b/FILE, @@ hunks)")
 	}
-	if len(in.Patch) > MaxPatchBytes {
-		return nil, Invalid("patch is %d bytes; the limit is %d: split it into several calls", len(in.Patch), MaxPatchBytes)
+	if len(in.Patch) > contract.MaxPatchBytes {
+		return nil, contract.Invalid("patch is %d bytes; the limit is %d: split it into several calls", len(in.Patch), contract.MaxPatchBytes)
 	}
-	var r PatchResult
+	var r contract.PatchResult
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
 		r, err = h.b.ApplyPatch(ctx, id, in.Patch)
 		return err
@@ -282,7 +284,7 @@ func toolPatchApply(ctx context.Context, h *handler, in patchIn) (any, error) {
 	files := make([]patchFileView, len(r.Files))
 	failedN := 0
 	for i, f := range r.Files {
-		files[i] = patchFileView{Path: f.Path, Op: f.Op, OK: f.OK, Additions: f.Additions, Deletions: f.Deletions, Error: clip(f.Error, 300)}
+		files[i] = patchFileView{Path: f.Path, Op: f.Op, OK: f.OK, Additions: f.Additions, Deletions: f.Deletions, Error: clip(word(f.Error), 300)}
 		if !f.OK {
 			failedN++
 		}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/google/jsonschema-go/jsonschema"
+
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // Host-crossing and review tools: workspace_diff, workspace_export,
@@ -66,7 +68,7 @@ func hostTools() []toolSpec {
 			summary:     "Copy a guest file or directory out to a host path, as a tree or a tar archive.",
 			description: "Copy a guest file or directory (default /workspace) to host_path on the host, as a tree or tar (format auto: by extension). An existing host path is replaced only with overwrite=true, and then kept as a dated backup beside it (backup). host_path must be under a directory the server allows.",
 			tune: func(s *jsonschema.Schema) {
-				enum(s, "format", string(ExportAuto), string(ExportTree), string(ExportTar))
+				enum(s, "format", string(contract.ExportAuto), string(contract.ExportTree), string(contract.ExportTar))
 			},
 		}, toolExport),
 		defTool(toolDef{
@@ -78,12 +80,12 @@ func hostTools() []toolSpec {
 }
 
 func toolDiff(ctx context.Context, h *handler, in diffIn) (any, error) {
-	if err := validatePath("path", in.Path, false); err != nil {
+	if err := contract.ValidatePath("path", in.Path, false); err != nil {
 		return nil, err
 	}
-	var d DiffResult
+	var d contract.DiffResult
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
-		d, err = h.b.Diff(ctx, DiffRequest{ID: id, Path: in.Path})
+		d, err = h.b.Diff(ctx, contract.DiffRequest{ID: id, Path: in.Path})
 		return err
 	})
 	if err != nil {
@@ -133,25 +135,25 @@ func toolDiff(ctx context.Context, h *handler, in diffIn) (any, error) {
 func toolExport(ctx context.Context, h *handler, in exportIn) (any, error) {
 	guest := in.GuestPath
 	if guest == "" {
-		guest = DefaultWorkdir
+		guest = contract.DefaultWorkdir
 	}
-	if err := validatePath("guest_path", guest, true); err != nil {
+	if err := contract.ValidatePath("guest_path", guest, true); err != nil {
 		return nil, err
 	}
-	if err := validatePath("host_path", in.HostPath, true); err != nil {
+	if err := contract.ValidatePath("host_path", in.HostPath, true); err != nil {
 		return nil, err
 	}
-	format := ExportFormat(in.Format)
+	format := contract.ExportFormat(in.Format)
 	switch format {
 	case "":
-		format = ExportAuto
-	case ExportAuto, ExportTree, ExportTar:
+		format = contract.ExportAuto
+	case contract.ExportAuto, contract.ExportTree, contract.ExportTar:
 	default:
-		return nil, Invalid("format %.20q must be auto, tree or tar", in.Format)
+		return nil, contract.Invalid("format %.20q must be auto, tree or tar", in.Format)
 	}
-	var r ExportResult
+	var r contract.ExportResult
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
-		r, err = h.b.Export(ctx, ExportRequest{ID: id, GuestPath: guest, HostPath: in.HostPath, Format: format, Overwrite: in.Overwrite})
+		r, err = h.b.Export(ctx, contract.ExportRequest{ID: id, GuestPath: guest, HostPath: in.HostPath, Format: format, Overwrite: in.Overwrite})
 		return err
 	})
 	if err != nil {
@@ -161,19 +163,19 @@ func toolExport(ctx context.Context, h *handler, in exportIn) (any, error) {
 }
 
 func toolSyncPush(ctx context.Context, h *handler, in syncIn) (any, error) {
-	if err := validatePath("host_path", in.HostPath, true); err != nil {
+	if err := contract.ValidatePath("host_path", in.HostPath, true); err != nil {
 		return nil, err
 	}
 	dest := in.GuestDest
 	if dest == "" {
-		dest = DefaultWorkdir
+		dest = contract.DefaultWorkdir
 	}
-	if err := validatePath("guest_dest", dest, true); err != nil {
+	if err := contract.ValidatePath("guest_dest", dest, true); err != nil {
 		return nil, err
 	}
-	var r SyncResult
+	var r contract.SyncResult
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
-		r, err = h.b.SyncPush(ctx, SyncPushRequest{ID: id, HostPath: in.HostPath, GuestDest: dest})
+		r, err = h.b.SyncPush(ctx, contract.SyncPushRequest{ID: id, HostPath: in.HostPath, GuestDest: dest})
 		return err
 	})
 	if err != nil {

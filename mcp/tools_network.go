@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/jsonschema-go/jsonschema"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // Network tools: network_grant, network_revoke, network_status, port_publish
@@ -60,7 +62,7 @@ func tunePorts(s *jsonschema.Schema) {
 
 func tuneGrants(s *jsonschema.Schema) {
 	if p := prop(s, "grants"); p != nil {
-		one, most := 1, MaxGrants
+		one, most := 1, contract.MaxGrants
 		p.MinItems, p.MaxItems = &one, &most
 	}
 }
@@ -104,7 +106,7 @@ func netTools(specs ...toolSpec) []toolSpec {
 	for i := range specs {
 		add := specs[i].add
 		specs[i].add = func(s *sdk.Server, h *handler) {
-			if _, ok := h.b.(NetworkBackend); ok {
+			if _, ok := h.b.(contract.NetworkBackend); ok {
 				add(s, h)
 			}
 		}
@@ -113,10 +115,10 @@ func netTools(specs ...toolSpec) []toolSpec {
 }
 
 // netBackend returns the Backend's network, or an error saying it has none.
-func (h *handler) netBackend() (NetworkBackend, error) {
-	nb, ok := h.b.(NetworkBackend)
+func (h *handler) netBackend() (contract.NetworkBackend, error) {
+	nb, ok := h.b.(contract.NetworkBackend)
 	if !ok {
-		return nil, Invalid("this pyro server has no workspace network").WithHint("Workspaces here reach nothing outside; do without the network.")
+		return nil, contract.Invalid("this pyro server has no workspace network").WithHint("Workspaces here reach nothing outside; do without the network.")
 	}
 	return nb, nil
 }
@@ -124,9 +126,9 @@ func (h *handler) netBackend() (NetworkBackend, error) {
 // grantArgs checks a tool's grants and returns their canonical spellings.
 func grantArgs(specs []string) ([]string, error) {
 	if len(specs) == 0 {
-		return nil, Invalid("grants must list at least one grant").WithHint(GrantForms)
+		return nil, contract.Invalid("grants must list at least one grant").WithHint(contract.GrantForms)
 	}
-	gs, err := ParseGrants(specs)
+	gs, err := contract.ParseGrants(specs)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +149,7 @@ func toolNetworkGrant(ctx context.Context, h *handler, in grantsIn) (any, error)
 		return nil, err
 	}
 	var (
-		st NetworkStatus
+		st contract.NetworkStatus
 		ws string
 	)
 	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
@@ -175,7 +177,7 @@ func toolNetworkRevoke(ctx context.Context, h *handler, in grantsIn) (any, error
 		return nil, err
 	}
 	var (
-		r  RevokeResult
+		r  contract.RevokeResult
 		ws string
 	)
 	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
@@ -195,7 +197,7 @@ func toolNetworkStatus(ctx context.Context, h *handler, in refIn) (any, error) {
 		return nil, err
 	}
 	var (
-		st NetworkStatus
+		st contract.NetworkStatus
 		ws string
 	)
 	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
@@ -224,7 +226,7 @@ func toolNetworkStatus(ctx context.Context, h *handler, in refIn) (any, error) {
 
 // fitNetwork is the network view with at most maxDenials refusals, fewer
 // if the budget needs it.
-func (h *handler) fitNetwork(st NetworkStatus, maxDenials int) networkView {
+func (h *handler) fitNetwork(st contract.NetworkStatus, maxDenials int) networkView {
 	v := viewNetwork(st, maxDenials)
 	for n := min(maxDenials, len(st.Denials)); n > 0; n-- {
 		v = viewNetwork(st, n)
@@ -237,22 +239,22 @@ func (h *handler) fitNetwork(st NetworkStatus, maxDenials int) networkView {
 
 func toolPortPublish(ctx context.Context, h *handler, in publishIn) (any, error) {
 	if in.GuestPort < 1 || in.GuestPort > 65535 {
-		return nil, Invalid("guest_port must be 1-65535 (got %d)", in.GuestPort)
+		return nil, contract.Invalid("guest_port must be 1-65535 (got %d)", in.GuestPort)
 	}
 	if in.HostPort < 0 || in.HostPort > 65535 {
-		return nil, Invalid("host_port must be 1-65535, or omitted for a free one (got %d)", in.HostPort)
+		return nil, contract.Invalid("host_port must be 1-65535, or omitted for a free one (got %d)", in.HostPort)
 	}
 	nb, err := h.netBackend()
 	if err != nil {
 		return nil, err
 	}
 	var (
-		p  PublishedPort
+		p  contract.PublishedPort
 		ws string
 	)
 	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
 		ws = id
-		p, err = nb.PortPublish(ctx, PublishRequest{ID: id, GuestPort: in.GuestPort, HostPort: in.HostPort})
+		p, err = nb.PortPublish(ctx, contract.PublishRequest{ID: id, GuestPort: in.GuestPort, HostPort: in.HostPort})
 		return err
 	})
 	if err != nil {
@@ -264,7 +266,7 @@ func toolPortPublish(ctx context.Context, h *handler, in publishIn) (any, error)
 
 func toolPortUnpublish(ctx context.Context, h *handler, in unpublishIn) (any, error) {
 	if in.GuestPort < 1 || in.GuestPort > 65535 {
-		return nil, Invalid("guest_port must be 1-65535 (got %d)", in.GuestPort)
+		return nil, contract.Invalid("guest_port must be 1-65535 (got %d)", in.GuestPort)
 	}
 	nb, err := h.netBackend()
 	if err != nil {
@@ -319,7 +321,7 @@ type denialView struct {
 }
 
 // viewNetwork shows st with its newest n denials.
-func viewNetwork(st NetworkStatus, n int) networkView {
+func viewNetwork(st contract.NetworkStatus, n int) networkView {
 	v := networkView{Live: st.Live, Grants: []grantView{}, DeniedTotal: st.DeniedTotal, LimitHits: st.LimitHits, Connections: st.Connections}
 	for _, g := range st.Grants {
 		v.Grants = append(v.Grants, grantView(g))
@@ -334,11 +336,11 @@ func viewNetwork(st NetworkStatus, n int) networkView {
 	return v
 }
 
-func viewPublished(p PublishedPort) publishedView {
-	return publishedView{GuestPort: p.GuestPort, HostPort: p.HostPort, HostAddrs: p.HostAddrs, Connections: p.Connections, Error: clip(p.Error, 200)}
+func viewPublished(p contract.PublishedPort) publishedView {
+	return publishedView{GuestPort: p.GuestPort, HostPort: p.HostPort, HostAddrs: p.HostAddrs, Connections: p.Connections, Error: clip(word(p.Error), 200)}
 }
 
-func viewDenial(d Denial) denialView {
+func viewDenial(d contract.Denial) denialView {
 	what := d.Protocol + " "
 	switch {
 	case d.Protocol == "dns":
@@ -366,7 +368,7 @@ type networkBrief struct {
 	Denials   []denialView `json:"last_denials,omitempty"`
 }
 
-func briefNetwork(st *NetworkStatus) *networkBrief {
+func briefNetwork(st *contract.NetworkStatus) *networkBrief {
 	if st == nil || len(st.Grants) == 0 && len(st.Published) == 0 && len(st.Denials) == 0 {
 		return nil
 	}

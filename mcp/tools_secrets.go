@@ -3,8 +3,12 @@ package mcp
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // Secret tools: secret_set and secret_delete (workspace-full). Secrets are
@@ -42,7 +46,7 @@ type secretView struct {
 	SetAt  string `json:"set_at,omitempty"`
 }
 
-func viewSecrets(s []SecretInfo) []secretView {
+func viewSecrets(s []contract.SecretInfo) []secretView {
 	if len(s) == 0 {
 		return nil
 	}
@@ -75,7 +79,7 @@ func secretSpecs(specs ...toolSpec) []toolSpec {
 	for i := range specs {
 		add := specs[i].add
 		specs[i].add = func(s *sdk.Server, h *handler) {
-			if _, ok := h.b.(SecretBackend); ok {
+			if _, ok := h.b.(contract.SecretBackend); ok {
 				add(s, h)
 			}
 		}
@@ -84,23 +88,23 @@ func secretSpecs(specs ...toolSpec) []toolSpec {
 }
 
 // secretsArg checks workspace_create's secrets: nil when none.
-func (h *handler) secretsArg(in map[string]secretInput) (map[string]SecretSource, error) {
+func (h *handler) secretsArg(in map[string]secretInput) (map[string]contract.SecretSource, error) {
 	if len(in) == 0 {
 		return nil, nil
 	}
-	if _, ok := h.b.(SecretBackend); !ok {
-		return nil, Invalid("this pyro server keeps no secrets").WithHint("Create the workspace without secrets.")
+	if _, ok := h.b.(contract.SecretBackend); !ok {
+		return nil, contract.Invalid("this pyro server keeps no secrets").WithHint("Create the workspace without secrets.")
 	}
-	if len(in) > MaxSecrets {
-		return nil, Invalid("%d secrets given; the limit is %d per workspace", len(in), MaxSecrets)
+	if len(in) > contract.MaxSecrets {
+		return nil, contract.Invalid("%d secrets given; the limit is %d per workspace", len(in), contract.MaxSecrets)
 	}
-	out := make(map[string]SecretSource, len(in))
-	for _, name := range sortedKeys(in) {
-		src := SecretSource(in[name])
-		if err := ValidateSecretName(name); err != nil {
+	out := make(map[string]contract.SecretSource, len(in))
+	for _, name := range slices.Sorted(maps.Keys(in)) {
+		src := contract.SecretSource(in[name])
+		if err := contract.ValidateSecretName(name); err != nil {
 			return nil, err
 		}
-		if err := ValidateSecretSource(name, src); err != nil {
+		if err := contract.ValidateSecretSource(name, src); err != nil {
 			return nil, err
 		}
 		out[name] = src
@@ -109,18 +113,18 @@ func (h *handler) secretsArg(in map[string]secretInput) (map[string]SecretSource
 }
 
 func toolSecretSet(ctx context.Context, h *handler, in secretSetIn) (any, error) {
-	sb, ok := h.b.(SecretBackend)
+	sb, ok := h.b.(contract.SecretBackend)
 	if !ok {
-		return nil, Invalid("this pyro server keeps no secrets")
+		return nil, contract.Invalid("this pyro server keeps no secrets")
 	}
-	src := SecretSource{Value: in.Value, File: in.File}
-	if err := ValidateSecretName(in.Name); err != nil {
+	src := contract.SecretSource{Value: in.Value, File: in.File}
+	if err := contract.ValidateSecretName(in.Name); err != nil {
 		return nil, err
 	}
-	if err := ValidateSecretSource(in.Name, src); err != nil {
+	if err := contract.ValidateSecretSource(in.Name, src); err != nil {
 		return nil, err
 	}
-	var w Workspace
+	var w contract.Workspace
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
 		w, err = sb.SecretSet(ctx, id, in.Name, src)
 		return err
@@ -133,14 +137,14 @@ func toolSecretSet(ctx context.Context, h *handler, in secretSetIn) (any, error)
 }
 
 func toolSecretDelete(ctx context.Context, h *handler, in secretDeleteIn) (any, error) {
-	sb, ok := h.b.(SecretBackend)
+	sb, ok := h.b.(contract.SecretBackend)
 	if !ok {
-		return nil, Invalid("this pyro server keeps no secrets")
+		return nil, contract.Invalid("this pyro server keeps no secrets")
 	}
-	if err := ValidateSecretName(in.Name); err != nil {
+	if err := contract.ValidateSecretName(in.Name); err != nil {
 		return nil, err
 	}
-	var w Workspace
+	var w contract.Workspace
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
 		w, err = sb.SecretDelete(ctx, id, in.Name)
 		return err

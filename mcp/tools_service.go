@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/jsonschema-go/jsonschema"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // Service tools: service_start, service_status, service_logs,
@@ -146,32 +148,32 @@ func serviceTools() []toolSpec {
 			description: "Read a service's stdout and stderr: the last tail_lines lines (default 50), or with cursor (next_cursor of an earlier call) what was written since. Long output is cut to fit; the cursor then continues after what was shown.",
 			tune: func(s *jsonschema.Schema) {
 				enum(s, "stream", "stdout", "stderr", "both")
-				bounds(s, "tail_lines", 1, MaxServiceTailLines)
+				bounds(s, "tail_lines", 1, contract.MaxServiceTailLines)
 			},
 		}, toolServiceLogs),
 		defTool(toolDef{
 			name: "service_stop", group: "service", destructive: true, idempotent: true,
 			summary:     "Stop a service: SIGTERM to its process group, SIGKILL to all its processes after a grace period.",
 			description: "Stop a service: SIGTERM to its process group, then SIGKILL to every process it started after grace_seconds (default 5). Returns its final status (reason stopped or killed_after_grace). Its logs stay readable.",
-			tune:        func(s *jsonschema.Schema) { bounds(s, "grace_seconds", 1, MaxServiceGraceSeconds) },
+			tune:        func(s *jsonschema.Schema) { bounds(s, "grace_seconds", 1, contract.MaxServiceGraceSeconds) },
 		}, toolServiceStop),
 		defTool(toolDef{
 			name: "service_restart", group: "service", destructive: true,
 			summary:     "Restart a service with the command, environment and readiness check it was started with.",
 			description: "Stop a service (if running) and start it again with the spec it was started with, waiting for readiness like service_start. Its logs continue.",
-			tune:        func(s *jsonschema.Schema) { bounds(s, "wait_seconds", 1, MaxServiceWaitSeconds) },
+			tune:        func(s *jsonschema.Schema) { bounds(s, "wait_seconds", 1, contract.MaxServiceWaitSeconds) },
 		}, toolServiceRestart),
 	)
 }
 
 func tuneService(s *jsonschema.Schema) {
-	bounds(s, "wait_seconds", 1, MaxServiceWaitSeconds)
+	bounds(s, "wait_seconds", 1, contract.MaxServiceWaitSeconds)
 	bounds(s, "max_restarts", 0, 100)
 	enum(s, "restart", "no", "on-failure")
-	enum(s, "readiness.kind", ReadyFile, ReadyTCP, ReadyHTTP, ReadyCommand)
+	enum(s, "readiness.kind", contract.ReadyFile, contract.ReadyTCP, contract.ReadyHTTP, contract.ReadyCommand)
 	if r := prop(s, "readiness"); r != nil {
 		bounds(r, "port", 1, 65535)
-		bounds(r, "timeout_seconds", 1, MaxReadyTimeoutSeconds)
+		bounds(r, "timeout_seconds", 1, contract.MaxReadyTimeoutSeconds)
 		bounds(r, "interval_ms", 10, 60000)
 	}
 }
@@ -181,7 +183,7 @@ func svcTools(specs ...toolSpec) []toolSpec {
 	for i := range specs {
 		add := specs[i].add
 		specs[i].add = func(s *sdk.Server, h *handler) {
-			if _, ok := h.b.(ServiceBackend); ok {
+			if _, ok := h.b.(contract.ServiceBackend); ok {
 				add(s, h)
 			}
 		}
@@ -189,10 +191,10 @@ func svcTools(specs ...toolSpec) []toolSpec {
 	return specs
 }
 
-func (h *handler) svcBackend() (ServiceBackend, error) {
-	sb, ok := h.b.(ServiceBackend)
+func (h *handler) svcBackend() (contract.ServiceBackend, error) {
+	sb, ok := h.b.(contract.ServiceBackend)
 	if !ok {
-		return nil, Invalid("this pyro server has no services").WithHint("Run the process with workspace_exec in the background (nohup CMD > /tmp/x.log 2>&1 &).")
+		return nil, contract.Invalid("this pyro server has no services").WithHint("Run the process with workspace_exec in the background (nohup CMD > /tmp/x.log 2>&1 &).")
 	}
 	return sb, nil
 }
@@ -201,41 +203,41 @@ var serviceNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
 
 func validateServiceName(name string) error {
 	if !serviceNameRe.MatchString(name) {
-		return Invalid("service name %.80q must be 1-64 lower-case letters, digits, _ . - starting with a letter or digit (e.g. web)", name)
+		return contract.Invalid("service name %.80q must be 1-64 lower-case letters, digits, _ . - starting with a letter or digit (e.g. web)", name)
 	}
 	return nil
 }
 
 // waitArg is a wait_seconds argument as a duration.
 func waitArg(s int) (time.Duration, error) {
-	w, err := limitOrDefault("wait_seconds", s, DefaultServiceWaitSeconds, MaxServiceWaitSeconds)
+	w, err := contract.LimitOrDefault("wait_seconds", s, contract.DefaultServiceWaitSeconds, contract.MaxServiceWaitSeconds)
 	return time.Duration(w) * time.Second, err
 }
 
-func serviceStartRequest(in serviceStartIn) (ServiceStartRequest, error) {
+func serviceStartRequest(in serviceStartIn) (contract.ServiceStartRequest, error) {
 	if err := validateServiceName(in.Name); err != nil {
-		return ServiceStartRequest{}, err
+		return contract.ServiceStartRequest{}, err
 	}
-	c := commandSpec{Command: in.Command, Argv: in.Argv, Cwd: in.Cwd, EnvVars: in.EnvVars}
-	if err := validateCommand(&c); err != nil {
-		return ServiceStartRequest{}, err
+	c := contract.CommandSpec{Command: in.Command, Argv: in.Argv, Cwd: in.Cwd, EnvVars: in.EnvVars}
+	if err := contract.ValidateCommand(&c); err != nil {
+		return contract.ServiceStartRequest{}, err
 	}
-	if len(in.User) > MaxNameLen || strings.IndexByte(in.User, 0) >= 0 {
-		return ServiceStartRequest{}, Invalid("user must be a guest user name or uid[:gid]")
+	if len(in.User) > contract.MaxNameLen || strings.IndexByte(in.User, 0) >= 0 {
+		return contract.ServiceStartRequest{}, contract.Invalid("user must be a guest user name or uid[:gid]")
 	}
-	if err := validateSecretEnv(in.SecretEnv, c.EnvVars); err != nil {
-		return ServiceStartRequest{}, err
+	if err := contract.ValidateSecretEnv(in.SecretEnv, c.EnvVars); err != nil {
+		return contract.ServiceStartRequest{}, err
 	}
 	wait, err := waitArg(in.WaitSeconds)
 	if err != nil {
-		return ServiceStartRequest{}, err
+		return contract.ServiceStartRequest{}, err
 	}
-	req := ServiceStartRequest{Name: in.Name, Command: c.Command, Argv: c.Argv, Cwd: c.Cwd, EnvVars: c.EnvVars,
+	req := contract.ServiceStartRequest{Name: in.Name, Command: c.Command, Argv: c.Argv, Cwd: c.Cwd, EnvVars: c.EnvVars,
 		SecretEnv: in.SecretEnv, User: in.User, Wait: wait}
 	switch in.Restart {
 	case "", "no":
 		if in.MaxRestarts != 0 {
-			return ServiceStartRequest{}, Invalid("max_restarts needs restart: on-failure")
+			return contract.ServiceStartRequest{}, contract.Invalid("max_restarts needs restart: on-failure")
 		}
 	case "on-failure":
 		req.Restart, req.MaxRestarts = "on-failure", in.MaxRestarts
@@ -243,41 +245,41 @@ func serviceStartRequest(in serviceStartIn) (ServiceStartRequest, error) {
 			req.MaxRestarts = 3
 		}
 		if req.MaxRestarts < 0 || req.MaxRestarts > 100 {
-			return ServiceStartRequest{}, Invalid("max_restarts must be 1 to 100")
+			return contract.ServiceStartRequest{}, contract.Invalid("max_restarts must be 1 to 100")
 		}
 	default:
-		return ServiceStartRequest{}, Invalid("restart must be no or on-failure, not %.40q", in.Restart)
+		return contract.ServiceStartRequest{}, contract.Invalid("restart must be no or on-failure, not %.40q", in.Restart)
 	}
 	if r := in.Readiness; r != nil {
-		rd := Readiness{Kind: r.Kind, TimeoutSeconds: r.TimeoutSeconds, IntervalMs: r.IntervalMs}
-		if r.TimeoutSeconds < 0 || r.TimeoutSeconds > MaxReadyTimeoutSeconds || r.IntervalMs < 0 || r.IntervalMs > 60000 ||
+		rd := contract.Readiness{Kind: r.Kind, TimeoutSeconds: r.TimeoutSeconds, IntervalMs: r.IntervalMs}
+		if r.TimeoutSeconds < 0 || r.TimeoutSeconds > contract.MaxReadyTimeoutSeconds || r.IntervalMs < 0 || r.IntervalMs > 60000 ||
 			(r.IntervalMs > 0 && r.IntervalMs < 10) {
-			return ServiceStartRequest{}, Invalid("readiness timeout_seconds must be 1 to %d and interval_ms 10 to 60000", MaxReadyTimeoutSeconds)
+			return contract.ServiceStartRequest{}, contract.Invalid("readiness timeout_seconds must be 1 to %d and interval_ms 10 to 60000", contract.MaxReadyTimeoutSeconds)
 		}
 		switch r.Kind {
-		case ReadyFile:
-			if err := validatePath("readiness.path", r.Path, true); err != nil {
-				return ServiceStartRequest{}, err
+		case contract.ReadyFile:
+			if err := contract.ValidatePath("readiness.path", r.Path, true); err != nil {
+				return contract.ServiceStartRequest{}, err
 			}
 			rd.Path = r.Path
-		case ReadyTCP:
+		case contract.ReadyTCP:
 			if r.Port < 1 || r.Port > 65535 {
-				return ServiceStartRequest{}, Invalid("readiness.port must be 1 to 65535 (a guest TCP port)")
+				return contract.ServiceStartRequest{}, contract.Invalid("readiness.port must be 1 to 65535 (a guest TCP port)")
 			}
 			rd.Port = r.Port
-		case ReadyHTTP:
+		case contract.ReadyHTTP:
 			u, err := url.Parse(r.URL)
-			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(r.URL) > MaxPathLen {
-				return ServiceStartRequest{}, Invalid("readiness.url must be an http:// URL inside the guest, e.g. http://127.0.0.1:8000/")
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(r.URL) > contract.MaxPathLen {
+				return contract.ServiceStartRequest{}, contract.Invalid("readiness.url must be an http:// URL inside the guest, e.g. http://127.0.0.1:8000/")
 			}
 			rd.URL = r.URL
-		case ReadyCommand:
-			if strings.TrimSpace(r.Command) == "" || len(r.Command) > MaxCommandLen || strings.IndexByte(r.Command, 0) >= 0 {
-				return ServiceStartRequest{}, Invalid("readiness.command must be a shell command that exits 0 when ready")
+		case contract.ReadyCommand:
+			if strings.TrimSpace(r.Command) == "" || len(r.Command) > contract.MaxCommandLen || strings.IndexByte(r.Command, 0) >= 0 {
+				return contract.ServiceStartRequest{}, contract.Invalid("readiness.command must be a shell command that exits 0 when ready")
 			}
 			rd.Command = r.Command
 		default:
-			return ServiceStartRequest{}, Invalid("readiness.kind must be file, tcp, http or command, not %.40q", r.Kind)
+			return contract.ServiceStartRequest{}, contract.Invalid("readiness.kind must be file, tcp, http or command, not %.40q", r.Kind)
 		}
 		req.Readiness = rd
 	}
@@ -294,7 +296,7 @@ func toolServiceStart(ctx context.Context, h *handler, in serviceStartIn) (any, 
 		return nil, err
 	}
 	var (
-		st ServiceStatus
+		st contract.ServiceStatus
 		ws string
 	)
 	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
@@ -319,7 +321,7 @@ func toolServiceStatus(ctx context.Context, h *handler, in serviceStatusIn) (any
 		return nil, err
 	}
 	var (
-		list []ServiceStatus
+		list []contract.ServiceStatus
 		ws   string
 	)
 	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
@@ -344,7 +346,7 @@ func toolServiceStop(ctx context.Context, h *handler, in serviceStopIn) (any, er
 	if err := validateServiceName(in.Name); err != nil {
 		return nil, err
 	}
-	grace, err := limitOrDefault("grace_seconds", in.GraceSeconds, DefaultServiceGraceSeconds, MaxServiceGraceSeconds)
+	grace, err := contract.LimitOrDefault("grace_seconds", in.GraceSeconds, contract.DefaultServiceGraceSeconds, contract.MaxServiceGraceSeconds)
 	if err != nil {
 		return nil, err
 	}
@@ -353,7 +355,7 @@ func toolServiceStop(ctx context.Context, h *handler, in serviceStopIn) (any, er
 		return nil, err
 	}
 	var (
-		st ServiceStatus
+		st contract.ServiceStatus
 		ws string
 	)
 	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
@@ -380,7 +382,7 @@ func toolServiceRestart(ctx context.Context, h *handler, in serviceRestartIn) (a
 		return nil, err
 	}
 	var (
-		st ServiceStatus
+		st contract.ServiceStatus
 		ws string
 	)
 	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
@@ -400,7 +402,7 @@ func parseServiceCursor(c string) (int64, int64, error) {
 	o, err1 := strconv.ParseInt(a, 10, 64)
 	e, err2 := strconv.ParseInt(b, 10, 64)
 	if !ok || err1 != nil || err2 != nil || o < 0 || e < 0 {
-		return 0, 0, Invalid("cursor %.40q is not a next_cursor from service_logs", c)
+		return 0, 0, contract.Invalid("cursor %.40q is not a next_cursor from service_logs", c)
 	}
 	return o, e, nil
 }
@@ -412,9 +414,9 @@ func toolServiceLogs(ctx context.Context, h *handler, in serviceLogsIn) (any, er
 	switch in.Stream {
 	case "", "both", "stdout", "stderr":
 	default:
-		return nil, Invalid("stream must be stdout, stderr or both")
+		return nil, contract.Invalid("stream must be stdout, stderr or both")
 	}
-	req := ServiceLogsRequest{Name: in.Name, Stream: in.Stream}
+	req := contract.ServiceLogsRequest{Name: in.Name, Stream: in.Stream}
 	if in.Cursor != "" {
 		o, e, err := parseServiceCursor(in.Cursor)
 		if err != nil {
@@ -423,7 +425,7 @@ func toolServiceLogs(ctx context.Context, h *handler, in serviceLogsIn) (any, er
 		// What fits the result; the cursor then moves past what was shown.
 		req.StdoutOffset, req.StderrOffset, req.MaxBytes = o, e, min(h.budget(), 256<<10)
 	} else {
-		n, err := limitOrDefault("tail_lines", in.TailLines, DefaultServiceTailLines, MaxServiceTailLines)
+		n, err := contract.LimitOrDefault("tail_lines", in.TailLines, contract.DefaultServiceTailLines, contract.MaxServiceTailLines)
 		if err != nil {
 			return nil, err
 		}
@@ -434,7 +436,7 @@ func toolServiceLogs(ctx context.Context, h *handler, in serviceLogsIn) (any, er
 		return nil, err
 	}
 	var (
-		l  ServiceLogs
+		l  contract.ServiceLogs
 		ws string
 	)
 	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
@@ -451,7 +453,7 @@ func toolServiceLogs(ctx context.Context, h *handler, in serviceLogsIn) (any, er
 // serviceLogsResult fits a service's logs into the budget. From a cursor
 // each stream shows its first bytes and the cursor moves past them; a
 // tail shows each stream's last bytes and the cursor is at the end.
-func (h *handler) serviceLogsResult(ws, name string, l ServiceLogs, fromCursor bool) (any, error) {
+func (h *handler) serviceLogsResult(ws, name string, l contract.ServiceLogs, fromCursor bool) (any, error) {
 	var out, errb []byte
 	var outNext, errNext int64
 	if l.Stdout != nil {
@@ -483,7 +485,7 @@ func (h *handler) serviceLogsResult(ws, name string, l ServiceLogs, fromCursor b
 		var hints []string
 		for _, c := range []struct {
 			name string
-			ch   *LogChunk
+			ch   *contract.LogChunk
 		}{{"stdout", l.Stdout}, {"stderr", l.Stderr}} {
 			if c.ch == nil {
 				continue
@@ -511,11 +513,11 @@ func (h *handler) serviceLogsResult(ws, name string, l ServiceLogs, fromCursor b
 	return data, err
 }
 
-func viewService(s ServiceStatus, tailAllow int) serviceView {
+func viewService(s contract.ServiceStatus, tailAllow int) serviceView {
 	a, b := splitAllowance(tailAllow, len(s.StdoutTail), len(s.StderrTail))
 	v := serviceView{Name: s.Name, State: s.State, PID: s.PID, Command: clip(s.Command, 300), Readiness: clip(s.Readiness, 300),
 		StartedAt: timeString(s.StartedAt), ReadyAt: timeString(s.ReadyAt), EndedAt: timeString(s.EndedAt),
-		ExitCode: s.ExitCode, Signal: s.Signal, Reason: s.Reason, Message: clip(s.Message, 1000), Restarts: s.Restarts,
+		ExitCode: s.ExitCode, Signal: s.Signal, Reason: s.Reason, Message: clip(word(s.Message), 1000), Restarts: s.Restarts,
 		StdoutTail: lastBytes(s.StdoutTail, a), StderrTail: lastBytes(s.StderrTail, b),
 		StdoutBytes: s.StdoutBytes, StderrBytes: s.StderrBytes}
 	return v
@@ -532,7 +534,7 @@ func lastBytes(b []byte, n int) string {
 	return SafeText(b).S
 }
 
-func briefServices(list []ServiceStatus) []serviceBrief {
+func briefServices(list []contract.ServiceStatus) []serviceBrief {
 	out := make([]serviceBrief, len(list))
 	for i, s := range list {
 		out[i] = serviceBrief{Name: s.Name, State: s.State, PID: s.PID, ExitCode: s.ExitCode, Reason: s.Reason}
@@ -542,20 +544,20 @@ func briefServices(list []ServiceStatus) []serviceBrief {
 
 // serviceResult shapes one service's status into the budget, with a hint
 // for what to do next.
-func (h *handler) serviceResult(ws string, s ServiceStatus) (any, error) {
+func (h *handler) serviceResult(ws string, s contract.ServiceStatus) (any, error) {
 	var hint string
 	switch s.State {
-	case ServiceReady:
+	case contract.ServiceReady:
 		hint = "Running in the background until stopped; reach it from workspace_exec (e.g. curl)"
 		if h.tools["port_publish"] {
 			hint += ", or from the host with port_publish"
 		}
 		hint += ". service_logs shows its output."
-	case ServiceStarting:
+	case contract.ServiceStarting:
 		hint = "Not ready yet: call service_status with this name to follow it, or service_logs to see its output."
-	case ServiceFailed:
+	case contract.ServiceFailed:
 		hint = "It failed (reason, message, and its last output lines in stdout_tail/stderr_tail). Fix the cause and service_start it again; service_logs shows more."
-	case ServiceExited:
+	case contract.ServiceExited:
 		hint = "It exited by itself. service_logs shows its output; service_restart runs it again."
 	}
 	build := func(allow int) any {

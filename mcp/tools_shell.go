@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/jsonschema-go/jsonschema"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // Shell tools: shell_open, shell_write, shell_read, shell_signal,
@@ -92,7 +94,7 @@ type shellView struct {
 	Unread   int64    `json:"unread_bytes"` // beyond what was read
 }
 
-func viewShell(s ShellInfo) shellView {
+func viewShell(s contract.ShellInfo) shellView {
 	argv := slices.Clone(s.Argv)
 	for i := range argv {
 		argv[i] = clip(argv[i], 100)
@@ -109,7 +111,7 @@ func viewShell(s ShellInfo) shellView {
 	return v
 }
 
-func viewShells(ss []ShellInfo) []shellView {
+func viewShells(ss []contract.ShellInfo) []shellView {
 	var out []shellView
 	for _, s := range ss {
 		out = append(out, viewShell(s))
@@ -140,10 +142,10 @@ type shellOut struct {
 }
 
 func tuneShellWait(s *jsonschema.Schema) {
-	bounds(s, "timeout_seconds", 0, MaxShellTimeout.Seconds())
-	bounds(s, "wait_idle_ms", 0, MaxShellTimeout.Seconds()*1000)
+	bounds(s, "timeout_seconds", 0, contract.MaxShellTimeout.Seconds())
+	bounds(s, "wait_idle_ms", 0, contract.MaxShellTimeout.Seconds()*1000)
 	if p := prop(s, "wait_for"); p != nil {
-		n := MaxShellPattern
+		n := contract.MaxShellPattern
 		p.MaxLength = &n
 	}
 }
@@ -212,7 +214,7 @@ func shellOnly(specs ...toolSpec) []toolSpec {
 	for i := range specs {
 		add := specs[i].add
 		specs[i].add = func(s *sdk.Server, h *handler) {
-			if _, ok := h.b.(ShellBackend); ok {
+			if _, ok := h.b.(contract.ShellBackend); ok {
 				add(s, h)
 			}
 		}
@@ -220,37 +222,37 @@ func shellOnly(specs ...toolSpec) []toolSpec {
 	return specs
 }
 
-func (h *handler) shellBackend() (ShellBackend, error) {
-	sb, ok := h.b.(ShellBackend)
+func (h *handler) shellBackend() (contract.ShellBackend, error) {
+	sb, ok := h.b.(contract.ShellBackend)
 	if !ok {
-		return nil, Invalid("this pyro server has no interactive shells").WithHint("Use workspace_exec.")
+		return nil, contract.Invalid("this pyro server has no interactive shells").WithHint("Use workspace_exec.")
 	}
 	return sb, nil
 }
 
 // shellWait checks the wait arguments.
-func shellWait(in shellWaitIn) (ShellWait, error) {
-	w := ShellWait{Idle: DefaultShellIdle, Timeout: DefaultShellTimeout}
-	if in.TimeoutSeconds < 0 || time.Duration(in.TimeoutSeconds)*time.Second > MaxShellTimeout {
-		return w, Invalid("timeout_seconds must be 0 to %d", int(MaxShellTimeout.Seconds())).
+func shellWait(in shellWaitIn) (contract.ShellWait, error) {
+	w := contract.ShellWait{Idle: contract.DefaultShellIdle, Timeout: contract.DefaultShellTimeout}
+	if in.TimeoutSeconds < 0 || time.Duration(in.TimeoutSeconds)*time.Second > contract.MaxShellTimeout {
+		return w, contract.Invalid("timeout_seconds must be 0 to %d", int(contract.MaxShellTimeout.Seconds())).
 			WithHint("Wait in several calls: shell_read picks up where the last read ended.")
 	}
 	if in.TimeoutSeconds > 0 {
 		w.Timeout = time.Duration(in.TimeoutSeconds) * time.Second
 	}
 	if in.WaitIdleMs != nil {
-		if *in.WaitIdleMs < 0 || time.Duration(*in.WaitIdleMs)*time.Millisecond > MaxShellTimeout {
-			return w, Invalid("wait_idle_ms must be 0 to %d", MaxShellTimeout.Milliseconds())
+		if *in.WaitIdleMs < 0 || time.Duration(*in.WaitIdleMs)*time.Millisecond > contract.MaxShellTimeout {
+			return w, contract.Invalid("wait_idle_ms must be 0 to %d", contract.MaxShellTimeout.Milliseconds())
 		}
 		w.Idle = time.Duration(*in.WaitIdleMs) * time.Millisecond
 	}
 	if in.WaitFor != "" {
-		if len(in.WaitFor) > MaxShellPattern {
-			return w, Invalid("wait_for is %d bytes; at most %d", len(in.WaitFor), MaxShellPattern)
+		if len(in.WaitFor) > contract.MaxShellPattern {
+			return w, contract.Invalid("wait_for is %d bytes; at most %d", len(in.WaitFor), contract.MaxShellPattern)
 		}
 		re, err := regexp.Compile(in.WaitFor)
 		if err != nil {
-			return w, Invalid("wait_for is not a regular expression: %v", err).
+			return w, contract.Invalid("wait_for is not a regular expression: %v", err).
 				WithHint("Escape special characters with a backslash (\\$, \\(, \\.), or use regexp.QuoteMeta-style quoting.")
 		}
 		w.Pattern = re
@@ -260,14 +262,14 @@ func shellWait(in shellWaitIn) (ShellWait, error) {
 
 func validateShell(n int) error {
 	if n <= 0 {
-		return Invalid("shell must be a shell number from shell_open or shell_list").WithHint("Call shell_list to see the workspace's shells.")
+		return contract.Invalid("shell must be a shell number from shell_open or shell_list").WithHint("Call shell_list to see the workspace's shells.")
 	}
 	return nil
 }
 
 // shellResult shapes a ShellOutput for the model, within the result
 // budget: plain text cut to head and tail.
-func (h *handler) shellResult(ws string, in shellWaitIn, o ShellOutput) (any, error) {
+func (h *handler) shellResult(ws string, in shellWaitIn, o contract.ShellOutput) (any, error) {
 	out := shellOut{Workspace: ws, Shell: o.Info.Shell, Mode: "plain", Cursor: o.Start, NextCursor: o.End,
 		DroppedBytes: o.Dropped, LostLines: o.LostLines, Written: o.Written, TimedOut: o.TimedOut,
 		FullScreen: o.Alt, Exited: o.Info.Exited, Signal: o.Info.Signal}
@@ -310,7 +312,7 @@ func (h *handler) shellResult(ws string, in shellWaitIn, o ShellOutput) (any, er
 
 // shellCall runs call, a shell operation that waits as wi says, on the
 // workspace id and shapes its output as a tool result.
-func (h *handler) shellCall(ctx context.Context, id string, wi shellWaitIn, call func(sb ShellBackend, id string, wait ShellWait) (ShellOutput, error)) (any, error) {
+func (h *handler) shellCall(ctx context.Context, id string, wi shellWaitIn, call func(sb contract.ShellBackend, id string, wait contract.ShellWait) (contract.ShellOutput, error)) (any, error) {
 	wait, err := shellWait(wi)
 	if err != nil {
 		return nil, err
@@ -319,7 +321,7 @@ func (h *handler) shellCall(ctx context.Context, id string, wi shellWaitIn, call
 	if err != nil {
 		return nil, err
 	}
-	var o ShellOutput
+	var o contract.ShellOutput
 	var ws string
 	err = h.onWorkspace(ctx, id, func(id string) (err error) {
 		ws = id
@@ -333,21 +335,21 @@ func (h *handler) shellCall(ctx context.Context, id string, wi shellWaitIn, call
 }
 
 func toolShellOpen(ctx context.Context, h *handler, in shellOpenIn) (any, error) {
-	c := commandSpec{Command: in.Command, Argv: in.Argv, Cwd: in.Cwd, EnvVars: in.EnvVars}
+	c := contract.CommandSpec{Command: in.Command, Argv: in.Argv, Cwd: in.Cwd, EnvVars: in.EnvVars}
 	if c.Command == "" && len(c.Argv) == 0 {
 		c.Argv = []string{"login-shell"} // neither: the login shell; check the rest
 	}
-	if err := validateCommand(&c); err != nil {
+	if err := contract.ValidateCommand(&c); err != nil {
 		return nil, err
 	}
-	if err := validateSecretEnv(in.SecretEnv, c.EnvVars); err != nil {
+	if err := contract.ValidateSecretEnv(in.SecretEnv, c.EnvVars); err != nil {
 		return nil, err
 	}
 	if in.Cols < 0 || in.Rows < 0 || in.Cols > maxShellCols || in.Rows > maxShellRows {
-		return nil, Invalid("cols and rows must be 1 to %d", maxShellCols)
+		return nil, contract.Invalid("cols and rows must be 1 to %d", maxShellCols)
 	}
-	return h.shellCall(ctx, in.ID, in.shellWaitIn, func(sb ShellBackend, id string, wait ShellWait) (ShellOutput, error) {
-		return sb.ShellOpen(ctx, ShellOpenRequest{ID: id, Argv: in.Argv, Command: in.Command, Cwd: c.Cwd, EnvVars: in.EnvVars,
+	return h.shellCall(ctx, in.ID, in.shellWaitIn, func(sb contract.ShellBackend, id string, wait contract.ShellWait) (contract.ShellOutput, error) {
+		return sb.ShellOpen(ctx, contract.ShellOpenRequest{ID: id, Argv: in.Argv, Command: in.Command, Cwd: c.Cwd, EnvVars: in.EnvVars,
 			SecretEnv: in.SecretEnv, Cols: in.Cols, Rows: in.Rows, Raw: in.Raw, Wait: wait})
 	})
 }
@@ -365,10 +367,10 @@ func toolShellWrite(ctx context.Context, h *handler, in shellWriteIn) (any, erro
 		return nil, err
 	}
 	if len(input) == 0 {
-		return nil, Invalid("nothing to type: give text, keys or newline").WithHint("Use shell_read to read without typing.")
+		return nil, contract.Invalid("nothing to type: give text, keys or newline").WithHint("Use shell_read to read without typing.")
 	}
-	return h.shellCall(ctx, in.ID, in.shellWaitIn, func(sb ShellBackend, id string, wait ShellWait) (ShellOutput, error) {
-		return sb.ShellWrite(ctx, ShellWriteRequest{ID: id, Shell: in.Shell, Input: input, Raw: in.Raw, Wait: wait})
+	return h.shellCall(ctx, in.ID, in.shellWaitIn, func(sb contract.ShellBackend, id string, wait contract.ShellWait) (contract.ShellOutput, error) {
+		return sb.ShellWrite(ctx, contract.ShellWriteRequest{ID: id, Shell: in.Shell, Input: input, Raw: in.Raw, Wait: wait})
 	})
 }
 
@@ -377,10 +379,10 @@ func toolShellRead(ctx context.Context, h *handler, in shellReadIn) (any, error)
 		return nil, err
 	}
 	if in.Cursor != nil && (!in.Raw || *in.Cursor < 0) {
-		return nil, Invalid("cursor re-reads raw output: give it with raw=true, and not negative")
+		return nil, contract.Invalid("cursor re-reads raw output: give it with raw=true, and not negative")
 	}
-	return h.shellCall(ctx, in.ID, in.shellWaitIn, func(sb ShellBackend, id string, wait ShellWait) (ShellOutput, error) {
-		return sb.ShellRead(ctx, ShellReadRequest{ID: id, Shell: in.Shell, Raw: in.Raw, Cursor: in.Cursor, Wait: wait})
+	return h.shellCall(ctx, in.ID, in.shellWaitIn, func(sb contract.ShellBackend, id string, wait contract.ShellWait) (contract.ShellOutput, error) {
+		return sb.ShellRead(ctx, contract.ShellReadRequest{ID: id, Shell: in.Shell, Raw: in.Raw, Cursor: in.Cursor, Wait: wait})
 	})
 }
 
@@ -390,10 +392,10 @@ func toolShellSignal(ctx context.Context, h *handler, in shellSignalIn) (any, er
 	}
 	sig := strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(in.Signal)), "SIG")
 	if !slices.Contains([]string{"INT", "TERM", "KILL", "HUP", "QUIT", "TSTP", "CONT"}, sig) {
-		return nil, Invalid("signal %q is not one of INT, TERM, KILL, HUP, QUIT, TSTP, CONT", in.Signal)
+		return nil, contract.Invalid("signal %q is not one of INT, TERM, KILL, HUP, QUIT, TSTP, CONT", in.Signal)
 	}
-	return h.shellCall(ctx, in.ID, in.shellWaitIn, func(sb ShellBackend, id string, wait ShellWait) (ShellOutput, error) {
-		return sb.ShellSignal(ctx, ShellSignalRequest{ID: id, Shell: in.Shell, Signal: sig, Raw: in.Raw, Wait: wait})
+	return h.shellCall(ctx, in.ID, in.shellWaitIn, func(sb contract.ShellBackend, id string, wait contract.ShellWait) (contract.ShellOutput, error) {
+		return sb.ShellSignal(ctx, contract.ShellSignalRequest{ID: id, Shell: in.Shell, Signal: sig, Raw: in.Raw, Wait: wait})
 	})
 }
 
@@ -407,13 +409,13 @@ func toolShellResize(ctx context.Context, h *handler, in shellResizeIn) (any, er
 		return nil, err
 	}
 	if in.Cols < 1 || in.Rows < 1 || in.Cols > maxShellCols || in.Rows > maxShellRows {
-		return nil, Invalid("cols and rows must be 1 to %d", maxShellCols)
+		return nil, contract.Invalid("cols and rows must be 1 to %d", maxShellCols)
 	}
 	sb, err := h.shellBackend()
 	if err != nil {
 		return nil, err
 	}
-	var si ShellInfo
+	var si contract.ShellInfo
 	var ws string
 	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
 		ws = id
@@ -434,7 +436,7 @@ func toolShellClose(ctx context.Context, h *handler, in shellRefIn) (any, error)
 	if err != nil {
 		return nil, err
 	}
-	var si ShellInfo
+	var si contract.ShellInfo
 	var ws string
 	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
 		ws = id
@@ -457,7 +459,7 @@ func toolShellList(ctx context.Context, h *handler, in shellListIn) (any, error)
 	if err != nil {
 		return nil, err
 	}
-	var list []ShellInfo
+	var list []contract.ShellInfo
 	var ws string
 	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
 		ws = id

@@ -3,6 +3,8 @@ package mcp
 import (
 	"context"
 	"fmt"
+
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // Checkpoint tools: snapshot_create, snapshot_list, snapshot_delete and
@@ -72,11 +74,11 @@ func snapshotTools() []toolSpec {
 }
 
 func toolSnapshotCreate(ctx context.Context, h *handler, in snapshotIn) (any, error) {
-	if err := ValidateName("name", in.Name); err != nil {
+	if err := contract.ValidateName("name", in.Name); err != nil {
 		return nil, err
 	}
 	var (
-		s  Snapshot
+		s  contract.Snapshot
 		ws string
 	)
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
@@ -92,7 +94,7 @@ func toolSnapshotCreate(ctx context.Context, h *handler, in snapshotIn) (any, er
 
 func toolSnapshotList(ctx context.Context, h *handler, in refIn) (any, error) {
 	var (
-		list []Snapshot
+		list []contract.Snapshot
 		ws   string
 	)
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
@@ -121,7 +123,7 @@ func toolSnapshotList(ctx context.Context, h *handler, in refIn) (any, error) {
 }
 
 func toolSnapshotDelete(ctx context.Context, h *handler, in snapshotIn) (any, error) {
-	if err := ValidateName("name", in.Name); err != nil {
+	if err := contract.ValidateName("name", in.Name); err != nil {
 		return nil, err
 	}
 	var ws string
@@ -137,11 +139,11 @@ func toolSnapshotDelete(ctx context.Context, h *handler, in snapshotIn) (any, er
 
 func toolReset(ctx context.Context, h *handler, in resetIn) (any, error) {
 	if in.Snapshot != "" {
-		if err := ValidateName("snapshot", in.Snapshot); err != nil {
+		if err := contract.ValidateName("snapshot", in.Snapshot); err != nil {
 			return nil, err
 		}
 	}
-	var r ResetResult
+	var r contract.ResetResult
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
 		r, err = h.b.Reset(ctx, id, in.Snapshot)
 		return err

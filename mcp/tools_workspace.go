@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"github.com/google/jsonschema-go/jsonschema"
+
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // Workspace lifecycle tools: create, list, status, update, stop, start,
@@ -17,15 +19,15 @@ type refIn struct {
 }
 
 type createIn struct {
-	Env        string            `json:"env,omitempty" jsonschema:"environment, e.g. debian-12 (default: the host's default)"`
-	Name       string            `json:"name,omitempty" jsonschema:"optional unique name, 1-64 of [A-Za-z0-9._-]; usable wherever an id is"`
-	Labels     map[string]string `json:"labels,omitempty" jsonschema:"optional tags for workspace_list, e.g. {\"task\":\"fix-123\"}"`
-	Seed       *seedInput        `json:"seed,omitempty" jsonschema:"host content to copy into /workspace; it becomes the baseline for diff and reset"`
-	TTLSeconds int               `json:"ttl_seconds,omitempty" jsonschema:"reclaim after this many idle seconds (default 600)"`
-	VCPUs      int               `json:"vcpus,omitempty" jsonschema:"virtual CPUs (default: host default)"`
-	MemMiB     int               `json:"mem_mib,omitempty" jsonschema:"memory in MiB (default: host default)"`
-	Network    []string          `json:"network,omitempty" jsonschema:"network grants, e.g. [\"pypi.org:443\", \"host.pyro.internal:5432\"] (default: none, the workspace reaches nothing outside); see network_grant"`
-	DiskMiB    int               `json:"disk_mib,omitempty" jsonschema:"disk size in MiB; the root file system grows to it (default 8192, sparse: only written blocks cost host disk)"`
+	Env        string              `json:"env,omitempty" jsonschema:"environment, e.g. debian-12 (default: the host's default)"`
+	Name       string              `json:"name,omitempty" jsonschema:"optional unique name, 1-64 of [A-Za-z0-9._-]; usable wherever an id is"`
+	Labels     map[string]string   `json:"labels,omitempty" jsonschema:"optional tags for workspace_list, e.g. {\"task\":\"fix-123\"}"`
+	Seed       *contract.SeedInput `json:"seed,omitempty" jsonschema:"host content to copy into /workspace; it becomes the baseline for diff and reset"`
+	TTLSeconds int                 `json:"ttl_seconds,omitempty" jsonschema:"reclaim after this many idle seconds (default 600)"`
+	VCPUs      int                 `json:"vcpus,omitempty" jsonschema:"virtual CPUs (default: host default)"`
+	MemMiB     int                 `json:"mem_mib,omitempty" jsonschema:"memory in MiB (default: host default)"`
+	Network    []string            `json:"network,omitempty" jsonschema:"network grants, e.g. [\"pypi.org:443\", \"host.pyro.internal:5432\"] (default: none, the workspace reaches nothing outside); see network_grant"`
+	DiskMiB    int                 `json:"disk_mib,omitempty" jsonschema:"disk size in MiB; the root file system grows to it (default 8192, sparse: only written blocks cost host disk)"`
 	// Secrets: see tools_secrets.go.
 	Secrets map[string]secretInput `json:"secrets,omitempty" jsonschema:"secrets by name, e.g. {\"npm\": {\"file\": \"/home/me/.npm-token\"}}; kept off the workspace disk, used by workspace_exec secret_env, redacted from all output"`
 }
@@ -93,11 +95,11 @@ func workspaceTools() []toolSpec {
 			summary:     "Boot a disposable microVM workspace, optionally seeded from a host directory, archive or git checkout (the diff/reset baseline).",
 			description: "Boot a new disposable Linux microVM workspace and return its id. /workspace starts empty or seeded from a host dir, .tar/.tgz or git checkout; that content is the baseline for workspace_diff and workspace_reset. Reclaimed after ttl_seconds idle (default 600).",
 			tune: func(s *jsonschema.Schema) {
-				bounds(s, "ttl_seconds", MinTTLSeconds, MaxTTLSeconds)
-				bounds(s, "vcpus", 1, MaxVCPUs)
-				bounds(s, "mem_mib", MinMemMiB, MaxMemMiB)
-				bounds(s, "disk_mib", 1, MaxDiskMiB)
-				enum(s, "seed.kind", string(SeedDir), string(SeedArchive), string(SeedGit))
+				bounds(s, "ttl_seconds", contract.MinTTLSeconds, contract.MaxTTLSeconds)
+				bounds(s, "vcpus", 1, contract.MaxVCPUs)
+				bounds(s, "mem_mib", contract.MinMemMiB, contract.MaxMemMiB)
+				bounds(s, "disk_mib", 1, contract.MaxDiskMiB)
+				enum(s, "seed.kind", string(contract.SeedDir), string(contract.SeedArchive), string(contract.SeedGit))
 			},
 		}, toolCreate),
 		defTool(toolDef{
@@ -139,37 +141,37 @@ func workspaceTools() []toolSpec {
 			name: "workspace_logs", group: "workspace", readOnly: true,
 			summary:     "Page through the workspace journal: every exec, write, snapshot, reset and export.",
 			description: "Page through the workspace journal (exec, write, snapshot, reset, export entries with seq, exit code, duration). Pass next_cursor to continue.",
-			tune:        func(s *jsonschema.Schema) { bounds(s, "limit", 1, MaxLogsLimit) },
+			tune:        func(s *jsonschema.Schema) { bounds(s, "limit", 1, contract.MaxLogsLimit) },
 		}, toolLogs),
 	}
 }
 
 func toolCreate(ctx context.Context, h *handler, in createIn) (any, error) {
 	if in.Name != "" {
-		if err := ValidateName("name", in.Name); err != nil {
+		if err := contract.ValidateName("name", in.Name); err != nil {
 			return nil, err
 		}
 	}
-	if err := ValidateLabels(in.Labels); err != nil {
+	if err := contract.ValidateLabels(in.Labels); err != nil {
 		return nil, err
 	}
 	ttl := in.TTLSeconds
 	if ttl == 0 {
-		ttl = DefaultTTL
+		ttl = contract.DefaultTTL
 	}
-	if ttl < MinTTLSeconds || ttl > MaxTTLSeconds {
-		return nil, Invalid("ttl_seconds must be between %d and %d (got %d)", MinTTLSeconds, MaxTTLSeconds, in.TTLSeconds)
+	if ttl < contract.MinTTLSeconds || ttl > contract.MaxTTLSeconds {
+		return nil, contract.Invalid("ttl_seconds must be between %d and %d (got %d)", contract.MinTTLSeconds, contract.MaxTTLSeconds, in.TTLSeconds)
 	}
-	if err := validateResources(in.VCPUs, in.MemMiB); err != nil {
+	if err := contract.ValidateResources(in.VCPUs, in.MemMiB); err != nil {
 		return nil, err
 	}
-	if err := validateDisk(in.DiskMiB); err != nil {
+	if err := contract.ValidateDisk(in.DiskMiB); err != nil {
 		return nil, err
 	}
-	if len(in.Env) > MaxNameLen*2 || !printable(in.Env) {
-		return nil, Invalid("env %.40q is not an environment name", in.Env)
+	if len(in.Env) > contract.MaxNameLen*2 || !contract.Printable(in.Env) {
+		return nil, contract.Invalid("env %.40q is not an environment name", in.Env)
 	}
-	seed, err := seedSpec(in.Seed)
+	seed, err := contract.ParseSeed(in.Seed)
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +183,7 @@ func toolCreate(ctx context.Context, h *handler, in createIn) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := h.b.Create(ctx, CreateRequest{Env: in.Env, Name: in.Name, Labels: in.Labels,
+	w, err := h.b.Create(ctx, contract.CreateRequest{Env: in.Env, Name: in.Name, Labels: in.Labels,
 		VCPUs: in.VCPUs, MemMiB: in.MemMiB, DiskMiB: in.DiskMiB, TTLSeconds: ttl, Seed: seed, Network: grants, Secrets: secrets})
 	if err != nil {
 		return nil, err
@@ -236,7 +238,7 @@ func hasLabels(have, want map[string]string) bool {
 }
 
 func toolStatus(ctx context.Context, h *handler, in refIn) (any, error) {
-	var w Workspace
+	var w contract.Workspace
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
 		w, err = h.b.Status(ctx, id)
 		return err
@@ -246,9 +248,9 @@ func toolStatus(ctx context.Context, h *handler, in refIn) (any, error) {
 	}
 	out := workspaceOut{Workspace: viewWorkspace(w)}
 	switch w.State {
-	case StateStopped, StateExpired:
+	case contract.StateStopped, contract.StateExpired:
 		out.Hint = "Not running: call workspace_start before exec or file calls."
-	case StateFailed:
+	case contract.StateFailed:
 		out.Hint = "The workspace failed (see failure); workspace_reset rebuilds it, or delete it and create a new one."
 	}
 	return out, nil
@@ -256,24 +258,24 @@ func toolStatus(ctx context.Context, h *handler, in refIn) (any, error) {
 
 func toolUpdate(ctx context.Context, h *handler, in updateIn) (any, error) {
 	if in.Name == nil && len(in.Labels) == 0 && len(in.RemoveLabels) == 0 {
-		return nil, Invalid("nothing to update: pass name, labels or remove_labels")
+		return nil, contract.Invalid("nothing to update: pass name, labels or remove_labels")
 	}
 	if in.Name != nil && *in.Name != "" {
-		if err := ValidateName("name", *in.Name); err != nil {
+		if err := contract.ValidateName("name", *in.Name); err != nil {
 			return nil, err
 		}
 	}
-	if err := ValidateLabels(in.Labels); err != nil {
+	if err := contract.ValidateLabels(in.Labels); err != nil {
 		return nil, err
 	}
 	for _, k := range in.RemoveLabels {
-		if err := ValidateLabelKey(k); err != nil {
+		if err := contract.ValidateLabelKey(k); err != nil {
 			return nil, err
 		}
 	}
-	var w Workspace
+	var w contract.Workspace
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
-		w, err = h.b.Update(ctx, id, UpdateRequest{Name: in.Name, Labels: maps.Clone(in.Labels), RemoveLabels: in.RemoveLabels})
+		w, err = h.b.Update(ctx, id, contract.UpdateRequest{Name: in.Name, Labels: maps.Clone(in.Labels), RemoveLabels: in.RemoveLabels})
 		return err
 	})
 	if err != nil {
@@ -283,7 +285,7 @@ func toolUpdate(ctx context.Context, h *handler, in updateIn) (any, error) {
 }
 
 func toolStop(ctx context.Context, h *handler, in refIn) (any, error) {
-	var w Workspace
+	var w contract.Workspace
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
 		w, err = h.b.Stop(ctx, id)
 		return err
@@ -295,7 +297,7 @@ func toolStop(ctx context.Context, h *handler, in refIn) (any, error) {
 }
 
 func toolStart(ctx context.Context, h *handler, in refIn) (any, error) {
-	var w Workspace
+	var w contract.Workspace
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
 		w, err = h.b.Start(ctx, id)
 		return err
@@ -319,7 +321,7 @@ func toolDelete(ctx context.Context, h *handler, in refIn) (any, error) {
 }
 
 func toolSummary(ctx context.Context, h *handler, in refIn) (any, error) {
-	var s Summary
+	var s contract.Summary
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
 		s, err = h.b.Summary(ctx, id)
 		return err
@@ -388,7 +390,7 @@ func lastN[T any](s []T, n int) []T {
 }
 
 func toolLogs(ctx context.Context, h *handler, in logsIn) (any, error) {
-	limit, err := limitOrDefault("limit", in.Limit, DefaultLogsLimit, MaxLogsLimit)
+	limit, err := contract.LimitOrDefault("limit", in.Limit, contract.DefaultLogsLimit, contract.MaxLogsLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -396,12 +398,12 @@ func toolLogs(ctx context.Context, h *handler, in logsIn) (any, error) {
 	if in.Cursor != "" {
 		after, err = strconv.ParseInt(in.Cursor, 10, 64)
 		if err != nil || after < 0 {
-			return nil, Invalid("cursor %.40q is not a next_cursor from workspace_logs", in.Cursor)
+			return nil, contract.Invalid("cursor %.40q is not a next_cursor from workspace_logs", in.Cursor)
 		}
 	}
-	var page LogPage
+	var page contract.LogPage
 	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
-		page, err = h.b.Logs(ctx, LogsRequest{ID: id, AfterSeq: after, Limit: limit})
+		page, err = h.b.Logs(ctx, contract.LogsRequest{ID: id, AfterSeq: after, Limit: limit})
 		return err
 	})
 	if err != nil {
@@ -426,7 +428,7 @@ func toolLogs(ctx context.Context, h *handler, in logsIn) (any, error) {
 	data, n, err := h.fit(len(entries), build)
 	if err == nil && n == 0 && len(entries) > 0 {
 		// Not even one entry fits: impossible with clipped fields, but never loop.
-		return nil, Internal("a journal entry does not fit the result budget", nil)
+		return nil, contract.Internal("a journal entry does not fit the result budget", nil)
 	}
 	return data, err
 }

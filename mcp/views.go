@@ -3,6 +3,8 @@ package mcp
 import (
 	"fmt"
 	"strings"
+
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // Views are the JSON shapes the model sees. They are separate from the
@@ -12,7 +14,7 @@ import (
 type workspaceView struct {
 	ID           string            `json:"id"`
 	Name         string            `json:"name,omitempty"`
-	State        State             `json:"state"`
+	State        contract.State    `json:"state"`
 	Env          string            `json:"env,omitempty"`
 	Labels       map[string]string `json:"labels,omitempty"`
 	VCPUs        int               `json:"vcpus,omitempty"`
@@ -52,12 +54,12 @@ type bgBrief struct {
 }
 
 type seedView struct {
-	Kind         SeedKind      `json:"kind"`
-	Source       string        `json:"source,omitempty"`
-	Files        int           `json:"files"`
-	Bytes        int64         `json:"bytes"`
-	SkippedTotal int           `json:"skipped_total,omitempty"`
-	Skipped      []skippedView `json:"skipped,omitempty"`
+	Kind         contract.SeedKind `json:"kind"`
+	Source       string            `json:"source,omitempty"`
+	Files        int               `json:"files"`
+	Bytes        int64             `json:"bytes"`
+	SkippedTotal int               `json:"skipped_total,omitempty"`
+	Skipped      []skippedView     `json:"skipped,omitempty"`
 }
 
 type skippedView struct {
@@ -68,13 +70,13 @@ type skippedView struct {
 // maxSkippedShown bounds skipped entries listed in a workspace view.
 const maxSkippedShown = 10
 
-func viewWorkspace(w Workspace) workspaceView {
+func viewWorkspace(w contract.Workspace) workspaceView {
 	v := workspaceView{
 		ID: w.ID, Name: w.Name, State: w.State, Env: w.Env, Labels: w.Labels,
 		VCPUs: w.VCPUs, MemMiB: w.MemMiB, DiskMiB: w.DiskMiB,
 		CreatedAt: timeString(w.CreatedAt), LastActiveAt: timeString(w.LastActiveAt),
 		ExpiresAt: timeString(w.ExpiresAt), TTLSeconds: w.TTLSeconds,
-		Snapshots: w.Snapshots, LastSeq: w.LastSeq, Failure: clip(w.Error, 500),
+		Snapshots: w.Snapshots, LastSeq: w.LastSeq, Failure: clip(word(w.Error), 500),
 		DiskDeleteAt: timeString(w.DiskDeleteAt), DiskDeletedAt: timeString(w.DiskDeletedAt),
 		Network: briefNetwork(w.Network), Secrets: viewSecrets(w.Secrets),
 		Services: briefServices(w.Services), Shells: viewShells(w.Shells),
@@ -89,14 +91,14 @@ func viewWorkspace(w Workspace) workspaceView {
 	case !w.DiskDeleteAt.IsZero():
 		v.Note = "Its idle TTL expired: the VM is stopped, the disk kept until disk_delete_at. workspace_start boots it again."
 	}
-	if w.Seed.Kind != "" && w.Seed.Kind != SeedNone {
+	if w.Seed.Kind != "" && w.Seed.Kind != contract.SeedNone {
 		v.Seed = &seedView{Kind: w.Seed.Kind, Source: w.Seed.Source, Files: w.Seed.Files, Bytes: w.Seed.Bytes,
 			SkippedTotal: len(w.Seed.Skipped), Skipped: viewSkipped(w.Seed.Skipped, maxSkippedShown)}
 	}
 	return v
 }
 
-func viewSkipped(s []SkippedEntry, n int) []skippedView {
+func viewSkipped(s []contract.SkippedEntry, n int) []skippedView {
 	if len(s) < n {
 		n = len(s)
 	}
@@ -111,14 +113,14 @@ func viewSkipped(s []SkippedEntry, n int) []skippedView {
 type workspaceItem struct {
 	ID           string            `json:"id"`
 	Name         string            `json:"name,omitempty"`
-	State        State             `json:"state"`
+	State        contract.State    `json:"state"`
 	Env          string            `json:"env,omitempty"`
 	Labels       map[string]string `json:"labels,omitempty"`
 	LastActiveAt string            `json:"last_active_at,omitempty"`
 	ExpiresAt    string            `json:"expires_at,omitempty"`
 }
 
-func itemWorkspace(w Workspace) workspaceItem {
+func itemWorkspace(w contract.Workspace) workspaceItem {
 	return workspaceItem{ID: w.ID, Name: w.Name, State: w.State, Env: w.Env, Labels: w.Labels,
 		LastActiveAt: timeString(w.LastActiveAt), ExpiresAt: timeString(w.ExpiresAt)}
 }
@@ -132,7 +134,7 @@ type changeView struct {
 	Summary   string `json:"summary,omitempty"`
 }
 
-func viewChanges(cs []FileChange) []changeView {
+func viewChanges(cs []contract.FileChange) []changeView {
 	out := make([]changeView, len(cs))
 	for i, c := range cs {
 		out[i] = changeView{Path: c.Path, Status: c.Status, Additions: c.Additions, Deletions: c.Deletions,
@@ -147,24 +149,24 @@ type statsView struct {
 	Deletions int `json:"deletions"`
 }
 
-func viewStats(s DiffStats) statsView {
+func viewStats(s contract.DiffStats) statsView {
 	return statsView(s)
 }
 
 type logView struct {
-	Seq        int64   `json:"seq"`
-	Time       string  `json:"time,omitempty"`
-	Kind       LogKind `json:"kind"`
-	Command    string  `json:"command"`
-	ExitCode   *int    `json:"exit_code,omitempty"`
-	DurationMs int64   `json:"duration_ms"`
-	Detail     string  `json:"detail,omitempty"`
+	Seq        int64            `json:"seq"`
+	Time       string           `json:"time,omitempty"`
+	Kind       contract.LogKind `json:"kind"`
+	Command    string           `json:"command"`
+	ExitCode   *int             `json:"exit_code,omitempty"`
+	DurationMs int64            `json:"duration_ms"`
+	Detail     string           `json:"detail,omitempty"`
 }
 
 // maxLoggedCommand bounds a command line shown in logs and summaries.
 const maxLoggedCommand = 300
 
-func viewLog(e LogEntry) logView {
+func viewLog(e contract.LogEntry) logView {
 	return logView{Seq: e.Seq, Time: timeString(e.Time), Kind: e.Kind, Command: clip(e.Command, maxLoggedCommand),
 		ExitCode: e.ExitCode, DurationMs: e.Duration.Milliseconds(), Detail: clip(e.Detail, 200)}
 }
@@ -176,19 +178,19 @@ type snapshotView struct {
 	Bytes     int64  `json:"bytes,omitempty"`
 }
 
-func viewSnapshot(s Snapshot) snapshotView {
+func viewSnapshot(s contract.Snapshot) snapshotView {
 	return snapshotView{Name: s.Name, CreatedAt: timeString(s.CreatedAt), Seq: s.Seq, Bytes: s.Bytes}
 }
 
 type exportView struct {
-	HostPath string       `json:"host_path"`
-	Format   ExportFormat `json:"format"`
-	Files    int          `json:"files"`
-	Bytes    int64        `json:"bytes"`
-	Backup   string       `json:"backup,omitempty"` // the overwritten host path, moved here
+	HostPath string                `json:"host_path"`
+	Format   contract.ExportFormat `json:"format"`
+	Files    int                   `json:"files"`
+	Bytes    int64                 `json:"bytes"`
+	Backup   string                `json:"backup,omitempty"` // the overwritten host path, moved here
 }
 
-func viewExport(e ExportResult) exportView {
+func viewExport(e contract.ExportResult) exportView {
 	return exportView(e)
 }
 
@@ -226,7 +228,7 @@ type execView struct {
 
 // execResult shapes r into the budget: stdout and stderr share what the
 // fixed fields leave, each cut to head+tail when too long.
-func (h *handler) execResult(id string, r ExecResult, timeout int) (any, error) {
+func (h *handler) execResult(id string, r contract.ExecResult, timeout int) (any, error) {
 	outTotal := max(r.StdoutSize, int64(len(r.Stdout)))
 	errTotal := max(r.StderrSize, int64(len(r.Stderr)))
 	outCapped := outTotal > int64(len(r.Stdout))
@@ -255,16 +257,16 @@ func (h *handler) execResult(id string, r ExecResult, timeout int) (any, error) 
 	return data, err
 }
 
-func execHint(v execView, r ExecResult, timeout int, capped bool) string {
+func execHint(v execView, r contract.ExecResult, timeout int, capped bool) string {
 	var parts []string
 	if r.Network != "" {
-		parts = append(parts, clip(strings.ToUpper(r.Network[:1])+r.Network[1:], 600)+".")
+		parts = append(parts, clip(word(strings.ToUpper(r.Network[:1])+r.Network[1:]), 600)+".")
 	}
 	if r.TimedOut {
 		if v.ID != "" { // workspace_exec
-			parts = append(parts, fmt.Sprintf("Killed after the %d s timeout (exit 124). Raise timeout_seconds (max %d), or run it with background:true (timeout up to %d s) and follow it with exec_status.", timeout, MaxTimeoutSeconds, MaxBackgroundTimeoutSeconds))
+			parts = append(parts, fmt.Sprintf("Killed after the %d s timeout (exit 124). Raise timeout_seconds (max %d), or run it with background:true (timeout up to %d s) and follow it with exec_status.", timeout, contract.MaxTimeoutSeconds, contract.MaxBackgroundTimeoutSeconds))
 		} else {
-			parts = append(parts, fmt.Sprintf("Killed after the %d s timeout (exit 124). Raise timeout_seconds (max %d), or start it in the background (nohup CMD > /tmp/job.log 2>&1 &) and poll the log.", timeout, MaxTimeoutSeconds))
+			parts = append(parts, fmt.Sprintf("Killed after the %d s timeout (exit 124). Raise timeout_seconds (max %d), or start it in the background (nohup CMD > /tmp/job.log 2>&1 &) and poll the log.", timeout, contract.MaxTimeoutSeconds))
 		}
 	}
 	if v.StdoutTruncated || v.StderrTruncated {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // workspace_status says when an expired workspace's disk goes, and that
@@ -12,13 +14,13 @@ import (
 func TestWorkspaceViewRetention(t *testing.T) {
 	at := time.Date(2026, 1, 9, 0, 0, 0, 0, time.UTC)
 	for _, c := range []struct {
-		w         Workspace
+		w         contract.Workspace
 		key, note string
 		noKey     string
 	}{
-		{Workspace{ID: "a", State: StateExpired, DiskDeleteAt: at}, `"disk_delete_at":"2026-01-09T00:00:00Z"`, "workspace_start", "disk_deleted_at"},
-		{Workspace{ID: "b", State: StateExpired, DiskDeletedAt: at}, `"disk_deleted_at":"2026-01-09T00:00:00Z"`, "files are gone", "disk_delete_at"},
-		{Workspace{ID: "c", State: StateRunning}, `"id":"c"`, "", "disk_delete"},
+		{contract.Workspace{ID: "a", State: contract.StateExpired, DiskDeleteAt: at}, `"disk_delete_at":"2026-01-09T00:00:00Z"`, "workspace_start", "disk_deleted_at"},
+		{contract.Workspace{ID: "b", State: contract.StateExpired, DiskDeletedAt: at}, `"disk_deleted_at":"2026-01-09T00:00:00Z"`, "files are gone", "disk_delete_at"},
+		{contract.Workspace{ID: "c", State: contract.StateRunning}, `"id":"c"`, "", "disk_delete"},
 	} {
 		b, err := json.Marshal(viewWorkspace(c.w))
 		if err != nil {

@@ -15,7 +15,7 @@ import (
 	flag "github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/mcp/workspace"
 	"github.com/pyro-mcp/pyro/vmm"
 )
@@ -153,7 +153,7 @@ const (
 	runDefaultMemMiB  = 2048
 	runDefaultDiskMiB = 8 << 10 // sparse: only written clusters cost host disk
 	// runMaxDiskMiB bounds --disk-mib as workspace_create's disk_mib.
-	runMaxDiskMiB = mcp.MaxDiskMiB
+	runMaxDiskMiB = contract.MaxDiskMiB
 )
 
 // hostRAMMiB is the host's RAM in MiB, 0 when unknown.

@@ -18,7 +18,7 @@ import (
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
 	"github.com/pyro-mcp/pyro/guest/env"
 	"github.com/pyro-mcp/pyro/guest/instance"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/vmm/disk"
 )
 
@@ -65,9 +65,9 @@ func runEnvMain(args []string, f envRunFlags, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pyro run: --workdir %q: give an absolute guest path\n", f.workdir)
 		return exitUsage
 	}
-	grants, err := mcp.ParseGrants(f.network)
+	grants, err := contract.ParseGrants(f.network)
 	if err != nil {
-		e, _ := mcp.AsError(err)
+		e, _ := contract.AsError(err)
 		fmt.Fprintf(stderr, "pyro run: --network: %s\n%s\n", e.Msg, e.Hint)
 		return exitUsage
 	}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // Background commands: ExecStart journals the command as running and
@@ -14,12 +14,12 @@ import (
 // (BackgroundEnd); ExecPoll pages the output by offset and waits for the
 // end as the real one does.
 
-var _ mcp.BackgroundBackend = (*Backend)(nil)
+var _ contract.BackgroundBackend = (*Backend)(nil)
 
 // bgCmd is a background command; v.Result.Stdout and Stderr hold all of
 // its output. Guarded by Backend.mu.
 type bgCmd struct {
-	v    mcp.BackgroundExec
+	v    contract.BackgroundExec
 	done chan struct{} // closed when it ends
 }
 
@@ -34,43 +34,43 @@ func (w *workspace) findBg(seq int64) *bgCmd {
 }
 
 // runningBg lists the running background commands. Called with mu held.
-func (w *workspace) runningBg() []mcp.BackgroundExec {
-	var out []mcp.BackgroundExec
+func (w *workspace) runningBg() []contract.BackgroundExec {
+	var out []contract.BackgroundExec
 	for _, c := range w.bg {
-		if c.v.State == mcp.ExecRunning {
+		if c.v.State == contract.ExecRunning {
 			out = append(out, c.view(0, 0, false))
 		}
 	}
 	return out
 }
 
-// ExecStart implements mcp.BackgroundBackend.
-func (b *Backend) ExecStart(ctx context.Context, req mcp.ExecRequest) (mcp.BackgroundExec, error) {
+// ExecStart implements contract.BackgroundBackend.
+func (b *Backend) ExecStart(ctx context.Context, req contract.ExecRequest) (contract.BackgroundExec, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("ExecStart"); err != nil {
-		return mcp.BackgroundExec{}, err
+		return contract.BackgroundExec{}, err
 	}
 	w, err := b.get(req.ID, true)
 	if err != nil {
-		return mcp.BackgroundExec{}, err
+		return contract.BackgroundExec{}, err
 	}
 	running := 0
 	for _, c := range w.bg {
-		if c.v.State == mcp.ExecRunning {
+		if c.v.State == contract.ExecRunning {
 			running++
 		}
 	}
-	if running >= mcp.MaxBackground {
-		return mcp.BackgroundExec{}, mcp.LimitReached("%d background commands are running", running)
+	if running >= contract.MaxBackground {
+		return contract.BackgroundExec{}, contract.LimitReached("%d background commands are running", running)
 	}
 	cmd := req.Command
 	if cmd == "" {
 		cmd = strings.Join(req.Argv, " ")
 	}
-	seq := w.log(b.now, mcp.LogExec, cmd, nil, "background; running")
-	c := &bgCmd{v: mcp.BackgroundExec{Seq: seq, Command: cmd, State: mcp.ExecRunning, StartedAt: b.now, TimeoutSeconds: req.TimeoutSeconds,
-		Result: mcp.ExecResult{Seq: seq, StdoutPath: "/state/out/" + cmd + ".stdout", StderrPath: "/state/out/" + cmd + ".stderr"}},
+	seq := w.log(b.now, contract.LogExec, cmd, nil, "background; running")
+	c := &bgCmd{v: contract.BackgroundExec{Seq: seq, Command: cmd, State: contract.ExecRunning, StartedAt: b.now, TimeoutSeconds: req.TimeoutSeconds,
+		Result: contract.ExecResult{Seq: seq, StdoutPath: "/state/out/" + cmd + ".stdout", StderrPath: "/state/out/" + cmd + ".stderr"}},
 		done: make(chan struct{})}
 	w.bg = append(w.bg, c)
 	return c.view(0, 0, false), nil
@@ -78,7 +78,7 @@ func (b *Backend) ExecStart(ctx context.Context, req mcp.ExecRequest) (mcp.Backg
 
 // view returns the command with its output after the offsets (with
 // output) or without. Called with mu held.
-func (c *bgCmd) view(outOff, errOff int64, output bool) mcp.BackgroundExec {
+func (c *bgCmd) view(outOff, errOff int64, output bool) contract.BackgroundExec {
 	v := c.v
 	r := &v.Result
 	r.StdoutSize, r.StderrSize = int64(len(r.Stdout)), int64(len(r.Stderr))
@@ -97,7 +97,7 @@ func (b *Backend) BackgroundOutput(id string, seq int64, stdout, stderr string) 
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if w := b.ws[id]; w != nil {
-		if c := w.findBg(seq); c != nil && c.v.State == mcp.ExecRunning {
+		if c := w.findBg(seq); c != nil && c.v.State == contract.ExecRunning {
 			c.v.Result.Stdout = append(c.v.Result.Stdout, stdout...)
 			c.v.Result.Stderr = append(c.v.Result.Stderr, stderr...)
 		}
@@ -110,10 +110,10 @@ func (b *Backend) BackgroundEnd(id string, seq int64, exit int, timedOut bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if w := b.ws[id]; w != nil {
-		if c := w.findBg(seq); c != nil && c.v.State == mcp.ExecRunning {
-			c.v.State, c.v.Result.ExitCode, c.v.Result.Duration = mcp.ExecExited, exit, 90*time.Second
+		if c := w.findBg(seq); c != nil && c.v.State == contract.ExecRunning {
+			c.v.State, c.v.Result.ExitCode, c.v.Result.Duration = contract.ExecExited, exit, 90*time.Second
 			if timedOut {
-				c.v.State, c.v.Result.ExitCode, c.v.Result.TimedOut = mcp.ExecTimedOut, 124, true
+				c.v.State, c.v.Result.ExitCode, c.v.Result.TimedOut = contract.ExecTimedOut, 124, true
 			}
 			code := c.v.Result.ExitCode
 			w.journal[seq-1].ExitCode, w.journal[seq-1].Detail = &code, "background"
@@ -122,27 +122,27 @@ func (b *Backend) BackgroundEnd(id string, seq int64, exit int, timedOut bool) {
 	}
 }
 
-// ExecPoll implements mcp.BackgroundBackend.
-func (b *Backend) ExecPoll(ctx context.Context, req mcp.PollRequest) (mcp.BackgroundExec, error) {
+// ExecPoll implements contract.BackgroundBackend.
+func (b *Backend) ExecPoll(ctx context.Context, req contract.PollRequest) (contract.BackgroundExec, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("ExecPoll"); err != nil {
-		return mcp.BackgroundExec{}, err
+		return contract.BackgroundExec{}, err
 	}
 	w, err := b.get(req.ID, false)
 	if err != nil {
-		return mcp.BackgroundExec{}, err
+		return contract.BackgroundExec{}, err
 	}
 	c := w.findBg(req.Seq)
 	if c == nil {
-		return mcp.BackgroundExec{}, mcp.NotFound("command", "seq")
+		return contract.BackgroundExec{}, contract.NotFound("command", "seq")
 	}
-	if req.Kill && c.v.State == mcp.ExecRunning {
-		c.v.State, c.v.Reason = mcp.ExecKilled, "killed on request (exec_status kill)"
+	if req.Kill && c.v.State == contract.ExecRunning {
+		c.v.State, c.v.Reason = contract.ExecKilled, "killed on request (exec_status kill)"
 		w.journal[c.v.Seq-1].Detail = "background; killed: " + c.v.Reason
 		close(c.done)
 	}
-	if req.Wait > 0 && c.v.State == mcp.ExecRunning {
+	if req.Wait > 0 && c.v.State == contract.ExecRunning {
 		b.mu.Unlock()
 		t := time.NewTimer(req.Wait)
 		select {
@@ -156,8 +156,8 @@ func (b *Backend) ExecPoll(ctx context.Context, req mcp.PollRequest) (mcp.Backgr
 	return c.view(req.StdoutOffset, req.StderrOffset, true), nil
 }
 
-// ExecList implements mcp.BackgroundBackend.
-func (b *Backend) ExecList(ctx context.Context, id string) ([]mcp.BackgroundExec, error) {
+// ExecList implements contract.BackgroundBackend.
+func (b *Backend) ExecList(ctx context.Context, id string) ([]contract.BackgroundExec, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("ExecList"); err != nil {
@@ -167,7 +167,7 @@ func (b *Backend) ExecList(ctx context.Context, id string) ([]mcp.BackgroundExec
 	if err != nil {
 		return nil, err
 	}
-	var out []mcp.BackgroundExec
+	var out []contract.BackgroundExec
 	for _, c := range w.bg {
 		out = append(out, c.view(0, 0, false))
 	}

@@ -1,4 +1,4 @@
-// Package mcptest provides an in-memory mcp.Backend for tests of the MCP tool
+// Package mcptest provides an in-memory contract.Backend for tests of the MCP tool
 // layer and of anything built on it (the CLI). It boots nothing: workspaces
 // are maps of guest paths to bytes, commands are answered by ExecFunc.
 package mcptest
@@ -14,15 +14,15 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
-// Backend is a fake mcp.Backend. The zero value is not usable; call New.
+// Backend is a fake contract.Backend. The zero value is not usable; call New.
 type Backend struct {
 	// ExecFunc answers Exec and Run; nil answers every command with exit 0
 	// and stdout "ran: COMMAND\n". Set it before use. It is called with the
 	// fake's lock held, so it must not call back into the Backend.
-	ExecFunc func(req mcp.ExecRequest) (mcp.ExecResult, error)
+	ExecFunc func(req contract.ExecRequest) (contract.ExecResult, error)
 	// MaxRunning limits running workspaces (Create returns CodeLimit
 	// beyond it); 0 means no limit. Set it before use.
 	MaxRunning int
@@ -37,7 +37,7 @@ type Backend struct {
 	// Guarded by mu.
 	errs map[string]error
 	// Guarded by mu.
-	envs []mcp.Environment
+	envs []contract.Environment
 	// Guarded by mu.
 	exported map[string]bool
 	// Guarded by mu.
@@ -45,28 +45,28 @@ type Backend struct {
 }
 
 type workspace struct {
-	w        mcp.Workspace
+	w        contract.Workspace
 	files    map[string][]byte
 	baseline map[string][]byte
 	snaps    []snap
-	journal  []mcp.LogEntry
+	journal  []contract.LogEntry
 	since    time.Time
 	resetTo  string
-	exports  []mcp.ExportResult
-	net      mcp.NetworkStatus // grants, published ports and denials (network.go)
+	exports  []contract.ExportResult
+	net      contract.NetworkStatus // grants, published ports and denials (network.go)
 	// secrets by name (secrets.go)
-	secrets map[string]mcp.SecretSource
+	secrets map[string]contract.SecretSource
 	bg      []*bgCmd                // background commands, oldest first (background.go)
 	svcs    map[string]*fakeService // services by name (service.go)
 	shells  []*fakeShell            // interactive shells (shell.go)
 }
 
 type snap struct {
-	s     mcp.Snapshot
+	s     contract.Snapshot
 	files map[string][]byte
 }
 
-var _ mcp.Backend = (*Backend)(nil)
+var _ contract.Backend = (*Backend)(nil)
 
 // New returns an empty fake with two environments: "debian-12" (built, the
 // default) and "debian-12-build" (not built).
@@ -76,7 +76,7 @@ func New() *Backend {
 		errs:     make(map[string]error),
 		exported: make(map[string]bool),
 		now:      time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
-		envs: []mcp.Environment{
+		envs: []contract.Environment{
 			{Name: "debian-12", Description: "Debian 12 with git", Built: true, Default: true, BuildCommand: "pyro env build debian-12"},
 			{Name: "debian-12-build", Description: "Debian 12 with build tools", BuildCommand: "pyro env build debian-12-build"},
 		},
@@ -112,7 +112,7 @@ func (b *Backend) SetFile(id, p string, content []byte) {
 }
 
 // SetState forces a workspace's state.
-func (b *Backend) SetState(id string, s mcp.State) {
+func (b *Backend) SetState(id string, s contract.State) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if w := b.ws[id]; w != nil {
@@ -138,10 +138,10 @@ func abs(p string) string {
 func (b *Backend) get(id string, running bool) (*workspace, error) {
 	w := b.ws[id]
 	if w == nil {
-		return nil, mcp.NotFound(mcp.ResourceWorkspace, id)
+		return nil, contract.NotFound(contract.ResourceWorkspace, id)
 	}
-	if running && w.w.State != mcp.StateRunning {
-		return nil, mcp.Stopped(id, w.w.State)
+	if running && w.w.State != contract.StateRunning {
+		return nil, contract.Stopped(id, w.w.State)
 	}
 	w.w.LastActiveAt = b.now
 	if w.w.TTLSeconds > 0 {
@@ -150,14 +150,14 @@ func (b *Backend) get(id string, running bool) (*workspace, error) {
 	return w, nil
 }
 
-func (w *workspace) log(now time.Time, kind mcp.LogKind, cmd string, exit *int, detail string) int64 {
+func (w *workspace) log(now time.Time, kind contract.LogKind, cmd string, exit *int, detail string) int64 {
 	seq := int64(len(w.journal) + 1)
-	w.journal = append(w.journal, mcp.LogEntry{Seq: seq, Time: now, Kind: kind, Command: cmd, ExitCode: exit, Duration: 5 * time.Millisecond, Detail: detail})
+	w.journal = append(w.journal, contract.LogEntry{Seq: seq, Time: now, Kind: kind, Command: cmd, ExitCode: exit, Duration: 5 * time.Millisecond, Detail: detail})
 	w.w.LastSeq = seq
 	return seq
 }
 
-func (w *workspace) snapshot() mcp.Workspace {
+func (w *workspace) snapshot() contract.Workspace {
 	c := w.w
 	c.Labels = maps.Clone(w.w.Labels)
 	c.Snapshots = len(w.snaps)
@@ -166,55 +166,55 @@ func (w *workspace) snapshot() mcp.Workspace {
 	}
 	c.Secrets = w.secretInfos()
 	c.Background = w.runningBg()
-	if c.State == mcp.StateRunning && len(w.svcs) > 0 {
+	if c.State == contract.StateRunning && len(w.svcs) > 0 {
 		c.Services = w.services()
 	}
 	return c
 }
 
-// Create implements mcp.Backend.
-func (b *Backend) Create(ctx context.Context, req mcp.CreateRequest) (mcp.Workspace, error) {
+// Create implements contract.Backend.
+func (b *Backend) Create(ctx context.Context, req contract.CreateRequest) (contract.Workspace, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("Create"); err != nil {
-		return mcp.Workspace{}, err
+		return contract.Workspace{}, err
 	}
 	return b.create(req)
 }
 
-func (b *Backend) create(req mcp.CreateRequest) (mcp.Workspace, error) {
+func (b *Backend) create(req contract.CreateRequest) (contract.Workspace, error) {
 	env, err := b.env(req.Env)
 	if err != nil {
-		return mcp.Workspace{}, err
+		return contract.Workspace{}, err
 	}
 	if req.Name != "" {
 		for _, w := range b.ws {
 			if w.w.Name == req.Name {
-				return mcp.Workspace{}, mcp.Exists(mcp.ResourceWorkspace, req.Name)
+				return contract.Workspace{}, contract.Exists(contract.ResourceWorkspace, req.Name)
 			}
 		}
 	}
 	if b.MaxRunning > 0 {
 		n := 0
 		for _, w := range b.ws {
-			if w.w.State == mcp.StateRunning {
+			if w.w.State == contract.StateRunning {
 				n++
 			}
 		}
 		if n >= b.MaxRunning {
-			return mcp.Workspace{}, mcp.LimitReached("%d workspaces are running, the host limit", n)
+			return contract.Workspace{}, contract.LimitReached("%d workspaces are running, the host limit", n)
 		}
 	}
 	b.seq++
 	id := fmt.Sprintf("ws-%d", b.seq)
 	files := map[string][]byte{}
-	seed := mcp.SeedReport{Kind: req.Seed.Kind, Source: req.Seed.Path}
-	if req.Seed.Kind != mcp.SeedNone && req.Seed.Kind != "" {
+	seed := contract.SeedReport{Kind: req.Seed.Kind, Source: req.Seed.Path}
+	if req.Seed.Kind != contract.SeedNone && req.Seed.Kind != "" {
 		files["/workspace/README.md"] = []byte("seeded from " + req.Seed.Path + "\n")
 		seed.Files, seed.Bytes = 1, int64(len(files["/workspace/README.md"]))
 	}
 	w := &workspace{
-		w: mcp.Workspace{ID: id, Name: req.Name, Labels: maps.Clone(req.Labels), Env: env, State: mcp.StateRunning,
+		w: contract.Workspace{ID: id, Name: req.Name, Labels: maps.Clone(req.Labels), Env: env, State: contract.StateRunning,
 			CreatedAt: b.now, LastActiveAt: b.now, ExpiresAt: b.now.Add(time.Duration(req.TTLSeconds) * time.Second),
 			TTLSeconds: req.TTLSeconds, VCPUs: or(req.VCPUs, 2), MemMiB: or(req.MemMiB, 1024), Seed: seed},
 		files:    files,
@@ -223,9 +223,9 @@ func (b *Backend) create(req mcp.CreateRequest) (mcp.Workspace, error) {
 		since:    b.now,
 	}
 	for _, g := range req.Network {
-		w.net.Grants = append(w.net.Grants, mcp.GrantStatus{Grant: g})
+		w.net.Grants = append(w.net.Grants, contract.GrantStatus{Grant: g})
 	}
-	w.log(b.now, mcp.LogLife, "create", nil, "")
+	w.log(b.now, contract.LogLife, "create", nil, "")
 	b.ws[id] = w
 	return w.snapshot(), nil
 }
@@ -241,22 +241,22 @@ func (b *Backend) env(name string) (string, error) {
 	for _, e := range b.envs {
 		if (name == "" && e.Default) || e.Name == name {
 			if !e.Built {
-				return "", mcp.EnvMissing(e.Name)
+				return "", contract.EnvMissing(e.Name)
 			}
 			return e.Name, nil
 		}
 	}
-	return "", mcp.NotFound(mcp.ResourceEnv, name)
+	return "", contract.NotFound(contract.ResourceEnv, name)
 }
 
-// List implements mcp.Backend.
-func (b *Backend) List(ctx context.Context) ([]mcp.Workspace, error) {
+// List implements contract.Backend.
+func (b *Backend) List(ctx context.Context) ([]contract.Workspace, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("List"); err != nil {
 		return nil, err
 	}
-	out := make([]mcp.Workspace, 0, len(b.ws))
+	out := make([]contract.Workspace, 0, len(b.ws))
 	for _, w := range b.ws {
 		out = append(out, w.snapshot())
 	}
@@ -269,35 +269,35 @@ func (b *Backend) List(ctx context.Context) ([]mcp.Workspace, error) {
 	return out, nil
 }
 
-// Status implements mcp.Backend.
-func (b *Backend) Status(ctx context.Context, id string) (mcp.Workspace, error) {
+// Status implements contract.Backend.
+func (b *Backend) Status(ctx context.Context, id string) (contract.Workspace, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("Status"); err != nil {
-		return mcp.Workspace{}, err
+		return contract.Workspace{}, err
 	}
 	w, err := b.get(id, false)
 	if err != nil {
-		return mcp.Workspace{}, err
+		return contract.Workspace{}, err
 	}
 	return w.snapshot(), nil
 }
 
-// Update implements mcp.Backend.
-func (b *Backend) Update(ctx context.Context, id string, req mcp.UpdateRequest) (mcp.Workspace, error) {
+// Update implements contract.Backend.
+func (b *Backend) Update(ctx context.Context, id string, req contract.UpdateRequest) (contract.Workspace, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("Update"); err != nil {
-		return mcp.Workspace{}, err
+		return contract.Workspace{}, err
 	}
 	w, err := b.get(id, false)
 	if err != nil {
-		return mcp.Workspace{}, err
+		return contract.Workspace{}, err
 	}
 	if req.Name != nil {
 		for _, o := range b.ws {
 			if o != w && *req.Name != "" && o.w.Name == *req.Name {
-				return mcp.Workspace{}, mcp.Exists(mcp.ResourceWorkspace, *req.Name)
+				return contract.Workspace{}, contract.Exists(contract.ResourceWorkspace, *req.Name)
 			}
 		}
 		w.w.Name = *req.Name
@@ -312,35 +312,35 @@ func (b *Backend) Update(ctx context.Context, id string, req mcp.UpdateRequest) 
 	return w.snapshot(), nil
 }
 
-// Stop implements mcp.Backend.
-func (b *Backend) Stop(ctx context.Context, id string) (mcp.Workspace, error) {
-	return b.setRun(id, "Stop", mcp.StateStopped)
+// Stop implements contract.Backend.
+func (b *Backend) Stop(ctx context.Context, id string) (contract.Workspace, error) {
+	return b.setRun(id, "Stop", contract.StateStopped)
 }
 
-// Start implements mcp.Backend.
-func (b *Backend) Start(ctx context.Context, id string) (mcp.Workspace, error) {
-	return b.setRun(id, "Start", mcp.StateRunning)
+// Start implements contract.Backend.
+func (b *Backend) Start(ctx context.Context, id string) (contract.Workspace, error) {
+	return b.setRun(id, "Start", contract.StateRunning)
 }
 
-func (b *Backend) setRun(id, method string, s mcp.State) (mcp.Workspace, error) {
+func (b *Backend) setRun(id, method string, s contract.State) (contract.Workspace, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin(method); err != nil {
-		return mcp.Workspace{}, err
+		return contract.Workspace{}, err
 	}
 	w, err := b.get(id, false)
 	if err != nil {
-		return mcp.Workspace{}, err
+		return contract.Workspace{}, err
 	}
-	if s != mcp.StateRunning {
+	if s != contract.StateRunning {
 		w.endServices(b.now)
 	}
 	w.w.State = s
-	w.log(b.now, mcp.LogLife, strings.ToLower(method), nil, "")
+	w.log(b.now, contract.LogLife, strings.ToLower(method), nil, "")
 	return w.snapshot(), nil
 }
 
-// Delete implements mcp.Backend.
+// Delete implements contract.Backend.
 func (b *Backend) Delete(ctx context.Context, id string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -354,7 +354,7 @@ func (b *Backend) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
-func (b *Backend) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
+func (b *Backend) exec(req contract.ExecRequest) (contract.ExecResult, error) {
 	if b.ExecFunc != nil {
 		return b.ExecFunc(req)
 	}
@@ -363,19 +363,19 @@ func (b *Backend) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
 		cmd = strings.Join(req.Argv, " ")
 	}
 	out := []byte("ran: " + cmd + "\n")
-	return mcp.ExecResult{Stdout: out, StdoutSize: int64(len(out)), Duration: 12 * time.Millisecond}, nil
+	return contract.ExecResult{Stdout: out, StdoutSize: int64(len(out)), Duration: 12 * time.Millisecond}, nil
 }
 
-// Exec implements mcp.Backend.
-func (b *Backend) Exec(ctx context.Context, req mcp.ExecRequest) (mcp.ExecResult, error) {
+// Exec implements contract.Backend.
+func (b *Backend) Exec(ctx context.Context, req contract.ExecRequest) (contract.ExecResult, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("Exec"); err != nil {
-		return mcp.ExecResult{}, err
+		return contract.ExecResult{}, err
 	}
 	w, err := b.get(req.ID, true)
 	if err != nil {
-		return mcp.ExecResult{}, err
+		return contract.ExecResult{}, err
 	}
 	r, err := b.exec(req)
 	if err != nil {
@@ -386,27 +386,27 @@ func (b *Backend) Exec(ctx context.Context, req mcp.ExecRequest) (mcp.ExecResult
 		cmd = strings.Join(req.Argv, " ")
 	}
 	exit := r.ExitCode
-	r.Seq = w.log(b.now, mcp.LogExec, cmd, &exit, "")
+	r.Seq = w.log(b.now, contract.LogExec, cmd, &exit, "")
 	return r, nil
 }
 
-// ListFiles implements mcp.Backend.
-func (b *Backend) ListFiles(ctx context.Context, req mcp.ListFilesRequest) (mcp.FileListing, error) {
+// ListFiles implements contract.Backend.
+func (b *Backend) ListFiles(ctx context.Context, req contract.ListFilesRequest) (contract.FileListing, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("ListFiles"); err != nil {
-		return mcp.FileListing{}, err
+		return contract.FileListing{}, err
 	}
 	w, err := b.get(req.ID, true)
 	if err != nil {
-		return mcp.FileListing{}, err
+		return contract.FileListing{}, err
 	}
 	root := abs(req.Path)
-	entries := map[string]mcp.FileEntry{}
+	entries := map[string]contract.FileEntry{}
 	found := false
 	for p, c := range w.files {
 		if p == root {
-			return mcp.FileListing{Path: root, Entries: []mcp.FileEntry{{Path: p, Type: mcp.FileRegular, Size: int64(len(c)), Mode: 0o644}}}, nil
+			return contract.FileListing{Path: root, Entries: []contract.FileEntry{{Path: p, Type: contract.FileRegular, Size: int64(len(c)), Mode: 0o644}}}, nil
 		}
 		rel, ok := strings.CutPrefix(p, strings.TrimSuffix(root, "/")+"/")
 		if !ok {
@@ -420,21 +420,21 @@ func (b *Backend) ListFiles(ctx context.Context, req mcp.ListFilesRequest) (mcp.
 		for i := range parts {
 			full := path.Join(root, strings.Join(parts[:i+1], "/"))
 			if full == p {
-				entries[full] = mcp.FileEntry{Path: full, Type: mcp.FileRegular, Size: int64(len(c)), Mode: 0o644}
+				entries[full] = contract.FileEntry{Path: full, Type: contract.FileRegular, Size: int64(len(c)), Mode: 0o644}
 			} else {
-				entries[full] = mcp.FileEntry{Path: full, Type: mcp.FileDir, Mode: 0o755}
+				entries[full] = contract.FileEntry{Path: full, Type: contract.FileDir, Mode: 0o755}
 			}
 		}
 	}
 	if !found && root != "/workspace" {
-		return mcp.FileListing{}, mcp.NotFound(mcp.ResourceFile, root)
+		return contract.FileListing{}, contract.NotFound(contract.ResourceFile, root)
 	}
 	keys := sortedKeys(entries)
-	var page []mcp.FileEntry
+	var page []contract.FileEntry
 	for i := req.Offset; i < len(keys) && len(page) < req.Limit; i++ {
 		page = append(page, entries[keys[i]])
 	}
-	return mcp.FileListing{Path: root, Entries: page, More: req.Offset+len(page) < len(keys)}, nil
+	return contract.FileListing{Path: root, Entries: page, More: req.Offset+len(page) < len(keys)}, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -446,67 +446,67 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// ReadFile implements mcp.Backend.
-func (b *Backend) ReadFile(ctx context.Context, req mcp.ReadFileRequest) (mcp.FileContent, error) {
+// ReadFile implements contract.Backend.
+func (b *Backend) ReadFile(ctx context.Context, req contract.ReadFileRequest) (contract.FileContent, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("ReadFile"); err != nil {
-		return mcp.FileContent{}, err
+		return contract.FileContent{}, err
 	}
 	w, err := b.get(req.ID, true)
 	if err != nil {
-		return mcp.FileContent{}, err
+		return contract.FileContent{}, err
 	}
 	p := abs(req.Path)
 	c, ok := w.files[p]
 	if !ok {
-		return mcp.FileContent{}, mcp.NotFound(mcp.ResourceFile, p)
+		return contract.FileContent{}, contract.NotFound(contract.ResourceFile, p)
 	}
 	start := min(req.Offset, int64(len(c)))
 	end := min(start+int64(req.MaxBytes), int64(len(c)))
-	return mcp.FileContent{Path: p, Size: int64(len(c)), Offset: start, Content: slices.Clone(c[start:end]), EOF: end == int64(len(c))}, nil
+	return contract.FileContent{Path: p, Size: int64(len(c)), Offset: start, Content: slices.Clone(c[start:end]), EOF: end == int64(len(c))}, nil
 }
 
-// WriteFile implements mcp.Backend.
-func (b *Backend) WriteFile(ctx context.Context, req mcp.WriteFileRequest) (mcp.WriteResult, error) {
+// WriteFile implements contract.Backend.
+func (b *Backend) WriteFile(ctx context.Context, req contract.WriteFileRequest) (contract.WriteResult, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("WriteFile"); err != nil {
-		return mcp.WriteResult{}, err
+		return contract.WriteResult{}, err
 	}
 	w, err := b.get(req.ID, true)
 	if err != nil {
-		return mcp.WriteResult{}, err
+		return contract.WriteResult{}, err
 	}
 	p := abs(req.Path)
 	_, existed := w.files[p]
 	w.files[p] = slices.Clone(req.Content)
-	w.log(b.now, mcp.LogWrite, "write "+p, nil, "")
-	return mcp.WriteResult{Path: p, Bytes: int64(len(req.Content)), Created: !existed}, nil
+	w.log(b.now, contract.LogWrite, "write "+p, nil, "")
+	return contract.WriteResult{Path: p, Bytes: int64(len(req.Content)), Created: !existed}, nil
 }
 
-// ApplyPatch implements mcp.Backend. It understands just enough of a unified
+// ApplyPatch implements contract.Backend. It understands just enough of a unified
 // diff for tests: each "+++ b/PATH" names a file; a patch containing the
 // line "-MISMATCH" fails on that file; added lines replace nothing, they are
 // appended.
-func (b *Backend) ApplyPatch(ctx context.Context, id string, patch string) (mcp.PatchResult, error) {
+func (b *Backend) ApplyPatch(ctx context.Context, id string, patch string) (contract.PatchResult, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("ApplyPatch"); err != nil {
-		return mcp.PatchResult{}, err
+		return contract.PatchResult{}, err
 	}
 	w, err := b.get(id, true)
 	if err != nil {
-		return mcp.PatchResult{}, err
+		return contract.PatchResult{}, err
 	}
-	var res mcp.PatchResult
-	var cur *mcp.FilePatch
+	var res contract.PatchResult
+	var cur *contract.FilePatch
 	adds := map[string][]string{}
 	for _, line := range strings.Split(patch, "\n") {
 		switch {
 		case strings.HasPrefix(line, "+++ "):
 			name := strings.TrimPrefix(strings.TrimPrefix(line, "+++ "), "b/")
-			res.Files = append(res.Files, mcp.FilePatch{Path: name, Op: "modify", OK: true})
+			res.Files = append(res.Files, contract.FilePatch{Path: name, Op: "modify", OK: true})
 			cur = &res.Files[len(res.Files)-1]
 			if _, ok := w.files[abs(name)]; !ok {
 				cur.Op = "add"
@@ -522,7 +522,7 @@ func (b *Backend) ApplyPatch(ctx context.Context, id string, patch string) (mcp.
 		}
 	}
 	if len(res.Files) == 0 {
-		return mcp.PatchResult{}, mcp.Invalid("patch has no file headers (+++ b/PATH)")
+		return contract.PatchResult{}, contract.Invalid("patch has no file headers (+++ b/PATH)")
 	}
 	res.Applied = true
 	for _, f := range res.Files {
@@ -533,15 +533,15 @@ func (b *Backend) ApplyPatch(ctx context.Context, id string, patch string) (mcp.
 			p := abs(f.Path)
 			w.files[p] = append(w.files[p], []byte(strings.Join(adds[f.Path], "\n")+"\n")...)
 		}
-		w.log(b.now, mcp.LogWrite, "patch", nil, fmt.Sprintf("%d files", len(res.Files)))
+		w.log(b.now, contract.LogWrite, "patch", nil, fmt.Sprintf("%d files", len(res.Files)))
 	}
 	return res, nil
 }
 
-func (w *workspace) changes(filter string) ([]mcp.FileChange, mcp.DiffStats, string) {
-	var out []mcp.FileChange
+func (w *workspace) changes(filter string) ([]contract.FileChange, contract.DiffStats, string) {
+	var out []contract.FileChange
 	var patch strings.Builder
-	var st mcp.DiffStats
+	var st contract.DiffStats
 	all := maps.Clone(w.baseline)
 	maps.Copy(all, w.files)
 	for _, p := range sortedKeys(all) {
@@ -551,14 +551,14 @@ func (w *workspace) changes(filter string) ([]mcp.FileChange, mcp.DiffStats, str
 		}
 		old, inBase := w.baseline[p]
 		cur, inCur := w.files[p]
-		var c mcp.FileChange
+		var c contract.FileChange
 		switch {
 		case inBase && !inCur:
-			c = mcp.FileChange{Path: rel, Status: "deleted", Deletions: lines(old)}
+			c = contract.FileChange{Path: rel, Status: "deleted", Deletions: lines(old)}
 		case !inBase && inCur:
-			c = mcp.FileChange{Path: rel, Status: "added", Additions: lines(cur)}
+			c = contract.FileChange{Path: rel, Status: "added", Additions: lines(cur)}
 		case string(old) != string(cur):
-			c = mcp.FileChange{Path: rel, Status: "modified", Additions: lines(cur), Deletions: lines(old)}
+			c = contract.FileChange{Path: rel, Status: "modified", Additions: lines(cur), Deletions: lines(old)}
 		default:
 			continue
 		}
@@ -578,49 +578,49 @@ func (w *workspace) changes(filter string) ([]mcp.FileChange, mcp.DiffStats, str
 
 func lines(b []byte) int { return strings.Count(string(b), "\n") }
 
-// Diff implements mcp.Backend. PatchPath is a made-up host path; nothing is written.
-func (b *Backend) Diff(ctx context.Context, req mcp.DiffRequest) (mcp.DiffResult, error) {
+// Diff implements contract.Backend. PatchPath is a made-up host path; nothing is written.
+func (b *Backend) Diff(ctx context.Context, req contract.DiffRequest) (contract.DiffResult, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("Diff"); err != nil {
-		return mcp.DiffResult{}, err
+		return contract.DiffResult{}, err
 	}
 	w, err := b.get(req.ID, true)
 	if err != nil {
-		return mcp.DiffResult{}, err
+		return contract.DiffResult{}, err
 	}
 	files, st, patch := w.changes(req.Path)
-	r := mcp.DiffResult{Files: files, Stats: st, Patch: patch}
+	r := contract.DiffResult{Files: files, Stats: st, Patch: patch}
 	if patch != "" {
 		r.PatchPath = "/tmp/pyro-fake/" + req.ID + ".patch"
 	}
 	return r, nil
 }
 
-// Export implements mcp.Backend. Nothing is written; a second export to the
+// Export implements contract.Backend. Nothing is written; a second export to the
 // same host path without Overwrite returns CodeExists.
-func (b *Backend) Export(ctx context.Context, req mcp.ExportRequest) (mcp.ExportResult, error) {
+func (b *Backend) Export(ctx context.Context, req contract.ExportRequest) (contract.ExportResult, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("Export"); err != nil {
-		return mcp.ExportResult{}, err
+		return contract.ExportResult{}, err
 	}
 	w, err := b.get(req.ID, true)
 	if err != nil {
-		return mcp.ExportResult{}, err
+		return contract.ExportResult{}, err
 	}
 	if b.exported[req.HostPath] && !req.Overwrite {
-		return mcp.ExportResult{}, mcp.Exists(mcp.ResourceHostPath, req.HostPath)
+		return contract.ExportResult{}, contract.Exists(contract.ResourceHostPath, req.HostPath)
 	}
 	b.exported[req.HostPath] = true
 	f := req.Format
-	if f == mcp.ExportAuto {
-		f = mcp.ExportTree
+	if f == contract.ExportAuto {
+		f = contract.ExportTree
 		if strings.HasSuffix(req.HostPath, ".tar") || strings.HasSuffix(req.HostPath, ".tgz") || strings.HasSuffix(req.HostPath, ".tar.gz") {
-			f = mcp.ExportTar
+			f = contract.ExportTar
 		}
 	}
-	r := mcp.ExportResult{HostPath: req.HostPath, Format: f}
+	r := contract.ExportResult{HostPath: req.HostPath, Format: f}
 	for p, c := range w.files {
 		if strings.HasPrefix(p, abs(req.GuestPath)) {
 			r.Files++
@@ -628,52 +628,52 @@ func (b *Backend) Export(ctx context.Context, req mcp.ExportRequest) (mcp.Export
 		}
 	}
 	w.exports = append(w.exports, r)
-	w.log(b.now, mcp.LogExport, "export "+req.GuestPath+" -> "+req.HostPath, nil, "")
+	w.log(b.now, contract.LogExport, "export "+req.GuestPath+" -> "+req.HostPath, nil, "")
 	return r, nil
 }
 
-// SyncPush implements mcp.Backend: it writes one file, DEST/pushed.txt, and
+// SyncPush implements contract.Backend: it writes one file, DEST/pushed.txt, and
 // reports one skipped entry.
-func (b *Backend) SyncPush(ctx context.Context, req mcp.SyncPushRequest) (mcp.SyncResult, error) {
+func (b *Backend) SyncPush(ctx context.Context, req contract.SyncPushRequest) (contract.SyncResult, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("SyncPush"); err != nil {
-		return mcp.SyncResult{}, err
+		return contract.SyncResult{}, err
 	}
 	w, err := b.get(req.ID, true)
 	if err != nil {
-		return mcp.SyncResult{}, err
+		return contract.SyncResult{}, err
 	}
 	dest := abs(req.GuestDest)
 	w.files[path.Join(dest, "pushed.txt")] = []byte("pushed\n")
-	w.log(b.now, mcp.LogSync, "sync "+req.HostPath+" -> "+dest, nil, "")
-	return mcp.SyncResult{HostPath: req.HostPath, GuestDest: dest, Files: 1, Bytes: 7,
-		Skipped: []mcp.SkippedEntry{{Path: "dev/null", Reason: "device file"}}}, nil
+	w.log(b.now, contract.LogSync, "sync "+req.HostPath+" -> "+dest, nil, "")
+	return contract.SyncResult{HostPath: req.HostPath, GuestDest: dest, Files: 1, Bytes: 7,
+		Skipped: []contract.SkippedEntry{{Path: "dev/null", Reason: "device file"}}}, nil
 }
 
-// SnapshotCreate implements mcp.Backend.
-func (b *Backend) SnapshotCreate(ctx context.Context, id string, name string) (mcp.Snapshot, error) {
+// SnapshotCreate implements contract.Backend.
+func (b *Backend) SnapshotCreate(ctx context.Context, id string, name string) (contract.Snapshot, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("SnapshotCreate"); err != nil {
-		return mcp.Snapshot{}, err
+		return contract.Snapshot{}, err
 	}
 	w, err := b.get(id, true)
 	if err != nil {
-		return mcp.Snapshot{}, err
+		return contract.Snapshot{}, err
 	}
 	for _, s := range w.snaps {
 		if s.s.Name == name {
-			return mcp.Snapshot{}, mcp.Exists(mcp.ResourceSnapshot, name)
+			return contract.Snapshot{}, contract.Exists(contract.ResourceSnapshot, name)
 		}
 	}
-	s := mcp.Snapshot{Name: name, CreatedAt: b.now, Seq: w.log(b.now, mcp.LogSnapshot, "snapshot "+name, nil, "")}
+	s := contract.Snapshot{Name: name, CreatedAt: b.now, Seq: w.log(b.now, contract.LogSnapshot, "snapshot "+name, nil, "")}
 	w.snaps = append(w.snaps, snap{s: s, files: maps.Clone(w.files)})
 	return s, nil
 }
 
-// SnapshotList implements mcp.Backend.
-func (b *Backend) SnapshotList(ctx context.Context, id string) ([]mcp.Snapshot, error) {
+// SnapshotList implements contract.Backend.
+func (b *Backend) SnapshotList(ctx context.Context, id string) ([]contract.Snapshot, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("SnapshotList"); err != nil {
@@ -683,14 +683,14 @@ func (b *Backend) SnapshotList(ctx context.Context, id string) ([]mcp.Snapshot, 
 	if err != nil {
 		return nil, err
 	}
-	out := make([]mcp.Snapshot, len(w.snaps))
+	out := make([]contract.Snapshot, len(w.snaps))
 	for i, s := range w.snaps {
 		out[i] = s.s
 	}
 	return out, nil
 }
 
-// SnapshotDelete implements mcp.Backend.
+// SnapshotDelete implements contract.Backend.
 func (b *Backend) SnapshotDelete(ctx context.Context, id string, name string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -707,19 +707,19 @@ func (b *Backend) SnapshotDelete(ctx context.Context, id string, name string) er
 			return nil
 		}
 	}
-	return mcp.NotFound(mcp.ResourceSnapshot, name)
+	return contract.NotFound(contract.ResourceSnapshot, name)
 }
 
-// Reset implements mcp.Backend.
-func (b *Backend) Reset(ctx context.Context, id string, snapshot string) (mcp.ResetResult, error) {
+// Reset implements contract.Backend.
+func (b *Backend) Reset(ctx context.Context, id string, snapshot string) (contract.ResetResult, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("Reset"); err != nil {
-		return mcp.ResetResult{}, err
+		return contract.ResetResult{}, err
 	}
 	w, err := b.get(id, false)
 	if err != nil {
-		return mcp.ResetResult{}, err
+		return contract.ResetResult{}, err
 	}
 	files := w.baseline
 	if snapshot != "" {
@@ -730,29 +730,29 @@ func (b *Backend) Reset(ctx context.Context, id string, snapshot string) (mcp.Re
 			}
 		}
 		if files == nil {
-			return mcp.ResetResult{}, mcp.NotFound(mcp.ResourceSnapshot, snapshot)
+			return contract.ResetResult{}, contract.NotFound(contract.ResourceSnapshot, snapshot)
 		}
 	}
 	w.files = maps.Clone(files)
 	w.svcs = nil // the VM rebooted: no services
-	w.w.State = mcp.StateRunning
+	w.w.State = contract.StateRunning
 	w.since, w.resetTo, w.exports = b.now, snapshot, nil
-	w.log(b.now, mcp.LogReset, "reset", nil, snapshot)
-	return mcp.ResetResult{Workspace: w.snapshot(), Snapshot: snapshot, Duration: 80 * time.Millisecond}, nil
+	w.log(b.now, contract.LogReset, "reset", nil, snapshot)
+	return contract.ResetResult{Workspace: w.snapshot(), Snapshot: snapshot, Duration: 80 * time.Millisecond}, nil
 }
 
-// Logs implements mcp.Backend.
-func (b *Backend) Logs(ctx context.Context, req mcp.LogsRequest) (mcp.LogPage, error) {
+// Logs implements contract.Backend.
+func (b *Backend) Logs(ctx context.Context, req contract.LogsRequest) (contract.LogPage, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("Logs"); err != nil {
-		return mcp.LogPage{}, err
+		return contract.LogPage{}, err
 	}
 	w, err := b.get(req.ID, false)
 	if err != nil {
-		return mcp.LogPage{}, err
+		return contract.LogPage{}, err
 	}
-	var page mcp.LogPage
+	var page contract.LogPage
 	for _, e := range w.journal {
 		if e.Seq <= req.AfterSeq {
 			continue
@@ -766,20 +766,20 @@ func (b *Backend) Logs(ctx context.Context, req mcp.LogsRequest) (mcp.LogPage, e
 	return page, nil
 }
 
-// Summary implements mcp.Backend.
-func (b *Backend) Summary(ctx context.Context, id string) (mcp.Summary, error) {
+// Summary implements contract.Backend.
+func (b *Backend) Summary(ctx context.Context, id string) (contract.Summary, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("Summary"); err != nil {
-		return mcp.Summary{}, err
+		return contract.Summary{}, err
 	}
 	w, err := b.get(id, false)
 	if err != nil {
-		return mcp.Summary{}, err
+		return contract.Summary{}, err
 	}
-	s := mcp.Summary{Workspace: w.snapshot(), Since: w.since, ResetFrom: w.resetTo, Exports: slices.Clone(w.exports)}
+	s := contract.Summary{Workspace: w.snapshot(), Since: w.since, ResetFrom: w.resetTo, Exports: slices.Clone(w.exports)}
 	for _, e := range w.journal {
-		if e.Kind == mcp.LogExec && !e.Time.Before(w.since) {
+		if e.Kind == contract.LogExec && !e.Time.Before(w.since) {
 			s.Commands = append(s.Commands, e)
 		}
 	}
@@ -790,22 +790,22 @@ func (b *Backend) Summary(ctx context.Context, id string) (mcp.Summary, error) {
 	return s, nil
 }
 
-// Run implements mcp.Backend.
-func (b *Backend) Run(ctx context.Context, req mcp.RunRequest) (mcp.ExecResult, error) {
+// Run implements contract.Backend.
+func (b *Backend) Run(ctx context.Context, req contract.RunRequest) (contract.ExecResult, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("Run"); err != nil {
-		return mcp.ExecResult{}, err
+		return contract.ExecResult{}, err
 	}
 	if _, err := b.env(req.Env); err != nil {
-		return mcp.ExecResult{}, err
+		return contract.ExecResult{}, err
 	}
-	return b.exec(mcp.ExecRequest{Command: req.Command, Argv: req.Argv, Cwd: req.Cwd, EnvVars: req.EnvVars,
+	return b.exec(contract.ExecRequest{Command: req.Command, Argv: req.Argv, Cwd: req.Cwd, EnvVars: req.EnvVars,
 		TimeoutSeconds: req.TimeoutSeconds, Stdin: req.Stdin})
 }
 
-// Envs implements mcp.Backend.
-func (b *Backend) Envs(ctx context.Context) ([]mcp.Environment, error) {
+// Envs implements contract.Backend.
+func (b *Backend) Envs(ctx context.Context) ([]contract.Environment, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("Envs"); err != nil {

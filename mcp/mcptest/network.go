@@ -5,15 +5,15 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
-var _ mcp.NetworkBackend = (*Backend)(nil)
+var _ contract.NetworkBackend = (*Backend)(nil)
 
 // netStatus is a copy of the workspace's network. Called with mu held.
-func (w *workspace) netStatus() mcp.NetworkStatus {
+func (w *workspace) netStatus() contract.NetworkStatus {
 	st := w.net
-	st.Live = w.w.State == mcp.StateRunning
+	st.Live = w.w.State == contract.StateRunning
 	st.Grants = slices.Clone(w.net.Grants)
 	st.Published = slices.Clone(w.net.Published)
 	st.Denials = slices.Clone(w.net.Denials)
@@ -22,7 +22,7 @@ func (w *workspace) netStatus() mcp.NetworkStatus {
 
 // AddDenial records a refused attempt in a workspace's network, as the
 // real one does when the guest is refused.
-func (b *Backend) AddDenial(id string, d mcp.Denial) {
+func (b *Backend) AddDenial(id string, d contract.Denial) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if w := b.ws[id]; w != nil {
@@ -31,71 +31,71 @@ func (b *Backend) AddDenial(id string, d mcp.Denial) {
 	}
 }
 
-// NetworkGrant implements mcp.NetworkBackend.
-func (b *Backend) NetworkGrant(ctx context.Context, id string, grants []string) (mcp.NetworkStatus, error) {
+// NetworkGrant implements contract.NetworkBackend.
+func (b *Backend) NetworkGrant(ctx context.Context, id string, grants []string) (contract.NetworkStatus, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("NetworkGrant"); err != nil {
-		return mcp.NetworkStatus{}, err
+		return contract.NetworkStatus{}, err
 	}
 	w, err := b.get(id, false)
 	if err != nil {
-		return mcp.NetworkStatus{}, err
+		return contract.NetworkStatus{}, err
 	}
 	for _, g := range grants {
-		if !slices.ContainsFunc(w.net.Grants, func(s mcp.GrantStatus) bool { return s.Grant == g }) {
-			w.net.Grants = append(w.net.Grants, mcp.GrantStatus{Grant: g})
+		if !slices.ContainsFunc(w.net.Grants, func(s contract.GrantStatus) bool { return s.Grant == g }) {
+			w.net.Grants = append(w.net.Grants, contract.GrantStatus{Grant: g})
 		}
 	}
 	return w.netStatus(), nil
 }
 
-// NetworkRevoke implements mcp.NetworkBackend.
-func (b *Backend) NetworkRevoke(ctx context.Context, id string, grants []string) (mcp.RevokeResult, error) {
+// NetworkRevoke implements contract.NetworkBackend.
+func (b *Backend) NetworkRevoke(ctx context.Context, id string, grants []string) (contract.RevokeResult, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("NetworkRevoke"); err != nil {
-		return mcp.RevokeResult{}, err
+		return contract.RevokeResult{}, err
 	}
 	w, err := b.get(id, false)
 	if err != nil {
-		return mcp.RevokeResult{}, err
+		return contract.RevokeResult{}, err
 	}
 	for _, g := range grants {
-		i := slices.IndexFunc(w.net.Grants, func(s mcp.GrantStatus) bool { return s.Grant == g })
+		i := slices.IndexFunc(w.net.Grants, func(s contract.GrantStatus) bool { return s.Grant == g })
 		if i < 0 {
-			return mcp.RevokeResult{}, mcp.Invalid("the workspace has no grant %s", g)
+			return contract.RevokeResult{}, contract.Invalid("the workspace has no grant %s", g)
 		}
 		w.net.Grants = slices.Delete(w.net.Grants, i, i+1)
 	}
-	return mcp.RevokeResult{Revoked: grants, Status: w.netStatus()}, nil
+	return contract.RevokeResult{Revoked: grants, Status: w.netStatus()}, nil
 }
 
-// NetworkStatus implements mcp.NetworkBackend.
-func (b *Backend) NetworkStatus(ctx context.Context, id string) (mcp.NetworkStatus, error) {
+// NetworkStatus implements contract.NetworkBackend.
+func (b *Backend) NetworkStatus(ctx context.Context, id string) (contract.NetworkStatus, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("NetworkStatus"); err != nil {
-		return mcp.NetworkStatus{}, err
+		return contract.NetworkStatus{}, err
 	}
 	w, err := b.get(id, false)
 	if err != nil {
-		return mcp.NetworkStatus{}, err
+		return contract.NetworkStatus{}, err
 	}
 	return w.netStatus(), nil
 }
 
-// PortPublish implements mcp.NetworkBackend: host port 0 becomes 40000 plus
+// PortPublish implements contract.NetworkBackend: host port 0 becomes 40000 plus
 // the guest port's last digits; nothing listens.
-func (b *Backend) PortPublish(ctx context.Context, req mcp.PublishRequest) (mcp.PublishedPort, error) {
+func (b *Backend) PortPublish(ctx context.Context, req contract.PublishRequest) (contract.PublishedPort, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("PortPublish"); err != nil {
-		return mcp.PublishedPort{}, err
+		return contract.PublishedPort{}, err
 	}
 	w, err := b.get(req.ID, true)
 	if err != nil {
-		return mcp.PublishedPort{}, err
+		return contract.PublishedPort{}, err
 	}
 	for _, p := range w.net.Published {
 		if p.GuestPort == req.GuestPort {
@@ -106,12 +106,12 @@ func (b *Backend) PortPublish(ctx context.Context, req mcp.PublishRequest) (mcp.
 	if hp == 0 {
 		hp = 40000 + req.GuestPort%10000
 	}
-	p := mcp.PublishedPort{GuestPort: req.GuestPort, HostPort: hp, HostAddrs: []string{fmt.Sprintf("127.0.0.1:%d", hp)}}
+	p := contract.PublishedPort{GuestPort: req.GuestPort, HostPort: hp, HostAddrs: []string{fmt.Sprintf("127.0.0.1:%d", hp)}}
 	w.net.Published = append(w.net.Published, p)
 	return p, nil
 }
 
-// PortUnpublish implements mcp.NetworkBackend.
+// PortUnpublish implements contract.NetworkBackend.
 func (b *Backend) PortUnpublish(ctx context.Context, id string, guestPort int) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -122,9 +122,9 @@ func (b *Backend) PortUnpublish(ctx context.Context, id string, guestPort int) e
 	if err != nil {
 		return err
 	}
-	i := slices.IndexFunc(w.net.Published, func(p mcp.PublishedPort) bool { return p.GuestPort == guestPort })
+	i := slices.IndexFunc(w.net.Published, func(p contract.PublishedPort) bool { return p.GuestPort == guestPort })
 	if i < 0 {
-		return mcp.Invalid("guest port %d is not published", guestPort)
+		return contract.Invalid("guest port %d is not published", guestPort)
 	}
 	w.net.Published = slices.Delete(w.net.Published, i, i+1)
 	return nil

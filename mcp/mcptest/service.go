@@ -8,20 +8,20 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
-var _ mcp.ServiceBackend = (*Backend)(nil)
+var _ contract.ServiceBackend = (*Backend)(nil)
 
 // fakeService is one service of a fake workspace: its status and logs.
 type fakeService struct {
-	st       mcp.ServiceStatus
-	req      mcp.ServiceStartRequest
+	st       contract.ServiceStatus
+	req      contract.ServiceStartRequest
 	out, err []byte
 }
 
 // ServiceStatusOf returns a service's status as the fake keeps it.
-func (b *Backend) ServiceStatusOf(id, name string) (mcp.ServiceStatus, bool) {
+func (b *Backend) ServiceStatusOf(id, name string) (contract.ServiceStatus, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if w := b.ws[id]; w != nil {
@@ -29,7 +29,7 @@ func (b *Backend) ServiceStatusOf(id, name string) (mcp.ServiceStatus, bool) {
 			return s.st, true
 		}
 	}
-	return mcp.ServiceStatus{}, false
+	return contract.ServiceStatus{}, false
 }
 
 // AppendServiceLog adds output to a service's logs, as if it wrote it.
@@ -49,15 +49,15 @@ func (b *Backend) AppendServiceLog(id, name string, stdout, stderr []byte) {
 func (w *workspace) endServices(now time.Time) {
 	for _, s := range w.svcs {
 		if s.st.Running() {
-			s.st.State, s.st.Reason, s.st.PID, s.st.EndedAt = mcp.ServiceStopped, "stopped", 0, now
+			s.st.State, s.st.Reason, s.st.PID, s.st.EndedAt = contract.ServiceStopped, "stopped", 0, now
 			s.st.Message = "stopped with its workspace"
 		}
 	}
 }
 
 // services lists a workspace's services by name. Called with mu held.
-func (w *workspace) services() []mcp.ServiceStatus {
-	var out []mcp.ServiceStatus
+func (w *workspace) services() []contract.ServiceStatus {
+	var out []contract.ServiceStatus
 	for _, s := range w.svcs {
 		out = append(out, s.st)
 	}
@@ -65,59 +65,59 @@ func (w *workspace) services() []mcp.ServiceStatus {
 	return out
 }
 
-// ServiceStart implements mcp.ServiceBackend: a command whose line
+// ServiceStart implements contract.ServiceBackend: a command whose line
 // contains "crash" fails before ready, exiting 3 with "boom" on stderr;
 // any other is ready at once.
-func (b *Backend) ServiceStart(ctx context.Context, req mcp.ServiceStartRequest) (mcp.ServiceStatus, error) {
+func (b *Backend) ServiceStart(ctx context.Context, req contract.ServiceStartRequest) (contract.ServiceStatus, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("ServiceStart"); err != nil {
-		return mcp.ServiceStatus{}, err
+		return contract.ServiceStatus{}, err
 	}
 	w, err := b.get(req.ID, true)
 	if err != nil {
-		return mcp.ServiceStatus{}, err
+		return contract.ServiceStatus{}, err
 	}
 	if w.svcs == nil {
 		w.svcs = map[string]*fakeService{}
 	}
 	if s := w.svcs[req.Name]; s != nil && s.st.Running() {
-		return mcp.ServiceStatus{}, mcp.Exists(mcp.ResourceService, req.Name).WithHint("service_status shows it; service_restart restarts it, or pick another name.")
+		return contract.ServiceStatus{}, contract.Exists(contract.ResourceService, req.Name).WithHint("service_status shows it; service_restart restarts it, or pick another name.")
 	}
-	if len(w.svcs) >= mcp.MaxServicesPerWorkspace {
-		return mcp.ServiceStatus{}, mcp.LimitReached("%d services", len(w.svcs))
+	if len(w.svcs) >= contract.MaxServicesPerWorkspace {
+		return contract.ServiceStatus{}, contract.LimitReached("%d services", len(w.svcs))
 	}
 	cmd := req.Command
 	if cmd == "" {
 		cmd = strings.Join(req.Argv, " ")
 	}
 	b.seq++
-	s := &fakeService{req: req, st: mcp.ServiceStatus{Name: req.Name, State: mcp.ServiceReady, PID: 1000 + b.seq, Command: cmd,
+	s := &fakeService{req: req, st: contract.ServiceStatus{Name: req.Name, State: contract.ServiceReady, PID: 1000 + b.seq, Command: cmd,
 		Readiness: req.Readiness.Kind, StartedAt: b.now, ReadyAt: b.now}}
 	s.out = []byte("started " + req.Name + "\n")
 	if strings.Contains(cmd, "crash") {
 		code := 3
 		s.err = []byte("boom\n")
-		s.st.State, s.st.PID, s.st.ReadyAt, s.st.EndedAt, s.st.ExitCode = mcp.ServiceFailed, 0, time.Time{}, b.now, &code
+		s.st.State, s.st.PID, s.st.ReadyAt, s.st.EndedAt, s.st.ExitCode = contract.ServiceFailed, 0, time.Time{}, b.now, &code
 		s.st.Reason, s.st.Message = "exited_before_ready", "exited before it was ready (exit code 3)"
 		s.st.StdoutTail, s.st.StderrTail = s.out, s.err
 	}
 	s.st.StdoutBytes, s.st.StderrBytes = int64(len(s.out)), int64(len(s.err))
 	w.svcs[req.Name] = s
-	w.log(b.now, mcp.LogService, "start "+req.Name, nil, s.st.State)
+	w.log(b.now, contract.LogService, "start "+req.Name, nil, s.st.State)
 	return s.st, nil
 }
 
 func (w *workspace) service(name string) (*fakeService, error) {
 	s := w.svcs[name]
 	if s == nil {
-		return nil, &mcp.Error{Code: mcp.CodeNotFound, Resource: mcp.ResourceService, Name: name, Msg: fmt.Sprintf("no service named %q", name)}
+		return nil, &contract.Error{Code: contract.CodeNotFound, Resource: contract.ResourceService, Name: name, Msg: fmt.Sprintf("no service named %q", name)}
 	}
 	return s, nil
 }
 
-// ServiceStatus implements mcp.ServiceBackend.
-func (b *Backend) ServiceStatus(ctx context.Context, id, name string) ([]mcp.ServiceStatus, error) {
+// ServiceStatus implements contract.ServiceBackend.
+func (b *Backend) ServiceStatus(ctx context.Context, id, name string) ([]contract.ServiceStatus, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("ServiceStatus"); err != nil {
@@ -134,25 +134,25 @@ func (b *Backend) ServiceStatus(ctx context.Context, id, name string) ([]mcp.Ser
 	if err != nil {
 		return nil, err
 	}
-	return []mcp.ServiceStatus{s.st}, nil
+	return []contract.ServiceStatus{s.st}, nil
 }
 
-// ServiceLogs implements mcp.ServiceBackend.
-func (b *Backend) ServiceLogs(ctx context.Context, req mcp.ServiceLogsRequest) (mcp.ServiceLogs, error) {
+// ServiceLogs implements contract.ServiceBackend.
+func (b *Backend) ServiceLogs(ctx context.Context, req contract.ServiceLogsRequest) (contract.ServiceLogs, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("ServiceLogs"); err != nil {
-		return mcp.ServiceLogs{}, err
+		return contract.ServiceLogs{}, err
 	}
 	w, err := b.get(req.ID, true)
 	if err != nil {
-		return mcp.ServiceLogs{}, err
+		return contract.ServiceLogs{}, err
 	}
 	s, err := w.service(req.Name)
 	if err != nil {
-		return mcp.ServiceLogs{}, err
+		return contract.ServiceLogs{}, err
 	}
-	chunk := func(b []byte, off int64) *mcp.LogChunk {
+	chunk := func(b []byte, off int64) *contract.LogChunk {
 		if req.TailLines > 0 {
 			lines := strings.SplitAfter(string(b), "\n")
 			if lines[len(lines)-1] == "" {
@@ -162,13 +162,13 @@ func (b *Backend) ServiceLogs(ctx context.Context, req mcp.ServiceLogsRequest) (
 			if len(t) > req.MaxBytes {
 				t = t[len(t)-req.MaxBytes:]
 			}
-			return &mcp.LogChunk{Data: []byte(t), Offset: int64(len(b) - len(t)), Next: int64(len(b)), Total: int64(len(b))}
+			return &contract.LogChunk{Data: []byte(t), Offset: int64(len(b) - len(t)), Next: int64(len(b)), Total: int64(len(b))}
 		}
 		off = min(off, int64(len(b)))
 		end := min(int64(len(b)), off+int64(req.MaxBytes))
-		return &mcp.LogChunk{Data: slices.Clone(b[off:end]), Offset: off, Next: end, Total: int64(len(b))}
+		return &contract.LogChunk{Data: slices.Clone(b[off:end]), Offset: off, Next: end, Total: int64(len(b))}
 	}
-	var l mcp.ServiceLogs
+	var l contract.ServiceLogs
 	if req.Stream != "stderr" {
 		l.Stdout = chunk(s.out, req.StdoutOffset)
 	}
@@ -178,34 +178,34 @@ func (b *Backend) ServiceLogs(ctx context.Context, req mcp.ServiceLogsRequest) (
 	return l, nil
 }
 
-// ServiceStop implements mcp.ServiceBackend.
-func (b *Backend) ServiceStop(ctx context.Context, id, name string, grace time.Duration) (mcp.ServiceStatus, error) {
+// ServiceStop implements contract.ServiceBackend.
+func (b *Backend) ServiceStop(ctx context.Context, id, name string, grace time.Duration) (contract.ServiceStatus, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("ServiceStop"); err != nil {
-		return mcp.ServiceStatus{}, err
+		return contract.ServiceStatus{}, err
 	}
 	w, err := b.get(id, true)
 	if err != nil {
-		return mcp.ServiceStatus{}, err
+		return contract.ServiceStatus{}, err
 	}
 	s, err := w.service(name)
 	if err != nil {
-		return mcp.ServiceStatus{}, err
+		return contract.ServiceStatus{}, err
 	}
 	if s.st.Running() {
-		s.st.State, s.st.Reason, s.st.PID, s.st.EndedAt = mcp.ServiceStopped, "stopped", 0, b.now
+		s.st.State, s.st.Reason, s.st.PID, s.st.EndedAt = contract.ServiceStopped, "stopped", 0, b.now
 		s.st.Message = fmt.Sprintf("stopped (SIGTERM, grace %v)", grace)
-		w.log(b.now, mcp.LogService, "stop "+name, nil, s.st.Message)
+		w.log(b.now, contract.LogService, "stop "+name, nil, s.st.Message)
 	}
 	return s.st, nil
 }
 
-// ServiceRestart implements mcp.ServiceBackend.
-func (b *Backend) ServiceRestart(ctx context.Context, id, name string, wait time.Duration) (mcp.ServiceStatus, error) {
+// ServiceRestart implements contract.ServiceBackend.
+func (b *Backend) ServiceRestart(ctx context.Context, id, name string, wait time.Duration) (contract.ServiceStatus, error) {
 	b.mu.Lock()
 	w, err := b.get(id, true)
-	var req mcp.ServiceStartRequest
+	var req contract.ServiceStartRequest
 	if err == nil {
 		var s *fakeService
 		if s, err = w.service(name); err == nil {
@@ -216,7 +216,7 @@ func (b *Backend) ServiceRestart(ctx context.Context, id, name string, wait time
 	}
 	b.mu.Unlock()
 	if err != nil {
-		return mcp.ServiceStatus{}, err
+		return contract.ServiceStatus{}, err
 	}
 	req.Wait = wait
 	return b.ServiceStart(ctx, req)

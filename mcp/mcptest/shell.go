@@ -5,15 +5,15 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
-var _ mcp.ShellBackend = (*Backend)(nil)
+var _ contract.ShellBackend = (*Backend)(nil)
 
 // fakeShell is a shell that echoes what is typed, as a terminal does,
 // and answers each line with "ran: LINE" and a "$ " prompt.
 type fakeShell struct {
-	info   mcp.ShellInfo
+	info   contract.ShellInfo
 	out    []byte // everything it wrote
 	closed bool
 }
@@ -25,14 +25,14 @@ func (b *Backend) shell(id string, n int) (*workspace, *fakeShell, error) {
 		return nil, nil, err
 	}
 	if n < 1 || n > len(w.shells) || w.shells[n-1].closed {
-		return nil, nil, mcp.NotFound("shell", strconv.Itoa(n))
+		return nil, nil, contract.NotFound("shell", strconv.Itoa(n))
 	}
 	return w, w.shells[n-1], nil
 }
 
 // read returns what s wrote since the last read.
-func (s *fakeShell) read(raw bool) mcp.ShellOutput {
-	o := mcp.ShellOutput{Start: s.info.Read, End: int64(len(s.out))}
+func (s *fakeShell) read(raw bool) contract.ShellOutput {
+	o := contract.ShellOutput{Start: s.info.Read, End: int64(len(s.out))}
 	text := string(s.out[s.info.Read:])
 	if !raw {
 		text = strings.ReplaceAll(text, "\r\n", "\n")
@@ -44,16 +44,16 @@ func (s *fakeShell) read(raw bool) mcp.ShellOutput {
 	return o
 }
 
-// ShellOpen implements mcp.ShellBackend.
-func (b *Backend) ShellOpen(ctx context.Context, req mcp.ShellOpenRequest) (mcp.ShellOutput, error) {
+// ShellOpen implements contract.ShellBackend.
+func (b *Backend) ShellOpen(ctx context.Context, req contract.ShellOpenRequest) (contract.ShellOutput, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("ShellOpen"); err != nil {
-		return mcp.ShellOutput{}, err
+		return contract.ShellOutput{}, err
 	}
 	w, err := b.get(req.ID, true)
 	if err != nil {
-		return mcp.ShellOutput{}, err
+		return contract.ShellOutput{}, err
 	}
 	argv := req.Argv
 	if req.Command != "" {
@@ -62,22 +62,22 @@ func (b *Backend) ShellOpen(ctx context.Context, req mcp.ShellOpenRequest) (mcp.
 	if len(argv) == 0 {
 		argv = []string{"/bin/bash", "-l"}
 	}
-	s := &fakeShell{info: mcp.ShellInfo{Shell: len(w.shells) + 1, Argv: argv, PID: 100 + len(w.shells), Cols: max(req.Cols, 120),
+	s := &fakeShell{info: contract.ShellInfo{Shell: len(w.shells) + 1, Argv: argv, PID: 100 + len(w.shells), Cols: max(req.Cols, 120),
 		Rows: max(req.Rows, 40), Started: b.now}, out: []byte("$ ")}
 	w.shells = append(w.shells, s)
 	return s.read(req.Raw), nil
 }
 
-// ShellRead implements mcp.ShellBackend.
-func (b *Backend) ShellRead(ctx context.Context, req mcp.ShellReadRequest) (mcp.ShellOutput, error) {
+// ShellRead implements contract.ShellBackend.
+func (b *Backend) ShellRead(ctx context.Context, req contract.ShellReadRequest) (contract.ShellOutput, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("ShellRead"); err != nil {
-		return mcp.ShellOutput{}, err
+		return contract.ShellOutput{}, err
 	}
 	_, s, err := b.shell(req.ID, req.Shell)
 	if err != nil {
-		return mcp.ShellOutput{}, err
+		return contract.ShellOutput{}, err
 	}
 	if req.Cursor != nil && *req.Cursor <= s.info.Read {
 		s.info.Read = *req.Cursor
@@ -85,17 +85,17 @@ func (b *Backend) ShellRead(ctx context.Context, req mcp.ShellReadRequest) (mcp.
 	return s.read(req.Raw), nil
 }
 
-// ShellWrite implements mcp.ShellBackend: each line typed is echoed and
+// ShellWrite implements contract.ShellBackend: each line typed is echoed and
 // answered.
-func (b *Backend) ShellWrite(ctx context.Context, req mcp.ShellWriteRequest) (mcp.ShellOutput, error) {
+func (b *Backend) ShellWrite(ctx context.Context, req contract.ShellWriteRequest) (contract.ShellOutput, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("ShellWrite"); err != nil {
-		return mcp.ShellOutput{}, err
+		return contract.ShellOutput{}, err
 	}
 	_, s, err := b.shell(req.ID, req.Shell)
 	if err != nil {
-		return mcp.ShellOutput{}, err
+		return contract.ShellOutput{}, err
 	}
 	for i, line := range strings.Split(string(req.Input), "\r") {
 		if i > 0 {
@@ -108,16 +108,16 @@ func (b *Backend) ShellWrite(ctx context.Context, req mcp.ShellWriteRequest) (mc
 	return o, nil
 }
 
-// ShellSignal implements mcp.ShellBackend: INT prints ^C and a prompt.
-func (b *Backend) ShellSignal(ctx context.Context, req mcp.ShellSignalRequest) (mcp.ShellOutput, error) {
+// ShellSignal implements contract.ShellBackend: INT prints ^C and a prompt.
+func (b *Backend) ShellSignal(ctx context.Context, req contract.ShellSignalRequest) (contract.ShellOutput, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("ShellSignal"); err != nil {
-		return mcp.ShellOutput{}, err
+		return contract.ShellOutput{}, err
 	}
 	_, s, err := b.shell(req.ID, req.Shell)
 	if err != nil {
-		return mcp.ShellOutput{}, err
+		return contract.ShellOutput{}, err
 	}
 	if req.Signal == "INT" {
 		s.out = append(s.out, "^C\r\n$ "...)
@@ -125,39 +125,39 @@ func (b *Backend) ShellSignal(ctx context.Context, req mcp.ShellSignalRequest) (
 	return s.read(req.Raw), nil
 }
 
-// ShellResize implements mcp.ShellBackend.
-func (b *Backend) ShellResize(ctx context.Context, id string, n, cols, rows int) (mcp.ShellInfo, error) {
+// ShellResize implements contract.ShellBackend.
+func (b *Backend) ShellResize(ctx context.Context, id string, n, cols, rows int) (contract.ShellInfo, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("ShellResize"); err != nil {
-		return mcp.ShellInfo{}, err
+		return contract.ShellInfo{}, err
 	}
 	_, s, err := b.shell(id, n)
 	if err != nil {
-		return mcp.ShellInfo{}, err
+		return contract.ShellInfo{}, err
 	}
 	s.info.Cols, s.info.Rows = cols, rows
 	return s.info, nil
 }
 
-// ShellClose implements mcp.ShellBackend.
-func (b *Backend) ShellClose(ctx context.Context, id string, n int) (mcp.ShellInfo, error) {
+// ShellClose implements contract.ShellBackend.
+func (b *Backend) ShellClose(ctx context.Context, id string, n int) (contract.ShellInfo, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("ShellClose"); err != nil {
-		return mcp.ShellInfo{}, err
+		return contract.ShellInfo{}, err
 	}
 	_, s, err := b.shell(id, n)
 	if err != nil {
-		return mcp.ShellInfo{}, err
+		return contract.ShellInfo{}, err
 	}
 	s.closed = true
 	s.info.Exited, s.info.ExitCode, s.info.Signal = true, -1, "SIGHUP"
 	return s.info, nil
 }
 
-// ShellList implements mcp.ShellBackend.
-func (b *Backend) ShellList(ctx context.Context, id string) ([]mcp.ShellInfo, error) {
+// ShellList implements contract.ShellBackend.
+func (b *Backend) ShellList(ctx context.Context, id string) ([]contract.ShellInfo, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("ShellList"); err != nil {
@@ -167,7 +167,7 @@ func (b *Backend) ShellList(ctx context.Context, id string) ([]mcp.ShellInfo, er
 	if err != nil {
 		return nil, err
 	}
-	var out []mcp.ShellInfo
+	var out []contract.ShellInfo
 	for _, s := range w.shells {
 		if !s.closed {
 			out = append(out, s.info)

@@ -14,10 +14,10 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
-// Background execs (mcp.BackgroundBackend).
+// Background execs (contract.BackgroundBackend).
 //
 // ExecStart reserves the command's journal seq (its handle), journals it
 // as running and hands it to a goroutine of the workspace, which runs it
@@ -77,12 +77,12 @@ type bgExec struct {
 	why string
 
 	// Set before done is closed.
-	state  mcp.ExecState
+	state  contract.ExecState
 	reason string
 	// res is the result; its Stdout and Stderr hold only the last bytes
 	// of a stream whose host file stopped at outFileCap (nil otherwise:
 	// polls read the files).
-	res mcp.ExecResult
+	res contract.ExecResult
 }
 
 // keeps reports whether seq's output files must stay: its command runs,
@@ -111,26 +111,26 @@ func (t *bgTable) find(seq int64) *bgExec {
 	return nil
 }
 
-// ExecStart implements mcp.BackgroundBackend.
-func (m *Manager) ExecStart(ctx context.Context, req mcp.ExecRequest) (mcp.BackgroundExec, error) {
+// ExecStart implements contract.BackgroundBackend.
+func (m *Manager) ExecStart(ctx context.Context, req contract.ExecRequest) (contract.BackgroundExec, error) {
 	w, err := m.get(req.ID)
 	if err != nil {
-		return mcp.BackgroundExec{}, err
+		return contract.BackgroundExec{}, err
 	}
 	c, err := w.enter(ctx)
 	if err != nil {
-		return mcp.BackgroundExec{}, err
+		return contract.BackgroundExec{}, err
 	}
 	defer c.end()
 	if req.TimeoutSeconds <= 0 {
-		req.TimeoutSeconds = mcp.DefaultBackgroundTimeout
+		req.TimeoutSeconds = contract.DefaultBackgroundTimeout
 	}
 	t := &w.bg
 	t.mu.Lock()
-	if n := len(t.running); n >= mcp.MaxBackground {
+	if n := len(t.running); n >= contract.MaxBackground {
 		t.mu.Unlock()
-		return mcp.BackgroundExec{}, mcp.LimitReached("%d background commands are running in workspace %s, the most a workspace runs at once", n, w.id).
-			WithHint("Wait for one to end (exec_status with its seq and wait_seconds) or end one (exec_status with kill=true); exec_status without seq lists them.")
+		return contract.BackgroundExec{}, contract.LimitReached("%d background commands are running in workspace %s, the most a workspace runs at once", n, w.id).
+			WithHint("Wait for one to end ({{exec.status}} with its {{-seq}} and {{-wait_seconds}}) or end one ({{exec.status}} with {{-kill}}); {{exec.status}} without {{-seq}} lists them.")
 	}
 	seq := w.journal.reserve()
 	// The VM's context, not the call's: the command outlives the call.
@@ -145,7 +145,7 @@ func (m *Manager) ExecStart(ctx context.Context, req mcp.ExecRequest) (mcp.Backg
 	w.mu.Lock()
 	w.active++ // the reaper leaves the workspace alone while it runs
 	w.mu.Unlock()
-	if _, err := w.journal.append(entry{Seq: seq, Time: b.started, Kind: mcp.LogExec, Command: b.command, Detail: bgRunning}); err != nil {
+	if _, err := w.journal.append(entry{Seq: seq, Time: b.started, Kind: contract.LogExec, Command: b.command, Detail: bgRunning}); err != nil {
 		m.log.Warn("writing the journal", "id", w.id, "err", err)
 	}
 	go w.runBackground(bctx, c.h, b, req)
@@ -153,13 +153,13 @@ func (m *Manager) ExecStart(ctx context.Context, req mcp.ExecRequest) (mcp.Backg
 }
 
 // runBackground runs b to its end and records how it ended.
-func (w *workspace) runBackground(ctx context.Context, h *vmHandle, b *bgExec, req mcp.ExecRequest) {
+func (w *workspace) runBackground(ctx context.Context, h *vmHandle, b *bgExec, req contract.ExecRequest) {
 	defer b.cancel()
 	c := &call{w: w, h: h, ctx: ctx, parent: ctx, end: func() {}, seq: b.seq, background: true}
 	r, err := c.exec(req)
-	state, reason := mcp.ExecExited, ""
+	state, reason := contract.ExecExited, ""
 	if err == nil && r.TimedOut {
-		state = mcp.ExecTimedOut
+		state = contract.ExecTimedOut
 	}
 	if err != nil {
 		w.bg.mu.Lock()
@@ -167,13 +167,13 @@ func (w *workspace) runBackground(ctx context.Context, h *vmHandle, b *bgExec, r
 		w.bg.mu.Unlock()
 		switch {
 		case why != "":
-			state, reason = mcp.ExecKilled, why
+			state, reason = contract.ExecKilled, why
 		case h.stopping.Load():
-			state, reason = mcp.ExecKilled, "the workspace was stopped, reset or deleted while it ran"
+			state, reason = contract.ExecKilled, "the workspace was stopped, reset or deleted while it ran"
 		case h.ctx.Err() != nil:
-			state, reason = mcp.ExecLost, "the VM stopped by itself (the guest powered off, rebooted or crashed) while it ran"
+			state, reason = contract.ExecLost, "the VM stopped by itself (the guest powered off, rebooted or crashed) while it ran"
 		default:
-			state, reason = mcp.ExecFailed, firstLine(errMessage(err))
+			state, reason = contract.ExecFailed, firstLine(errMessage(err))
 		}
 		// c.exec journals only a command that ran to its end.
 		r = w.outputSoFar(b)
@@ -184,7 +184,7 @@ func (w *workspace) runBackground(ctx context.Context, h *vmHandle, b *bgExec, r
 				*p = ""
 			}
 		}
-		if _, jerr := w.journal.append(entry{Seq: b.seq, Time: b.started, Kind: mcp.LogExec, Command: b.command,
+		if _, jerr := w.journal.append(entry{Seq: b.seq, Time: b.started, Kind: contract.LogExec, Command: b.command,
 			Duration: int64(r.Duration), Detail: bgEndSep + string(state) + ": " + reason}); jerr != nil {
 			w.m.log.Warn("writing the journal", "id", w.id, "err", jerr)
 		}
@@ -210,7 +210,7 @@ func (w *workspace) runBackground(ctx context.Context, h *vmHandle, b *bgExec, r
 
 // errMessage is err as the agent reads it.
 func errMessage(err error) string {
-	if e, ok := mcp.AsError(err); ok && e.Msg != "" {
+	if e, ok := contract.AsError(err); ok && e.Msg != "" {
 		return e.Msg
 	}
 	return err.Error()
@@ -227,8 +227,8 @@ func beyondFile(b []byte, total int64) []byte {
 }
 
 // outputSoFar returns what b's output files hold: sizes and paths.
-func (w *workspace) outputSoFar(b *bgExec) mcp.ExecResult {
-	r := mcp.ExecResult{Seq: b.seq}
+func (w *workspace) outputSoFar(b *bgExec) contract.ExecResult {
+	r := contract.ExecResult{Seq: b.seq}
 	for _, s := range []struct {
 		file string
 		n    *int64
@@ -273,14 +273,14 @@ func (w *workspace) bgWait() {
 	}
 }
 
-// ExecPoll implements mcp.BackgroundBackend.
-func (m *Manager) ExecPoll(ctx context.Context, req mcp.PollRequest) (mcp.BackgroundExec, error) {
+// ExecPoll implements contract.BackgroundBackend.
+func (m *Manager) ExecPoll(ctx context.Context, req contract.PollRequest) (contract.BackgroundExec, error) {
 	w, err := m.get(req.ID)
 	if err != nil {
-		return mcp.BackgroundExec{}, err
+		return contract.BackgroundExec{}, err
 	}
 	if err := w.alive(); err != nil {
-		return mcp.BackgroundExec{}, err
+		return contract.BackgroundExec{}, err
 	}
 	w.touch()
 	b := w.bg.find(req.Seq)
@@ -291,7 +291,7 @@ func (m *Manager) ExecPoll(ctx context.Context, req mcp.PollRequest) (mcp.Backgr
 	if req.Kill {
 		w.bg.mu.Lock()
 		if b.why == "" {
-			b.why = "killed on request (exec_status kill)"
+			b.why = "killed on request ({{exec.status}} kill)"
 		}
 		w.bg.mu.Unlock()
 		b.cancel()
@@ -309,8 +309,8 @@ func (m *Manager) ExecPoll(ctx context.Context, req mcp.PollRequest) (mcp.Backgr
 	return w.bgView(b, req.StdoutOffset, req.StderrOffset, true), nil
 }
 
-// ExecList implements mcp.BackgroundBackend.
-func (m *Manager) ExecList(ctx context.Context, id string) ([]mcp.BackgroundExec, error) {
+// ExecList implements contract.BackgroundBackend.
+func (m *Manager) ExecList(ctx context.Context, id string) ([]contract.BackgroundExec, error) {
 	w, err := m.get(id)
 	if err != nil {
 		return nil, err
@@ -324,7 +324,7 @@ func (m *Manager) ExecList(ctx context.Context, id string) ([]mcp.BackgroundExec
 
 // bgList returns the background commands (only the running ones when
 // runningOnly), oldest first, without output.
-func (w *workspace) bgList(runningOnly bool) []mcp.BackgroundExec {
+func (w *workspace) bgList(runningOnly bool) []contract.BackgroundExec {
 	w.bg.mu.Lock()
 	list := make([]*bgExec, 0, len(w.bg.running)+len(w.bg.ended))
 	for _, b := range w.bg.running {
@@ -335,10 +335,10 @@ func (w *workspace) bgList(runningOnly bool) []mcp.BackgroundExec {
 	}
 	w.bg.mu.Unlock()
 	slices.SortFunc(list, func(a, b *bgExec) int { return cmp.Compare(a.seq, b.seq) })
-	var out []mcp.BackgroundExec
+	var out []contract.BackgroundExec
 	for _, b := range list {
 		v := w.bgView(b, 0, 0, false)
-		if runningOnly && v.State != mcp.ExecRunning {
+		if runningOnly && v.State != contract.ExecRunning {
 			continue // ended since
 		}
 		out = append(out, v)
@@ -347,8 +347,8 @@ func (w *workspace) bgList(runningOnly bool) []mcp.BackgroundExec {
 }
 
 // bgView describes b; with output, also its output after the offsets.
-func (w *workspace) bgView(b *bgExec, outOff, errOff int64, output bool) mcp.BackgroundExec {
-	v := mcp.BackgroundExec{Seq: b.seq, Command: b.command, State: mcp.ExecRunning, StartedAt: b.started, TimeoutSeconds: b.timeout}
+func (w *workspace) bgView(b *bgExec, outOff, errOff int64, output bool) contract.BackgroundExec {
+	v := contract.BackgroundExec{Seq: b.seq, Command: b.command, State: contract.ExecRunning, StartedAt: b.started, TimeoutSeconds: b.timeout}
 	running := true
 	select {
 	case <-b.done:
@@ -453,30 +453,30 @@ func partialRune(b []byte) int {
 
 // pollJournal answers a poll of a command this Manager does not run or
 // remember: a foreground exec, or one that ran before a restart.
-func (w *workspace) pollJournal(req mcp.PollRequest) (mcp.BackgroundExec, error) {
+func (w *workspace) pollJournal(req contract.PollRequest) (contract.BackgroundExec, error) {
 	ents := w.journal.since(req.Seq - 1)
-	if len(ents) == 0 || ents[0].Seq != req.Seq || ents[0].Kind != mcp.LogExec {
-		return mcp.BackgroundExec{}, mcp.NotFound("command", strconv.FormatInt(req.Seq, 10)).
-			WithHint("Pass the seq workspace_exec returned; exec_status without seq lists the workspace's background commands.")
+	if len(ents) == 0 || ents[0].Seq != req.Seq || ents[0].Kind != contract.LogExec {
+		return contract.BackgroundExec{}, contract.NotFound("command", strconv.FormatInt(req.Seq, 10)).
+			WithHint("Pass the {{-seq}} {{exec}} returned; {{exec.status}} without {{-seq}} lists the workspace's background commands.")
 	}
 	e := ents[0]
-	v := mcp.BackgroundExec{Seq: e.Seq, Command: e.Command, StartedAt: e.Time}
+	v := contract.BackgroundExec{Seq: e.Seq, Command: e.Command, StartedAt: e.Time}
 	b := &bgExec{seq: e.Seq, base: filepath.Join(w.dir, outDir, strconv.FormatInt(e.Seq, 10))}
 	v.Result = w.outputSoFar(b)
 	v.Result.Duration = time.Duration(e.Duration)
 	if e.ExitCode != nil {
-		v.State, v.Result.ExitCode = mcp.ExecExited, *e.ExitCode
+		v.State, v.Result.ExitCode = contract.ExecExited, *e.ExitCode
 		for _, d := range strings.Split(e.Detail, "; ") {
 			switch {
 			case strings.HasPrefix(d, "timed out after "):
-				v.State, v.Result.TimedOut = mcp.ExecTimedOut, true
+				v.State, v.Result.TimedOut = contract.ExecTimedOut, true
 			case strings.HasPrefix(d, "killed by "):
 				v.Result.Signal = strings.TrimPrefix(d, "killed by ")
 			}
 		}
 	} else {
-		v.State, v.Reason = mcp.ExecLost, bgAtStart+" while it ran"
-		for _, s := range []mcp.ExecState{mcp.ExecKilled, mcp.ExecLost, mcp.ExecFailed} {
+		v.State, v.Reason = contract.ExecLost, bgAtStart+" while it ran"
+		for _, s := range []contract.ExecState{contract.ExecKilled, contract.ExecLost, contract.ExecFailed} {
 			if r, ok := strings.CutPrefix(e.Detail, bgEndSep+string(s)+": "); ok {
 				v.State, v.Reason = s, r
 			}
@@ -493,7 +493,7 @@ func (w *workspace) pollJournal(req mcp.PollRequest) (mcp.BackgroundExec, error)
 // output they wrote.
 func (w *workspace) recoverBackground() {
 	for _, e := range w.journal.since(0) {
-		if e.Kind != mcp.LogExec || e.ExitCode != nil || e.Detail != bgRunning {
+		if e.Kind != contract.LogExec || e.ExitCode != nil || e.Detail != bgRunning {
 			continue
 		}
 		base := filepath.Join(w.dir, outDir, strconv.FormatInt(e.Seq, 10))
@@ -502,9 +502,9 @@ func (w *workspace) recoverBackground() {
 				e.Duration = max(e.Duration, int64(fi.ModTime().Sub(e.Time)))
 			}
 		}
-		e.Detail = bgEndSep + string(mcp.ExecLost) + ": " + bgAtStart + " while it ran (its VM went with it)"
+		e.Detail = bgEndSep + string(contract.ExecLost) + ": " + bgAtStart + " while it ran (its VM went with it)"
 		w.appendRecovered(e)
 	}
 }
 
-var _ mcp.BackgroundBackend = (*Manager)(nil)
+var _ contract.BackgroundBackend = (*Manager)(nil)

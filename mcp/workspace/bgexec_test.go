@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // steps is a fake guest's background command, driven by the test: each
@@ -86,7 +86,7 @@ func (s *steps) started(t *testing.T, cmd string) {
 	}
 }
 
-func (h *harness) poll(req mcp.PollRequest) mcp.BackgroundExec {
+func (h *harness) poll(req contract.PollRequest) contract.BackgroundExec {
 	h.t.Helper()
 	v, err := h.m.ExecPoll(bg, req)
 	if err != nil {
@@ -95,9 +95,9 @@ func (h *harness) poll(req mcp.PollRequest) mcp.BackgroundExec {
 	return v
 }
 
-func (h *harness) startBg(id, cmd string) mcp.BackgroundExec {
+func (h *harness) startBg(id, cmd string) contract.BackgroundExec {
 	h.t.Helper()
-	v, err := h.m.ExecStart(bg, mcp.ExecRequest{ID: id, Command: cmd})
+	v, err := h.m.ExecStart(bg, contract.ExecRequest{ID: id, Command: cmd})
 	if err != nil {
 		h.t.Fatalf("start %s: %v", cmd, err)
 	}
@@ -111,13 +111,13 @@ func (h *harness) startBg(id, cmd string) mcp.BackgroundExec {
 func TestBackgroundExec(t *testing.T) {
 	h := newHarness(t)
 	s := newSteps(h)
-	id := h.create(mcp.CreateRequest{TTLSeconds: 60}).ID
+	id := h.create(contract.CreateRequest{TTLSeconds: 60}).ID
 	v := h.startBg(id, "build")
-	if v.State != mcp.ExecRunning || v.Seq == 0 || v.TimeoutSeconds != mcp.DefaultBackgroundTimeout || v.Result.StdoutPath == "" {
+	if v.State != contract.ExecRunning || v.Seq == 0 || v.TimeoutSeconds != contract.DefaultBackgroundTimeout || v.Result.StdoutPath == "" {
 		t.Fatalf("started: %+v", v)
 	}
 	s.started(t, "build")
-	logs, _ := h.m.Logs(bg, mcp.LogsRequest{ID: id, Limit: 100})
+	logs, _ := h.m.Logs(bg, contract.LogsRequest{ID: id, Limit: 100})
 	if e := logs.Entries[len(logs.Entries)-1]; e.Seq != v.Seq || e.ExitCode != nil || e.Detail != bgRunning {
 		t.Fatalf("journal while running: %+v", e)
 	}
@@ -127,37 +127,37 @@ func TestBackgroundExec(t *testing.T) {
 
 	s.send("build", "line 1\n")
 	s.send("build", "line 2\n")
-	p := h.poll(mcp.PollRequest{ID: id, Seq: v.Seq})
-	if p.State != mcp.ExecRunning || string(p.Result.Stdout) != "line 1\nline 2\n" || p.StdoutNext != 14 || p.Result.StdoutSize != 14 {
+	p := h.poll(contract.PollRequest{ID: id, Seq: v.Seq})
+	if p.State != contract.ExecRunning || string(p.Result.Stdout) != "line 1\nline 2\n" || p.StdoutNext != 14 || p.Result.StdoutSize != 14 {
 		t.Fatalf("first poll: %+v %q", p, p.Result.Stdout)
 	}
 	// Idle past the TTL: a running background command keeps it alive.
 	h.clock.advance(time.Hour)
 	h.m.reap()
-	if ws, _ := h.m.Status(bg, id); ws.State != mcp.StateRunning {
+	if ws, _ := h.m.Status(bg, id); ws.State != contract.StateRunning {
 		t.Fatalf("expired while a background command ran: %s", ws.State)
 	}
 
 	s.send("build", "x\nline 3\n")
-	p = h.poll(mcp.PollRequest{ID: id, Seq: v.Seq, StdoutOffset: p.StdoutNext})
-	if p.State != mcp.ExecRunning || string(p.Result.Stdout) != "x\nline 3\n" || p.StdoutNext != 23 {
+	p = h.poll(contract.PollRequest{ID: id, Seq: v.Seq, StdoutOffset: p.StdoutNext})
+	if p.State != contract.ExecRunning || string(p.Result.Stdout) != "x\nline 3\n" || p.StdoutNext != 23 {
 		t.Fatalf("second poll: %+v %q", p, p.Result.Stdout)
 	}
 	// A bounded wait returns at its end while the command runs on.
-	p = h.poll(mcp.PollRequest{ID: id, Seq: v.Seq, StdoutOffset: p.StdoutNext, Wait: 10 * time.Millisecond})
-	if p.State != mcp.ExecRunning || len(p.Result.Stdout) != 0 {
+	p = h.poll(contract.PollRequest{ID: id, Seq: v.Seq, StdoutOffset: p.StdoutNext, Wait: 10 * time.Millisecond})
+	if p.State != contract.ExecRunning || len(p.Result.Stdout) != 0 {
 		t.Fatalf("waited poll: %+v", p)
 	}
 	s.end("build")
-	p = h.poll(mcp.PollRequest{ID: id, Seq: v.Seq, StdoutOffset: 14, Wait: 10 * time.Second})
-	if p.State != mcp.ExecExited || p.Result.ExitCode != 3 || string(p.Result.Stdout) != "x\nline 3\n" ||
+	p = h.poll(contract.PollRequest{ID: id, Seq: v.Seq, StdoutOffset: 14, Wait: 10 * time.Second})
+	if p.State != contract.ExecExited || p.Result.ExitCode != 3 || string(p.Result.Stdout) != "x\nline 3\n" ||
 		string(p.Result.Stderr) != "done\n" || p.StderrNext != 5 || p.Result.StdoutSize != 23 {
 		t.Fatalf("ended: %+v", p)
 	}
 	if b, _ := os.ReadFile(p.Result.StdoutPath); string(b) != "line 1\nline 2\nx\nline 3\n" {
 		t.Fatalf("stdout file: %q", b)
 	}
-	logs, _ = h.m.Logs(bg, mcp.LogsRequest{ID: id, Limit: 100})
+	logs, _ = h.m.Logs(bg, contract.LogsRequest{ID: id, Limit: 100})
 	e := logs.Entries[len(logs.Entries)-1]
 	if e.Seq != v.Seq || e.ExitCode == nil || *e.ExitCode != 3 || e.Detail != bgDetail {
 		t.Fatalf("journal after the end: %+v", e)
@@ -166,17 +166,17 @@ func TestBackgroundExec(t *testing.T) {
 		t.Fatalf("status after the end: %+v", ws.Background)
 	}
 	list, _ := h.m.ExecList(bg, id)
-	if len(list) != 1 || list[0].State != mcp.ExecExited || list[0].Result.ExitCode != 3 {
+	if len(list) != 1 || list[0].State != contract.ExecExited || list[0].Result.ExitCode != 3 {
 		t.Fatalf("list: %+v", list)
 	}
 	// The TTL counts from the end now.
 	h.clock.advance(2 * time.Minute)
 	h.m.reap()
-	if ws, _ := h.m.Status(bg, id); ws.State != mcp.StateExpired {
+	if ws, _ := h.m.Status(bg, id); ws.State != contract.StateExpired {
 		t.Fatalf("idle past its TTL after the command ended: %s", ws.State)
 	}
 	// An ended command stays readable on a stopped workspace.
-	if p := h.poll(mcp.PollRequest{ID: id, Seq: v.Seq}); p.State != mcp.ExecExited || string(p.Result.Stdout) != "line 1\nline 2\nx\nline 3\n" {
+	if p := h.poll(contract.PollRequest{ID: id, Seq: v.Seq}); p.State != contract.ExecExited || string(p.Result.Stdout) != "line 1\nline 2\nx\nline 3\n" {
 		t.Fatalf("poll of an expired workspace's command: %+v", p)
 	}
 }
@@ -186,20 +186,20 @@ func TestBackgroundExec(t *testing.T) {
 func TestBackgroundKillStopResetDelete(t *testing.T) {
 	h := newHarness(t)
 	s := newSteps(h)
-	id := h.create(mcp.CreateRequest{}).ID
+	id := h.create(contract.CreateRequest{}).ID
 
 	v := h.startBg(id, "serve")
 	s.send("serve", "listening\n")
-	p := h.poll(mcp.PollRequest{ID: id, Seq: v.Seq, Kill: true})
-	if p.State != mcp.ExecKilled || !strings.Contains(p.Reason, "kill") || string(p.Result.Stdout) != "listening\n" {
+	p := h.poll(contract.PollRequest{ID: id, Seq: v.Seq, Kill: true})
+	if p.State != contract.ExecKilled || !strings.Contains(p.Reason, "kill") || string(p.Result.Stdout) != "listening\n" {
 		t.Fatalf("killed: %+v %q", p, p.Result.Stdout)
 	}
-	logs, _ := h.m.Logs(bg, mcp.LogsRequest{ID: id, Limit: 100})
+	logs, _ := h.m.Logs(bg, contract.LogsRequest{ID: id, Limit: 100})
 	if e := logs.Entries[len(logs.Entries)-1]; e.Seq != v.Seq || e.ExitCode != nil || !strings.HasPrefix(e.Detail, bgEndSep+"killed: ") {
 		t.Fatalf("journal after a kill: %+v", e)
 	}
 	// A second kill changes nothing.
-	if p := h.poll(mcp.PollRequest{ID: id, Seq: v.Seq, Kill: true}); p.State != mcp.ExecKilled || p.Reason != "killed on request (exec_status kill)" {
+	if p := h.poll(contract.PollRequest{ID: id, Seq: v.Seq, Kill: true}); p.State != contract.ExecKilled || p.Reason != "killed on request ({{exec.status}} kill)" {
 		t.Fatalf("killed again: %+v", p)
 	}
 
@@ -207,8 +207,8 @@ func TestBackgroundKillStopResetDelete(t *testing.T) {
 		name, why string
 		do        func() error
 	}{
-		{"stop", "workspace_stop", func() error { _, err := h.m.Stop(bg, id); return err }},
-		{"reset", "workspace_reset", func() error {
+		{"stop", "{{stop}}", func() error { _, err := h.m.Stop(bg, id); return err }},
+		{"reset", "{{reset}}", func() error {
 			if _, err := h.m.Start(bg, id); err != nil {
 				return err
 			}
@@ -228,8 +228,8 @@ func TestBackgroundKillStopResetDelete(t *testing.T) {
 			t.Fatalf("%s: %v", op.name, err)
 		}
 		// The op waited for the command to record its end.
-		p := h.poll(mcp.PollRequest{ID: id, Seq: v.Seq})
-		if p.State != mcp.ExecKilled || !strings.Contains(p.Reason, op.why) {
+		p := h.poll(contract.PollRequest{ID: id, Seq: v.Seq})
+		if p.State != contract.ExecKilled || !strings.Contains(p.Reason, op.why) {
 			t.Fatalf("after %s: %+v", op.name, p)
 		}
 	}
@@ -239,8 +239,8 @@ func TestBackgroundKillStopResetDelete(t *testing.T) {
 	if err := h.m.Delete(bg, id); err != nil {
 		t.Fatal(err)
 	}
-	_, err := h.m.ExecPoll(bg, mcp.PollRequest{ID: id, Seq: v.Seq})
-	wantCode(t, err, mcp.CodeNotFound)
+	_, err := h.m.ExecPoll(bg, contract.PollRequest{ID: id, Seq: v.Seq})
+	wantCode(t, err, contract.CodeNotFound)
 }
 
 func (h *harness) handle(id string) *vmHandle {
@@ -256,19 +256,19 @@ func (h *harness) handle(id string) *vmHandle {
 func TestBackgroundLostLimitFailed(t *testing.T) {
 	h := newHarness(t)
 	s := newSteps(h)
-	id := h.create(mcp.CreateRequest{}).ID
+	id := h.create(contract.CreateRequest{}).ID
 	var seqs []int64
-	for i := range mcp.MaxBackground {
+	for i := range contract.MaxBackground {
 		cmd := fmt.Sprint("job", i)
 		seqs = append(seqs, h.startBg(id, cmd).Seq)
 		s.started(t, cmd)
 	}
-	_, err := h.m.ExecStart(bg, mcp.ExecRequest{ID: id, Command: "one too many"})
-	wantCode(t, err, mcp.CodeLimit)
+	_, err := h.m.ExecStart(bg, contract.ExecRequest{ID: id, Command: "one too many"})
+	wantCode(t, err, contract.CodeLimit)
 	h.vm(id).Kill() // the guest dies
 	for _, seq := range seqs {
-		p := h.poll(mcp.PollRequest{ID: id, Seq: seq, Wait: 10 * time.Second})
-		if p.State != mcp.ExecLost || !strings.Contains(p.Reason, "VM stopped by itself") {
+		p := h.poll(contract.PollRequest{ID: id, Seq: seq, Wait: 10 * time.Second})
+		if p.State != contract.ExecLost || !strings.Contains(p.Reason, "VM stopped by itself") {
 			t.Fatalf("after the VM died: %+v", p)
 		}
 	}
@@ -281,12 +281,12 @@ func TestBackgroundLostLimitFailed(t *testing.T) {
 	h.w.exec = func(ctx context.Context, vm *fakeVM, req proto.ExecRequest, stdout, stderr io.Writer) (proto.ExecResult, error) {
 		return proto.ExecResult{}, &proto.Error{Code: "ENOENT", Message: "chdir /nope: no such file or directory"}
 	}
-	v, err := h.m.ExecStart(bg, mcp.ExecRequest{ID: id, Command: "x", Cwd: "/nope"})
+	v, err := h.m.ExecStart(bg, contract.ExecRequest{ID: id, Command: "x", Cwd: "/nope"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := h.poll(mcp.PollRequest{ID: id, Seq: v.Seq, Wait: 10 * time.Second})
-	if p.State != mcp.ExecFailed || !strings.Contains(p.Reason, "/nope") {
+	p := h.poll(contract.PollRequest{ID: id, Seq: v.Seq, Wait: 10 * time.Second})
+	if p.State != contract.ExecFailed || !strings.Contains(p.Reason, "/nope") {
 		t.Fatalf("a command that cannot start: %+v", p)
 	}
 }
@@ -297,14 +297,14 @@ func TestBackgroundLostLimitFailed(t *testing.T) {
 // exec; an unknown seq is not found.
 func TestBackgroundAfterCrash(t *testing.T) {
 	h := newHarness(t)
-	id := h.create(mcp.CreateRequest{}).ID
-	fg, err := h.m.Exec(bg, mcp.ExecRequest{ID: id, Command: "echo hi"})
+	id := h.create(contract.CreateRequest{}).ID
+	fg, err := h.m.Exec(bg, contract.ExecRequest{ID: id, Command: "echo hi"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	w, _ := h.m.get(id)
 	seq := w.journal.reserve()
-	if _, err := w.journal.append(entry{Seq: seq, Time: h.clock.now(), Kind: mcp.LogExec, Command: "make", Detail: bgRunning}); err != nil {
+	if _, err := w.journal.append(entry{Seq: seq, Time: h.clock.now(), Kind: contract.LogExec, Command: "make", Detail: bgRunning}); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(w.dir, outDir, fmt.Sprint(seq)+".stdout")
@@ -314,22 +314,22 @@ func TestBackgroundAfterCrash(t *testing.T) {
 	h.crash()
 	h.open()
 
-	p := h.poll(mcp.PollRequest{ID: id, Seq: seq})
-	if p.State != mcp.ExecLost || !strings.Contains(p.Reason, "server stopped") || string(p.Result.Stdout) != "compiling\n" || p.Result.StdoutPath != out {
+	p := h.poll(contract.PollRequest{ID: id, Seq: seq})
+	if p.State != contract.ExecLost || !strings.Contains(p.Reason, "server stopped") || string(p.Result.Stdout) != "compiling\n" || p.Result.StdoutPath != out {
 		t.Fatalf("after a crash: %+v", p)
 	}
-	logs, _ := h.m.Logs(bg, mcp.LogsRequest{ID: id, Limit: 100})
+	logs, _ := h.m.Logs(bg, contract.LogsRequest{ID: id, Limit: 100})
 	for _, e := range logs.Entries {
 		if e.Seq == seq && e.Detail == bgRunning {
 			t.Fatalf("still journaled as running: %+v", e)
 		}
 	}
-	p = h.poll(mcp.PollRequest{ID: id, Seq: fg.Seq})
-	if p.State != mcp.ExecExited || p.Result.ExitCode != 0 || string(p.Result.Stdout) != "ran: echo hi\n" {
+	p = h.poll(contract.PollRequest{ID: id, Seq: fg.Seq})
+	if p.State != contract.ExecExited || p.Result.ExitCode != 0 || string(p.Result.Stdout) != "ran: echo hi\n" {
 		t.Fatalf("poll of a foreground exec: %+v", p)
 	}
-	_, err = h.m.ExecPoll(bg, mcp.PollRequest{ID: id, Seq: 9999})
-	wantCode(t, err, mcp.CodeNotFound)
+	_, err = h.m.ExecPoll(bg, contract.PollRequest{ID: id, Seq: 9999})
+	wantCode(t, err, contract.CodeNotFound)
 }
 
 // readWindow: a long stream comes back as head and tail around a marker,

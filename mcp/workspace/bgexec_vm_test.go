@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/kvm/kvmtest"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // A 90-second command started in the background in a debian-12 workspace:
@@ -19,16 +19,16 @@ func TestWorkspaceVMBackgroundDebian(t *testing.T) {
 	kvmtest.RequireStockKernels(t)
 	m := vmManager(t, "PYRO_TEST_ENV_DEBIAN", 256)
 	ctx := t.Context()
-	ws, err := m.Create(ctx, mcp.CreateRequest{Env: "debian-12", TTLSeconds: 3600})
+	ws, err := m.Create(ctx, contract.CreateRequest{Env: "debian-12", TTLSeconds: 3600})
 	if err != nil {
 		t.Fatal(err)
 	}
 	const cmd = `for i in $(seq 90); do echo line $i; sleep 1; done; echo done >&2; exit 3`
-	v, err := m.ExecStart(ctx, mcp.ExecRequest{ID: ws.ID, Command: cmd, TimeoutSeconds: 600})
+	v, err := m.ExecStart(ctx, contract.ExecRequest{ID: ws.ID, Command: cmd, TimeoutSeconds: 600})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.State != mcp.ExecRunning || v.Seq == 0 {
+	if v.State != contract.ExecRunning || v.Seq == 0 {
 		t.Fatalf("started: %+v", v)
 	}
 	var (
@@ -37,18 +37,18 @@ func TestWorkspaceVMBackgroundDebian(t *testing.T) {
 		errOff      int64
 		grew        int // running polls that brought new output
 		last        int64
-		p           mcp.BackgroundExec
+		p           contract.BackgroundExec
 	)
 	deadline := time.Now().Add(8 * time.Minute)
 	for {
-		p, err = m.ExecPoll(ctx, mcp.PollRequest{ID: ws.ID, Seq: v.Seq, StdoutOffset: outOff, StderrOffset: errOff, Wait: 10 * time.Second})
+		p, err = m.ExecPoll(ctx, contract.PollRequest{ID: ws.ID, Seq: v.Seq, StdoutOffset: outOff, StderrOffset: errOff, Wait: 10 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
 		out.Write(p.Result.Stdout)
 		errOut.Write(p.Result.Stderr)
 		outOff, errOff = p.StdoutNext, p.StderrNext
-		if p.State != mcp.ExecRunning {
+		if p.State != contract.ExecRunning {
 			break
 		}
 		if p.Result.StdoutSize > last && len(p.Result.Stdout) > 0 {
@@ -67,10 +67,10 @@ func TestWorkspaceVMBackgroundDebian(t *testing.T) {
 	for i := 1; i <= 90; i++ {
 		fmt.Fprintf(&want, "line %d\n", i)
 	}
-	if p.State != mcp.ExecExited || p.Result.ExitCode != 3 || out.String() != want.String() || errOut.String() != "done\n" {
+	if p.State != contract.ExecExited || p.Result.ExitCode != 3 || out.String() != want.String() || errOut.String() != "done\n" {
 		t.Fatalf("ended: state %s exit %d reason %q, stdout by offsets %q, stderr %q", p.State, p.Result.ExitCode, p.Reason, out.String(), errOut.String())
 	}
-	whole, err := m.ExecPoll(ctx, mcp.PollRequest{ID: ws.ID, Seq: v.Seq})
+	whole, err := m.ExecPoll(ctx, contract.PollRequest{ID: ws.ID, Seq: v.Seq})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestWorkspaceVMBackgroundDebian(t *testing.T) {
 	if whole.Result.Duration < 90*time.Second {
 		t.Errorf("ran %v, less than its 90 sleeps", whole.Result.Duration)
 	}
-	logs, err := m.Logs(ctx, mcp.LogsRequest{ID: ws.ID, AfterSeq: v.Seq - 1, Limit: 1})
+	logs, err := m.Logs(ctx, contract.LogsRequest{ID: ws.ID, AfterSeq: v.Seq - 1, Limit: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

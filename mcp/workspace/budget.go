@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // Host resources shared by every server on a state directory.
@@ -248,7 +248,7 @@ func (m *Manager) reserveMem(id string, mem int) (release func(), err error) {
 func (m *Manager) budgetMem(id string, mem int, hold bool) (release func(), err error) {
 	pid, start := os.Getpid(), selfStart()
 	if start == "" {
-		return nil, mcp.Internal("reading this process's start time", errors.New("/proc/self/stat is unreadable"))
+		return nil, contract.Internal("reading this process's start time", errors.New("/proc/self/stat is unreadable"))
 	}
 	src := m.mem
 	total, avail, merr := src.meminfo()
@@ -287,10 +287,10 @@ func (m *Manager) budgetMem(id string, mem int, hold bool) (release func(), err 
 		return append(out, memEntry{PID: pid, Start: start, Workspace: id, MemMiB: mem}), true, nil
 	})
 	if err != nil {
-		if _, ok := mcp.AsError(err); ok {
+		if _, ok := contract.AsError(err); ok {
 			return nil, err
 		}
-		return nil, mcp.Internal("budgeting the VM's memory", err)
+		return nil, contract.Internal("budgeting the VM's memory", err)
 	}
 	if merr != nil {
 		m.log.Warn("host memory unknown; booting without a memory budget", "err", merr)
@@ -335,8 +335,8 @@ func defaultMem(src memSource) int {
 }
 
 func memRefused(mem int, why string) error {
-	return mcp.LimitReached("a workspace VM of %d MiB would promise more memory than this host has: %s", mem, why).
-		WithHint("Stop or delete a workspace you no longer need (workspace_stop, workspace_delete, in this or another chat session), or ask for less memory (mem_mib), then retry.")
+	return contract.LimitReached("a workspace VM of %d MiB would promise more memory than this host has: %s", mem, why).
+		WithHint("Stop or delete a workspace you no longer need ({{stop}}, {{delete}}, in this or another chat session), or ask for less memory ({{-mem_mib}}), then retry.")
 }
 
 // hostStatfs reads a file system's free space; a variable for tests.
@@ -361,9 +361,9 @@ func (m *Manager) checkFree(what string) error {
 		return nil // unknown: do not block the user on a statfs failure
 	}
 	if free < minFreeBytes {
-		return mcp.LimitReached("%s needs at least %d MiB free on the host's disk holding %s; %d MiB are free",
+		return contract.LimitReached("%s needs at least %d MiB free on the host's disk holding %s; %d MiB are free",
 			what, minFreeBytes>>20, m.opts.StateDir, free>>20).
-			WithHint("Delete workspaces or snapshots you no longer need (workspace_delete, snapshot_delete), or ask the user to free space on the host, then retry.")
+			WithHint("Delete workspaces or snapshots you no longer need ({{delete}}, {{snapshot.delete}}), or ask the user to free space on the host, then retry.")
 	}
 	return nil
 }

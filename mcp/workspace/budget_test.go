@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // The package's tests run on a host of plenty by default, so that they
@@ -78,8 +78,8 @@ func (d *fakeDisk) set(free uint64) {
 	d.mu.Unlock()
 }
 
-func (h *harness) tryCreate(mem int) (mcp.Workspace, error) {
-	return h.m.Create(bg, mcp.CreateRequest{MemMiB: mem, TTLSeconds: 600, Seed: mcp.SeedSpec{Kind: mcp.SeedNone}})
+func (h *harness) tryCreate(mem int) (contract.Workspace, error) {
+	return h.m.Create(bg, contract.CreateRequest{MemMiB: mem, TTLSeconds: 600, Seed: contract.SeedSpec{Kind: contract.SeedNone}})
 }
 
 // ledger reads the state directory's memory ledger.
@@ -113,8 +113,8 @@ func TestMemoryBudgetAcrossVMs(t *testing.T) {
 		ids = append(ids, w.ID)
 	}
 	_, err := h.tryCreate(1024)
-	e := wantCode(t, err, mcp.CodeLimit)
-	if !strings.Contains(e.Msg, "3072 MiB") || !strings.Contains(e.Hint, "workspace_stop") || !strings.Contains(e.Hint, "mem_mib") {
+	e := wantCode(t, err, contract.CodeLimit)
+	if !strings.Contains(e.Msg, "3072 MiB") || !strings.Contains(e.Hint, "{{stop}}") || !strings.Contains(e.Hint, "{{-mem_mib}}") {
 		t.Fatalf("refusal does not say why or what to do: %q / %q", e.Msg, e.Hint)
 	}
 	if n := len(h.workspaceDirs()); n != 3 {
@@ -140,8 +140,8 @@ func TestMemoryBudgetAcrossVMs(t *testing.T) {
 	// Now 3 GiB run again: starting the stopped one is refused, and it
 	// stays stopped (not failed), startable later.
 	_, err = h.m.Start(bg, ids[0])
-	wantCode(t, err, mcp.CodeLimit)
-	if ws, _ := h.m.Status(bg, ids[0]); ws.State != mcp.StateStopped {
+	wantCode(t, err, contract.CodeLimit)
+	if ws, _ := h.m.Status(bg, ids[0]); ws.State != contract.StateStopped {
 		t.Fatalf("a refused start left the workspace %s", ws.State)
 	}
 	// Memory other host processes hold counts too (rule 2): with 1 GiB
@@ -152,7 +152,7 @@ func TestMemoryBudgetAcrossVMs(t *testing.T) {
 	}
 	mem.set(8192, 1024)
 	_, err = h.m.Start(bg, small.ID)
-	wantCode(t, err, mcp.CodeLimit)
+	wantCode(t, err, contract.CodeLimit)
 	mem.set(8192, 8192)
 	if _, err := h.m.Start(bg, small.ID); err != nil {
 		t.Fatal(err)
@@ -181,9 +181,9 @@ func TestMemoryBudgetAcrossServers(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := b.tryCreate(1024)
-	wantCode(t, err, mcp.CodeLimit)
+	wantCode(t, err, contract.CodeLimit)
 	_, err = a.tryCreate(1024)
-	wantCode(t, err, mcp.CodeLimit)
+	wantCode(t, err, contract.CodeLimit)
 	a.m.Close()
 	a.m = nil
 	for range 2 {
@@ -252,7 +252,7 @@ func TestMemoryBudgetAcrossProcesses(t *testing.T) {
 		t.Fatalf("ledger: %+v", es)
 	}
 	_, err = h.tryCreate(1024)
-	e := wantCode(t, err, mcp.CodeLimit)
+	e := wantCode(t, err, contract.CodeLimit)
 	if !strings.Contains(e.Msg, "3072 MiB") {
 		t.Fatalf("refusal: %q", e.Msg)
 	}
@@ -314,15 +314,15 @@ func TestProcReaders(t *testing.T) {
 
 func TestSnapshotCap(t *testing.T) {
 	h := newHarness(t)
-	id := h.create(mcp.CreateRequest{}).ID
+	id := h.create(contract.CreateRequest{}).ID
 	for i := range maxSnapshots {
 		if _, err := h.m.SnapshotCreate(bg, id, fmt.Sprintf("s%d", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	_, err := h.m.SnapshotCreate(bg, id, "one-too-many")
-	e := wantCode(t, err, mcp.CodeLimit)
-	if !strings.Contains(e.Hint, "snapshot_delete") {
+	e := wantCode(t, err, contract.CodeLimit)
+	if !strings.Contains(e.Hint, "{{snapshot.delete}}") {
 		t.Fatalf("hint: %q", e.Hint)
 	}
 	if err := h.m.SnapshotDelete(bg, id, "s3"); err != nil {
@@ -336,10 +336,10 @@ func TestSnapshotCap(t *testing.T) {
 // out/ keeps the full output of the latest keptOutputs execs only.
 func TestExecOutputPruned(t *testing.T) {
 	h := newHarness(t)
-	id := h.create(mcp.CreateRequest{}).ID
+	id := h.create(contract.CreateRequest{}).ID
 	var paths []string
 	for i := range keptOutputs + 5 {
-		r, err := h.m.Exec(bg, mcp.ExecRequest{ID: id, Command: fmt.Sprintf("echo %d", i)})
+		r, err := h.m.Exec(bg, contract.ExecRequest{ID: id, Command: fmt.Sprintf("echo %d", i)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -377,7 +377,7 @@ func TestJournalRotation(t *testing.T) {
 	perFile := journalRotateBytes/(64<<10) + 1
 	n := 2*perFile + perFile/2 // two rotations and half a file
 	for i := range n {
-		seq, err := j.append(entry{Time: time.Unix(int64(i), 0), Kind: mcp.LogExec, Command: "c", Detail: detail})
+		seq, err := j.append(entry{Time: time.Unix(int64(i), 0), Kind: contract.LogExec, Command: "c", Detail: detail})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -417,7 +417,7 @@ func TestJournalRotation(t *testing.T) {
 	if last, _ := j2.last(); last != int64(n) {
 		t.Fatalf("last seq %d, want %d", last, n)
 	}
-	if seq, err := j2.append(entry{Kind: mcp.LogLife, Command: "x"}); err != nil || seq != int64(n+1) {
+	if seq, err := j2.append(entry{Kind: contract.LogLife, Command: "x"}); err != nil || seq != int64(n+1) {
 		t.Fatalf("append after reload: %d, %v", seq, err)
 	}
 }
@@ -427,8 +427,8 @@ func TestJournalRotation(t *testing.T) {
 // calls that need the disk explain.
 func TestRetentionDeletesExpiredDisks(t *testing.T) {
 	h := newHarness(t, func(o *Options) { o.Retention = 48 * time.Hour })
-	a := h.create(mcp.CreateRequest{TTLSeconds: 60})
-	keep := h.create(mcp.CreateRequest{TTLSeconds: 60})
+	a := h.create(contract.CreateRequest{TTLSeconds: 60})
+	keep := h.create(contract.CreateRequest{TTLSeconds: 60})
 	h.write(a.ID, "/workspace/f.txt", "precious")
 	if _, err := h.m.SnapshotCreate(bg, a.ID, "s"); err != nil {
 		t.Fatal(err)
@@ -437,7 +437,7 @@ func TestRetentionDeletesExpiredDisks(t *testing.T) {
 	expiredAt := h.clock.now()
 	h.m.reap()
 	ws, _ := h.m.Status(bg, a.ID)
-	if ws.State != mcp.StateExpired || !ws.DiskDeleteAt.Equal(expiredAt.Add(48*time.Hour)) || !ws.DiskDeletedAt.IsZero() {
+	if ws.State != contract.StateExpired || !ws.DiskDeleteAt.Equal(expiredAt.Add(48*time.Hour)) || !ws.DiskDeletedAt.IsZero() {
 		t.Fatalf("expired: %+v", ws)
 	}
 	// keep is started again within the period: its clock starts over.
@@ -457,27 +457,27 @@ func TestRetentionDeletesExpiredDisks(t *testing.T) {
 		t.Fatalf("disk kept past the retention period: %v", err)
 	}
 	ws, _ = h.m.Status(bg, a.ID)
-	if ws.State != mcp.StateExpired || ws.DiskDeletedAt.IsZero() || !ws.DiskDeleteAt.IsZero() || ws.Snapshots != 0 {
+	if ws.State != contract.StateExpired || ws.DiskDeletedAt.IsZero() || !ws.DiskDeleteAt.IsZero() || ws.Snapshots != 0 {
 		t.Fatalf("after deletion: %+v", ws)
 	}
 	_, err := h.m.Start(bg, a.ID)
-	e := wantCode(t, err, mcp.CodeStopped)
-	if !strings.Contains(e.Hint, "disk was deleted") || !strings.Contains(e.Hint, "workspace_delete") {
+	e := wantCode(t, err, contract.CodeStopped)
+	if !strings.Contains(e.Hint, "disk was deleted") || !strings.Contains(e.Hint, "{{delete}}") {
 		t.Fatalf("start hint: %q", e.Hint)
 	}
 	_, err = h.m.SnapshotCreate(bg, a.ID, "t")
-	wantCode(t, err, mcp.CodeStopped)
+	wantCode(t, err, contract.CodeStopped)
 	_, err = h.m.Reset(bg, a.ID, "")
-	wantCode(t, err, mcp.CodeStopped)
+	wantCode(t, err, contract.CodeStopped)
 	// keep expired again an hour ago: its disk stays two more days.
-	if ws, _ := h.m.Status(bg, keep.ID); ws.State != mcp.StateExpired || !ws.DiskDeletedAt.IsZero() ||
+	if ws, _ := h.m.Status(bg, keep.ID); ws.State != contract.StateExpired || !ws.DiskDeletedAt.IsZero() ||
 		ws.DiskDeleteAt.Before(h.clock.now().Add(46*time.Hour)) {
 		t.Fatalf("the restarted workspace: %+v", ws)
 	}
 	if _, err := os.Stat(filepath.Join(h.state, "workspaces", keep.ID, diskDir)); err != nil {
 		t.Fatal(err)
 	}
-	lp, _ := h.m.Logs(bg, mcp.LogsRequest{ID: a.ID, Limit: 100})
+	lp, _ := h.m.Logs(bg, contract.LogsRequest{ID: a.ID, Limit: 100})
 	if last := lp.Entries[len(lp.Entries)-1]; last.Command != "retire" {
 		t.Fatalf("journal's last entry: %+v", last)
 	}
@@ -485,7 +485,7 @@ func TestRetentionDeletesExpiredDisks(t *testing.T) {
 	h.m.Close()
 	h.open()
 	ws, _ = h.m.Status(bg, a.ID)
-	if ws.State != mcp.StateExpired || ws.DiskDeletedAt.IsZero() {
+	if ws.State != contract.StateExpired || ws.DiskDeletedAt.IsZero() {
 		t.Fatalf("after a restart: %+v", ws)
 	}
 	if err := h.m.Delete(bg, a.ID); err != nil {
@@ -496,13 +496,13 @@ func TestRetentionDeletesExpiredDisks(t *testing.T) {
 // Negative retention keeps expired disks for ever.
 func TestRetentionDisabled(t *testing.T) {
 	h := newHarness(t, func(o *Options) { o.Retention = -1 })
-	a := h.create(mcp.CreateRequest{TTLSeconds: 60})
+	a := h.create(contract.CreateRequest{TTLSeconds: 60})
 	h.clock.advance(61 * time.Second)
 	h.m.reap()
 	h.clock.advance(10 * 365 * 24 * time.Hour)
 	h.m.reap()
 	ws, _ := h.m.Status(bg, a.ID)
-	if ws.State != mcp.StateExpired || !ws.DiskDeleteAt.IsZero() || !ws.DiskDeletedAt.IsZero() {
+	if ws.State != contract.StateExpired || !ws.DiskDeleteAt.IsZero() || !ws.DiskDeletedAt.IsZero() {
 		t.Fatalf("%+v", ws)
 	}
 	if _, err := h.m.Start(bg, a.ID); err != nil {
@@ -515,17 +515,17 @@ func TestRetentionDisabled(t *testing.T) {
 func TestLowDiskRefusal(t *testing.T) {
 	d := &fakeDisk{free: 1 << 40}
 	h := newHarness(t, func(o *Options) { o.hooks.statfs = d.statfs })
-	id := h.create(mcp.CreateRequest{}).ID
+	id := h.create(contract.CreateRequest{}).ID
 	d.set(minFreeBytes - 1)
 	_, err := h.tryCreate(0)
-	e := wantCode(t, err, mcp.CodeLimit)
+	e := wantCode(t, err, contract.CodeLimit)
 	if !strings.Contains(e.Msg, "free") || !strings.Contains(e.Hint, "free space") {
 		t.Fatalf("create refusal: %q / %q", e.Msg, e.Hint)
 	}
 	_, err = h.m.SnapshotCreate(bg, id, "s")
-	wantCode(t, err, mcp.CodeLimit)
-	_, err = h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "/workspace", HostPath: filepath.Join(t.TempDir(), "out"), Format: mcp.ExportTree})
-	wantCode(t, err, mcp.CodeLimit)
+	wantCode(t, err, contract.CodeLimit)
+	_, err = h.m.Export(bg, contract.ExportRequest{ID: id, GuestPath: "/workspace", HostPath: filepath.Join(t.TempDir(), "out"), Format: contract.ExportTree})
+	wantCode(t, err, contract.CodeLimit)
 	if n := len(h.workspaceDirs()); n != 1 {
 		t.Fatalf("%d workspace dirs", n)
 	}
@@ -588,7 +588,7 @@ func TestStateDirOwnership(t *testing.T) {
 // expired_at) gets the whole retention period from the upgrade on.
 func TestRetentionOfUndatedExpiry(t *testing.T) {
 	h := newHarness(t, func(o *Options) { o.Retention = 48 * time.Hour })
-	a := h.create(mcp.CreateRequest{TTLSeconds: 60})
+	a := h.create(contract.CreateRequest{TTLSeconds: 60})
 	h.clock.advance(61 * time.Second)
 	h.m.reap()
 	h.m.Close()
@@ -622,7 +622,7 @@ func TestRetentionOfUndatedExpiry(t *testing.T) {
 // finish meanwhile.
 func TestExecOutputPruningSparesRunning(t *testing.T) {
 	h := newHarness(t)
-	id := h.create(mcp.CreateRequest{}).ID
+	id := h.create(contract.CreateRequest{}).ID
 	started, release := make(chan struct{}), make(chan struct{})
 	h.w.exec = func(ctx context.Context, vm *fakeVM, req proto.ExecRequest, stdout, stderr io.Writer) (proto.ExecResult, error) {
 		fmt.Fprintf(stdout, "out of %s\n", req.Shell)
@@ -634,17 +634,17 @@ func TestExecOutputPruningSparesRunning(t *testing.T) {
 		return proto.ExecResult{}, nil
 	}
 	type res struct {
-		r   mcp.ExecResult
+		r   contract.ExecResult
 		err error
 	}
 	done := make(chan res)
 	go func() {
-		r, err := h.m.Exec(bg, mcp.ExecRequest{ID: id, Command: "slow"})
+		r, err := h.m.Exec(bg, contract.ExecRequest{ID: id, Command: "slow"})
 		done <- res{r, err}
 	}()
 	<-started
 	for i := range keptOutputs + 3 {
-		if _, err := h.m.Exec(bg, mcp.ExecRequest{ID: id, Command: fmt.Sprintf("fast %d", i)}); err != nil {
+		if _, err := h.m.Exec(bg, contract.ExecRequest{ID: id, Command: fmt.Sprintf("fast %d", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}

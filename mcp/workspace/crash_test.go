@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/guest/env"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/vmm/disk"
 )
 
@@ -104,7 +104,7 @@ func TestCrashHelper(t *testing.T) {
 	armed.Store(true)
 	switch sp.Op {
 	case "create":
-		_, err = m.Create(bg, mcp.CreateRequest{Name: "crashed", Seed: mcp.SeedSpec{Kind: mcp.SeedNone}})
+		_, err = m.Create(bg, contract.CreateRequest{Name: "crashed", Seed: contract.SeedSpec{Kind: contract.SeedNone}})
 	case "snapshot":
 		_, err = m.SnapshotCreate(bg, sp.ID, "s2")
 	case "snapshot-delete":
@@ -112,7 +112,7 @@ func TestCrashHelper(t *testing.T) {
 	case "reset":
 		_, err = m.Reset(bg, sp.ID, "")
 	case "export", "export-tar":
-		_, err = m.Export(bg, mcp.ExportRequest{ID: sp.ID, GuestPath: "/workspace", HostPath: sp.Target, Overwrite: true})
+		_, err = m.Export(bg, contract.ExportRequest{ID: sp.ID, GuestPath: "/workspace", HostPath: sp.Target, Overwrite: true})
 	case "delete":
 		err = m.Delete(bg, sp.ID)
 	default:
@@ -123,7 +123,7 @@ func TestCrashHelper(t *testing.T) {
 
 // setupWorkspace makes a workspace with a file and snapshot s1, stopped.
 func setupWorkspace(t *testing.T, h *harness) string {
-	id := h.create(mcp.CreateRequest{Name: "w"}).ID
+	id := h.create(contract.CreateRequest{Name: "w"}).ID
 	h.write(id, "/workspace/a.txt", "one\n")
 	if _, err := h.m.SnapshotCreate(bg, id, "s1"); err != nil {
 		t.Fatal(err)
@@ -179,7 +179,7 @@ func checkResetAgrees(t *testing.T, h *harness, id string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	journaled := slices.ContainsFunc(j.since(0), func(e entry) bool { return e.Kind == mcp.LogReset && e.Seq == rec.ResetSeq })
+	journaled := slices.ContainsFunc(j.since(0), func(e entry) bool { return e.Kind == contract.LogReset && e.Seq == rec.ResetSeq })
 	if onBaseline != (rec.ResetSeq > 0) || onBaseline != journaled {
 		t.Errorf("disk reset %v, record says reset (seq %d) %v, journal says %v", onBaseline, rec.ResetSeq, rec.ResetSeq > 0, journaled)
 	}
@@ -325,7 +325,7 @@ func crashOne(t *testing.T, c crashCase, point string) {
 		if _, err := h.m.Start(bg, id); err != nil {
 			t.Fatal(err)
 		}
-		r, err := h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "/workspace", HostPath: sp.Target, Overwrite: true})
+		r, err := h.m.Export(bg, contract.ExportRequest{ID: id, GuestPath: "/workspace", HostPath: sp.Target, Overwrite: true})
 		if err != nil {
 			t.Fatalf("export after the crash: %v", err)
 		}
@@ -446,7 +446,7 @@ func killAt(t *testing.T, sp crashSpec) {
 	}
 }
 
-func listWorkspaces(t *testing.T, h *harness) []mcp.Workspace {
+func listWorkspaces(t *testing.T, h *harness) []contract.Workspace {
 	t.Helper()
 	l, err := h.m.List(bg)
 	if err != nil {
@@ -512,7 +512,7 @@ func checkJournal(t *testing.T, dir string, rec *record) {
 	}
 	for i, e := range ents {
 		name, ok := strings.CutPrefix(e.Command, "snapshot ")
-		if e.Kind != mcp.LogSnapshot || !ok || strings.Contains(e.Command, "delete ") || strings.Contains(e.Command, "lost ") || recorded[e.Seq] {
+		if e.Kind != contract.LogSnapshot || !ok || strings.Contains(e.Command, "delete ") || strings.Contains(e.Command, "lost ") || recorded[e.Seq] {
 			continue
 		}
 		if !slices.ContainsFunc(ents[i+1:], func(l entry) bool {
@@ -571,10 +571,10 @@ func checkLayers(t *testing.T, dir string, rec *record) {
 // snapshot, reset to it, delete the snapshot, stop.
 func checkWorks(t *testing.T, h *harness, id string) {
 	t.Helper()
-	if ws, err := h.m.Start(bg, id); err != nil || ws.State != mcp.StateRunning {
+	if ws, err := h.m.Start(bg, id); err != nil || ws.State != contract.StateRunning {
 		t.Fatalf("start after the crash: %+v %v", ws, err)
 	}
-	if r, err := h.m.Exec(bg, mcp.ExecRequest{ID: id, Command: "true", TimeoutSeconds: 30}); err != nil || r.ExitCode != 0 {
+	if r, err := h.m.Exec(bg, contract.ExecRequest{ID: id, Command: "true", TimeoutSeconds: 30}); err != nil || r.ExitCode != 0 {
 		t.Fatalf("exec after the crash: %+v %v", r, err)
 	}
 	h.write(id, "/workspace/after.txt", "after\n")
@@ -695,7 +695,7 @@ func checkResetRecorded(t *testing.T, h *harness, id string) {
 		t.Fatal(err)
 	}
 	if rec.ResetPending != nil || rec.ResetSeq == 0 || rec.ResetFrom != "s1" ||
-		!slices.ContainsFunc(j.since(0), func(e entry) bool { return e.Kind == mcp.LogReset && e.Seq == rec.ResetSeq }) {
+		!slices.ContainsFunc(j.since(0), func(e entry) bool { return e.Kind == contract.LogReset && e.Seq == rec.ResetSeq }) {
 		t.Fatalf("reset: pending %+v, seq %d from %q; journal %+v", rec.ResetPending, rec.ResetSeq, rec.ResetFrom, j.since(0))
 	}
 }

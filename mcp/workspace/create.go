@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/guest/instance"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/mcp/hostio"
 	"github.com/pyro-mcp/pyro/mcp/treediff"
 	"github.com/pyro-mcp/pyro/vmm/disk"
@@ -22,19 +22,19 @@ import (
 // baselineLabel is the disk layer name of the baseline.
 const baselineLabel = "baseline"
 
-// Create implements mcp.Backend: it boots a VM on a fresh copy-on-write
+// Create implements contract.Backend: it boots a VM on a fresh copy-on-write
 // layer over the environment's image, seeds /workspace, and records the
 // baseline (a frozen disk layer and a treediff index of /workspace).
 // On any failure everything it made is removed.
-func (m *Manager) Create(ctx context.Context, req mcp.CreateRequest) (mcp.Workspace, error) {
+func (m *Manager) Create(ctx context.Context, req contract.CreateRequest) (contract.Workspace, error) {
 	w, err := m.create(ctx, req)
 	if err != nil {
-		return mcp.Workspace{}, err
+		return contract.Workspace{}, err
 	}
 	return w.view(), nil
 }
 
-func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspace, err error) {
+func (m *Manager) create(ctx context.Context, req contract.CreateRequest) (_ *workspace, err error) {
 	if err := m.admitCreate(req.MemMiB); err != nil {
 		return nil, err
 	}
@@ -69,7 +69,7 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 	}
 	fi, err := os.Stat(e.Rootfs)
 	if err != nil {
-		return nil, mcp.Internal("reading the environment's root filesystem", err)
+		return nil, contract.Internal("reading the environment's root filesystem", err)
 	}
 	diskMiB, err := m.diskSize(req.DiskMiB, envName, fi.Size())
 	if err != nil {
@@ -78,7 +78,7 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 
 	id, dir, owner, err := m.newDir()
 	if err != nil {
-		return nil, mcp.Internal("creating the workspace directory", err)
+		return nil, contract.Internal("creating the workspace directory", err)
 	}
 	defer func() {
 		if err != nil {
@@ -87,9 +87,9 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 	}()
 	crashAt("create:dir")
 	now := m.now()
-	w := &workspace{m: m, id: id, dir: dir, owner: owner, state: mcp.StateCreating, journal: &journal{path: filepath.Join(dir, journalName), next: 1},
+	w := &workspace{m: m, id: id, dir: dir, owner: owner, state: contract.StateCreating, journal: &journal{path: filepath.Join(dir, journalName), next: 1},
 		rec: record{ID: id, Name: req.Name, Labels: req.Labels, Env: envName, CreatedAt: now, LastActive: now,
-			TTLSeconds: req.TTLSeconds, VCPUs: vcpus, MemMiB: mem, DiskMiB: diskMiB, Seed: mcp.SeedReport{Kind: seedKind, Source: seedPath},
+			TTLSeconds: req.TTLSeconds, VCPUs: vcpus, MemMiB: mem, DiskMiB: diskMiB, Seed: contract.SeedReport{Kind: seedKind, Source: seedPath},
 			Network: grants}}
 	if len(w.rec.Labels) == 0 {
 		w.rec.Labels = nil
@@ -109,8 +109,8 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 		m.mu.Unlock()
 		release()
 		os.RemoveAll(dir)
-		return nil, mcp.Exists(mcp.ResourceWorkspace, req.Name).
-			WithHint("Names are unique among workspaces; pick another, or use the existing one (workspace_list).")
+		return nil, contract.Exists(contract.ResourceWorkspace, req.Name).
+			WithHint("Names are unique among workspaces; pick another, or use the existing one ({{list}}).")
 	}
 	m.ws[id] = w
 	m.mu.Unlock()
@@ -138,11 +138,11 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 	st, err := disk.Create(filepath.Join(dir, diskDir), e.Rootfs, int64(diskMiB)<<20)
 	if err != nil {
 		release()
-		return nil, mcp.Internal("creating the workspace's disk", err)
+		return nil, contract.Internal("creating the workspace's disk", err)
 	}
 	crashAt("create:disk")
 	if err := w.bootOn(ctx, st, release); err != nil {
-		if ctx.Err() != nil || mcp.IsCode(err, mcp.CodeEnvMissing) || mcp.IsCode(err, mcp.CodeLimit) {
+		if ctx.Err() != nil || contract.IsCode(err, contract.CodeEnvMissing) || contract.IsCode(err, contract.CodeLimit) {
 			return nil, err
 		}
 		hint := "Run `pyro kvm-check` on the host to see whether this machine can run microVMs."
@@ -150,7 +150,7 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 			hint = "The microVM stopped while it booted (the message says how). Create the workspace again; " +
 				"if it keeps happening, run `pyro doctor` on the host and report the message."
 		}
-		return nil, &mcp.Error{Code: mcp.CodeInternal, Err: err,
+		return nil, &contract.Error{Code: contract.CodeInternal, Err: err,
 			Msg: "booting " + envName + " failed: " + firstLine(err.Error()), Hint: hint}
 	}
 	h := w.handle()
@@ -160,7 +160,7 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 	defer cancel()
 	stuck := func(what string, err error) error {
 		if bctx.Err() != nil && ctx.Err() == nil {
-			return mcp.Timeout("the guest agent stopped answering while %s (no answer within %v)", what, agentCallTimeout).
+			return contract.Timeout("the guest agent stopped answering while %s (no answer within %v)", what, agentCallTimeout).
 				WithHint("Create the workspace again; if it keeps failing, run `pyro kvm-check` on the host.")
 		}
 		return err
@@ -168,9 +168,9 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 
 	// /workspace, then the seed.
 	if res, err := h.Agent.Exec(bctx, execMkdir(hostio.Workspace), nil, nil); err != nil || res.ExitCode != 0 {
-		return nil, stuck("creating /workspace", mcp.Internal("creating /workspace in the guest", errors.Join(err, fmt.Errorf("mkdir exit %d", res.ExitCode))))
+		return nil, stuck("creating /workspace", contract.Internal("creating /workspace in the guest", errors.Join(err, fmt.Errorf("mkdir exit %d", res.ExitCode))))
 	}
-	if seedKind != mcp.SeedNone {
+	if seedKind != contract.SeedNone {
 		rep, err := pushTar(bctx, h.Files, hostio.Workspace, func(out io.Writer) (*hostio.Report, error) {
 			return produceSeed(bctx, out, seedKind, seedPath)
 		})
@@ -185,36 +185,36 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 	// The baseline: a frozen disk layer and an index of /workspace.
 	layer, err := freezeLayer(bctx, h, baselineLabel)
 	if err != nil {
-		return nil, stuck("recording the baseline", mcp.Internal("recording the baseline", err))
+		return nil, stuck("recording the baseline", contract.Internal("recording the baseline", err))
 	}
 	crashAt("create:baseline-layer")
 	rc, err := h.Files.TarOut(bctx, hostio.Workspace)
 	if err != nil {
-		return nil, stuck("reading /workspace", mcp.Internal("reading /workspace for the baseline", err))
+		return nil, stuck("reading /workspace", contract.Internal("reading /workspace for the baseline", err))
 	}
 	_, err = treediff.WriteBaseline(filepath.Join(dir, baselineDir), rc)
 	rc.Close()
 	if err != nil {
-		return nil, stuck("reading /workspace", mcp.Internal("writing the baseline index", err))
+		return nil, stuck("reading /workspace", contract.Internal("writing the baseline index", err))
 	}
 	crashAt("create:baseline-index")
 
 	// Commit: the record makes the workspace exist for the next Open.
 	w.mu.Lock()
 	w.rec.BaselineLayer = layer.ID
-	w.state = mcp.StateRunning
+	w.state = contract.StateRunning
 	err = w.saveLocked()
 	seed := w.rec.Seed
 	w.mu.Unlock()
 	if err != nil {
-		return nil, mcp.Internal("saving the workspace record", err)
+		return nil, contract.Internal("saving the workspace record", err)
 	}
 	crashAt("create:recorded")
 	detail := fmt.Sprintf("env %s, seed %s", envName, seedKind)
-	if seedKind != mcp.SeedNone {
+	if seedKind != contract.SeedNone {
 		detail += fmt.Sprintf(" from %s: %d files, %d bytes", seedPath, seed.Files, seed.Bytes)
 	}
-	w.logLife(mcp.LogLife, "create", detail, start)
+	w.logLife(contract.LogLife, "create", detail, start)
 	m.log.Info("workspace created", "id", id, "env", envName, "took", m.now().Sub(start))
 	return w, nil
 }
@@ -222,17 +222,17 @@ func (m *Manager) create(ctx context.Context, req mcp.CreateRequest) (_ *workspa
 // diskSize picks a new workspace's disk size in MiB: the request's, else
 // the default, and never less than the environment's image (imageBytes),
 // which the guest's root file system is grown from. An explicit size
-// smaller than the image, or beyond mcp.MaxDiskMiB, is refused.
+// smaller than the image, or beyond contract.MaxDiskMiB, is refused.
 func (m *Manager) diskSize(req int, envName string, imageBytes int64) (int, error) {
 	imageMiB := int((imageBytes + 1<<20 - 1) >> 20)
 	if req == 0 {
-		return min(mcp.MaxDiskMiB, max(m.opts.DefaultDiskMiB, imageMiB)), nil
+		return min(contract.MaxDiskMiB, max(m.opts.DefaultDiskMiB, imageMiB)), nil
 	}
-	if req < imageMiB || req > mcp.MaxDiskMiB {
-		return 0, mcp.Invalid("disk_mib %d does not fit: %s's image is %d MiB, so the disk must be between %d and %d MiB",
-			req, envName, imageMiB, imageMiB, mcp.MaxDiskMiB).
+	if req < imageMiB || req > contract.MaxDiskMiB {
+		return 0, contract.Invalid("disk_mib %d does not fit: %s's image is %d MiB, so the disk must be between %d and %d MiB",
+			req, envName, imageMiB, imageMiB, contract.MaxDiskMiB).
 			WithHint(fmt.Sprintf("Give disk_mib between %d and %d, or leave it out for the default (%d MiB; the disk is sparse, so a large one costs host space only as it fills).",
-				imageMiB, mcp.MaxDiskMiB, max(m.opts.DefaultDiskMiB, imageMiB)))
+				imageMiB, contract.MaxDiskMiB, max(m.opts.DefaultDiskMiB, imageMiB)))
 	}
 	return req, nil
 }
@@ -308,15 +308,15 @@ func freezeLayer(ctx context.Context, h *vmHandle, label string) (disk.LayerInfo
 // path. A path the request names must lie within the allowed host
 // directories (allowedHostPath); the checkout a git seed with no path
 // takes is the server's own, which the user chose by starting it there.
-func (m *Manager) seedSource(s mcp.SeedSpec) (mcp.SeedKind, string, error) {
+func (m *Manager) seedSource(s contract.SeedSpec) (contract.SeedKind, string, error) {
 	kind := s.Kind
 	if kind == "" {
-		kind = mcp.SeedNone
+		kind = contract.SeedNone
 	}
 	switch kind {
-	case mcp.SeedNone:
+	case contract.SeedNone:
 		return kind, "", nil
-	case mcp.SeedGit:
+	case contract.SeedGit:
 		p := s.Path
 		if p == "" {
 			p = m.opts.GitSeedDir
@@ -325,7 +325,7 @@ func (m *Manager) seedSource(s mcp.SeedSpec) (mcp.SeedKind, string, error) {
 			}
 			root, err := hostio.FindGitRoot(p)
 			if err != nil {
-				return "", "", mcp.Invalid("the server's directory %s is not inside a git checkout", p).
+				return "", "", contract.Invalid("the server's directory %s is not inside a git checkout", p).
 					WithHint("Seed with kind dir and a host path instead.")
 			}
 			return kind, root, nil
@@ -338,17 +338,17 @@ func (m *Manager) seedSource(s mcp.SeedSpec) (mcp.SeedKind, string, error) {
 			return "", "", err
 		}
 		return kind, abs, nil
-	case mcp.SeedDir, mcp.SeedArchive:
+	case contract.SeedDir, contract.SeedArchive:
 		abs, err := m.allowedHostPath("seed path", s.Path, false)
 		if err != nil {
 			return "", "", err
 		}
-		if err := mustStat(abs, kind == mcp.SeedDir); err != nil {
+		if err := mustStat(abs, kind == contract.SeedDir); err != nil {
 			return "", "", err
 		}
 		return kind, abs, nil
 	}
-	return "", "", mcp.Invalid("seed kind %q is not none, dir, archive or git", kind)
+	return "", "", contract.Invalid("seed kind %q is not none, dir, archive or git", kind)
 }
 
 // mustStat checks that the host path exists and is a directory (dir) or a
@@ -356,28 +356,28 @@ func (m *Manager) seedSource(s mcp.SeedSpec) (mcp.SeedKind, string, error) {
 func mustStat(p string, dir bool) error {
 	fi, err := os.Stat(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return mcp.NotFound(mcp.ResourceHostPath, p).WithHint("Check the host path; relative paths are relative to the server's directory.")
+		return contract.NotFound(contract.ResourceHostPath, p).WithHint("Check the host path; relative paths are relative to the server's directory.")
 	}
 	if err != nil {
-		return mcp.Invalid("host path %s: %v", p, err)
+		return contract.Invalid("host path %s: %v", p, err)
 	}
 	if dir && !fi.IsDir() {
-		return mcp.Invalid("host path %s is not a directory", p).WithHint("For a .tar, .tar.gz or .tgz file use kind archive.")
+		return contract.Invalid("host path %s is not a directory", p).WithHint("For a .tar, .tar.gz or .tgz file use kind archive.")
 	}
 	if !dir && !fi.Mode().IsRegular() {
-		return mcp.Invalid("host path %s is not a file", p).WithHint("For a directory use kind dir.")
+		return contract.Invalid("host path %s is not a file", p).WithHint("For a directory use kind dir.")
 	}
 	return nil
 }
 
 // produceSeed writes the seed's tar stream.
-func produceSeed(ctx context.Context, out io.Writer, kind mcp.SeedKind, p string) (*hostio.Report, error) {
+func produceSeed(ctx context.Context, out io.Writer, kind contract.SeedKind, p string) (*hostio.Report, error) {
 	switch kind {
-	case mcp.SeedDir:
+	case contract.SeedDir:
 		return hostio.TarDir(ctx, out, p, hostio.SeedOptions{})
-	case mcp.SeedArchive:
+	case contract.SeedArchive:
 		return hostio.TarArchive(ctx, out, p, hostio.SeedOptions{})
-	case mcp.SeedGit:
+	case contract.SeedGit:
 		return hostio.TarGit(ctx, out, p, hostio.SeedOptions{})
 	}
 	return nil, fmt.Errorf("seed kind %q", kind)
@@ -419,9 +419,9 @@ type guestSideError struct{ err error }
 func (e *guestSideError) Error() string { return e.err.Error() }
 func (e *guestSideError) Unwrap() error { return e.err }
 
-// hostErr turns the error of a host → guest crossing into an *mcp.Error.
+// hostErr turns the error of a host → guest crossing into an *contract.Error.
 func hostErr(what, hostPath string, err error) error {
-	if _, ok := mcp.AsError(err); ok {
+	if _, ok := contract.AsError(err); ok {
 		return err
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -432,24 +432,24 @@ func hostErr(what, hostPath string, err error) error {
 		return guestError(what, hostio.Workspace, g.err)
 	}
 	if errors.Is(err, fs.ErrNotExist) {
-		return mcp.NotFound(mcp.ResourceHostPath, hostPath)
+		return contract.NotFound(contract.ResourceHostPath, hostPath)
 	}
-	e := mcp.Invalid("%s: %v", what, err)
+	e := contract.Invalid("%s: %v", what, err)
 	e.Err = err
 	return e
 }
 
 // skipped converts a Report's skipped entries.
-func skipped(r *hostio.Report) []mcp.SkippedEntry {
-	var out []mcp.SkippedEntry
+func skipped(r *hostio.Report) []contract.SkippedEntry {
+	var out []contract.SkippedEntry
 	for _, s := range r.Skipped {
-		out = append(out, mcp.SkippedEntry{Path: s.Path, Reason: s.Reason})
+		out = append(out, contract.SkippedEntry{Path: s.Path, Reason: s.Reason})
 	}
 	if more := r.SkippedCount - len(r.Skipped); more > 0 {
-		out = append(out, mcp.SkippedEntry{Path: "...", Reason: fmt.Sprintf("%d more entries skipped, not listed", more)})
+		out = append(out, contract.SkippedEntry{Path: "...", Reason: fmt.Sprintf("%d more entries skipped, not listed", more)})
 	}
 	for _, s := range r.Changed {
-		out = append(out, mcp.SkippedEntry{Path: s.Path, Reason: "sent altered: " + s.Reason})
+		out = append(out, contract.SkippedEntry{Path: s.Path, Reason: "sent altered: " + s.Reason})
 	}
 	return out
 }

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // A workspace's disk is DefaultDiskMiB unless the request names a size; the
@@ -13,14 +13,14 @@ import (
 // the disk's size.
 func TestDiskSize(t *testing.T) {
 	h := newHarness(t)
-	def := h.create(mcp.CreateRequest{})
+	def := h.create(contract.CreateRequest{})
 	if def.DiskMiB != DefaultDiskMiB {
 		t.Fatalf("default disk: %d MiB, want %d", def.DiskMiB, DefaultDiskMiB)
 	}
 	if got := h.vm(def.ID).stack.Size(); got != DefaultDiskMiB<<20 {
 		t.Fatalf("default disk's stack: %d bytes, want %d", got, int64(DefaultDiskMiB)<<20)
 	}
-	w := h.create(mcp.CreateRequest{DiskMiB: 64})
+	w := h.create(contract.CreateRequest{DiskMiB: 64})
 	size := func(what string) {
 		t.Helper()
 		if got := h.vm(w.ID).stack.Size(); got != 64<<20 {
@@ -56,12 +56,12 @@ func TestDiskSize(t *testing.T) {
 }
 
 // A size below the environment's image (the harness's is 16 MiB) or above
-// mcp.MaxDiskMiB is refused before anything is made, saying the bounds.
+// contract.MaxDiskMiB is refused before anything is made, saying the bounds.
 func TestDiskSizeRefused(t *testing.T) {
 	h := newHarness(t)
-	for _, n := range []int{15, mcp.MaxDiskMiB + 1} {
-		_, err := h.m.Create(bg, mcp.CreateRequest{DiskMiB: n, TTLSeconds: 600, Seed: mcp.SeedSpec{Kind: mcp.SeedNone}})
-		e := wantCode(t, err, mcp.CodeInvalid)
+	for _, n := range []int{15, contract.MaxDiskMiB + 1} {
+		_, err := h.m.Create(bg, contract.CreateRequest{DiskMiB: n, TTLSeconds: 600, Seed: contract.SeedSpec{Kind: contract.SeedNone}})
+		e := wantCode(t, err, contract.CodeInvalid)
 		if !strings.Contains(e.Msg, "16 MiB") || !strings.Contains(e.Hint, "disk_mib") {
 			t.Errorf("disk_mib %d: %q / %q", n, e.Msg, e.Hint)
 		}
@@ -70,7 +70,7 @@ func TestDiskSizeRefused(t *testing.T) {
 		t.Fatalf("refused creates left %d directories", n)
 	}
 	// The image's own size is the least.
-	if w := h.create(mcp.CreateRequest{DiskMiB: 16}); w.DiskMiB != 16 {
+	if w := h.create(contract.CreateRequest{DiskMiB: 16}); w.DiskMiB != 16 {
 		t.Fatalf("disk_mib 16: %d", w.DiskMiB)
 	}
 }
@@ -105,12 +105,12 @@ func TestDefaultMem(t *testing.T) {
 	// names mem_mib.
 	h := newHarness(t, withMem(&fakeMem{total: 7880, avail: 5000}))
 	for range 2 {
-		if w := h.create(mcp.CreateRequest{}); w.MemMiB != 2048 || w.VCPUs < 1 {
+		if w := h.create(contract.CreateRequest{}); w.MemMiB != 2048 || w.VCPUs < 1 {
 			t.Fatalf("default VM: %d MiB, %d vCPUs", w.MemMiB, w.VCPUs)
 		}
 	}
 	_, err := h.tryCreate(0)
-	if e := wantCode(t, err, mcp.CodeLimit); !strings.Contains(e.Hint, "mem_mib") {
+	if e := wantCode(t, err, contract.CodeLimit); !strings.Contains(e.Hint, "mem_mib") {
 		t.Fatalf("third default workspace: %q", e.Hint)
 	}
 }

@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/pyro-mcp/pyro/kvm/kvmtest"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/netstack"
 	"github.com/pyro-mcp/pyro/netstack/dnstest"
 )
@@ -47,13 +47,13 @@ func TestWorkspaceVMNameGrant(t *testing.T) {
 	defer m.Close()
 	ctx := t.Context()
 	grant := "pkg.pyro-test.internal:" + port
-	ws, err := m.Create(ctx, mcp.CreateRequest{Env: "minimal", TTLSeconds: 3600, Network: []string{grant}})
+	ws, err := m.Create(ctx, contract.CreateRequest{Env: "minimal", TTLSeconds: 3600, Network: []string{grant}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	exec := func(cmd string) mcp.ExecResult {
+	exec := func(cmd string) contract.ExecResult {
 		t.Helper()
-		r, err := m.Exec(ctx, mcp.ExecRequest{ID: ws.ID, Command: cmd, TimeoutSeconds: 60})
+		r, err := m.Exec(ctx, contract.ExecRequest{ID: ws.ID, Command: cmd, TimeoutSeconds: 60})
 		if err != nil {
 			t.Fatalf("%q: %v", cmd, err)
 		}
@@ -71,14 +71,14 @@ func TestWorkspaceVMNameGrant(t *testing.T) {
 	if out := string(r.Stdout) + string(r.Stderr); r.ExitCode == 0 || !strings.Contains(out, "NXDOMAIN") {
 		t.Errorf("nslookup of an ungranted name: exit %d, %q; want NXDOMAIN", r.ExitCode, out)
 	}
-	if !strings.Contains(r.Network, "other.pyro-test.internal") || !strings.Contains(r.Network, "network_grant") {
-		t.Errorf("the failing exec's network note %q does not name the refused name and network_grant", r.Network)
+	if !strings.Contains(r.Network, "other.pyro-test.internal") || !strings.Contains(r.Network, "{{network.grant}}") {
+		t.Errorf("the failing exec's network note %q does not name the refused name and {{network.grant}}", r.Network)
 	}
 	st, err := m.NetworkStatus(ctx, ws.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	denied := slices.ContainsFunc(st.Denials, func(d mcp.Denial) bool {
+	denied := slices.ContainsFunc(st.Denials, func(d contract.Denial) bool {
 		return d.Protocol == "dns" && d.Name == "other.pyro-test.internal"
 	})
 	if !denied {

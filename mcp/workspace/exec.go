@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/mcp/hostio"
 )
 
@@ -28,25 +28,25 @@ func execMkdir(p string) proto.ExecRequest {
 	return proto.ExecRequest{Argv: []string{"mkdir", "-p", "--", p}, Timeout: time.Minute}
 }
 
-// Exec implements mcp.Backend. The command's whole output (up to
+// Exec implements contract.Backend. The command's whole output (up to
 // outFileCap per stream) is kept in out/SEQ.stdout and out/SEQ.stderr,
 // for the latest keptOutputs execs; the result holds its first and last
 // bytes.
-func (m *Manager) Exec(ctx context.Context, req mcp.ExecRequest) (mcp.ExecResult, error) {
+func (m *Manager) Exec(ctx context.Context, req contract.ExecRequest) (contract.ExecResult, error) {
 	w, err := m.get(req.ID)
 	if err != nil {
-		return mcp.ExecResult{}, err
+		return contract.ExecResult{}, err
 	}
 	c, err := w.enter(ctx)
 	if err != nil {
-		return mcp.ExecResult{}, err
+		return contract.ExecResult{}, err
 	}
 	defer c.end()
 	r, err := c.exec(req)
 	return w.redactResult(r), w.redactErr(err)
 }
 
-func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
+func (c *call) exec(req contract.ExecRequest) (contract.ExecResult, error) {
 	w := c.w
 	cwd := req.Cwd
 	if cwd == "" {
@@ -61,7 +61,7 @@ func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
 	}
 	env, err := w.execEnv(req)
 	if err != nil {
-		return mcp.ExecResult{}, err
+		return contract.ExecResult{}, err
 	}
 	seq := c.seq // reserved by a background start (bgexec.go)
 	if seq == 0 {
@@ -107,18 +107,18 @@ func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
 			os.Remove(base + ".stderr")
 		}
 		if l := c.lost(); l != nil {
-			return mcp.ExecResult{}, l
+			return contract.ExecResult{}, l
 		}
 		if c.ctx.Err() != nil {
-			return mcp.ExecResult{}, c.ctx.Err()
+			return contract.ExecResult{}, c.ctx.Err()
 		}
 		if ctx.Err() != nil {
-			return mcp.ExecResult{}, mcp.Timeout("the guest stopped answering during the command").
-				WithHint("workspace_stop then workspace_start restarts the VM; the disk is kept.")
+			return contract.ExecResult{}, contract.Timeout("the guest stopped answering during the command").
+				WithHint("{{stop}} then {{start}} restarts the VM; the disk is kept.")
 		}
-		return mcp.ExecResult{}, c.guestErr("running the command", cwd, err)
+		return contract.ExecResult{}, c.guestErr("running the command", cwd, err)
 	}
-	r := mcp.ExecResult{Seq: seq, ExitCode: res.ExitCode, Duration: dur,
+	r := contract.ExecResult{Seq: seq, ExitCode: res.ExitCode, Duration: dur,
 		Stdout: stdout.bytes(), Stderr: stderr.bytes(), StdoutSize: stdout.total, StderrSize: stderr.total,
 		OutputTruncated: stdout.total > outFileCap || stderr.total > outFileCap, Limited: limitedNote(res)}
 	if res.ExitCode != 0 || res.TimedOut || res.Signal != "" {
@@ -153,7 +153,7 @@ func (c *call) exec(req mcp.ExecRequest) (mcp.ExecResult, error) {
 		detail = append(detail, "cwd "+cwd)
 	}
 	exit := r.ExitCode
-	if _, err := w.journal.append(entry{Seq: seq, Time: start, Kind: mcp.LogExec, Command: commandLine(req),
+	if _, err := w.journal.append(entry{Seq: seq, Time: start, Kind: contract.LogExec, Command: commandLine(req),
 		ExitCode: &exit, Duration: int64(dur), Detail: strings.Join(detail, "; ")}); err != nil {
 		w.m.log.Warn("writing the journal", "id", w.id, "err", err)
 	}
@@ -238,7 +238,7 @@ func clipNote(s string, n int) string {
 }
 
 // commandLine is how the journal shows a command.
-func commandLine(req mcp.ExecRequest) string {
+func commandLine(req contract.ExecRequest) string {
 	if req.Command != "" {
 		return req.Command
 	}
@@ -259,20 +259,20 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// Run implements mcp.Backend: create, exec, delete (also on failure). The
+// Run implements contract.Backend: create, exec, delete (also on failure). The
 // output files go with the workspace, so the result names none.
-func (m *Manager) Run(ctx context.Context, req mcp.RunRequest) (mcp.ExecResult, error) {
-	w, err := m.create(ctx, mcp.CreateRequest{Env: req.Env, VCPUs: req.VCPUs, MemMiB: req.MemMiB,
+func (m *Manager) Run(ctx context.Context, req contract.RunRequest) (contract.ExecResult, error) {
+	w, err := m.create(ctx, contract.CreateRequest{Env: req.Env, VCPUs: req.VCPUs, MemMiB: req.MemMiB,
 		TTLSeconds: runTTL, Seed: req.Seed, Labels: map[string]string{"pyro.run": "true"}, Network: req.Network})
 	if err != nil {
-		return mcp.ExecResult{}, err
+		return contract.ExecResult{}, err
 	}
 	defer func() {
-		if err := m.Delete(context.Background(), w.id); err != nil && !mcp.IsCode(err, mcp.CodeNotFound) {
+		if err := m.Delete(context.Background(), w.id); err != nil && !contract.IsCode(err, contract.CodeNotFound) {
 			m.log.Warn("deleting the one-shot workspace", "id", w.id, "err", err)
 		}
 	}()
-	r, err := m.Exec(ctx, mcp.ExecRequest{ID: w.id, Command: req.Command, Argv: req.Argv, Cwd: req.Cwd,
+	r, err := m.Exec(ctx, contract.ExecRequest{ID: w.id, Command: req.Command, Argv: req.Argv, Cwd: req.Cwd,
 		EnvVars: req.EnvVars, TimeoutSeconds: req.TimeoutSeconds, Stdin: req.Stdin})
 	r.StdoutPath, r.StderrPath = "", ""
 	return r, err

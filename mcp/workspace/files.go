@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/mcp/hostio"
 	"github.com/pyro-mcp/pyro/mcp/patch"
 )
@@ -28,34 +28,34 @@ import (
 func guestPath(p string) (string, error) {
 	g, err := hostio.GuestPath(p)
 	if err != nil {
-		return "", mcp.Invalid("%v", err)
+		return "", contract.Invalid("%v", err)
 	}
 	return g, nil
 }
 
-// ListFiles implements mcp.Backend.
-func (m *Manager) ListFiles(ctx context.Context, req mcp.ListFilesRequest) (mcp.FileListing, error) {
+// ListFiles implements contract.Backend.
+func (m *Manager) ListFiles(ctx context.Context, req contract.ListFilesRequest) (contract.FileListing, error) {
 	p, err := guestPath(orWorkspace(req.Path))
 	if err != nil {
-		return mcp.FileListing{}, err
+		return contract.FileListing{}, err
 	}
-	if req.Offset < 0 || req.Offset > mcp.MaxListOffset {
-		return mcp.FileListing{}, listOffsetError(req.Offset)
+	if req.Offset < 0 || req.Offset > contract.MaxListOffset {
+		return contract.FileListing{}, listOffsetError(req.Offset)
 	}
 	c, err := m.enterID(ctx, req.ID)
 	if err != nil {
-		return mcp.FileListing{}, err
+		return contract.FileListing{}, err
 	}
 	defer c.end()
 	fi, err := c.h.Files.Stat(c.ctx, p)
 	if err != nil {
-		return mcp.FileListing{}, c.guestErr("listing", p, err)
+		return contract.FileListing{}, c.guestErr("listing", p, err)
 	}
 	if fi.Type != proto.TypeDir && fi.Type != proto.TypeSymlink {
 		if req.Offset > 0 {
-			return mcp.FileListing{Path: p}, nil
+			return contract.FileListing{Path: p}, nil
 		}
-		return mcp.FileListing{Path: p, Entries: []mcp.FileEntry{fileEntry(p, fi)}}, nil
+		return contract.FileListing{Path: p, Entries: []contract.FileEntry{fileEntry(p, fi)}}, nil
 	}
 	limit := max(req.Limit, 1)
 	want := min(req.Offset+limit+1, proto.MaxListLimit)
@@ -63,19 +63,19 @@ func (m *Manager) ListFiles(ctx context.Context, req mcp.ListFilesRequest) (mcp.
 	if err != nil {
 		var pe *proto.Error
 		if fi.Type == proto.TypeSymlink && errors.As(err, &pe) && pe.Code == "ENOTDIR" {
-			return mcp.FileListing{Path: p, Entries: []mcp.FileEntry{fileEntry(p, fi)}}, nil
+			return contract.FileListing{Path: p, Entries: []contract.FileEntry{fileEntry(p, fi)}}, nil
 		}
 		if errors.As(err, &pe) && pe.Code == proto.CodeTooLarge && c.lost() == nil {
-			e := mcp.LimitReached("listing %s: the first %d entries hold more than %d MiB of names", p, want, proto.MaxListBytes>>20).
+			e := contract.LimitReached("listing %s: the first %d entries hold more than %d MiB of names", p, want, proto.MaxListBytes>>20).
 				WithHint("List a subdirectory, or list without recursive.")
 			e.Err = err
-			return mcp.FileListing{}, e
+			return contract.FileListing{}, e
 		}
-		return mcp.FileListing{}, c.guestErr("listing", p, err)
+		return contract.FileListing{}, c.guestErr("listing", p, err)
 	}
 	// Depth-first, lexical within each directory: "a", "a/b", "a.txt".
 	sort.Slice(list, func(i, j int) bool { return pathLess(list[i].Name, list[j].Name) })
-	out := mcp.FileListing{Path: p}
+	out := contract.FileListing{Path: p}
 	for i := req.Offset; i < len(list) && len(out.Entries) < limit; i++ {
 		out.Entries = append(out.Entries, fileEntry(path.Join(p, list[i].Name), list[i]))
 	}
@@ -83,11 +83,11 @@ func (m *Manager) ListFiles(ctx context.Context, req mcp.ListFilesRequest) (mcp.
 	return out, nil
 }
 
-// listOffsetError refuses a file_list cursor past mcp.MaxListOffset: the
+// listOffsetError refuses a file_list cursor past contract.MaxListOffset: the
 // agent lists from the start for every page, so a far cursor would cost a
 // listing that large.
 func listOffsetError(off int) error {
-	return mcp.Invalid("cursor %d is past the first %d entries file_list pages through", off, mcp.MaxListOffset).
+	return contract.Invalid("cursor %d is past the first %d entries {{file.list}} pages through", off, contract.MaxListOffset).
 		WithHint("List a subdirectory (path), or list without recursive.")
 }
 
@@ -96,17 +96,17 @@ func pathLess(a, b string) bool {
 	return strings.ReplaceAll(a, "/", "\x00") < strings.ReplaceAll(b, "/", "\x00")
 }
 
-func fileEntry(p string, fi proto.FileInfo) mcp.FileEntry {
-	e := mcp.FileEntry{Path: p, Mode: fi.Mode & 0o7777, ModTime: fi.MTime, LinkTarget: fi.Target}
+func fileEntry(p string, fi proto.FileInfo) contract.FileEntry {
+	e := contract.FileEntry{Path: p, Mode: fi.Mode & 0o7777, ModTime: fi.MTime, LinkTarget: fi.Target}
 	switch fi.Type {
 	case proto.TypeFile:
-		e.Type, e.Size = mcp.FileRegular, fi.Size
+		e.Type, e.Size = contract.FileRegular, fi.Size
 	case proto.TypeDir:
-		e.Type = mcp.FileDir
+		e.Type = contract.FileDir
 	case proto.TypeSymlink:
-		e.Type = mcp.FileSymlink
+		e.Type = contract.FileSymlink
 	default:
-		e.Type = mcp.FileOther
+		e.Type = contract.FileOther
 	}
 	return e
 }
@@ -127,40 +127,40 @@ func (m *Manager) enterID(ctx context.Context, id string) (*call, error) {
 	return w.enterLimit(ctx, agentCallTimeout)
 }
 
-// ReadFile implements mcp.Backend.
-func (m *Manager) ReadFile(ctx context.Context, req mcp.ReadFileRequest) (mcp.FileContent, error) {
+// ReadFile implements contract.Backend.
+func (m *Manager) ReadFile(ctx context.Context, req contract.ReadFileRequest) (contract.FileContent, error) {
 	p, err := guestPath(req.Path)
 	if err != nil {
-		return mcp.FileContent{}, err
+		return contract.FileContent{}, err
 	}
 	if req.Offset < 0 {
-		return mcp.FileContent{}, mcp.Invalid("offset must be >= 0")
+		return contract.FileContent{}, contract.Invalid("offset must be >= 0")
 	}
 	c, err := m.enterID(ctx, req.ID)
 	if err != nil {
-		return mcp.FileContent{}, err
+		return contract.FileContent{}, err
 	}
 	defer c.end()
 	n := int64(max(req.MaxBytes, 1))
 	data, rr, err := c.h.Files.ReadFile(c.ctx, p, req.Offset, min(n, maxReadSize))
 	if err != nil {
-		return mcp.FileContent{}, c.guestErr("reading", p, err)
+		return contract.FileContent{}, c.guestErr("reading", p, err)
 	}
-	return mcp.FileContent{Path: p, Size: rr.Size, Offset: req.Offset, Content: data, EOF: rr.EOF}, nil
+	return contract.FileContent{Path: p, Size: rr.Size, Offset: req.Offset, Content: data, EOF: rr.EOF}, nil
 }
 
-// WriteFile implements mcp.Backend.
-func (m *Manager) WriteFile(ctx context.Context, req mcp.WriteFileRequest) (mcp.WriteResult, error) {
+// WriteFile implements contract.Backend.
+func (m *Manager) WriteFile(ctx context.Context, req contract.WriteFileRequest) (contract.WriteResult, error) {
 	p, err := guestPath(req.Path)
 	if err != nil {
-		return mcp.WriteResult{}, err
+		return contract.WriteResult{}, err
 	}
 	if p == hostio.Workspace {
-		return mcp.WriteResult{}, mcp.Invalid("/workspace is a directory; name a file in it")
+		return contract.WriteResult{}, contract.Invalid("/workspace is a directory; name a file in it")
 	}
 	c, err := m.enterID(ctx, req.ID)
 	if err != nil {
-		return mcp.WriteResult{}, err
+		return contract.WriteResult{}, err
 	}
 	defer c.end()
 	c.w.writeMu.Lock()
@@ -173,20 +173,20 @@ func (m *Manager) WriteFile(ctx context.Context, req mcp.WriteFileRequest) (mcp.
 	case errors.Is(err, fs.ErrNotExist):
 		created = true
 	case err != nil:
-		return mcp.WriteResult{}, c.guestErr("writing", p, err)
+		return contract.WriteResult{}, c.guestErr("writing", p, err)
 	case fi.Type == proto.TypeDir:
-		return mcp.WriteResult{}, mcp.Invalid("%s is a directory", p)
+		return contract.WriteResult{}, contract.Invalid("%s is a directory", p)
 	}
 	if err := c.h.Files.WriteFile(c.ctx, p, bytes.NewReader(req.Content), fs.FileMode(req.Mode&0o7777), true); err != nil {
-		return mcp.WriteResult{}, c.guestErr("writing", p, err)
+		return contract.WriteResult{}, c.guestErr("writing", p, err)
 	}
 	c.durable()
 	detail := fmt.Sprintf("%d bytes", len(req.Content))
 	if created {
 		detail += ", new file"
 	}
-	c.w.journal.append(entry{Time: start, Kind: mcp.LogWrite, Command: "write " + p, Detail: detail, Duration: int64(time.Since(t0))})
-	return mcp.WriteResult{Path: p, Bytes: int64(len(req.Content)), Created: created}, nil
+	c.w.journal.append(entry{Time: start, Kind: contract.LogWrite, Command: "write " + p, Detail: detail, Duration: int64(time.Since(t0))})
+	return contract.WriteResult{Path: p, Bytes: int64(len(req.Content)), Created: created}, nil
 }
 
 // Bounds on what patch_apply reads from the guest: mcp/patch holds every
@@ -220,7 +220,7 @@ func (e *patchReadError) Error() string {
 	case "lines":
 		return fmt.Sprintf("%s (%d lines) would take the files this patch reads past %d lines", e.name, e.size, e.limit)
 	}
-	return fmt.Sprintf("%s is %d bytes, over the %d MiB patch_apply reads", e.name, e.size, e.limit>>20)
+	return fmt.Sprintf("%s is %d bytes, over the %d MiB {{patch.apply}} reads", e.name, e.size, e.limit>>20)
 }
 
 // guestFS is patch.FS over the guest's /workspace. left and lines are
@@ -278,21 +278,21 @@ func (f guestFS) ReadFile(name string) ([]byte, fs.FileMode, error) {
 	return data, fs.FileMode(fi.Mode & 0o777), nil
 }
 
-// ApplyPatch implements mcp.Backend: mcp/patch works out the new content
+// ApplyPatch implements contract.Backend: mcp/patch works out the new content
 // of every file (reading through the agent), and only if every file
 // applies are the changes written.
-func (m *Manager) ApplyPatch(ctx context.Context, id string, text string) (mcp.PatchResult, error) {
+func (m *Manager) ApplyPatch(ctx context.Context, id string, text string) (contract.PatchResult, error) {
 	fps, err := patch.Parse([]byte(text))
 	if err != nil {
-		return mcp.PatchResult{}, mcp.Invalid("malformed patch: %v", err).
+		return contract.PatchResult{}, contract.Invalid("malformed patch: %v", err).
 			WithHint("Send a unified diff (diff -u or git diff) with --- and +++ headers and @@ hunks.")
 	}
 	if len(fps) == 0 {
-		return mcp.PatchResult{}, mcp.Invalid("the patch holds no file sections (--- a/PATH, +++ b/PATH)")
+		return contract.PatchResult{}, contract.Invalid("the patch holds no file sections (--- a/PATH, +++ b/PATH)")
 	}
 	c, err := m.enterID(ctx, id)
 	if err != nil {
-		return mcp.PatchResult{}, err
+		return contract.PatchResult{}, err
 	}
 	defer c.end()
 	c.w.writeMu.Lock()
@@ -303,22 +303,22 @@ func (m *Manager) ApplyPatch(ctx context.Context, id string, text string) (mcp.P
 	left, lines := int64(maxPatchTotal), int64(maxPatchLines)
 	res, aerr := patch.Apply(guestFS{c.ctx, c.h.Files, &left, &lines}, fps)
 	if l := c.lost(); l != nil {
-		return mcp.PatchResult{}, l
+		return contract.PatchResult{}, l
 	}
 	for _, fr := range res.Files {
 		var re *patchReadError
 		if errors.As(fr.Err, &re) {
-			hint := fmt.Sprintf("Nothing was changed. Edit %s in the guest with workspace_exec (sed -i, or a script), "+
-				"or replace it whole with file_write.", re.name)
+			hint := fmt.Sprintf("Nothing was changed. Edit %s in the guest with {{exec}} (sed -i, or a script), "+
+				"or replace it whole with {{file.write}}.", re.name)
 			if re.what != "file" {
 				hint += " Or split the patch into smaller ones, a few files each."
 			}
-			return mcp.PatchResult{}, mcp.LimitReached("patch not applied: %v", re).WithHint(hint)
+			return contract.PatchResult{}, contract.LimitReached("patch not applied: %v", re).WithHint(hint)
 		}
 	}
-	out := mcp.PatchResult{Applied: aerr == nil}
+	out := contract.PatchResult{Applied: aerr == nil}
 	for i, fr := range res.Files {
-		fp := mcp.FilePatch{Path: fr.Path, OK: fr.Err == nil}
+		fp := contract.FilePatch{Path: fr.Path, OK: fr.Err == nil}
 		switch fr.Op {
 		case patch.OpAdd, patch.OpCopy:
 			fp.Op = "add"
@@ -348,7 +348,7 @@ func (m *Manager) ApplyPatch(ctx context.Context, id string, text string) (mcp.P
 	}
 	if aerr != nil {
 		if !errors.Is(aerr, patch.ErrNotApplied) {
-			return mcp.PatchResult{}, mcp.Internal("applying the patch", aerr)
+			return contract.PatchResult{}, contract.Internal("applying the patch", aerr)
 		}
 		return out, nil
 	}
@@ -364,10 +364,10 @@ func (m *Manager) ApplyPatch(ctx context.Context, id string, text string) (mcp.P
 		}
 		if err != nil {
 			e := c.guestErr("writing "+p, p, err)
-			if me, ok := mcp.AsError(e); ok && len(done) > 0 {
+			if me, ok := contract.AsError(e); ok && len(done) > 0 {
 				me.Msg += fmt.Sprintf(" (after %d of %d changes were written: %s)", len(done), len(res.Changes), strings.Join(done, ", "))
 			}
-			return mcp.PatchResult{}, e
+			return contract.PatchResult{}, e
 		}
 		done = append(done, ch.Path)
 	}
@@ -376,7 +376,7 @@ func (m *Manager) ApplyPatch(ctx context.Context, id string, text string) (mcp.P
 	for _, f := range out.Files {
 		names = append(names, f.Path+" ("+f.Op+")")
 	}
-	c.w.journal.append(entry{Time: start, Kind: mcp.LogWrite, Command: "patch",
+	c.w.journal.append(entry{Time: start, Kind: contract.LogWrite, Command: "patch",
 		Detail: fmt.Sprintf("%d files: %s", len(out.Files), strings.Join(names, ", ")), Duration: int64(time.Since(t0))})
 	return out, nil
 }

@@ -14,40 +14,40 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/mcp/hostio"
 	"github.com/pyro-mcp/pyro/mcp/treediff"
 )
 
-// Diff implements mcp.Backend: the agent streams /workspace as a tar and
+// Diff implements contract.Backend: the agent streams /workspace as a tar and
 // treediff compares it with the baseline index and blobs on the host.
-func (m *Manager) Diff(ctx context.Context, req mcp.DiffRequest) (mcp.DiffResult, error) {
+func (m *Manager) Diff(ctx context.Context, req contract.DiffRequest) (contract.DiffResult, error) {
 	var prefix string
 	if req.Path != "" {
 		p, err := guestPath(req.Path)
 		if err != nil {
-			return mcp.DiffResult{}, err
+			return contract.DiffResult{}, err
 		}
 		prefix = strings.TrimPrefix(strings.TrimPrefix(p, hostio.Workspace), "/")
 	}
 	c, err := m.enterID(ctx, req.ID)
 	if err != nil {
-		return mcp.DiffResult{}, err
+		return contract.DiffResult{}, err
 	}
 	defer c.end()
 	return c.diff(prefix)
 }
 
-func (c *call) diff(prefix string) (mcp.DiffResult, error) {
+func (c *call) diff(prefix string) (contract.DiffResult, error) {
 	w := c.w
 	base := filepath.Join(w.dir, baselineDir)
 	ix, err := treediff.LoadIndex(base)
 	if err != nil {
-		return mcp.DiffResult{}, mcp.Internal("loading the baseline", err)
+		return contract.DiffResult{}, contract.Internal("loading the baseline", err)
 	}
 	rc, err := c.h.Files.TarOut(c.ctx, hostio.Workspace)
 	if err != nil {
-		return mcp.DiffResult{}, c.guestErr("reading /workspace", hostio.Workspace, err)
+		return contract.DiffResult{}, c.guestErr("reading /workspace", hostio.Workspace, err)
 	}
 	res, err := treediff.Diff(ix, treediff.DirBlobs{Dir: base}, rc, treediff.Options{Prefix: prefix})
 	rc.Close()
@@ -56,21 +56,21 @@ func (c *call) diff(prefix string) (mcp.DiffResult, error) {
 		if prefix != "" {
 			where = hostio.Workspace + "/" + prefix
 		}
-		e := mcp.LimitReached("too many changes; narrow with path: %s changed in more than %d paths (or %d MiB of path names) since the baseline",
+		e := contract.LimitReached("too many changes; narrow with path: %s changed in more than %d paths (or %d MiB of path names) since the baseline",
 			where, treediff.DefaultMaxChanges, treediff.DefaultMaxPathBytes>>20).
-			WithHint("Pass path to diff one directory at a time (for example path: \"src\"); file_list shows the directories.")
+			WithHint("Pass path to diff one directory at a time (for example path: \"src\"); {{file.list}} shows the directories.")
 		e.Err = err
-		return mcp.DiffResult{}, e
+		return contract.DiffResult{}, e
 	}
 	if err != nil {
-		return mcp.DiffResult{}, c.guestErr("comparing /workspace with the baseline", hostio.Workspace, err)
+		return contract.DiffResult{}, c.guestErr("comparing /workspace with the baseline", hostio.Workspace, err)
 	}
-	out := mcp.DiffResult{Patch: string(res.Patch)}
+	out := contract.DiffResult{Patch: string(res.Patch)}
 	for _, f := range res.Files {
 		if (f.OldType == treediff.Dir || f.OldType == "") && (f.NewType == treediff.Dir || f.NewType == "") {
 			continue // directories show through the files in them
 		}
-		fc := mcp.FileChange{Path: f.Path, Status: string(f.Status), Additions: f.Additions, Deletions: f.Deletions,
+		fc := contract.FileChange{Path: f.Path, Status: string(f.Status), Additions: f.Additions, Deletions: f.Deletions,
 			Binary: f.Binary, Summary: f.Summary}
 		if f.Status == treediff.Modified && f.OldMode != f.NewMode && f.Additions == 0 && f.Deletions == 0 && !f.Binary {
 			fc.Status = "mode_changed"
@@ -122,45 +122,45 @@ func (w *workspace) savePatch(p []byte) (string, error) {
 	return filepath.Join(dir, name), nil
 }
 
-// Export implements mcp.Backend. A directory leaves the guest as the
+// Export implements contract.Backend. A directory leaves the guest as the
 // agent's tar_out stream; a file is read through the agent and wrapped in
 // a one-entry tar. Either way hostio writes it to the host, safely.
-func (m *Manager) Export(ctx context.Context, req mcp.ExportRequest) (mcp.ExportResult, error) {
+func (m *Manager) Export(ctx context.Context, req contract.ExportRequest) (contract.ExportResult, error) {
 	if err := m.checkFree("exporting"); err != nil {
-		return mcp.ExportResult{}, err
+		return contract.ExportResult{}, err
 	}
 	gp, err := guestPath(orWorkspace(req.GuestPath))
 	if err != nil {
-		return mcp.ExportResult{}, err
+		return contract.ExportResult{}, err
 	}
 	host, err := m.allowedHostPath("host_path", req.HostPath, true)
 	if err != nil {
-		return mcp.ExportResult{}, err
+		return contract.ExportResult{}, err
 	}
 	format := req.Format
-	if format == "" || format == mcp.ExportAuto {
-		format = mcp.ExportTree
+	if format == "" || format == contract.ExportAuto {
+		format = contract.ExportTree
 		if l := strings.ToLower(host); strings.HasSuffix(l, ".tar") || strings.HasSuffix(l, ".tar.gz") || strings.HasSuffix(l, ".tgz") {
-			format = mcp.ExportTar
+			format = contract.ExportTar
 		}
 	}
-	if format != mcp.ExportTree && format != mcp.ExportTar {
-		return mcp.ExportResult{}, mcp.Invalid("format %q must be auto, tree or tar", req.Format)
+	if format != contract.ExportTree && format != contract.ExportTar {
+		return contract.ExportResult{}, contract.Invalid("format %q must be auto, tree or tar", req.Format)
 	}
 	if _, err := os.Lstat(host); err == nil && !req.Overwrite {
-		return mcp.ExportResult{}, mcp.Exists(mcp.ResourceHostPath, host).
+		return contract.ExportResult{}, contract.Exists(contract.ResourceHostPath, host).
 			WithHint("Pass overwrite: true to replace it (the old one is moved to a dated backup beside it, not deleted), or choose another host path.")
 	}
 	c, err := m.enterID(ctx, req.ID)
 	if err != nil {
-		return mcp.ExportResult{}, err
+		return contract.ExportResult{}, err
 	}
 	defer c.end()
 	start := m.now()
 	t0 := time.Now()
 	fi, err := c.h.Files.Stat(c.ctx, gp)
 	if err != nil {
-		return mcp.ExportResult{}, c.guestErr("exporting", gp, err)
+		return contract.ExportResult{}, c.guestErr("exporting", gp, err)
 	}
 	var (
 		src  io.ReadCloser
@@ -170,20 +170,20 @@ func (m *Manager) Export(ctx context.Context, req mcp.ExportRequest) (mcp.Export
 	case proto.TypeDir:
 		src, err = c.h.Files.TarOut(c.ctx, gp)
 		if err != nil {
-			return mcp.ExportResult{}, c.guestErr("exporting", gp, err)
+			return contract.ExportResult{}, c.guestErr("exporting", gp, err)
 		}
 	case proto.TypeFile:
-		file = format == mcp.ExportTree
+		file = format == contract.ExportTree
 		src = fileTar(c.ctx, c.h.Files, gp, fi)
 	default:
-		return mcp.ExportResult{}, mcp.Invalid("%s is a %s; export a regular file or a directory", gp, fi.Type)
+		return contract.ExportResult{}, contract.Invalid("%s is a %s; export a regular file or a directory", gp, fi.Type)
 	}
 	defer src.Close()
 	src = crashAtRead(src, "export:writing")
 	var rep *hostio.ExtractReport
 	l := strings.ToLower(host)
 	switch {
-	case format == mcp.ExportTar:
+	case format == contract.ExportTar:
 		gz := strings.HasSuffix(l, ".gz") || strings.HasSuffix(l, ".tgz")
 		rep, err = hostio.WriteTar(c.ctx, src, host, hostio.ArchiveOptions{Overwrite: req.Overwrite, Gzip: gz})
 	default:
@@ -194,23 +194,23 @@ func (m *Manager) Export(ctx context.Context, req mcp.ExportRequest) (mcp.Export
 	}
 	if err != nil {
 		if l := c.lost(); l != nil {
-			return mcp.ExportResult{}, l
+			return contract.ExportResult{}, l
 		}
 		var pe *proto.Error
 		if errors.As(err, &pe) {
-			return mcp.ExportResult{}, c.guestErr("exporting", gp, err)
+			return contract.ExportResult{}, c.guestErr("exporting", gp, err)
 		}
 		if errors.Is(err, hostio.ErrTooBig) {
-			e := mcp.LimitReached("exporting %s to %s: %v", gp, host, err).
+			e := contract.LimitReached("exporting %s to %s: %v", gp, host, err).
 				WithHint("Export less at a time: pass a guest_path below " + gp + ", or delete build output in the guest first.")
 			e.Err = err
-			return mcp.ExportResult{}, e
+			return contract.ExportResult{}, e
 		}
-		e := mcp.Invalid("exporting %s to %s: %v", gp, host, err)
+		e := contract.Invalid("exporting %s to %s: %v", gp, host, err)
 		e.Err = err
-		return mcp.ExportResult{}, e
+		return contract.ExportResult{}, e
 	}
-	r := mcp.ExportResult{HostPath: host, Format: format, Files: rep.Files, Bytes: rep.Bytes, Backup: rep.Backup}
+	r := contract.ExportResult{HostPath: host, Format: format, Files: rep.Files, Bytes: rep.Bytes, Backup: rep.Backup}
 	detail := fmt.Sprintf("%s, %d files, %d bytes", format, r.Files, r.Bytes)
 	if r.Backup != "" {
 		detail += "; the old " + host + " was moved to " + r.Backup
@@ -218,7 +218,7 @@ func (m *Manager) Export(ctx context.Context, req mcp.ExportRequest) (mcp.Export
 	for _, w := range rep.Warnings {
 		m.log.Warn("export", "id", c.w.id, "host_path", host, "warning", w)
 	}
-	c.w.journal.append(entry{Time: start, Kind: mcp.LogExport, Command: "export " + gp + " -> " + host,
+	c.w.journal.append(entry{Time: start, Kind: contract.LogExport, Command: "export " + gp + " -> " + host,
 		Detail: detail, Duration: int64(time.Since(t0)),
 		Export: &exportRec{HostPath: host, Format: format, Files: r.Files, Bytes: r.Bytes}})
 	return r, nil
@@ -258,24 +258,24 @@ func fileTar(ctx context.Context, g guest, p string, fi proto.FileInfo) io.ReadC
 	return pr
 }
 
-// SyncPush implements mcp.Backend: a host directory is sent as a tree, a
+// SyncPush implements contract.Backend: a host directory is sent as a tree, a
 // .tar/.tar.gz/.tgz is unpacked, any other file is copied into the
 // destination directory.
-func (m *Manager) SyncPush(ctx context.Context, req mcp.SyncPushRequest) (mcp.SyncResult, error) {
+func (m *Manager) SyncPush(ctx context.Context, req contract.SyncPushRequest) (contract.SyncResult, error) {
 	dest, err := guestPath(orWorkspace(req.GuestDest))
 	if err != nil {
-		return mcp.SyncResult{}, err
+		return contract.SyncResult{}, err
 	}
 	host, err := m.allowedHostPath("host_path", req.HostPath, false)
 	if err != nil {
-		return mcp.SyncResult{}, err
+		return contract.SyncResult{}, err
 	}
 	fi, err := os.Stat(host)
 	if errors.Is(err, fs.ErrNotExist) {
-		return mcp.SyncResult{}, mcp.NotFound(mcp.ResourceHostPath, host)
+		return contract.SyncResult{}, contract.NotFound(contract.ResourceHostPath, host)
 	}
 	if err != nil {
-		return mcp.SyncResult{}, mcp.Invalid("host path %s: %v", host, err)
+		return contract.SyncResult{}, contract.Invalid("host path %s: %v", host, err)
 	}
 	var produce func(ctx context.Context, w io.Writer) (*hostio.Report, error)
 	l := strings.ToLower(host)
@@ -293,11 +293,11 @@ func (m *Manager) SyncPush(ctx context.Context, req mcp.SyncPushRequest) (mcp.Sy
 			return tarHostFile(w, host, fi)
 		}
 	default:
-		return mcp.SyncResult{}, mcp.Invalid("host path %s is neither a file nor a directory", host)
+		return contract.SyncResult{}, contract.Invalid("host path %s is neither a file nor a directory", host)
 	}
 	c, err := m.enterID(ctx, req.ID)
 	if err != nil {
-		return mcp.SyncResult{}, err
+		return contract.SyncResult{}, err
 	}
 	defer c.end()
 	c.w.writeMu.Lock()
@@ -307,13 +307,13 @@ func (m *Manager) SyncPush(ctx context.Context, req mcp.SyncPushRequest) (mcp.Sy
 	rep, err := pushTar(c.ctx, c.h.Files, dest, func(w io.Writer) (*hostio.Report, error) { return produce(c.ctx, w) })
 	if err != nil {
 		if l := c.lost(); l != nil {
-			return mcp.SyncResult{}, l
+			return contract.SyncResult{}, l
 		}
-		return mcp.SyncResult{}, hostErr("pushing "+host+" to "+dest, host, err)
+		return contract.SyncResult{}, hostErr("pushing "+host+" to "+dest, host, err)
 	}
 	c.durable()
-	r := mcp.SyncResult{HostPath: host, GuestDest: dest, Files: rep.Files, Bytes: rep.Bytes, Skipped: skipped(rep)}
-	c.w.journal.append(entry{Time: start, Kind: mcp.LogSync, Command: "sync " + host + " -> " + dest,
+	r := contract.SyncResult{HostPath: host, GuestDest: dest, Files: rep.Files, Bytes: rep.Bytes, Skipped: skipped(rep)}
+	c.w.journal.append(entry{Time: start, Kind: contract.LogSync, Command: "sync " + host + " -> " + dest,
 		Detail: fmt.Sprintf("%d files, %d bytes, %d skipped", r.Files, r.Bytes, rep.SkippedCount), Duration: int64(time.Since(t0))})
 	return r, nil
 }

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/mcp/treediff"
 )
 
@@ -126,7 +126,7 @@ func hostileHarness(t *testing.T) (*harness, func() *liar) {
 
 func TestHostilePatchHugeFile(t *testing.T) {
 	h, liarOf := hostileHarness(t)
-	id := h.create(mcp.CreateRequest{}).ID
+	id := h.create(contract.CreateRequest{}).ID
 	h.write(id, "big.log", "one\n")
 	l := liarOf()
 	l.mu.Lock()
@@ -134,13 +134,13 @@ func TestHostilePatchHugeFile(t *testing.T) {
 	l.mu.Unlock()
 
 	_, err := h.m.ApplyPatch(bg, id, "--- a/big.log\n+++ b/big.log\n@@ -1 +1 @@\n-one\n+two\n")
-	e := wantCode(t, err, mcp.CodeLimit)
+	e := wantCode(t, err, contract.CodeLimit)
 	for _, want := range []string{"big.log", "1099511627776 bytes", "16 MiB"} {
 		if !strings.Contains(e.Msg, want) {
 			t.Errorf("error %q does not say %q", e.Msg, want)
 		}
 	}
-	for _, want := range []string{"workspace_exec", "file_write", "Nothing was changed"} {
+	for _, want := range []string{"{{exec}}", "{{file.write}}", "Nothing was changed"} {
 		if !strings.Contains(e.Hint, want) {
 			t.Errorf("hint %q does not say %q", e.Hint, want)
 		}
@@ -157,7 +157,7 @@ func TestHostilePatchHugeFile(t *testing.T) {
 // host reads the reported size and one byte more.
 func TestHostilePatchEndlessRead(t *testing.T) {
 	h, liarOf := hostileHarness(t)
-	id := h.create(mcp.CreateRequest{}).ID
+	id := h.create(contract.CreateRequest{}).ID
 	h.write(id, "a.txt", "one\n")
 	l := liarOf()
 	l.mu.Lock()
@@ -176,7 +176,7 @@ func TestHostilePatchEndlessRead(t *testing.T) {
 // Files each under the per-file bound, together over the per-patch one.
 func TestHostilePatchTotal(t *testing.T) {
 	h, liarOf := hostileHarness(t)
-	id := h.create(mcp.CreateRequest{}).ID
+	id := h.create(contract.CreateRequest{}).ID
 	l := liarOf()
 	var patch strings.Builder
 	for i := range 5 {
@@ -188,7 +188,7 @@ func TestHostilePatchTotal(t *testing.T) {
 		fmt.Fprintf(&patch, "--- a/%s\n+++ b/%s\n@@ -1 +1 @@\n-%s\n+y\n", name, name, strings.Repeat("x", 63))
 	}
 	_, err := h.m.ApplyPatch(bg, id, patch.String())
-	e := wantCode(t, err, mcp.CodeLimit)
+	e := wantCode(t, err, contract.CodeLimit)
 	if !strings.Contains(e.Msg, "f4.bin") || !strings.Contains(e.Msg, "64 MiB") {
 		t.Errorf("error %q does not name f4.bin and the 64 MiB bound", e.Msg)
 	}
@@ -201,12 +201,12 @@ func TestHostilePatchTotal(t *testing.T) {
 // by its line count.
 func TestHostilePatchLines(t *testing.T) {
 	h, _ := hostileHarness(t)
-	id := h.create(mcp.CreateRequest{}).ID
+	id := h.create(contract.CreateRequest{}).ID
 	h.write(id, "small.txt", "a\n")
 	h.write(id, "lines.txt", strings.Repeat("\n", maxPatchLines+10))
 	_, err := h.m.ApplyPatch(bg, id, "--- a/small.txt\n+++ b/small.txt\n@@ -1 +1 @@\n-a\n+b\n"+
 		"--- a/lines.txt\n+++ b/lines.txt\n@@ -1 +1 @@\n-\n+x\n")
-	e := wantCode(t, err, mcp.CodeLimit)
+	e := wantCode(t, err, contract.CodeLimit)
 	if !strings.Contains(e.Msg, "lines.txt") || !strings.Contains(e.Msg, "lines") {
 		t.Errorf("error %q does not name lines.txt and its lines", e.Msg)
 	}
@@ -238,7 +238,7 @@ func endlessTree(dir string, stop int, made *atomic.Int64) func() io.ReadCloser 
 
 func TestHostileDiffEndless(t *testing.T) {
 	h, liarOf := hostileHarness(t)
-	id := h.create(mcp.CreateRequest{}).ID
+	id := h.create(contract.CreateRequest{}).ID
 	l := liarOf()
 	bound := treediff.DefaultMaxPathBytes / 4000 // entries the path bound allows
 	var made atomic.Int64
@@ -246,8 +246,8 @@ func TestHostileDiffEndless(t *testing.T) {
 	l.tarOut = endlessTree("junk", 4*bound, &made)
 	l.mu.Unlock()
 
-	_, err := h.m.Diff(bg, mcp.DiffRequest{ID: id})
-	e := wantCode(t, err, mcp.CodeLimit)
+	_, err := h.m.Diff(bg, contract.DiffRequest{ID: id})
+	e := wantCode(t, err, contract.CodeLimit)
 	if !strings.Contains(e.Msg, "too many changes; narrow with path") || !strings.Contains(e.Hint, "path") {
 		t.Errorf("error %q (hint %q) does not say to narrow with path", e.Msg, e.Hint)
 	}
@@ -259,7 +259,7 @@ func TestHostileDiffEndless(t *testing.T) {
 	l.mu.Lock()
 	l.tarOut = endlessTree("junk", bound+100, &made)
 	l.mu.Unlock()
-	d, err := h.m.Diff(bg, mcp.DiffRequest{ID: id, Path: "src"})
+	d, err := h.m.Diff(bg, contract.DiffRequest{ID: id, Path: "src"})
 	if err != nil || len(d.Files) != 0 {
 		t.Fatalf("diff narrowed to src: %+v, %v", d, err)
 	}
@@ -267,15 +267,15 @@ func TestHostileDiffEndless(t *testing.T) {
 
 func TestHostileListBounds(t *testing.T) {
 	h, liarOf := hostileHarness(t)
-	id := h.create(mcp.CreateRequest{}).ID
-	_, err := h.m.ListFiles(bg, mcp.ListFilesRequest{ID: id, Offset: mcp.MaxListOffset + 1, Limit: 10})
-	e := wantCode(t, err, mcp.CodeInvalid)
+	id := h.create(contract.CreateRequest{}).ID
+	_, err := h.m.ListFiles(bg, contract.ListFilesRequest{ID: id, Offset: contract.MaxListOffset + 1, Limit: 10})
+	e := wantCode(t, err, contract.CodeInvalid)
 	if !strings.Contains(e.Msg, "cursor") || !strings.Contains(e.Hint, "subdirectory") {
 		t.Errorf("far cursor: %q (hint %q)", e.Msg, e.Hint)
 	}
 	// At the bound the listing runs (and asks the agent for no more
 	// than the bound and a page).
-	if _, err := h.m.ListFiles(bg, mcp.ListFilesRequest{ID: id, Offset: mcp.MaxListOffset, Limit: 10}); err != nil {
+	if _, err := h.m.ListFiles(bg, contract.ListFilesRequest{ID: id, Offset: contract.MaxListOffset, Limit: 10}); err != nil {
 		t.Errorf("cursor at the bound: %v", err)
 	}
 
@@ -283,8 +283,8 @@ func TestHostileListBounds(t *testing.T) {
 	l.mu.Lock()
 	l.listErr = &proto.Error{Code: proto.CodeTooLarge, Message: "listing holds more than 64 MiB of names"}
 	l.mu.Unlock()
-	_, err = h.m.ListFiles(bg, mcp.ListFilesRequest{ID: id, Recursive: true, Limit: 10})
-	e = wantCode(t, err, mcp.CodeLimit)
+	_, err = h.m.ListFiles(bg, contract.ListFilesRequest{ID: id, Recursive: true, Limit: 10})
+	e = wantCode(t, err, contract.CodeLimit)
 	if !strings.Contains(e.Msg, "64 MiB") || !strings.Contains(e.Hint, "subdirectory") || !errors.Is(err, e.Err) {
 		t.Errorf("listing over the answer bound: %q (hint %q)", e.Msg, e.Hint)
 	}

@@ -4,7 +4,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/mcp/hostio"
 )
 
@@ -52,11 +52,11 @@ func (m *Manager) hostRoots() []string {
 func (m *Manager) allowedHostPath(what, p string, write bool) (string, error) {
 	abs, err := hostio.HostPath(p)
 	if err != nil {
-		return "", mcp.Invalid("%s: %v", what, err)
+		return "", contract.Invalid("%s: %v", what, err)
 	}
 	resolved, err := hostio.ResolveHostPath(abs, write)
 	if err != nil {
-		return "", mcp.Invalid("%s: %v", what, err).
+		return "", contract.Invalid("%s: %v", what, err).
 			WithHint("Name a host path whose symlinks lead to existing directories.")
 	}
 	if write {
@@ -65,14 +65,14 @@ func (m *Manager) allowedHostPath(what, p string, write bool) (string, error) {
 			state = r
 		}
 		if hostio.Within(resolved, state) {
-			return "", mcp.Invalid("%s %s is inside pyro's state directory %s, which holds the workspaces' disks", what, abs, state).
+			return "", contract.Invalid("%s %s is inside pyro's state directory %s, which holds the workspaces' disks", what, abs, state).
 				WithHint("Export somewhere else, such as a directory in the user's project.")
 		}
 	}
 	roots := m.hostRoots()
 	for _, r := range roots {
 		if write && resolved == r {
-			return "", mcp.Invalid("%s %s is an allowed host directory itself; an export would replace it", what, abs).
+			return "", contract.Invalid("%s %s is an allowed host directory itself; an export would replace it", what, abs).
 				WithHint("Export to a new path beneath it, such as " + abs + "/export.")
 		}
 	}
@@ -85,7 +85,7 @@ func (m *Manager) allowedHostPath(what, p string, write bool) (string, error) {
 	if resolved != abs {
 		leads = " (through symlinks, " + resolved + ")"
 	}
-	return "", mcp.Invalid("%s %s%s is outside the host directories this server may use: %s",
+	return "", contract.Invalid("%s %s%s is outside the host directories this server may use: %s",
 		what, abs, leads, strings.Join(roots, ", ")).
 		WithHint("Use a host path beneath one of those directories. To allow another, the user restarts the server with `pyro mcp serve --allow-host-path DIR` (repeatable).")
 }

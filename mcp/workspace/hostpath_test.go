@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/mcp/hostio"
 )
 
@@ -19,8 +19,8 @@ import (
 // that would allow it.
 func wantRefused(t *testing.T, what string, err error) {
 	t.Helper()
-	e, ok := mcp.AsError(err)
-	if !ok || e.Code != mcp.CodeInvalid || !strings.Contains(e.Msg, "outside the host directories") ||
+	e, ok := contract.AsError(err)
+	if !ok || e.Code != contract.CodeInvalid || !strings.Contains(e.Msg, "outside the host directories") ||
 		!strings.Contains(e.Hint, "--allow-host-path DIR") {
 		t.Errorf("%s: %v (hint %q), want a refusal naming --allow-host-path", what, err, func() string {
 			if ok {
@@ -38,7 +38,7 @@ func TestAllowHostPath(t *testing.T) {
 	// The state directory's parent is allowed too, so that only the
 	// state directory's own rule refuses an export into it.
 	h := newHarness(t, func(o *Options) { o.AllowHostPaths = []string{allowed, filepath.Dir(o.StateDir)} })
-	id := h.create(mcp.CreateRequest{}).ID
+	id := h.create(contract.CreateRequest{}).ID
 	h.write(id, "out.txt", "from the guest\n")
 
 	secret := filepath.Join(outside, "secret")
@@ -55,18 +55,18 @@ func TestAllowHostPath(t *testing.T) {
 	// sync_push: refused outside, directly or through a symlink.
 	for _, p := range []string{secret, outside, filepath.Join(allowed, "to-secret"), filepath.Join(allowed, "to-outside", "secret"),
 		filepath.Join(allowed, "to-outside"), filepath.Join(allowed, "..", filepath.Base(outside), "secret"), "/etc/passwd", "~/.ssh/id_rsa"} {
-		_, err := h.m.SyncPush(bg, mcp.SyncPushRequest{ID: id, HostPath: p, GuestDest: "/workspace"})
+		_, err := h.m.SyncPush(bg, contract.SyncPushRequest{ID: id, HostPath: p, GuestDest: "/workspace"})
 		wantRefused(t, "sync_push "+p, err)
 	}
 	if _, ok := h.vm(id).file("/workspace/secret"); ok {
 		t.Fatal("a refused push reached the guest")
 	}
-	_, err := h.m.SyncPush(bg, mcp.SyncPushRequest{ID: id, HostPath: filepath.Join(allowed, "dangling", "x"), GuestDest: "/workspace"})
-	if e := wantCode(t, err, mcp.CodeInvalid); !strings.Contains(e.Msg, "points to nothing") {
+	_, err := h.m.SyncPush(bg, contract.SyncPushRequest{ID: id, HostPath: filepath.Join(allowed, "dangling", "x"), GuestDest: "/workspace"})
+	if e := wantCode(t, err, contract.CodeInvalid); !strings.Contains(e.Msg, "points to nothing") {
 		t.Errorf("dangling symlink: %v", err)
 	}
 	// Inside, through a symlink that stays inside, it works.
-	r, err := h.m.SyncPush(bg, mcp.SyncPushRequest{ID: id, HostPath: filepath.Join(allowed, "inner", "ok.txt"), GuestDest: "/workspace"})
+	r, err := h.m.SyncPush(bg, contract.SyncPushRequest{ID: id, HostPath: filepath.Join(allowed, "inner", "ok.txt"), GuestDest: "/workspace"})
 	if err != nil || r.Files != 1 || h.read(id, "ok.txt") != "fine\n" {
 		t.Fatalf("push inside: %+v %v", r, err)
 	}
@@ -75,15 +75,15 @@ func TestAllowHostPath(t *testing.T) {
 	// directory itself is never replaced.
 	for _, p := range []string{filepath.Join(outside, "out.txt"), filepath.Join(allowed, "to-outside", "out.txt"),
 		filepath.Join(allowed, "to-outside", "new", "out.txt")} {
-		_, err := h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "out.txt", HostPath: p, Format: mcp.ExportAuto, Overwrite: true})
+		_, err := h.m.Export(bg, contract.ExportRequest{ID: id, GuestPath: "out.txt", HostPath: p, Format: contract.ExportAuto, Overwrite: true})
 		wantRefused(t, "export "+p, err)
 	}
-	_, err = h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "/workspace", HostPath: allowed, Format: mcp.ExportTree, Overwrite: true})
-	if e := wantCode(t, err, mcp.CodeInvalid); !strings.Contains(e.Msg, "allowed host directory itself") {
+	_, err = h.m.Export(bg, contract.ExportRequest{ID: id, GuestPath: "/workspace", HostPath: allowed, Format: contract.ExportTree, Overwrite: true})
+	if e := wantCode(t, err, contract.CodeInvalid); !strings.Contains(e.Msg, "allowed host directory itself") {
 		t.Errorf("export onto the allowed dir: %v", err)
 	}
-	_, err = h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "out.txt", HostPath: filepath.Join(h.state, "workspaces", id, "disk"), Overwrite: true})
-	if e := wantCode(t, err, mcp.CodeInvalid); !strings.Contains(e.Msg, "inside pyro's state directory") {
+	_, err = h.m.Export(bg, contract.ExportRequest{ID: id, GuestPath: "out.txt", HostPath: filepath.Join(h.state, "workspaces", id, "disk"), Overwrite: true})
+	if e := wantCode(t, err, contract.CodeInvalid); !strings.Contains(e.Msg, "inside pyro's state directory") {
 		t.Errorf("export into the state dir: %v", err)
 	}
 	if got := dirNames(t, outside); !slices.Equal(got, []string{"secret"}) {
@@ -91,11 +91,11 @@ func TestAllowHostPath(t *testing.T) {
 	}
 	// Inside it works, and a symlink named as the destination is
 	// replaced (kept as the backup), not followed.
-	ex, err := h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "out.txt", HostPath: filepath.Join(allowed, "inner", "new", "out.txt"), Format: mcp.ExportAuto})
+	ex, err := h.m.Export(bg, contract.ExportRequest{ID: id, GuestPath: "out.txt", HostPath: filepath.Join(allowed, "inner", "new", "out.txt"), Format: contract.ExportAuto})
 	if err != nil || ex.HostPath != filepath.Join(allowed, "real", "new", "out.txt") {
 		t.Fatalf("export inside: %+v %v", ex, err)
 	}
-	ex, err = h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "out.txt", HostPath: filepath.Join(allowed, "to-secret"), Format: mcp.ExportAuto, Overwrite: true})
+	ex, err = h.m.Export(bg, contract.ExportRequest{ID: id, GuestPath: "out.txt", HostPath: filepath.Join(allowed, "to-secret"), Format: contract.ExportAuto, Overwrite: true})
 	if err != nil || ex.Backup == "" {
 		t.Fatalf("export over a symlink: %+v %v", ex, err)
 	}
@@ -109,12 +109,12 @@ func TestAllowHostPath(t *testing.T) {
 	// Seeds a request names: dir, archive, git.
 	tarPath := filepath.Join(outside, "seed.tar")
 	mustDo(t, os.WriteFile(tarPath, nil, 0o644))
-	for _, s := range []mcp.SeedSpec{{Kind: mcp.SeedDir, Path: outside}, {Kind: mcp.SeedArchive, Path: tarPath},
-		{Kind: mcp.SeedGit, Path: outside}, {Kind: mcp.SeedDir, Path: filepath.Join(allowed, "to-outside")}} {
-		_, err := h.m.Create(bg, mcp.CreateRequest{TTLSeconds: 60, Seed: s})
+	for _, s := range []contract.SeedSpec{{Kind: contract.SeedDir, Path: outside}, {Kind: contract.SeedArchive, Path: tarPath},
+		{Kind: contract.SeedGit, Path: outside}, {Kind: contract.SeedDir, Path: filepath.Join(allowed, "to-outside")}} {
+		_, err := h.m.Create(bg, contract.CreateRequest{TTLSeconds: 60, Seed: s})
 		wantRefused(t, fmt.Sprintf("seed %s %s", s.Kind, s.Path), err)
 	}
-	ws := h.create(mcp.CreateRequest{Seed: mcp.SeedSpec{Kind: mcp.SeedDir, Path: filepath.Join(allowed, "inner")}})
+	ws := h.create(contract.CreateRequest{Seed: contract.SeedSpec{Kind: contract.SeedDir, Path: filepath.Join(allowed, "inner")}})
 	if ws.Seed.Files != 2 || ws.Seed.Source != filepath.Join(allowed, "real") {
 		t.Errorf("seed inside: %+v", ws.Seed)
 	}
@@ -127,7 +127,7 @@ func TestAllowHostPathDefaults(t *testing.T) {
 		t.Skip("inside the harness VM, where the source tree is absent; this test ran in the unit tier")
 	}
 	h := newHarness(t)
-	id := h.create(mcp.CreateRequest{}).ID
+	id := h.create(contract.CreateRequest{}).ID
 	h.write(id, "a.txt", "a\n")
 	wd, err := os.Getwd()
 	mustDo(t, err)
@@ -135,18 +135,18 @@ func TestAllowHostPathDefaults(t *testing.T) {
 		t.Errorf("defaults %q", got)
 	}
 	tmp := filepath.Join(t.TempDir(), "a.txt")
-	if _, err := h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "a.txt", HostPath: tmp}); err != nil {
+	if _, err := h.m.Export(bg, contract.ExportRequest{ID: id, GuestPath: "a.txt", HostPath: tmp}); err != nil {
 		t.Fatalf("export to the temp dir: %v", err)
 	}
-	if _, err := h.m.SyncPush(bg, mcp.SyncPushRequest{ID: id, HostPath: tmp, GuestDest: "/workspace/in"}); err != nil {
+	if _, err := h.m.SyncPush(bg, contract.SyncPushRequest{ID: id, HostPath: tmp, GuestDest: "/workspace/in"}); err != nil {
 		t.Fatalf("push from the temp dir: %v", err)
 	}
 	// A relative path is relative to the working directory: allowed.
-	if _, err := h.m.SyncPush(bg, mcp.SyncPushRequest{ID: id, HostPath: "hostpath_test.go", GuestDest: "/workspace/in"}); err != nil {
+	if _, err := h.m.SyncPush(bg, contract.SyncPushRequest{ID: id, HostPath: "hostpath_test.go", GuestDest: "/workspace/in"}); err != nil {
 		t.Fatalf("push from the working directory: %v", err)
 	}
 	for _, p := range []string{"/etc/hostname", "/", "..", "../../go.mod"} {
-		_, err := h.m.SyncPush(bg, mcp.SyncPushRequest{ID: id, HostPath: p, GuestDest: "/workspace"})
+		_, err := h.m.SyncPush(bg, contract.SyncPushRequest{ID: id, HostPath: p, GuestDest: "/workspace"})
 		wantRefused(t, "default sync_push "+p, err)
 	}
 }
@@ -156,7 +156,7 @@ func TestAllowHostPathDefaults(t *testing.T) {
 // export's temporaries.
 func TestExportOverwriteKeepsBackup(t *testing.T) {
 	h := newHarness(t)
-	id := h.create(mcp.CreateRequest{}).ID
+	id := h.create(contract.CreateRequest{}).ID
 	h.write(id, "src/main.go", "package main\n")
 	parent := t.TempDir()
 	dest := filepath.Join(parent, "tree")
@@ -168,7 +168,7 @@ func TestExportOverwriteKeepsBackup(t *testing.T) {
 	old := time.Now().Add(-time.Hour)
 	mustDo(t, os.Chtimes(stale, old, old))
 
-	ex, err := h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "/workspace", HostPath: dest, Format: mcp.ExportTree, Overwrite: true})
+	ex, err := h.m.Export(bg, contract.ExportRequest{ID: id, GuestPath: "/workspace", HostPath: dest, Format: contract.ExportTree, Overwrite: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,19 +184,19 @@ func TestExportOverwriteKeepsBackup(t *testing.T) {
 	if got := dirNames(t, parent); !slices.Equal(got, []string{"tree", filepath.Base(ex.Backup)}) {
 		t.Errorf("beside the export: %q", got)
 	}
-	j, err := h.m.Logs(bg, mcp.LogsRequest{ID: id, Limit: 100})
+	j, err := h.m.Logs(bg, contract.LogsRequest{ID: id, Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var found bool
 	for _, e := range j.Entries {
-		found = found || (e.Kind == mcp.LogExport && strings.Contains(e.Detail, "was moved to "+ex.Backup))
+		found = found || (e.Kind == contract.LogExport && strings.Contains(e.Detail, "was moved to "+ex.Backup))
 	}
 	if !found {
 		t.Errorf("the journal does not name the backup: %+v", j.Entries)
 	}
 	// A tar over the tree: the tree becomes the backup.
-	ex2, err := h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "/workspace", HostPath: dest, Format: mcp.ExportTar, Overwrite: true})
+	ex2, err := h.m.Export(bg, contract.ExportRequest{ID: id, GuestPath: "/workspace", HostPath: dest, Format: contract.ExportTar, Overwrite: true})
 	if err != nil || ex2.Backup == "" || ex2.Backup == ex.Backup {
 		t.Fatalf("second overwrite: %+v %v", ex2, err)
 	}
@@ -230,7 +230,7 @@ func TestGitSeedRunsNothing(t *testing.T) {
 		mustDo(t, os.WriteFile(filepath.Join(dir, ".git", "hooks", hk), []byte("#!/bin/sh\necho hook >> "+marker+"\n"), 0o755))
 	}
 	h := newHarness(t)
-	ws := h.create(mcp.CreateRequest{Seed: mcp.SeedSpec{Kind: mcp.SeedGit, Path: dir}})
+	ws := h.create(contract.CreateRequest{Seed: contract.SeedSpec{Kind: contract.SeedGit, Path: dir}})
 	if ws.Seed.Files != 1 || h.read(ws.ID, "app.py") != "print(1)\n" {
 		t.Errorf("seed: %+v", ws.Seed)
 	}
@@ -265,7 +265,7 @@ func dirNames(t *testing.T, dir string) []string {
 // is, and nothing is left on the host.
 func TestExportRefusesPathThroughSymlink(t *testing.T) {
 	h := newHarness(t)
-	id := h.create(mcp.CreateRequest{}).ID
+	id := h.create(contract.CreateRequest{}).ID
 	vm := h.vm(id)
 	vm.mu.Lock()
 	vm.files["/workspace/a"] = &fakeFile{Type: proto.TypeSymlink, Target: "/etc", Mode: 0o777}
@@ -273,8 +273,8 @@ func TestExportRefusesPathThroughSymlink(t *testing.T) {
 	vm.mu.Unlock()
 	parent := t.TempDir()
 	for _, name := range []string{"ws.tar", "ws.tgz", "tree"} {
-		_, err := h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "/workspace", HostPath: filepath.Join(parent, name), Format: mcp.ExportAuto})
-		if e := wantCode(t, err, mcp.CodeInvalid); !strings.Contains(e.Msg, `written through the symlink "a"`) {
+		_, err := h.m.Export(bg, contract.ExportRequest{ID: id, GuestPath: "/workspace", HostPath: filepath.Join(parent, name), Format: contract.ExportAuto})
+		if e := wantCode(t, err, contract.CodeInvalid); !strings.Contains(e.Msg, `written through the symlink "a"`) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

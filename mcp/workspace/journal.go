@@ -13,33 +13,33 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // entry is one journal line.
 type entry struct {
-	Seq      int64       `json:"seq"`
-	Time     time.Time   `json:"time"`
-	Kind     mcp.LogKind `json:"kind"`
-	Command  string      `json:"command"`
-	ExitCode *int        `json:"exit_code,omitempty"`
-	Duration int64       `json:"duration_ns"`
-	Detail   string      `json:"detail,omitempty"`
-	Export   *exportRec  `json:"export,omitempty"` // for LogExport
+	Seq      int64            `json:"seq"`
+	Time     time.Time        `json:"time"`
+	Kind     contract.LogKind `json:"kind"`
+	Command  string           `json:"command"`
+	ExitCode *int             `json:"exit_code,omitempty"`
+	Duration int64            `json:"duration_ns"`
+	Detail   string           `json:"detail,omitempty"`
+	Export   *exportRec       `json:"export,omitempty"` // for LogExport
 
 	gen int // the file generation that holds it (not stored): see journal
 }
 
 // exportRec is an export as the journal keeps it (for Summary).
 type exportRec struct {
-	HostPath string           `json:"host_path"`
-	Format   mcp.ExportFormat `json:"format"`
-	Files    int              `json:"files"`
-	Bytes    int64            `json:"bytes"`
+	HostPath string                `json:"host_path"`
+	Format   contract.ExportFormat `json:"format"`
+	Files    int                   `json:"files"`
+	Bytes    int64                 `json:"bytes"`
 }
 
-func (e *entry) logEntry() mcp.LogEntry {
-	l := mcp.LogEntry{Seq: e.Seq, Time: e.Time, Kind: e.Kind, Command: e.Command,
+func (e *entry) logEntry() contract.LogEntry {
+	l := contract.LogEntry{Seq: e.Seq, Time: e.Time, Kind: e.Kind, Command: e.Command,
 		Duration: time.Duration(e.Duration), Detail: e.Detail}
 	if e.ExitCode != nil {
 		c := *e.ExitCode
@@ -218,11 +218,11 @@ func (j *journal) rotate() {
 }
 
 // page returns up to limit entries with Seq > after, and whether more follow.
-func (j *journal) page(after int64, limit int) ([]mcp.LogEntry, bool) {
+func (j *journal) page(after int64, limit int) ([]contract.LogEntry, bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	i := sort.Search(len(j.entries), func(i int) bool { return j.entries[i].Seq > after })
-	var out []mcp.LogEntry
+	var out []contract.LogEntry
 	for ; i < len(j.entries) && len(out) < limit; i++ {
 		out = append(out, j.entries[i].logEntry())
 	}

@@ -6,7 +6,7 @@ import (
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
 	"github.com/pyro-mcp/pyro/kvm/kvmtest"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // A workspace survives what untrusted code does to it: after a fork bomb,
@@ -19,16 +19,16 @@ func TestWorkspaceVMLimits(t *testing.T) {
 	m := vmManager(t, "PYRO_TEST_ENV_MINIMAL", 128)
 	ctx := t.Context()
 	create := func(name string) string {
-		ws, err := m.Create(ctx, mcp.CreateRequest{Env: "minimal", Name: name, TTLSeconds: 3600})
+		ws, err := m.Create(ctx, contract.CreateRequest{Env: "minimal", Name: name, TTLSeconds: 3600})
 		if err != nil {
 			t.Fatalf("create %s: %v", name, err)
 		}
 		return ws.ID
 	}
 	a, b := create("victim"), create("bystander")
-	exec := func(id, cmd string, timeout int) mcp.ExecResult {
+	exec := func(id, cmd string, timeout int) contract.ExecResult {
 		t.Helper()
-		r, err := m.Exec(ctx, mcp.ExecRequest{ID: id, Command: cmd, TimeoutSeconds: timeout})
+		r, err := m.Exec(ctx, contract.ExecRequest{ID: id, Command: cmd, TimeoutSeconds: timeout})
 		if err != nil {
 			t.Fatalf("%q: %v", cmd, err)
 		}
@@ -105,10 +105,10 @@ func TestWorkspaceVMLimits(t *testing.T) {
 			t.Errorf("with the disk full: limited %q", n)
 		}
 		// The agent's own file calls need no disk space.
-		if l, err := m.ListFiles(ctx, mcp.ListFilesRequest{ID: a, Path: "/workspace", Limit: 10}); err != nil || len(l.Entries) == 0 {
+		if l, err := m.ListFiles(ctx, contract.ListFilesRequest{ID: a, Path: "/workspace", Limit: 10}); err != nil || len(l.Entries) == 0 {
 			t.Errorf("listing with the disk full: %+v %v", l, err)
 		}
-		if fc, err := m.ReadFile(ctx, mcp.ReadFileRequest{ID: a, Path: "/workspace/fill", MaxBytes: 16}); err != nil || len(fc.Content) != 16 {
+		if fc, err := m.ReadFile(ctx, contract.ReadFileRequest{ID: a, Path: "/workspace/fill", MaxBytes: 16}); err != nil || len(fc.Content) != 16 {
 			t.Errorf("reading with the disk full: %v", err)
 		}
 		answers(b)

@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pyro-mcp/pyro/guest/env"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/netstack"
 )
 
@@ -82,7 +82,7 @@ type Options struct {
 	DefaultDiskMiB int
 	// MaxRunning caps the workspaces running (or booting) at once
 	// (DefaultMaxRunning when 0); beyond it Create, Start and Reset of a
-	// stopped workspace fail with mcp.CodeLimit.
+	// stopped workspace fail with contract.CodeLimit.
 	MaxRunning int
 	// Logger gets the manager's logs (never stdout); nil discards them.
 	Logger *slog.Logger
@@ -169,7 +169,7 @@ func checkStateDir(dir string) error {
 	return nil
 }
 
-// Manager is the workspace manager: it implements mcp.Backend over
+// Manager is the workspace manager: it implements contract.Backend over
 // microVMs and the state directory. See the package documentation.
 type Manager struct {
 	opts   Options
@@ -191,7 +191,7 @@ type Manager struct {
 	closed bool
 }
 
-var _ mcp.Backend = (*Manager)(nil)
+var _ contract.Backend = (*Manager)(nil)
 
 // Open opens the state directory and returns a Manager. It boots nothing:
 // every workspace found there is listed as stopped (a crash lost its VM,
@@ -393,10 +393,10 @@ func (m *Manager) adoptLocked(de fs.DirEntry) {
 		return
 	}
 	state := rec.State
-	if state != mcp.StateExpired && state != mcp.StateFailed {
-		state = mcp.StateStopped
+	if state != contract.StateExpired && state != contract.StateFailed {
+		state = contract.StateStopped
 	}
-	if state == mcp.StateExpired && rec.ExpiredAt.IsZero() && rec.DiskDeletedAt.IsZero() {
+	if state == contract.StateExpired && rec.ExpiredAt.IsZero() && rec.DiskDeletedAt.IsZero() {
 		// Expired by a version that kept no date: its retention period
 		// starts now, so an upgrade never deletes a disk unannounced.
 		rec.ExpiredAt = m.now()
@@ -459,7 +459,7 @@ func (m *Manager) Close() error {
 			defer w.op.Unlock()
 			ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 			defer cancel()
-			if err := w.stopVM(ctx, mcp.StateStopped, "server closing"); err != nil {
+			if err := w.stopVM(ctx, contract.StateStopped, "server closing"); err != nil {
 				m.log.Warn("stopping workspace", "id", w.id, "err", err)
 			}
 			w.journal.close()
@@ -475,11 +475,11 @@ func (m *Manager) acquireSlot() (release func(), err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return nil, mcp.Conflict("the server is shutting down")
+		return nil, contract.Conflict("the server is shutting down")
 	}
 	if m.running >= m.opts.MaxRunning {
-		return nil, mcp.LimitReached("%d workspaces are already running, the limit on this host", m.running).
-			WithHint("Stop or delete a workspace you no longer need (workspace_stop, workspace_delete), then retry.")
+		return nil, contract.LimitReached("%d workspaces are already running, the limit on this host", m.running).
+			WithHint("Stop or delete a workspace you no longer need ({{stop}}, {{delete}}), then retry.")
 	}
 	m.running++
 	var once sync.Once
@@ -500,20 +500,20 @@ func (m *Manager) get(id string) (*workspace, error) {
 		return w, nil
 	}
 	if id == "" || id[0] == '.' || strings.ContainsAny(id, `/\`) {
-		return nil, mcp.NotFound(mcp.ResourceWorkspace, id)
+		return nil, contract.NotFound(contract.ResourceWorkspace, id)
 	}
 	if _, err := os.Stat(filepath.Join(m.root, id)); err != nil {
-		return nil, mcp.NotFound(mcp.ResourceWorkspace, id)
+		return nil, contract.NotFound(contract.ResourceWorkspace, id)
 	}
 	m.rescan()
 	if w := m.lookup(id); w != nil {
 		return w, nil
 	}
 	if _, err := os.Stat(filepath.Join(m.root, id, recordName)); err != nil {
-		return nil, mcp.NotFound(mcp.ResourceWorkspace, id) // still being created elsewhere, or gone
+		return nil, contract.NotFound(contract.ResourceWorkspace, id) // still being created elsewhere, or gone
 	}
-	return nil, mcp.Conflict("workspace %s is in use by another pyro server (another chat session's pyro mcp serve)", id).
-		WithHint("Work on it in that session, or end that session and retry; workspace_list shows the workspaces this session can use.")
+	return nil, contract.Conflict("workspace %s is in use by another pyro server (another chat session's pyro mcp serve)", id).
+		WithHint("Work on it in that session, or end that session and retry; {{list}} shows the workspaces this session can use.")
 }
 
 // lookup returns the workspace id this Manager holds, or nil.
@@ -543,9 +543,9 @@ func (m *Manager) nameTaken(name string, self *workspace) bool {
 	return false
 }
 
-// List implements mcp.Backend: the workspaces this Manager holds, after
+// List implements contract.Backend: the workspaces this Manager holds, after
 // adopting any that no server holds any more.
-func (m *Manager) List(ctx context.Context) ([]mcp.Workspace, error) {
+func (m *Manager) List(ctx context.Context) ([]contract.Workspace, error) {
 	m.rescan()
 	m.mu.Lock()
 	list := make([]*workspace, 0, len(m.ws))
@@ -553,7 +553,7 @@ func (m *Manager) List(ctx context.Context) ([]mcp.Workspace, error) {
 		list = append(list, w)
 	}
 	m.mu.Unlock()
-	out := make([]mcp.Workspace, 0, len(list))
+	out := make([]contract.Workspace, 0, len(list))
 	for _, w := range list {
 		out = append(out, w.view())
 	}
@@ -566,11 +566,11 @@ func (m *Manager) List(ctx context.Context) ([]mcp.Workspace, error) {
 	return out, nil
 }
 
-// Status implements mcp.Backend.
-func (m *Manager) Status(ctx context.Context, id string) (mcp.Workspace, error) {
+// Status implements contract.Backend.
+func (m *Manager) Status(ctx context.Context, id string) (contract.Workspace, error) {
 	w, err := m.get(id)
 	if err != nil {
-		return mcp.Workspace{}, err
+		return contract.Workspace{}, err
 	}
 	w.touch()
 	v := w.view()
@@ -579,11 +579,11 @@ func (m *Manager) Status(ctx context.Context, id string) (mcp.Workspace, error) 
 	return v, nil
 }
 
-// Update implements mcp.Backend.
-func (m *Manager) Update(ctx context.Context, id string, req mcp.UpdateRequest) (mcp.Workspace, error) {
+// Update implements contract.Backend.
+func (m *Manager) Update(ctx context.Context, id string, req contract.UpdateRequest) (contract.Workspace, error) {
 	w, err := m.get(id)
 	if err != nil {
-		return mcp.Workspace{}, err
+		return contract.Workspace{}, err
 	}
 	w.touch()
 	// Hold m.mu across the check and the change so two renames cannot
@@ -591,14 +591,14 @@ func (m *Manager) Update(ctx context.Context, id string, req mcp.UpdateRequest) 
 	m.mu.Lock()
 	if req.Name != nil && m.nameTaken(*req.Name, w) {
 		m.mu.Unlock()
-		return mcp.Workspace{}, mcp.Exists(mcp.ResourceWorkspace, *req.Name).
-			WithHint("Names are unique among workspaces; pick another, or workspace_list to see them.")
+		return contract.Workspace{}, contract.Exists(contract.ResourceWorkspace, *req.Name).
+			WithHint("Names are unique among workspaces; pick another, or {{list}} to see them.")
 	}
 	w.mu.Lock()
 	if w.deleted {
 		w.mu.Unlock()
 		m.mu.Unlock()
-		return mcp.Workspace{}, mcp.NotFound(mcp.ResourceWorkspace, id)
+		return contract.Workspace{}, contract.NotFound(contract.ResourceWorkspace, id)
 	}
 	old := w.rec.clone()
 	if req.Name != nil {
@@ -623,61 +623,61 @@ func (m *Manager) Update(ctx context.Context, id string, req mcp.UpdateRequest) 
 	w.mu.Unlock()
 	m.mu.Unlock()
 	if err != nil {
-		return mcp.Workspace{}, mcp.Internal("saving the workspace record", err)
+		return contract.Workspace{}, contract.Internal("saving the workspace record", err)
 	}
 	return w.view(), nil
 }
 
-// Stop implements mcp.Backend.
-func (m *Manager) Stop(ctx context.Context, id string) (mcp.Workspace, error) {
+// Stop implements contract.Backend.
+func (m *Manager) Stop(ctx context.Context, id string) (contract.Workspace, error) {
 	w, err := m.get(id)
 	if err != nil {
-		return mcp.Workspace{}, err
+		return contract.Workspace{}, err
 	}
 	w.touch()
-	w.bgEnding("workspace_stop stopped the workspace")
+	w.bgEnding("{{stop}} stopped the workspace")
 	w.interrupt()
 	w.op.Lock()
 	defer w.op.Unlock()
 	if err := w.alive(); err != nil {
-		return mcp.Workspace{}, err
+		return contract.Workspace{}, err
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
-	if err := w.stopVM(sctx, mcp.StateStopped, "stop"); err != nil {
-		return mcp.Workspace{}, mcp.Internal("stopping the workspace", err)
+	if err := w.stopVM(sctx, contract.StateStopped, "stop"); err != nil {
+		return contract.Workspace{}, contract.Internal("stopping the workspace", err)
 	}
 	return w.view(), nil
 }
 
-// Start implements mcp.Backend.
-func (m *Manager) Start(ctx context.Context, id string) (mcp.Workspace, error) {
+// Start implements contract.Backend.
+func (m *Manager) Start(ctx context.Context, id string) (contract.Workspace, error) {
 	w, err := m.get(id)
 	if err != nil {
-		return mcp.Workspace{}, err
+		return contract.Workspace{}, err
 	}
 	w.touch()
 	w.op.Lock()
 	defer w.op.Unlock()
 	if err := w.alive(); err != nil {
-		return mcp.Workspace{}, err
+		return contract.Workspace{}, err
 	}
 	if w.handle() != nil {
 		return w.view(), nil
 	}
 	if err := w.startVM(ctx, "start", ""); err != nil {
-		return mcp.Workspace{}, err
+		return contract.Workspace{}, err
 	}
 	return w.view(), nil
 }
 
-// Delete implements mcp.Backend.
+// Delete implements contract.Backend.
 func (m *Manager) Delete(ctx context.Context, id string) error {
 	w, err := m.get(id)
 	if err != nil {
 		return err
 	}
-	w.bgEnding("workspace_delete deleted the workspace")
+	w.bgEnding("{{delete}} deleted the workspace")
 	w.interrupt()
 	w.op.Lock()
 	defer w.op.Unlock()
@@ -724,7 +724,7 @@ func (m *Manager) reap() {
 		if w.alive() == nil && w.idleExpired(m.now()) {
 			m.log.Info("workspace expired", "id", w.id)
 			ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
-			if err := w.stopVM(ctx, mcp.StateExpired, "expired (idle past its TTL)"); err != nil {
+			if err := w.stopVM(ctx, contract.StateExpired, "expired (idle past its TTL)"); err != nil {
 				m.log.Warn("expiring workspace", "id", w.id, "err", err)
 			}
 			cancel()

@@ -14,7 +14,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/netstack"
 	vnet "github.com/pyro-mcp/pyro/virtio/net"
 )
@@ -82,7 +82,7 @@ func (m *Manager) startNet(rec record) (*workspaceNet, vnet.Backend, error) {
 	for _, p := range rec.Published {
 		if _, err := st.Publish(p.GuestPort, p.HostPort); err != nil {
 			n.pubErrs[p.GuestPort] = fmt.Sprintf("not listening: host port %d was taken when the workspace booted; "+
-				"port_unpublish and port_publish it again (host_port 0 lets pyro pick one)", p.HostPort)
+				"{{port.unpublish}} and {{port.publish}} it again ({{-host_port}} 0 lets pyro pick one)", p.HostPort)
 			m.log.Warn("re-publishing a port", "id", rec.ID, "guest_port", p.GuestPort, "host_port", p.HostPort, "err", err)
 		}
 	}
@@ -130,14 +130,14 @@ func (n *workspaceNet) close() {
 // parseGrantArgs parses grants for a tool call: their canonical spellings.
 func parseGrantArgs(specs []string) ([]netstack.Grant, error) {
 	if len(specs) == 0 {
-		return nil, mcp.Invalid("no grants given").WithHint(mcp.GrantForms)
+		return nil, contract.Invalid("no grants given").WithHint(contract.GrantForms)
 	}
-	return mcp.ParseGrants(specs)
+	return contract.ParseGrants(specs)
 }
 
 // canonicalGrants parses a create's grants into the record's spellings.
 func canonicalGrants(specs []string) ([]string, error) {
-	gs, err := mcp.ParseGrants(specs)
+	gs, err := contract.ParseGrants(specs)
 	if err != nil {
 		return nil, err
 	}
@@ -171,20 +171,20 @@ func (w *workspace) liveNet() *workspaceNet {
 	return w.vm.net
 }
 
-// NetworkGrant implements mcp.NetworkBackend.
-func (m *Manager) NetworkGrant(ctx context.Context, id string, specs []string) (mcp.NetworkStatus, error) {
+// NetworkGrant implements contract.NetworkBackend.
+func (m *Manager) NetworkGrant(ctx context.Context, id string, specs []string) (contract.NetworkStatus, error) {
 	gs, err := parseGrantArgs(specs)
 	if err != nil {
-		return mcp.NetworkStatus{}, err
+		return contract.NetworkStatus{}, err
 	}
 	w, err := m.get(id)
 	if err != nil {
-		return mcp.NetworkStatus{}, err
+		return contract.NetworkStatus{}, err
 	}
 	w.touch()
 	leave, err := w.netEnter()
 	if err != nil {
-		return mcp.NetworkStatus{}, err
+		return contract.NetworkStatus{}, err
 	}
 	defer leave()
 	w.mu.Lock()
@@ -194,27 +194,27 @@ func (m *Manager) NetworkGrant(ctx context.Context, id string, specs []string) (
 			w.rec.Network = append(w.rec.Network, g.String())
 		}
 	}
-	if len(w.rec.Network) > mcp.MaxGrants {
+	if len(w.rec.Network) > contract.MaxGrants {
 		n := len(w.rec.Network)
 		w.rec.Network = old
 		w.mu.Unlock()
-		return mcp.NetworkStatus{}, mcp.LimitReached("the workspace would have %d grants; the limit is %d", n, mcp.MaxGrants).
-			WithHint("Revoke grants it no longer needs (network_revoke), or cover several destinations with a wildcard or CIDR grant.")
+		return contract.NetworkStatus{}, contract.LimitReached("the workspace would have %d grants; the limit is %d", n, contract.MaxGrants).
+			WithHint("Revoke grants it no longer needs ({{network.revoke}}), or cover several destinations with a wildcard or CIDR grant.")
 	}
 	if err := w.saveLocked(); err != nil {
 		w.rec.Network = old
 		w.mu.Unlock()
-		return mcp.NetworkStatus{}, mcp.Internal("saving the workspace record", err)
+		return contract.NetworkStatus{}, contract.Internal("saving the workspace record", err)
 	}
 	w.mu.Unlock()
 	if n := w.liveNet(); n != nil {
 		for _, g := range gs {
 			if _, err := n.stack.Grant(g); err != nil {
-				return mcp.NetworkStatus{}, mcp.Internal("granting on the live network", err)
+				return contract.NetworkStatus{}, contract.Internal("granting on the live network", err)
 			}
 		}
 	}
-	w.logLife(mcp.LogLife, "network_grant", strings.Join(grantNames(gs), " "), m.now())
+	w.logLife(contract.LogLife, "network_grant", strings.Join(grantNames(gs), " "), m.now())
 	return w.networkStatus(), nil
 }
 
@@ -226,20 +226,20 @@ func grantNames(gs []netstack.Grant) []string {
 	return out
 }
 
-// NetworkRevoke implements mcp.NetworkBackend.
-func (m *Manager) NetworkRevoke(ctx context.Context, id string, specs []string) (mcp.RevokeResult, error) {
+// NetworkRevoke implements contract.NetworkBackend.
+func (m *Manager) NetworkRevoke(ctx context.Context, id string, specs []string) (contract.RevokeResult, error) {
 	gs, err := parseGrantArgs(specs)
 	if err != nil {
-		return mcp.RevokeResult{}, err
+		return contract.RevokeResult{}, err
 	}
 	w, err := m.get(id)
 	if err != nil {
-		return mcp.RevokeResult{}, err
+		return contract.RevokeResult{}, err
 	}
 	w.touch()
 	leave, err := w.netEnter()
 	if err != nil {
-		return mcp.RevokeResult{}, err
+		return contract.RevokeResult{}, err
 	}
 	defer leave()
 	w.mu.Lock()
@@ -253,7 +253,7 @@ func (m *Manager) NetworkRevoke(ctx context.Context, id string, specs []string) 
 			}
 			w.rec.Network = old
 			w.mu.Unlock()
-			return mcp.RevokeResult{}, mcp.Invalid("the workspace has no grant %s", g).
+			return contract.RevokeResult{}, contract.Invalid("the workspace has no grant %s", g).
 				WithHint("Revoke a grant as the workspace lists it; its grants: " + have + ".")
 		}
 		w.rec.Network = slices.Delete(w.rec.Network, i, i+1)
@@ -264,59 +264,59 @@ func (m *Manager) NetworkRevoke(ctx context.Context, id string, specs []string) 
 	if err := w.saveLocked(); err != nil {
 		w.rec.Network = old
 		w.mu.Unlock()
-		return mcp.RevokeResult{}, mcp.Internal("saving the workspace record", err)
+		return contract.RevokeResult{}, contract.Internal("saving the workspace record", err)
 	}
 	w.mu.Unlock()
-	res := mcp.RevokeResult{Revoked: grantNames(gs)}
+	res := contract.RevokeResult{Revoked: grantNames(gs)}
 	if n := w.liveNet(); n != nil {
 		for _, g := range gs {
 			closed, err := n.stack.Revoke(g)
 			if err != nil && !errors.Is(err, netstack.ErrNoSuchGrant) {
-				return mcp.RevokeResult{}, mcp.Internal("revoking on the live network", err)
+				return contract.RevokeResult{}, contract.Internal("revoking on the live network", err)
 			}
 			res.ClosedConns += closed
 		}
 	}
-	w.logLife(mcp.LogLife, "network_revoke", fmt.Sprintf("%s; closed %d connections", strings.Join(res.Revoked, " "), res.ClosedConns), m.now())
+	w.logLife(contract.LogLife, "network_revoke", fmt.Sprintf("%s; closed %d connections", strings.Join(res.Revoked, " "), res.ClosedConns), m.now())
 	res.Status = w.networkStatus()
 	return res, nil
 }
 
-// NetworkStatus implements mcp.NetworkBackend.
-func (m *Manager) NetworkStatus(ctx context.Context, id string) (mcp.NetworkStatus, error) {
+// NetworkStatus implements contract.NetworkBackend.
+func (m *Manager) NetworkStatus(ctx context.Context, id string) (contract.NetworkStatus, error) {
 	w, err := m.get(id)
 	if err != nil {
-		return mcp.NetworkStatus{}, err
+		return contract.NetworkStatus{}, err
 	}
 	w.touch()
 	if err := w.alive(); err != nil {
-		return mcp.NetworkStatus{}, err
+		return contract.NetworkStatus{}, err
 	}
 	return w.networkStatus(), nil
 }
 
 // networkStatus reports the live network, or the record's grants and
 // ports when the workspace is not running.
-func (w *workspace) networkStatus() mcp.NetworkStatus {
+func (w *workspace) networkStatus() contract.NetworkStatus {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.networkStatusLocked()
 }
 
 // The caller holds w.mu (the stack's own lock comes after it).
-func (w *workspace) networkStatusLocked() mcp.NetworkStatus {
-	var out mcp.NetworkStatus
+func (w *workspace) networkStatusLocked() contract.NetworkStatus {
+	var out contract.NetworkStatus
 	if w.vm == nil || w.vm.net == nil {
 		for _, g := range w.rec.Network {
 			kind := ""
 			if pg, err := netstack.ParseGrant(g); err == nil {
 				kind = pg.Kind.String()
 			}
-			out.Grants = append(out.Grants, mcp.GrantStatus{Grant: g, Kind: kind})
+			out.Grants = append(out.Grants, contract.GrantStatus{Grant: g, Kind: kind})
 		}
 		for _, p := range w.rec.Published {
-			out.Published = append(out.Published, mcp.PublishedPort{GuestPort: int(p.GuestPort), HostPort: int(p.HostPort),
-				Error: "not listening: the workspace is not running; workspace_start publishes it again"})
+			out.Published = append(out.Published, contract.PublishedPort{GuestPort: int(p.GuestPort), HostPort: int(p.HostPort),
+				Error: "not listening: the workspace is not running; {{start}} publishes it again"})
 		}
 		return out
 	}
@@ -324,7 +324,7 @@ func (w *workspace) networkStatusLocked() mcp.NetworkStatus {
 	st := n.stack.Status()
 	out.Live, out.DeniedTotal, out.LimitHits, out.Connections = true, st.DeniedTotal, st.LimitHits, st.Connections
 	for _, g := range st.Grants {
-		out.Grants = append(out.Grants, mcp.GrantStatus{Grant: g.Grant, Kind: g.Kind, Connections: g.Connections,
+		out.Grants = append(out.Grants, contract.GrantStatus{Grant: g.Grant, Kind: g.Kind, Connections: g.Connections,
 			TotalConnections: g.TotalConnections, BytesOut: g.BytesOut, BytesIn: g.BytesIn})
 	}
 	live := map[uint16]netstack.PublishedStatus{}
@@ -332,7 +332,7 @@ func (w *workspace) networkStatusLocked() mcp.NetworkStatus {
 		live[p.HostPort] = p
 	}
 	for _, p := range w.rec.Published {
-		v := mcp.PublishedPort{GuestPort: int(p.GuestPort), HostPort: int(p.HostPort), Error: n.pubErrs[p.GuestPort]}
+		v := contract.PublishedPort{GuestPort: int(p.GuestPort), HostPort: int(p.HostPort), Error: n.pubErrs[p.GuestPort]}
 		if ls, ok := live[p.HostPort]; ok && v.Error == "" {
 			v.HostAddrs, v.Connections = ls.HostAddrs, ls.Connections
 		}
@@ -344,8 +344,8 @@ func (w *workspace) networkStatusLocked() mcp.NetworkStatus {
 	return out
 }
 
-func viewDenial(d netstack.Denial) mcp.Denial {
-	return mcp.Denial{Time: d.Time, Protocol: d.Protocol, Addr: d.Addr, Port: int(d.Port), Name: d.Name,
+func viewDenial(d netstack.Denial) contract.Denial {
+	return contract.Denial{Time: d.Time, Protocol: d.Protocol, Addr: d.Addr, Port: int(d.Port), Name: d.Name,
 		Reason: d.Reason, Fix: denialFix(d), Count: d.Count}
 }
 
@@ -400,7 +400,7 @@ func noteFor(ds []netstack.Denial) string {
 	}
 	var parts []string
 	if len(ds) > maxNetworkNotes {
-		parts = append(parts, fmt.Sprintf("%d more refusals (workspace_status shows the last three, network_status all)", len(ds)-maxNetworkNotes))
+		parts = append(parts, fmt.Sprintf("%d more refusals ({{status}} shows the last three, {{network.status}} all)", len(ds)-maxNetworkNotes))
 		ds = ds[len(ds)-maxNetworkNotes:]
 	}
 	for _, d := range ds {
@@ -420,7 +420,7 @@ func noteFor(ds []netstack.Denial) string {
 		}
 		s := fmt.Sprintf("the workspace's network refused %s (%s)", what, why)
 		if fix := denialFix(d); fix != "" {
-			s += fmt.Sprintf("; network_grant with %q would allow it", fix)
+			s += fmt.Sprintf("; {{network.grant}} with %q would allow it", fix)
 			if d.Protocol == "dns" {
 				s += " (or the port it connects to, if not HTTPS)"
 			}
@@ -432,23 +432,23 @@ func noteFor(ds []netstack.Denial) string {
 	return strings.Join(parts, "; ")
 }
 
-// PortPublish implements mcp.NetworkBackend.
-func (m *Manager) PortPublish(ctx context.Context, req mcp.PublishRequest) (mcp.PublishedPort, error) {
+// PortPublish implements contract.NetworkBackend.
+func (m *Manager) PortPublish(ctx context.Context, req contract.PublishRequest) (contract.PublishedPort, error) {
 	if req.GuestPort < 1 || req.GuestPort > 65535 {
-		return mcp.PublishedPort{}, mcp.Invalid("guest_port must be 1-65535 (got %d)", req.GuestPort)
+		return contract.PublishedPort{}, contract.Invalid("guest_port must be 1-65535 (got %d)", req.GuestPort)
 	}
 	if req.HostPort < 0 || req.HostPort > 65535 {
-		return mcp.PublishedPort{}, mcp.Invalid("host_port must be 1-65535, or 0 to let pyro pick (got %d)", req.HostPort)
+		return contract.PublishedPort{}, contract.Invalid("host_port must be 1-65535, or 0 to let pyro pick (got %d)", req.HostPort)
 	}
 	gp, hp := uint16(req.GuestPort), uint16(req.HostPort)
 	w, err := m.get(req.ID)
 	if err != nil {
-		return mcp.PublishedPort{}, err
+		return contract.PublishedPort{}, err
 	}
 	w.touch()
 	leave, err := w.netEnter()
 	if err != nil {
-		return mcp.PublishedPort{}, err
+		return contract.PublishedPort{}, err
 	}
 	defer leave()
 	w.mu.Lock()
@@ -461,23 +461,23 @@ func (m *Manager) PortPublish(ctx context.Context, req mcp.PublishRequest) (mcp.
 	w.mu.Unlock()
 	n := w.liveNet()
 	if n == nil {
-		return mcp.PublishedPort{}, mcp.Stopped(w.id, state).
-			WithHint("Publishing opens a host listener that needs the VM: call workspace_start, then port_publish.")
+		return contract.PublishedPort{}, contract.Stopped(w.id, state).
+			WithHint("Publishing opens a host listener that needs the VM: call {{start}}, then {{port.publish}}.")
 	}
 	if prev != nil {
 		if hp != 0 && hp != prev.HostPort {
-			return mcp.PublishedPort{}, mcp.Conflict("guest port %d is already published on host port %d", gp, prev.HostPort).
-				WithHint("port_unpublish it first to move it to another host port.")
+			return contract.PublishedPort{}, contract.Conflict("guest port %d is already published on host port %d", gp, prev.HostPort).
+				WithHint("{{port.unpublish}} it first to move it to another host port.")
 		}
 		return w.publishedView(gp), nil
 	}
 	port, err := n.stack.Publish(gp, hp)
 	if err != nil {
 		if errors.Is(err, netstack.ErrPortInUse) {
-			return mcp.PublishedPort{}, mcp.Conflict("host port %d is taken on 127.0.0.1 (another program or workspace listens there)", hp).
+			return contract.PublishedPort{}, contract.Conflict("host port %d is taken on 127.0.0.1 (another program or workspace listens there)", hp).
 				WithHint("Pass another host_port, or 0 to let pyro pick a free one.")
 		}
-		return mcp.PublishedPort{}, mcp.Internal("publishing the port", err)
+		return contract.PublishedPort{}, contract.Internal("publishing the port", err)
 	}
 	w.mu.Lock()
 	w.rec.Published = append(w.rec.Published, publishRecord{GuestPort: gp, HostPort: port})
@@ -485,24 +485,24 @@ func (m *Manager) PortPublish(ctx context.Context, req mcp.PublishRequest) (mcp.
 		w.rec.Published = w.rec.Published[:len(w.rec.Published)-1]
 		w.mu.Unlock()
 		n.stack.Unpublish(port)
-		return mcp.PublishedPort{}, mcp.Internal("saving the workspace record", err)
+		return contract.PublishedPort{}, contract.Internal("saving the workspace record", err)
 	}
 	w.mu.Unlock()
-	w.logLife(mcp.LogLife, "port_publish", fmt.Sprintf("guest port %d on host 127.0.0.1:%d", gp, port), m.now())
+	w.logLife(contract.LogLife, "port_publish", fmt.Sprintf("guest port %d on host 127.0.0.1:%d", gp, port), m.now())
 	return w.publishedView(gp), nil
 }
 
 // publishedView is guest port gp as status shows it.
-func (w *workspace) publishedView(gp uint16) mcp.PublishedPort {
+func (w *workspace) publishedView(gp uint16) contract.PublishedPort {
 	for _, p := range w.networkStatus().Published {
 		if p.GuestPort == int(gp) {
 			return p
 		}
 	}
-	return mcp.PublishedPort{GuestPort: int(gp)}
+	return contract.PublishedPort{GuestPort: int(gp)}
 }
 
-// PortUnpublish implements mcp.NetworkBackend.
+// PortUnpublish implements contract.NetworkBackend.
 func (m *Manager) PortUnpublish(ctx context.Context, id string, guestPort int) error {
 	w, err := m.get(id)
 	if err != nil {
@@ -518,7 +518,7 @@ func (m *Manager) PortUnpublish(ctx context.Context, id string, guestPort int) e
 	i := slices.IndexFunc(w.rec.Published, func(p publishRecord) bool { return int(p.GuestPort) == guestPort })
 	if i < 0 {
 		w.mu.Unlock()
-		return mcp.Invalid("guest port %d is not published", guestPort).WithHint("workspace_status lists the published ports.")
+		return contract.Invalid("guest port %d is not published", guestPort).WithHint("{{status}} lists the published ports.")
 	}
 	old := slices.Clone(w.rec.Published)
 	p := w.rec.Published[i]
@@ -529,12 +529,12 @@ func (m *Manager) PortUnpublish(ctx context.Context, id string, guestPort int) e
 	if err := w.saveLocked(); err != nil {
 		w.rec.Published = old
 		w.mu.Unlock()
-		return mcp.Internal("saving the workspace record", err)
+		return contract.Internal("saving the workspace record", err)
 	}
 	w.mu.Unlock()
 	if n := w.liveNet(); n != nil {
 		n.stack.Unpublish(p.HostPort) // not listening (taken at boot) is fine
 	}
-	w.logLife(mcp.LogLife, "port_unpublish", fmt.Sprintf("guest port %d, host port %d", p.GuestPort, p.HostPort), m.now())
+	w.logLife(contract.LogLife, "port_unpublish", fmt.Sprintf("guest port %d, host port %d", p.GuestPort, p.HostPort), m.now())
 	return nil
 }

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/kvm/kvmtest"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/netstack"
 )
 
@@ -130,19 +130,19 @@ func TestWorkspaceVMNetworkDebian(t *testing.T) {
 	webGrant := fmt.Sprintf("%s:%d", netstack.HostServiceName, web.Addr().(*net.TCPAddr).Port)
 
 	create := func(name, grant string) string {
-		ws, err := m.Create(ctx, mcp.CreateRequest{Env: "debian-12", Name: name, TTLSeconds: 3600, Network: []string{grant}})
+		ws, err := m.Create(ctx, contract.CreateRequest{Env: "debian-12", Name: name, TTLSeconds: 3600, Network: []string{grant}})
 		if err != nil {
 			t.Fatalf("create %s: %v", name, err)
 		}
 		return ws.ID
 	}
 	flooder, bystander := create("flooder", holdGrant), create("bystander", webGrant)
-	exec := func(id, cmd string, timeout int) mcp.ExecResult {
+	exec := func(id, cmd string, timeout int) contract.ExecResult {
 		t.Helper()
-		r, err := m.Exec(ctx, mcp.ExecRequest{ID: id, Command: cmd, TimeoutSeconds: timeout})
+		r, err := m.Exec(ctx, contract.ExecRequest{ID: id, Command: cmd, TimeoutSeconds: timeout})
 		if err != nil {
 			t.Errorf("%q: %v", cmd, err)
-			return mcp.ExecResult{ExitCode: -1}
+			return contract.ExecResult{ExitCode: -1}
 		}
 		t.Logf("%.80q: exit %d in %v; network %q; stdout %.300q; stderr %.300q", cmd, r.ExitCode, r.Duration, r.Network, r.Stdout, r.Stderr)
 		return r
@@ -153,7 +153,7 @@ func TestWorkspaceVMNetworkDebian(t *testing.T) {
 
 	// The flood runs until the download is over (at most floodSeconds).
 	const floodSeconds = 240
-	floodDone := make(chan mcp.ExecResult, 1)
+	floodDone := make(chan contract.ExecResult, 1)
 	go func() {
 		floodDone <- exec(flooder, fmt.Sprintf("python3 /tmp/flood.py %d %d", hold.Addr().(*net.TCPAddr).Port, floodSeconds), floodSeconds+120)
 	}()
@@ -237,8 +237,8 @@ func TestWorkspaceVMNetworkDebian(t *testing.T) {
 			if r.ExitCode == 0 || !strings.Contains(string(r.Stderr), "Failed to connect") {
 				t.Errorf("%s: curl to %s: exit %d, stderr %q; want a refused connection", when, helloGrant, r.ExitCode, r.Stderr)
 			}
-			if !strings.Contains(r.Network, helloGrant) || !strings.Contains(r.Network, "network_grant") {
-				t.Errorf("%s: the failing exec's network note %q does not name %s and network_grant", when, r.Network, helloGrant)
+			if !strings.Contains(r.Network, helloGrant) || !strings.Contains(r.Network, "{{network.grant}}") {
+				t.Errorf("%s: the failing exec's network note %q does not name %s and {{network.grant}}", when, r.Network, helloGrant)
 			}
 			t.Logf("%s: refused in %v", when, time.Since(begin))
 		}
@@ -273,7 +273,7 @@ func TestWorkspaceVMNetworkDebian(t *testing.T) {
 			"for i in $(seq 300); do curl -s -o /dev/null http://127.0.0.1:8000/ && exit 0; sleep 0.2; done; cat /tmp/http.log; exit 1", 180); r.ExitCode != 0 {
 			t.Fatalf("starting python3 -m http.server: exit %d", r.ExitCode)
 		}
-		p, err := m.PortPublish(ctx, mcp.PublishRequest{ID: bystander, GuestPort: 8000})
+		p, err := m.PortPublish(ctx, contract.PublishRequest{ID: bystander, GuestPort: 8000})
 		if err != nil {
 			t.Fatal(err)
 		}

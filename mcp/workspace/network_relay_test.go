@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // DialPort is the fake agent's relay to the guest's loopback.
@@ -52,8 +52,8 @@ func TestPortPublishRelaysThroughAgent(t *testing.T) {
 		return d.DialContext(ctx, "tcp4", svc.Addr().String())
 	}
 	h.w.mu.Unlock()
-	ws := h.create(mcp.CreateRequest{})
-	p, err := h.m.PortPublish(bg, mcp.PublishRequest{ID: ws.ID, GuestPort: 5173})
+	ws := h.create(contract.CreateRequest{})
+	p, err := h.m.PortPublish(bg, contract.PublishRequest{ID: ws.ID, GuestPort: 5173})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/netstack"
 	vnet "github.com/pyro-mcp/pyro/virtio/net"
 )
@@ -146,7 +146,7 @@ func (h *harness) liveGrants(id string) []string {
 	return out
 }
 
-func grantList(st mcp.NetworkStatus) []string {
+func grantList(st contract.NetworkStatus) []string {
 	var out []string
 	for _, g := range st.Grants {
 		out = append(out, g.Grant)
@@ -160,7 +160,7 @@ func grantList(st mcp.NetworkStatus) []string {
 func TestNetworkGrantsPersist(t *testing.T) {
 	h, _ := newNetHarness(t)
 	want := []string{"host.pyro.internal:5432", "pypi.org:443", "*.example.com:443"}
-	ws := h.create(mcp.CreateRequest{Network: []string{"host.pyro.internal:5432", "PyPI.org:443", "*.example.com:443", "pypi.org:443/tcp"}})
+	ws := h.create(contract.CreateRequest{Network: []string{"host.pyro.internal:5432", "PyPI.org:443", "*.example.com:443", "pypi.org:443/tcp"}})
 	if got := h.liveGrants(ws.ID); !slices.Equal(got, want) {
 		t.Fatalf("live grants after create %v, want %v", got, want)
 	}
@@ -203,21 +203,21 @@ func TestNetworkGrantsPersist(t *testing.T) {
 
 func TestNetworkBadGrants(t *testing.T) {
 	h, _ := newNetHarness(t)
-	_, err := h.m.Create(bg, mcp.CreateRequest{TTLSeconds: 600, Seed: mcp.SeedSpec{Kind: mcp.SeedNone}, Network: []string{"pypi.org"}})
-	e := wantCode(t, err, mcp.CodeInvalid)
+	_, err := h.m.Create(bg, contract.CreateRequest{TTLSeconds: 600, Seed: contract.SeedSpec{Kind: contract.SeedNone}, Network: []string{"pypi.org"}})
+	e := wantCode(t, err, contract.CodeInvalid)
 	if !strings.Contains(e.Msg, "pypi.org") || !strings.Contains(e.Hint, "NAME:PORT") || !strings.Contains(e.Hint, "all-egress") {
 		t.Errorf("bad grant at create: %v (hint %q)", e, e.Hint)
 	}
 	if dirs := h.workspaceDirs(); len(dirs) != 0 {
 		t.Errorf("a refused create left %v", dirs)
 	}
-	ws := h.create(mcp.CreateRequest{})
+	ws := h.create(contract.CreateRequest{})
 	for _, bad := range [][]string{nil, {"host.pyro.internal"}, {"10.0.0.0/8:99999"}, {"*:443"}} {
 		_, err := h.m.NetworkGrant(bg, ws.ID, bad)
-		wantCode(t, err, mcp.CodeInvalid)
+		wantCode(t, err, contract.CodeInvalid)
 	}
 	_, err = h.m.NetworkRevoke(bg, ws.ID, []string{"pypi.org:443"})
-	if e := wantCode(t, err, mcp.CodeInvalid); !strings.Contains(e.Hint, "none") {
+	if e := wantCode(t, err, contract.CodeInvalid); !strings.Contains(e.Hint, "none") {
 		t.Errorf("revoking a grant never given: %v (hint %q)", e, e.Hint)
 	}
 	if got := h.liveGrants(ws.ID); len(got) != 0 {
@@ -229,7 +229,7 @@ func TestNetworkBadGrants(t *testing.T) {
 // revoke closes the live connections that only the revoked grant allowed.
 func TestNetworkGrantRevokeLive(t *testing.T) {
 	h, g := newNetHarness(t)
-	ws := h.create(mcp.CreateRequest{})
+	ws := h.create(contract.CreateRequest{})
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -306,7 +306,7 @@ func TestNetworkGrantRevokeLive(t *testing.T) {
 // which grant would allow it; a passing one, or one with no refusal, does not.
 func TestExecNetworkNote(t *testing.T) {
 	h, g := newNetHarness(t)
-	ws := h.create(mcp.CreateRequest{})
+	ws := h.create(contract.CreateRequest{})
 	dial := false
 	exit := 1
 	h.w.exec = func(ctx context.Context, vm *fakeVM, req proto.ExecRequest, stdout, stderr io.Writer) (proto.ExecResult, error) {
@@ -318,21 +318,21 @@ func TestExecNetworkNote(t *testing.T) {
 		}
 		return proto.ExecResult{ExitCode: exit}, nil
 	}
-	r, err := h.m.Exec(bg, mcp.ExecRequest{ID: ws.ID, Command: "false", TimeoutSeconds: 10})
+	r, err := h.m.Exec(bg, contract.ExecRequest{ID: ws.ID, Command: "false", TimeoutSeconds: 10})
 	if err != nil || r.Network != "" {
 		t.Fatalf("no refusal: note %q, %v", r.Network, err)
 	}
 	dial = true
-	r, err = h.m.Exec(bg, mcp.ExecRequest{ID: ws.ID, Command: "psql -h host.pyro.internal", TimeoutSeconds: 10})
+	r, err = h.m.Exec(bg, contract.ExecRequest{ID: ws.ID, Command: "psql -h host.pyro.internal", TimeoutSeconds: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `the workspace's network refused host.pyro.internal:5432 (no grant); network_grant with "host.pyro.internal:5432" would allow it`
+	want := `the workspace's network refused host.pyro.internal:5432 (no grant); {{network.grant}} with "host.pyro.internal:5432" would allow it`
 	if r.Network != want {
 		t.Fatalf("note %q\nwant %q", r.Network, want)
 	}
 	exit = 0
-	r, err = h.m.Exec(bg, mcp.ExecRequest{ID: ws.ID, Command: "psql -h host.pyro.internal || true", TimeoutSeconds: 10})
+	r, err = h.m.Exec(bg, contract.ExecRequest{ID: ws.ID, Command: "psql -h host.pyro.internal || true", TimeoutSeconds: 10})
 	if err != nil || r.Network != "" {
 		t.Fatalf("passing exec: note %q, %v", r.Network, err)
 	}
@@ -349,11 +349,11 @@ func TestNetworkNoteWording(t *testing.T) {
 		want string
 	}{
 		{netstack.Denial{Protocol: "dns", Name: "pypi.org", Reason: "no grant covers this name; grant it as NAME:PORT or *.DOMAIN:PORT"},
-			`the workspace's network refused to resolve pypi.org (no grant covers the name); network_grant with "pypi.org:443" would allow it (or the port it connects to, if not HTTPS)`},
+			`the workspace's network refused to resolve pypi.org (no grant covers the name); {{network.grant}} with "pypi.org:443" would allow it (or the port it connects to, if not HTTPS)`},
 		{netstack.Denial{Protocol: "tcp", Addr: "151.101.0.223", Port: 443, Name: "pypi.org", Reason: "no grant; pypi.org:443 or 151.101.0.223:443 would allow it"},
-			`the workspace's network refused pypi.org:443 (no grant); network_grant with "pypi.org:443" would allow it`},
+			`the workspace's network refused pypi.org:443 (no grant); {{network.grant}} with "pypi.org:443" would allow it`},
 		{netstack.Denial{Protocol: "udp", Addr: "192.0.2.1", Port: 123, Reason: "no grant; 192.0.2.1:123/udp would allow it"},
-			`the workspace's network refused 192.0.2.1:123/udp (no grant); network_grant with "192.0.2.1:123/udp" would allow it`},
+			`the workspace's network refused 192.0.2.1:123/udp (no grant); {{network.grant}} with "192.0.2.1:123/udp" would allow it`},
 		{netstack.Denial{Protocol: "tcp", Addr: "192.0.2.1", Port: 80, Reason: "limit: the workspace already has 256 connections open (MaxConns); close some"},
 			`the workspace's network refused 192.0.2.1:80: limit: the workspace already has 256 connections open (MaxConns); close some`},
 	} {
@@ -368,7 +368,7 @@ func TestNetworkNoteWording(t *testing.T) {
 // host port taken meanwhile is reported, not fatal.
 func TestPortPublish(t *testing.T) {
 	h, _ := newNetHarness(t)
-	ws := h.create(mcp.CreateRequest{})
+	ws := h.create(contract.CreateRequest{})
 	reachable := func(port int) bool {
 		c, err := net.DialTimeout("tcp4", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
 		if err != nil {
@@ -377,7 +377,7 @@ func TestPortPublish(t *testing.T) {
 		c.Close()
 		return true
 	}
-	p, err := h.m.PortPublish(bg, mcp.PublishRequest{ID: ws.ID, GuestPort: 8080})
+	p, err := h.m.PortPublish(bg, contract.PublishRequest{ID: ws.ID, GuestPort: 8080})
 	if err != nil || p.HostPort == 0 || p.GuestPort != 8080 || p.Error != "" || len(p.HostAddrs) == 0 {
 		t.Fatalf("publish: %+v, %v", p, err)
 	}
@@ -385,19 +385,19 @@ func TestPortPublish(t *testing.T) {
 		t.Fatal("published port not listening")
 	}
 	// Again: the same port; on another host port: a conflict.
-	if again, err := h.m.PortPublish(bg, mcp.PublishRequest{ID: ws.ID, GuestPort: 8080}); err != nil || again.HostPort != p.HostPort {
+	if again, err := h.m.PortPublish(bg, contract.PublishRequest{ID: ws.ID, GuestPort: 8080}); err != nil || again.HostPort != p.HostPort {
 		t.Errorf("publish again: %+v, %v", again, err)
 	}
-	_, err = h.m.PortPublish(bg, mcp.PublishRequest{ID: ws.ID, GuestPort: 8080, HostPort: p.HostPort + 1})
-	wantCode(t, err, mcp.CodeConflict)
+	_, err = h.m.PortPublish(bg, contract.PublishRequest{ID: ws.ID, GuestPort: 8080, HostPort: p.HostPort + 1})
+	wantCode(t, err, contract.CodeConflict)
 	// A host port another program holds.
 	busy, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	busyPort := busy.Addr().(*net.TCPAddr).Port
-	_, err = h.m.PortPublish(bg, mcp.PublishRequest{ID: ws.ID, GuestPort: 9000, HostPort: busyPort})
-	if e := wantCode(t, err, mcp.CodeConflict); !strings.Contains(e.Hint, "0") {
+	_, err = h.m.PortPublish(bg, contract.PublishRequest{ID: ws.ID, GuestPort: 9000, HostPort: busyPort})
+	if e := wantCode(t, err, contract.CodeConflict); !strings.Contains(e.Hint, "0") {
 		t.Errorf("taken host port: %v", e)
 	}
 	busy.Close()
@@ -408,8 +408,8 @@ func TestPortPublish(t *testing.T) {
 	if reachable(p.HostPort) {
 		t.Fatal("a stopped workspace's port still listens")
 	}
-	_, err = h.m.PortPublish(bg, mcp.PublishRequest{ID: ws.ID, GuestPort: 3000})
-	wantCode(t, err, mcp.CodeStopped)
+	_, err = h.m.PortPublish(bg, contract.PublishRequest{ID: ws.ID, GuestPort: 3000})
+	wantCode(t, err, contract.CodeStopped)
 	if st, _ := h.m.NetworkStatus(bg, ws.ID); len(st.Published) != 1 || st.Published[0].HostPort != p.HostPort || st.Published[0].Error == "" {
 		t.Errorf("stopped status %+v", st.Published)
 	}
@@ -438,8 +438,8 @@ func TestPortPublish(t *testing.T) {
 	if err := h.m.PortUnpublish(bg, ws.ID, 8080); err != nil {
 		t.Fatal(err)
 	}
-	wantCode(t, h.m.PortUnpublish(bg, ws.ID, 8080), mcp.CodeInvalid)
-	p, err = h.m.PortPublish(bg, mcp.PublishRequest{ID: ws.ID, GuestPort: 8080})
+	wantCode(t, h.m.PortUnpublish(bg, ws.ID, 8080), contract.CodeInvalid)
+	p, err = h.m.PortPublish(bg, contract.PublishRequest{ID: ws.ID, GuestPort: 8080})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/kvm/kvmtest"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // A workspace's network through the manager, on a real guest: a host
@@ -33,13 +33,13 @@ func TestWorkspaceVMNetwork(t *testing.T) {
 	grant := "host.pyro.internal:" + u.Port()
 	fetch := "wget -O- http://" + grant + "/"
 
-	ws, err := m.Create(ctx, mcp.CreateRequest{Env: "minimal", TTLSeconds: 3600})
+	ws, err := m.Create(ctx, contract.CreateRequest{Env: "minimal", TTLSeconds: 3600})
 	if err != nil {
 		t.Fatal(err)
 	}
-	exec := func(cmd string) mcp.ExecResult {
+	exec := func(cmd string) contract.ExecResult {
 		t.Helper()
-		r, err := m.Exec(ctx, mcp.ExecRequest{ID: ws.ID, Command: cmd, TimeoutSeconds: 60})
+		r, err := m.Exec(ctx, contract.ExecRequest{ID: ws.ID, Command: cmd, TimeoutSeconds: 60})
 		if err != nil {
 			t.Fatalf("%q: %v", cmd, err)
 		}
@@ -52,8 +52,8 @@ func TestWorkspaceVMNetwork(t *testing.T) {
 		if r.ExitCode == 0 {
 			t.Fatalf("%s: the guest reached %s", when, grant)
 		}
-		if !strings.Contains(r.Network, grant) || !strings.Contains(r.Network, "network_grant") {
-			t.Errorf("%s: the failing exec's network note %q does not name %s and network_grant", when, r.Network, grant)
+		if !strings.Contains(r.Network, grant) || !strings.Contains(r.Network, "{{network.grant}}") {
+			t.Errorf("%s: the failing exec's network note %q does not name %s and {{network.grant}}", when, r.Network, grant)
 		}
 	}
 
@@ -84,7 +84,7 @@ func TestWorkspaceVMNetwork(t *testing.T) {
 			t.Fatalf("starting httpd: %q", r.Stderr)
 		}
 		for _, gp := range []int{8080, 8081} {
-			p, err := m.PortPublish(ctx, mcp.PublishRequest{ID: ws.ID, GuestPort: gp})
+			p, err := m.PortPublish(ctx, contract.PublishRequest{ID: ws.ID, GuestPort: gp})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // Files and directories of one workspace, under StateDir/workspaces/ID/.
@@ -31,7 +31,7 @@ type record struct {
 	Name       string            `json:"name,omitempty"`
 	Labels     map[string]string `json:"labels,omitempty"`
 	Env        string            `json:"env"`
-	State      mcp.State         `json:"state"` // last state written; running means "was running" after a crash
+	State      contract.State    `json:"state"` // last state written; running means "was running" after a crash
 	Error      string            `json:"error,omitempty"`
 	CreatedAt  time.Time         `json:"created_at"`
 	LastActive time.Time         `json:"last_active_at"`
@@ -42,8 +42,8 @@ type record struct {
 	// to it); 0 in records written before disks had a size: the
 	// environment image's. The disk stack records the size itself, so
 	// reset and restart keep it.
-	DiskMiB int            `json:"disk_mib,omitempty"`
-	Seed    mcp.SeedReport `json:"seed"`
+	DiskMiB int                 `json:"disk_mib,omitempty"`
+	Seed    contract.SeedReport `json:"seed"`
 	// BaselineLayer is the disk layer frozen right after seeding.
 	BaselineLayer string `json:"baseline_layer"`
 	// Snapshots, oldest first; each names a frozen disk layer.
@@ -90,7 +90,7 @@ func (r *record) clone() record {
 	c.Snapshots = append([]snapRecord(nil), r.Snapshots...)
 	c.Network = append([]string(nil), r.Network...)
 	c.Published = append([]publishRecord(nil), r.Published...)
-	c.Seed.Skipped = append([]mcp.SkippedEntry(nil), r.Seed.Skipped...)
+	c.Seed.Skipped = append([]contract.SkippedEntry(nil), r.Seed.Skipped...)
 	return c
 }
 

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/vmm/disk"
 )
 
@@ -137,7 +137,7 @@ func (w *workspace) reconcileJournal() {
 		if s.Seq <= last {
 			continue
 		}
-		w.appendRecovered(entry{Seq: s.Seq, Time: s.CreatedAt, Kind: mcp.LogSnapshot, Command: "snapshot " + s.Name,
+		w.appendRecovered(entry{Seq: s.Seq, Time: s.CreatedAt, Kind: contract.LogSnapshot, Command: "snapshot " + s.Name,
 			Detail: fmt.Sprintf("disk layer %s, %d bytes (journaled at restart: the server stopped before it wrote this line)", s.Layer, s.Bytes)})
 	}
 	recorded := map[int64]bool{}
@@ -146,15 +146,15 @@ func (w *workspace) reconcileJournal() {
 	}
 	for i, e := range ents {
 		name, ok := strings.CutPrefix(e.Command, "snapshot ")
-		if e.Kind != mcp.LogSnapshot || !ok || strings.HasPrefix(name, "delete ") || strings.HasPrefix(name, "lost ") || recorded[e.Seq] {
+		if e.Kind != contract.LogSnapshot || !ok || strings.HasPrefix(name, "delete ") || strings.HasPrefix(name, "lost ") || recorded[e.Seq] {
 			continue
 		}
 		if slices.ContainsFunc(ents[i+1:], func(l entry) bool {
-			return l.Kind == mcp.LogSnapshot && (l.Command == "snapshot delete "+name || l.Command == "snapshot lost "+name)
+			return l.Kind == contract.LogSnapshot && (l.Command == "snapshot delete "+name || l.Command == "snapshot lost "+name)
 		}) {
 			continue
 		}
-		w.appendRecovered(entry{Time: w.m.now(), Kind: mcp.LogSnapshot, Command: "snapshot lost " + name,
+		w.appendRecovered(entry{Time: w.m.now(), Kind: contract.LogSnapshot, Command: "snapshot lost " + name,
 			Detail: fmt.Sprintf("snapshot %s (seq %d) was not kept: the server stopped before it was recorded, or it was deleted; its disk layer is freed once nothing builds on it", name, e.Seq)})
 	}
 }
@@ -220,7 +220,7 @@ func (w *workspace) completeReset(st *disk.Stack) {
 	} else {
 		detail += "; completed later: the reset did not finish (the server stopped, or the VM did not boot after it)"
 	}
-	seq, jerr := w.journal.append(entry{Time: p.At, Kind: mcp.LogReset, Command: "reset", Detail: detail})
+	seq, jerr := w.journal.append(entry{Time: p.At, Kind: contract.LogReset, Command: "reset", Detail: detail})
 	if jerr != nil {
 		w.m.log.Warn("writing the journal", "id", w.id, "err", jerr)
 	}

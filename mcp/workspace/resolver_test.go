@@ -19,7 +19,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/netstack"
 	"github.com/pyro-mcp/pyro/netstack/dnstest"
 )
@@ -102,7 +102,7 @@ func TestNameGrantUsesConfiguredResolver(t *testing.T) {
 		o.Resolver = res
 		o.hooks.netDialer = mapDialer{to: map[string]string{net.JoinHostPort(docAddr.String(), port): web.Listener.Addr().String()}}
 	})
-	ws := h.create(mcp.CreateRequest{Network: []string{"pkg.pyro-test.internal:" + port}})
+	ws := h.create(contract.CreateRequest{Network: []string{"pkg.pyro-test.internal:" + port}})
 	guest := g.latest()
 
 	if rc, _ := guestLookup(t, guest, "other.pyro-test.internal"); rc != 3 {

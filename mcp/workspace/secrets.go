@@ -17,11 +17,11 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/mcp/redact"
 )
 
-// Secrets (see mcp.SecretBackend). On the host a workspace's secrets live
+// Secrets (see contract.SecretBackend). On the host a workspace's secrets live
 // in its directory's secrets.json (0600, replaced atomically), which goes
 // with the directory when the workspace is deleted, and with the disk when
 // the retention period after an expiry ends. In the guest they live in
@@ -74,8 +74,8 @@ type secretState struct {
 
 // readSecretSource returns the value src gives: a literal, or a host
 // file read now under the allowed host directories, at most
-// mcp.MaxSecretBytes, without a trailing newline.
-func (m *Manager) readSecretSource(name string, src mcp.SecretSource) (secretEntry, error) {
+// contract.MaxSecretBytes, without a trailing newline.
+func (m *Manager) readSecretSource(name string, src contract.SecretSource) (secretEntry, error) {
 	e := secretEntry{Name: name, Source: "value", SetAt: m.now(), Value: []byte(src.Value)}
 	if src.File != "" {
 		p, err := m.allowedHostPath("secret file", src.File, false)
@@ -87,31 +87,31 @@ func (m *Manager) readSecretSource(name string, src mcp.SecretSource) (secretEnt
 		}
 		f, err := os.Open(p)
 		if err != nil {
-			return secretEntry{}, mcp.Invalid("secret %q: reading %s: %v", name, p, err)
+			return secretEntry{}, contract.Invalid("secret %q: reading %s: %v", name, p, err)
 		}
-		b, err := io.ReadAll(io.LimitReader(f, mcp.MaxSecretBytes+3))
+		b, err := io.ReadAll(io.LimitReader(f, contract.MaxSecretBytes+3))
 		f.Close()
 		if err != nil {
-			return secretEntry{}, mcp.Invalid("secret %q: reading %s: %v", name, p, err)
+			return secretEntry{}, contract.Invalid("secret %q: reading %s: %v", name, p, err)
 		}
 		b = bytes.TrimSuffix(b, []byte("\n"))
 		b = bytes.TrimSuffix(b, []byte("\r"))
 		e.Source, e.Value = "file", b
 	}
 	if err := redact.CheckValue(e.Value); err != nil {
-		return secretEntry{}, mcp.Invalid("secret %q: %v", name, err)
+		return secretEntry{}, contract.Invalid("secret %q: %v", name, err)
 	}
 	return e, nil
 }
 
 // readSecrets reads a create's secrets, sorted by name.
-func (m *Manager) readSecrets(in map[string]mcp.SecretSource) ([]secretEntry, error) {
-	if len(in) > mcp.MaxSecrets {
-		return nil, mcp.Invalid("%d secrets given; the limit is %d per workspace", len(in), mcp.MaxSecrets)
+func (m *Manager) readSecrets(in map[string]contract.SecretSource) ([]secretEntry, error) {
+	if len(in) > contract.MaxSecrets {
+		return nil, contract.Invalid("%d secrets given; the limit is %d per workspace", len(in), contract.MaxSecrets)
 	}
 	var out []secretEntry
 	for _, name := range slices.Sorted(maps.Keys(in)) {
-		if err := mcp.ValidateSecretName(name); err != nil {
+		if err := contract.ValidateSecretName(name); err != nil {
 			return nil, err
 		}
 		e, err := m.readSecretSource(name, in[name])
@@ -170,7 +170,7 @@ func (w *workspace) loadSecrets() error {
 func newSecretSet(list []secretEntry) (*redact.Set, error) {
 	vals := make([][]byte, len(list))
 	for i, e := range list {
-		if mcp.ValidateSecretName(e.Name) != nil {
+		if contract.ValidateSecretName(e.Name) != nil {
 			return nil, fmt.Errorf("a secret's name %q is not valid", e.Name)
 		}
 		vals[i] = e.Value
@@ -185,22 +185,22 @@ func (w *workspace) replaceSecrets(list []secretEntry) error {
 	slices.SortFunc(list, func(a, b secretEntry) int { return strings.Compare(a.Name, b.Name) })
 	set, err := newSecretSet(list)
 	if err != nil {
-		return mcp.Invalid("%v", err)
+		return contract.Invalid("%v", err)
 	}
 	p := filepath.Join(w.dir, secretsName)
 	if len(list) == 0 {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return mcp.Internal("removing the secrets file", err)
+			return contract.Internal("removing the secrets file", err)
 		}
 		syncDir(w.dir)
 	} else {
 		b, err := json.Marshal(secretsFile{Format: secretsFormat, Secrets: list})
 		if err != nil {
-			return mcp.Internal("encoding the secrets", err)
+			return contract.Internal("encoding the secrets", err)
 		}
 		// writeFileAtomic's temporary file is 0600 from its creation.
 		if err := writeFileAtomic(w.dir, secretsName, b); err != nil {
-			return mcp.Internal("saving the secrets", err)
+			return contract.Internal("saving the secrets", err)
 		}
 	}
 	w.sec.mu.Lock()
@@ -229,12 +229,12 @@ func (w *workspace) redactor() *redact.Set {
 func (w *workspace) redactText(s string) string { return w.redactor().String(s) }
 
 // secretInfos lists the secrets for status: names, never values.
-func (w *workspace) secretInfos() []mcp.SecretInfo {
+func (w *workspace) secretInfos() []contract.SecretInfo {
 	w.sec.mu.Lock()
 	defer w.sec.mu.Unlock()
-	var out []mcp.SecretInfo
+	var out []contract.SecretInfo
 	for _, e := range w.sec.list {
-		out = append(out, mcp.SecretInfo{Name: e.Name, Source: e.Source, SetAt: e.SetAt})
+		out = append(out, contract.SecretInfo{Name: e.Name, Source: e.Source, SetAt: e.SetAt})
 	}
 	return out
 }
@@ -253,7 +253,7 @@ func (w *workspace) secretNames() string {
 
 // execEnv is an exec's environment: its env_vars and the values of the
 // secrets its secret_env names.
-func (w *workspace) execEnv(req mcp.ExecRequest) (map[string]string, error) {
+func (w *workspace) execEnv(req contract.ExecRequest) (map[string]string, error) {
 	return w.secretEnv(req.EnvVars, req.SecretEnv)
 }
 
@@ -275,11 +275,11 @@ func (w *workspace) secretEnv(vars, secretEnv map[string]string) (map[string]str
 		name := secretEnv[k]
 		v, ok := byName[name]
 		if !ok {
-			return nil, mcp.Invalid("secret_env %s: workspace %s has no secret %q (%s)", k, w.id, name, w.secretNames()).
-				WithHint("secret_set adds a secret; workspace_status lists them.")
+			return nil, contract.Invalid("secret_env %s: workspace %s has no secret %q (%s)", k, w.id, name, w.secretNames()).
+				WithHint("{{secret.set}} adds a secret; {{status}} lists them.")
 		}
 		if bytes.IndexByte(v, 0) >= 0 {
-			return nil, mcp.Invalid("secret %q holds a NUL byte, which no environment variable can", name).
+			return nil, contract.Invalid("secret %q holds a NUL byte, which no environment variable can", name).
 				WithHint(fmt.Sprintf("Read it from %s/%s in the guest instead.", guestSecretsDir, name))
 		}
 		env[k] = string(v)
@@ -339,25 +339,25 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// SecretSet implements mcp.SecretBackend.
-func (m *Manager) SecretSet(ctx context.Context, id, name string, src mcp.SecretSource) (mcp.Workspace, error) {
-	if err := mcp.ValidateSecretName(name); err != nil {
-		return mcp.Workspace{}, err
+// SecretSet implements contract.SecretBackend.
+func (m *Manager) SecretSet(ctx context.Context, id, name string, src contract.SecretSource) (contract.Workspace, error) {
+	if err := contract.ValidateSecretName(name); err != nil {
+		return contract.Workspace{}, err
 	}
 	w, err := m.get(id)
 	if err != nil {
-		return mcp.Workspace{}, err
+		return contract.Workspace{}, err
 	}
 	w.touch()
 	e, err := m.readSecretSource(name, src)
 	if err != nil {
-		return mcp.Workspace{}, err
+		return contract.Workspace{}, err
 	}
 	err = w.changeSecrets(ctx, "secret_set", name+" ("+e.Source+")", func(list []secretEntry) ([]secretEntry, error) {
 		list = slices.DeleteFunc(list, func(x secretEntry) bool { return x.Name == name })
-		if len(list) >= mcp.MaxSecrets {
-			return nil, mcp.LimitReached("workspace %s has %d secrets, the limit", w.id, len(list)).
-				WithHint("secret_delete one it no longer needs.")
+		if len(list) >= contract.MaxSecrets {
+			return nil, contract.LimitReached("workspace %s has %d secrets, the limit", w.id, len(list)).
+				WithHint("{{secret.delete}} one it no longer needs.")
 		}
 		return append(list, e), nil
 	}, func(ctx context.Context, g guest) error {
@@ -367,23 +367,23 @@ func (m *Manager) SecretSet(ctx context.Context, id, name string, src mcp.Secret
 		return writeGuestSecret(ctx, g, e)
 	})
 	if err != nil {
-		return mcp.Workspace{}, err
+		return contract.Workspace{}, err
 	}
 	return w.view(), nil
 }
 
-// SecretDelete implements mcp.SecretBackend.
-func (m *Manager) SecretDelete(ctx context.Context, id, name string) (mcp.Workspace, error) {
+// SecretDelete implements contract.SecretBackend.
+func (m *Manager) SecretDelete(ctx context.Context, id, name string) (contract.Workspace, error) {
 	w, err := m.get(id)
 	if err != nil {
-		return mcp.Workspace{}, err
+		return contract.Workspace{}, err
 	}
 	w.touch()
 	err = w.changeSecrets(ctx, "secret_delete", name, func(list []secretEntry) ([]secretEntry, error) {
 		n := len(list)
 		list = slices.DeleteFunc(list, func(x secretEntry) bool { return x.Name == name })
 		if len(list) == n {
-			return nil, mcp.Invalid("workspace %s has no secret %q (%s)", w.id, name, w.secretNames())
+			return nil, contract.Invalid("workspace %s has no secret %q (%s)", w.id, name, w.secretNames())
 		}
 		return list, nil
 	}, func(ctx context.Context, g guest) error {
@@ -394,7 +394,7 @@ func (m *Manager) SecretDelete(ctx context.Context, id, name string) (mcp.Worksp
 		return err
 	})
 	if err != nil {
-		return mcp.Workspace{}, err
+		return contract.Workspace{}, err
 	}
 	return w.view(), nil
 }
@@ -423,27 +423,27 @@ func (w *workspace) changeSecrets(ctx context.Context, cmd, detail string, edit 
 	if err := w.replaceSecrets(list); err != nil {
 		return err
 	}
-	w.logLife(mcp.LogLife, cmd, detail, start)
+	w.logLife(contract.LogLife, cmd, detail, start)
 	if h := w.handle(); h != nil {
 		gctx, cancel := context.WithTimeout(ctx, agentCallTimeout)
 		defer cancel()
 		if err := guestFn(gctx, h.Agent); err != nil {
-			e := mcp.Internal("the secret is saved, but changing it in the running guest failed: "+firstLine(w.redactText(err.Error())), nil)
-			return e.WithHint("workspace_stop then workspace_start gives the guest the saved secrets.")
+			e := contract.Internal("the secret is saved, but changing it in the running guest failed: "+firstLine(w.redactText(err.Error())), nil)
+			return e.WithHint("{{stop}} then {{start}} gives the guest the saved secrets.")
 		}
 	}
 	return nil
 }
 
 // redactErr returns err with the workspace's secrets redacted from what it
-// says (an *mcp.Error's message, hint and cause); errors.Is and As still
+// says (an *contract.Error's message, hint and cause); errors.Is and As still
 // see the original cause.
 func (w *workspace) redactErr(err error) error {
 	set := w.redactor()
 	if err == nil || set.Len() == 0 {
 		return err
 	}
-	e, ok := mcp.AsError(err)
+	e, ok := contract.AsError(err)
 	if !ok {
 		if s := err.Error(); set.String(s) != s {
 			return &redactedError{msg: set.String(s), err: err}
@@ -471,7 +471,7 @@ func (e *redactedError) Unwrap() error { return e.err }
 
 // redactResult redacts what an exec result says: its output once more
 // (a secret set while the command ran), and the notes.
-func (w *workspace) redactResult(r mcp.ExecResult) mcp.ExecResult {
+func (w *workspace) redactResult(r contract.ExecResult) contract.ExecResult {
 	set := w.redactor()
 	if set.Len() == 0 {
 		return r

@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/mcp/redact"
 )
 
@@ -104,7 +104,7 @@ func secretFile(t *testing.T, content string) string {
 // workspace.
 func TestSecretsExec(t *testing.T) {
 	h := newHarness(t)
-	ws := h.create(mcp.CreateRequest{Secrets: map[string]mcp.SecretSource{
+	ws := h.create(contract.CreateRequest{Secrets: map[string]contract.SecretSource{
 		"npm": {Value: tokenValue},
 		"key": {File: secretFile(t, fileValue+"\n")},
 	}})
@@ -133,7 +133,7 @@ func TestSecretsExec(t *testing.T) {
 		io.WriteString(stderr, "file: "+fileValue)
 		return proto.ExecResult{ExitCode: 3, DiskFull: []string{"/" + tokenValue}}, nil
 	}
-	r, err := h.m.Exec(bg, mcp.ExecRequest{ID: id, Command: "echo $TOKEN " + fileValue, EnvVars: map[string]string{"A": "b"},
+	r, err := h.m.Exec(bg, contract.ExecRequest{ID: id, Command: "echo $TOKEN " + fileValue, EnvVars: map[string]string{"A": "b"},
 		SecretEnv: map[string]string{"TOKEN": "npm"}, TimeoutSeconds: 5})
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +152,7 @@ func TestSecretsExec(t *testing.T) {
 			t.Errorf("%s: %q, %v", p, b, err)
 		}
 	}
-	logs, _ := h.m.Logs(bg, mcp.LogsRequest{ID: id, Limit: 50})
+	logs, _ := h.m.Logs(bg, contract.LogsRequest{ID: id, Limit: 50})
 	last := logs.Entries[len(logs.Entries)-1]
 	if last.Command != "echo $TOKEN [REDACTED]" {
 		t.Errorf("journal command %q", last.Command)
@@ -197,34 +197,34 @@ func TestSecretsExec(t *testing.T) {
 // a restarted server reads them back; unknown names say which there are.
 func TestSecretSetDelete(t *testing.T) {
 	h := newHarness(t)
-	id := h.create(mcp.CreateRequest{}).ID
+	id := h.create(contract.CreateRequest{}).ID
 	dir := filepath.Join(h.state, "workspaces", id)
 	if _, err := os.Stat(filepath.Join(dir, secretsName)); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("a workspace without secrets has a secrets file: %v", err)
 	}
-	_, err := h.m.Exec(bg, mcp.ExecRequest{ID: id, Command: "x", SecretEnv: map[string]string{"T": "npm"}})
-	if e := wantCode(t, err, mcp.CodeInvalid); !strings.Contains(e.Msg, "has none") {
+	_, err := h.m.Exec(bg, contract.ExecRequest{ID: id, Command: "x", SecretEnv: map[string]string{"T": "npm"}})
+	if e := wantCode(t, err, contract.CodeInvalid); !strings.Contains(e.Msg, "has none") {
 		t.Errorf("unknown secret: %v", e)
 	}
-	ws, err := h.m.SecretSet(bg, id, "npm", mcp.SecretSource{Value: tokenValue})
+	ws, err := h.m.SecretSet(bg, id, "npm", contract.SecretSource{Value: tokenValue})
 	if err != nil || len(ws.Secrets) != 1 || ws.Secrets[0].Name != "npm" {
 		t.Fatalf("set: %+v %v", ws.Secrets, err)
 	}
 	if got, _ := h.vm(id).file(guestSecretsDir + "/npm"); got != tokenValue {
 		t.Errorf("running guest has %q", got)
 	}
-	if _, err := h.m.SecretSet(bg, id, "other", mcp.SecretSource{Value: "other-value"}); err != nil {
+	if _, err := h.m.SecretSet(bg, id, "other", contract.SecretSource{Value: "other-value"}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = h.m.Exec(bg, mcp.ExecRequest{ID: id, Command: "x", SecretEnv: map[string]string{"T": "nope"}})
-	if e := wantCode(t, err, mcp.CodeInvalid); !strings.Contains(e.Msg, "has npm, other") {
+	_, err = h.m.Exec(bg, contract.ExecRequest{ID: id, Command: "x", SecretEnv: map[string]string{"T": "nope"}})
+	if e := wantCode(t, err, contract.CodeInvalid); !strings.Contains(e.Msg, "has npm, other") {
 		t.Errorf("unknown secret: %v", e)
 	}
 	// Errors are redacted too.
 	h.w.exec = func(ctx context.Context, vm *fakeVM, req proto.ExecRequest, stdout, stderr io.Writer) (proto.ExecResult, error) {
 		return proto.ExecResult{}, &proto.Error{Code: "EIO", Message: "broke on " + tokenValue}
 	}
-	_, err = h.m.Exec(bg, mcp.ExecRequest{ID: id, Command: "x"})
+	_, err = h.m.Exec(bg, contract.ExecRequest{ID: id, Command: "x"})
 	if err == nil || strings.Contains(err.Error(), tokenValue) || !strings.Contains(err.Error(), "[REDACTED]") {
 		t.Errorf("error: %v", err)
 	}
@@ -247,7 +247,7 @@ func TestSecretSetDelete(t *testing.T) {
 	if got, _ := h.vm(id).file(guestSecretsDir + "/other"); got != "other-value" {
 		t.Errorf("guest after reopen has %q", got)
 	}
-	logs, _ := h.m.Logs(bg, mcp.LogsRequest{ID: id, Limit: 50})
+	logs, _ := h.m.Logs(bg, contract.LogsRequest{ID: id, Limit: 50})
 	for _, e := range logs.Entries {
 		if strings.Contains(e.Command+e.Detail, tokenValue) {
 			t.Errorf("journal: %+v", e)
@@ -261,7 +261,7 @@ func TestSecretSetDelete(t *testing.T) {
 		t.Error("deleted secret still in the guest")
 	}
 	_, err = h.m.SecretDelete(bg, id, "npm")
-	wantCode(t, err, mcp.CodeInvalid)
+	wantCode(t, err, contract.CodeInvalid)
 	if _, err := h.m.SecretDelete(bg, id, "other"); err != nil {
 		t.Fatal(err)
 	}
@@ -272,31 +272,31 @@ func TestSecretSetDelete(t *testing.T) {
 
 func TestSecretSources(t *testing.T) {
 	h := newHarness(t)
-	id := h.create(mcp.CreateRequest{}).ID
+	id := h.create(contract.CreateRequest{}).ID
 	for _, c := range []struct {
-		src  mcp.SecretSource
+		src  contract.SecretSource
 		want string
 	}{
-		{mcp.SecretSource{Value: "abc"}, "at least 4"},
-		{mcp.SecretSource{File: secretFile(t, "abc\n")}, "at least 4"},
-		{mcp.SecretSource{File: secretFile(t, strings.Repeat("x", mcp.MaxSecretBytes+1))}, "at most"},
-		{mcp.SecretSource{File: "/etc/hostname"}, "outside the host directories"},
-		{mcp.SecretSource{File: filepath.Join(t.TempDir(), "missing")}, "missing"},
+		{contract.SecretSource{Value: "abc"}, "at least 4"},
+		{contract.SecretSource{File: secretFile(t, "abc\n")}, "at least 4"},
+		{contract.SecretSource{File: secretFile(t, strings.Repeat("x", contract.MaxSecretBytes+1))}, "at most"},
+		{contract.SecretSource{File: "/etc/hostname"}, "outside the host directories"},
+		{contract.SecretSource{File: filepath.Join(t.TempDir(), "missing")}, "missing"},
 	} {
 		_, err := h.m.SecretSet(bg, id, "s", c.src)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: %v, want %q", c.src, err, c.want)
 		}
 	}
-	if _, err := h.m.SecretSet(bg, id, "s", mcp.SecretSource{File: secretFile(t, strings.Repeat("x", mcp.MaxSecretBytes)+"\n")}); err != nil {
+	if _, err := h.m.SecretSet(bg, id, "s", contract.SecretSource{File: secretFile(t, strings.Repeat("x", contract.MaxSecretBytes)+"\n")}); err != nil {
 		t.Errorf("a MaxSecretBytes file with a newline: %v", err)
 	}
-	_, err := h.m.SecretSet(bg, id, "../x", mcp.SecretSource{Value: "abcd"})
-	wantCode(t, err, mcp.CodeInvalid)
+	_, err := h.m.SecretSet(bg, id, "../x", contract.SecretSource{Value: "abcd"})
+	wantCode(t, err, contract.CodeInvalid)
 	// A create with a bad secret makes nothing.
-	_, err = h.m.Create(bg, mcp.CreateRequest{TTLSeconds: 600, Seed: mcp.SeedSpec{Kind: mcp.SeedNone},
-		Secrets: map[string]mcp.SecretSource{"a": {Value: "ab"}}})
-	wantCode(t, err, mcp.CodeInvalid)
+	_, err = h.m.Create(bg, contract.CreateRequest{TTLSeconds: 600, Seed: contract.SeedSpec{Kind: contract.SeedNone},
+		Secrets: map[string]contract.SecretSource{"a": {Value: "ab"}}})
+	wantCode(t, err, contract.CodeInvalid)
 	if n := len(h.workspaceDirs()); n != 1 {
 		t.Errorf("%d workspace dirs", n)
 	}

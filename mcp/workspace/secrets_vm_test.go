@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/kvm/kvmtest"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // Secrets in a debian-12 workspace: one given at create, one set later
@@ -41,18 +41,18 @@ func TestWorkspaceVMSecretsDebian(t *testing.T) {
 	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ws, err := m.Create(ctx, mcp.CreateRequest{TTLSeconds: 600, Seed: mcp.SeedSpec{Kind: mcp.SeedNone},
-		Secrets: map[string]mcp.SecretSource{"tok": {Value: tok}}})
+	ws, err := m.Create(ctx, contract.CreateRequest{TTLSeconds: 600, Seed: contract.SeedSpec{Kind: contract.SeedNone},
+		Secrets: map[string]contract.SecretSource{"tok": {Value: tok}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := ws.ID
-	if _, err := m.SecretSet(ctx, id, "key", mcp.SecretSource{File: keyFile}); err != nil {
+	if _, err := m.SecretSet(ctx, id, "key", contract.SecretSource{File: keyFile}); err != nil {
 		t.Fatal(err)
 	}
-	exec := func(cmd string, secretEnv map[string]string) mcp.ExecResult {
+	exec := func(cmd string, secretEnv map[string]string) contract.ExecResult {
 		t.Helper()
-		r, err := m.Exec(ctx, mcp.ExecRequest{ID: id, Command: cmd, SecretEnv: secretEnv, TimeoutSeconds: 120})
+		r, err := m.Exec(ctx, contract.ExecRequest{ID: id, Command: cmd, SecretEnv: secretEnv, TimeoutSeconds: 120})
 		if err != nil {
 			t.Fatalf("%s: %v", cmd, err)
 		}
@@ -74,7 +74,7 @@ func TestWorkspaceVMSecretsDebian(t *testing.T) {
 			t.Errorf("%s: %q %v", p, b, err)
 		}
 	}
-	logs, err := m.Logs(ctx, mcp.LogsRequest{ID: id, Limit: 100})
+	logs, err := m.Logs(ctx, contract.LogsRequest{ID: id, Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,39 +84,39 @@ func TestWorkspaceVMSecretsDebian(t *testing.T) {
 	}
 	// A shell and a service get the secret in their environment too; what
 	// they print comes back redacted.
-	sh, err := m.ShellOpen(ctx, mcp.ShellOpenRequest{ID: id, Command: "sh", SecretEnv: map[string]string{"TOKEN": "tok"},
-		Wait: mcp.ShellWait{Idle: 500 * time.Millisecond, Timeout: 30 * time.Second}})
+	sh, err := m.ShellOpen(ctx, contract.ShellOpenRequest{ID: id, Command: "sh", SecretEnv: map[string]string{"TOKEN": "tok"},
+		Wait: contract.ShellWait{Idle: 500 * time.Millisecond, Timeout: 30 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	so, err := m.ShellWrite(ctx, mcp.ShellWriteRequest{ID: id, Shell: sh.Info.Shell,
+	so, err := m.ShellWrite(ctx, contract.ShellWriteRequest{ID: id, Shell: sh.Info.Shell,
 		Input: []byte("printf %s \"$TOKEN\" | sha256sum; echo \"shell sees $TOKEN\"; echo end-of-shell\r"),
-		Wait:  mcp.ShellWait{Pattern: regexp.MustCompile(`(?m)^end-of-shell`), Timeout: 60 * time.Second}})
+		Wait:  contract.ShellWait{Pattern: regexp.MustCompile(`(?m)^end-of-shell`), Timeout: 60 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(so.Text, sum(tok)) || !strings.Contains(so.Text, "shell sees [REDACTED]") || strings.Contains(so.Text, tok) {
 		t.Errorf("shell output %q: want the secret's sum and it redacted", so.Text)
 	}
-	svc, err := m.ServiceStart(ctx, mcp.ServiceStartRequest{ID: id, Name: "uses-tok", SecretEnv: map[string]string{"TOKEN": "tok"},
+	svc, err := m.ServiceStart(ctx, contract.ServiceStartRequest{ID: id, Name: "uses-tok", SecretEnv: map[string]string{"TOKEN": "tok"},
 		Command:   `printf %s "$TOKEN" | sha256sum; echo "service sees $TOKEN"; touch /tmp/svc-ready; exec sleep 1000`,
-		Readiness: mcp.Readiness{Kind: "file", Path: "/tmp/svc-ready", TimeoutSeconds: 60}, Wait: 50 * time.Second})
+		Readiness: contract.Readiness{Kind: "file", Path: "/tmp/svc-ready", TimeoutSeconds: 60}, Wait: 50 * time.Second})
 	if err != nil || svc.State != "ready" {
 		t.Fatalf("service: %+v %v", svc, err)
 	}
-	sl, err := m.ServiceLogs(ctx, mcp.ServiceLogsRequest{ID: id, Name: "uses-tok", Stream: "stdout"})
+	sl, err := m.ServiceLogs(ctx, contract.ServiceLogsRequest{ID: id, Name: "uses-tok", Stream: "stdout"})
 	if err != nil || sl.Stdout == nil {
 		t.Fatalf("service logs: %+v %v", sl, err)
 	}
 	if l := string(sl.Stdout.Data); !strings.Contains(l, sum(tok)) || !strings.Contains(l, "service sees [REDACTED]") || strings.Contains(l, tok) {
 		t.Errorf("service log %q: want the secret's sum and it redacted", l)
 	}
-	d, err := m.Diff(ctx, mcp.DiffRequest{ID: id})
+	d, err := m.Diff(ctx, contract.DiffRequest{ID: id})
 	if err != nil || len(d.Files) != 1 || strings.Contains(d.Patch, tok) || strings.Contains(d.Patch, key) {
 		t.Errorf("diff: %+v %v", d.Files, err)
 	}
 	out := filepath.Join(t.TempDir(), "export")
-	if _, err := m.Export(ctx, mcp.ExportRequest{ID: id, GuestPath: "/workspace", HostPath: out, Format: mcp.ExportTree}); err != nil {
+	if _, err := m.Export(ctx, contract.ExportRequest{ID: id, GuestPath: "/workspace", HostPath: out, Format: contract.ExportTree}); err != nil {
 		t.Fatal(err)
 	}
 	if hits := grepTree(t, filepath.Dir(out), tok, key); len(hits) != 0 {

@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/mcp/hostio"
 )
 
-// Services (mcp.ServiceBackend): the guest agent supervises them (see
+// Services (contract.ServiceBackend): the guest agent supervises them (see
 // proto's service operations); the manager passes calls through, journals
 // starts, stops and restarts, and ends a workspace's services cleanly
 // (SIGTERM, grace, SIGKILL) before a stop, reset or delete takes its VM
@@ -25,7 +25,7 @@ import (
 // scrubService and scrubLogs: the one place to redact a workspace's
 // secrets from service output and status.
 
-var _ mcp.ServiceBackend = (*Manager)(nil)
+var _ contract.ServiceBackend = (*Manager)(nil)
 
 // serviceGuest is the agent's service operations; *proto.Client has them.
 // A guest without them (the tests' fake) has no services.
@@ -53,7 +53,7 @@ const serviceListTimeout = 5 * time.Second
 func (c *call) services() (serviceGuest, error) {
 	sg, ok := c.h.Agent.(serviceGuest)
 	if !ok {
-		return nil, mcp.Invalid("this workspace's guest has no services")
+		return nil, contract.Invalid("this workspace's guest has no services")
 	}
 	return sg, nil
 }
@@ -77,15 +77,15 @@ func (m *Manager) enterServices(ctx context.Context, id string, limit time.Durat
 	return c, sg, nil
 }
 
-// ServiceStart implements mcp.ServiceBackend.
-func (m *Manager) ServiceStart(ctx context.Context, req mcp.ServiceStartRequest) (mcp.ServiceStatus, error) {
+// ServiceStart implements contract.ServiceBackend.
+func (m *Manager) ServiceStart(ctx context.Context, req contract.ServiceStartRequest) (contract.ServiceStatus, error) {
 	wait := req.Wait
 	if wait <= 0 {
-		wait = mcp.DefaultServiceWaitSeconds * time.Second
+		wait = contract.DefaultServiceWaitSeconds * time.Second
 	}
 	c, sg, err := m.enterServices(ctx, req.ID, wait+serviceSlack)
 	if err != nil {
-		return mcp.ServiceStatus{}, err
+		return contract.ServiceStatus{}, err
 	}
 	defer c.end()
 	cwd := req.Cwd
@@ -97,7 +97,7 @@ func (m *Manager) ServiceStart(ctx context.Context, req mcp.ServiceStartRequest)
 	}
 	env, err := c.w.secretEnv(req.EnvVars, req.SecretEnv)
 	if err != nil {
-		return mcp.ServiceStatus{}, err
+		return contract.ServiceStatus{}, err
 	}
 	r := req.Readiness
 	args := proto.ServiceStartArgs{Name: req.Name, Argv: req.Argv, Shell: req.Command, Cwd: cwd,
@@ -109,14 +109,14 @@ func (m *Manager) ServiceStart(ctx context.Context, req mcp.ServiceStartRequest)
 	c.h.services.Store(true) // from now on, stop, reset and delete end services first
 	st, err := sg.ServiceStart(c.ctx, args)
 	if err != nil {
-		return mcp.ServiceStatus{}, c.serviceErr("starting service "+req.Name, err)
+		return contract.ServiceStatus{}, c.serviceErr("starting service "+req.Name, err)
 	}
 	c.w.logService("start", req.Name, fmt.Sprintf("%s (%s): %s", st.State, st.Readiness, st.Command), start)
 	return c.w.scrubService(st), nil
 }
 
-// ServiceStatus implements mcp.ServiceBackend.
-func (m *Manager) ServiceStatus(ctx context.Context, id, name string) ([]mcp.ServiceStatus, error) {
+// ServiceStatus implements contract.ServiceBackend.
+func (m *Manager) ServiceStatus(ctx context.Context, id, name string) ([]contract.ServiceStatus, error) {
 	c, sg, err := m.enterServices(ctx, id, serviceSlack)
 	if err != nil {
 		return nil, err
@@ -127,71 +127,71 @@ func (m *Manager) ServiceStatus(ctx context.Context, id, name string) ([]mcp.Ser
 		if err != nil {
 			return nil, c.serviceErr("reading service "+name, err)
 		}
-		return []mcp.ServiceStatus{c.w.scrubService(st)}, nil
+		return []contract.ServiceStatus{c.w.scrubService(st)}, nil
 	}
 	list, err := sg.ServiceList(c.ctx)
 	if err != nil {
 		return nil, c.serviceErr("listing services", err)
 	}
-	out := make([]mcp.ServiceStatus, len(list))
+	out := make([]contract.ServiceStatus, len(list))
 	for i, st := range list {
 		out[i] = c.w.scrubService(st)
 	}
 	return out, nil
 }
 
-// ServiceLogs implements mcp.ServiceBackend.
-func (m *Manager) ServiceLogs(ctx context.Context, req mcp.ServiceLogsRequest) (mcp.ServiceLogs, error) {
+// ServiceLogs implements contract.ServiceBackend.
+func (m *Manager) ServiceLogs(ctx context.Context, req contract.ServiceLogsRequest) (contract.ServiceLogs, error) {
 	c, sg, err := m.enterServices(ctx, req.ID, serviceSlack)
 	if err != nil {
-		return mcp.ServiceLogs{}, err
+		return contract.ServiceLogs{}, err
 	}
 	defer c.end()
 	l, err := sg.ServiceLogs(c.ctx, proto.ServiceLogsArgs{Name: req.Name, Stream: req.Stream, TailLines: req.TailLines,
 		StdoutOffset: req.StdoutOffset, StderrOffset: req.StderrOffset, MaxBytes: int64(req.MaxBytes)})
 	if err != nil {
-		return mcp.ServiceLogs{}, c.serviceErr("reading the logs of service "+req.Name, err)
+		return contract.ServiceLogs{}, c.serviceErr("reading the logs of service "+req.Name, err)
 	}
-	return mcp.ServiceLogs{Stdout: c.w.scrubLogs(l.Stdout), Stderr: c.w.scrubLogs(l.Stderr)}, nil
+	return contract.ServiceLogs{Stdout: c.w.scrubLogs(l.Stdout), Stderr: c.w.scrubLogs(l.Stderr)}, nil
 }
 
-// ServiceStop implements mcp.ServiceBackend.
-func (m *Manager) ServiceStop(ctx context.Context, id, name string, grace time.Duration) (mcp.ServiceStatus, error) {
+// ServiceStop implements contract.ServiceBackend.
+func (m *Manager) ServiceStop(ctx context.Context, id, name string, grace time.Duration) (contract.ServiceStatus, error) {
 	c, sg, err := m.enterServices(ctx, id, grace+serviceSlack)
 	if err != nil {
-		return mcp.ServiceStatus{}, err
+		return contract.ServiceStatus{}, err
 	}
 	defer c.end()
 	start := m.now()
 	st, err := sg.ServiceStop(c.ctx, name, grace)
 	if err != nil {
-		return mcp.ServiceStatus{}, c.serviceErr("stopping service "+name, err)
+		return contract.ServiceStatus{}, c.serviceErr("stopping service "+name, err)
 	}
 	c.w.logService("stop", name, st.Message, start)
 	return c.w.scrubService(st), nil
 }
 
-// ServiceRestart implements mcp.ServiceBackend.
-func (m *Manager) ServiceRestart(ctx context.Context, id, name string, wait time.Duration) (mcp.ServiceStatus, error) {
+// ServiceRestart implements contract.ServiceBackend.
+func (m *Manager) ServiceRestart(ctx context.Context, id, name string, wait time.Duration) (contract.ServiceStatus, error) {
 	if wait <= 0 {
-		wait = mcp.DefaultServiceWaitSeconds * time.Second
+		wait = contract.DefaultServiceWaitSeconds * time.Second
 	}
-	grace := mcp.DefaultServiceGraceSeconds * time.Second
+	grace := contract.DefaultServiceGraceSeconds * time.Second
 	c, sg, err := m.enterServices(ctx, id, grace+wait+serviceSlack)
 	if err != nil {
-		return mcp.ServiceStatus{}, err
+		return contract.ServiceStatus{}, err
 	}
 	defer c.end()
 	start := m.now()
 	st, err := sg.ServiceRestart(c.ctx, name, grace, wait)
 	if err != nil {
-		return mcp.ServiceStatus{}, c.serviceErr("restarting service "+name, err)
+		return contract.ServiceStatus{}, c.serviceErr("restarting service "+name, err)
 	}
 	c.w.logService("restart", name, st.State, start)
 	return c.w.scrubService(st), nil
 }
 
-// serviceErr turns an agent error into the *mcp.Error for the model.
+// serviceErr turns an agent error into the *contract.Error for the model.
 func (c *call) serviceErr(what string, err error) error {
 	if l := c.lost(); l != nil {
 		return l
@@ -200,15 +200,15 @@ func (c *call) serviceErr(what string, err error) error {
 	if errors.As(err, &pe) {
 		switch {
 		case pe.Code == "EEXIST":
-			return &mcp.Error{Code: mcp.CodeExists, Resource: mcp.ResourceService, Msg: pe.Message,
-				Hint: "service_status shows it; service_restart restarts it, or pick another name."}
+			return &contract.Error{Code: contract.CodeExists, Resource: contract.ResourceService, Msg: pe.Message,
+				Hint: "{{service.status}} shows it; {{service.restart}} restarts it, or pick another name."}
 		case pe.Code == "ENOENT" && strings.Contains(pe.Message, "no service named"):
-			return &mcp.Error{Code: mcp.CodeNotFound, Resource: mcp.ResourceService, Msg: pe.Message,
-				Hint: "service_status without a name lists the workspace's services."}
+			return &contract.Error{Code: contract.CodeNotFound, Resource: contract.ResourceService, Msg: pe.Message,
+				Hint: "{{service.status}} without a name lists the workspace's services."}
 		case pe.Code == proto.CodeBusy:
-			return mcp.LimitReached("%s", pe.Message).WithHint("Stop a service you no longer need with service_stop, then retry.")
+			return contract.LimitReached("%s", pe.Message).WithHint("Stop a service you no longer need with {{service.stop}}, then retry.")
 		case pe.Code == proto.CodeInvalid:
-			return mcp.Invalid("%s", pe.Message)
+			return contract.Invalid("%s", pe.Message)
 		}
 	}
 	return c.guestErr(what, "", err)
@@ -216,7 +216,7 @@ func (c *call) serviceErr(what string, err error) error {
 
 // logService journals a service start, stop or restart.
 func (w *workspace) logService(what, name, detail string, start time.Time) {
-	if _, err := w.journal.append(entry{Time: start, Kind: mcp.LogService, Command: what + " " + name,
+	if _, err := w.journal.append(entry{Time: start, Kind: contract.LogService, Command: what + " " + name,
 		Detail: firstLine(detail), Duration: int64(w.m.now().Sub(start))}); err != nil {
 		w.m.log.Warn("writing the journal", "id", w.id, "err", err)
 	}
@@ -225,9 +225,9 @@ func (w *workspace) logService(what, name, detail string, start time.Time) {
 // scrubService converts a service's status for the model, with the
 // workspace's secrets redacted from its command, message, readiness and
 // output tails.
-func (w *workspace) scrubService(st proto.ServiceStatus) mcp.ServiceStatus {
+func (w *workspace) scrubService(st proto.ServiceStatus) contract.ServiceStatus {
 	set := w.redactor()
-	s := mcp.ServiceStatus{Name: st.Name, State: st.State, PID: st.PID, Command: set.String(st.Command), Readiness: set.String(st.Readiness),
+	s := contract.ServiceStatus{Name: st.Name, State: st.State, PID: st.PID, Command: set.String(st.Command), Readiness: set.String(st.Readiness),
 		StartedAt: st.StartedAt, ReadyAt: st.ReadyAt, EndedAt: st.EndedAt, ExitCode: st.ExitCode, Signal: st.Signal,
 		Reason: st.Reason, Message: set.String(st.Message), Restarts: st.Restarts, StdoutBytes: st.StdoutBytes, StderrBytes: st.StderrBytes}
 	if st.Tail != nil {
@@ -240,11 +240,11 @@ func (w *workspace) scrubService(st proto.ServiceStatus) mcp.ServiceStatus {
 // secrets redacted. Bytes at the chunk's end that may be the start of a
 // secret are held back: Next stops before them, so the next read, which
 // starts there, sees the whole value and redacts it.
-func (w *workspace) scrubLogs(c *proto.LogChunk) *mcp.LogChunk {
+func (w *workspace) scrubLogs(c *proto.LogChunk) *contract.LogChunk {
 	if c == nil {
 		return nil
 	}
-	out := &mcp.LogChunk{Data: c.Data, Offset: c.Offset, Next: c.Next, Total: c.Total, First: c.First, Skipped: c.Skipped, Lost: c.Lost}
+	out := &contract.LogChunk{Data: c.Data, Offset: c.Offset, Next: c.Next, Total: c.Total, First: c.First, Skipped: c.Skipped, Lost: c.Lost}
 	if set := w.redactor(); set.Len() > 0 {
 		var b bytes.Buffer
 		rw := set.Writer(&b)
@@ -266,16 +266,16 @@ func (w *workspace) endServices(h *vmHandle) {
 	if !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), mcp.ServiceGraceOnStop+serviceSlack)
+	ctx, cancel := context.WithTimeout(context.Background(), contract.ServiceGraceOnStop+serviceSlack)
 	defer cancel()
-	if _, err := sg.ServiceStopAll(ctx, mcp.ServiceGraceOnStop); err != nil {
+	if _, err := sg.ServiceStopAll(ctx, contract.ServiceGraceOnStop); err != nil {
 		w.m.log.Warn("stopping the workspace's services", "id", w.id, "err", err)
 	}
 }
 
 // runningServices lists a running workspace's services for its status
 // and summary: nil when it has none, or the guest does not answer soon.
-func (w *workspace) runningServices(ctx context.Context) []mcp.ServiceStatus {
+func (w *workspace) runningServices(ctx context.Context) []contract.ServiceStatus {
 	h := w.handle()
 	if h == nil || !h.services.Load() {
 		return nil
@@ -291,7 +291,7 @@ func (w *workspace) runningServices(ctx context.Context) []mcp.ServiceStatus {
 		w.m.log.Warn("listing the workspace's services", "id", w.id, "err", err)
 		return nil
 	}
-	out := make([]mcp.ServiceStatus, len(list))
+	out := make([]contract.ServiceStatus, len(list))
 	for i, st := range list {
 		out[i] = w.scrubService(st)
 	}

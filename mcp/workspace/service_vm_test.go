@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/kvm/kvmtest"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // Services in a debian-12 workspace, one workspace for every subtest:
@@ -22,22 +22,22 @@ func TestWorkspaceVMServices(t *testing.T) {
 	kvmtest.RequireStockKernels(t)
 	m := vmManager(t, "PYRO_TEST_ENV_DEBIAN", 512)
 	ctx := t.Context()
-	ws, err := m.Create(ctx, mcp.CreateRequest{Env: "debian-12", TTLSeconds: 3600})
+	ws, err := m.Create(ctx, contract.CreateRequest{Env: "debian-12", TTLSeconds: 3600})
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := ws.ID
-	exec := func(cmd string, timeout int) mcp.ExecResult {
+	exec := func(cmd string, timeout int) contract.ExecResult {
 		t.Helper()
-		r, err := m.Exec(ctx, mcp.ExecRequest{ID: id, Command: cmd, TimeoutSeconds: timeout})
+		r, err := m.Exec(ctx, contract.ExecRequest{ID: id, Command: cmd, TimeoutSeconds: timeout})
 		if err != nil {
 			t.Fatalf("exec %q: %v", cmd, err)
 		}
 		return r
 	}
-	start := func(req mcp.ServiceStartRequest) mcp.ServiceStatus {
+	start := func(req contract.ServiceStartRequest) contract.ServiceStatus {
 		t.Helper()
-		req.ID, req.Wait = id, mcp.MaxServiceWaitSeconds*time.Second
+		req.ID, req.Wait = id, contract.MaxServiceWaitSeconds*time.Second
 		st, err := m.ServiceStart(ctx, req)
 		if err != nil {
 			t.Fatalf("service_start %s: %v", req.Name, err)
@@ -50,9 +50,9 @@ func TestWorkspaceVMServices(t *testing.T) {
 	}
 
 	t.Run("http", func(t *testing.T) {
-		st := start(mcp.ServiceStartRequest{Name: "web", Argv: []string{"python3", "-m", "http.server", "8000", "--bind", "127.0.0.1"},
-			Readiness: mcp.Readiness{Kind: mcp.ReadyHTTP, URL: url, TimeoutSeconds: 300, IntervalMs: 100}})
-		if st.State != mcp.ServiceReady || st.PID <= 1 || st.ReadyAt.IsZero() {
+		st := start(contract.ServiceStartRequest{Name: "web", Argv: []string{"python3", "-m", "http.server", "8000", "--bind", "127.0.0.1"},
+			Readiness: contract.Readiness{Kind: contract.ReadyHTTP, URL: url, TimeoutSeconds: 300, IntervalMs: 100}})
+		if st.State != contract.ServiceReady || st.PID <= 1 || st.ReadyAt.IsZero() {
 			t.Fatalf("start: %+v", st)
 		}
 		for i := range 3 {
@@ -71,7 +71,7 @@ func TestWorkspaceVMServices(t *testing.T) {
 		if r := exec("curl -fsS "+url, 60); r.ExitCode != 0 {
 			t.Fatalf("curl after an exec's timeout: exit %d %q", r.ExitCode, r.Stderr)
 		}
-		l, err := m.ServiceLogs(ctx, mcp.ServiceLogsRequest{ID: id, Name: "web", TailLines: 10, MaxBytes: 64 << 10})
+		l, err := m.ServiceLogs(ctx, contract.ServiceLogsRequest{ID: id, Name: "web", TailLines: 10, MaxBytes: 64 << 10})
 		if err != nil || !strings.Contains(string(l.Stderr.Data), "GET /hello.txt") {
 			t.Fatalf("logs: %v %+v", err, l.Stderr)
 		}
@@ -79,34 +79,34 @@ func TestWorkspaceVMServices(t *testing.T) {
 		if r := exec("grep ' /run/pyro/services tmpfs ' /proc/mounts && ls /run/pyro/services/web", 30); r.ExitCode != 0 || !strings.Contains(string(r.Stdout), "stderr") {
 			t.Fatalf("log tmpfs: %q %q", r.Stdout, r.Stderr)
 		}
-		d, err := m.Diff(ctx, mcp.DiffRequest{ID: id})
+		d, err := m.Diff(ctx, contract.DiffRequest{ID: id})
 		if err != nil || len(d.Files) != 1 || d.Files[0].Path != "hello.txt" {
 			t.Fatalf("diff: %v %+v", err, d.Files)
 		}
 		w, err := m.Status(ctx, id)
-		if err != nil || len(w.Services) != 1 || w.Services[0].Name != "web" || w.Services[0].State != mcp.ServiceReady {
+		if err != nil || len(w.Services) != 1 || w.Services[0].Name != "web" || w.Services[0].State != contract.ServiceReady {
 			t.Fatalf("workspace status: %v %+v", err, w.Services)
 		}
 	})
 
 	t.Run("crash", func(t *testing.T) {
-		st := start(mcp.ServiceStartRequest{Name: "crash", Command: "echo boom >&2; exit 3",
-			Readiness: mcp.Readiness{Kind: mcp.ReadyTCP, Port: 8999, TimeoutSeconds: 300}})
-		if st.State != mcp.ServiceFailed || st.Reason != "exited_before_ready" || st.ExitCode == nil || *st.ExitCode != 3 ||
+		st := start(contract.ServiceStartRequest{Name: "crash", Command: "echo boom >&2; exit 3",
+			Readiness: contract.Readiness{Kind: contract.ReadyTCP, Port: 8999, TimeoutSeconds: 300}})
+		if st.State != contract.ServiceFailed || st.Reason != "exited_before_ready" || st.ExitCode == nil || *st.ExitCode != 3 ||
 			!strings.Contains(string(st.StderrTail), "boom") {
 			t.Fatalf("crash: %+v (stderr tail %q)", st, st.StderrTail)
 		}
 	})
 
 	t.Run("ignores-term", func(t *testing.T) {
-		st := start(mcp.ServiceStartRequest{Name: "stubborn", Command: "trap '' TERM; touch /tmp/stubborn.up; while :; do sleep 1; done",
-			Readiness: mcp.Readiness{Kind: mcp.ReadyFile, Path: "/tmp/stubborn.up", TimeoutSeconds: 300, IntervalMs: 50}})
-		if st.State != mcp.ServiceReady {
+		st := start(contract.ServiceStartRequest{Name: "stubborn", Command: "trap '' TERM; touch /tmp/stubborn.up; while :; do sleep 1; done",
+			Readiness: contract.Readiness{Kind: contract.ReadyFile, Path: "/tmp/stubborn.up", TimeoutSeconds: 300, IntervalMs: 50}})
+		if st.State != contract.ServiceReady {
 			t.Fatalf("start: %+v", st)
 		}
 		pid := st.PID
 		st, err := m.ServiceStop(ctx, id, "stubborn", 2*time.Second)
-		if err != nil || st.State != mcp.ServiceStopped || st.Reason != "killed_after_grace" || st.Signal != "SIGKILL" {
+		if err != nil || st.State != contract.ServiceStopped || st.Reason != "killed_after_grace" || st.Signal != "SIGKILL" {
 			t.Fatalf("stop: %v %+v", err, st)
 		}
 		if r := exec(fmt.Sprintf("test -e /proc/%d", pid), 30); r.ExitCode == 0 {
@@ -121,9 +121,9 @@ func TestWorkspaceVMServices(t *testing.T) {
 	t.Run("ten", func(t *testing.T) {
 		for i := range 10 {
 			name := fmt.Sprintf("loop%d", i)
-			st := start(mcp.ServiceStartRequest{Name: name, Command: fmt.Sprintf("touch /tmp/%s.ready; exec sleep 100000", name),
-				Readiness: mcp.Readiness{Kind: mcp.ReadyFile, Path: "/tmp/" + name + ".ready", TimeoutSeconds: 300, IntervalMs: 50}})
-			if st.State != mcp.ServiceReady {
+			st := start(contract.ServiceStartRequest{Name: name, Command: fmt.Sprintf("touch /tmp/%s.ready; exec sleep 100000", name),
+				Readiness: contract.Readiness{Kind: contract.ReadyFile, Path: "/tmp/" + name + ".ready", TimeoutSeconds: 300, IntervalMs: 50}})
+			if st.State != contract.ServiceReady {
 				t.Fatalf("%s: %+v", name, st)
 			}
 		}
@@ -133,7 +133,7 @@ func TestWorkspaceVMServices(t *testing.T) {
 		}
 		ready := 0
 		for _, s := range list {
-			if s.State == mcp.ServiceReady {
+			if s.State == contract.ServiceReady {
 				ready++
 			}
 		}

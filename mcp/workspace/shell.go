@@ -13,13 +13,13 @@ import (
 	"unicode/utf8"
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/mcp/hostio"
 	"github.com/pyro-mcp/pyro/mcp/redact"
 	"github.com/pyro-mcp/pyro/mcp/term"
 )
 
-// Interactive shells (mcp.ShellBackend). The guest agent runs each shell
+// Interactive shells (contract.ShellBackend). The guest agent runs each shell
 // on a pseudo-terminal and keeps its latest output (proto.ShellBuffer
 // bytes); the host keeps, per shell, a terminal screen (mcp/term) fed in
 // order with every byte it reads, and the cursor it has read to. Plain
@@ -131,17 +131,17 @@ func (m *Manager) shellCall(ctx context.Context, id string, wait time.Duration) 
 	g, ok := c.h.Agent.(shellGuest)
 	if !ok {
 		c.end()
-		return nil, nil, mcp.Invalid("this workspace's guest has no shells")
+		return nil, nil, contract.Invalid("this workspace's guest has no shells")
 	}
 	return c, g, nil
 }
 
-// shellErr turns an agent error about shell n into an *mcp.Error.
+// shellErr turns an agent error about shell n into an *contract.Error.
 func (c *call) shellErr(n int, what string, err error) error {
 	if l := c.lost(); l != nil {
 		return l
 	}
-	if _, ok := mcp.AsError(err); ok {
+	if _, ok := contract.AsError(err); ok {
 		return err
 	}
 	if c.parent.Err() != nil {
@@ -154,20 +154,20 @@ func (c *call) shellErr(n int, what string, err error) error {
 	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && n > 0:
-		return mcp.NotFound("shell", fmt.Sprint(n)).WithHint("Call shell_list for the workspace's shells, or shell_open for a new one.")
+		return contract.NotFound("shell", fmt.Sprint(n)).WithHint("Call {{shell.list}} for the workspace's shells, or {{shell.open}} for a new one.")
 	case code == "EPIPE" || code == "ESRCH":
-		return mcp.Conflict("shell %d has exited", n).WithHint("shell_read shows its last output and exit code; shell_close forgets it; shell_open starts another.")
+		return contract.Conflict("shell %d has exited", n).WithHint("{{shell.read}} shows its last output and exit code; {{shell.close}} forgets it; {{shell.open}} starts another.")
 	case code == proto.CodeBusy:
-		return mcp.LimitReached("%s", pe.Message).WithHint("Close a shell you no longer need with shell_close, then retry.")
+		return contract.LimitReached("%s", pe.Message).WithHint("Close a shell you no longer need with {{shell.close}}, then retry.")
 	case code == proto.CodeUnsupported:
-		return mcp.Invalid("%s", pe.Message).WithHint("Rebuild the environment (pyro env build NAME) and restart the workspace to get shells.")
+		return contract.Invalid("%s", pe.Message).WithHint("Rebuild the environment (pyro env build NAME) and restart the workspace to get shells.")
 	case errors.Is(err, context.DeadlineExceeded):
-		return mcp.Timeout("the guest agent stopped answering while %s", what).
-			WithHint("workspace_stop then workspace_start restarts the VM; the disk is kept.")
+		return contract.Timeout("the guest agent stopped answering while %s", what).
+			WithHint("{{stop}} then {{start}} restarts the VM; the disk is kept.")
 	case pe != nil:
-		return mcp.Invalid("%s: %s", what, pe.Message)
+		return contract.Invalid("%s: %s", what, pe.Message)
 	}
-	return mcp.Internal(what, err)
+	return contract.Internal(what, err)
 }
 
 // shell returns the host's side of shell n, adopting one the guest has
@@ -219,18 +219,18 @@ func (s *shellSet) count() int {
 	return len(s.byID)
 }
 
-func waitFor(w mcp.ShellWait) time.Duration {
+func waitFor(w contract.ShellWait) time.Duration {
 	if w.Timeout <= 0 {
-		w.Timeout = mcp.DefaultShellTimeout
+		w.Timeout = contract.DefaultShellTimeout
 	}
-	return min(w.Timeout, mcp.MaxShellTimeout)
+	return min(w.Timeout, contract.MaxShellTimeout)
 }
 
-// ShellOpen implements mcp.ShellBackend.
-func (m *Manager) ShellOpen(ctx context.Context, req mcp.ShellOpenRequest) (mcp.ShellOutput, error) {
+// ShellOpen implements contract.ShellBackend.
+func (m *Manager) ShellOpen(ctx context.Context, req contract.ShellOpenRequest) (contract.ShellOutput, error) {
 	c, g, err := m.shellCall(ctx, req.ID, waitFor(req.Wait))
 	if err != nil {
-		return mcp.ShellOutput{}, err
+		return contract.ShellOutput{}, err
 	}
 	defer c.end()
 	cwd := req.Cwd
@@ -249,48 +249,48 @@ func (m *Manager) ShellOpen(ctx context.Context, req mcp.ShellOpenRequest) (mcp.
 	}
 	env, err := c.w.secretEnv(req.EnvVars, req.SecretEnv)
 	if err != nil {
-		return mcp.ShellOutput{}, err
+		return contract.ShellOutput{}, err
 	}
 	si, err := g.ShellOpen(c.ctx, proto.ShellOpenArgs{Argv: req.Argv, Command: req.Command, Env: env,
 		Cwd: cwd, Cols: cols, Rows: rows})
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return mcp.ShellOutput{}, mcp.Invalid("%s", strings.TrimPrefix(err.Error(), "guest agent: ")).
-				WithHint("Check the program name and the working directory (cwd); workspace_exec `command -v NAME` finds a program.")
+			return contract.ShellOutput{}, contract.Invalid("%s", strings.TrimPrefix(err.Error(), "guest agent: ")).
+				WithHint("Check the program name and the working directory ({{-cwd}}); {{exec}} `command -v NAME` finds a program.")
 		}
-		return mcp.ShellOutput{}, c.shellErr(0, "starting the shell", err)
+		return contract.ShellOutput{}, c.shellErr(0, "starting the shell", err)
 	}
 	hs := c.h.shells.add(si)
 	return c.shellIO(g, hs, req.Raw, nil, req.Wait, nil)
 }
 
-// ShellRead implements mcp.ShellBackend.
-func (m *Manager) ShellRead(ctx context.Context, req mcp.ShellReadRequest) (mcp.ShellOutput, error) {
+// ShellRead implements contract.ShellBackend.
+func (m *Manager) ShellRead(ctx context.Context, req contract.ShellReadRequest) (contract.ShellOutput, error) {
 	c, g, err := m.shellCall(ctx, req.ID, waitFor(req.Wait))
 	if err != nil {
-		return mcp.ShellOutput{}, err
+		return contract.ShellOutput{}, err
 	}
 	defer c.end()
 	hs, err := c.shell(g, req.Shell)
 	if err != nil {
-		return mcp.ShellOutput{}, err
+		return contract.ShellOutput{}, err
 	}
 	return c.shellIO(g, hs, req.Raw, req.Cursor, req.Wait, nil)
 }
 
-// ShellWrite implements mcp.ShellBackend.
-func (m *Manager) ShellWrite(ctx context.Context, req mcp.ShellWriteRequest) (mcp.ShellOutput, error) {
-	if len(req.Input) > mcp.MaxShellInput {
-		return mcp.ShellOutput{}, mcp.Invalid("%d bytes of input; at most %d per call", len(req.Input), mcp.MaxShellInput)
+// ShellWrite implements contract.ShellBackend.
+func (m *Manager) ShellWrite(ctx context.Context, req contract.ShellWriteRequest) (contract.ShellOutput, error) {
+	if len(req.Input) > contract.MaxShellInput {
+		return contract.ShellOutput{}, contract.Invalid("%d bytes of input; at most %d per call", len(req.Input), contract.MaxShellInput)
 	}
 	c, g, err := m.shellCall(ctx, req.ID, waitFor(req.Wait))
 	if err != nil {
-		return mcp.ShellOutput{}, err
+		return contract.ShellOutput{}, err
 	}
 	defer c.end()
 	hs, err := c.shell(g, req.Shell)
 	if err != nil {
-		return mcp.ShellOutput{}, err
+		return contract.ShellOutput{}, err
 	}
 	return c.shellIO(g, hs, req.Raw, nil, req.Wait, func() (int, error) {
 		n, err := g.ShellWrite(c.ctx, hs.id, req.Input)
@@ -301,16 +301,16 @@ func (m *Manager) ShellWrite(ctx context.Context, req mcp.ShellWriteRequest) (mc
 	})
 }
 
-// ShellSignal implements mcp.ShellBackend.
-func (m *Manager) ShellSignal(ctx context.Context, req mcp.ShellSignalRequest) (mcp.ShellOutput, error) {
+// ShellSignal implements contract.ShellBackend.
+func (m *Manager) ShellSignal(ctx context.Context, req contract.ShellSignalRequest) (contract.ShellOutput, error) {
 	c, g, err := m.shellCall(ctx, req.ID, waitFor(req.Wait))
 	if err != nil {
-		return mcp.ShellOutput{}, err
+		return contract.ShellOutput{}, err
 	}
 	defer c.end()
 	hs, err := c.shell(g, req.Shell)
 	if err != nil {
-		return mcp.ShellOutput{}, err
+		return contract.ShellOutput{}, err
 	}
 	return c.shellIO(g, hs, req.Raw, nil, req.Wait, func() (int, error) {
 		if _, err := g.ShellSignal(c.ctx, hs.id, req.Signal); err != nil {
@@ -320,46 +320,46 @@ func (m *Manager) ShellSignal(ctx context.Context, req mcp.ShellSignalRequest) (
 	})
 }
 
-// ShellResize implements mcp.ShellBackend.
-func (m *Manager) ShellResize(ctx context.Context, id string, n, cols, rows int) (mcp.ShellInfo, error) {
+// ShellResize implements contract.ShellBackend.
+func (m *Manager) ShellResize(ctx context.Context, id string, n, cols, rows int) (contract.ShellInfo, error) {
 	c, g, err := m.shellCall(ctx, id, 0)
 	if err != nil {
-		return mcp.ShellInfo{}, err
+		return contract.ShellInfo{}, err
 	}
 	defer c.end()
 	hs, err := c.shell(g, n)
 	if err != nil {
-		return mcp.ShellInfo{}, err
+		return contract.ShellInfo{}, err
 	}
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	if err := g.ShellResize(c.ctx, n, cols, rows); err != nil {
-		return mcp.ShellInfo{}, c.shellErr(n, "resizing the shell", err)
+		return contract.ShellInfo{}, c.shellErr(n, "resizing the shell", err)
 	}
 	hs.screen.Resize(cols, rows)
 	hs.cols, hs.rows = cols, rows
 	list, err := g.ShellList(c.ctx)
 	if err != nil {
-		return mcp.ShellInfo{}, c.shellErr(0, "listing the shells", err)
+		return contract.ShellInfo{}, c.shellErr(0, "listing the shells", err)
 	}
 	for _, si := range list {
 		if si.ID == n {
 			return shellInfo(si, hs.cursor), nil
 		}
 	}
-	return mcp.ShellInfo{}, c.shellErr(n, "", &proto.Error{Code: "ENOENT", Message: "no such shell"})
+	return contract.ShellInfo{}, c.shellErr(n, "", &proto.Error{Code: "ENOENT", Message: "no such shell"})
 }
 
-// ShellClose implements mcp.ShellBackend.
-func (m *Manager) ShellClose(ctx context.Context, id string, n int) (mcp.ShellInfo, error) {
+// ShellClose implements contract.ShellBackend.
+func (m *Manager) ShellClose(ctx context.Context, id string, n int) (contract.ShellInfo, error) {
 	c, g, err := m.shellCall(ctx, id, shellCloseGrace)
 	if err != nil {
-		return mcp.ShellInfo{}, err
+		return contract.ShellInfo{}, err
 	}
 	defer c.end()
 	si, err := g.ShellClose(c.ctx, n, shellCloseGrace)
 	if err != nil {
-		return mcp.ShellInfo{}, c.shellErr(n, "closing the shell", err)
+		return contract.ShellInfo{}, c.shellErr(n, "closing the shell", err)
 	}
 	read := int64(0)
 	c.h.shells.mu.Lock()
@@ -381,8 +381,8 @@ func (hs *hostShell) readCursor() int64 {
 	return hs.cursor
 }
 
-// ShellList implements mcp.ShellBackend.
-func (m *Manager) ShellList(ctx context.Context, id string) ([]mcp.ShellInfo, error) {
+// ShellList implements contract.ShellBackend.
+func (m *Manager) ShellList(ctx context.Context, id string) ([]contract.ShellInfo, error) {
 	c, g, err := m.shellCall(ctx, id, 0)
 	if err != nil {
 		return nil, err
@@ -391,12 +391,12 @@ func (m *Manager) ShellList(ctx context.Context, id string) ([]mcp.ShellInfo, er
 	return c.shellList(g)
 }
 
-func (c *call) shellList(g shellGuest) ([]mcp.ShellInfo, error) {
+func (c *call) shellList(g shellGuest) ([]contract.ShellInfo, error) {
 	list, err := g.ShellList(c.ctx)
 	if err != nil {
 		return nil, c.shellErr(0, "listing the shells", err)
 	}
-	out := make([]mcp.ShellInfo, 0, len(list))
+	out := make([]contract.ShellInfo, 0, len(list))
 	for _, si := range list {
 		var read int64
 		c.h.shells.mu.Lock()
@@ -413,7 +413,7 @@ func (c *call) shellList(g shellGuest) ([]mcp.ShellInfo, error) {
 // shells lists the running workspace's shells for workspace_status:
 // nothing when none was opened, or when the workspace is busy changing
 // state (a reset), or the guest does not answer at once.
-func (w *workspace) shells(ctx context.Context) []mcp.ShellInfo {
+func (w *workspace) shells(ctx context.Context) []contract.ShellInfo {
 	if !w.op.TryRLock() {
 		return nil
 	}
@@ -437,8 +437,8 @@ func (w *workspace) shells(ctx context.Context) []mcp.ShellInfo {
 	return list
 }
 
-func shellInfo(si proto.ShellInfo, read int64) mcp.ShellInfo {
-	return mcp.ShellInfo{Shell: si.ID, Argv: si.Argv, PID: si.PID, Cols: si.Cols, Rows: si.Rows, Started: si.Started,
+func shellInfo(si proto.ShellInfo, read int64) contract.ShellInfo {
+	return contract.ShellInfo{Shell: si.ID, Argv: si.Argv, PID: si.PID, Cols: si.Cols, Rows: si.Rows, Started: si.Started,
 		Exited: si.Exited, ExitCode: si.ExitCode, Signal: si.Signal, Cursor: si.End, Read: read}
 }
 
@@ -446,11 +446,11 @@ func shellInfo(si proto.ShellInfo, read int64) mcp.ShellInfo {
 // shell's output as wait says, feeding the host's screen. raw returns the
 // bytes instead of the screen's changes; from, with raw, first re-reads
 // from an earlier cursor.
-func (c *call) shellIO(g shellGuest, hs *hostShell, raw bool, from *int64, wait mcp.ShellWait, act func() (int, error)) (mcp.ShellOutput, error) {
+func (c *call) shellIO(g shellGuest, hs *hostShell, raw bool, from *int64, wait contract.ShellWait, act func() (int, error)) (contract.ShellOutput, error) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	deadline := time.Now().Add(waitFor(wait))
-	out := mcp.ShellOutput{Start: hs.cursor}
+	out := contract.ShellOutput{Start: hs.cursor}
 	// Raw bytes: one contiguous run from out.Start, at most shellRawMax;
 	// a gap (bytes the guest dropped) or the bound ends it.
 	var rawBuf []byte
@@ -480,7 +480,7 @@ func (c *call) shellIO(g shellGuest, hs *hostShell, raw bool, from *int64, wait 
 	}
 	if raw && from != nil {
 		if *from > hs.cursor {
-			return out, mcp.Invalid("cursor %d is beyond the %d bytes read so far", *from, hs.cursor).
+			return out, contract.Invalid("cursor %d is beyond the %d bytes read so far", *from, hs.cursor).
 				WithHint("Leave cursor out to read what is new.")
 		}
 		// A re-read: bytes the screen has seen already, returned, not fed.
@@ -557,7 +557,7 @@ func (c *call) shellIO(g shellGuest, hs *hostShell, raw bool, from *int64, wait 
 		out.Text, out.LostLines = hs.screen.Take()
 	}
 	out.Alt = hs.screen.AltScreen()
-	out.Info = mcp.ShellInfo{Shell: hs.id, Argv: hs.argv, Cols: hs.cols, Rows: hs.rows, Exited: res.Exited,
+	out.Info = contract.ShellInfo{Shell: hs.id, Argv: hs.argv, Cols: hs.cols, Rows: hs.rows, Exited: res.Exited,
 		ExitCode: res.ExitCode, Signal: res.Signal, Cursor: res.End, Read: hs.cursor}
 	return out, nil
 }

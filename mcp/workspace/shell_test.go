@@ -12,7 +12,7 @@ import (
 
 	"github.com/pyro-mcp/pyro/guest/agent"
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/mcp/redact"
 	"github.com/pyro-mcp/pyro/mcp/term"
 )
@@ -58,7 +58,7 @@ func TestShellPlainOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	hs := c.h.shells.add(si)
-	prompt := mcp.ShellWait{Pattern: regexp.MustCompile(`>>> $`), Timeout: 20 * time.Second}
+	prompt := contract.ShellWait{Pattern: regexp.MustCompile(`>>> $`), Timeout: 20 * time.Second}
 	o, err := c.shellIO(g, hs, false, nil, prompt, nil)
 	if err != nil || !o.Matched || o.Text != ">>>" {
 		t.Fatalf("first prompt: %+v %v", o, err)
@@ -71,19 +71,19 @@ func TestShellPlainOutput(t *testing.T) {
 	}
 	// Raw re-read of the same bytes, escapes and all.
 	from := o.Start
-	o2, err := c.shellIO(g, hs, true, &from, mcp.ShellWait{}, nil)
+	o2, err := c.shellIO(g, hs, true, &from, contract.ShellWait{}, nil)
 	if err != nil || o2.Start != from || o2.End != o.End || !strings.Contains(o2.Text, "xxx 42\r\n>>> ") {
 		t.Fatalf("raw re-read: %q %+v %v", o2.Text, o2, err)
 	}
 	// An idle wait with nothing coming times out after the idle span,
 	// not the timeout.
 	t0 := time.Now()
-	o, err = c.shellIO(g, hs, false, nil, mcp.ShellWait{Idle: 200 * time.Millisecond, Timeout: 20 * time.Second}, nil)
+	o, err = c.shellIO(g, hs, false, nil, contract.ShellWait{Idle: 200 * time.Millisecond, Timeout: 20 * time.Second}, nil)
 	if err != nil || o.Text != "" || o.TimedOut || time.Since(t0) > 10*time.Second {
 		t.Fatalf("idle: %+v after %v, %v", o, time.Since(t0), err)
 	}
 	// A pattern that never comes ends at the timeout.
-	o, err = c.shellIO(g, hs, false, nil, mcp.ShellWait{Pattern: regexp.MustCompile("never"), Timeout: time.Second}, nil)
+	o, err = c.shellIO(g, hs, false, nil, contract.ShellWait{Pattern: regexp.MustCompile("never"), Timeout: time.Second}, nil)
 	if err != nil || o.Matched || !o.TimedOut {
 		t.Fatalf("timeout: %+v %v", o, err)
 	}
@@ -132,7 +132,7 @@ func TestShellOutputRedacted(t *testing.T) {
 		}
 		hs := c.h.shells.add(si)
 		var all string
-		for _, wait := range []mcp.ShellWait{
+		for _, wait := range []contract.ShellWait{
 			{Pattern: regexp.MustCompile(`tok:`), Timeout: 20 * time.Second},
 			{Pattern: regexp.MustCompile(`done`), Timeout: 20 * time.Second},
 		} {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
 	"github.com/pyro-mcp/pyro/kvm/kvmtest"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // Interactive shells in a debian-12 workspace, one workspace for all:
@@ -20,18 +20,18 @@ func TestWorkspaceVMShells(t *testing.T) {
 	kvmtest.RequireStockKernels(t)
 	m := vmManager(t, "PYRO_TEST_ENV_DEBIAN", 512)
 	ctx := t.Context()
-	ws, err := m.Create(ctx, mcp.CreateRequest{Env: "debian-12", TTLSeconds: 3600})
+	ws, err := m.Create(ctx, contract.CreateRequest{Env: "debian-12", TTLSeconds: 3600})
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := ws.ID
 	const slow = 45 * time.Second // the harness runs code ~20 times slower
-	until := func(re string) mcp.ShellWait {
-		return mcp.ShellWait{Pattern: regexp.MustCompile(re), Timeout: slow}
+	until := func(re string) contract.ShellWait {
+		return contract.ShellWait{Pattern: regexp.MustCompile(re), Timeout: slow}
 	}
-	write := func(n int, input string, w mcp.ShellWait) mcp.ShellOutput {
+	write := func(n int, input string, w contract.ShellWait) contract.ShellOutput {
 		t.Helper()
-		o, err := m.ShellWrite(ctx, mcp.ShellWriteRequest{ID: id, Shell: n, Input: []byte(input), Wait: w})
+		o, err := m.ShellWrite(ctx, contract.ShellWriteRequest{ID: id, Shell: n, Input: []byte(input), Wait: w})
 		if err != nil {
 			t.Fatalf("writing %q: %v", input, err)
 		}
@@ -45,7 +45,7 @@ func TestWorkspaceVMShells(t *testing.T) {
 	}
 
 	t.Run("python", func(t *testing.T) {
-		o, err := m.ShellOpen(ctx, mcp.ShellOpenRequest{ID: id, Argv: []string{"python3"}, Wait: until(`>>> $`)})
+		o, err := m.ShellOpen(ctx, contract.ShellOpenRequest{ID: id, Argv: []string{"python3"}, Wait: until(`>>> $`)})
 		if err != nil || !o.Matched {
 			t.Fatalf("python3: %+v %v", o, err)
 		}
@@ -55,7 +55,7 @@ func TestWorkspaceVMShells(t *testing.T) {
 		}
 	})
 
-	o, err := m.ShellOpen(ctx, mcp.ShellOpenRequest{ID: id, Wait: until(`# $`)})
+	o, err := m.ShellOpen(ctx, contract.ShellOpenRequest{ID: id, Wait: until(`# $`)})
 	if err != nil || !o.Matched {
 		t.Fatalf("bash: %+v %v", o, err)
 	}
@@ -79,8 +79,8 @@ func TestWorkspaceVMShells(t *testing.T) {
 	})
 
 	t.Run("interrupt", func(t *testing.T) {
-		write(sh, "sleep 100; echo slept\r", mcp.ShellWait{Idle: time.Second, Timeout: slow})
-		o, err := m.ShellSignal(ctx, mcp.ShellSignalRequest{ID: id, Shell: sh, Signal: "INT", Wait: until(`# $`)})
+		write(sh, "sleep 100; echo slept\r", contract.ShellWait{Idle: time.Second, Timeout: slow})
+		o, err := m.ShellSignal(ctx, contract.ShellSignalRequest{ID: id, Shell: sh, Signal: "INT", Wait: until(`# $`)})
 		if err != nil || !o.Matched || strings.Contains(o.Text, "slept") || o.Info.Exited {
 			t.Fatalf("Ctrl-C: %+v %v", o, err)
 		}
@@ -101,7 +101,7 @@ func TestWorkspaceVMShells(t *testing.T) {
 
 	t.Run("5MiB", func(t *testing.T) {
 		// base64 -w0 of 5 MiB is 6990508 bytes on one line.
-		write(sh, "head -c 5M /dev/zero | base64 -w0; echo; echo FIVE-DONE\r", mcp.ShellWait{})
+		write(sh, "head -c 5M /dev/zero | base64 -w0; echo; echo FIVE-DONE\r", contract.ShellWait{})
 		var last int64 = -1
 		for i := 0; i < 300; i++ {
 			list, err := m.ShellList(ctx, id)
@@ -120,7 +120,7 @@ func TestWorkspaceVMShells(t *testing.T) {
 			last = cur
 			time.Sleep(2 * time.Second)
 		}
-		o, err := m.ShellRead(ctx, mcp.ShellReadRequest{ID: id, Shell: sh, Wait: until(`FIVE-DONE\n.*# $`)})
+		o, err := m.ShellRead(ctx, contract.ShellReadRequest{ID: id, Shell: sh, Wait: until(`FIVE-DONE\n.*# $`)})
 		if err != nil || !o.Matched {
 			t.Fatalf("read after 5 MiB: %+v %v", o, err)
 		}
@@ -144,7 +144,7 @@ func TestWorkspaceVMShells(t *testing.T) {
 	if list, err := m.ShellList(ctx, id); err != nil || len(list) != 0 {
 		t.Errorf("shells after reset: %+v %v", list, err)
 	}
-	if _, err := m.ShellRead(ctx, mcp.ShellReadRequest{ID: id, Shell: sh}); !mcp.IsCode(err, mcp.CodeNotFound) {
+	if _, err := m.ShellRead(ctx, contract.ShellReadRequest{ID: id, Shell: sh}); !contract.IsCode(err, contract.CodeNotFound) {
 		t.Errorf("reading a shell after reset: %v", err)
 	}
 }

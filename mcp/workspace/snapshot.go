@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/vmm/disk"
 )
 
@@ -25,25 +25,25 @@ import (
 // snapshotLabel is the disk layer label of snapshot name.
 func snapshotLabel(name string) string { return "snapshot:" + name }
 
-// SnapshotCreate implements mcp.Backend. A running workspace's guest
+// SnapshotCreate implements contract.Backend. A running workspace's guest
 // syncs and freezes its file system around the disk freeze; a stopped
 // one's disk is frozen as it is.
-func (m *Manager) SnapshotCreate(ctx context.Context, id string, name string) (mcp.Snapshot, error) {
+func (m *Manager) SnapshotCreate(ctx context.Context, id string, name string) (contract.Snapshot, error) {
 	if name == "" || strings.ContainsAny(name, "/\x00") {
-		return mcp.Snapshot{}, mcp.Invalid("snapshot name %q is not valid", name)
+		return contract.Snapshot{}, contract.Invalid("snapshot name %q is not valid", name)
 	}
 	w, err := m.get(id)
 	if err != nil {
-		return mcp.Snapshot{}, err
+		return contract.Snapshot{}, err
 	}
 	w.touch()
 	w.op.Lock()
 	defer w.op.Unlock()
 	if err := w.alive(); err != nil {
-		return mcp.Snapshot{}, err
+		return contract.Snapshot{}, err
 	}
 	if err := w.diskGone(); err != nil {
-		return mcp.Snapshot{}, err
+		return contract.Snapshot{}, err
 	}
 	w.mu.Lock()
 	exists := slices.ContainsFunc(w.rec.Snapshots, func(s snapRecord) bool { return s.Name == name })
@@ -51,18 +51,18 @@ func (m *Manager) SnapshotCreate(ctx context.Context, id string, name string) (m
 	count := len(w.rec.Snapshots)
 	w.mu.Unlock()
 	if exists {
-		return mcp.Snapshot{}, mcp.Exists(mcp.ResourceSnapshot, name).
-			WithHint("Snapshot names are unique in a workspace; pick another or delete the old one (snapshot_delete).")
+		return contract.Snapshot{}, contract.Exists(contract.ResourceSnapshot, name).
+			WithHint("Snapshot names are unique in a workspace; pick another or delete the old one ({{snapshot.delete}}).")
 	}
 	if count >= maxSnapshots {
-		return mcp.Snapshot{}, mcp.LimitReached("workspace %s has %d snapshots, the most a workspace keeps", id, count).
-			WithHint("Delete a snapshot you no longer need (snapshot_list, snapshot_delete), then retry.")
+		return contract.Snapshot{}, contract.LimitReached("workspace %s has %d snapshots, the most a workspace keeps", id, count).
+			WithHint("Delete a snapshot you no longer need ({{snapshot.list}}, {{snapshot.delete}}), then retry.")
 	}
 	if err := m.checkFree("taking a snapshot"); err != nil {
-		return mcp.Snapshot{}, err
+		return contract.Snapshot{}, err
 	}
-	if state == mcp.StateFailed {
-		return mcp.Snapshot{}, mcp.Stopped(id, state)
+	if state == contract.StateFailed {
+		return contract.Snapshot{}, contract.Stopped(id, state)
 	}
 	start := m.now()
 	t0 := time.Now()
@@ -79,7 +79,7 @@ func (m *Manager) SnapshotCreate(ctx context.Context, id string, name string) (m
 		}
 	}
 	if err != nil {
-		return mcp.Snapshot{}, mcp.Internal("taking the snapshot", err)
+		return contract.Snapshot{}, contract.Internal("taking the snapshot", err)
 	}
 	crashAt("snapshot:frozen")
 	dur := time.Since(t0)
@@ -96,10 +96,10 @@ func (m *Manager) SnapshotCreate(ctx context.Context, id string, name string) (m
 	}
 	w.mu.Unlock()
 	if err != nil {
-		return mcp.Snapshot{}, mcp.Internal("saving the workspace record", err)
+		return contract.Snapshot{}, contract.Internal("saving the workspace record", err)
 	}
 	crashAt("snapshot:recorded")
-	if _, jerr := w.journal.append(entry{Seq: seq, Time: start, Kind: mcp.LogSnapshot, Command: "snapshot " + name,
+	if _, jerr := w.journal.append(entry{Seq: seq, Time: start, Kind: contract.LogSnapshot, Command: "snapshot " + name,
 		Duration: int64(dur), Detail: fmt.Sprintf("disk layer %s, %d bytes", layer.ID, layer.Allocated)}); jerr != nil {
 		m.log.Warn("writing the journal", "id", id, "err", jerr)
 	}
@@ -107,12 +107,12 @@ func (m *Manager) SnapshotCreate(ctx context.Context, id string, name string) (m
 	return s.view(), nil
 }
 
-func (s snapRecord) view() mcp.Snapshot {
-	return mcp.Snapshot{Name: s.Name, CreatedAt: s.CreatedAt, Seq: s.Seq, Bytes: s.Bytes}
+func (s snapRecord) view() contract.Snapshot {
+	return contract.Snapshot{Name: s.Name, CreatedAt: s.CreatedAt, Seq: s.Seq, Bytes: s.Bytes}
 }
 
-// SnapshotList implements mcp.Backend.
-func (m *Manager) SnapshotList(ctx context.Context, id string) ([]mcp.Snapshot, error) {
+// SnapshotList implements contract.Backend.
+func (m *Manager) SnapshotList(ctx context.Context, id string) ([]contract.Snapshot, error) {
 	w, err := m.get(id)
 	if err != nil {
 		return nil, err
@@ -120,14 +120,14 @@ func (m *Manager) SnapshotList(ctx context.Context, id string) ([]mcp.Snapshot, 
 	w.touch()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := make([]mcp.Snapshot, 0, len(w.rec.Snapshots))
+	out := make([]contract.Snapshot, 0, len(w.rec.Snapshots))
 	for _, s := range w.rec.Snapshots {
 		out = append(out, s.view())
 	}
 	return out, nil
 }
 
-// SnapshotDelete implements mcp.Backend. It forgets the name and frees the
+// SnapshotDelete implements contract.Backend. It forgets the name and frees the
 // disk layers no name or layer needs any more, this snapshot's if nothing
 // builds on it; a layer still in use stays until its dependents go.
 func (m *Manager) SnapshotDelete(ctx context.Context, id string, name string) error {
@@ -155,7 +155,7 @@ func (m *Manager) SnapshotDelete(ctx context.Context, id string, name string) er
 	}
 	w.mu.Unlock()
 	if err != nil {
-		return mcp.Internal("saving the workspace record", err)
+		return contract.Internal("saving the workspace record", err)
 	}
 	crashAt("snapshot-delete:recorded")
 	start := m.now()
@@ -175,7 +175,7 @@ func (m *Manager) SnapshotDelete(ctx context.Context, id string, name string) er
 			detail = fmt.Sprintf("disk layers freed: %d, %d bytes", len(freed), bytes)
 		}
 	}
-	w.logLife(mcp.LogSnapshot, "snapshot delete "+name, detail, start)
+	w.logLife(contract.LogSnapshot, "snapshot delete "+name, detail, start)
 	return nil
 }
 
@@ -222,17 +222,17 @@ func (w *workspace) unknownSnapshot(name string) error {
 	if len(names) > 0 {
 		hint = "Snapshots of this workspace: " + strings.Join(names, ", ") + "; no snapshot means the baseline."
 	}
-	return mcp.NotFound(mcp.ResourceSnapshot, name).WithHint(hint)
+	return contract.NotFound(contract.ResourceSnapshot, name).WithHint(hint)
 }
 
-// Reset implements mcp.Backend: the VM is killed (its state is thrown
+// Reset implements contract.Backend: the VM is killed (its state is thrown
 // away anyway), the disk's baseline or snapshot layer is checked out (its
 // writable top discarded, a new one started on that layer), and the VM
 // boots again. The baseline and every snapshot are kept.
-func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (mcp.ResetResult, error) {
+func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (contract.ResetResult, error) {
 	w, err := m.get(id)
 	if err != nil {
-		return mcp.ResetResult{}, err
+		return contract.ResetResult{}, err
 	}
 	w.touch()
 	w.mu.Lock()
@@ -241,45 +241,45 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (mcp.Re
 		i := slices.IndexFunc(w.rec.Snapshots, func(s snapRecord) bool { return s.Name == snapshot })
 		if i < 0 {
 			w.mu.Unlock()
-			return mcp.ResetResult{}, w.unknownSnapshot(snapshot)
+			return contract.ResetResult{}, w.unknownSnapshot(snapshot)
 		}
 		target = w.rec.Snapshots[i].Layer
 	}
 	w.mu.Unlock()
 
-	w.bgEnding("workspace_reset reset the workspace")
+	w.bgEnding("{{reset}} reset the workspace")
 	w.interrupt()
 	w.op.Lock()
 	defer w.op.Unlock()
 	if err := w.alive(); err != nil {
-		return mcp.ResetResult{}, err
+		return contract.ResetResult{}, err
 	}
 	if err := w.diskGone(); err != nil {
-		return mcp.ResetResult{}, err
+		return contract.ResetResult{}, err
 	}
 	start := m.now()
 	t0 := time.Now()
 	st, release := w.detachVM()
 	if st == nil {
 		if release, err = m.acquireSlot(); err != nil {
-			return mcp.ResetResult{}, err
+			return contract.ResetResult{}, err
 		}
 		if st, err = w.openStack(); err != nil {
 			release()
-			return mcp.ResetResult{}, w.failed("opening the workspace's disk", err)
+			return contract.ResetResult{}, w.failed("opening the workspace's disk", err)
 		}
 	}
 	if err := w.beginReset(target, snapshot, start); err != nil {
 		st.Close()
 		release()
-		return mcp.ResetResult{}, w.failed("saving the workspace record", err)
+		return contract.ResetResult{}, w.failed("saving the workspace record", err)
 	}
 	crashAt("reset:pending")
 	if err := st.Checkout(target); err != nil {
 		st.Close()
 		release()
 		w.endReset()
-		return mcp.ResetResult{}, w.failed("checking out the disk layer", err)
+		return contract.ResetResult{}, w.failed("checking out the disk layer", err)
 	}
 	cut := time.Since(t0)
 	crashAt("reset:checked-out")
@@ -288,7 +288,7 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (mcp.Re
 	freed, freedBytes := w.pruneLayers(st)
 
 	w.mu.Lock()
-	w.state = mcp.StateCreating
+	w.state = contract.StateCreating
 	saveErr := w.saveLocked()
 	w.mu.Unlock()
 	if saveErr != nil {
@@ -296,16 +296,16 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (mcp.Re
 	}
 
 	if err := w.bootOn(ctx, st, release); err != nil {
-		if mcp.IsCode(err, mcp.CodeLimit) {
+		if contract.IsCode(err, contract.CodeLimit) {
 			// The host's memory went to other VMs meanwhile: the disk is
 			// reset, the VM not booted; workspace_start boots it later.
 			w.mu.Lock()
-			w.state = mcp.StateStopped
+			w.state = contract.StateStopped
 			w.saveLocked()
 			w.mu.Unlock()
-			return mcp.ResetResult{}, err
+			return contract.ResetResult{}, err
 		}
-		return mcp.ResetResult{}, w.failed("booting after the reset", err)
+		return contract.ResetResult{}, w.failed("booting after the reset", err)
 	}
 	crashAt("reset:booted")
 	dur := time.Since(t0)
@@ -317,20 +317,20 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (mcp.Re
 	if len(freed) > 0 {
 		detail += fmt.Sprintf("; freed %d unused disk layers, %d bytes", len(freed), freedBytes)
 	}
-	seq, jerr := w.journal.append(entry{Time: start, Kind: mcp.LogReset, Command: "reset", Detail: detail, Duration: int64(dur)})
+	seq, jerr := w.journal.append(entry{Time: start, Kind: contract.LogReset, Command: "reset", Detail: detail, Duration: int64(dur)})
 	if jerr != nil {
 		m.log.Warn("writing the journal", "id", id, "err", jerr)
 	}
 	w.mu.Lock()
-	w.state = mcp.StateRunning
+	w.state = contract.StateRunning
 	w.rec.Error = ""
 	w.rec.ResetAt, w.rec.ResetFrom, w.rec.ResetSeq = start, snapshot, seq
 	w.rec.ResetPending = nil
 	err = w.saveLocked()
 	w.mu.Unlock()
 	if err != nil {
-		return mcp.ResetResult{}, mcp.Internal("saving the workspace record", err)
+		return contract.ResetResult{}, contract.Internal("saving the workspace record", err)
 	}
 	m.log.Info("reset", "id", id, "to", detail, "took", dur)
-	return mcp.ResetResult{Workspace: w.view(), Snapshot: snapshot, Duration: dur}, nil
+	return contract.ResetResult{Workspace: w.view(), Snapshot: snapshot, Duration: dur}, nil
 }

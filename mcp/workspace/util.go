@@ -11,7 +11,7 @@ import (
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
 	"github.com/pyro-mcp/pyro/guest/env"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/mcp/redact"
 )
 
@@ -139,7 +139,7 @@ func (c *capture) bytes() []byte {
 	return append(out, c.tail...)
 }
 
-// loadEnv returns the built environment name, or the *mcp.Error to give.
+// loadEnv returns the built environment name, or the *contract.Error to give.
 func (m *Manager) loadEnv(ctx context.Context, name string) (*env.Env, error) {
 	var (
 		e   *env.Env
@@ -159,14 +159,14 @@ func (m *Manager) loadEnv(ctx context.Context, name string) (*env.Env, error) {
 		if nb.Reason != "" {
 			hint = fmt.Sprintf("It is %s. ", nb.Reason) + hint
 		}
-		me := mcp.EnvMissing(name).WithHint(hint)
+		me := contract.EnvMissing(name).WithHint(hint)
 		me.Err = err
 		return nil, me
 	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	return nil, mcp.Internal("loading environment "+name, err)
+	return nil, contract.Internal("loading environment "+name, err)
 }
 
 // envName resolves a requested environment name ("" is the default;
@@ -187,14 +187,14 @@ func (m *Manager) envName(name string) (string, error) {
 	for _, s := range env.Specs() {
 		names = append(names, s.Name)
 	}
-	return "", mcp.NotFound(mcp.ResourceEnv, name).
-		WithHint("Known environments: " + strings.Join(names, ", ") + " (env_list says which are built).")
+	return "", contract.NotFound(contract.ResourceEnv, name).
+		WithHint("Known environments: " + strings.Join(names, ", ") + " ({{env.list}} says which are built).")
 }
 
 // guestError turns an error from the guest agent about path into an
-// *mcp.Error the agent can act on.
+// *contract.Error the agent can act on.
 func guestError(what, path string, err error) error {
-	if _, ok := mcp.AsError(err); ok {
+	if _, ok := contract.AsError(err); ok {
 		return err
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -205,26 +205,26 @@ func guestError(what, path string, err error) error {
 	if errors.As(err, &pe) {
 		code = pe.Code
 	}
-	var e *mcp.Error
+	var e *contract.Error
 	switch {
 	case code == "EXDEV":
-		e = mcp.Invalid("%s leads outside /workspace (through .. or a symlink)", path).
-			WithHint("Use a path inside /workspace; workspace_exec can reach the rest of the guest.")
+		e = contract.Invalid("%s leads outside /workspace (through .. or a symlink)", path).
+			WithHint("Use a path inside /workspace; {{exec}} can reach the rest of the guest.")
 	case errors.Is(err, fs.ErrNotExist):
-		e = mcp.NotFound(mcp.ResourceFile, path).WithHint("List the directory with file_list to see what is there.")
+		e = contract.NotFound(contract.ResourceFile, path).WithHint("List the directory with {{file.list}} to see what is there.")
 	case code == "EISDIR":
-		e = mcp.Invalid("%s is a directory", path).WithHint("Use file_list for directories.")
+		e = contract.Invalid("%s is a directory", path).WithHint("Use {{file.list}} for directories.")
 	case code == "ENOTDIR":
-		e = mcp.Invalid("%s: a component of the path is not a directory", path)
+		e = contract.Invalid("%s: a component of the path is not a directory", path)
 	case errors.Is(err, fs.ErrPermission):
-		e = mcp.Invalid("%s: permission denied in the guest", path)
+		e = contract.Invalid("%s: permission denied in the guest", path)
 	case code == "ENOSPC" || code == "EDQUOT":
-		e = mcp.LimitReached("the workspace's disk is full").
-			WithHint("Delete files you no longer need (workspace_exec rm), or reset the workspace.")
+		e = contract.LimitReached("the workspace's disk is full").
+			WithHint("Delete files you no longer need ({{exec}} rm), or reset the workspace.")
 	case code == proto.CodeInvalid:
-		e = mcp.Invalid("%s: %s", path, pe.Message)
+		e = contract.Invalid("%s: %s", path, pe.Message)
 	default:
-		return mcp.Internal(what, err)
+		return contract.Internal(what, err)
 	}
 	e.Err = err
 	return e

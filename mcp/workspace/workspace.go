@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/vmm/disk"
 )
 
@@ -50,7 +50,7 @@ type workspace struct {
 	// Guarded by mu.
 	rec record
 	// Guarded by mu.
-	state mcp.State
+	state contract.State
 	// Guarded by mu.
 	vm *vmHandle
 	// Guarded by mu.
@@ -62,7 +62,7 @@ type workspace struct {
 }
 
 // view returns the workspace as the Backend describes it.
-func (w *workspace) view() mcp.Workspace {
+func (w *workspace) view() contract.Workspace {
 	w.mu.Lock()
 	v := w.viewLocked()
 	w.mu.Unlock()
@@ -71,13 +71,13 @@ func (w *workspace) view() mcp.Workspace {
 }
 
 // The caller holds w.mu.
-func (w *workspace) viewLocked() mcp.Workspace {
+func (w *workspace) viewLocked() contract.Workspace {
 	r := w.rec.clone()
 	seq, _ := w.journal.last()
-	v := mcp.Workspace{ID: r.ID, Name: r.Name, Labels: r.Labels, Env: r.Env, State: w.state, Error: r.Error,
+	v := contract.Workspace{ID: r.ID, Name: r.Name, Labels: r.Labels, Env: r.Env, State: w.state, Error: r.Error,
 		CreatedAt: r.CreatedAt, LastActiveAt: r.LastActive, TTLSeconds: r.TTLSeconds,
 		VCPUs: r.VCPUs, MemMiB: r.MemMiB, DiskMiB: r.DiskMiB, Seed: r.Seed, Snapshots: len(r.Snapshots), LastSeq: seq}
-	if r.TTLSeconds > 0 && w.state != mcp.StateExpired {
+	if r.TTLSeconds > 0 && w.state != contract.StateExpired {
 		v.ExpiresAt = r.LastActive.Add(time.Duration(r.TTLSeconds) * time.Second)
 	}
 	v.DiskDeleteAt, v.DiskDeletedAt = w.diskDeleteAtLocked(), r.DiskDeletedAt
@@ -94,7 +94,7 @@ func (w *workspace) viewLocked() mcp.Workspace {
 // expired, its disk is gone already, or disks are kept for ever.
 // The caller holds w.mu.
 func (w *workspace) diskDeleteAtLocked() time.Time {
-	if w.state != mcp.StateExpired || !w.rec.DiskDeletedAt.IsZero() || w.m.opts.Retention < 0 {
+	if w.state != contract.StateExpired || !w.rec.DiskDeletedAt.IsZero() || w.m.opts.Retention < 0 {
 		return time.Time{}
 	}
 	at := w.rec.ExpiredAt
@@ -114,9 +114,9 @@ func (w *workspace) diskGone() error {
 	if at.IsZero() {
 		return nil
 	}
-	return mcp.Stopped(w.id, mcp.StateExpired).WithHint(fmt.Sprintf(
+	return contract.Stopped(w.id, contract.StateExpired).WithHint(fmt.Sprintf(
 		"Its disk was deleted on %s, when the retention period after its idle TTL expired; its files are gone. "+
-			"workspace_delete removes the record; workspace_create makes a new workspace.", at.UTC().Format(time.RFC3339)))
+			"{{delete}} removes the record; {{create}} makes a new workspace.", at.UTC().Format(time.RFC3339)))
 }
 
 // touch marks the workspace active now, pushing its expiry forward.
@@ -136,7 +136,7 @@ func (w *workspace) idleExpired(now time.Time) bool {
 	if w.deleted || w.active > 0 || w.rec.TTLSeconds <= 0 {
 		return false
 	}
-	if w.state != mcp.StateRunning && w.state != mcp.StateStopped {
+	if w.state != contract.StateRunning && w.state != contract.StateStopped {
 		return false
 	}
 	return now.After(w.rec.LastActive.Add(time.Duration(w.rec.TTLSeconds) * time.Second))
@@ -147,7 +147,7 @@ func (w *workspace) alive() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.deleted {
-		return mcp.NotFound(mcp.ResourceWorkspace, w.id)
+		return contract.NotFound(contract.ResourceWorkspace, w.id)
 	}
 	return nil
 }
@@ -180,7 +180,7 @@ func (w *workspace) saveLocked() error {
 
 // logLife journals a lifecycle event; failures are logged, not returned,
 // since the event already happened.
-func (w *workspace) logLife(kind mcp.LogKind, cmd, detail string, start time.Time) int64 {
+func (w *workspace) logLife(kind contract.LogKind, cmd, detail string, start time.Time) int64 {
 	seq, err := w.journal.append(entry{Time: start, Kind: kind, Command: cmd, Detail: detail,
 		Duration: int64(w.m.now().Sub(start))})
 	if err != nil {
@@ -220,14 +220,14 @@ func (w *workspace) enterLimit(ctx context.Context, limit time.Duration) (*call,
 	if w.deleted {
 		w.mu.Unlock()
 		w.op.RUnlock()
-		return nil, mcp.NotFound(mcp.ResourceWorkspace, w.id)
+		return nil, contract.NotFound(contract.ResourceWorkspace, w.id)
 	}
 	h := w.vm
 	if h == nil {
 		st := w.state
 		w.mu.Unlock()
 		w.op.RUnlock()
-		return nil, mcp.Stopped(w.id, st)
+		return nil, contract.Stopped(w.id, st)
 	}
 	w.active++
 	w.mu.Unlock()
@@ -257,18 +257,18 @@ func (c *call) lost() error {
 	if c.h.ctx.Err() == nil {
 		return nil
 	}
-	return mcp.Conflict("the workspace was stopped, reset or deleted while this call ran").
-		WithHint("Check workspace_status; start the workspace if it is stopped, then retry.")
+	return contract.Conflict("the workspace was stopped, reset or deleted while this call ran").
+		WithHint("Check {{status}}; start the workspace if it is stopped, then retry.")
 }
 
-// guestErr turns an agent error into an *mcp.Error.
+// guestErr turns an agent error into an *contract.Error.
 func (c *call) guestErr(what, path string, err error) error {
 	if l := c.lost(); l != nil {
 		return l
 	}
 	if errors.Is(err, context.DeadlineExceeded) && c.parent.Err() == nil {
-		return mcp.Timeout("the guest agent stopped answering while %s (no answer within %v)", what, agentCallTimeout).
-			WithHint("workspace_stop then workspace_start restarts the VM; the disk is kept.")
+		return contract.Timeout("the guest agent stopped answering while %s (no answer within %v)", what, agentCallTimeout).
+			WithHint("{{stop}} then {{start}} restarts the VM; the disk is kept.")
 	}
 	return guestError(what, path, err)
 }
@@ -277,18 +277,18 @@ func (c *call) guestErr(what, path string, err error) error {
 // expired). A clean stop syncs the guest and powers it off; when ctx ends
 // first the VM is killed (the disk is crash-consistent). The caller holds
 // op exclusively.
-func (w *workspace) stopVM(ctx context.Context, state mcp.State, why string) error {
+func (w *workspace) stopVM(ctx context.Context, state contract.State, why string) error {
 	start := w.m.now()
 	w.mu.Lock()
 	h := w.vm
 	if h == nil {
-		changed := state == mcp.StateExpired && w.state == mcp.StateStopped
+		changed := state == contract.StateExpired && w.state == contract.StateStopped
 		if changed {
 			w.state = state
 			w.rec.ExpiredAt = start
 			err := w.saveLocked()
 			w.mu.Unlock()
-			w.logLife(mcp.LogLife, "expire", why, start)
+			w.logLife(contract.LogLife, "expire", why, start)
 			return err
 		}
 		w.mu.Unlock()
@@ -311,7 +311,7 @@ func (w *workspace) stopVM(ctx context.Context, state mcp.State, why string) err
 	w.vm = nil
 	w.state = state
 	w.rec.Error = ""
-	if state == mcp.StateExpired {
+	if state == contract.StateExpired {
 		w.rec.ExpiredAt = start
 	}
 	if err := w.saveLocked(); err != nil {
@@ -319,10 +319,10 @@ func (w *workspace) stopVM(ctx context.Context, state mcp.State, why string) err
 	}
 	w.mu.Unlock()
 	cmd := "stop"
-	if state == mcp.StateExpired {
+	if state == contract.StateExpired {
 		cmd = "expire"
 	}
-	w.logLife(mcp.LogLife, cmd, why, start)
+	w.logLife(contract.LogLife, cmd, why, start)
 	return errors.Join(errs...)
 }
 
@@ -407,36 +407,36 @@ func (w *workspace) startVM(ctx context.Context, cmd, detail string) error {
 	}
 	w.completeReset(st)
 	if err := w.bootOn(ctx, st, release); err != nil {
-		if ctx.Err() != nil || mcp.IsCode(err, mcp.CodeEnvMissing) || mcp.IsCode(err, mcp.CodeNotFound) || mcp.IsCode(err, mcp.CodeLimit) {
+		if ctx.Err() != nil || contract.IsCode(err, contract.CodeEnvMissing) || contract.IsCode(err, contract.CodeNotFound) || contract.IsCode(err, contract.CodeLimit) {
 			return err
 		}
 		return w.failed("booting "+w.view().Env, err)
 	}
 	w.mu.Lock()
-	w.state = mcp.StateRunning
+	w.state = contract.StateRunning
 	w.rec.Error = ""
 	w.rec.ExpiredAt = time.Time{}
 	err = w.saveLocked()
 	w.mu.Unlock()
-	w.logLife(mcp.LogLife, cmd, detail, start)
+	w.logLife(contract.LogLife, cmd, detail, start)
 	if err != nil {
-		return mcp.Internal("saving the workspace record", err)
+		return contract.Internal("saving the workspace record", err)
 	}
 	return nil
 }
 
 // failed marks the workspace failed with err's message and returns the
-// *mcp.Error to report.
+// *contract.Error to report.
 func (w *workspace) failed(what string, err error) error {
 	msg := what + ": " + firstLine(err.Error())
 	w.mu.Lock()
-	w.state = mcp.StateFailed
+	w.state = contract.StateFailed
 	w.rec.Error = msg
 	w.saveLocked()
 	w.mu.Unlock()
 	w.m.log.Error(what, "id", w.id, "err", err)
-	return &mcp.Error{Code: mcp.CodeInternal, Msg: msg, Err: err,
-		Hint: "workspace_start retries; workspace_delete removes it."}
+	return &contract.Error{Code: contract.CodeInternal, Msg: msg, Err: err,
+		Hint: "{{start}} retries; {{delete}} removes it."}
 }
 
 // bootOn boots a VM on the open stack st; on failure it closes st and
@@ -524,12 +524,12 @@ func (w *workspace) watch(h *vmHandle) {
 	h.teardown()
 	w.mu.Lock()
 	w.vm = nil
-	w.state = mcp.StateStopped
-	w.rec.Error = "the VM stopped by itself (the guest powered off, rebooted or crashed); workspace_start boots it again"
+	w.state = contract.StateStopped
+	w.rec.Error = "the VM stopped by itself (the guest powered off, rebooted or crashed); {{start}} boots it again"
 	w.saveLocked()
 	w.mu.Unlock()
 	w.m.log.Warn("workspace VM stopped by itself", "id", w.id)
-	w.logLife(mcp.LogLife, "stopped", "the VM stopped by itself", w.m.now())
+	w.logLife(contract.LogLife, "stopped", "the VM stopped by itself", w.m.now())
 }
 
 // destroy removes the workspace: VM, disk, records. The caller holds op
@@ -551,12 +551,12 @@ func (w *workspace) destroy() error {
 	return w.m.withScanLock(func() error {
 		gone := filepath.Join(filepath.Dir(w.dir), ".deleting-"+w.id)
 		if err := os.Rename(w.dir, gone); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return mcp.Internal("removing the workspace directory", err)
+			return contract.Internal("removing the workspace directory", err)
 		}
 		syncDir(filepath.Dir(w.dir))
 		crashAt("delete:renamed")
 		if err := os.RemoveAll(gone); err != nil {
-			return mcp.Internal("removing the workspace directory", err)
+			return contract.Internal("removing the workspace directory", err)
 		}
 		return nil
 	})
@@ -618,7 +618,7 @@ func (w *workspace) retire(now time.Time) {
 	w.replaceSecrets(nil) // their file went with the disk
 	if removed && !gone {
 		w.m.log.Info("workspace disk deleted after its retention period", "id", w.id)
-		w.logLife(mcp.LogLife, "retire", fmt.Sprintf("disk deleted: expired longer than the retention period (%v)", w.m.opts.Retention), now)
+		w.logLife(contract.LogLife, "retire", fmt.Sprintf("disk deleted: expired longer than the retention period (%v)", w.m.opts.Retention), now)
 	}
 }
 

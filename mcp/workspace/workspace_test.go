@@ -19,14 +19,14 @@ import (
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
 	"github.com/pyro-mcp/pyro/guest/instance"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 var bg = context.Background()
 
-func wantCode(t *testing.T, err error, code mcp.ErrorCode) *mcp.Error {
+func wantCode(t *testing.T, err error, code contract.ErrorCode) *contract.Error {
 	t.Helper()
-	e, ok := mcp.AsError(err)
+	e, ok := contract.AsError(err)
 	if !ok || e.Code != code {
 		t.Fatalf("error %v (%T): want code %s", err, err, code)
 	}
@@ -48,13 +48,13 @@ func seedDir(t *testing.T, files map[string]string) string {
 	return dir
 }
 
-func (h *harness) create(req mcp.CreateRequest) mcp.Workspace {
+func (h *harness) create(req contract.CreateRequest) contract.Workspace {
 	h.t.Helper()
 	if req.TTLSeconds == 0 {
 		req.TTLSeconds = 600
 	}
 	if req.Seed.Kind == "" {
-		req.Seed.Kind = mcp.SeedNone
+		req.Seed.Kind = contract.SeedNone
 	}
 	w, err := h.m.Create(bg, req)
 	if err != nil {
@@ -65,7 +65,7 @@ func (h *harness) create(req mcp.CreateRequest) mcp.Workspace {
 
 func (h *harness) read(id, p string) string {
 	h.t.Helper()
-	fc, err := h.m.ReadFile(bg, mcp.ReadFileRequest{ID: id, Path: p, MaxBytes: 1 << 20})
+	fc, err := h.m.ReadFile(bg, contract.ReadFileRequest{ID: id, Path: p, MaxBytes: 1 << 20})
 	if err != nil {
 		h.t.Fatalf("read %s: %v", p, err)
 	}
@@ -74,7 +74,7 @@ func (h *harness) read(id, p string) string {
 
 func (h *harness) write(id, p, content string) {
 	h.t.Helper()
-	if _, err := h.m.WriteFile(bg, mcp.WriteFileRequest{ID: id, Path: p, Content: []byte(content)}); err != nil {
+	if _, err := h.m.WriteFile(bg, contract.WriteFileRequest{ID: id, Path: p, Content: []byte(content)}); err != nil {
 		h.t.Fatalf("write %s: %v", p, err)
 	}
 }
@@ -106,13 +106,13 @@ const fixAppPatch = `--- a/app.py
 func TestLoop(t *testing.T) {
 	h := newHarness(t)
 	src := seedDir(t, map[string]string{"app.py": "def add(a, b):\n    return a - b\n", "tests/test_app.py": "assert add(1, 2) == 3\n"})
-	ws := h.create(mcp.CreateRequest{Name: "loop", Labels: map[string]string{"task": "t1"}, Seed: mcp.SeedSpec{Kind: mcp.SeedDir, Path: src}})
-	if ws.State != mcp.StateRunning || ws.Seed.Files != 2 || ws.Seed.Source != src || ws.Env != "debian-12" {
+	ws := h.create(contract.CreateRequest{Name: "loop", Labels: map[string]string{"task": "t1"}, Seed: contract.SeedSpec{Kind: contract.SeedDir, Path: src}})
+	if ws.State != contract.StateRunning || ws.Seed.Files != 2 || ws.Seed.Source != src || ws.Env != "debian-12" {
 		t.Fatalf("created: %+v", ws)
 	}
 	id := ws.ID
 
-	l, err := h.m.ListFiles(bg, mcp.ListFilesRequest{ID: id, Path: "/workspace", Recursive: true, Limit: 10})
+	l, err := h.m.ListFiles(bg, contract.ListFilesRequest{ID: id, Path: "/workspace", Recursive: true, Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,12 +123,12 @@ func TestLoop(t *testing.T) {
 	if got := strings.Join(paths, " "); got != "/workspace/app.py /workspace/tests /workspace/tests/test_app.py" || l.More {
 		t.Fatalf("listing: %s more=%v", got, l.More)
 	}
-	l, _ = h.m.ListFiles(bg, mcp.ListFilesRequest{ID: id, Path: "/workspace", Recursive: true, Offset: 1, Limit: 1})
+	l, _ = h.m.ListFiles(bg, contract.ListFilesRequest{ID: id, Path: "/workspace", Recursive: true, Offset: 1, Limit: 1})
 	if len(l.Entries) != 1 || l.Entries[0].Path != "/workspace/tests" || !l.More {
 		t.Fatalf("page 2: %+v", l)
 	}
 
-	r, err := h.m.Exec(bg, mcp.ExecRequest{ID: id, Command: "pytest", TimeoutSeconds: 30})
+	r, err := h.m.Exec(bg, contract.ExecRequest{ID: id, Command: "pytest", TimeoutSeconds: 30})
 	if err != nil || r.ExitCode != 0 || string(r.Stdout) != "ran: pytest\n" || r.Seq == 0 {
 		t.Fatalf("exec: %+v %v", r, err)
 	}
@@ -143,11 +143,11 @@ func TestLoop(t *testing.T) {
 	if got := h.read(id, "app.py"); got != "def add(a, b):\n    return a + b\n" {
 		t.Fatalf("patched: %q", got)
 	}
-	d, err := h.m.Diff(bg, mcp.DiffRequest{ID: id})
+	d, err := h.m.Diff(bg, contract.DiffRequest{ID: id})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(d.Files) != 1 || d.Files[0].Path != "app.py" || d.Files[0].Status != "modified" || d.Stats != (mcp.DiffStats{Files: 1, Additions: 1, Deletions: 1}) {
+	if len(d.Files) != 1 || d.Files[0].Path != "app.py" || d.Files[0].Status != "modified" || d.Stats != (contract.DiffStats{Files: 1, Additions: 1, Deletions: 1}) {
 		t.Fatalf("diff: %+v", d)
 	}
 	if !strings.Contains(d.Patch, "-    return a - b\n+    return a + b\n") || d.PatchPath == "" {
@@ -158,28 +158,28 @@ func TestLoop(t *testing.T) {
 	}
 
 	out := filepath.Join(t.TempDir(), "app.py")
-	ex, err := h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "app.py", HostPath: out, Format: mcp.ExportAuto})
-	if err != nil || ex.Files != 1 || ex.Format != mcp.ExportTree {
+	ex, err := h.m.Export(bg, contract.ExportRequest{ID: id, GuestPath: "app.py", HostPath: out, Format: contract.ExportAuto})
+	if err != nil || ex.Files != 1 || ex.Format != contract.ExportTree {
 		t.Fatalf("export: %+v %v", ex, err)
 	}
 	if b, _ := os.ReadFile(out); string(b) != "def add(a, b):\n    return a + b\n" {
 		t.Fatalf("exported %q", b)
 	}
-	_, err = h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "app.py", HostPath: out, Format: mcp.ExportAuto})
-	wantCode(t, err, mcp.CodeExists)
+	_, err = h.m.Export(bg, contract.ExportRequest{ID: id, GuestPath: "app.py", HostPath: out, Format: contract.ExportAuto})
+	wantCode(t, err, contract.CodeExists)
 	tree := filepath.Join(t.TempDir(), "tree")
-	if _, err := h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "/workspace", HostPath: tree, Format: mcp.ExportAuto}); err != nil {
+	if _, err := h.m.Export(bg, contract.ExportRequest{ID: id, GuestPath: "/workspace", HostPath: tree, Format: contract.ExportAuto}); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(tree, "tests", "test_app.py")); string(b) != "assert add(1, 2) == 3\n" {
 		t.Fatalf("exported tree: %q", b)
 	}
 	tarOut := filepath.Join(t.TempDir(), "ws.tar")
-	if ex, err := h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "/workspace", HostPath: tarOut, Format: mcp.ExportAuto}); err != nil || ex.Format != mcp.ExportTar {
+	if ex, err := h.m.Export(bg, contract.ExportRequest{ID: id, GuestPath: "/workspace", HostPath: tarOut, Format: contract.ExportAuto}); err != nil || ex.Format != contract.ExportTar {
 		t.Fatalf("tar export: %+v %v", ex, err)
 	}
 	tgz := filepath.Join(t.TempDir(), "ws.tgz")
-	if ex, err := h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "tests", HostPath: tgz, Format: mcp.ExportAuto}); err != nil || ex.Format != mcp.ExportTar || ex.Files != 1 {
+	if ex, err := h.m.Export(bg, contract.ExportRequest{ID: id, GuestPath: "tests", HostPath: tgz, Format: contract.ExportAuto}); err != nil || ex.Format != contract.ExportTar || ex.Files != 1 {
 		t.Fatalf("tgz export: %+v %v", ex, err)
 	}
 	if names := tgzNames(t, tgz); names != "test_app.py" {
@@ -191,7 +191,7 @@ func TestLoop(t *testing.T) {
 		t.Fatalf("snapshot: %+v %v", snap, err)
 	}
 	_, err = h.m.SnapshotCreate(bg, id, "fixed")
-	wantCode(t, err, mcp.CodeExists)
+	wantCode(t, err, contract.CodeExists)
 	h.write(id, "app.py", "broken\n")
 	h.write(id, "new/file.txt", "x")
 	if _, err := h.m.SnapshotCreate(bg, id, "broken"); err != nil {
@@ -199,14 +199,14 @@ func TestLoop(t *testing.T) {
 	}
 
 	rr, err := h.m.Reset(bg, id, "fixed")
-	if err != nil || rr.Workspace.State != mcp.StateRunning || rr.Snapshot != "fixed" {
+	if err != nil || rr.Workspace.State != contract.StateRunning || rr.Snapshot != "fixed" {
 		t.Fatalf("reset: %+v %v", rr, err)
 	}
 	if got := h.read(id, "app.py"); got != "def add(a, b):\n    return a + b\n" {
 		t.Fatalf("after reset to fixed: %q", got)
 	}
-	_, err = h.m.ReadFile(bg, mcp.ReadFileRequest{ID: id, Path: "new/file.txt", MaxBytes: 10})
-	wantCode(t, err, mcp.CodeNotFound)
+	_, err = h.m.ReadFile(bg, contract.ReadFileRequest{ID: id, Path: "new/file.txt", MaxBytes: 10})
+	wantCode(t, err, contract.CodeNotFound)
 	snaps, _ := h.m.SnapshotList(bg, id)
 	if len(snaps) != 2 || snaps[0].Name != "fixed" || snaps[1].Name != "broken" || len(rr.DroppedSnapshots) != 0 {
 		t.Fatalf("snapshots after reset (broken is newer, kept): %+v %+v", snaps, rr)
@@ -218,17 +218,17 @@ func TestLoop(t *testing.T) {
 	if got := h.read(id, "app.py"); got != "def add(a, b):\n    return a - b\n" {
 		t.Fatalf("after reset to baseline: %q", got)
 	}
-	if d, _ := h.m.Diff(bg, mcp.DiffRequest{ID: id}); len(d.Files) != 0 || d.Patch != "" {
+	if d, _ := h.m.Diff(bg, contract.DiffRequest{ID: id}); len(d.Files) != 0 || d.Patch != "" {
 		t.Fatalf("diff after baseline reset: %+v", d)
 	}
 	_, err = h.m.Reset(bg, id, "nope")
-	wantCode(t, err, mcp.CodeNotFound)
+	wantCode(t, err, contract.CodeNotFound)
 
 	sum, err := h.m.Summary(bg, id)
 	if err != nil || sum.ResetFrom != "" || len(sum.Commands) != 0 || sum.Since.IsZero() {
 		t.Fatalf("summary after reset: %+v %v", sum, err)
 	}
-	logs, _ := h.m.Logs(bg, mcp.LogsRequest{ID: id, Limit: 100})
+	logs, _ := h.m.Logs(bg, contract.LogsRequest{ID: id, Limit: 100})
 	var kinds []string
 	for _, e := range logs.Entries {
 		kinds = append(kinds, string(e.Kind))
@@ -247,7 +247,7 @@ func TestLoop(t *testing.T) {
 		t.Fatalf("left behind: %v", dirs)
 	}
 	_, err = h.m.Status(bg, id)
-	wantCode(t, err, mcp.CodeNotFound)
+	wantCode(t, err, contract.CodeNotFound)
 }
 
 // layerFiles lists workspace id's disk layer data files.
@@ -289,11 +289,11 @@ func (h *harness) snapLayer(id, name string) string {
 // SnapshotDelete frees a layer once nothing builds on it.
 func TestResetKeepsSnapshots(t *testing.T) {
 	h := newHarness(t)
-	id := h.create(mcp.CreateRequest{}).ID
+	id := h.create(contract.CreateRequest{}).ID
 	absent := func(p string) {
 		t.Helper()
-		_, err := h.m.ReadFile(bg, mcp.ReadFileRequest{ID: id, Path: p, MaxBytes: 10})
-		wantCode(t, err, mcp.CodeNotFound)
+		_, err := h.m.ReadFile(bg, contract.ReadFileRequest{ID: id, Path: p, MaxBytes: 10})
+		wantCode(t, err, contract.CodeNotFound)
 	}
 	reset := func(to string) {
 		t.Helper()
@@ -346,7 +346,7 @@ func TestResetKeepsSnapshots(t *testing.T) {
 	if err := h.m.SnapshotDelete(bg, id, "A"); err != nil {
 		t.Fatal(err)
 	}
-	logs, _ := h.m.Logs(bg, mcp.LogsRequest{ID: id, Limit: 100})
+	logs, _ := h.m.Logs(bg, contract.LogsRequest{ID: id, Limit: 100})
 	if last := logs.Entries[len(logs.Entries)-1]; !strings.Contains(last.Detail, "freed when they go") {
 		t.Fatalf("delete of a layer in use: %+v", last)
 	}
@@ -379,14 +379,14 @@ func TestResetKeepsSnapshots(t *testing.T) {
 
 func TestSummary(t *testing.T) {
 	h := newHarness(t)
-	id := h.create(mcp.CreateRequest{}).ID
+	id := h.create(contract.CreateRequest{}).ID
 	h.w.exec = func(ctx context.Context, vm *fakeVM, req proto.ExecRequest, stdout, stderr io.Writer) (proto.ExecResult, error) {
 		return proto.ExecResult{ExitCode: 1}, nil
 	}
-	h.m.Exec(bg, mcp.ExecRequest{ID: id, Argv: []string{"false", "it's"}})
+	h.m.Exec(bg, contract.ExecRequest{ID: id, Argv: []string{"false", "it's"}})
 	h.write(id, "a.txt", "one\ntwo\n")
 	h.m.SnapshotCreate(bg, id, "s1")
-	h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "a.txt", HostPath: filepath.Join(t.TempDir(), "a.txt")})
+	h.m.Export(bg, contract.ExportRequest{ID: id, GuestPath: "a.txt", HostPath: filepath.Join(t.TempDir(), "a.txt")})
 	s, err := h.m.Summary(bg, id)
 	if err != nil {
 		t.Fatal(err)
@@ -401,7 +401,7 @@ func TestSummary(t *testing.T) {
 
 func TestExecResults(t *testing.T) {
 	h := newHarness(t)
-	id := h.create(mcp.CreateRequest{}).ID
+	id := h.create(contract.CreateRequest{}).ID
 	var res proto.ExecResult
 	var out []byte
 	h.w.exec = func(ctx context.Context, vm *fakeVM, req proto.ExecRequest, stdout, stderr io.Writer) (proto.ExecResult, error) {
@@ -410,12 +410,12 @@ func TestExecResults(t *testing.T) {
 		return res, nil
 	}
 	res = proto.ExecResult{ExitCode: -1, Signal: "SIGKILL"}
-	r, err := h.m.Exec(bg, mcp.ExecRequest{ID: id, Command: "x", TimeoutSeconds: 5})
+	r, err := h.m.Exec(bg, contract.ExecRequest{ID: id, Command: "x", TimeoutSeconds: 5})
 	if err != nil || r.ExitCode != 137 || r.Signal != "SIGKILL" || string(r.Stderr) != "err\n" {
 		t.Fatalf("signal: %+v %v", r, err)
 	}
 	res = proto.ExecResult{ExitCode: -1, Signal: "SIGTERM", TimedOut: true}
-	r, _ = h.m.Exec(bg, mcp.ExecRequest{ID: id, Command: "x", TimeoutSeconds: 5})
+	r, _ = h.m.Exec(bg, contract.ExecRequest{ID: id, Command: "x", TimeoutSeconds: 5})
 	if r.ExitCode != 124 || !r.TimedOut {
 		t.Fatalf("timeout: %+v", r)
 	}
@@ -423,7 +423,7 @@ func TestExecResults(t *testing.T) {
 	out = bytes.Repeat([]byte("0123456789abcdef"), 3<<16)
 	out = append(out, "THE END\n"...)
 	res = proto.ExecResult{}
-	r, _ = h.m.Exec(bg, mcp.ExecRequest{ID: id, Command: "x", TimeoutSeconds: 5})
+	r, _ = h.m.Exec(bg, contract.ExecRequest{ID: id, Command: "x", TimeoutSeconds: 5})
 	if r.StdoutSize != int64(len(out)) || len(r.Stdout) > 1<<20+100 || !bytes.HasSuffix(r.Stdout, []byte("THE END\n")) ||
 		!bytes.HasPrefix(r.Stdout, []byte("0123")) || !bytes.Contains(r.Stdout, []byte("bytes omitted")) || r.OutputTruncated {
 		t.Fatalf("big output: size %d, kept %d, truncated %v", r.StdoutSize, len(r.Stdout), r.OutputTruncated)
@@ -431,8 +431,8 @@ func TestExecResults(t *testing.T) {
 	if b, _ := os.ReadFile(r.StdoutPath); !bytes.Equal(b, out) {
 		t.Fatalf("stdout file holds %d bytes, want %d", len(b), len(out))
 	}
-	logs, _ := h.m.Logs(bg, mcp.LogsRequest{ID: id, Limit: 10})
-	if e := logs.Entries[1]; e.Kind != mcp.LogExec || *e.ExitCode != 137 || e.Detail != "killed by SIGKILL" {
+	logs, _ := h.m.Logs(bg, contract.LogsRequest{ID: id, Limit: 10})
+	if e := logs.Entries[1]; e.Kind != contract.LogExec || *e.ExitCode != 137 || e.Detail != "killed by SIGKILL" {
 		t.Fatalf("journal: %+v", e)
 	}
 }
@@ -441,11 +441,11 @@ func TestExecResults(t *testing.T) {
 // with its files, snapshots and baseline; unfinished creates go.
 func TestReloadAfterCrash(t *testing.T) {
 	h := newHarness(t)
-	a := h.create(mcp.CreateRequest{Name: "a"})
+	a := h.create(contract.CreateRequest{Name: "a"})
 	h.write(a.ID, "kept.txt", "kept\n")
 	h.m.SnapshotCreate(bg, a.ID, "s1")
 	h.write(a.ID, "after.txt", "after\n")
-	b := h.create(mcp.CreateRequest{Name: "b", TTLSeconds: 120})
+	b := h.create(contract.CreateRequest{Name: "b", TTLSeconds: 120})
 	h.m.Stop(bg, b.ID)
 	// An unfinished create and an interrupted delete.
 	root := filepath.Join(h.state, "workspaces")
@@ -463,15 +463,15 @@ func TestReloadAfterCrash(t *testing.T) {
 		t.Fatalf("after restart: %+v", list)
 	}
 	for _, w := range list {
-		if w.State != mcp.StateStopped {
+		if w.State != contract.StateStopped {
 			t.Fatalf("%s is %s after restart, want stopped", w.ID, w.State)
 		}
 	}
 	if dirs := strings.Join(h.workspaceDirs(), " "); strings.Contains(dirs, "dead") || strings.Contains(dirs, "gone") {
 		t.Fatalf("leftovers kept: %s", dirs)
 	}
-	_, err := h.m.Exec(bg, mcp.ExecRequest{ID: a.ID, Command: "x"})
-	wantCode(t, err, mcp.CodeStopped)
+	_, err := h.m.Exec(bg, contract.ExecRequest{ID: a.ID, Command: "x"})
+	wantCode(t, err, contract.CodeStopped)
 
 	if _, err := h.m.Start(bg, a.ID); err != nil {
 		t.Fatal(err)
@@ -485,14 +485,14 @@ func TestReloadAfterCrash(t *testing.T) {
 	}
 	// The journal continues after the torn line.
 	h.write(a.ID, "more.txt", "x")
-	logs, _ := h.m.Logs(bg, mcp.LogsRequest{ID: a.ID, Limit: 100})
+	logs, _ := h.m.Logs(bg, contract.LogsRequest{ID: a.ID, Limit: 100})
 	if n := len(logs.Entries); logs.Entries[n-1].Command != "write /workspace/more.txt" {
 		t.Fatalf("journal after restart: %+v", logs.Entries)
 	}
 	if _, err := h.m.Reset(bg, a.ID, "s1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.m.ReadFile(bg, mcp.ReadFileRequest{ID: a.ID, Path: "after.txt", MaxBytes: 9}); !mcp.IsCode(err, mcp.CodeNotFound) {
+	if _, err := h.m.ReadFile(bg, contract.ReadFileRequest{ID: a.ID, Path: "after.txt", MaxBytes: 9}); !contract.IsCode(err, contract.CodeNotFound) {
 		t.Fatalf("after.txt after reset to s1: %v", err)
 	}
 	if h.read(a.ID, "kept.txt") != "kept\n" {
@@ -501,7 +501,7 @@ func TestReloadAfterCrash(t *testing.T) {
 	// A clean Close, then Open: still there, stopped.
 	h.m.Close()
 	h.open()
-	if ws, err := h.m.Status(bg, a.ID); err != nil || ws.State != mcp.StateStopped {
+	if ws, err := h.m.Status(bg, a.ID); err != nil || ws.State != contract.StateStopped {
 		t.Fatalf("after close and open: %+v %v", ws, err)
 	}
 }
@@ -512,7 +512,7 @@ func TestReloadAfterCrash(t *testing.T) {
 // pass to the other, stopped, with their files.
 func TestSharedStateDir(t *testing.T) {
 	h := newHarness(t)
-	a := h.create(mcp.CreateRequest{Name: "first"})
+	a := h.create(contract.CreateRequest{Name: "first"})
 	h.write(a.ID, "/workspace/kept.txt", "from the first session\n")
 
 	m2, err := Open(h.opts)
@@ -524,20 +524,20 @@ func TestSharedStateDir(t *testing.T) {
 		t.Fatalf("the second server lists the first one's workspaces: %+v", list)
 	}
 	_, err = m2.Status(bg, a.ID)
-	if !mcp.IsCode(err, mcp.CodeConflict) || !strings.Contains(err.Error(), "another pyro server") {
+	if !contract.IsCode(err, contract.CodeConflict) || !strings.Contains(err.Error(), "another pyro server") {
 		t.Fatalf("status of another server's workspace: %v", err)
 	}
-	if _, err := m2.Exec(bg, mcp.ExecRequest{ID: a.ID, Command: "true"}); !mcp.IsCode(err, mcp.CodeConflict) {
+	if _, err := m2.Exec(bg, contract.ExecRequest{ID: a.ID, Command: "true"}); !contract.IsCode(err, contract.CodeConflict) {
 		t.Fatalf("exec in another server's workspace: %v", err)
 	}
-	b, err := m2.Create(bg, mcp.CreateRequest{Name: "second"})
+	b, err := m2.Create(bg, contract.CreateRequest{Name: "second"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if list, _ := h.m.List(bg); len(list) != 1 || list[0].ID != a.ID {
 		t.Fatalf("the first server's list: %+v", list)
 	}
-	if _, err := h.m.Status(bg, b.ID); !mcp.IsCode(err, mcp.CodeConflict) {
+	if _, err := h.m.Status(bg, b.ID); !contract.IsCode(err, contract.CodeConflict) {
 		t.Fatalf("status of the second server's workspace from the first: %v", err)
 	}
 
@@ -545,7 +545,7 @@ func TestSharedStateDir(t *testing.T) {
 	h.m.Close()
 	h.m = nil
 	ws, err := m2.Status(bg, a.ID)
-	if err != nil || ws.State != mcp.StateStopped || ws.Name != "first" {
+	if err != nil || ws.State != contract.StateStopped || ws.Name != "first" {
 		t.Fatalf("adopted workspace: %+v, %v", ws, err)
 	}
 	if list, _ := m2.List(bg); len(list) != 2 {
@@ -554,12 +554,12 @@ func TestSharedStateDir(t *testing.T) {
 	if _, err := m2.Start(bg, a.ID); err != nil {
 		t.Fatal(err)
 	}
-	got, err := m2.ReadFile(bg, mcp.ReadFileRequest{ID: a.ID, Path: "/workspace/kept.txt", MaxBytes: 1000})
+	got, err := m2.ReadFile(bg, contract.ReadFileRequest{ID: a.ID, Path: "/workspace/kept.txt", MaxBytes: 1000})
 	if err != nil || string(got.Content) != "from the first session\n" {
 		t.Fatalf("the adopted workspace's file: %+v, %v", got, err)
 	}
 	for _, id := range []string{"ws-00000000", "../state", "..", ".deleting-" + a.ID, "a/b", ""} {
-		if _, err := m2.Status(bg, id); !mcp.IsCode(err, mcp.CodeNotFound) {
+		if _, err := m2.Status(bg, id); !contract.IsCode(err, contract.CodeNotFound) {
 			t.Errorf("status of %q: %v, want not found", id, err)
 		}
 	}
@@ -590,8 +590,8 @@ func TestScanSparesCreateInProgress(t *testing.T) {
 
 func TestTTLReaping(t *testing.T) {
 	h := newHarness(t)
-	a := h.create(mcp.CreateRequest{TTLSeconds: 60})
-	b := h.create(mcp.CreateRequest{TTLSeconds: 600})
+	a := h.create(contract.CreateRequest{TTLSeconds: 60})
+	b := h.create(contract.CreateRequest{TTLSeconds: 600})
 	if want := h.clock.now().Add(60 * time.Second); !a.ExpiresAt.Equal(want) {
 		t.Fatalf("ExpiresAt %v, want %v", a.ExpiresAt, want)
 	}
@@ -599,7 +599,7 @@ func TestTTLReaping(t *testing.T) {
 	h.m.Status(bg, a.ID) // activity pushes the expiry
 	h.clock.advance(50 * time.Second)
 	h.m.reap()
-	if ws, _ := h.m.Status(bg, a.ID); ws.State != mcp.StateRunning {
+	if ws, _ := h.m.Status(bg, a.ID); ws.State != contract.StateRunning {
 		t.Fatalf("a expired though it was used 50 s ago: %+v", ws)
 	}
 
@@ -612,13 +612,13 @@ func TestTTLReaping(t *testing.T) {
 	}
 	done := make(chan error)
 	go func() {
-		_, err := h.m.Exec(bg, mcp.ExecRequest{ID: a.ID, Command: "sleep"})
+		_, err := h.m.Exec(bg, contract.ExecRequest{ID: a.ID, Command: "sleep"})
 		done <- err
 	}()
 	<-started
 	h.clock.advance(120 * time.Second)
 	h.m.reap()
-	if ws, _ := h.m.Status(bg, a.ID); ws.State != mcp.StateRunning {
+	if ws, _ := h.m.Status(bg, a.ID); ws.State != contract.StateRunning {
 		t.Fatalf("busy workspace expired: %+v", ws)
 	}
 	close(release)
@@ -628,43 +628,43 @@ func TestTTLReaping(t *testing.T) {
 	h.clock.advance(61 * time.Second)
 	h.m.reap()
 	wa, _ := h.m.List(bg)
-	states := map[string]mcp.State{}
+	states := map[string]contract.State{}
 	for _, w := range wa {
 		states[w.ID] = w.State
 	}
-	if states[a.ID] != mcp.StateExpired || states[b.ID] != mcp.StateRunning {
+	if states[a.ID] != contract.StateExpired || states[b.ID] != contract.StateRunning {
 		t.Fatalf("states after reaping: %v", states)
 	}
-	_, err := h.m.Exec(bg, mcp.ExecRequest{ID: a.ID, Command: "x"})
-	wantCode(t, err, mcp.CodeStopped)
+	_, err := h.m.Exec(bg, contract.ExecRequest{ID: a.ID, Command: "x"})
+	wantCode(t, err, contract.CodeStopped)
 	// Expired persists across a restart, and Start revives it.
 	h.m.Close()
 	h.open()
-	if ws, _ := h.m.Status(bg, a.ID); ws.State != mcp.StateExpired {
+	if ws, _ := h.m.Status(bg, a.ID); ws.State != contract.StateExpired {
 		t.Fatalf("after reopen: %+v", ws)
 	}
-	if ws, err := h.m.Start(bg, a.ID); err != nil || ws.State != mcp.StateRunning {
+	if ws, err := h.m.Start(bg, a.ID); err != nil || ws.State != contract.StateRunning {
 		t.Fatalf("start expired: %+v %v", ws, err)
 	}
 }
 
 func TestNamesAndLabels(t *testing.T) {
 	h := newHarness(t)
-	a := h.create(mcp.CreateRequest{Name: "alpha"})
-	_, err := h.m.Create(bg, mcp.CreateRequest{Name: "alpha", TTLSeconds: 60, Seed: mcp.SeedSpec{Kind: mcp.SeedNone}})
-	wantCode(t, err, mcp.CodeExists)
-	b := h.create(mcp.CreateRequest{Name: "beta"})
+	a := h.create(contract.CreateRequest{Name: "alpha"})
+	_, err := h.m.Create(bg, contract.CreateRequest{Name: "alpha", TTLSeconds: 60, Seed: contract.SeedSpec{Kind: contract.SeedNone}})
+	wantCode(t, err, contract.CodeExists)
+	b := h.create(contract.CreateRequest{Name: "beta"})
 	name := "alpha"
-	_, err = h.m.Update(bg, b.ID, mcp.UpdateRequest{Name: &name})
-	wantCode(t, err, mcp.CodeExists)
+	_, err = h.m.Update(bg, b.ID, contract.UpdateRequest{Name: &name})
+	wantCode(t, err, contract.CodeExists)
 	empty := ""
-	if ws, err := h.m.Update(bg, a.ID, mcp.UpdateRequest{Name: &empty, Labels: map[string]string{"k": "v", "x": "y"}}); err != nil || ws.Name != "" || len(ws.Labels) != 2 {
+	if ws, err := h.m.Update(bg, a.ID, contract.UpdateRequest{Name: &empty, Labels: map[string]string{"k": "v", "x": "y"}}); err != nil || ws.Name != "" || len(ws.Labels) != 2 {
 		t.Fatalf("update: %+v %v", ws, err)
 	}
-	if ws, _ := h.m.Update(bg, b.ID, mcp.UpdateRequest{Name: &name}); ws.Name != "alpha" {
+	if ws, _ := h.m.Update(bg, b.ID, contract.UpdateRequest{Name: &name}); ws.Name != "alpha" {
 		t.Fatalf("rename to a freed name: %+v", ws)
 	}
-	if ws, _ := h.m.Update(bg, a.ID, mcp.UpdateRequest{RemoveLabels: []string{"x"}}); len(ws.Labels) != 1 || ws.Labels["k"] != "v" {
+	if ws, _ := h.m.Update(bg, a.ID, contract.UpdateRequest{RemoveLabels: []string{"x"}}); len(ws.Labels) != 1 || ws.Labels["k"] != "v" {
 		t.Fatalf("remove label: %+v", ws)
 	}
 	// Most recently active first.
@@ -682,7 +682,7 @@ func TestNamesAndLabels(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := h.m.Create(bg, mcp.CreateRequest{Name: "gamma", TTLSeconds: 60, Seed: mcp.SeedSpec{Kind: mcp.SeedNone}}); err == nil {
+			if _, err := h.m.Create(bg, contract.CreateRequest{Name: "gamma", TTLSeconds: 60, Seed: contract.SeedSpec{Kind: contract.SeedNone}}); err == nil {
 				mu.Lock()
 				wins++
 				mu.Unlock()
@@ -697,19 +697,19 @@ func TestNamesAndLabels(t *testing.T) {
 
 func TestRunningLimit(t *testing.T) {
 	h := newHarness(t, func(o *Options) { o.MaxRunning = 1 })
-	a := h.create(mcp.CreateRequest{})
-	_, err := h.m.Create(bg, mcp.CreateRequest{TTLSeconds: 60, Seed: mcp.SeedSpec{Kind: mcp.SeedNone}})
-	if e := wantCode(t, err, mcp.CodeLimit); e.Hint == "" {
+	a := h.create(contract.CreateRequest{})
+	_, err := h.m.Create(bg, contract.CreateRequest{TTLSeconds: 60, Seed: contract.SeedSpec{Kind: contract.SeedNone}})
+	if e := wantCode(t, err, contract.CodeLimit); e.Hint == "" {
 		t.Fatal("limit error without a hint")
 	}
 	if _, err := h.m.Stop(bg, a.ID); err != nil {
 		t.Fatal(err)
 	}
-	b := h.create(mcp.CreateRequest{})
+	b := h.create(contract.CreateRequest{})
 	_, err = h.m.Start(bg, a.ID)
-	wantCode(t, err, mcp.CodeLimit)
+	wantCode(t, err, contract.CodeLimit)
 	_, err = h.m.Reset(bg, a.ID, "")
-	wantCode(t, err, mcp.CodeLimit)
+	wantCode(t, err, contract.CodeLimit)
 	// Reset of the running one keeps its slot.
 	if _, err := h.m.Reset(bg, b.ID, ""); err != nil {
 		t.Fatal(err)
@@ -720,7 +720,7 @@ func TestRunningLimit(t *testing.T) {
 	if _, err := h.m.Start(bg, a.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.m.Run(bg, mcp.RunRequest{Command: "x", TimeoutSeconds: 5}); !mcp.IsCode(err, mcp.CodeLimit) {
+	if _, err := h.m.Run(bg, contract.RunRequest{Command: "x", TimeoutSeconds: 5}); !contract.IsCode(err, contract.CodeLimit) {
 		t.Fatalf("run over the limit: %v", err)
 	}
 }
@@ -728,21 +728,21 @@ func TestRunningLimit(t *testing.T) {
 func TestErrors(t *testing.T) {
 	h := newHarness(t)
 	_, err := h.m.Status(bg, "ws-nope")
-	wantCode(t, err, mcp.CodeNotFound)
-	_, err = h.m.Create(bg, mcp.CreateRequest{Env: "minimal", TTLSeconds: 60, Seed: mcp.SeedSpec{Kind: mcp.SeedNone}})
-	if e := wantCode(t, err, mcp.CodeEnvMissing); !strings.Contains(e.Hint, "pyro env build minimal") {
+	wantCode(t, err, contract.CodeNotFound)
+	_, err = h.m.Create(bg, contract.CreateRequest{Env: "minimal", TTLSeconds: 60, Seed: contract.SeedSpec{Kind: contract.SeedNone}})
+	if e := wantCode(t, err, contract.CodeEnvMissing); !strings.Contains(e.Hint, "pyro env build minimal") {
 		t.Fatalf("env missing hint: %q", e.Hint)
 	}
-	_, err = h.m.Create(bg, mcp.CreateRequest{Env: "windows-11", TTLSeconds: 60, Seed: mcp.SeedSpec{Kind: mcp.SeedNone}})
-	wantCode(t, err, mcp.CodeNotFound)
-	_, err = h.m.Create(bg, mcp.CreateRequest{TTLSeconds: 60, Seed: mcp.SeedSpec{Kind: mcp.SeedDir, Path: filepath.Join(t.TempDir(), "nonexistent/dir")}})
-	wantCode(t, err, mcp.CodeNotFound)
+	_, err = h.m.Create(bg, contract.CreateRequest{Env: "windows-11", TTLSeconds: 60, Seed: contract.SeedSpec{Kind: contract.SeedNone}})
+	wantCode(t, err, contract.CodeNotFound)
+	_, err = h.m.Create(bg, contract.CreateRequest{TTLSeconds: 60, Seed: contract.SeedSpec{Kind: contract.SeedDir, Path: filepath.Join(t.TempDir(), "nonexistent/dir")}})
+	wantCode(t, err, contract.CodeNotFound)
 	if h.w.bootCount() != 0 {
 		t.Fatal("a failed create booted a VM")
 	}
 	h.w.failBoot = errors.New("kvm: no")
-	_, err = h.m.Create(bg, mcp.CreateRequest{TTLSeconds: 60, Seed: mcp.SeedSpec{Kind: mcp.SeedNone}})
-	if e := wantCode(t, err, mcp.CodeInternal); !strings.Contains(e.Hint, "pyro kvm-check") {
+	_, err = h.m.Create(bg, contract.CreateRequest{TTLSeconds: 60, Seed: contract.SeedSpec{Kind: contract.SeedNone}})
+	if e := wantCode(t, err, contract.CodeInternal); !strings.Contains(e.Hint, "pyro kvm-check") {
 		t.Errorf("boot failure hint: %q", e.Hint)
 	}
 	if dirs := h.workspaceDirs(); len(dirs) != 0 {
@@ -750,35 +750,35 @@ func TestErrors(t *testing.T) {
 	}
 	// A guest that crashed while it booted: the hint says to try again.
 	h.w.failBoot = fmt.Errorf("%w before its agent was ready (crash: vCPU 0: triple fault)", instance.ErrStopped)
-	_, err = h.m.Create(bg, mcp.CreateRequest{TTLSeconds: 60, Seed: mcp.SeedSpec{Kind: mcp.SeedNone}})
-	if e := wantCode(t, err, mcp.CodeInternal); !strings.Contains(e.Msg, "triple fault") || !strings.Contains(e.Hint, "Create the workspace again") {
+	_, err = h.m.Create(bg, contract.CreateRequest{TTLSeconds: 60, Seed: contract.SeedSpec{Kind: contract.SeedNone}})
+	if e := wantCode(t, err, contract.CodeInternal); !strings.Contains(e.Msg, "triple fault") || !strings.Contains(e.Hint, "Create the workspace again") {
 		t.Errorf("boot crash: %q, hint %q", e.Msg, e.Hint)
 	}
 	h.w.failBoot = nil
 
-	id := h.create(mcp.CreateRequest{Env: "debian:12"}).ID
+	id := h.create(contract.CreateRequest{Env: "debian:12"}).ID
 	for _, p := range []string{"../etc/passwd", "/etc/passwd", "/workspace/../root"} {
-		_, err = h.m.ReadFile(bg, mcp.ReadFileRequest{ID: id, Path: p, MaxBytes: 10})
-		wantCode(t, err, mcp.CodeInvalid)
-		_, err = h.m.WriteFile(bg, mcp.WriteFileRequest{ID: id, Path: p, Content: []byte("x")})
-		wantCode(t, err, mcp.CodeInvalid)
+		_, err = h.m.ReadFile(bg, contract.ReadFileRequest{ID: id, Path: p, MaxBytes: 10})
+		wantCode(t, err, contract.CodeInvalid)
+		_, err = h.m.WriteFile(bg, contract.WriteFileRequest{ID: id, Path: p, Content: []byte("x")})
+		wantCode(t, err, contract.CodeInvalid)
 	}
 	// A symlink leading out: the (fake) agent refuses with EXDEV.
 	h.vm(id).put("/workspace/out", &fakeFile{Type: proto.TypeSymlink, Target: "/etc"})
-	_, err = h.m.WriteFile(bg, mcp.WriteFileRequest{ID: id, Path: "out/passwd", Content: []byte("x")})
-	wantCode(t, err, mcp.CodeInvalid)
-	_, err = h.m.ReadFile(bg, mcp.ReadFileRequest{ID: id, Path: "missing.txt", MaxBytes: 10})
-	wantCode(t, err, mcp.CodeNotFound)
-	_, err = h.m.ReadFile(bg, mcp.ReadFileRequest{ID: id, Path: "/workspace", MaxBytes: 10})
-	wantCode(t, err, mcp.CodeInvalid)
+	_, err = h.m.WriteFile(bg, contract.WriteFileRequest{ID: id, Path: "out/passwd", Content: []byte("x")})
+	wantCode(t, err, contract.CodeInvalid)
+	_, err = h.m.ReadFile(bg, contract.ReadFileRequest{ID: id, Path: "missing.txt", MaxBytes: 10})
+	wantCode(t, err, contract.CodeNotFound)
+	_, err = h.m.ReadFile(bg, contract.ReadFileRequest{ID: id, Path: "/workspace", MaxBytes: 10})
+	wantCode(t, err, contract.CodeInvalid)
 	_, err = h.m.ApplyPatch(bg, id, "this is not a patch\n@@ -1 +1 @@\n")
-	wantCode(t, err, mcp.CodeInvalid)
+	wantCode(t, err, contract.CodeInvalid)
 	h.write(id, "a.txt", "one\n")
 	pr, err := h.m.ApplyPatch(bg, id, "--- a/a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n-two\n+three\n--- /dev/null\n+++ b/new.txt\n@@ -0,0 +1 @@\n+new\n")
 	if err != nil || pr.Applied || pr.Files[0].OK || pr.Files[0].Error == "" || len(pr.Files) != 2 {
 		t.Fatalf("mismatching patch: %+v %v", pr, err)
 	}
-	if _, err := h.m.ReadFile(bg, mcp.ReadFileRequest{ID: id, Path: "new.txt", MaxBytes: 10}); !mcp.IsCode(err, mcp.CodeNotFound) {
+	if _, err := h.m.ReadFile(bg, contract.ReadFileRequest{ID: id, Path: "new.txt", MaxBytes: 10}); !contract.IsCode(err, contract.CodeNotFound) {
 		t.Fatal("a failed patch wrote a file")
 	}
 	pr, err = h.m.ApplyPatch(bg, id, "--- a/a.txt\n+++ /dev/null\n@@ -1 +0,0 @@\n-one\n")
@@ -788,23 +788,23 @@ func TestErrors(t *testing.T) {
 	if _, ok := h.vm(id).file("/workspace/a.txt"); ok {
 		t.Fatal("deleted file still there")
 	}
-	_, err = h.m.Export(bg, mcp.ExportRequest{ID: id, GuestPath: "/etc", HostPath: filepath.Join(t.TempDir(), "x")})
-	wantCode(t, err, mcp.CodeInvalid)
+	_, err = h.m.Export(bg, contract.ExportRequest{ID: id, GuestPath: "/etc", HostPath: filepath.Join(t.TempDir(), "x")})
+	wantCode(t, err, contract.CodeInvalid)
 	_, err = h.m.SnapshotCreate(bg, id, "")
-	wantCode(t, err, mcp.CodeInvalid)
+	wantCode(t, err, contract.CodeInvalid)
 	err = h.m.SnapshotDelete(bg, id, "nope")
-	wantCode(t, err, mcp.CodeNotFound)
-	_, err = h.m.SyncPush(bg, mcp.SyncPushRequest{ID: id, HostPath: filepath.Join(t.TempDir(), "nonexistent"), GuestDest: "/workspace"})
-	wantCode(t, err, mcp.CodeNotFound)
-	_, err = h.m.Create(bg, mcp.CreateRequest{TTLSeconds: 60, Seed: mcp.SeedSpec{Kind: mcp.SeedGit, Path: t.TempDir()}})
-	wantCode(t, err, mcp.CodeInvalid)
+	wantCode(t, err, contract.CodeNotFound)
+	_, err = h.m.SyncPush(bg, contract.SyncPushRequest{ID: id, HostPath: filepath.Join(t.TempDir(), "nonexistent"), GuestDest: "/workspace"})
+	wantCode(t, err, contract.CodeNotFound)
+	_, err = h.m.Create(bg, contract.CreateRequest{TTLSeconds: 60, Seed: contract.SeedSpec{Kind: contract.SeedGit, Path: t.TempDir()}})
+	wantCode(t, err, contract.CodeInvalid)
 }
 
 func TestSyncPush(t *testing.T) {
 	h := newHarness(t)
-	id := h.create(mcp.CreateRequest{}).ID
+	id := h.create(contract.CreateRequest{}).ID
 	src := seedDir(t, map[string]string{"lib/x.py": "x = 1\n"})
-	r, err := h.m.SyncPush(bg, mcp.SyncPushRequest{ID: id, HostPath: src, GuestDest: "vendor"})
+	r, err := h.m.SyncPush(bg, contract.SyncPushRequest{ID: id, HostPath: src, GuestDest: "vendor"})
 	if err != nil || r.Files != 1 || r.GuestDest != "/workspace/vendor" {
 		t.Fatalf("push dir: %+v %v", r, err)
 	}
@@ -812,7 +812,7 @@ func TestSyncPush(t *testing.T) {
 		t.Fatal("pushed file missing")
 	}
 	one := filepath.Join(src, "lib", "x.py")
-	if r, err := h.m.SyncPush(bg, mcp.SyncPushRequest{ID: id, HostPath: one, GuestDest: "/workspace"}); err != nil || r.Files != 1 {
+	if r, err := h.m.SyncPush(bg, contract.SyncPushRequest{ID: id, HostPath: one, GuestDest: "/workspace"}); err != nil || r.Files != 1 {
 		t.Fatalf("push file: %+v %v", r, err)
 	}
 	if h.read(id, "x.py") != "x = 1\n" {
@@ -823,7 +823,7 @@ func TestSyncPush(t *testing.T) {
 // Stop, reset and delete interrupt a long command instead of waiting.
 func TestInterrupt(t *testing.T) {
 	h := newHarness(t)
-	id := h.create(mcp.CreateRequest{}).ID
+	id := h.create(contract.CreateRequest{}).ID
 	started := make(chan struct{}, 1)
 	h.w.exec = func(ctx context.Context, vm *fakeVM, req proto.ExecRequest, stdout, stderr io.Writer) (proto.ExecResult, error) {
 		started <- struct{}{}
@@ -833,7 +833,7 @@ func TestInterrupt(t *testing.T) {
 	run := func() chan error {
 		done := make(chan error, 1)
 		go func() {
-			_, err := h.m.Exec(bg, mcp.ExecRequest{ID: id, Command: "sleep 1000", TimeoutSeconds: 3600})
+			_, err := h.m.Exec(bg, contract.ExecRequest{ID: id, Command: "sleep 1000", TimeoutSeconds: 3600})
 			done <- err
 		}()
 		<-started
@@ -846,7 +846,7 @@ func TestInterrupt(t *testing.T) {
 		}
 		select {
 		case err := <-done:
-			wantCode(t, err, mcp.CodeConflict)
+			wantCode(t, err, contract.CodeConflict)
 		case <-time.After(10 * time.Second):
 			t.Fatalf("%s did not interrupt the command", op)
 		}
@@ -869,22 +869,22 @@ func TestInterrupt(t *testing.T) {
 // restart.
 func TestGuestStopsAnswering(t *testing.T) {
 	h := newHarness(t)
-	id := h.create(mcp.CreateRequest{}).ID
+	id := h.create(contract.CreateRequest{}).ID
 	defer func(d time.Duration) { agentCallTimeout = d }(agentCallTimeout)
 	agentCallTimeout = 100 * time.Millisecond
 	h.w.mu.Lock()
 	h.w.hangReads = true
 	h.w.mu.Unlock()
-	_, err := h.m.ReadFile(bg, mcp.ReadFileRequest{ID: id, Path: "x", MaxBytes: 10})
-	e := wantCode(t, err, mcp.CodeTimeout)
-	if !strings.Contains(e.Msg, "stopped answering while reading") || !strings.Contains(e.Hint, "workspace_start") {
+	_, err := h.m.ReadFile(bg, contract.ReadFileRequest{ID: id, Path: "x", MaxBytes: 10})
+	e := wantCode(t, err, contract.CodeTimeout)
+	if !strings.Contains(e.Msg, "stopped answering while reading") || !strings.Contains(e.Hint, "{{start}}") {
 		t.Errorf("message %q, hint %q", e.Msg, e.Hint)
 	}
 	// The caller's own cancellation is not a guest timeout.
 	agentCallTimeout = time.Hour
 	ctx, cancel := context.WithTimeout(bg, 50*time.Millisecond)
 	defer cancel()
-	if _, err := h.m.ReadFile(ctx, mcp.ReadFileRequest{ID: id, Path: "x", MaxBytes: 10}); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := h.m.ReadFile(ctx, contract.ReadFileRequest{ID: id, Path: "x", MaxBytes: 10}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("caller's deadline: %v", err)
 	}
 	h.w.mu.Lock()
@@ -911,8 +911,8 @@ func TestCreateGuestStopsAnswering(t *testing.T) {
 	h.w.mu.Lock()
 	h.w.hangSyncs = true
 	h.w.mu.Unlock()
-	_, err := h.m.Create(bg, mcp.CreateRequest{Name: "stuck"})
-	e := wantCode(t, err, mcp.CodeTimeout)
+	_, err := h.m.Create(bg, contract.CreateRequest{Name: "stuck"})
+	e := wantCode(t, err, contract.CodeTimeout)
 	if !strings.Contains(e.Msg, "while recording the baseline") {
 		t.Errorf("message %q", e.Msg)
 	}
@@ -924,12 +924,12 @@ func TestCreateGuestStopsAnswering(t *testing.T) {
 // A VM that stops by itself leaves its workspace stopped, with a reason.
 func TestVMStopsByItself(t *testing.T) {
 	h := newHarness(t)
-	id := h.create(mcp.CreateRequest{}).ID
+	id := h.create(contract.CreateRequest{}).ID
 	h.vm(id).Kill()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ws, _ := h.m.Status(bg, id)
-		if ws.State == mcp.StateStopped {
+		if ws.State == contract.StateStopped {
 			if ws.Error == "" {
 				t.Fatal("no reason given")
 			}
@@ -947,7 +947,7 @@ func TestVMStopsByItself(t *testing.T) {
 
 func TestRun(t *testing.T) {
 	h := newHarness(t)
-	r, err := h.m.Run(bg, mcp.RunRequest{Command: "echo hi", TimeoutSeconds: 5})
+	r, err := h.m.Run(bg, contract.RunRequest{Command: "echo hi", TimeoutSeconds: 5})
 	if err != nil || string(r.Stdout) != "ran: echo hi\n" || r.StdoutPath != "" {
 		t.Fatalf("run: %+v %v", r, err)
 	}
@@ -963,7 +963,7 @@ func TestRun(t *testing.T) {
 // interleaved corruption.
 func TestConcurrency(t *testing.T) {
 	h := newHarness(t)
-	ids := []string{h.create(mcp.CreateRequest{}).ID, h.create(mcp.CreateRequest{}).ID}
+	ids := []string{h.create(contract.CreateRequest{}).ID, h.create(contract.CreateRequest{}).ID}
 	var wg sync.WaitGroup
 	for i := range 40 {
 		wg.Add(1)
@@ -972,13 +972,13 @@ func TestConcurrency(t *testing.T) {
 			id := ids[i%2]
 			switch i % 5 {
 			case 0:
-				h.m.Exec(bg, mcp.ExecRequest{ID: id, Command: "x"})
+				h.m.Exec(bg, contract.ExecRequest{ID: id, Command: "x"})
 			case 1:
-				h.m.WriteFile(bg, mcp.WriteFileRequest{ID: id, Path: fmt.Sprintf("f%d", i), Content: []byte("x")})
+				h.m.WriteFile(bg, contract.WriteFileRequest{ID: id, Path: fmt.Sprintf("f%d", i), Content: []byte("x")})
 			case 2:
 				h.m.SnapshotCreate(bg, id, fmt.Sprintf("s%d", i))
 			case 3:
-				h.m.Diff(bg, mcp.DiffRequest{ID: id})
+				h.m.Diff(bg, contract.DiffRequest{ID: id})
 			case 4:
 				h.m.List(bg)
 			}
@@ -986,7 +986,7 @@ func TestConcurrency(t *testing.T) {
 	}
 	wg.Wait()
 	for _, id := range ids {
-		logs, _ := h.m.Logs(bg, mcp.LogsRequest{ID: id, Limit: 500})
+		logs, _ := h.m.Logs(bg, contract.LogsRequest{ID: id, Limit: 500})
 		for i := 1; i < len(logs.Entries); i++ {
 			if logs.Entries[i].Seq <= logs.Entries[i-1].Seq {
 				t.Fatalf("journal out of order: %+v", logs.Entries)
@@ -1024,13 +1024,13 @@ func TestJournalPaging(t *testing.T) {
 	p := filepath.Join(t.TempDir(), journalName)
 	j, _ := loadJournal(p)
 	for i := range 5 {
-		if _, err := j.append(entry{Kind: mcp.LogExec, Command: fmt.Sprint(i)}); err != nil {
+		if _, err := j.append(entry{Kind: contract.LogExec, Command: fmt.Sprint(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	seq := j.reserve() // 6, appended after 7
-	j.append(entry{Kind: mcp.LogWrite})
-	j.append(entry{Seq: seq, Kind: mcp.LogExec, Command: "late"})
+	j.append(entry{Kind: contract.LogWrite})
+	j.append(entry{Seq: seq, Kind: contract.LogExec, Command: "late"})
 	page, more := j.page(0, 3)
 	if len(page) != 3 || !more || page[2].Seq != 3 {
 		t.Fatalf("page 1: %+v %v", page, more)
@@ -1048,7 +1048,7 @@ func TestJournalPaging(t *testing.T) {
 	if s, _ := j.last(); s != 7 {
 		t.Fatalf("last after reload: %d", s)
 	}
-	if s, _ := j.append(entry{Kind: mcp.LogExec}); s != 8 {
+	if s, _ := j.append(entry{Kind: contract.LogExec}); s != 8 {
 		t.Fatalf("next seq %d", s)
 	}
 	j.close()

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/kvm/kvmtest"
-	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 )
 
 // The end-to-end tier: the repro-fix loop on a real debian-12 workspace
@@ -38,13 +38,13 @@ func TestWorkspaceVMLoop(t *testing.T) {
 
 	src := seedDir(t, map[string]string{"calc/__init__.py": vmCalcBroken, "tests/__init__.py": "", "tests/test_calc.py": vmTest})
 	t0 := time.Now()
-	ws, err := m.Create(ctx, mcp.CreateRequest{Env: "debian-12", Name: "repro", TTLSeconds: 3600,
-		Seed: mcp.SeedSpec{Kind: mcp.SeedDir, Path: src}})
+	ws, err := m.Create(ctx, contract.CreateRequest{Env: "debian-12", Name: "repro", TTLSeconds: 3600,
+		Seed: contract.SeedSpec{Kind: contract.SeedDir, Path: src}})
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
 	t.Logf("FIGURE create->ready (boot, seed, baseline): %v", time.Since(t0))
-	if ws.Seed.Files != 3 || ws.State != mcp.StateRunning {
+	if ws.Seed.Files != 3 || ws.State != contract.StateRunning {
 		t.Fatalf("created: %+v", ws)
 	}
 	id := ws.ID
@@ -52,7 +52,7 @@ func TestWorkspaceVMLoop(t *testing.T) {
 	unittest := func(wantOK bool) {
 		t.Helper()
 		t0 := time.Now()
-		r, err := m.Exec(ctx, mcp.ExecRequest{ID: id, Command: "python3 -m unittest -q", TimeoutSeconds: 300,
+		r, err := m.Exec(ctx, contract.ExecRequest{ID: id, Command: "python3 -m unittest -q", TimeoutSeconds: 300,
 			EnvVars: map[string]string{"PYTHONDONTWRITEBYTECODE": "1"}})
 		if err != nil {
 			t.Fatalf("exec: %v", err)
@@ -67,7 +67,7 @@ func TestWorkspaceVMLoop(t *testing.T) {
 	}
 	read := func(p string) string {
 		t.Helper()
-		fc, err := m.ReadFile(ctx, mcp.ReadFileRequest{ID: id, Path: p, MaxBytes: 1 << 16})
+		fc, err := m.ReadFile(ctx, contract.ReadFileRequest{ID: id, Path: p, MaxBytes: 1 << 16})
 		if err != nil {
 			t.Fatalf("read %s: %v", p, err)
 		}
@@ -75,7 +75,7 @@ func TestWorkspaceVMLoop(t *testing.T) {
 	}
 	sh := func(cmd string) string {
 		t.Helper()
-		r, err := m.Exec(ctx, mcp.ExecRequest{ID: id, Command: cmd, TimeoutSeconds: 120})
+		r, err := m.Exec(ctx, contract.ExecRequest{ID: id, Command: cmd, TimeoutSeconds: 120})
 		if err != nil || r.ExitCode != 0 {
 			t.Fatalf("%q: %+v %v", cmd, r, err)
 		}
@@ -107,12 +107,12 @@ func TestWorkspaceVMLoop(t *testing.T) {
 	unittest(true)
 
 	t0 = time.Now()
-	d, err := m.Diff(ctx, mcp.DiffRequest{ID: id})
+	d, err := m.Diff(ctx, contract.DiffRequest{ID: id})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("FIGURE diff (3-file workspace): %v", time.Since(t0))
-	if len(d.Files) != 1 || d.Files[0].Path != "calc/__init__.py" || d.Stats != (mcp.DiffStats{Files: 1, Additions: 1, Deletions: 1}) {
+	if len(d.Files) != 1 || d.Files[0].Path != "calc/__init__.py" || d.Stats != (contract.DiffStats{Files: 1, Additions: 1, Deletions: 1}) {
 		t.Fatalf("diff: %+v\n%s", d.Files, d.Patch)
 	}
 	if !strings.Contains(d.Patch, "@@ -1,2 +1,2 @@\n def add(a, b):\n-    return a - b\n+    return a + b\n") {
@@ -120,7 +120,7 @@ func TestWorkspaceVMLoop(t *testing.T) {
 	}
 
 	host := filepath.Join(t.TempDir(), "calc.py")
-	if _, err := m.Export(ctx, mcp.ExportRequest{ID: id, GuestPath: "calc/__init__.py", HostPath: host, Format: mcp.ExportAuto}); err != nil {
+	if _, err := m.Export(ctx, contract.ExportRequest{ID: id, GuestPath: "calc/__init__.py", HostPath: host, Format: contract.ExportAuto}); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(host); string(b) != vmCalcFixed {
@@ -129,7 +129,7 @@ func TestWorkspaceVMLoop(t *testing.T) {
 
 	// Confinement: a symlink leading out of /workspace is refused.
 	sh("ln -s /etc /workspace/etc-link")
-	if _, err := m.ReadFile(ctx, mcp.ReadFileRequest{ID: id, Path: "etc-link/hostname", MaxBytes: 100}); !mcp.IsCode(err, mcp.CodeInvalid) {
+	if _, err := m.ReadFile(ctx, contract.ReadFileRequest{ID: id, Path: "etc-link/hostname", MaxBytes: 100}); !contract.IsCode(err, contract.CodeInvalid) {
 		t.Errorf("read through a symlink to /etc: %v; want an invalid-path error (an agent without Beneath support?)", err)
 	}
 	sh("rm /workspace/etc-link")
@@ -167,7 +167,7 @@ func TestWorkspaceVMLoop(t *testing.T) {
 		t.Fatalf("after reset to baseline: %q", got)
 	}
 	unittest(false)
-	if d, err := m.Diff(ctx, mcp.DiffRequest{ID: id}); err != nil || len(d.Files) != 0 {
+	if d, err := m.Diff(ctx, contract.DiffRequest{ID: id}); err != nil || len(d.Files) != 0 {
 		t.Fatalf("diff after baseline reset: %+v %v", d, err)
 	}
 	// Reset keeps every snapshot: the disk layers form a tree, so going back

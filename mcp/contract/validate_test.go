@@ -1,4 +1,4 @@
-package mcp
+package contract
 
 import (
 	"strings"
@@ -43,28 +43,28 @@ func TestValidateLabels(t *testing.T) {
 }
 
 func TestValidateCommand(t *testing.T) {
-	c := commandSpec{Command: "make test"}
-	if err := validateCommand(&c); err != nil {
+	c := CommandSpec{Command: "make test"}
+	if err := ValidateCommand(&c); err != nil {
 		t.Fatal(err)
 	}
 	if c.Cwd != DefaultWorkdir || c.Timeout != DefaultTimeout {
 		t.Errorf("defaults not applied: %+v", c)
 	}
 	for name, tc := range map[string]struct {
-		c    commandSpec
+		c    CommandSpec
 		want string
 	}{
-		"none":       {commandSpec{}, "pass command"},
-		"blank":      {commandSpec{Command: "  "}, "blank"},
-		"both":       {commandSpec{Command: "ls", Argv: []string{"ls"}}, "exactly one"},
-		"empty argv": {commandSpec{Argv: []string{""}}, "argv[0]"},
-		"timeout 0-": {commandSpec{Command: "ls", Timeout: -1}, "timeout_seconds"},
-		"timeout hi": {commandSpec{Command: "ls", Timeout: 3601}, "between 1 and 3600"},
-		"env key":    {commandSpec{Command: "ls", EnvVars: map[string]string{"1A": "x"}}, "env_vars key"},
-		"nul":        {commandSpec{Command: "ls\x00"}, "NUL"},
-		"stdin":      {commandSpec{Command: "cat", Stdin: strings.Repeat("x", MaxStdinBytes+1)}, "stdin"},
+		"none":       {CommandSpec{}, "pass command"},
+		"blank":      {CommandSpec{Command: "  "}, "blank"},
+		"both":       {CommandSpec{Command: "ls", Argv: []string{"ls"}}, "exactly one"},
+		"empty argv": {CommandSpec{Argv: []string{""}}, "argv[0]"},
+		"timeout 0-": {CommandSpec{Command: "ls", Timeout: -1}, "timeout_seconds"},
+		"timeout hi": {CommandSpec{Command: "ls", Timeout: 3601}, "between 1 and 3600"},
+		"env key":    {CommandSpec{Command: "ls", EnvVars: map[string]string{"1A": "x"}}, "env_vars key"},
+		"nul":        {CommandSpec{Command: "ls\x00"}, "NUL"},
+		"stdin":      {CommandSpec{Command: "cat", Stdin: strings.Repeat("x", MaxStdinBytes+1)}, "stdin"},
 	} {
-		err := validateCommand(&tc.c)
+		err := ValidateCommand(&tc.c)
 		if !IsCode(err, CodeInvalid) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want invalid mentioning %q", name, err, tc.want)
 		}
@@ -73,22 +73,22 @@ func TestValidateCommand(t *testing.T) {
 
 func TestSeedSpec(t *testing.T) {
 	for _, tc := range []struct {
-		in   *seedInput
+		in   *SeedInput
 		want SeedSpec
 	}{
 		{nil, SeedSpec{Kind: SeedNone}},
-		{&seedInput{Path: "/src"}, SeedSpec{Kind: SeedDir, Path: "/src"}},
-		{&seedInput{Path: "x.TGZ"}, SeedSpec{Kind: SeedArchive, Path: "x.TGZ"}},
-		{&seedInput{Kind: "git"}, SeedSpec{Kind: SeedGit}},
+		{&SeedInput{Path: "/src"}, SeedSpec{Kind: SeedDir, Path: "/src"}},
+		{&SeedInput{Path: "x.TGZ"}, SeedSpec{Kind: SeedArchive, Path: "x.TGZ"}},
+		{&SeedInput{Kind: "git"}, SeedSpec{Kind: SeedGit}},
 	} {
-		got, err := seedSpec(tc.in)
+		got, err := ParseSeed(tc.in)
 		if err != nil || got != tc.want {
-			t.Errorf("seedSpec(%+v) = %+v, %v", tc.in, got, err)
+			t.Errorf("ParseSeed(%+v) = %+v, %v", tc.in, got, err)
 		}
 	}
-	for _, bad := range []*seedInput{{Kind: "dir"}, {Kind: "ftp", Path: "x"}, {Kind: "none", Path: "x"}} {
-		if _, err := seedSpec(bad); !IsCode(err, CodeInvalid) {
-			t.Errorf("seedSpec(%+v): %v", bad, err)
+	for _, bad := range []*SeedInput{{Kind: "dir"}, {Kind: "ftp", Path: "x"}, {Kind: "none", Path: "x"}} {
+		if _, err := ParseSeed(bad); !IsCode(err, CodeInvalid) {
+			t.Errorf("ParseSeed(%+v): %v", bad, err)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package mcp
+package contract
 
 import (
 	"regexp"
@@ -70,7 +70,7 @@ func ValidateName(field, name string) error {
 
 // ValidateLabels checks labels: at most 16; keys 1-63 characters from
 // [A-Za-z0-9._/-] starting and ending with a letter or digit; values at most
-// 256 characters of printable UTF-8.
+// 256 characters of Printable UTF-8.
 func ValidateLabels(labels map[string]string) error {
 	if len(labels) > MaxLabels {
 		return Invalid("%d labels given; the limit is %d", len(labels), MaxLabels)
@@ -83,8 +83,8 @@ func ValidateLabels(labels map[string]string) error {
 		if len(v) > MaxLabelValueLen {
 			return Invalid("label %q value is %d bytes; the limit is %d", k, len(v), MaxLabelValueLen)
 		}
-		if !printable(v) {
-			return Invalid("label %q value must be printable UTF-8 without control characters", k)
+		if !Printable(v) {
+			return Invalid("label %q value must be Printable UTF-8 without control characters", k)
 		}
 	}
 	return nil
@@ -98,17 +98,17 @@ func ValidateLabelKey(k string) error {
 	return nil
 }
 
-func validateRef(ref string) error {
+func ValidateRef(ref string) error {
 	if strings.TrimSpace(ref) == "" {
-		return Invalid("id must not be empty: pass the workspace id (or name) from workspace_create or workspace_list")
+		return Invalid("id must not be empty: pass the workspace id (or name) from {{create}} or {{list}}")
 	}
-	if len(ref) > MaxRefLen || !printable(ref) {
+	if len(ref) > MaxRefLen || !Printable(ref) {
 		return Invalid("id %.40q is not a workspace id or name", ref)
 	}
 	return nil
 }
 
-func validatePath(field, p string, required bool) error {
+func ValidatePath(field, p string, required bool) error {
 	if p == "" {
 		if required {
 			return Invalid("%s must not be empty", field)
@@ -137,8 +137,8 @@ func ValidateTimeout(t, def int) (int, error) {
 	return t, nil
 }
 
-// commandSpec is the shared command part of workspace_exec and vm_run.
-type commandSpec struct {
+// CommandSpec is the shared command part of workspace_exec and vm_run.
+type CommandSpec struct {
 	Command string
 	Argv    []string
 	Cwd     string
@@ -147,8 +147,8 @@ type commandSpec struct {
 	Stdin   string
 }
 
-// validateCommand checks a command and fills in defaults.
-func validateCommand(c *commandSpec) error {
+// ValidateCommand checks a command and fills in defaults.
+func ValidateCommand(c *CommandSpec) error {
 	hasCmd := strings.TrimSpace(c.Command) != ""
 	switch {
 	case hasCmd && len(c.Argv) > 0:
@@ -160,7 +160,7 @@ func validateCommand(c *commandSpec) error {
 		return Invalid("pass command (a shell line such as \"make test\") or argv (such as [\"pytest\", \"-x\"])")
 	}
 	if len(c.Command) > MaxCommandLen {
-		return Invalid("command is %d bytes; the limit is %d: write a script with file_write and run it", len(c.Command), MaxCommandLen)
+		return Invalid("command is %d bytes; the limit is %d: write a script with {{file.write}} and run it", len(c.Command), MaxCommandLen)
 	}
 	if len(c.Argv) > MaxArgs {
 		return Invalid("argv has %d entries; the limit is %d", len(c.Argv), MaxArgs)
@@ -184,7 +184,7 @@ func validateCommand(c *commandSpec) error {
 	if c.Cwd == "" {
 		c.Cwd = DefaultWorkdir
 	}
-	if err := validatePath("cwd", c.Cwd, true); err != nil {
+	if err := ValidatePath("cwd", c.Cwd, true); err != nil {
 		return err
 	}
 	if len(c.EnvVars) > MaxEnvVars {
@@ -199,7 +199,7 @@ func validateCommand(c *commandSpec) error {
 		}
 	}
 	if len(c.Stdin) > MaxStdinBytes {
-		return Invalid("stdin is %d bytes; the limit is %d: write it to a file with file_write and redirect it", len(c.Stdin), MaxStdinBytes)
+		return Invalid("stdin is %d bytes; the limit is %d: write it to a file with {{file.write}} and redirect it", len(c.Stdin), MaxStdinBytes)
 	}
 	t, err := ValidateTimeout(c.Timeout, DefaultTimeout)
 	if err != nil {
@@ -209,18 +209,18 @@ func validateCommand(c *commandSpec) error {
 	return nil
 }
 
-// seedInput is the seed argument of workspace_create and vm_run.
-type seedInput struct {
+// SeedInput is the seed argument of workspace_create and vm_run.
+type SeedInput struct {
 	Kind string `json:"kind,omitempty" jsonschema:"dir, archive (.tar/.tar.gz/.tgz) or git; default: inferred from path (git if path is empty)"`
 	Path string `json:"path,omitempty" jsonschema:"host path, under a directory the server allows; for git, a checkout (default: the server's working directory)"`
 }
 
-// seedSpec validates a seed argument; nil means no seed.
-func seedSpec(in *seedInput) (SeedSpec, error) {
+// ParseSeed validates a seed argument; nil means no seed.
+func ParseSeed(in *SeedInput) (SeedSpec, error) {
 	if in == nil || (in.Kind == "" && in.Path == "") {
 		return SeedSpec{Kind: SeedNone}, nil
 	}
-	if err := validatePath("seed.path", in.Path, false); err != nil {
+	if err := ValidatePath("seed.path", in.Path, false); err != nil {
 		return SeedSpec{}, err
 	}
 	kind := SeedKind(in.Kind)
@@ -255,8 +255,8 @@ func seedSpec(in *seedInput) (SeedSpec, error) {
 // layer. The least is the environment's image, which the backend checks.
 const MaxDiskMiB = 256 << 10
 
-// validateDisk checks a requested disk size; 0 means the backend's default.
-func validateDisk(disk int) error {
+// ValidateDisk checks a requested disk size; 0 means the backend's default.
+func ValidateDisk(disk int) error {
 	if disk < 0 || disk > MaxDiskMiB {
 		return Invalid("disk_mib must be between the environment's image size and %d (got %d)", MaxDiskMiB, disk).
 			WithHint("Leave disk_mib out for the default (8192, a sparse 8 GiB disk), or give a size in MiB.")
@@ -264,7 +264,7 @@ func validateDisk(disk int) error {
 	return nil
 }
 
-func validateResources(vcpus, mem int) error {
+func ValidateResources(vcpus, mem int) error {
 	if vcpus < 0 || vcpus > MaxVCPUs {
 		return Invalid("vcpus must be between 1 and %d (got %d)", MaxVCPUs, vcpus)
 	}
@@ -274,8 +274,8 @@ func validateResources(vcpus, mem int) error {
 	return nil
 }
 
-// limitOrDefault returns def for 0, v if it lies in 1..max.
-func limitOrDefault(field string, v, def, max int) (int, error) {
+// LimitOrDefault returns def for 0, v if it lies in 1..max.
+func LimitOrDefault(field string, v, def, max int) (int, error) {
 	if v == 0 {
 		return def, nil
 	}
@@ -285,7 +285,7 @@ func limitOrDefault(field string, v, def, max int) (int, error) {
 	return v, nil
 }
 
-func printable(s string) bool {
+func Printable(s string) bool {
 	if !utf8.ValidString(s) {
 		return false
 	}

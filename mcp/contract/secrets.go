@@ -1,4 +1,4 @@
-package mcp
+package contract
 
 import (
 	"context"
@@ -77,9 +77,9 @@ func ValidateSecretSource(name string, src SecretSource) error {
 	return nil
 }
 
-// validateSecretEnv checks an exec's secret_env: environment variable
+// ValidateSecretEnv checks an exec's secret_env: environment variable
 // names (not also in env_vars) mapped to secret names.
-func validateSecretEnv(secretEnv, envVars map[string]string) error {
+func ValidateSecretEnv(secretEnv, envVars map[string]string) error {
 	if len(secretEnv) > MaxEnvVars {
 		return Invalid("secret_env has %d entries; the limit is %d", len(secretEnv), MaxEnvVars)
 	}
