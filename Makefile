@@ -59,7 +59,7 @@ FUZZ := ./vmm:FuzzParseBzImage ./vmm/memory:FuzzSlice ./vmm/acpi:FuzzPkgLength \
 	./mcp/contract:FuzzWord:20000x ./mcp/term:FuzzRender:50000x ./mcp/redact:FuzzRedact:100000x \
 	./cmd/pyro/hostcfg:FuzzCodexEdit:50000x ./cmd/pyro/hostcfg:FuzzJSONEdit:50000x
 
-.PHONY: build deps kernel envs demo test test-unit test-vm fuzz lint bench clean
+.PHONY: build deps kernel envs demo test test-unit test-vm fuzz lint bench host-check clean
 
 build: $(GO)
 	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(PYRO_VERSION)" -o $(PYRO) ./cmd/pyro
@@ -172,6 +172,14 @@ bench: kernel envs
 		PYRO_VMTEST_QEMU=1 $(VM_ENV) $(GO) test -count=1 -run '^$$' -bench . -benchtime 5x -timeout $(VM_TIMEOUT) -exec "$(VMTEST) exec" ./guest/instance; \
 		$(GO) test -count=1 -run '^$$' -bench . -benchtime 5x -timeout $(VM_TIMEOUT) ./mcp/treediff ./vmm/disk; \
 	fi
+
+# host-check registers build/pyro with each chat host whose CLI is on PATH
+# (claude, codex, opencode; npm install -g @anthropic-ai/claude-code
+# @openai/codex opencode-ai), in a throwaway home and project, and checks
+# that the host's own CLI lists it as connected. Not part of make test: CI
+# has no host CLIs. It logs in nowhere.
+host-check: build
+	cmd/pyro/testdata/host-check.sh $(PYRO)
 
 clean:
 	rm -rf $(BUILD)
