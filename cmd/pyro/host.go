@@ -242,6 +242,9 @@ func printResult(w io.Writer, r hostcfg.Result) {
 	default:
 		fmt.Fprintf(w, "%s: pyro %s in %s (%s scope)\n", r.Host, r.Action, r.Path, r.Scope)
 	}
+	if r.Note != "" {
+		fmt.Fprintf(w, "  note: %s\n", r.Note)
+	}
 }
 
 // hostDoctor checks hosts' registrations and exits 1 when one named on the

@@ -151,6 +151,9 @@ type Result struct {
 	Action string `json:"action"`
 	// Via is "file" (pyro edited Path) or the host CLI command it ran.
 	Via string `json:"via"`
+	// Note says what the host still asks of the user before it starts
+	// pyro from this entry (trusting or approving a project's file).
+	Note string `json:"note,omitempty"`
 }
 
 // location is one place a host keeps a pyro entry: a file, and the keys
@@ -336,7 +339,7 @@ func Repair(host string, e Env, want Server) ([]Result, error) {
 
 func connectAt(l location, e Env, want Server) (Result, error) {
 	want = resolve(l, want)
-	r := Result{Host: l.host, Scope: l.scope, Path: l.path, Via: "file"}
+	r := Result{Host: l.host, Scope: l.scope, Path: l.path, Via: "file", Note: projectNote(l, e)}
 	s := check(l, want)
 	switch s.State {
 	case Malformed:
@@ -369,6 +372,25 @@ func connectAt(l location, e Env, want Server) (Result, error) {
 		return r, fmt.Errorf("%s: %w", l.path, err)
 	}
 	return r, writeAtomic(l.path, b)
+}
+
+// projectNote is what a host asks of the user before it reads a
+// project's file: Codex reads .codex/config.toml only in a project the user
+// trusts, and Claude Code starts a .mcp.json server only once the user
+// approves it. Both ask when the host first runs in the project.
+func projectNote(l location, e Env) string {
+	if l.scope != "project" {
+		return ""
+	}
+	switch l.host {
+	case Codex:
+		return fmt.Sprintf("Codex reads this file only in a project you trust: it asks the first time you run codex in %s "+
+			"(or add [projects.%s] trust_level = \"trusted\" to ~/.codex/config.toml)", e.Project, tomlString(e.Project))
+	case ClaudeCode:
+		return "Claude Code asks you to approve the project's servers the first time you run claude in " + e.Project +
+			"; until then claude mcp list shows pyro as pending approval"
+	}
+	return ""
 }
 
 // claudeAdd registers pyro through Claude Code's own CLI, which owns

@@ -300,6 +300,36 @@ func TestMissingIsRepairedByAdding(t *testing.T) {
 	}
 }
 
+// A project's entry says what the host asks before it reads it (Codex:
+// trust the project; Claude Code: approve its servers); a user's entry
+// needs nothing more, so it says nothing.
+func TestProjectNotes(t *testing.T) {
+	e := testEnv(t)
+	for _, c := range []struct {
+		host, note string
+	}{
+		{Codex, `[projects."` + e.Project + `"] trust_level = "trusted"`},
+		{ClaudeCode, "approve"},
+		{OpenCode, ""},
+	} {
+		r, err := Connect(c.host, e, want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.host != ClaudeCode && r.Note != "" { // Claude Code without its CLI writes the project's file
+			t.Errorf("%s, user scope: note %q", c.host, r.Note)
+		}
+		p := e
+		p.ProjectScope = true
+		if r, err = Connect(c.host, p, want); err != nil {
+			t.Fatal(err)
+		}
+		if c.note == "" && r.Note != "" || !strings.Contains(r.Note, c.note) {
+			t.Errorf("%s, project scope: note %q, want %q in it", c.host, r.Note, c.note)
+		}
+	}
+}
+
 // A file the host would reject is reported with its line and never written.
 func TestMalformedReportedNeverWritten(t *testing.T) {
 	for _, c := range []struct {
