@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	flag "github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
@@ -15,6 +16,7 @@ import (
 	"github.com/pyro-mcp/pyro/cmd/pyro/hostcfg"
 	"github.com/pyro-mcp/pyro/guest/env"
 	"github.com/pyro-mcp/pyro/kvm"
+	"github.com/pyro-mcp/pyro/mcp/workspace"
 	"github.com/pyro-mcp/pyro/netstack"
 )
 
@@ -23,14 +25,20 @@ const doctorHelp = `Usage: pyro doctor [--json] [--resolver IP:PORT]
 Checks everything pyro mcp serve needs, and says what to fix:
   - the host: the checks of pyro kvm-check (KVM device, access,
     capabilities, hardware virtualization)
-  - environments: which are built, which are broken or outdated
+  - environments: warm (built, current, and holding this pyro as the
+    guest agent: a workspace boots at once), cold (not built), stale
+    (built by another pyro binary or an older recipe) or broken, each
+    with the command that readies it (pyro prepare NAME does it all and
+    proves a workspace)
   - the state directory (workspaces) and the cache (environments): where
     they are, that they are writable, their free space, how many
     workspaces there are
   - the binary a chat host will start: is pyro on PATH, and is it this one
   - the resolver a workspace's granted names are resolved through:
     --resolver ($PYRO_RESOLVER), else the nameservers of /etc/resolv.conf
-  - each chat host's registration of pyro (pyro host doctor has details)
+  - each chat host (Claude Code, Codex, OpenCode): is its CLI installed,
+    and is pyro registered with it: current, missing, stale (another
+    binary) or malformed (pyro host doctor has the details)
 
 Exits 0 when pyro mcp serve can boot workspaces (warnings allowed),
 otherwise 1. It changes nothing.
@@ -51,7 +59,30 @@ type doctorReport struct {
 	CacheDir string `json:"cache_dir"`
 	// Resolver is what workspace networks resolve granted names with.
 	Resolver resolverReport `json:"resolver"`
-	Checks   []check        `json:"checks"`
+	// Environments are what workspaces boot, warm or not.
+	Environments []envReadiness `json:"environments"`
+	// Hosts are the chat hosts' registrations of pyro (pyro host doctor
+	// --json has the same).
+	Hosts  []hostcfg.Status `json:"hosts,omitempty"`
+	Checks []check          `json:"checks"`
+}
+
+// Environment readiness, as doctor reports it.
+const (
+	envWarm     = "warm"     // built, current, holds this pyro: a workspace boots at once
+	envCold     = "cold"     // not built
+	envStale    = "stale"    // built by another pyro binary or an older recipe
+	envBroken   = "broken"   // damaged or incomplete: never booted
+	envBuilding = "building" // not built yet, and a build is running
+)
+
+// envReadiness is one environment's readiness for the chat path.
+type envReadiness struct {
+	Name   string `json:"name"`
+	State  string `json:"state"` // warm, cold, stale, broken or building
+	Detail string `json:"detail"`
+	// Fix is the command that makes it warm; "" when it is.
+	Fix string `json:"fix,omitempty"`
 }
 
 // resolverReport says which DNS servers resolve granted names, and from
@@ -80,13 +111,14 @@ func doctorMain(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	self, _ := os.Executable()
+	agent, _ := agentBinary()
 	var hosts *hostcfg.Env
 	if e, err := hostEnv(""); err == nil {
 		hosts = &e
 	}
 	r := diagnose(doctorInputs{hosts: hosts,
 		device: *device, sysfs: "/sys", cpuinfo: "/proc/cpuinfo",
-		state: stateDir(), cache: cacheRoot(), self: self, path: os.Getenv("PATH"),
+		state: stateDir(), cache: cacheRoot(), self: self, agent: agent, path: os.Getenv("PATH"),
 		resolver: *resolver, resolvConf: netstack.ResolvConfPath,
 	})
 	if *asJSON {
@@ -111,6 +143,9 @@ type doctorInputs struct {
 	path                   string // $PATH
 	resolver               string // --resolver / $PYRO_RESOLVER
 	resolvConf             string // the host's resolv.conf
+	// agent is the binary environments must hold as their guest agent
+	// (this one, or $PYRO_AGENT_BINARY); "" skips that comparison.
+	agent string
 	// hosts is where chat hosts keep their configuration; nil skips the
 	// host checks (tests of the other checks).
 	hosts *hostcfg.Env
@@ -122,14 +157,14 @@ func diagnose(in doctorInputs) doctorReport {
 
 	host := probeHostChecks(in.device, in.sysfs, in.cpuinfo)
 	r.Checks = append(r.Checks, host...)
-	checkEnvironments(in.cache, add)
+	r.Environments = checkEnvironments(in.cache, in.agent, add)
 	checkDir("state directory", in.state, "workspaces", add)
 	checkWorkspaces(in.state, add)
 	checkDir("cache directory", in.cache, "environments", add)
 	checkOnPath(in.self, in.path, add)
 	r.Resolver = checkResolver(in.resolver, in.resolvConf, add)
 	if in.hosts != nil {
-		checkHosts(*in.hosts, hostcfg.Server{Command: in.self, Args: []string{"mcp", "serve"}, KeepArgs: true}, add)
+		r.Hosts = checkHosts(*in.hosts, hostcfg.Server{Command: in.self, Args: []string{"mcp", "serve"}, KeepArgs: true}, add)
 	}
 
 	r.OK = true
@@ -174,32 +209,83 @@ func probeHostChecks(device, sysfs, cpuinfo string) []check {
 	return out
 }
 
-// checkEnvironments reports each environment: built ones are what
-// workspaces boot; broken or outdated ones get the command that fixes
-// them. At least one must be built.
-func checkEnvironments(cache string, add func(check)) {
-	var built []string
+// checkEnvironments reports each environment as warm, cold, stale or
+// broken, with the command that readies it; at least one must be built.
+// A cold or stale default environment (the one workspaces get when they
+// name none) warns; a broken one fails, since it is never booted.
+func checkEnvironments(cache, agent string, add func(check)) []envReadiness {
+	var out []envReadiness
+	built := 0
 	for _, st := range env.List(cache) {
-		name := st.Spec.Name
-		switch {
-		case st.State == env.StateBroken:
-			add(check{Name: "environment " + name, Detail: "broken: " + st.Reason, Fix: "pyro env build --force " + name})
-		case st.State == env.StateBuilt && st.Outdated != "":
-			add(check{Name: "environment " + name, OK: true, Warn: true, Detail: "built, but " + st.Outdated, Fix: "pyro env build " + name})
-			built = append(built, name)
-		case st.State == env.StateBuilt:
-			detail := "built"
-			if st.Env != nil {
-				detail += ", kernel " + st.Env.Manifest.Kernel.Version
-			}
-			add(check{Name: "environment " + name, OK: true, Detail: detail})
-			built = append(built, name)
+		r := envState(st, agent)
+		out = append(out, r)
+		if st.State == env.StateBuilt {
+			built++
 		}
+		c := check{Name: "environment " + r.Name, OK: r.State != envBroken, Detail: r.State + ": " + r.Detail, Fix: r.Fix}
+		switch {
+		case r.State == envStale:
+			c.Warn = true
+		case r.State == envCold && r.Name == workspace.DefaultEnv:
+			c.Warn = true
+			c.Detail += "; workspaces that name no environment get " + r.Name
+		case r.State == envCold:
+			c.Detail += fmt.Sprintf("; pyro prepare %s or pyro env build %s builds it", r.Name, r.Name)
+		}
+		add(c)
 	}
-	if len(built) == 0 {
+	if built == 0 {
 		add(check{Name: "environments", Detail: "none built in " + cache + ": workspaces have nothing to boot",
 			Fix: "pyro env build debian-12 (or minimal, in seconds)"})
 	}
+	return out
+}
+
+// envState decides one environment's readiness from what pyro env build
+// looks at, without its checksum pass: the recipe it was built by, and
+// whether its initramfs holds agent (the pyro binary that becomes /init).
+func envState(st env.Status, agent string) envReadiness {
+	name := st.Spec.Name
+	r := envReadiness{Name: name}
+	ready := fmt.Sprintf("pyro prepare %s (or pyro env build %s)", name, name)
+	switch {
+	case st.State == env.StateBroken:
+		r.State, r.Detail, r.Fix = envBroken, st.Reason, "pyro env build --force "+name
+		return r
+	case st.State == env.StateNotBuilt && st.Building:
+		r.State, r.Detail = envBuilding, "not built yet; a pyro env build of it is running now"
+		return r
+	case st.State == env.StateNotBuilt:
+		r.State, r.Detail, r.Fix = envCold, "not built", ready
+		return r
+	case st.Outdated != "":
+		r.State, r.Detail, r.Fix = envStale, "built, but "+st.Outdated, ready
+		return r
+	}
+	m := st.Env.Manifest
+	if agent != "" {
+		same, err := st.Env.AgentMatches(agent)
+		switch {
+		case err != nil:
+			r.State, r.Detail, r.Fix = envStale, fmt.Sprintf("cannot compare its guest agent with %s: %v", agent, err), ready
+			return r
+		case !same:
+			by := "another pyro binary"
+			if m.PyroVersion != "" {
+				by += " (pyro " + m.PyroVersion + ")"
+			}
+			r.State, r.Fix = envStale, ready
+			r.Detail = "its guest agent is " + by + ", not this one: the first workspace puts this one in " +
+				"its initramfs (no download, well under a second)"
+			return r
+		}
+	}
+	r.State = envWarm
+	r.Detail = fmt.Sprintf("built %s, current, kernel %s", m.BuiltAt.Local().Format(time.DateOnly), m.Kernel.Version)
+	if agent != "" {
+		r.Detail += ", guest agent is this pyro"
+	}
+	return r
 }
 
 // checkDir checks that dir (or, before first use, the directory it will

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pyro-mcp/pyro/guest/env"
+	"github.com/pyro-mcp/pyro/mcp/workspace"
 )
 
 // findCheck returns the check called name, failing the test if absent.
@@ -183,5 +188,83 @@ func TestDoctorResolver(t *testing.T) {
 	in.resolvConf = filepath.Join(tmp, "missing")
 	if c := findCheck(t, diagnose(in), "resolver"); !c.OK || !c.Warn || !strings.Contains(c.Detail, "no such file") || !strings.Contains(c.Fix, "nameserver") {
 		t.Errorf("missing resolv.conf: %+v", c)
+	}
+}
+
+// Each environment is warm, cold, stale or broken, decided as pyro env
+// build decides it (recipe, guest agent), and names the command that
+// readies it; only a broken one fails.
+func TestDoctorEnvironmentReadiness(t *testing.T) {
+	tmp := t.TempDir()
+	agent := filepath.Join(tmp, "pyro")
+	if err := os.WriteFile(agent, []byte("this pyro"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.Sum256([]byte("this pyro"))
+	got, other := hex.EncodeToString(h[:]), strings.Repeat("0", 64)
+	spec, err := env.Lookup("minimal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	builtWith := func(agentSize int64, agentSum, pyroVersion string) *env.Env {
+		e := &env.Env{Name: "minimal"}
+		e.Manifest.Agent = env.FileInfo{Size: agentSize, SHA256: agentSum}
+		e.Manifest.PyroVersion = pyroVersion
+		e.Manifest.Kernel.Version = "6.1.999-1"
+		return e
+	}
+	for _, c := range []struct {
+		name   string
+		st     env.Status
+		agent  string
+		state  string
+		detail string
+	}{
+		{"warm", env.Status{Spec: spec, State: env.StateBuilt, Env: builtWith(9, got, "v1")}, agent, envWarm, "guest agent is this pyro"},
+		{"another agent", env.Status{Spec: spec, State: env.StateBuilt, Env: builtWith(9, other, "v0.9")}, agent, envStale, "another pyro binary (pyro v0.9)"},
+		{"another agent size", env.Status{Spec: spec, State: env.StateBuilt, Env: builtWith(10, got, "")}, agent, envStale, "another pyro binary, not this one"},
+		{"agent unreadable", env.Status{Spec: spec, State: env.StateBuilt, Env: builtWith(9, got, "")}, filepath.Join(tmp, "gone"), envStale, "cannot compare"},
+		{"older recipe", env.Status{Spec: spec, State: env.StateBuilt, Env: builtWith(9, got, ""), Outdated: "built by build recipe 0"}, agent, envStale, "built, but built by build recipe 0"},
+		{"not built", env.Status{Spec: spec, State: env.StateNotBuilt}, agent, envCold, "not built"},
+		{"being built", env.Status{Spec: spec, State: env.StateNotBuilt, Building: true}, agent, envBuilding, "running now"},
+		{"broken", env.Status{Spec: spec, State: env.StateBroken, Reason: "rootfs.ext4 is missing"}, agent, envBroken, "rootfs.ext4 is missing"},
+	} {
+		r := envState(c.st, c.agent)
+		if r.Name != "minimal" || r.State != c.state || !strings.Contains(r.Detail, c.detail) {
+			t.Errorf("%s: %+v; want state %s, detail with %q", c.name, r, c.state, c.detail)
+		}
+		switch {
+		case c.state == envWarm || c.state == envBuilding:
+			if r.Fix != "" {
+				t.Errorf("%s: a fix for a %s environment: %q", c.name, c.state, r.Fix)
+			}
+		case c.state == envBroken:
+			if r.Fix != "pyro env build --force minimal" {
+				t.Errorf("%s: fix %q", c.name, r.Fix)
+			}
+		case r.Fix != "pyro prepare minimal (or pyro env build minimal)":
+			t.Errorf("%s: fix %q", c.name, r.Fix)
+		}
+	}
+}
+
+// An empty cache: every environment is cold, the default one warns (a
+// workspace that names none boots it), and --json lists them all.
+func TestDoctorColdEnvironments(t *testing.T) {
+	tmp := t.TempDir()
+	r := diagnose(doctorInputs{state: filepath.Join(tmp, "state"), cache: filepath.Join(tmp, "cache"), self: os.Args[0], agent: os.Args[0]})
+	def := findCheck(t, r, "environment "+workspace.DefaultEnv)
+	if !def.OK || !def.Warn || !strings.HasPrefix(def.Detail, "cold: not built") || def.Fix != "pyro prepare debian-12 (or pyro env build debian-12)" {
+		t.Errorf("default environment: %+v", def)
+	}
+	if c := findCheck(t, r, "environment minimal"); !c.OK || c.Warn || !strings.Contains(c.Detail, "pyro prepare minimal or pyro env build minimal") {
+		t.Errorf("minimal: %+v", c)
+	}
+	if len(r.Environments) != len(env.Specs()) {
+		t.Fatalf("environments: %+v", r.Environments)
+	}
+	js, _ := json.Marshal(r)
+	if want := `{"name":"minimal","state":"cold","detail":"not built","fix":"pyro prepare minimal (or pyro env build minimal)"}`; !strings.Contains(string(js), want) {
+		t.Errorf("--json lacks %s: %s", want, js)
 	}
 }

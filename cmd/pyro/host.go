@@ -283,7 +283,8 @@ func hostDoctor(hosts []string, named bool, env hostcfg.Env, want hostcfg.Server
 }
 
 // hostCheck turns one registration's status into a doctor line with the
-// command that fixes it. Only a malformed file fails: pyro cannot fix it.
+// command that fixes it, and says whether the host's own program is
+// installed. Only a malformed file fails: pyro cannot fix it.
 func hostCheck(s hostcfg.Status) check {
 	c := check{Name: "host " + s.Host, OK: true}
 	where := fmt.Sprintf("%s (%s scope)", s.Path, s.Scope)
@@ -306,23 +307,37 @@ func hostCheck(s hostcfg.Status) check {
 			c.Fix = fmt.Sprintf("fix %s at line %d by hand; pyro never writes over it", s.Path, s.Line)
 		}
 	}
+	c.Detail += "; " + hostCLIDetail(s)
 	return c
+}
+
+// hostCLIDetail says where the host's own program is, or how to install
+// it. A host without it on PATH may still start pyro (an IDE extension, a
+// desktop app), so its absence is never a problem by itself.
+func hostCLIDetail(s hostcfg.Status) string {
+	name, install := hostcfg.CLI(s.Host)
+	if s.CLI == "" {
+		return fmt.Sprintf("%s not installed (%s)", name, install)
+	}
+	return name + " installed: " + s.CLI
 }
 
 // checkHosts adds pyro doctor's line per chat host, from the same check
 // as pyro host doctor. Workspaces boot whatever a host's entry says, so
 // these lines only warn; a host with no entry is not a problem at all.
-func checkHosts(e hostcfg.Env, want hostcfg.Server, add func(check)) {
+func checkHosts(e hostcfg.Env, want hostcfg.Server, add func(check)) []hostcfg.Status {
+	var all []hostcfg.Status
 	for _, h := range hostcfg.Hosts {
 		ss, err := hostcfg.Check(h, e, want)
 		if err != nil {
 			continue
 		}
+		all = append(all, ss...)
 		for _, s := range ss {
 			c := hostCheck(s)
 			if s.State == hostcfg.Missing {
 				c.Warn = false
-				c.Detail = "pyro is not registered (pyro host connect " + h + ")"
+				c.Detail = "pyro is not registered (pyro host connect " + h + "); " + hostCLIDetail(s)
 			}
 			if !c.OK {
 				c.OK, c.Warn = true, true
@@ -330,4 +345,5 @@ func checkHosts(e hostcfg.Env, want hostcfg.Server, add func(check)) {
 			add(c)
 		}
 	}
+	return all
 }

@@ -193,3 +193,43 @@ func TestDoctorHostLines(t *testing.T) {
 		t.Errorf("malformed: %+v", c)
 	}
 }
+
+// Each host's line says whether its own program is installed, or how to
+// install it; --json carries its path. Neither way is a problem by itself.
+func TestDoctorHostCLIs(t *testing.T) {
+	tmp := t.TempDir()
+	e := hostcfgEnv(tmp)
+	e.LookPath = func(name string) (string, error) {
+		if name == "codex" {
+			return "/opt/bin/codex", nil
+		}
+		return "", os.ErrNotExist
+	}
+	cfg := filepath.Join(tmp, ".codex", "config.toml")
+	os.MkdirAll(filepath.Dir(cfg), 0o755)
+	os.WriteFile(cfg, []byte("[mcp_servers.pyro]\ncommand = \"/new/pyro\"\nargs = [\"mcp\", \"serve\"]\ntool_timeout_sec = 600\n"), 0o644)
+	r := diagnose(doctorInputs{state: filepath.Join(tmp, "state"), cache: filepath.Join(tmp, "cache"), self: "/new/pyro", hosts: &e})
+	if c := findCheck(t, r, "host codex"); !c.OK || c.Warn || !strings.Contains(c.Detail, "registered, current") ||
+		!strings.Contains(c.Detail, "codex installed: /opt/bin/codex") {
+		t.Errorf("host codex: %+v", c)
+	}
+	for host, install := range map[string]string{"claude-code": "npm install -g @anthropic-ai/claude-code", "opencode": "npm install -g opencode-ai"} {
+		if c := findCheck(t, r, "host "+host); !c.OK || c.Warn || !strings.Contains(c.Detail, "not installed ("+install+")") {
+			t.Errorf("host %s: %+v", host, c)
+		}
+	}
+	if len(r.Hosts) != 3 {
+		t.Fatalf("hosts: %+v", r.Hosts)
+	}
+	for _, h := range r.Hosts {
+		if want := map[string]string{"codex": "/opt/bin/codex"}[h.Host]; h.CLI != want {
+			t.Errorf("%s: cli %q, want %q", h.Host, h.CLI, want)
+		}
+	}
+	// pyro host doctor says the same.
+	var b strings.Builder
+	if code := hostDoctor([]string{hostcfg.Codex}, true, e, hostcfg.Server{Command: "/new/pyro", Args: []string{"mcp", "serve"}}, false, &b, &b); code != exitOK ||
+		!strings.Contains(b.String(), "codex installed: /opt/bin/codex") {
+		t.Errorf("pyro host doctor codex: exit %d\n%s", code, b.String())
+	}
+}

@@ -29,6 +29,21 @@ const (
 // Hosts lists the hosts pyro can register with.
 var Hosts = []string{ClaudeCode, Codex, OpenCode}
 
+// clis are the hosts' command-line programs and the npm packages that
+// install them.
+var clis = map[string]struct{ command, npm string }{
+	ClaudeCode: {"claude", "@anthropic-ai/claude-code"},
+	Codex:      {"codex", "@openai/codex"},
+	OpenCode:   {"opencode", "opencode-ai"},
+}
+
+// CLI returns the name of host's command-line program and the command
+// that installs it.
+func CLI(host string) (command, install string) {
+	c := clis[host]
+	return c.command, "npm install -g " + c.npm
+}
+
 // ServerName is the name pyro is registered under in every host.
 const ServerName = "pyro"
 
@@ -106,17 +121,22 @@ func (e Env) getenv(k string) string {
 	return e.Getenv(k)
 }
 
-// claudeCLI returns the claude command's path, or "" when it is not on PATH.
-func (e Env) claudeCLI() string {
-	if e.LookPath == nil {
+// cli returns the path of host's command-line program, or "" when it is
+// not on PATH.
+func (e Env) cli(host string) string {
+	c, ok := clis[host]
+	if e.LookPath == nil || !ok {
 		return ""
 	}
-	p, err := e.LookPath("claude")
+	p, err := e.LookPath(c.command)
 	if err != nil {
 		return ""
 	}
 	return p
 }
+
+// claudeCLI returns the claude command's path, or "" when it is not on PATH.
+func (e Env) claudeCLI() string { return e.cli(ClaudeCode) }
 
 // State is what a check found for one registration.
 type State string
@@ -140,6 +160,9 @@ type Status struct {
 	Detail string `json:"detail,omitempty"`
 	// Line is the malformed file's line with the error.
 	Line int `json:"line,omitempty"`
+	// CLI is the path of the host's command-line program (claude, codex,
+	// opencode) on PATH; "" when it is not installed.
+	CLI string `json:"cli"`
 }
 
 // Result is what connect or repair did.
@@ -233,6 +256,7 @@ func Check(host string, e Env, want Server) ([]Status, error) {
 	}
 	var out []Status
 	seen := map[string]bool{}
+	cli := e.cli(host)
 	for _, l := range locs {
 		// A project that is the home directory has the user's file as
 		// its own (Codex's ~/.codex/config.toml): check it once.
@@ -242,12 +266,13 @@ func Check(host string, e Env, want Server) ([]Status, error) {
 		}
 		seen[k] = true
 		s := check(l, want)
+		s.CLI = cli
 		if s.State != Missing {
 			out = append(out, s)
 		}
 	}
 	if len(out) == 0 {
-		out = append(out, Status{Host: host, Scope: locs[0].scope, Path: locs[0].path, State: Missing, Detail: "pyro is not registered"})
+		out = append(out, Status{Host: host, Scope: locs[0].scope, Path: locs[0].path, State: Missing, Detail: "pyro is not registered", CLI: cli})
 	}
 	return out, nil
 }
