@@ -26,6 +26,7 @@ var commands = map[string]command{
 	"host":      {"register pyro with a chat host (Claude Code, Codex, OpenCode), check and repair it", hostMain},
 	"kvm-check": {"check that this host can boot pyro VMs", kvmCheckMain},
 	"mcp":       {"serve the workspace tools to a chat host over MCP (stdio)", mcpMain},
+	"prepare":   {"warm this machine: build an environment, prove a throwaway workspace, with timings", prepareMain},
 	"run":       {"boot a kernel and initrd (VMM debugging entry)", runMain},
 	"version":   {"print pyro's version", versionMain},
 }
