@@ -103,7 +103,7 @@ func runDemo(parent context.Context, o demoOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	t.block(output(r), 8, true)
+	t.block(output(r), 16, true)
 	if r.ExitCode == 0 {
 		return fmt.Errorf("the test passed before the fix")
 	}
@@ -134,7 +134,11 @@ func runDemo(parent context.Context, o demoOptions) (err error) {
 	for _, f := range p.Files {
 		files = append(files, fmt.Sprintf("%s %s +%d -%d", f.Path, f.Op, f.Additions, f.Deletions))
 	}
-	t.result(time.Since(c), "applied %v: %s", p.Applied, strings.Join(files, ", "))
+	verb := "applied"
+	if !p.Applied {
+		verb = "NOT applied"
+	}
+	t.result(time.Since(c), "%s: %s", verb, strings.Join(files, ", "))
 	if !p.Applied {
 		return fmt.Errorf("the patch did not apply: %+v", p.Files)
 	}
@@ -143,7 +147,7 @@ func runDemo(parent context.Context, o demoOptions) (err error) {
 	if r, err = runTests(); err != nil {
 		return err
 	}
-	t.block(output(r), 4, true)
+	t.block(output(r), 6, true)
 	if r.ExitCode != 0 {
 		return fmt.Errorf("the test still fails after the fix")
 	}

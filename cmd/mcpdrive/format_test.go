@@ -72,6 +72,14 @@ func TestTranscript(t *testing.T) {
 	if b.String() != want {
 		t.Errorf("transcript\n%q\nwant\n%q", b.String(), want)
 	}
+	// No trailing blanks: a step without arguments, a blank output line.
+	b.Reset()
+	tr.step("workspace_diff")
+	tr.block("a\n\nb", 0, false)
+	want = "\n 2  workspace_diff\n       | a\n       |\n       | b\n"
+	if b.String() != want {
+		t.Errorf("transcript\n%q\nwant\n%q", b.String(), want)
+	}
 }
 
 func TestExitLine(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -70,7 +71,32 @@ type run struct {
 
 	// mu guards ids.
 	mu  sync.Mutex
-	ids []string // workspaces created, for cleanup
+	ids []string // workspaces created and not yet deleted, for cleanup
+
+	// logf, when set, takes notes on what the scenario saw (-v).
+	logf func(format string, a ...any)
+}
+
+// note passes a note to logf, if set.
+func (r *run) note(format string, a ...any) {
+	if r.logf != nil {
+		r.logf(format, a...)
+	}
+}
+
+// delete deletes a workspace the scenario created and forgets it.
+func (r *run) delete(ctx context.Context, id string) error {
+	del, err := call[deleteResult](ctx, r.s, "workspace_delete", idArgs{ID: id})
+	if err != nil {
+		return err
+	}
+	if del.Deleted != id {
+		return fmt.Errorf("workspace_delete deleted %q, want %q", del.Deleted, id)
+	}
+	r.mu.Lock()
+	r.ids = slices.DeleteFunc(r.ids, func(x string) bool { return x == id })
+	r.mu.Unlock()
+	return nil
 }
 
 func (r *run) path(elem ...string) string { return filepath.Join(append([]string{r.root}, elem...)...) }
@@ -140,8 +166,7 @@ func (r *run) cleanup(ctx context.Context) error {
 	r.mu.Unlock()
 	var errs []error
 	for _, id := range ids {
-		_, err := call[deleteResult](ctx, r.s, "workspace_delete", idArgs{ID: id})
-		if err != nil && errorCode(err) != "not_found" {
+		if err := r.delete(ctx, id); err != nil && errorCode(err) != "not_found" {
 			errs = append(errs, err)
 		}
 	}
@@ -212,6 +237,9 @@ func runScenario(parent context.Context, o smokeOptions, sc scenario) (err error
 				note = " (tool error)"
 			}
 			fmt.Fprintf(o.Log, "  %s: %s %.1fs%s\n", sc.name, tool, d.Seconds(), note)
+		}
+		r.logf = func(format string, a ...any) {
+			fmt.Fprintf(o.Log, "  %s: %s\n", sc.name, fmt.Sprintf(format, a...))
 		}
 	}
 	defer func() {

@@ -66,14 +66,7 @@ func reproFix(ctx context.Context, r *run) error {
 	if string(got) != cartFixedPy {
 		return fmt.Errorf("the exported cart.py is not the fixed one: %.300q", got)
 	}
-	del, err := call[deleteResult](ctx, r.s, "workspace_delete", idArgs{ID: w.ID})
-	if err != nil {
-		return err
-	}
-	if del.Deleted != w.ID {
-		return fmt.Errorf("workspace_delete deleted %q, want %q", del.Deleted, w.ID)
-	}
-	return nil
+	return r.delete(ctx, w.ID)
 }
 
 // wantOnlyChanges fails unless the diff lists exactly the changes want

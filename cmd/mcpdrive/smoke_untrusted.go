@@ -47,6 +47,7 @@ func untrusted(ctx context.Context, r *run) error {
 	if err != nil {
 		return err
 	}
+	r.note("the probe said: %s", tail(output(res), 400))
 	if !strings.Contains(res.Stdout, "wrote /etc/pyro-smoke-escape") {
 		return fmt.Errorf("the probe did not run as written: %s", tail(res.Stdout, 300))
 	}
@@ -61,10 +62,13 @@ func untrusted(ctx context.Context, r *run) error {
 		return fmt.Errorf("the guest's write to /etc reached the host's /etc")
 	}
 
-	// A fork bomb, bounded: timeout kills its process group after 15 s.
-	// The harness runs guests 20-25x slower, so the process limit comes
-	// down to 64 first and the bomb meets it at once (the limit and its
-	// enforcement are the guest agent's; only the number is ours).
+	// A fork bomb. Its shell returns at once, leaving the bomb forking in
+	// the workspace until the guest agent's process limit stops it and the
+	// next command kills what is left; timeout kills its process group
+	// after 15 s should nothing else. The harness runs guests 20-25x
+	// slower, so the limit comes down to 64 first and the bomb meets it at
+	// once (the limit and its enforcement are the agent's; only the
+	// number is ours).
 	if _, err := r.execOK(ctx, w.ID, "echo 64 > /sys/fs/cgroup/pyro-user/pids.max", 60, nil); err != nil {
 		return fmt.Errorf("lowering the process limit: %w", err)
 	}
@@ -88,6 +92,7 @@ func untrusted(ctx context.Context, r *run) error {
 		notes = append(notes, res.Limited)
 		clean = res.Limited == "" && strings.Contains(strings.Join(notes, "\n"), "process limit")
 	}
+	r.note("after the fork bomb, limited: %q", notes)
 	if !strings.Contains(strings.Join(notes, "\n"), "process limit") {
 		return fmt.Errorf("no exec said the fork bomb hit the process limit: %q", notes)
 	}
@@ -102,6 +107,7 @@ func untrusted(ctx context.Context, r *run) error {
 	if err != nil {
 		return fmt.Errorf("filling the disk: %w", err)
 	}
+	r.note("filling the disk: exit %d, limited %q", res.ExitCode, res.Limited)
 	if !strings.Contains(res.Limited, "no disk space") {
 		return fmt.Errorf("filling the disk: exit %d, limited %q, want a full disk reported; stderr %s", res.ExitCode, res.Limited, tail(res.Stderr, 200))
 	}

@@ -29,7 +29,8 @@ func (t *transcript) step(tool string, args ...arg) {
 			parts = append(parts, a.key+"="+a.value)
 		}
 	}
-	fmt.Fprintf(t.w, "\n%2d  %-17s %s\n", t.steps, tool, strings.Join(parts, "  "))
+	fmt.Fprintln(t.w)
+	fmt.Fprintln(t.w, strings.TrimRight(fmt.Sprintf("%2d  %-17s %s", t.steps, tool, strings.Join(parts, "  ")), " "))
 }
 
 // result prints a call's outcome line, with how long the call took.
@@ -41,7 +42,7 @@ func (t *transcript) result(d time.Duration, format string, a ...any) {
 // ones, or the last ones when fromEnd (where test failures end up).
 func (t *transcript) block(text string, max int, fromEnd bool) {
 	for _, l := range blockLines(text, max, fromEnd) {
-		fmt.Fprintln(t.w, "       | "+l)
+		fmt.Fprintln(t.w, strings.TrimRight("       | "+l, " "))
 	}
 }
 
