@@ -147,7 +147,7 @@ func runDemo(parent context.Context, o demoOptions) (err error) {
 	if r, err = runTests(); err != nil {
 		return err
 	}
-	t.block(output(r), 6, true)
+	t.block(output(r), 8, true)
 	if r.ExitCode != 0 {
 		return fmt.Errorf("the test still fails after the fix")
 	}

@@ -81,7 +81,7 @@ func untrusted(ctx context.Context, r *run) error {
 	// process limit refused forks, and the next one after that reports
 	// nothing left of it.
 	clean := false
-	for i := 0; i < 10 && !clean; i++ {
+	for i := 0; i < 20 && !clean; i++ {
 		res, err := r.execOK(ctx, w.ID, "echo alive", 60, nil)
 		if err != nil {
 			return fmt.Errorf("after the fork bomb: %w", err)
@@ -97,7 +97,7 @@ func untrusted(ctx context.Context, r *run) error {
 		return fmt.Errorf("no exec said the fork bomb hit the process limit: %q", notes)
 	}
 	if !clean {
-		return fmt.Errorf("the fork bomb is still around after 10 commands: %q", notes)
+		return fmt.Errorf("the fork bomb is still around after 20 commands: %q", notes)
 	}
 
 	// A full disk: fallocate the bulk, write the rest.
