@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -178,5 +179,28 @@ func TestUsage(t *testing.T) {
 	}
 	if code := mainArgs(context.Background(), []string{"fly"}, &out, &errb); code != 2 {
 		t.Errorf("unknown subcommand: exit %d", code)
+	}
+}
+
+func TestForEach(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	err := forEach([]string{"a", "b", "c"}, func(i int, s string) error {
+		mu.Lock()
+		seen[s] = i
+		mu.Unlock()
+		if s != "a" {
+			return errors.New("boom")
+		}
+		return nil
+	})
+	if len(seen) != 3 || seen["c"] != 2 {
+		t.Errorf("ran %v", seen)
+	}
+	if err == nil || err.Error() != "b: boom (c failed too)" {
+		t.Errorf("error %v", err)
+	}
+	if err := forEach([]string{"a"}, func(int, string) error { return nil }); err != nil {
+		t.Errorf("no failure: %v", err)
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -75,7 +74,8 @@ func parallel(ctx context.Context, r *run) error {
 	})
 }
 
-// forEach runs fn for every item at once and joins the errors.
+// forEach runs fn for every item at once. It returns the first item's
+// error, naming the others that failed too.
 func forEach(items []string, fn func(i int, item string) error) error {
 	errs := make([]error, len(items))
 	var wg sync.WaitGroup
@@ -87,5 +87,19 @@ func forEach(items []string, fn func(i int, item string) error) error {
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	var first error
+	var others []string
+	for i, err := range errs {
+		switch {
+		case err == nil:
+		case first == nil:
+			first = fmt.Errorf("%s: %w", items[i], err)
+		default:
+			others = append(others, items[i])
+		}
+	}
+	if len(others) > 0 {
+		return fmt.Errorf("%w (%s failed too)", first, strings.Join(others, ", "))
+	}
+	return first
 }
