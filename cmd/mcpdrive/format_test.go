@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -202,5 +203,77 @@ func TestForEach(t *testing.T) {
 	}
 	if err := forEach([]string{"a"}, func(int, string) error { return nil }); err != nil {
 		t.Errorf("no failure: %v", err)
+	}
+}
+
+func TestDeathSign(t *testing.T) {
+	if s := deathSign("workspace_exec failed (internal): pyro lost the agent", "crash: vCPU 0: triple fault (KVM_EXIT_SHUTDOWN)"); s != "triple fault" {
+		t.Errorf("sign %q", s)
+	}
+	if s := deathSign("exit 1, want 0", "tool call ok"); s != "" {
+		t.Errorf("a plain failure has sign %q", s)
+	}
+	t.Setenv("PYRO_VMTEST_L1", "")
+	if rerunsAllowed() {
+		t.Error("reruns outside the harness")
+	}
+	t.Setenv("PYRO_VMTEST_L1", "1")
+	if !rerunsAllowed() {
+		t.Error("no reruns in the harness")
+	}
+	t.Setenv("PYRO_VMTEST_RETRY", "0")
+	if rerunsAllowed() {
+		t.Error("PYRO_VMTEST_RETRY=0 did not turn reruns off")
+	}
+}
+
+// runSmoke reruns a scenario whose guest died, at most maxReruns times and
+// only when allowed, prints one line per scenario and counts failures.
+func TestRunSmokeReruns(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		rerun    bool
+		failures []error // what each attempt of repro-fix returns
+		signs    []string
+		want     string // repro-fix's line, without the duration
+		runs     int
+	}{
+		{"passes", true, []error{nil}, []string{""}, "ok", 1},
+		{"died then passed", true, []error{errors.New("boot: triple fault"), nil}, []string{"triple fault", ""}, "ok", 2},
+		{"died every time", true, []error{errors.New("a"), errors.New("b"), errors.New("c"), errors.New("d")},
+			[]string{"triple fault", "triple fault", "triple fault", "triple fault"}, "FAIL: c", 3},
+		{"plain failure", true, []error{errors.New("exit 1"), nil}, []string{"", ""}, "FAIL: exit 1", 1},
+		{"no reruns natively", false, []error{errors.New("boot: triple fault"), nil}, []string{"triple fault", ""}, "FAIL: boot: triple fault", 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var out, log bytes.Buffer
+			runs := 0
+			failed := runSmoke(context.Background(), smokeOptions{Only: map[string]bool{"repro-fix": true, "parallel": true},
+				Rerun: c.rerun, Out: &out, Log: &log,
+				runner: func(_ context.Context, _ smokeOptions, sc scenario) (string, error) {
+					if sc.name != "repro-fix" {
+						return "", nil
+					}
+					runs++
+					return c.signs[runs-1], c.failures[runs-1]
+				}})
+			if runs != c.runs {
+				t.Errorf("%d runs, want %d", runs, c.runs)
+			}
+			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+			if len(lines) != 2 || !strings.HasPrefix(lines[0], "smoke repro-fix: ") || !strings.HasPrefix(lines[1], "smoke parallel: ok (") {
+				t.Fatalf("lines %q", lines)
+			}
+			got := regexp.MustCompile(` \([0-9.]+s\)`).ReplaceAllString(strings.TrimPrefix(lines[0], "smoke repro-fix: "), "")
+			if got != c.want {
+				t.Errorf("line %q, want %q", got, c.want)
+			}
+			if wantFailed := map[bool]int{true: 0, false: 1}[c.want == "ok"]; failed != wantFailed {
+				t.Errorf("%d failed", failed)
+			}
+			if n := strings.Count(log.String(), "mcpdrive: RERUN"); n != c.runs-1 {
+				t.Errorf("%d RERUN notes for %d runs: %s", n, c.runs, log.String())
+			}
+		})
 	}
 }

@@ -115,7 +115,8 @@ func mainArgs(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "mcpdrive smoke: %v\n", err)
 		return 2
 	}
-	failed := runSmoke(ctx, smokeOptions{Pyro: bin, Only: sel, Timeout: *timeout, Verbose: *verbose, Out: stdout, Log: stderr})
+	failed := runSmoke(ctx, smokeOptions{Pyro: bin, Only: sel, Timeout: *timeout, Verbose: *verbose,
+		Rerun: rerunsAllowed(), Out: stdout, Log: stderr})
 	if failed > 0 {
 		return 1
 	}

@@ -179,20 +179,37 @@ type smokeOptions struct {
 	Only    map[string]bool // nil: every scenario
 	Timeout time.Duration   // per scenario
 	Verbose bool            // trace each tool call on stderr
-	Out     io.Writer       // the result lines
-	Log     io.Writer       // traces and pyro's log on failure
+	Rerun   bool            // rerun a scenario whose guest died (in the harness: rerun.go)
+
+	// runner runs one scenario; nil means runScenario (tests fake it).
+	runner func(context.Context, smokeOptions, scenario) (sign string, err error)
+	Out    io.Writer // the result lines
+	Log    io.Writer // traces and pyro's log on failure
 }
 
 // runSmoke runs the selected scenarios one after another and prints one
 // line for each; it returns how many failed.
 func runSmoke(ctx context.Context, o smokeOptions) int {
+	if o.runner == nil {
+		o.runner = runScenario
+	}
 	failed := 0
 	for _, sc := range scenarios() {
 		if o.Only != nil && !o.Only[sc.name] {
 			continue
 		}
 		start := time.Now()
-		err := runScenario(ctx, o, sc)
+		var err error
+		for rerun := 1; ; rerun++ {
+			var sign string
+			sign, err = o.runner(ctx, o, sc)
+			if err == nil || !o.Rerun || sign == "" || rerun > maxReruns || ctx.Err() != nil {
+				break
+			}
+			fmt.Fprintf(o.Log, "mcpdrive: RERUN %d of at most %d: %s failed with a guest that died or went silent (%q), "+
+				"which the nested emulator does now and then; running it again (PYRO_VMTEST_RETRY=0 turns reruns off). The failure: %s\n",
+				rerun, maxReruns, sc.name, sign, oneLine(err.Error(), 600))
+		}
 		fmt.Fprintln(o.Out, resultLine(sc.name, time.Since(start), err))
 		if err != nil {
 			failed++
@@ -201,11 +218,13 @@ func runSmoke(ctx context.Context, o smokeOptions) int {
 	return failed
 }
 
-// runScenario runs one scenario against a server of its own.
-func runScenario(parent context.Context, o smokeOptions, sc scenario) (err error) {
+// runScenario runs one scenario against a server of its own. When it
+// fails, sign is the phrase of its error or of pyro's log that shows a
+// guest died (see rerun.go), if any.
+func runScenario(parent context.Context, o smokeOptions, sc scenario) (sign string, err error) {
 	root, err := os.MkdirTemp("", "mcpdrive-"+sc.name+"-")
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer os.RemoveAll(root)
 	if real, err := filepath.EvalSymlinks(root); err == nil {
@@ -214,7 +233,7 @@ func runScenario(parent context.Context, o smokeOptions, sc scenario) (err error
 	r := &run{name: sc.name, root: root, allowed: filepath.Join(root, "allowed"), secret: randomToken()}
 	for _, d := range []string{r.allowed, r.path("allowed", "seed"), r.path("allowed", "out"), r.path("host"), r.path("state")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
+			return "", err
 		}
 	}
 	logFile := r.path("pyro.log")
@@ -225,7 +244,7 @@ func runScenario(parent context.Context, o smokeOptions, sc scenario) (err error
 		LogFile: logFile, Dir: root, Env: []string{"PYRO_SMOKE_SECRET=" + r.secret},
 	})
 	if err != nil {
-		return err
+		return "", err
 	}
 	if o.Verbose {
 		r.s.trace = func(tool string, d time.Duration, isError bool, err error) {
@@ -255,18 +274,23 @@ func runScenario(parent context.Context, o smokeOptions, sc scenario) (err error
 		}
 		if err != nil {
 			showLog(o.Log, sc.name, logFile, 30)
+			pyroLog, _ := os.ReadFile(logFile)
+			sign = deathSign(err.Error(), string(pyroLog))
 		}
 	}()
 	if err := r.s.requireTools(ctx, sc.tools...); err != nil {
-		return err
+		return "", err
 	}
 	if err := sc.run(ctx, r); err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("%w (the scenario's %v ran out)", err, o.Timeout)
+			return "", fmt.Errorf("%w (the scenario's %v ran out)", err, o.Timeout)
 		}
-		return err
+		return "", err
 	}
-	return nil
+	if r.s.sawText(r.secret) {
+		return "", fmt.Errorf("the server's environment (a secret set there) reached a tool result")
+	}
+	return "", nil
 }
 
 // showLog copies the last n lines of pyro's log to w.
