@@ -1,5 +1,5 @@
 # pyro's build. The README's two commands are `make demo` (build everything,
-# boot a guest) and `make test` (every test tier). Everything pyro boots is
+# drive a workspace through MCP) and `make test` (every test tier). Everything pyro boots is
 # built here from Debian packages; nothing prebuilt is downloaded.
 
 SHELL := /bin/bash
@@ -10,6 +10,7 @@ BUILD   := $(CURDIR)/build
 ASSETS  := $(BUILD)/assets
 PYRO    := $(BUILD)/pyro
 VMTEST  := $(BUILD)/vmtest
+MCPDRIVE := $(BUILD)/mcpdrive
 KERNEL_DIR := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pyro/kernel
 # Environments live where pyro looks for them: $PYRO_CACHE_DIR, else the
 # user's cache directory.
@@ -41,6 +42,12 @@ VM_PKGS := ./kvm ./vmm ./guest/instance ./mcp/workspace ./cmd/pyro
 VM_ENV  := PYRO_KVM=1 PYRO_TEST_KERNEL=$(ASSETS)/vmlinuz PYRO_TEST_BUSYBOX=$(ASSETS)/busybox \
 	PYRO_TEST_ENV_MINIMAL=$(ENVS_DIR)/minimal PYRO_TEST_ENV_DEBIAN=$(ENVS_DIR)/debian-12 PYRO_TEST_PYRO=$(PYRO)
 
+# What a pyro run inside the harness needs: vmtest copies every file or tree
+# a PYRO_TEST_* variable names into L1 at the same path (the debian-12
+# environment, with its kernel, and the pyro binary), and PYRO_CACHE_DIR
+# points pyro at that environment there.
+HARNESS_ENV := PYRO_CACHE_DIR=$(PYRO_CACHE) PYRO_TEST_ENV_DEBIAN=$(ENVS_DIR)/debian-12 PYRO_TEST_PYRO=$(PYRO)
+
 # Fuzz targets, each run FUZZTIME by test-unit.
 # An execution count rather than a duration: a timed -fuzztime can end in a
 # spurious "context deadline exceeded" on a loaded two-core machine.
@@ -59,11 +66,12 @@ FUZZ := ./vmm:FuzzParseBzImage ./vmm/memory:FuzzSlice ./vmm/acpi:FuzzPkgLength \
 	./mcp/contract:FuzzWord:20000x ./mcp/term:FuzzRender:50000x ./mcp/redact:FuzzRedact:100000x \
 	./cmd/pyro/hostcfg:FuzzCodexEdit:50000x ./cmd/pyro/hostcfg:FuzzJSONEdit:50000x
 
-.PHONY: build deps kernel envs demo test test-unit test-vm fuzz lint bench host-check clean
+.PHONY: build deps kernel envs demo smoke test test-unit test-vm fuzz lint bench host-check clean
 
 build: $(GO)
 	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(PYRO_VERSION)" -o $(PYRO) ./cmd/pyro
 	$(GO) build -trimpath -o $(VMTEST) ./cmd/vmtest
+	$(GO) build -trimpath -ldflags "-s -w" -o $(MCPDRIVE) ./cmd/mcpdrive
 
 $(BUILD)/go/bin/go:
 	@echo "==> no Go 1.21+ on PATH: fetching Go $(GO_VERSION) with Debian's Go 1.19"
@@ -99,25 +107,37 @@ envs: build deps
 	$(PYRO) env build debian-12
 
 # demo is the README's first command: it builds pyro, the guest kernel and
-# the debian-12 environment, then runs a command in a debian-12 microVM:
-# natively where the host has hardware KVM, otherwise inside the nested-KVM
-# harness (saying why).
-DEMO_CMD := python3 -c 'import platform; print(6*7, platform.platform())'
+# the debian-12 environment, then drives `pyro mcp serve` with a real MCP
+# client (mcpdrive) through a short repro-fix story and prints its
+# transcript: natively where the host has hardware KVM, otherwise inside the
+# nested-KVM harness (saying why).
 demo: kernel envs
 	@if $(PYRO) kvm-check >/dev/null 2>&1; then \
 		echo "==> this host has hardware KVM: running natively"; \
-		echo "==> pyro run debian-12 -- $(DEMO_CMD)"; \
-		$(PYRO) run -v debian-12 -- $(DEMO_CMD); \
+		$(MCPDRIVE) demo --pyro $(PYRO); \
 	else \
 		echo "==> pyro kvm-check says this host cannot boot stock kernels natively:"; \
 		{ $(PYRO) kvm-check || true; } | sed -n "1p;/FAIL/,+1p"; \
 		echo "==> running inside the nested-KVM harness instead (QEMU TCG with an emulated AMD-V CPU; slow, but real KVM)"; \
-		echo "==> pyro run debian-12 -- $(DEMO_CMD)"; \
-		PYRO_CACHE_DIR=$(PYRO_CACHE) PYRO_TEST_ENV_DEBIAN=$(ENVS_DIR)/debian-12 \
-			$(VMTEST) exec $(PYRO) run -v debian-12 -- $(DEMO_CMD); \
+		$(HARNESS_ENV) $(VMTEST) exec $(MCPDRIVE) demo --pyro $(PYRO); \
 	fi
 
-test: test-unit test-vm
+# smoke runs the smoke pack: one scenario per recipe (cold-start, repro-fix,
+# parallel, untrusted, review-eval), each driving `pyro mcp serve` over
+# stdio with a real MCP client and printing one line with its result and
+# duration. Natively with hardware KVM, else in the nested-KVM harness,
+# like test-vm. SMOKE_ARGS passes flags (--only NAME, -v).
+SMOKE_ARGS ?=
+smoke: kernel envs
+	@if [ -z "$${PYRO_HARNESS:-}" ] && $(PYRO) kvm-check --kernel $(ASSETS)/vmlinuz >/dev/null 2>&1; then \
+		echo "==> smoke: hardware KVM here: running the smoke pack natively"; \
+		$(MCPDRIVE) smoke --pyro $(PYRO) $(SMOKE_ARGS); \
+	else \
+		echo "==> smoke: this host's /dev/kvm cannot boot stock kernels (pyro kvm-check): running the smoke pack in the nested-KVM harness"; \
+		$(HARNESS_ENV) $(VMTEST) exec $(MCPDRIVE) smoke --pyro $(PYRO) $(SMOKE_ARGS); \
+	fi
+
+test: test-unit test-vm smoke
 
 # test-unit: everything that needs no KVM, with the race detector, plus lint
 # and short fuzz runs. VM tests are deferred explicitly (PYRO_KVM=0): test-vm
