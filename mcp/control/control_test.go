@@ -663,10 +663,7 @@ func TestRouterTwoServers(t *testing.T) {
 	serveOn(t, lnB, pathB, b, Options{Hello: Hello{PID: os.Getppid(), Started: time.Now()}})
 
 	opened := 0
-	r, err := NewRouter(dir, func() (contract.Backend, error) { opened++; return local, nil })
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := NewRouter(discover(t, dir), func() (contract.Backend, error) { opened++; return local, nil })
 	if s := r.Servers(); len(s) != 2 || s[0].Path != pathA || s[1].Path != pathB {
 		t.Fatalf("servers: %+v", s)
 	}
@@ -751,10 +748,7 @@ func TestRouterOneServerCreatesThere(t *testing.T) {
 	dir := shortDir(t)
 	a := mcptest.New()
 	serve(t, dir, a, Options{})
-	r, err := NewRouter(dir, func() (contract.Backend, error) { return nil, errors.New("the fallback must not be opened") })
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := NewRouter(discover(t, dir), func() (contract.Backend, error) { return nil, errors.New("the fallback must not be opened") })
 	ctx := context.Background()
 	w, err := r.Create(ctx, contract.CreateRequest{Name: "x", TTLSeconds: 600})
 	if err != nil {
@@ -773,10 +767,7 @@ func TestRouterOneServerCreatesThere(t *testing.T) {
 
 func TestRouterWithoutServers(t *testing.T) {
 	local := mcptest.New()
-	r, err := NewRouter(filepath.Join(shortDir(t), "none"), func() (contract.Backend, error) { return local, nil })
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := NewRouter(discover(t, filepath.Join(shortDir(t), "none")), func() (contract.Backend, error) { return local, nil })
 	ctx := context.Background()
 	if _, err := r.Create(ctx, contract.CreateRequest{Name: "solo", TTLSeconds: 600}); err != nil {
 		t.Fatal(err)
@@ -802,10 +793,7 @@ func TestRouterServerGone(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { Serve(ctx, ln, a, Options{}); close(done) }()
-	r, err := NewRouter(dir, func() (contract.Backend, error) { return local, nil })
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := NewRouter(discover(t, dir), func() (contract.Backend, error) { return local, nil })
 	cancel()
 	<-done
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
@@ -859,4 +847,13 @@ func TestEscapeRoundTrip(t *testing.T) {
 	if in.M["k\xff"].S != "v\xfe" || *in.P != "\xe9" {
 		t.Fatal("marshal changed its argument")
 	}
+}
+
+func discover(t testing.TB, dir string) []Server {
+	t.Helper()
+	s, err := Discover(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

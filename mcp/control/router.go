@@ -58,18 +58,15 @@ var (
 	_ contract.SecretBackend     = (*Router)(nil)
 )
 
-// NewRouter discovers the live servers of dir (see Discover) and routes
-// between them and the backend fallback opens (once, when first needed).
-func NewRouter(dir string, fallback func() (contract.Backend, error)) (*Router, error) {
-	servers, err := Discover(dir)
-	if err != nil {
-		return nil, err
-	}
+// NewRouter routes between servers (found with Discover) and the backend
+// fallback opens (once, when first needed; nil: none, and calls that need
+// it fail).
+func NewRouter(servers []Server, fallback func() (contract.Backend, error)) *Router {
 	r := &Router{open: fallback, owners: map[string]*Client{}, names: map[string][]string{}}
 	for _, s := range servers {
 		r.servers = append(r.servers, s.Client())
 	}
-	return r, nil
+	return r
 }
 
 // Client returns a Client for the server, without dialling it again.
