@@ -94,6 +94,17 @@ func ValidateSecrets(secrets map[string]SecretSource) error {
 	return nil
 }
 
+// seedAndGrants checks what a new workspace gets: its seed (the kind
+// filled in) and its grants (canonical; none is none).
+func seedAndGrants(seed SeedSpec, network []string) (SeedSpec, []string, error) {
+	seed, err := ParseSeed(&SeedInput{Kind: string(seed.Kind), Path: seed.Path})
+	if err != nil || len(network) == 0 {
+		return seed, nil, err
+	}
+	grants, err := CanonicalGrants(network)
+	return seed, grants, err
+}
+
 // ValidateCreate checks a create and fills in TTLSeconds, the seed's kind
 // and the grants' canonical spellings.
 func ValidateCreate(req *CreateRequest) error {
@@ -118,15 +129,9 @@ func ValidateCreate(req *CreateRequest) error {
 	if err := ValidateEnvName(req.Env); err != nil {
 		return err
 	}
-	seed, err := ParseSeed(&SeedInput{Kind: string(req.Seed.Kind), Path: req.Seed.Path})
+	seed, grants, err := seedAndGrants(req.Seed, req.Network)
 	if err != nil {
 		return err
-	}
-	var grants []string
-	if len(req.Network) > 0 {
-		if grants, err = CanonicalGrants(req.Network); err != nil {
-			return err
-		}
 	}
 	if err := ValidateSecrets(req.Secrets); err != nil {
 		return err
@@ -207,15 +212,9 @@ func ValidateRun(req *RunRequest) error {
 	if err := ValidateEnvName(req.Env); err != nil {
 		return err
 	}
-	seed, err := ParseSeed(&SeedInput{Kind: string(req.Seed.Kind), Path: req.Seed.Path})
+	seed, grants, err := seedAndGrants(req.Seed, req.Network)
 	if err != nil {
 		return err
-	}
-	var grants []string
-	if len(req.Network) > 0 {
-		if grants, err = CanonicalGrants(req.Network); err != nil {
-			return err
-		}
 	}
 	req.Cwd, req.TimeoutSeconds, req.Seed, req.Network = c.Cwd, c.Timeout, seed, grants
 	return nil

@@ -73,11 +73,18 @@ func Serve(ctx context.Context, ln net.Listener, b contract.Backend, opts Option
 			if ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return err
 			}
-			return err
+			// Out of file descriptors, or a connection that went before it
+			// was taken: the listener itself is fine.
+			s.log.Warn("control: accepting a connection", "err", err)
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+				return nil
+			}
+			continue
 		}
 		wg.Add(1)
 		go func() {
@@ -320,33 +327,59 @@ type (
 	}
 )
 
-// refOp is a call on one workspace with no other arguments.
-func refOp[R any](fn func(b contract.Backend, ctx context.Context, id string) (R, error)) handler {
-	return op(func(ctx context.Context, s *server, a *refArgs) (any, error) {
+// reqOp is a call whose arguments q (of type Q) name a workspace at
+// *ref(q): validate checks q (nil: nothing to check), then fn runs with
+// the workspace's reference resolved to its ID.
+func reqOp[Q, R any](validate func(*Q) error, ref func(*Q) *string, fn func(b contract.Backend, ctx context.Context, q Q) (R, error)) handler {
+	return op(func(ctx context.Context, s *server, q *Q) (any, error) {
+		if validate != nil {
+			if err := validate(q); err != nil {
+				return nil, err
+			}
+		}
 		var r R
-		err := s.on(ctx, a.ID, func(id string) (err error) {
-			r, err = fn(s.b, ctx, id)
+		id := ref(q)
+		err := s.on(ctx, *id, func(ws string) (err error) {
+			*id = ws
+			r, err = fn(s.b, ctx, *q)
 			return err
 		})
 		return r, err
 	})
 }
 
-// optRefOp is refOp for a method of the optional interface I.
-func optRefOp[I any, R any](what string, fn func(i I, ctx context.Context, id string) (R, error)) handler {
-	return op(func(ctx context.Context, s *server, a *refArgs) (any, error) {
-		i, err := optional[I](s.b, what)
-		if err != nil {
+// optOp is reqOp for a method of the optional interface I, which the
+// backend must have.
+func optOp[I, Q, R any](what string, validate func(*Q) error, ref func(*Q) *string, fn func(i I, ctx context.Context, q Q) (R, error)) handler {
+	h := reqOp(validate, ref, func(b contract.Backend, ctx context.Context, q Q) (R, error) {
+		return fn(b.(I), ctx, q)
+	})
+	return func(ctx context.Context, s *server, raw json.RawMessage) (any, error) {
+		if _, err := optional[I](s.b, what); err != nil {
 			return nil, err
 		}
-		var r R
-		err = s.on(ctx, a.ID, func(id string) (err error) {
-			r, err = fn(i, ctx, id)
-			return err
-		})
-		return r, err
-	})
+		return h(ctx, s, raw)
+	}
 }
+
+// refOp is a call on one workspace with no other arguments.
+func refOp[R any](fn func(b contract.Backend, ctx context.Context, id string) (R, error)) handler {
+	return reqOp(nil, refID, func(b contract.Backend, ctx context.Context, a refArgs) (R, error) { return fn(b, ctx, a.ID) })
+}
+
+// optRefOp is refOp for a method of the optional interface I.
+func optRefOp[I, R any](what string, fn func(i I, ctx context.Context, id string) (R, error)) handler {
+	return optOp(what, nil, refID, func(i I, ctx context.Context, a refArgs) (R, error) { return fn(i, ctx, a.ID) })
+}
+
+// none is the result of the calls that have none.
+type none *struct{}
+
+// The workspace reference of each argument type.
+func refID(a *refArgs) *string               { return &a.ID }
+func nameID(a *nameArgs) *string             { return &a.ID }
+func grantID(a *grantArgs) *string           { return &a.ID }
+func execID(q *contract.ExecRequest) *string { return &q.ID }
 
 // The names optional interfaces go by in errors.
 const (
@@ -357,9 +390,26 @@ const (
 	whatShells     = "interactive shells"
 )
 
+func validateName(a *nameArgs) error { return contract.ValidateName("name", a.Name) }
+
+func validateGrants(a *grantArgs) (err error) {
+	a.Grants, err = contract.CanonicalGrants(a.Grants)
+	return err
+}
+
+// needs checks that b has the optional interface I when used is set.
+func needs[I any](b contract.Backend, what string, used bool) error {
+	if !used {
+		return nil
+	}
+	_, err := optional[I](b, what)
+	return err
+}
+
 var handlers map[contract.Op]handler
 
 func init() {
+	type B = contract.Backend
 	handlers = map[contract.Op]handler{
 		OpHello: op(func(ctx context.Context, s *server, _ *noArgs) (any, error) { return s.opts.Hello, nil }),
 
@@ -367,465 +417,161 @@ func init() {
 			if err := contract.ValidateCreate(a); err != nil {
 				return nil, err
 			}
-			if len(a.Network) > 0 {
-				if _, err := optional[contract.NetworkBackend](s.b, whatNetwork); err != nil {
-					return nil, err
-				}
+			if err := needs[contract.NetworkBackend](s.b, whatNetwork, len(a.Network) > 0); err != nil {
+				return nil, err
 			}
-			if len(a.Secrets) > 0 {
-				if _, err := optional[contract.SecretBackend](s.b, whatSecrets); err != nil {
-					return nil, err
-				}
+			if err := needs[contract.SecretBackend](s.b, whatSecrets, len(a.Secrets) > 0); err != nil {
+				return nil, err
 			}
 			return s.b.Create(ctx, *a)
 		}),
 		contract.OpList:   op(func(ctx context.Context, s *server, _ *noArgs) (any, error) { return s.b.List(ctx) }),
-		contract.OpStatus: refOp(contract.Backend.Status),
-		contract.OpUpdate: op(func(ctx context.Context, s *server, a *updateArgs) (any, error) {
-			if err := contract.ValidateUpdate(a.UpdateRequest); err != nil {
-				return nil, err
-			}
-			var w contract.Workspace
-			err := s.on(ctx, a.ID, func(id string) (err error) {
-				w, err = s.b.Update(ctx, id, a.UpdateRequest)
-				return err
-			})
-			return w, err
-		}),
-		contract.OpStop:  refOp(contract.Backend.Stop),
-		contract.OpStart: refOp(contract.Backend.Start),
-		contract.OpDelete: refOp(func(b contract.Backend, ctx context.Context, id string) (any, error) {
+		contract.OpStatus: refOp(B.Status),
+		contract.OpUpdate: reqOp(func(a *updateArgs) error { return contract.ValidateUpdate(a.UpdateRequest) },
+			func(a *updateArgs) *string { return &a.ID },
+			func(b B, ctx context.Context, a updateArgs) (contract.Workspace, error) {
+				return b.Update(ctx, a.ID, a.UpdateRequest)
+			}),
+		contract.OpStop:  refOp(B.Stop),
+		contract.OpStart: refOp(B.Start),
+		contract.OpDelete: refOp(func(b B, ctx context.Context, id string) (none, error) {
 			return nil, b.Delete(ctx, id)
 		}),
-		contract.OpSummary: refOp(contract.Backend.Summary),
-		contract.OpLogs: op(func(ctx context.Context, s *server, a *contract.LogsRequest) (any, error) {
-			if err := contract.ValidateLogs(a); err != nil {
-				return nil, err
-			}
-			var p contract.LogPage
-			err := s.on(ctx, a.ID, func(id string) (err error) {
-				a.ID = id
-				p, err = s.b.Logs(ctx, *a)
-				return err
-			})
-			return p, err
-		}),
+		contract.OpSummary: refOp(B.Summary),
+		contract.OpLogs:    reqOp(contract.ValidateLogs, func(q *contract.LogsRequest) *string { return &q.ID }, B.Logs),
 
-		contract.OpExec: op(func(ctx context.Context, s *server, a *contract.ExecRequest) (any, error) {
-			if err := contract.ValidateExec(a, false); err != nil {
-				return nil, err
-			}
-			var r contract.ExecResult
-			err := s.on(ctx, a.ID, func(id string) (err error) {
-				a.ID = id
-				r, err = s.b.Exec(ctx, *a)
-				return err
-			})
-			return r, err
-		}),
-		OpExecStart: op(func(ctx context.Context, s *server, a *contract.ExecRequest) (any, error) {
-			bb, err := optional[contract.BackgroundBackend](s.b, whatBackground)
-			if err != nil {
-				return nil, err
-			}
-			if err := contract.ValidateExec(a, true); err != nil {
-				return nil, err
-			}
-			var v contract.BackgroundExec
-			err = s.on(ctx, a.ID, func(id string) (err error) {
-				a.ID = id
-				v, err = bb.ExecStart(ctx, *a)
-				return err
-			})
-			return v, err
-		}),
-		contract.OpExecStatus: op(func(ctx context.Context, s *server, a *contract.PollRequest) (any, error) {
-			bb, err := optional[contract.BackgroundBackend](s.b, whatBackground)
-			if err != nil {
-				return nil, err
-			}
-			if err := contract.ValidatePoll(*a); err != nil {
-				return nil, err
-			}
-			var v contract.BackgroundExec
-			err = s.on(ctx, a.ID, func(id string) (err error) {
-				a.ID = id
-				v, err = bb.ExecPoll(ctx, *a)
-				return err
-			})
-			return v, err
-		}),
+		contract.OpExec: reqOp(func(q *contract.ExecRequest) error { return contract.ValidateExec(q, false) }, execID, B.Exec),
+		OpExecStart: optOp(whatBackground, func(q *contract.ExecRequest) error { return contract.ValidateExec(q, true) }, execID,
+			contract.BackgroundBackend.ExecStart),
+		contract.OpExecStatus: optOp(whatBackground, func(q *contract.PollRequest) error { return contract.ValidatePoll(*q) },
+			func(q *contract.PollRequest) *string { return &q.ID }, contract.BackgroundBackend.ExecPoll),
 		OpExecList: optRefOp(whatBackground, contract.BackgroundBackend.ExecList),
 
-		contract.OpFileList: op(func(ctx context.Context, s *server, a *contract.ListFilesRequest) (any, error) {
-			if err := contract.ValidateListFiles(a); err != nil {
-				return nil, err
-			}
-			var l contract.FileListing
-			err := s.on(ctx, a.ID, func(id string) (err error) {
-				a.ID = id
-				l, err = s.b.ListFiles(ctx, *a)
-				return err
-			})
-			return l, err
-		}),
-		contract.OpFileRead: op(func(ctx context.Context, s *server, a *contract.ReadFileRequest) (any, error) {
-			if err := contract.ValidateReadFile(a); err != nil {
-				return nil, err
-			}
-			var c contract.FileContent
-			err := s.on(ctx, a.ID, func(id string) (err error) {
-				a.ID = id
-				c, err = s.b.ReadFile(ctx, *a)
-				return err
-			})
-			return c, err
-		}),
-		contract.OpFileWrite: op(func(ctx context.Context, s *server, a *contract.WriteFileRequest) (any, error) {
-			if err := contract.ValidateWriteFile(a); err != nil {
-				return nil, err
-			}
-			var r contract.WriteResult
-			err := s.on(ctx, a.ID, func(id string) (err error) {
-				a.ID = id
-				r, err = s.b.WriteFile(ctx, *a)
-				return err
-			})
-			return r, err
-		}),
-		contract.OpPatchApply: op(func(ctx context.Context, s *server, a *patchArgs) (any, error) {
-			if err := contract.ValidatePatch(a.Patch); err != nil {
-				return nil, err
-			}
-			var r contract.PatchResult
-			err := s.on(ctx, a.ID, func(id string) (err error) {
-				r, err = s.b.ApplyPatch(ctx, id, a.Patch)
-				return err
-			})
-			return r, err
-		}),
-		contract.OpDiff: op(func(ctx context.Context, s *server, a *contract.DiffRequest) (any, error) {
-			if err := contract.ValidateDiff(a); err != nil {
-				return nil, err
-			}
-			var d contract.DiffResult
-			err := s.on(ctx, a.ID, func(id string) (err error) {
-				a.ID = id
-				d, err = s.b.Diff(ctx, *a)
-				return err
-			})
-			return d, err
-		}),
-		contract.OpExport: op(func(ctx context.Context, s *server, a *contract.ExportRequest) (any, error) {
-			if err := contract.ValidateExport(a); err != nil {
-				return nil, err
-			}
-			var r contract.ExportResult
-			err := s.on(ctx, a.ID, func(id string) (err error) {
-				a.ID = id
-				r, err = s.b.Export(ctx, *a)
-				return err
-			})
-			return r, err
-		}),
-		contract.OpSyncPush: op(func(ctx context.Context, s *server, a *contract.SyncPushRequest) (any, error) {
-			if err := contract.ValidateSyncPush(a); err != nil {
-				return nil, err
-			}
-			var r contract.SyncResult
-			err := s.on(ctx, a.ID, func(id string) (err error) {
-				a.ID = id
-				r, err = s.b.SyncPush(ctx, *a)
-				return err
-			})
-			return r, err
-		}),
+		contract.OpFileList: reqOp(contract.ValidateListFiles, func(q *contract.ListFilesRequest) *string { return &q.ID }, B.ListFiles),
+		contract.OpFileRead: reqOp(contract.ValidateReadFile, func(q *contract.ReadFileRequest) *string { return &q.ID }, B.ReadFile),
+		contract.OpFileWrite: reqOp(contract.ValidateWriteFile, func(q *contract.WriteFileRequest) *string { return &q.ID },
+			B.WriteFile),
+		contract.OpPatchApply: reqOp(func(a *patchArgs) error { return contract.ValidatePatch(a.Patch) },
+			func(a *patchArgs) *string { return &a.ID },
+			func(b B, ctx context.Context, a patchArgs) (contract.PatchResult, error) {
+				return b.ApplyPatch(ctx, a.ID, a.Patch)
+			}),
+		contract.OpDiff:     reqOp(contract.ValidateDiff, func(q *contract.DiffRequest) *string { return &q.ID }, B.Diff),
+		contract.OpExport:   reqOp(contract.ValidateExport, func(q *contract.ExportRequest) *string { return &q.ID }, B.Export),
+		contract.OpSyncPush: reqOp(contract.ValidateSyncPush, func(q *contract.SyncPushRequest) *string { return &q.ID }, B.SyncPush),
 
-		contract.OpSnapshotCreate: op(func(ctx context.Context, s *server, a *nameArgs) (any, error) {
-			if err := contract.ValidateName("name", a.Name); err != nil {
-				return nil, err
+		contract.OpSnapshotCreate: reqOp(validateName, nameID,
+			func(b B, ctx context.Context, a nameArgs) (contract.Snapshot, error) {
+				return b.SnapshotCreate(ctx, a.ID, a.Name)
+			}),
+		contract.OpSnapshotList: refOp(B.SnapshotList),
+		contract.OpSnapshotDelete: reqOp(validateName, nameID,
+			func(b B, ctx context.Context, a nameArgs) (none, error) {
+				return nil, b.SnapshotDelete(ctx, a.ID, a.Name)
+			}),
+		contract.OpReset: reqOp(func(a *resetArgs) error {
+			if a.Snapshot == "" {
+				return nil
 			}
-			var sn contract.Snapshot
-			err := s.on(ctx, a.ID, func(id string) (err error) {
-				sn, err = s.b.SnapshotCreate(ctx, id, a.Name)
-				return err
-			})
-			return sn, err
-		}),
-		contract.OpSnapshotList: refOp(contract.Backend.SnapshotList),
-		contract.OpSnapshotDelete: op(func(ctx context.Context, s *server, a *nameArgs) (any, error) {
-			if err := contract.ValidateName("name", a.Name); err != nil {
-				return nil, err
-			}
-			return nil, s.on(ctx, a.ID, func(id string) error { return s.b.SnapshotDelete(ctx, id, a.Name) })
-		}),
-		contract.OpReset: op(func(ctx context.Context, s *server, a *resetArgs) (any, error) {
-			if a.Snapshot != "" {
-				if err := contract.ValidateName("snapshot", a.Snapshot); err != nil {
-					return nil, err
-				}
-			}
-			var r contract.ResetResult
-			err := s.on(ctx, a.ID, func(id string) (err error) {
-				r, err = s.b.Reset(ctx, id, a.Snapshot)
-				return err
-			})
-			return r, err
-		}),
+			return contract.ValidateName("snapshot", a.Snapshot)
+		}, func(a *resetArgs) *string { return &a.ID },
+			func(b B, ctx context.Context, a resetArgs) (contract.ResetResult, error) {
+				return b.Reset(ctx, a.ID, a.Snapshot)
+			}),
 
 		contract.OpRun: op(func(ctx context.Context, s *server, a *contract.RunRequest) (any, error) {
 			if err := contract.ValidateRun(a); err != nil {
 				return nil, err
 			}
-			if len(a.Network) > 0 {
-				if _, err := optional[contract.NetworkBackend](s.b, whatNetwork); err != nil {
-					return nil, err
-				}
+			if err := needs[contract.NetworkBackend](s.b, whatNetwork, len(a.Network) > 0); err != nil {
+				return nil, err
 			}
 			return s.b.Run(ctx, *a)
 		}),
 		contract.OpEnvList: op(func(ctx context.Context, s *server, _ *noArgs) (any, error) { return s.b.Envs(ctx) }),
 
-		contract.OpNetworkGrant: op(func(ctx context.Context, s *server, a *grantArgs) (any, error) {
-			return grantOp(ctx, s, a, contract.NetworkBackend.NetworkGrant)
-		}),
-		contract.OpNetworkRevoke: op(func(ctx context.Context, s *server, a *grantArgs) (any, error) {
-			return grantOp(ctx, s, a, contract.NetworkBackend.NetworkRevoke)
-		}),
+		contract.OpNetworkGrant: optOp(whatNetwork, validateGrants, grantID,
+			func(nb contract.NetworkBackend, ctx context.Context, a grantArgs) (contract.NetworkStatus, error) {
+				return nb.NetworkGrant(ctx, a.ID, a.Grants)
+			}),
+		contract.OpNetworkRevoke: optOp(whatNetwork, validateGrants, grantID,
+			func(nb contract.NetworkBackend, ctx context.Context, a grantArgs) (contract.RevokeResult, error) {
+				return nb.NetworkRevoke(ctx, a.ID, a.Grants)
+			}),
 		contract.OpNetworkStatus: optRefOp(whatNetwork, contract.NetworkBackend.NetworkStatus),
-		contract.OpPortPublish: op(func(ctx context.Context, s *server, a *contract.PublishRequest) (any, error) {
-			nb, err := optional[contract.NetworkBackend](s.b, whatNetwork)
-			if err != nil {
-				return nil, err
-			}
-			if err := contract.ValidatePublish(*a); err != nil {
-				return nil, err
-			}
-			var p contract.PublishedPort
-			err = s.on(ctx, a.ID, func(id string) (err error) {
-				a.ID = id
-				p, err = nb.PortPublish(ctx, *a)
-				return err
-			})
-			return p, err
-		}),
-		contract.OpPortUnpublish: op(func(ctx context.Context, s *server, a *unpublishArgs) (any, error) {
-			nb, err := optional[contract.NetworkBackend](s.b, whatNetwork)
-			if err != nil {
-				return nil, err
-			}
-			if err := contract.ValidateGuestPort(a.GuestPort); err != nil {
-				return nil, err
-			}
-			return nil, s.on(ctx, a.ID, func(id string) error { return nb.PortUnpublish(ctx, id, a.GuestPort) })
-		}),
+		contract.OpPortPublish: optOp(whatNetwork, func(q *contract.PublishRequest) error { return contract.ValidatePublish(*q) },
+			func(q *contract.PublishRequest) *string { return &q.ID }, contract.NetworkBackend.PortPublish),
+		contract.OpPortUnpublish: optOp(whatNetwork, func(a *unpublishArgs) error { return contract.ValidateGuestPort(a.GuestPort) },
+			func(a *unpublishArgs) *string { return &a.ID },
+			func(nb contract.NetworkBackend, ctx context.Context, a unpublishArgs) (none, error) {
+				return nil, nb.PortUnpublish(ctx, a.ID, a.GuestPort)
+			}),
 
-		contract.OpSecretSet: op(func(ctx context.Context, s *server, a *secretSetArgs) (any, error) {
-			sb, err := optional[contract.SecretBackend](s.b, whatSecrets)
-			if err != nil {
-				return nil, err
-			}
+		contract.OpSecretSet: optOp(whatSecrets, func(a *secretSetArgs) error {
 			if err := contract.ValidateSecretName(a.Name); err != nil {
-				return nil, err
-			}
-			if err := contract.ValidateSecretSource(a.Name, a.Source); err != nil {
-				return nil, err
-			}
-			var w contract.Workspace
-			err = s.on(ctx, a.ID, func(id string) (err error) {
-				w, err = sb.SecretSet(ctx, id, a.Name, a.Source)
 				return err
-			})
-			return w, err
-		}),
-		contract.OpSecretDelete: op(func(ctx context.Context, s *server, a *nameArgs) (any, error) {
-			sb, err := optional[contract.SecretBackend](s.b, whatSecrets)
-			if err != nil {
-				return nil, err
 			}
-			if err := contract.ValidateSecretName(a.Name); err != nil {
-				return nil, err
-			}
-			var w contract.Workspace
-			err = s.on(ctx, a.ID, func(id string) (err error) {
-				w, err = sb.SecretDelete(ctx, id, a.Name)
-				return err
-			})
-			return w, err
-		}),
+			return contract.ValidateSecretSource(a.Name, a.Source)
+		}, func(a *secretSetArgs) *string { return &a.ID },
+			func(sb contract.SecretBackend, ctx context.Context, a secretSetArgs) (contract.Workspace, error) {
+				return sb.SecretSet(ctx, a.ID, a.Name, a.Source)
+			}),
+		contract.OpSecretDelete: optOp(whatSecrets, func(a *nameArgs) error { return contract.ValidateSecretName(a.Name) }, nameID,
+			func(sb contract.SecretBackend, ctx context.Context, a nameArgs) (contract.Workspace, error) {
+				return sb.SecretDelete(ctx, a.ID, a.Name)
+			}),
 
-		contract.OpServiceStart: op(func(ctx context.Context, s *server, a *contract.ServiceStartRequest) (any, error) {
-			sb, err := optional[contract.ServiceBackend](s.b, whatServices)
-			if err != nil {
-				return nil, err
+		contract.OpServiceStart: optOp(whatServices, contract.ValidateServiceStart,
+			func(q *contract.ServiceStartRequest) *string { return &q.ID }, contract.ServiceBackend.ServiceStart),
+		contract.OpServiceStatus: optOp(whatServices, func(a *nameArgs) error {
+			if a.Name == "" {
+				return nil // every service
 			}
-			if err := contract.ValidateServiceStart(a); err != nil {
-				return nil, err
-			}
-			var st contract.ServiceStatus
-			err = s.on(ctx, a.ID, func(id string) (err error) {
-				a.ID = id
-				st, err = sb.ServiceStart(ctx, *a)
-				return err
-			})
-			return st, err
+			return contract.ValidateServiceName(a.Name)
+		}, nameID, func(sb contract.ServiceBackend, ctx context.Context, a nameArgs) ([]contract.ServiceStatus, error) {
+			return sb.ServiceStatus(ctx, a.ID, a.Name)
 		}),
-		contract.OpServiceStatus: op(func(ctx context.Context, s *server, a *nameArgs) (any, error) {
-			sb, err := optional[contract.ServiceBackend](s.b, whatServices)
-			if err != nil {
-				return nil, err
-			}
-			if a.Name != "" {
-				if err := contract.ValidateServiceName(a.Name); err != nil {
-					return nil, err
-				}
-			}
-			var list []contract.ServiceStatus
-			err = s.on(ctx, a.ID, func(id string) (err error) {
-				list, err = sb.ServiceStatus(ctx, id, a.Name)
-				return err
-			})
-			return list, err
-		}),
-		contract.OpServiceLogs: op(func(ctx context.Context, s *server, a *contract.ServiceLogsRequest) (any, error) {
-			sb, err := optional[contract.ServiceBackend](s.b, whatServices)
-			if err != nil {
-				return nil, err
-			}
-			if err := contract.ValidateServiceLogs(a); err != nil {
-				return nil, err
-			}
-			var l contract.ServiceLogs
-			err = s.on(ctx, a.ID, func(id string) (err error) {
-				a.ID = id
-				l, err = sb.ServiceLogs(ctx, *a)
-				return err
-			})
-			return l, err
-		}),
-		contract.OpServiceStop: op(func(ctx context.Context, s *server, a *serviceStopArgs) (any, error) {
-			sb, err := optional[contract.ServiceBackend](s.b, whatServices)
-			if err != nil {
-				return nil, err
-			}
+		contract.OpServiceLogs: optOp(whatServices, contract.ValidateServiceLogs,
+			func(q *contract.ServiceLogsRequest) *string { return &q.ID }, contract.ServiceBackend.ServiceLogs),
+		contract.OpServiceStop: optOp(whatServices, func(a *serviceStopArgs) (err error) {
 			if err := contract.ValidateServiceName(a.Name); err != nil {
-				return nil, err
-			}
-			grace, err := contract.ServiceGrace(a.Grace)
-			if err != nil {
-				return nil, err
-			}
-			var st contract.ServiceStatus
-			err = s.on(ctx, a.ID, func(id string) (err error) {
-				st, err = sb.ServiceStop(ctx, id, a.Name, grace)
 				return err
-			})
-			return st, err
-		}),
-		contract.OpServiceRestart: op(func(ctx context.Context, s *server, a *serviceRestartArgs) (any, error) {
-			sb, err := optional[contract.ServiceBackend](s.b, whatServices)
-			if err != nil {
-				return nil, err
 			}
+			a.Grace, err = contract.ServiceGrace(a.Grace)
+			return err
+		}, func(a *serviceStopArgs) *string { return &a.ID },
+			func(sb contract.ServiceBackend, ctx context.Context, a serviceStopArgs) (contract.ServiceStatus, error) {
+				return sb.ServiceStop(ctx, a.ID, a.Name, a.Grace)
+			}),
+		contract.OpServiceRestart: optOp(whatServices, func(a *serviceRestartArgs) (err error) {
 			if err := contract.ValidateServiceName(a.Name); err != nil {
-				return nil, err
-			}
-			wait, err := contract.ServiceWait(a.Wait)
-			if err != nil {
-				return nil, err
-			}
-			var st contract.ServiceStatus
-			err = s.on(ctx, a.ID, func(id string) (err error) {
-				st, err = sb.ServiceRestart(ctx, id, a.Name, wait)
 				return err
-			})
-			return st, err
-		}),
+			}
+			a.Wait, err = contract.ServiceWait(a.Wait)
+			return err
+		}, func(a *serviceRestartArgs) *string { return &a.ID },
+			func(sb contract.ServiceBackend, ctx context.Context, a serviceRestartArgs) (contract.ServiceStatus, error) {
+				return sb.ServiceRestart(ctx, a.ID, a.Name, a.Wait)
+			}),
 
-		contract.OpShellOpen: op(func(ctx context.Context, s *server, a *contract.ShellOpenRequest) (any, error) {
-			return shellOp(ctx, s, &a.ID, func() error { return contract.ValidateShellOpen(a) },
-				func(sb contract.ShellBackend) (contract.ShellOutput, error) { return sb.ShellOpen(ctx, *a) })
-		}),
-		contract.OpShellRead: op(func(ctx context.Context, s *server, a *contract.ShellReadRequest) (any, error) {
-			return shellOp(ctx, s, &a.ID, func() error { return contract.ValidateShellRead(a) },
-				func(sb contract.ShellBackend) (contract.ShellOutput, error) { return sb.ShellRead(ctx, *a) })
-		}),
-		contract.OpShellWrite: op(func(ctx context.Context, s *server, a *contract.ShellWriteRequest) (any, error) {
-			return shellOp(ctx, s, &a.ID, func() error { return contract.ValidateShellWrite(a) },
-				func(sb contract.ShellBackend) (contract.ShellOutput, error) { return sb.ShellWrite(ctx, *a) })
-		}),
-		contract.OpShellSignal: op(func(ctx context.Context, s *server, a *contract.ShellSignalRequest) (any, error) {
-			return shellOp(ctx, s, &a.ID, func() error { return contract.ValidateShellSignal(a) },
-				func(sb contract.ShellBackend) (contract.ShellOutput, error) { return sb.ShellSignal(ctx, *a) })
-		}),
-		contract.OpShellResize: op(func(ctx context.Context, s *server, a *shellResizeArgs) (any, error) {
-			sb, err := optional[contract.ShellBackend](s.b, whatShells)
-			if err != nil {
-				return nil, err
-			}
+		contract.OpShellOpen:  optOp(whatShells, contract.ValidateShellOpen, func(q *contract.ShellOpenRequest) *string { return &q.ID }, contract.ShellBackend.ShellOpen),
+		contract.OpShellRead:  optOp(whatShells, contract.ValidateShellRead, func(q *contract.ShellReadRequest) *string { return &q.ID }, contract.ShellBackend.ShellRead),
+		contract.OpShellWrite: optOp(whatShells, contract.ValidateShellWrite, func(q *contract.ShellWriteRequest) *string { return &q.ID }, contract.ShellBackend.ShellWrite),
+		contract.OpShellSignal: optOp(whatShells, contract.ValidateShellSignal,
+			func(q *contract.ShellSignalRequest) *string { return &q.ID }, contract.ShellBackend.ShellSignal),
+		contract.OpShellResize: optOp(whatShells, func(a *shellResizeArgs) error {
 			if err := contract.ValidateShellNumber(a.Shell); err != nil {
-				return nil, err
-			}
-			if err := contract.ValidateShellSize(a.Cols, a.Rows, false); err != nil {
-				return nil, err
-			}
-			var si contract.ShellInfo
-			err = s.on(ctx, a.ID, func(id string) (err error) {
-				si, err = sb.ShellResize(ctx, id, a.Shell, a.Cols, a.Rows)
 				return err
-			})
-			return si, err
-		}),
-		contract.OpShellClose: op(func(ctx context.Context, s *server, a *shellArgs) (any, error) {
-			sb, err := optional[contract.ShellBackend](s.b, whatShells)
-			if err != nil {
-				return nil, err
 			}
-			if err := contract.ValidateShellNumber(a.Shell); err != nil {
-				return nil, err
-			}
-			var si contract.ShellInfo
-			err = s.on(ctx, a.ID, func(id string) (err error) {
-				si, err = sb.ShellClose(ctx, id, a.Shell)
-				return err
-			})
-			return si, err
-		}),
+			return contract.ValidateShellSize(a.Cols, a.Rows, false)
+		}, func(a *shellResizeArgs) *string { return &a.ID },
+			func(sb contract.ShellBackend, ctx context.Context, a shellResizeArgs) (contract.ShellInfo, error) {
+				return sb.ShellResize(ctx, a.ID, a.Shell, a.Cols, a.Rows)
+			}),
+		contract.OpShellClose: optOp(whatShells, func(a *shellArgs) error { return contract.ValidateShellNumber(a.Shell) }, func(q *shellArgs) *string { return &q.ID },
+			func(sb contract.ShellBackend, ctx context.Context, a shellArgs) (contract.ShellInfo, error) {
+				return sb.ShellClose(ctx, a.ID, a.Shell)
+			}),
 		contract.OpShellList: optRefOp(whatShells, contract.ShellBackend.ShellList),
 	}
-}
-
-func grantOp[R any](ctx context.Context, s *server, a *grantArgs, fn func(nb contract.NetworkBackend, ctx context.Context, id string, grants []string) (R, error)) (any, error) {
-	nb, err := optional[contract.NetworkBackend](s.b, whatNetwork)
-	if err != nil {
-		return nil, err
-	}
-	grants, err := contract.CanonicalGrants(a.Grants)
-	if err != nil {
-		return nil, err
-	}
-	var r R
-	err = s.on(ctx, a.ID, func(id string) (err error) {
-		r, err = fn(nb, ctx, id, grants)
-		return err
-	})
-	return r, err
-}
-
-// shellOp runs a shell call whose request holds its workspace at *id.
-func shellOp(ctx context.Context, s *server, id *string, validate func() error, fn func(contract.ShellBackend) (contract.ShellOutput, error)) (any, error) {
-	sb, err := optional[contract.ShellBackend](s.b, whatShells)
-	if err != nil {
-		return nil, err
-	}
-	if err := validate(); err != nil {
-		return nil, err
-	}
-	var o contract.ShellOutput
-	err = s.on(ctx, *id, func(ref string) (err error) {
-		*id = ref
-		o, err = fn(sb)
-		return err
-	})
-	return o, err
 }
