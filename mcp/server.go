@@ -283,22 +283,7 @@ func (h *handler) fit(max int, build func(n int) any) (json.RawMessage, int, err
 // not know ref as an ID, it retries once with the ID of the workspace named
 // ref.
 func (h *handler) onWorkspace(ctx context.Context, ref string, fn func(id string) error) error {
-	if err := contract.ValidateRef(ref); err != nil {
-		return err
-	}
-	err := fn(ref)
-	if e, ok := contract.AsError(err); ok && e.Code == contract.CodeNotFound && e.Resource == contract.ResourceWorkspace {
-		list, lerr := h.b.List(ctx)
-		if lerr != nil {
-			return err
-		}
-		for _, w := range list {
-			if w.Name == ref && w.ID != ref {
-				return fn(w.ID)
-			}
-		}
-	}
-	return err
+	return contract.OnWorkspace(ctx, h.b, ref, fn)
 }
 
 // errorView is the result of a failed call.

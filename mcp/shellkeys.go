@@ -67,9 +67,8 @@ func shellInput(text string, keys []string, newline bool) ([]byte, error) {
 	if newline {
 		b.WriteString("\r")
 	}
-	if b.Len() > contract.MaxShellInput {
-		return nil, contract.Invalid("%d bytes of input; at most %d per call", b.Len(), contract.MaxShellInput).
-			WithHint("Send long input in parts, or write it to a file with file_write and read it from the shell.")
+	if err := contract.ValidateShellInput(b.Len()); err != nil {
+		return nil, err
 	}
 	return []byte(b.String()), nil
 }

@@ -67,21 +67,13 @@ func (h *handler) bgBackend() (contract.BackgroundBackend, error) {
 	return bb, nil
 }
 
-// execBackground starts req (validated, but for its timeout) in the
-// background: the result of workspace_exec with background:true.
-func (h *handler) execBackground(ctx context.Context, ref string, req contract.ExecRequest, timeout int) (any, error) {
+// execBackground starts req (validated) in the background: the result
+// of workspace_exec with background:true.
+func (h *handler) execBackground(ctx context.Context, ref string, req contract.ExecRequest) (any, error) {
 	bb, err := h.bgBackend()
 	if err != nil {
 		return nil, err
 	}
-	if timeout == 0 {
-		timeout = contract.DefaultBackgroundTimeout
-	}
-	if timeout < contract.MinTimeoutSeconds || timeout > contract.MaxBackgroundTimeoutSeconds {
-		return nil, contract.Invalid("timeout_seconds must be between %d and %d for a background command (got %d)",
-			contract.MinTimeoutSeconds, contract.MaxBackgroundTimeoutSeconds, timeout)
-	}
-	req.TimeoutSeconds = timeout
 	var (
 		v  contract.BackgroundExec
 		ws string
@@ -102,14 +94,12 @@ func toolExecStatus(ctx context.Context, h *handler, in execStatusIn) (any, erro
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case in.Seq < 0:
-		return nil, contract.Invalid("seq must be a command's seq from workspace_exec (got %d)", in.Seq)
-	case in.WaitSeconds < 0 || in.WaitSeconds > contract.MaxPollWaitSeconds:
-		return nil, contract.Invalid("wait_seconds must be between 0 and %d (got %d); poll again to wait longer", contract.MaxPollWaitSeconds, in.WaitSeconds)
-	case in.StdoutOffset < 0 || in.StderrOffset < 0:
-		return nil, contract.Invalid("stdout_offset and stderr_offset must not be negative")
-	case in.Seq == 0 && (in.Kill || in.WaitSeconds > 0):
+	poll := contract.PollRequest{Seq: in.Seq, StdoutOffset: in.StdoutOffset, StderrOffset: in.StderrOffset,
+		Wait: seconds(in.WaitSeconds), Kill: in.Kill}
+	if err := contract.ValidatePoll(poll); err != nil {
+		return nil, err
+	}
+	if in.Seq == 0 && (in.Kill || in.WaitSeconds > 0) {
 		return nil, contract.Invalid("kill and wait_seconds need seq: the command's seq from workspace_exec")
 	}
 	if in.Seq == 0 {
@@ -133,8 +123,8 @@ func toolExecStatus(ctx context.Context, h *handler, in execStatusIn) (any, erro
 	)
 	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
 		ws = id
-		v, err = bb.ExecPoll(ctx, contract.PollRequest{ID: id, Seq: in.Seq, StdoutOffset: in.StdoutOffset, StderrOffset: in.StderrOffset,
-			Wait: time.Duration(in.WaitSeconds) * time.Second, Kill: in.Kill})
+		poll.ID = id
+		v, err = bb.ExecPoll(ctx, poll)
 		return err
 	})
 	if err != nil {
@@ -293,4 +283,10 @@ func (h *handler) bgListResult(id string, list []contract.BackgroundExec) (any, 
 	}
 	data, _, err := h.fit(len(items), build)
 	return data, err
+}
+
+// seconds converts a count of seconds from a tool's arguments to a
+// Duration, bounded so that no value wraps around into range.
+func seconds(n int) time.Duration {
+	return time.Duration(min(max(n, -1<<32), 1<<32)) * time.Second
 }

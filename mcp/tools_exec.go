@@ -90,19 +90,12 @@ func oneShotTools() []toolSpec {
 }
 
 func toolExec(ctx context.Context, h *handler, in execIn) (any, error) {
-	c := contract.CommandSpec{Command: in.Command, Argv: in.Argv, Cwd: in.Cwd, EnvVars: in.EnvVars, Timeout: in.TimeoutSeconds, Stdin: in.Stdin}
-	if in.Background {
-		c.Timeout = 0 // a background command's timeout has its own bounds (execBackground)
-	}
-	if err := contract.ValidateCommand(&c); err != nil {
+	req := contract.ExecRequest{Command: in.Command, Argv: in.Argv, Cwd: in.Cwd, EnvVars: in.EnvVars, TimeoutSeconds: in.TimeoutSeconds, Stdin: in.Stdin, SecretEnv: in.SecretEnv}
+	if err := contract.ValidateExec(&req, in.Background); err != nil {
 		return nil, err
 	}
-	if err := contract.ValidateSecretEnv(in.SecretEnv, c.EnvVars); err != nil {
-		return nil, err
-	}
-	req := contract.ExecRequest{Command: c.Command, Argv: c.Argv, Cwd: c.Cwd, EnvVars: c.EnvVars, TimeoutSeconds: c.Timeout, Stdin: c.Stdin, SecretEnv: in.SecretEnv}
 	if in.Background {
-		return h.execBackground(ctx, in.ID, req, in.TimeoutSeconds)
+		return h.execBackground(ctx, in.ID, req)
 	}
 	var (
 		r  contract.ExecResult
@@ -116,7 +109,7 @@ func toolExec(ctx context.Context, h *handler, in execIn) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return h.execResult(ws, r, c.Timeout)
+	return h.execResult(ws, r, req.TimeoutSeconds)
 }
 
 func toolRun(ctx context.Context, h *handler, in runIn) (any, error) {

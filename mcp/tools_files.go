@@ -137,9 +137,8 @@ func toolFileList(ctx context.Context, h *handler, in fileListIn) (any, error) {
 		if err != nil || offset < 0 {
 			return nil, contract.Invalid("cursor %.40q is not a next_cursor from file_list", in.Cursor)
 		}
-		if offset > contract.MaxListOffset {
-			return nil, contract.Invalid("cursor %d is past the first %d entries file_list pages through", offset, contract.MaxListOffset).
-				WithHint("List a subdirectory (path), or list without recursive.")
+		if err := contract.ValidateListOffset(offset); err != nil {
+			return nil, err
 		}
 	}
 	var l contract.FileListing
@@ -186,11 +185,8 @@ func toolFileRead(ctx context.Context, h *handler, in fileReadIn) (any, error) {
 	if err := contract.ValidatePath("path", in.Path, true); err != nil {
 		return nil, err
 	}
-	if in.Offset < 0 {
-		return nil, contract.Invalid("offset must be >= 0 (got %d)", in.Offset)
-	}
-	if in.MaxBytes < 0 || in.MaxBytes > contract.MaxReadBytes {
-		return nil, contract.Invalid("max_bytes must be between 1 and %d (got %d)", contract.MaxReadBytes, in.MaxBytes)
+	if err := contract.ValidateReadRange(in.Offset, in.MaxBytes); err != nil {
+		return nil, err
 	}
 	want := in.MaxBytes
 	if want == 0 || want > h.budget() {
@@ -241,19 +237,15 @@ func toolFileWrite(ctx context.Context, h *handler, in fileWriteIn) (any, error)
 	if err := contract.ValidatePath("path", in.Path, true); err != nil {
 		return nil, err
 	}
-	if len(in.Content) > contract.MaxWriteBytes {
-		return nil, contract.Invalid("content is %d bytes; the limit is %d: split the file, or use workspace_sync_push for large files", len(in.Content), contract.MaxWriteBytes)
+	if err := contract.ValidateWriteContent(len(in.Content)); err != nil {
+		return nil, err
 	}
-	var mode uint32
-	if in.Mode != "" {
-		m, err := strconv.ParseUint(in.Mode, 8, 32)
-		if err != nil || m > 0o7777 {
-			return nil, contract.Invalid("mode %.20q must be octal permissions such as 0644 or 0755", in.Mode)
-		}
-		mode = uint32(m)
+	mode, err := contract.ParseMode(in.Mode)
+	if err != nil {
+		return nil, err
 	}
 	var r contract.WriteResult
-	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
+	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
 		r, err = h.b.WriteFile(ctx, contract.WriteFileRequest{ID: id, Path: in.Path, Content: []byte(in.Content), Mode: mode})
 		return err
 	})
@@ -267,11 +259,8 @@ func toolFileWrite(ctx context.Context, h *handler, in fileWriteIn) (any, error)
 }
 
 func toolPatchApply(ctx context.Context, h *handler, in patchIn) (any, error) {
-	if strings.TrimSpace(in.Patch) == "" {
-		return nil, contract.Invalid("patch is empty: pass a unified diff (--- a/FILE, +++ b/FILE, @@ hunks)")
-	}
-	if len(in.Patch) > contract.MaxPatchBytes {
-		return nil, contract.Invalid("patch is %d bytes; the limit is %d: split it into several calls", len(in.Patch), contract.MaxPatchBytes)
+	if err := contract.ValidatePatch(in.Patch); err != nil {
+		return nil, err
 	}
 	var r contract.PatchResult
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {

@@ -143,16 +143,12 @@ func toolExport(ctx context.Context, h *handler, in exportIn) (any, error) {
 	if err := contract.ValidatePath("host_path", in.HostPath, true); err != nil {
 		return nil, err
 	}
-	format := contract.ExportFormat(in.Format)
-	switch format {
-	case "":
-		format = contract.ExportAuto
-	case contract.ExportAuto, contract.ExportTree, contract.ExportTar:
-	default:
-		return nil, contract.Invalid("format %.20q must be auto, tree or tar", in.Format)
+	format, err := contract.ParseExportFormat(in.Format)
+	if err != nil {
+		return nil, err
 	}
 	var r contract.ExportResult
-	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
+	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
 		r, err = h.b.Export(ctx, contract.ExportRequest{ID: id, GuestPath: guest, HostPath: in.HostPath, Format: format, Overwrite: in.Overwrite})
 		return err
 	})

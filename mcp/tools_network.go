@@ -124,20 +124,7 @@ func (h *handler) netBackend() (contract.NetworkBackend, error) {
 }
 
 // grantArgs checks a tool's grants and returns their canonical spellings.
-func grantArgs(specs []string) ([]string, error) {
-	if len(specs) == 0 {
-		return nil, contract.Invalid("grants must list at least one grant").WithHint(contract.GrantForms)
-	}
-	gs, err := contract.ParseGrants(specs)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]string, len(gs))
-	for i, g := range gs {
-		out[i] = g.String()
-	}
-	return out, nil
-}
+func grantArgs(specs []string) ([]string, error) { return contract.CanonicalGrants(specs) }
 
 func toolNetworkGrant(ctx context.Context, h *handler, in grantsIn) (any, error) {
 	grants, err := grantArgs(in.Grants)
@@ -238,11 +225,8 @@ func (h *handler) fitNetwork(st contract.NetworkStatus, maxDenials int) networkV
 }
 
 func toolPortPublish(ctx context.Context, h *handler, in publishIn) (any, error) {
-	if in.GuestPort < 1 || in.GuestPort > 65535 {
-		return nil, contract.Invalid("guest_port must be 1-65535 (got %d)", in.GuestPort)
-	}
-	if in.HostPort < 0 || in.HostPort > 65535 {
-		return nil, contract.Invalid("host_port must be 1-65535, or omitted for a free one (got %d)", in.HostPort)
+	if err := contract.ValidatePublish(contract.PublishRequest{GuestPort: in.GuestPort, HostPort: in.HostPort}); err != nil {
+		return nil, err
 	}
 	nb, err := h.netBackend()
 	if err != nil {
@@ -265,8 +249,8 @@ func toolPortPublish(ctx context.Context, h *handler, in publishIn) (any, error)
 }
 
 func toolPortUnpublish(ctx context.Context, h *handler, in unpublishIn) (any, error) {
-	if in.GuestPort < 1 || in.GuestPort > 65535 {
-		return nil, contract.Invalid("guest_port must be 1-65535 (got %d)", in.GuestPort)
+	if err := contract.ValidateGuestPort(in.GuestPort); err != nil {
+		return nil, err
 	}
 	nb, err := h.netBackend()
 	if err != nil {

@@ -3,8 +3,6 @@ package mcp
 import (
 	"context"
 	"fmt"
-	"maps"
-	"slices"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -95,19 +93,12 @@ func (h *handler) secretsArg(in map[string]secretInput) (map[string]contract.Sec
 	if _, ok := h.b.(contract.SecretBackend); !ok {
 		return nil, contract.Invalid("this pyro server keeps no secrets").WithHint("Create the workspace without secrets.")
 	}
-	if len(in) > contract.MaxSecrets {
-		return nil, contract.Invalid("%d secrets given; the limit is %d per workspace", len(in), contract.MaxSecrets)
-	}
 	out := make(map[string]contract.SecretSource, len(in))
-	for _, name := range slices.Sorted(maps.Keys(in)) {
-		src := contract.SecretSource(in[name])
-		if err := contract.ValidateSecretName(name); err != nil {
-			return nil, err
-		}
-		if err := contract.ValidateSecretSource(name, src); err != nil {
-			return nil, err
-		}
-		out[name] = src
+	for name, src := range in {
+		out[name] = contract.SecretSource(src)
+	}
+	if err := contract.ValidateSecrets(out); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

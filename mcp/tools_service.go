@@ -3,8 +3,6 @@ package mcp
 import (
 	"context"
 	"fmt"
-	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -199,89 +197,20 @@ func (h *handler) svcBackend() (contract.ServiceBackend, error) {
 	return sb, nil
 }
 
-var serviceNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
-
-func validateServiceName(name string) error {
-	if !serviceNameRe.MatchString(name) {
-		return contract.Invalid("service name %.80q must be 1-64 lower-case letters, digits, _ . - starting with a letter or digit (e.g. web)", name)
-	}
-	return nil
-}
+func validateServiceName(name string) error { return contract.ValidateServiceName(name) }
 
 // waitArg is a wait_seconds argument as a duration.
-func waitArg(s int) (time.Duration, error) {
-	w, err := contract.LimitOrDefault("wait_seconds", s, contract.DefaultServiceWaitSeconds, contract.MaxServiceWaitSeconds)
-	return time.Duration(w) * time.Second, err
-}
+func waitArg(s int) (time.Duration, error) { return contract.ServiceWait(seconds(s)) }
 
 func serviceStartRequest(in serviceStartIn) (contract.ServiceStartRequest, error) {
-	if err := validateServiceName(in.Name); err != nil {
-		return contract.ServiceStartRequest{}, err
-	}
-	c := contract.CommandSpec{Command: in.Command, Argv: in.Argv, Cwd: in.Cwd, EnvVars: in.EnvVars}
-	if err := contract.ValidateCommand(&c); err != nil {
-		return contract.ServiceStartRequest{}, err
-	}
-	if len(in.User) > contract.MaxNameLen || strings.IndexByte(in.User, 0) >= 0 {
-		return contract.ServiceStartRequest{}, contract.Invalid("user must be a guest user name or uid[:gid]")
-	}
-	if err := contract.ValidateSecretEnv(in.SecretEnv, c.EnvVars); err != nil {
-		return contract.ServiceStartRequest{}, err
-	}
-	wait, err := waitArg(in.WaitSeconds)
-	if err != nil {
-		return contract.ServiceStartRequest{}, err
-	}
-	req := contract.ServiceStartRequest{Name: in.Name, Command: c.Command, Argv: c.Argv, Cwd: c.Cwd, EnvVars: c.EnvVars,
-		SecretEnv: in.SecretEnv, User: in.User, Wait: wait}
-	switch in.Restart {
-	case "", "no":
-		if in.MaxRestarts != 0 {
-			return contract.ServiceStartRequest{}, contract.Invalid("max_restarts needs restart: on-failure")
-		}
-	case "on-failure":
-		req.Restart, req.MaxRestarts = "on-failure", in.MaxRestarts
-		if req.MaxRestarts == 0 {
-			req.MaxRestarts = 3
-		}
-		if req.MaxRestarts < 0 || req.MaxRestarts > 100 {
-			return contract.ServiceStartRequest{}, contract.Invalid("max_restarts must be 1 to 100")
-		}
-	default:
-		return contract.ServiceStartRequest{}, contract.Invalid("restart must be no or on-failure, not %.40q", in.Restart)
-	}
+	req := contract.ServiceStartRequest{Name: in.Name, Command: in.Command, Argv: in.Argv, Cwd: in.Cwd, EnvVars: in.EnvVars,
+		SecretEnv: in.SecretEnv, User: in.User, Restart: in.Restart, MaxRestarts: in.MaxRestarts, Wait: seconds(in.WaitSeconds)}
 	if r := in.Readiness; r != nil {
-		rd := contract.Readiness{Kind: r.Kind, TimeoutSeconds: r.TimeoutSeconds, IntervalMs: r.IntervalMs}
-		if r.TimeoutSeconds < 0 || r.TimeoutSeconds > contract.MaxReadyTimeoutSeconds || r.IntervalMs < 0 || r.IntervalMs > 60000 ||
-			(r.IntervalMs > 0 && r.IntervalMs < 10) {
-			return contract.ServiceStartRequest{}, contract.Invalid("readiness timeout_seconds must be 1 to %d and interval_ms 10 to 60000", contract.MaxReadyTimeoutSeconds)
-		}
-		switch r.Kind {
-		case contract.ReadyFile:
-			if err := contract.ValidatePath("readiness.path", r.Path, true); err != nil {
-				return contract.ServiceStartRequest{}, err
-			}
-			rd.Path = r.Path
-		case contract.ReadyTCP:
-			if r.Port < 1 || r.Port > 65535 {
-				return contract.ServiceStartRequest{}, contract.Invalid("readiness.port must be 1 to 65535 (a guest TCP port)")
-			}
-			rd.Port = r.Port
-		case contract.ReadyHTTP:
-			u, err := url.Parse(r.URL)
-			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(r.URL) > contract.MaxPathLen {
-				return contract.ServiceStartRequest{}, contract.Invalid("readiness.url must be an http:// URL inside the guest, e.g. http://127.0.0.1:8000/")
-			}
-			rd.URL = r.URL
-		case contract.ReadyCommand:
-			if strings.TrimSpace(r.Command) == "" || len(r.Command) > contract.MaxCommandLen || strings.IndexByte(r.Command, 0) >= 0 {
-				return contract.ServiceStartRequest{}, contract.Invalid("readiness.command must be a shell command that exits 0 when ready")
-			}
-			rd.Command = r.Command
-		default:
-			return contract.ServiceStartRequest{}, contract.Invalid("readiness.kind must be file, tcp, http or command, not %.40q", r.Kind)
-		}
-		req.Readiness = rd
+		req.Readiness = contract.Readiness{Kind: r.Kind, Path: r.Path, Port: r.Port, URL: r.URL, Command: r.Command,
+			TimeoutSeconds: r.TimeoutSeconds, IntervalMs: r.IntervalMs}
+	}
+	if err := contract.ValidateServiceStart(&req); err != nil {
+		return contract.ServiceStartRequest{}, err
 	}
 	return req, nil
 }
@@ -346,7 +275,7 @@ func toolServiceStop(ctx context.Context, h *handler, in serviceStopIn) (any, er
 	if err := validateServiceName(in.Name); err != nil {
 		return nil, err
 	}
-	grace, err := contract.LimitOrDefault("grace_seconds", in.GraceSeconds, contract.DefaultServiceGraceSeconds, contract.MaxServiceGraceSeconds)
+	grace, err := contract.ServiceGrace(seconds(in.GraceSeconds))
 	if err != nil {
 		return nil, err
 	}
@@ -360,7 +289,7 @@ func toolServiceStop(ctx context.Context, h *handler, in serviceStopIn) (any, er
 	)
 	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
 		ws = id
-		st, err = sb.ServiceStop(ctx, id, in.Name, time.Duration(grace)*time.Second)
+		st, err = sb.ServiceStop(ctx, id, in.Name, grace)
 		return err
 	})
 	if err != nil {
@@ -411,10 +340,8 @@ func toolServiceLogs(ctx context.Context, h *handler, in serviceLogsIn) (any, er
 	if err := validateServiceName(in.Name); err != nil {
 		return nil, err
 	}
-	switch in.Stream {
-	case "", "both", "stdout", "stderr":
-	default:
-		return nil, contract.Invalid("stream must be stdout, stderr or both")
+	if err := contract.ValidateServiceStream(in.Stream); err != nil {
+		return nil, err
 	}
 	req := contract.ServiceLogsRequest{Name: in.Name, Stream: in.Stream}
 	if in.Cursor != "" {

@@ -3,7 +3,6 @@ package mcp
 import (
 	"context"
 	"encoding/json"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -157,8 +156,8 @@ func tuneShellSize(s *jsonschema.Schema) {
 
 // The terminal size bounds (the guest's, proto.MaxShellCols).
 const (
-	maxShellCols = 1000
-	maxShellRows = 1000
+	maxShellCols = contract.MaxShellCols
+	maxShellRows = contract.MaxShellRows
 )
 
 func shellTools() []toolSpec {
@@ -232,40 +231,15 @@ func (h *handler) shellBackend() (contract.ShellBackend, error) {
 
 // shellWait checks the wait arguments.
 func shellWait(in shellWaitIn) (contract.ShellWait, error) {
-	w := contract.ShellWait{Idle: contract.DefaultShellIdle, Timeout: contract.DefaultShellTimeout}
-	if in.TimeoutSeconds < 0 || time.Duration(in.TimeoutSeconds)*time.Second > contract.MaxShellTimeout {
-		return w, contract.Invalid("timeout_seconds must be 0 to %d", int(contract.MaxShellTimeout.Seconds())).
-			WithHint("Wait in several calls: shell_read picks up where the last read ended.")
-	}
-	if in.TimeoutSeconds > 0 {
-		w.Timeout = time.Duration(in.TimeoutSeconds) * time.Second
-	}
+	var idle *time.Duration
 	if in.WaitIdleMs != nil {
-		if *in.WaitIdleMs < 0 || time.Duration(*in.WaitIdleMs)*time.Millisecond > contract.MaxShellTimeout {
-			return w, contract.Invalid("wait_idle_ms must be 0 to %d", contract.MaxShellTimeout.Milliseconds())
-		}
-		w.Idle = time.Duration(*in.WaitIdleMs) * time.Millisecond
+		d := time.Duration(min(max(*in.WaitIdleMs, -1<<32), 1<<32)) * time.Millisecond
+		idle = &d
 	}
-	if in.WaitFor != "" {
-		if len(in.WaitFor) > contract.MaxShellPattern {
-			return w, contract.Invalid("wait_for is %d bytes; at most %d", len(in.WaitFor), contract.MaxShellPattern)
-		}
-		re, err := regexp.Compile(in.WaitFor)
-		if err != nil {
-			return w, contract.Invalid("wait_for is not a regular expression: %v", err).
-				WithHint("Escape special characters with a backslash (\\$, \\(, \\.), or use regexp.QuoteMeta-style quoting.")
-		}
-		w.Pattern = re
-	}
-	return w, nil
+	return contract.NewShellWait(seconds(in.TimeoutSeconds), idle, in.WaitFor)
 }
 
-func validateShell(n int) error {
-	if n <= 0 {
-		return contract.Invalid("shell must be a shell number from shell_open or shell_list").WithHint("Call shell_list to see the workspace's shells.")
-	}
-	return nil
-}
+func validateShell(n int) error { return contract.ValidateShellNumber(n) }
 
 // shellResult shapes a ShellOutput for the model, within the result
 // budget: plain text cut to head and tail.
@@ -335,22 +309,14 @@ func (h *handler) shellCall(ctx context.Context, id string, wi shellWaitIn, call
 }
 
 func toolShellOpen(ctx context.Context, h *handler, in shellOpenIn) (any, error) {
-	c := contract.CommandSpec{Command: in.Command, Argv: in.Argv, Cwd: in.Cwd, EnvVars: in.EnvVars}
-	if c.Command == "" && len(c.Argv) == 0 {
-		c.Argv = []string{"login-shell"} // neither: the login shell; check the rest
-	}
-	if err := contract.ValidateCommand(&c); err != nil {
+	req := contract.ShellOpenRequest{Argv: in.Argv, Command: in.Command, Cwd: in.Cwd, EnvVars: in.EnvVars,
+		SecretEnv: in.SecretEnv, Cols: in.Cols, Rows: in.Rows, Raw: in.Raw}
+	if err := contract.ValidateShellOpen(&req); err != nil { // the wait is checked by shellCall
 		return nil, err
-	}
-	if err := contract.ValidateSecretEnv(in.SecretEnv, c.EnvVars); err != nil {
-		return nil, err
-	}
-	if in.Cols < 0 || in.Rows < 0 || in.Cols > maxShellCols || in.Rows > maxShellRows {
-		return nil, contract.Invalid("cols and rows must be 1 to %d", maxShellCols)
 	}
 	return h.shellCall(ctx, in.ID, in.shellWaitIn, func(sb contract.ShellBackend, id string, wait contract.ShellWait) (contract.ShellOutput, error) {
-		return sb.ShellOpen(ctx, contract.ShellOpenRequest{ID: id, Argv: in.Argv, Command: in.Command, Cwd: c.Cwd, EnvVars: in.EnvVars,
-			SecretEnv: in.SecretEnv, Cols: in.Cols, Rows: in.Rows, Raw: in.Raw, Wait: wait})
+		req.ID, req.Wait = id, wait
+		return sb.ShellOpen(ctx, req)
 	})
 }
 
@@ -366,9 +332,6 @@ func toolShellWrite(ctx context.Context, h *handler, in shellWriteIn) (any, erro
 	if err != nil {
 		return nil, err
 	}
-	if len(input) == 0 {
-		return nil, contract.Invalid("nothing to type: give text, keys or newline").WithHint("Use shell_read to read without typing.")
-	}
 	return h.shellCall(ctx, in.ID, in.shellWaitIn, func(sb contract.ShellBackend, id string, wait contract.ShellWait) (contract.ShellOutput, error) {
 		return sb.ShellWrite(ctx, contract.ShellWriteRequest{ID: id, Shell: in.Shell, Input: input, Raw: in.Raw, Wait: wait})
 	})
@@ -378,8 +341,8 @@ func toolShellRead(ctx context.Context, h *handler, in shellReadIn) (any, error)
 	if err := validateShell(in.Shell); err != nil {
 		return nil, err
 	}
-	if in.Cursor != nil && (!in.Raw || *in.Cursor < 0) {
-		return nil, contract.Invalid("cursor re-reads raw output: give it with raw=true, and not negative")
+	if err := contract.ValidateShellCursor(in.Raw, in.Cursor); err != nil {
+		return nil, err
 	}
 	return h.shellCall(ctx, in.ID, in.shellWaitIn, func(sb contract.ShellBackend, id string, wait contract.ShellWait) (contract.ShellOutput, error) {
 		return sb.ShellRead(ctx, contract.ShellReadRequest{ID: id, Shell: in.Shell, Raw: in.Raw, Cursor: in.Cursor, Wait: wait})
@@ -390,9 +353,9 @@ func toolShellSignal(ctx context.Context, h *handler, in shellSignalIn) (any, er
 	if err := validateShell(in.Shell); err != nil {
 		return nil, err
 	}
-	sig := strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(in.Signal)), "SIG")
-	if !slices.Contains([]string{"INT", "TERM", "KILL", "HUP", "QUIT", "TSTP", "CONT"}, sig) {
-		return nil, contract.Invalid("signal %q is not one of INT, TERM, KILL, HUP, QUIT, TSTP, CONT", in.Signal)
+	sig, err := contract.ParseShellSignal(in.Signal)
+	if err != nil {
+		return nil, err
 	}
 	return h.shellCall(ctx, in.ID, in.shellWaitIn, func(sb contract.ShellBackend, id string, wait contract.ShellWait) (contract.ShellOutput, error) {
 		return sb.ShellSignal(ctx, contract.ShellSignalRequest{ID: id, Shell: in.Shell, Signal: sig, Raw: in.Raw, Wait: wait})
@@ -408,8 +371,8 @@ func toolShellResize(ctx context.Context, h *handler, in shellResizeIn) (any, er
 	if err := validateShell(in.Shell); err != nil {
 		return nil, err
 	}
-	if in.Cols < 1 || in.Rows < 1 || in.Cols > maxShellCols || in.Rows > maxShellRows {
-		return nil, contract.Invalid("cols and rows must be 1 to %d", maxShellCols)
+	if err := contract.ValidateShellSize(in.Cols, in.Rows, false); err != nil {
+		return nil, err
 	}
 	sb, err := h.shellBackend()
 	if err != nil {

@@ -155,12 +155,9 @@ func toolCreate(ctx context.Context, h *handler, in createIn) (any, error) {
 	if err := contract.ValidateLabels(in.Labels); err != nil {
 		return nil, err
 	}
-	ttl := in.TTLSeconds
-	if ttl == 0 {
-		ttl = contract.DefaultTTL
-	}
-	if ttl < contract.MinTTLSeconds || ttl > contract.MaxTTLSeconds {
-		return nil, contract.Invalid("ttl_seconds must be between %d and %d (got %d)", contract.MinTTLSeconds, contract.MaxTTLSeconds, in.TTLSeconds)
+	ttl, err := contract.ValidateTTL(in.TTLSeconds)
+	if err != nil {
+		return nil, err
 	}
 	if err := contract.ValidateResources(in.VCPUs, in.MemMiB); err != nil {
 		return nil, err
@@ -168,8 +165,8 @@ func toolCreate(ctx context.Context, h *handler, in createIn) (any, error) {
 	if err := contract.ValidateDisk(in.DiskMiB); err != nil {
 		return nil, err
 	}
-	if len(in.Env) > contract.MaxNameLen*2 || !contract.Printable(in.Env) {
-		return nil, contract.Invalid("env %.40q is not an environment name", in.Env)
+	if err := contract.ValidateEnvName(in.Env); err != nil {
+		return nil, err
 	}
 	seed, err := contract.ParseSeed(in.Seed)
 	if err != nil {
@@ -257,21 +254,8 @@ func toolStatus(ctx context.Context, h *handler, in refIn) (any, error) {
 }
 
 func toolUpdate(ctx context.Context, h *handler, in updateIn) (any, error) {
-	if in.Name == nil && len(in.Labels) == 0 && len(in.RemoveLabels) == 0 {
-		return nil, contract.Invalid("nothing to update: pass name, labels or remove_labels")
-	}
-	if in.Name != nil && *in.Name != "" {
-		if err := contract.ValidateName("name", *in.Name); err != nil {
-			return nil, err
-		}
-	}
-	if err := contract.ValidateLabels(in.Labels); err != nil {
+	if err := contract.ValidateUpdate(contract.UpdateRequest{Name: in.Name, Labels: in.Labels, RemoveLabels: in.RemoveLabels}); err != nil {
 		return nil, err
-	}
-	for _, k := range in.RemoveLabels {
-		if err := contract.ValidateLabelKey(k); err != nil {
-			return nil, err
-		}
 	}
 	var w contract.Workspace
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {

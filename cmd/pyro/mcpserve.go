@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -15,8 +16,11 @@ import (
 
 	"github.com/pyro-mcp/pyro/guest/env"
 	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
+	"github.com/pyro-mcp/pyro/mcp/control"
 	"github.com/pyro-mcp/pyro/mcp/hostio"
 	"github.com/pyro-mcp/pyro/mcp/workspace"
+	"github.com/pyro-mcp/pyro/netstack"
 )
 
 const mcpHelp = `Usage: pyro mcp serve [--profile NAME] [flags]
@@ -46,6 +50,11 @@ is the directory the server starts in and the system temp directory).
 Symlinks are resolved first, so a link that leads outside is refused. An
 export with overwrite never deletes: the old file or tree is moved to
 NAME.pyro-backup-YYYYMMDDTHHMMSS (UTC) beside it.
+
+A terminal on the same host sees and enters the workspaces of every
+running server (pyro workspace --help): each server listens on a private
+control socket, $XDG_RUNTIME_DIR/pyro/control/PID.sock (else control/ in
+$PYRO_STATE_DIR or the default state directory), unless --no-control.
 
 Connect a chat host (writes its config with this binary's absolute path;
 pyro host --help for doctor and repair):
@@ -106,6 +115,7 @@ func mcpServeMain(args []string, stdout, stderr io.Writer) int {
 	debug := fs.Bool("debug", false, "log every tool call and more")
 	allowHost := fs.StringArray("allow-host-path", nil, "let export, sync_push and seeds use host paths beneath `DIR` (repeatable; default: the working directory and "+os.TempDir()+")")
 	resolver := fs.String("resolver", defaultResolverAddr(), resolverFlagHelp)
+	noControl := fs.Bool("no-control", false, "do not listen on the control socket (pyro workspace then cannot reach this server's workspaces)")
 	fs.Usage = func() { mcpUsage(stderr); fs.PrintDefaults() }
 	if code := parseFlags(fs, args, stderr); code >= 0 {
 		return code
@@ -156,21 +166,8 @@ func mcpServeMain(args []string, stdout, stderr io.Writer) int {
 	}
 	logger := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
 
-	cwd, _ := os.Getwd()
-	m, err := workspace.Open(workspace.Options{
-		StateDir:       *state,
-		CacheRoot:      cacheRoot(),
-		DefaultEnv:     *defEnv,
-		MaxRunning:     *maxRunning,
-		Retention:      ret,
-		Logger:         logger,
-		GitSeedDir:     cwd,
-		AllowHostPaths: allowed,
-		Resolver:       res,
-		LoadEnv: func(ctx context.Context, name string) (*env.Env, error) {
-			return loadEnvForRun(ctx, name, true, io.Discard)
-		},
-	})
+	m, err := openManager(managerConfig{StateDir: *state, DefaultEnv: *defEnv, MaxRunning: *maxRunning, Retention: ret,
+		AllowHostPaths: allowed, Resolver: res, Logger: logger})
 	if err != nil {
 		fmt.Fprintf(stderr, "pyro mcp serve: %v\n", err)
 		return exitFailure
@@ -181,11 +178,17 @@ func mcpServeMain(args []string, stdout, stderr io.Writer) int {
 		allowed = workspace.DefaultAllowHostPaths()
 	}
 	logger.Info("pyro mcp serve", "version", version, "profile", *profile, "state_dir", *state, "allow_host_paths", allowed)
+	stopControl := func() {}
+	if !*noControl {
+		// The terminal companion (pyro workspace) drives this very
+		// Manager through it, as the chat's tools do.
+		stopControl = serveControl(ctx, m, *state, logger)
+	}
 	err = mcp.ServeStdio(ctx, m, mcp.Options{Profile: *profile, MaxResultBytes: *maxResult, Logger: logger, Version: version})
 	// Whatever ended the session, stop the VMs cleanly: their disks are
 	// kept, and the next server lists the workspaces as stopped.
 	done := make(chan struct{})
-	go func() { m.Close(); close(done) }()
+	go func() { stopControl(); m.Close(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):
@@ -196,6 +199,73 @@ func mcpServeMain(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// managerConfig is how pyro mcp serve (from its flags) and the terminal
+// companion's fallback (the defaults) configure a workspace Manager.
+type managerConfig struct {
+	StateDir       string
+	DefaultEnv     string
+	MaxRunning     int
+	Retention      time.Duration // as workspace.Options has it: negative keeps disks
+	AllowHostPaths []string      // checked by allowHostPaths; nil: the defaults
+	Resolver       netstack.Resolver
+	Logger         *slog.Logger
+}
+
+// openManager opens the workspace Manager of c, on this process's working
+// directory and pyro's cache.
+func openManager(c managerConfig) (*workspace.Manager, error) {
+	cwd, _ := os.Getwd()
+	return workspace.Open(workspace.Options{
+		StateDir:       c.StateDir,
+		CacheRoot:      cacheRoot(),
+		DefaultEnv:     c.DefaultEnv,
+		MaxRunning:     c.MaxRunning,
+		Retention:      c.Retention,
+		Logger:         c.Logger,
+		GitSeedDir:     cwd,
+		AllowHostPaths: c.AllowHostPaths,
+		Resolver:       c.Resolver,
+		LoadEnv: func(ctx context.Context, name string) (*env.Env, error) {
+			return loadEnvForRun(ctx, name, true, io.Discard)
+		},
+	})
+}
+
+// controlDir is where this user's servers put their control sockets and
+// pyro workspace looks for them: it depends on the environment only
+// ($XDG_RUNTIME_DIR, else $PYRO_STATE_DIR or the default state
+// directory), never on --state-dir, so that every server is found.
+func controlDir() string { return control.Dir(stateDir()) }
+
+// serveControl serves b on this process's control socket until ctx ends
+// or the returned stop is called (which waits for the calls in flight,
+// cancelled). A socket that cannot be made is a warning: the chat works
+// without it.
+func serveControl(ctx context.Context, b contract.Backend, state string, logger *slog.Logger) (stop func()) {
+	ln, path, err := control.Listen(controlDir())
+	if err != nil {
+		logger.Warn("no control socket: pyro workspace will not reach this server's workspaces", "err", err)
+		return func() {}
+	}
+	if abs, err := filepath.Abs(state); err == nil {
+		state = abs
+	}
+	logger.Info("control socket", "path", path)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		err := control.Serve(ctx, ln, b, control.Options{Hello: control.Hello{Version: version, StateDir: state}, Logger: logger})
+		if err != nil {
+			logger.Warn("the control socket stopped", "err", err)
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // allowHostPaths checks the --allow-host-path values: each must name an
