@@ -28,6 +28,7 @@ var commands = map[string]command{
 	"mcp":       {"serve the workspace tools to a chat host over MCP (stdio)", mcpMain},
 	"run":       {"boot a kernel and initrd (VMM debugging entry)", runMain},
 	"version":   {"print pyro's version", versionMain},
+	"workspace": {"work in the chat's workspaces from a terminal: list, exec, shell, diff, ...", workspaceMain},
 }
 
 // version is set at link time by the Makefile.
