@@ -145,8 +145,14 @@ func wsExec(c *wsCall) int {
 	startDone := make(chan struct{})
 	go func() {
 		select {
-		case <-sigs:
+		case sig := <-sigs:
 			cancel()
+			// Should the command have started all the same, follow
+			// sees the signal too, and kills it.
+			select {
+			case sigs <- sig:
+			default:
+			}
 		case <-startDone:
 		}
 	}()

@@ -194,26 +194,28 @@ func wsFileList(c *wsCall) int {
 	if c.asJSON {
 		return c.printJSON(all)
 	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 4, 1, ' ', tabwriter.AlignRight)
+	sizeWidth := 1
+	for _, e := range all.Entries {
+		sizeWidth = max(sizeWidth, len(strconv.FormatInt(e.Size, 10)))
+	}
 	for _, e := range all.Entries {
 		size := ""
 		if e.Type == contract.FileRegular {
 			size = strconv.FormatInt(e.Size, 10)
 		}
 		name := clean(e.Path)
-		if e.Type == contract.FileSymlink {
+		switch e.Type {
+		case contract.FileSymlink:
 			name += " -> " + clean(e.LinkTarget)
-		}
-		if e.Type == contract.FileDir {
+		case contract.FileDir:
 			name += "/"
 		}
 		mtime := "-"
 		if !e.ModTime.IsZero() {
 			mtime = e.ModTime.Local().Format("2006-01-02 15:04")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t %s\t %s\n", modeString(e.Type, e.Mode), size, mtime, name)
+		fmt.Fprintf(c.stdout, "%s %*s %16s %s\n", modeString(e.Type, e.Mode), sizeWidth, size, mtime, name)
 	}
-	tw.Flush()
 	if all.More {
 		fmt.Fprintf(c.stderr, "(listing stopped after %d entries; narrow PATH, or drop --recursive)\n", len(all.Entries))
 	}

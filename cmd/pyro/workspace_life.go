@@ -724,6 +724,9 @@ func wsSummary(c *wsCall) int {
 	}
 	fmt.Fprintln(c.stdout)
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	if len(s.Commands) > 0 {
+		fmt.Fprintln(tw, "  SEQ\tEXIT\tTIME\tCOMMAND")
+	}
 	for _, e := range s.Commands {
 		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\n", e.Seq, exitString(e.ExitCode), fmtDuration(e.Duration), clean(clip(e.Command, 100)))
 	}
