@@ -86,6 +86,9 @@ func init() {
 	wsCommands = append(wsCommands, execCommands()...)
 	wsCommands = append(wsCommands, shellCommand())
 	wsCommands = append(wsCommands, fileCommands()...)
+	wsCommands = append(wsCommands, reviewCommands()...)
+	wsCommands = append(wsCommands, hostCommands()...)
+	wsCommands = append(wsCommands, snapshotCommands()...)
 	wsCommands = append(wsCommands, netCommands()...)
 	wsCommands = append(wsCommands, serviceCommands()...)
 }
