@@ -29,6 +29,7 @@ var commands = map[string]command{
 	"prepare":   {"warm this machine: build an environment, prove a throwaway workspace, with timings", prepareMain},
 	"run":       {"boot a kernel and initrd (VMM debugging entry)", runMain},
 	"version":   {"print pyro's version", versionMain},
+	"workspace": {"work in the chat's workspaces from a terminal: list, exec, shell, diff, ...", workspaceMain},
 }
 
 // version is set at link time by the Makefile.

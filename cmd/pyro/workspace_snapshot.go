@@ -1,0 +1,208 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pyro-mcp/pyro/mcp/contract"
+)
+
+// Checkpoints: snapshot create, list and delete, and reset.
+
+func snapshotCommands() []*wsCommand {
+	return []*wsCommand{
+		{name: "snapshot create", args: "ID NAME [flags]", group: "Checkpoints", ops: []contract.Op{contract.OpSnapshotCreate},
+			summary: "checkpoint the whole workspace under a name",
+			help: `Checkpoints the whole workspace (disk) under NAME, unique within the
+workspace; reset ID NAME returns to it.
+
+Examples:
+  pyro workspace snapshot create fix-123 before-upgrade
+`,
+			run: wsSnapshotCreate},
+		{name: "snapshot list", args: "ID [flags]", group: "Checkpoints", ops: []contract.Op{contract.OpSnapshotList},
+			summary: "list a workspace's snapshots, oldest first",
+			help: `Lists a workspace's snapshots, oldest first.
+
+Examples:
+  pyro workspace snapshot list fix-123
+`,
+			run: wsSnapshotList},
+		{name: "snapshot delete", args: "ID NAME [flags]", group: "Checkpoints", ops: []contract.Op{contract.OpSnapshotDelete},
+			summary: "delete a snapshot",
+			help: `Deletes one snapshot of a workspace.
+
+Examples:
+  pyro workspace snapshot delete fix-123 before-upgrade
+`,
+			run: wsSnapshotDelete},
+		{name: "reset", args: "ID [SNAPSHOT] [flags]", group: "Checkpoints", ops: []contract.Op{contract.OpReset},
+			summary: "rebuild a workspace from its baseline or a snapshot",
+			help: `Rebuilds the workspace from its baseline (the seed), or from SNAPSHOT:
+files go back, processes, services, shells and background commands end.
+The id, name, labels, network grants, secrets and every snapshot stay.
+
+Examples:
+  pyro workspace reset fix-123
+  pyro workspace reset fix-123 before-upgrade
+`,
+			run: wsReset},
+	}
+}
+
+type snapshotDeletedJSON struct {
+	Workspace string
+	Deleted   string
+}
+
+func wsSnapshotCreate(c *wsCall) int {
+	if code := c.parse(); code >= 0 {
+		return code
+	}
+	a, ok := c.positional(2, 2)
+	if !ok {
+		return exitUsage
+	}
+	if err := contract.ValidateName("NAME", a[1]); err != nil {
+		return c.badArg(err)
+	}
+	b, ok := c.open()
+	if !ok {
+		return exitFailure
+	}
+	var s contract.Snapshot
+	err := c.onWorkspace(a[0], func(id string) (err error) {
+		s, err = b.SnapshotCreate(c.ctx, id, a[1])
+		return err
+	})
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.asJSON {
+		return c.printJSON(s)
+	}
+	fmt.Fprintf(c.stdout, "snapshot %s of %s taken (at journal seq %d)\n", clean(s.Name), a[0], s.Seq)
+	return exitOK
+}
+
+func wsSnapshotList(c *wsCall) int {
+	if code := c.parse(); code >= 0 {
+		return code
+	}
+	a, ok := c.positional(1, 1)
+	if !ok {
+		return exitUsage
+	}
+	b, ok := c.open()
+	if !ok {
+		return exitFailure
+	}
+	var list []contract.Snapshot
+	err := c.onWorkspace(a[0], func(id string) (err error) {
+		list, err = b.SnapshotList(c.ctx, id)
+		return err
+	})
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.asJSON {
+		if list == nil {
+			list = []contract.Snapshot{}
+		}
+		return c.printJSON(list)
+	}
+	if len(list) == 0 {
+		fmt.Fprintf(c.stdout, "No snapshots. pyro workspace snapshot create %s NAME takes one.\n", a[0])
+		return exitOK
+	}
+	printSnapshots(c, list)
+	return exitOK
+}
+
+func printSnapshots(c *wsCall, list []contract.Snapshot) {
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  NAME\tTAKEN\tSEQ\tSIZE")
+	for _, s := range list {
+		size := "-"
+		if s.Bytes > 0 {
+			size = humanBytes(s.Bytes)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\n", clean(s.Name), ago(s.CreatedAt), s.Seq, size)
+	}
+	tw.Flush()
+}
+
+func wsSnapshotDelete(c *wsCall) int {
+	if code := c.parse(); code >= 0 {
+		return code
+	}
+	a, ok := c.positional(2, 2)
+	if !ok {
+		return exitUsage
+	}
+	if err := contract.ValidateName("NAME", a[1]); err != nil {
+		return c.badArg(err)
+	}
+	b, ok := c.open()
+	if !ok {
+		return exitFailure
+	}
+	var ws string
+	err := c.onWorkspace(a[0], func(id string) error {
+		ws = id
+		return b.SnapshotDelete(c.ctx, id, a[1])
+	})
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.asJSON {
+		return c.printJSON(snapshotDeletedJSON{Workspace: ws, Deleted: a[1]})
+	}
+	fmt.Fprintf(c.stdout, "deleted snapshot %s of %s\n", a[1], ws)
+	return exitOK
+}
+
+func wsReset(c *wsCall) int {
+	snapshot := c.fs.String("snapshot", "", "the snapshot to return to (or give it as the second argument; default: the baseline)")
+	if code := c.parse(); code >= 0 {
+		return code
+	}
+	a, ok := c.positional(1, 2)
+	if !ok {
+		return exitUsage
+	}
+	snap := *snapshot
+	if len(a) == 2 {
+		if snap != "" && snap != a[1] {
+			return c.usageError("two different snapshots given")
+		}
+		snap = a[1]
+	}
+	if snap != "" {
+		if err := contract.ValidateName("SNAPSHOT", snap); err != nil {
+			return c.badArg(err)
+		}
+	}
+	b, ok := c.open()
+	if !ok {
+		return exitFailure
+	}
+	var r contract.ResetResult
+	err := c.onWorkspace(a[0], func(id string) (err error) {
+		r, err = b.Reset(c.ctx, id, snap)
+		return err
+	})
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.asJSON {
+		return c.printJSON(r)
+	}
+	to := "the baseline"
+	if r.Snapshot != "" {
+		to = "snapshot " + clean(r.Snapshot)
+	}
+	fmt.Fprintf(c.stdout, "reset %s to %s in %s: %s\n", workspaceTitle(r.Workspace), to, fmtDuration(r.Duration.Round(time.Millisecond)), r.Workspace.State)
+	return exitOK
+}
