@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/google/jsonschema-go/jsonschema"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pyro-mcp/pyro/mcp"
@@ -25,6 +26,9 @@ type session struct {
 	t      *testing.T
 	cs     *sdk.ClientSession
 	budget int
+	// schemas are the tools' declared output schemas, resolved, by name;
+	// read from tools/list at the first call.
+	schemas map[string]*jsonschema.Resolved
 }
 
 func connect(t *testing.T, b contract.Backend, opts mcp.Options) *session {
@@ -105,6 +109,79 @@ func (s *session) call(name string, args map[string]any) result {
 	}
 	if len(tc.Text) > s.budget {
 		s.t.Fatalf("%s: result is %d bytes, budget %d", name, len(tc.Text), s.budget)
+	}
+	s.checkSchema(name, r)
+	return r
+}
+
+// checkSchema validates a result against the tool's declared outputSchema,
+// as a strict client does, and then against the precise schema of its kind:
+// an error's against errorView's, a success's against one of the tool's
+// result shapes (which, unlike the declared schema, require their fields).
+func (s *session) checkSchema(name string, r result) {
+	s.t.Helper()
+	if s.schemas == nil {
+		s.schemas = declaredSchemas(s.t, s.cs)
+	}
+	declared, ok := s.schemas[name]
+	if !ok {
+		s.t.Fatalf("%s: no outputSchema declared", name)
+	}
+	if err := declared.Validate(r.m); err != nil {
+		s.t.Fatalf("%s: result does not validate against its outputSchema: %v\n%s", name, err, r.text)
+	}
+	if r.isErr && r.m["error"] != nil {
+		if err := resolve(s.t, mcp.ErrorSchema()).Validate(r.m); err != nil {
+			s.t.Fatalf("%s: error result is no errorView: %v\n%s", name, err, r.text)
+		}
+		return
+	}
+	shapes, err := mcp.ResultShapes(name)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var errs []error
+	for _, sh := range shapes {
+		if err := resolve(s.t, sh).Validate(r.m); err == nil {
+			return
+		} else {
+			errs = append(errs, err)
+		}
+	}
+	s.t.Fatalf("%s: result matches none of its shapes: %v\n%s", name, errs, r.text)
+}
+
+// declaredSchemas lists the session's tools and resolves each one's
+// outputSchema.
+func declaredSchemas(t *testing.T, cs *sdk.ClientSession) map[string]*jsonschema.Resolved {
+	t.Helper()
+	res, err := cs.ListTools(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*jsonschema.Resolved{}
+	for _, tool := range res.Tools {
+		if tool.OutputSchema == nil {
+			continue
+		}
+		data, err := json.Marshal(tool.OutputSchema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sch jsonschema.Schema
+		if err := json.Unmarshal(data, &sch); err != nil {
+			t.Fatalf("%s: outputSchema: %v", tool.Name, err)
+		}
+		out[tool.Name] = resolve(t, &sch)
+	}
+	return out
+}
+
+func resolve(t *testing.T, s *jsonschema.Schema) *jsonschema.Resolved {
+	t.Helper()
+	r, err := s.Resolve(nil)
+	if err != nil {
+		t.Fatalf("resolving %s: %v", s, err)
 	}
 	return r
 }
@@ -188,7 +265,7 @@ func TestListToolsAndInitialize(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got []string
-			total := 0
+			total, outTotal := 0, 0
 			for _, tool := range res.Tools {
 				got = append(got, tool.Name)
 				if tool.Description == "" || len(tool.Description) >= 300 {
@@ -205,8 +282,22 @@ func TestListToolsAndInitialize(t *testing.T) {
 						t.Errorf("%s.%s: no description", tool.Name, p)
 					}
 				}
-				def, _ := json.Marshal(tool)
+				out, _ := json.Marshal(tool.OutputSchema)
+				var om map[string]any
+				if err := json.Unmarshal(out, &om); err != nil || om["type"] != "object" || om["properties"] == nil {
+					t.Errorf("%s: output schema %s", tool.Name, out)
+				}
+				// Error results validate too: only what every result has is required.
+				if req, _ := om["required"].([]any); len(req) != 0 {
+					t.Errorf("%s: output schema requires %v, which error results lack", tool.Name, req)
+				}
+				// What a model reads: hosts pass name, description and
+				// inputSchema on, not outputSchema.
+				seen := *tool
+				seen.OutputSchema = nil
+				def, _ := json.Marshal(&seen)
 				total += len(def)
+				outTotal += len(out)
 			}
 			want, _ := mcp.ToolNames(profile)
 			slices.Sort(got)
@@ -214,7 +305,7 @@ func TestListToolsAndInitialize(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Errorf("tools %v, want %v", got, want)
 			}
-			t.Logf("profile %q: %d tools, %d bytes of definitions", profile, len(got), total)
+			t.Logf("profile %q: %d tools, %d bytes of definitions, %d more of output schemas", profile, len(got), total, outTotal)
 			if calls := b.Calls(); len(calls) != 0 {
 				t.Errorf("initialize/list touched the backend: %v", calls)
 			}
@@ -823,5 +914,52 @@ func TestFaceNamesEveryOp(t *testing.T) {
 		if !tools[got] {
 			t.Errorf("operation %s is worded %q, which is no tool", op, got)
 		}
+	}
+}
+
+// TestOutputSchemas: every tool of the full profile declares an output
+// schema, and the schemas bite: they refuse what no result of the tool
+// looks like, while admitting its errors.
+func TestOutputSchemas(t *testing.T) {
+	s := connect(t, mcptest.New(), mcp.Options{Profile: mcp.ProfileFull})
+	declared := declaredSchemas(t, s.cs)
+	names, _ := mcp.ToolNames(mcp.ProfileFull)
+	for _, n := range names {
+		if declared[n] == nil {
+			t.Errorf("%s declares no outputSchema", n)
+		}
+	}
+	errResult := map[string]any{"error": "not_found", "message": "no workspace ws-9", "hint": "Call workspace_create.",
+		"workspaces": []any{map[string]any{"id": "ws-1", "state": "running"}}}
+	for _, tc := range []struct {
+		tool  string
+		value map[string]any
+		ok    bool
+	}{
+		{"workspace_list", map[string]any{"workspaces": []any{}, "total": 0}, true},
+		{"workspace_list", errResult, true},
+		{"workspace_status", errResult, true},
+		{"workspace_list", map[string]any{"workspaces": nil, "total": 0}, false},
+		{"workspace_list", map[string]any{"workspaces": []any{}, "total": "0"}, false},
+		{"workspace_status", map[string]any{"bogus": 1}, false},
+		{"workspace_exec", map[string]any{"exit_code": 0, "state": "running", "stdout_next_offset": 0}, true},
+		{"workspace_exec", map[string]any{"exit_code": "0"}, false},
+		{"workspace_list", map[string]any{"error": 5}, false},
+	} {
+		err := declared[tc.tool].Validate(tc.value)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: validating %v: %v, want ok=%v", tc.tool, tc.value, err, tc.ok)
+		}
+	}
+	// The precise shapes require what every success has.
+	shapes, err := mcp.ResultShapes("workspace_status")
+	if err != nil || len(shapes) != 1 {
+		t.Fatalf("shapes: %v %v", shapes, err)
+	}
+	if err := resolve(t, shapes[0]).Validate(map[string]any{}); err == nil {
+		t.Error("workspace_status's shape admits {}")
+	}
+	if shapes, _ := mcp.ResultShapes("workspace_exec"); len(shapes) != 2 {
+		t.Errorf("workspace_exec has %d shapes, want 2 (foreground, background)", len(shapes))
 	}
 }

@@ -69,16 +69,16 @@ func (h *handler) bgBackend() (contract.BackgroundBackend, error) {
 
 // execBackground starts req (validated, but for its timeout) in the
 // background: the result of workspace_exec with background:true.
-func (h *handler) execBackground(ctx context.Context, ref string, req contract.ExecRequest, timeout int) (any, error) {
+func (h *handler) execBackground(ctx context.Context, ref string, req contract.ExecRequest, timeout int) (bgView, error) {
 	bb, err := h.bgBackend()
 	if err != nil {
-		return nil, err
+		return bgView{}, err
 	}
 	if timeout == 0 {
 		timeout = contract.DefaultBackgroundTimeout
 	}
 	if timeout < contract.MinTimeoutSeconds || timeout > contract.MaxBackgroundTimeoutSeconds {
-		return nil, contract.Invalid("timeout_seconds must be between %d and %d for a background command (got %d)",
+		return bgView{}, contract.Invalid("timeout_seconds must be between %d and %d for a background command (got %d)",
 			contract.MinTimeoutSeconds, contract.MaxBackgroundTimeoutSeconds, timeout)
 	}
 	req.TimeoutSeconds = timeout
@@ -92,25 +92,25 @@ func (h *handler) execBackground(ctx context.Context, ref string, req contract.E
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return bgView{}, err
 	}
 	return h.bgResult(ws, v, 0, 0, true)
 }
 
-func toolExecStatus(ctx context.Context, h *handler, in execStatusIn) (any, error) {
+func toolExecStatus(ctx context.Context, h *handler, in execStatusIn) (execStatusOut, error) {
 	bb, err := h.bgBackend()
 	if err != nil {
-		return nil, err
+		return execStatusOut{}, err
 	}
 	switch {
 	case in.Seq < 0:
-		return nil, contract.Invalid("seq must be a command's seq from workspace_exec (got %d)", in.Seq)
+		return execStatusOut{}, contract.Invalid("seq must be a command's seq from workspace_exec (got %d)", in.Seq)
 	case in.WaitSeconds < 0 || in.WaitSeconds > contract.MaxPollWaitSeconds:
-		return nil, contract.Invalid("wait_seconds must be between 0 and %d (got %d); poll again to wait longer", contract.MaxPollWaitSeconds, in.WaitSeconds)
+		return execStatusOut{}, contract.Invalid("wait_seconds must be between 0 and %d (got %d); poll again to wait longer", contract.MaxPollWaitSeconds, in.WaitSeconds)
 	case in.StdoutOffset < 0 || in.StderrOffset < 0:
-		return nil, contract.Invalid("stdout_offset and stderr_offset must not be negative")
+		return execStatusOut{}, contract.Invalid("stdout_offset and stderr_offset must not be negative")
 	case in.Seq == 0 && (in.Kill || in.WaitSeconds > 0):
-		return nil, contract.Invalid("kill and wait_seconds need seq: the command's seq from workspace_exec")
+		return execStatusOut{}, contract.Invalid("kill and wait_seconds need seq: the command's seq from workspace_exec")
 	}
 	if in.Seq == 0 {
 		var (
@@ -123,9 +123,13 @@ func toolExecStatus(ctx context.Context, h *handler, in execStatusIn) (any, erro
 			return err
 		})
 		if err != nil {
-			return nil, err
+			return execStatusOut{}, err
 		}
-		return h.bgListResult(ws, list)
+		l, err := h.bgListResult(ws, list)
+		if err != nil {
+			return execStatusOut{}, err
+		}
+		return eitherB[bgView](l), nil
 	}
 	var (
 		v  contract.BackgroundExec
@@ -138,10 +142,18 @@ func toolExecStatus(ctx context.Context, h *handler, in execStatusIn) (any, erro
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return execStatusOut{}, err
 	}
-	return h.bgResult(ws, v, in.StdoutOffset, in.StderrOffset, false)
+	o, err := h.bgResult(ws, v, in.StdoutOffset, in.StderrOffset, false)
+	if err != nil {
+		return execStatusOut{}, err
+	}
+	return eitherA[bgView, bgListOut](o), nil
 }
+
+// execStatusOut is exec_status's result: one command, or without seq the
+// list of them.
+type execStatusOut = either[bgView, bgListOut]
 
 // bgView is a background command as exec_status (and workspace_exec with
 // background:true) returns it.
@@ -178,13 +190,13 @@ type bgView struct {
 // bgResult shapes v into the budget the way execResult does: stdout and
 // stderr share what the fixed fields leave, each cut to head+tail. started
 // marks the answer to a start.
-func (h *handler) bgResult(id string, v contract.BackgroundExec, outOff, errOff int64, started bool) (any, error) {
+func (h *handler) bgResult(id string, v contract.BackgroundExec, outOff, errOff int64, started bool) (bgView, error) {
 	r := v.Result
 	outOff, errOff = min(outOff, v.StdoutNext), min(errOff, v.StderrNext)
 	// The backend cut the middle out of a long window already.
 	outCut := int64(len(r.Stdout)) < v.StdoutNext-outOff
 	errCut := int64(len(r.Stderr)) < v.StderrNext-errOff
-	build := func(allow int) any {
+	build := func(allow int) bgView {
 		a, b := splitAllowance(allow, len(r.Stdout), len(r.Stderr))
 		so, se := MakeExcerpt(r.Stdout, a), MakeExcerpt(r.Stderr, b)
 		o := bgView{ID: id, Seq: v.Seq, Command: clip(v.Command, maxLoggedCommand), State: v.State, Reason: clip(word(v.Reason), 500),
@@ -201,8 +213,8 @@ func (h *handler) bgResult(id string, v contract.BackgroundExec, outOff, errOff 
 		o.Hint = bgHint(o, r, started)
 		return o
 	}
-	data, _, err := h.fit(min(len(r.Stdout)+len(r.Stderr), h.budget()), build)
-	return data, err
+	o, _, err := fit(h, min(len(r.Stdout)+len(r.Stderr), h.budget()), build)
+	return o, err
 }
 
 func bgHint(o bgView, r contract.ExecResult, started bool) string {
@@ -263,7 +275,7 @@ type bgListOut struct {
 	Hint      string   `json:"hint,omitempty"`
 }
 
-func (h *handler) bgListResult(id string, list []contract.BackgroundExec) (any, error) {
+func (h *handler) bgListResult(id string, list []contract.BackgroundExec) (bgListOut, error) {
 	items := make([]bgItem, len(list))
 	running := 0
 	for i, v := range list {
@@ -278,7 +290,7 @@ func (h *handler) bgListResult(id string, list []contract.BackgroundExec) (any, 
 			running++
 		}
 	}
-	build := func(n int) any {
+	build := func(n int) bgListOut {
 		// The newest matter most: drop from the oldest.
 		o := bgListOut{ID: id, Commands: items[len(items)-n:], Truncated: n < len(items)}
 		switch {
@@ -291,6 +303,6 @@ func (h *handler) bgListResult(id string, list []contract.BackgroundExec) (any, 
 		}
 		return o
 	}
-	data, _, err := h.fit(len(items), build)
-	return data, err
+	o, _, err := fit(h, len(items), build)
+	return o, err
 }

@@ -119,26 +119,26 @@ func fileTools() []toolSpec {
 	}
 }
 
-func toolFileList(ctx context.Context, h *handler, in fileListIn) (any, error) {
+func toolFileList(ctx context.Context, h *handler, in fileListIn) (fileListOut, error) {
 	path := in.Path
 	if path == "" {
 		path = contract.DefaultWorkdir
 	}
 	if err := contract.ValidatePath("path", path, true); err != nil {
-		return nil, err
+		return fileListOut{}, err
 	}
 	limit, err := contract.LimitOrDefault("limit", in.Limit, contract.DefaultListLimit, contract.MaxListLimit)
 	if err != nil {
-		return nil, err
+		return fileListOut{}, err
 	}
 	offset := 0
 	if in.Cursor != "" {
 		offset, err = strconv.Atoi(in.Cursor)
 		if err != nil || offset < 0 {
-			return nil, contract.Invalid("cursor %.40q is not a next_cursor from file_list", in.Cursor)
+			return fileListOut{}, contract.Invalid("cursor %.40q is not a next_cursor from file_list", in.Cursor)
 		}
 		if offset > contract.MaxListOffset {
-			return nil, contract.Invalid("cursor %d is past the first %d entries file_list pages through", offset, contract.MaxListOffset).
+			return fileListOut{}, contract.Invalid("cursor %d is past the first %d entries file_list pages through", offset, contract.MaxListOffset).
 				WithHint("List a subdirectory (path), or list without recursive.")
 		}
 	}
@@ -148,7 +148,7 @@ func toolFileList(ctx context.Context, h *handler, in fileListIn) (any, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return fileListOut{}, err
 	}
 	entries := make([]entryView, len(l.Entries))
 	for i, e := range l.Entries {
@@ -165,7 +165,7 @@ func toolFileList(ctx context.Context, h *handler, in fileListIn) (any, error) {
 	if l.Path == "" {
 		l.Path = path
 	}
-	build := func(n int) any {
+	build := func(n int) fileListOut {
 		o := fileListOut{Path: l.Path, Entries: firstN(entries, n)}
 		if n < len(entries) || l.More {
 			o.NextCursor = strconv.Itoa(offset + n)
@@ -175,22 +175,22 @@ func toolFileList(ctx context.Context, h *handler, in fileListIn) (any, error) {
 		}
 		return o
 	}
-	data, n, err := h.fit(len(entries), build)
+	data, n, err := fit(h, len(entries), build)
 	if err == nil && n == 0 && len(entries) > 0 {
-		return nil, contract.Internal("a file entry does not fit the result budget", nil)
+		return fileListOut{}, contract.Internal("a file entry does not fit the result budget", nil)
 	}
 	return data, err
 }
 
-func toolFileRead(ctx context.Context, h *handler, in fileReadIn) (any, error) {
+func toolFileRead(ctx context.Context, h *handler, in fileReadIn) (fileReadOut, error) {
 	if err := contract.ValidatePath("path", in.Path, true); err != nil {
-		return nil, err
+		return fileReadOut{}, err
 	}
 	if in.Offset < 0 {
-		return nil, contract.Invalid("offset must be >= 0 (got %d)", in.Offset)
+		return fileReadOut{}, contract.Invalid("offset must be >= 0 (got %d)", in.Offset)
 	}
 	if in.MaxBytes < 0 || in.MaxBytes > contract.MaxReadBytes {
-		return nil, contract.Invalid("max_bytes must be between 1 and %d (got %d)", contract.MaxReadBytes, in.MaxBytes)
+		return fileReadOut{}, contract.Invalid("max_bytes must be between 1 and %d (got %d)", contract.MaxReadBytes, in.MaxBytes)
 	}
 	want := in.MaxBytes
 	if want == 0 || want > h.budget() {
@@ -202,7 +202,7 @@ func toolFileRead(ctx context.Context, h *handler, in fileReadIn) (any, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return fileReadOut{}, err
 	}
 	if fc.Path == "" {
 		fc.Path = in.Path
@@ -211,7 +211,7 @@ func toolFileRead(ctx context.Context, h *handler, in fileReadIn) (any, error) {
 	if len(content) > want {
 		content = content[:want]
 	}
-	build := func(n int) any {
+	build := func(n int) fileReadOut {
 		c := content
 		if n < len(c) {
 			c = trimPartialRune(c[:n])
@@ -230,25 +230,25 @@ func toolFileRead(ctx context.Context, h *handler, in fileReadIn) (any, error) {
 		}
 		return o
 	}
-	data, n, err := h.fit(len(content), build)
+	data, n, err := fit(h, len(content), build)
 	if err == nil && n == 0 && len(content) > 0 {
-		return nil, contract.Internal("file content does not fit the result budget", nil)
+		return fileReadOut{}, contract.Internal("file content does not fit the result budget", nil)
 	}
 	return data, err
 }
 
-func toolFileWrite(ctx context.Context, h *handler, in fileWriteIn) (any, error) {
+func toolFileWrite(ctx context.Context, h *handler, in fileWriteIn) (fileWriteOut, error) {
 	if err := contract.ValidatePath("path", in.Path, true); err != nil {
-		return nil, err
+		return fileWriteOut{}, err
 	}
 	if len(in.Content) > contract.MaxWriteBytes {
-		return nil, contract.Invalid("content is %d bytes; the limit is %d: split the file, or use workspace_sync_push for large files", len(in.Content), contract.MaxWriteBytes)
+		return fileWriteOut{}, contract.Invalid("content is %d bytes; the limit is %d: split the file, or use workspace_sync_push for large files", len(in.Content), contract.MaxWriteBytes)
 	}
 	var mode uint32
 	if in.Mode != "" {
 		m, err := strconv.ParseUint(in.Mode, 8, 32)
 		if err != nil || m > 0o7777 {
-			return nil, contract.Invalid("mode %.20q must be octal permissions such as 0644 or 0755", in.Mode)
+			return fileWriteOut{}, contract.Invalid("mode %.20q must be octal permissions such as 0644 or 0755", in.Mode)
 		}
 		mode = uint32(m)
 	}
@@ -258,7 +258,7 @@ func toolFileWrite(ctx context.Context, h *handler, in fileWriteIn) (any, error)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return fileWriteOut{}, err
 	}
 	if r.Path == "" {
 		r.Path = in.Path
@@ -266,12 +266,12 @@ func toolFileWrite(ctx context.Context, h *handler, in fileWriteIn) (any, error)
 	return fileWriteOut(r), nil
 }
 
-func toolPatchApply(ctx context.Context, h *handler, in patchIn) (any, error) {
+func toolPatchApply(ctx context.Context, h *handler, in patchIn) (patchOut, error) {
 	if strings.TrimSpace(in.Patch) == "" {
-		return nil, contract.Invalid("patch is empty: pass a unified diff (--- a/FILE, +++ b/FILE, @@ hunks)")
+		return patchOut{}, contract.Invalid("patch is empty: pass a unified diff (--- a/FILE, +++ b/FILE, @@ hunks)")
 	}
 	if len(in.Patch) > contract.MaxPatchBytes {
-		return nil, contract.Invalid("patch is %d bytes; the limit is %d: split it into several calls", len(in.Patch), contract.MaxPatchBytes)
+		return patchOut{}, contract.Invalid("patch is %d bytes; the limit is %d: split it into several calls", len(in.Patch), contract.MaxPatchBytes)
 	}
 	var r contract.PatchResult
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
@@ -279,7 +279,7 @@ func toolPatchApply(ctx context.Context, h *handler, in patchIn) (any, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return patchOut{}, err
 	}
 	files := make([]patchFileView, len(r.Files))
 	failedN := 0
@@ -304,7 +304,7 @@ func toolPatchApply(ctx context.Context, h *handler, in patchIn) (any, error) {
 		}
 		files = ordered
 	}
-	build := func(n int) any {
+	build := func(n int) patchOut {
 		o := patchOut{Applied: r.Applied, Files: firstN(files, n), FilesTotal: len(files)}
 		if !r.Applied {
 			o.Hint = fmt.Sprintf("Nothing was written: %d file(s) do not apply. Re-read them with file_read and rebuild the patch against their current content, or use file_write.", failedN)
@@ -313,12 +313,12 @@ func toolPatchApply(ctx context.Context, h *handler, in patchIn) (any, error) {
 		}
 		return o
 	}
-	data, _, err := h.fit(len(files), build)
+	data, _, err := fit(h, len(files), build)
 	if err != nil {
-		return nil, err
+		return patchOut{}, err
 	}
 	if !r.Applied {
-		return failed{data}, nil
+		return data, errFailed
 	}
 	return data, nil
 }

@@ -139,14 +139,14 @@ func grantArgs(specs []string) ([]string, error) {
 	return out, nil
 }
 
-func toolNetworkGrant(ctx context.Context, h *handler, in grantsIn) (any, error) {
+func toolNetworkGrant(ctx context.Context, h *handler, in grantsIn) (networkOut, error) {
 	grants, err := grantArgs(in.Grants)
 	if err != nil {
-		return nil, err
+		return networkOut{}, err
 	}
 	nb, err := h.netBackend()
 	if err != nil {
-		return nil, err
+		return networkOut{}, err
 	}
 	var (
 		st contract.NetworkStatus
@@ -158,7 +158,7 @@ func toolNetworkGrant(ctx context.Context, h *handler, in grantsIn) (any, error)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return networkOut{}, err
 	}
 	out := networkOut{Workspace: ws, Network: h.fitNetwork(st, 5)}
 	if !st.Live {
@@ -167,14 +167,14 @@ func toolNetworkGrant(ctx context.Context, h *handler, in grantsIn) (any, error)
 	return out, nil
 }
 
-func toolNetworkRevoke(ctx context.Context, h *handler, in grantsIn) (any, error) {
+func toolNetworkRevoke(ctx context.Context, h *handler, in grantsIn) (revokeOut, error) {
 	grants, err := grantArgs(in.Grants)
 	if err != nil {
-		return nil, err
+		return revokeOut{}, err
 	}
 	nb, err := h.netBackend()
 	if err != nil {
-		return nil, err
+		return revokeOut{}, err
 	}
 	var (
 		r  contract.RevokeResult
@@ -186,15 +186,18 @@ func toolNetworkRevoke(ctx context.Context, h *handler, in grantsIn) (any, error
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return revokeOut{}, err
+	}
+	if r.Revoked == nil {
+		r.Revoked = []string{} // the schema says an array
 	}
 	return revokeOut{Workspace: ws, Revoked: r.Revoked, ClosedConns: r.ClosedConns, Network: h.fitNetwork(r.Status, 5)}, nil
 }
 
-func toolNetworkStatus(ctx context.Context, h *handler, in refIn) (any, error) {
+func toolNetworkStatus(ctx context.Context, h *handler, in refIn) (networkOut, error) {
 	nb, err := h.netBackend()
 	if err != nil {
-		return nil, err
+		return networkOut{}, err
 	}
 	var (
 		st contract.NetworkStatus
@@ -206,9 +209,9 @@ func toolNetworkStatus(ctx context.Context, h *handler, in refIn) (any, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return networkOut{}, err
 	}
-	build := func(n int) any {
+	build := func(n int) networkOut {
 		o := networkOut{Workspace: ws, Network: viewNetwork(st, n)}
 		switch {
 		case !st.Live:
@@ -220,7 +223,7 @@ func toolNetworkStatus(ctx context.Context, h *handler, in refIn) (any, error) {
 		}
 		return o
 	}
-	data, _, err := h.fit(len(st.Denials), build)
+	data, _, err := fit(h, len(st.Denials), build)
 	return data, err
 }
 
@@ -237,16 +240,16 @@ func (h *handler) fitNetwork(st contract.NetworkStatus, maxDenials int) networkV
 	return v
 }
 
-func toolPortPublish(ctx context.Context, h *handler, in publishIn) (any, error) {
+func toolPortPublish(ctx context.Context, h *handler, in publishIn) (publishOut, error) {
 	if in.GuestPort < 1 || in.GuestPort > 65535 {
-		return nil, contract.Invalid("guest_port must be 1-65535 (got %d)", in.GuestPort)
+		return publishOut{}, contract.Invalid("guest_port must be 1-65535 (got %d)", in.GuestPort)
 	}
 	if in.HostPort < 0 || in.HostPort > 65535 {
-		return nil, contract.Invalid("host_port must be 1-65535, or omitted for a free one (got %d)", in.HostPort)
+		return publishOut{}, contract.Invalid("host_port must be 1-65535, or omitted for a free one (got %d)", in.HostPort)
 	}
 	nb, err := h.netBackend()
 	if err != nil {
-		return nil, err
+		return publishOut{}, err
 	}
 	var (
 		p  contract.PublishedPort
@@ -258,19 +261,19 @@ func toolPortPublish(ctx context.Context, h *handler, in publishIn) (any, error)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return publishOut{}, err
 	}
 	return publishOut{Workspace: ws, Published: viewPublished(p),
 		Hint: fmt.Sprintf("On the host: http://127.0.0.1:%d/ (if it speaks HTTP). The guest service may listen on 0.0.0.0, 127.0.0.1 or ::1: connections reach it through the guest agent.", p.HostPort)}, nil
 }
 
-func toolPortUnpublish(ctx context.Context, h *handler, in unpublishIn) (any, error) {
+func toolPortUnpublish(ctx context.Context, h *handler, in unpublishIn) (unpublishOut, error) {
 	if in.GuestPort < 1 || in.GuestPort > 65535 {
-		return nil, contract.Invalid("guest_port must be 1-65535 (got %d)", in.GuestPort)
+		return unpublishOut{}, contract.Invalid("guest_port must be 1-65535 (got %d)", in.GuestPort)
 	}
 	nb, err := h.netBackend()
 	if err != nil {
-		return nil, err
+		return unpublishOut{}, err
 	}
 	var ws string
 	err = h.onWorkspace(ctx, in.ID, func(id string) error {
@@ -278,7 +281,7 @@ func toolPortUnpublish(ctx context.Context, h *handler, in unpublishIn) (any, er
 		return nb.PortUnpublish(ctx, id, in.GuestPort)
 	})
 	if err != nil {
-		return nil, err
+		return unpublishOut{}, err
 	}
 	return unpublishOut{Workspace: ws, Unpublished: in.GuestPort}, nil
 }

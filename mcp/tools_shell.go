@@ -2,7 +2,6 @@ package mcp
 
 import (
 	"context"
-	"encoding/json"
 	"regexp"
 	"slices"
 	"strconv"
@@ -269,7 +268,7 @@ func validateShell(n int) error {
 
 // shellResult shapes a ShellOutput for the model, within the result
 // budget: plain text cut to head and tail.
-func (h *handler) shellResult(ws string, in shellWaitIn, o contract.ShellOutput) (any, error) {
+func (h *handler) shellResult(ws string, in shellWaitIn, o contract.ShellOutput) (shellOut, error) {
 	out := shellOut{Workspace: ws, Shell: o.Info.Shell, Mode: "plain", Cursor: o.Start, NextCursor: o.End,
 		DroppedBytes: o.Dropped, LostLines: o.LostLines, Written: o.Written, TimedOut: o.TimedOut,
 		FullScreen: o.Alt, Exited: o.Info.Exited, Signal: o.Info.Signal}
@@ -295,7 +294,7 @@ func (h *handler) shellResult(ws string, in shellWaitIn, o contract.ShellOutput)
 		out.Hint = "The program wrote faster than it was read and the oldest output was dropped; redirect big output to a file and read that."
 	}
 	text := []byte(o.Text)
-	data, _, err := h.fit(len(text), func(n int) any {
+	data, _, err := fit(h, len(text), func(n int) shellOut {
 		e := MakeExcerpt(text, n)
 		v := out
 		v.Output, v.OutputTruncated = e.Text, e.Truncated
@@ -305,21 +304,21 @@ func (h *handler) shellResult(ws string, in shellWaitIn, o contract.ShellOutput)
 		return v
 	})
 	if err != nil {
-		return nil, err
+		return shellOut{}, err
 	}
-	return json.RawMessage(data), nil
+	return data, nil
 }
 
 // shellCall runs call, a shell operation that waits as wi says, on the
 // workspace id and shapes its output as a tool result.
-func (h *handler) shellCall(ctx context.Context, id string, wi shellWaitIn, call func(sb contract.ShellBackend, id string, wait contract.ShellWait) (contract.ShellOutput, error)) (any, error) {
+func (h *handler) shellCall(ctx context.Context, id string, wi shellWaitIn, call func(sb contract.ShellBackend, id string, wait contract.ShellWait) (contract.ShellOutput, error)) (shellOut, error) {
 	wait, err := shellWait(wi)
 	if err != nil {
-		return nil, err
+		return shellOut{}, err
 	}
 	sb, err := h.shellBackend()
 	if err != nil {
-		return nil, err
+		return shellOut{}, err
 	}
 	var o contract.ShellOutput
 	var ws string
@@ -329,24 +328,24 @@ func (h *handler) shellCall(ctx context.Context, id string, wi shellWaitIn, call
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return shellOut{}, err
 	}
 	return h.shellResult(ws, wi, o)
 }
 
-func toolShellOpen(ctx context.Context, h *handler, in shellOpenIn) (any, error) {
+func toolShellOpen(ctx context.Context, h *handler, in shellOpenIn) (shellOut, error) {
 	c := contract.CommandSpec{Command: in.Command, Argv: in.Argv, Cwd: in.Cwd, EnvVars: in.EnvVars}
 	if c.Command == "" && len(c.Argv) == 0 {
 		c.Argv = []string{"login-shell"} // neither: the login shell; check the rest
 	}
 	if err := contract.ValidateCommand(&c); err != nil {
-		return nil, err
+		return shellOut{}, err
 	}
 	if err := contract.ValidateSecretEnv(in.SecretEnv, c.EnvVars); err != nil {
-		return nil, err
+		return shellOut{}, err
 	}
 	if in.Cols < 0 || in.Rows < 0 || in.Cols > maxShellCols || in.Rows > maxShellRows {
-		return nil, contract.Invalid("cols and rows must be 1 to %d", maxShellCols)
+		return shellOut{}, contract.Invalid("cols and rows must be 1 to %d", maxShellCols)
 	}
 	return h.shellCall(ctx, in.ID, in.shellWaitIn, func(sb contract.ShellBackend, id string, wait contract.ShellWait) (contract.ShellOutput, error) {
 		return sb.ShellOpen(ctx, contract.ShellOpenRequest{ID: id, Argv: in.Argv, Command: in.Command, Cwd: c.Cwd, EnvVars: in.EnvVars,
@@ -354,9 +353,9 @@ func toolShellOpen(ctx context.Context, h *handler, in shellOpenIn) (any, error)
 	})
 }
 
-func toolShellWrite(ctx context.Context, h *handler, in shellWriteIn) (any, error) {
+func toolShellWrite(ctx context.Context, h *handler, in shellWriteIn) (shellOut, error) {
 	if err := validateShell(in.Shell); err != nil {
-		return nil, err
+		return shellOut{}, err
 	}
 	newline := in.Text != "" && len(in.Keys) == 0
 	if in.Newline != nil {
@@ -364,35 +363,35 @@ func toolShellWrite(ctx context.Context, h *handler, in shellWriteIn) (any, erro
 	}
 	input, err := shellInput(in.Text, in.Keys, newline)
 	if err != nil {
-		return nil, err
+		return shellOut{}, err
 	}
 	if len(input) == 0 {
-		return nil, contract.Invalid("nothing to type: give text, keys or newline").WithHint("Use shell_read to read without typing.")
+		return shellOut{}, contract.Invalid("nothing to type: give text, keys or newline").WithHint("Use shell_read to read without typing.")
 	}
 	return h.shellCall(ctx, in.ID, in.shellWaitIn, func(sb contract.ShellBackend, id string, wait contract.ShellWait) (contract.ShellOutput, error) {
 		return sb.ShellWrite(ctx, contract.ShellWriteRequest{ID: id, Shell: in.Shell, Input: input, Raw: in.Raw, Wait: wait})
 	})
 }
 
-func toolShellRead(ctx context.Context, h *handler, in shellReadIn) (any, error) {
+func toolShellRead(ctx context.Context, h *handler, in shellReadIn) (shellOut, error) {
 	if err := validateShell(in.Shell); err != nil {
-		return nil, err
+		return shellOut{}, err
 	}
 	if in.Cursor != nil && (!in.Raw || *in.Cursor < 0) {
-		return nil, contract.Invalid("cursor re-reads raw output: give it with raw=true, and not negative")
+		return shellOut{}, contract.Invalid("cursor re-reads raw output: give it with raw=true, and not negative")
 	}
 	return h.shellCall(ctx, in.ID, in.shellWaitIn, func(sb contract.ShellBackend, id string, wait contract.ShellWait) (contract.ShellOutput, error) {
 		return sb.ShellRead(ctx, contract.ShellReadRequest{ID: id, Shell: in.Shell, Raw: in.Raw, Cursor: in.Cursor, Wait: wait})
 	})
 }
 
-func toolShellSignal(ctx context.Context, h *handler, in shellSignalIn) (any, error) {
+func toolShellSignal(ctx context.Context, h *handler, in shellSignalIn) (shellOut, error) {
 	if err := validateShell(in.Shell); err != nil {
-		return nil, err
+		return shellOut{}, err
 	}
 	sig := strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(in.Signal)), "SIG")
 	if !slices.Contains([]string{"INT", "TERM", "KILL", "HUP", "QUIT", "TSTP", "CONT"}, sig) {
-		return nil, contract.Invalid("signal %q is not one of INT, TERM, KILL, HUP, QUIT, TSTP, CONT", in.Signal)
+		return shellOut{}, contract.Invalid("signal %q is not one of INT, TERM, KILL, HUP, QUIT, TSTP, CONT", in.Signal)
 	}
 	return h.shellCall(ctx, in.ID, in.shellWaitIn, func(sb contract.ShellBackend, id string, wait contract.ShellWait) (contract.ShellOutput, error) {
 		return sb.ShellSignal(ctx, contract.ShellSignalRequest{ID: id, Shell: in.Shell, Signal: sig, Raw: in.Raw, Wait: wait})
@@ -404,16 +403,16 @@ type shellInfoOut struct {
 	Shell     shellView `json:"shell"`
 }
 
-func toolShellResize(ctx context.Context, h *handler, in shellResizeIn) (any, error) {
+func toolShellResize(ctx context.Context, h *handler, in shellResizeIn) (shellInfoOut, error) {
 	if err := validateShell(in.Shell); err != nil {
-		return nil, err
+		return shellInfoOut{}, err
 	}
 	if in.Cols < 1 || in.Rows < 1 || in.Cols > maxShellCols || in.Rows > maxShellRows {
-		return nil, contract.Invalid("cols and rows must be 1 to %d", maxShellCols)
+		return shellInfoOut{}, contract.Invalid("cols and rows must be 1 to %d", maxShellCols)
 	}
 	sb, err := h.shellBackend()
 	if err != nil {
-		return nil, err
+		return shellInfoOut{}, err
 	}
 	var si contract.ShellInfo
 	var ws string
@@ -423,18 +422,18 @@ func toolShellResize(ctx context.Context, h *handler, in shellResizeIn) (any, er
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return shellInfoOut{}, err
 	}
 	return shellInfoOut{Workspace: ws, Shell: viewShell(si)}, nil
 }
 
-func toolShellClose(ctx context.Context, h *handler, in shellRefIn) (any, error) {
+func toolShellClose(ctx context.Context, h *handler, in shellRefIn) (shellInfoOut, error) {
 	if err := validateShell(in.Shell); err != nil {
-		return nil, err
+		return shellInfoOut{}, err
 	}
 	sb, err := h.shellBackend()
 	if err != nil {
-		return nil, err
+		return shellInfoOut{}, err
 	}
 	var si contract.ShellInfo
 	var ws string
@@ -444,7 +443,7 @@ func toolShellClose(ctx context.Context, h *handler, in shellRefIn) (any, error)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return shellInfoOut{}, err
 	}
 	return shellInfoOut{Workspace: ws, Shell: viewShell(si)}, nil
 }
@@ -454,10 +453,10 @@ type shellListOut struct {
 	Shells    []shellView `json:"shells"`
 }
 
-func toolShellList(ctx context.Context, h *handler, in shellListIn) (any, error) {
+func toolShellList(ctx context.Context, h *handler, in shellListIn) (shellListOut, error) {
 	sb, err := h.shellBackend()
 	if err != nil {
-		return nil, err
+		return shellListOut{}, err
 	}
 	var list []contract.ShellInfo
 	var ws string
@@ -467,7 +466,7 @@ func toolShellList(ctx context.Context, h *handler, in shellListIn) (any, error)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return shellListOut{}, err
 	}
 	out := shellListOut{Workspace: ws, Shells: viewShells(list)}
 	if out.Shells == nil {
