@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/google/jsonschema-go/jsonschema"
 )
@@ -19,3 +20,11 @@ func ResultShapes(tool string) ([]*jsonschema.Schema, error) {
 
 // ErrorSchema is the schema of every error result's structured content.
 func ErrorSchema() *jsonschema.Schema { return errorSchema() }
+
+// SetHeartbeat sets how often a call with a progress token says it still
+// runs, until the returned func restores it.
+func SetHeartbeat(d time.Duration) (restore func()) {
+	old := heartbeatEvery
+	heartbeatEvery = d
+	return func() { heartbeatEvery = old }
+}

@@ -229,6 +229,8 @@ func defTool[In, Out any](d toolDef, fn func(ctx context.Context, h *handler, in
 			// The SDK sees an untyped result: call encodes it itself, so
 			// that structuredContent and the text block are the same bytes.
 			sdk.AddTool(s, t, func(ctx context.Context, req *sdk.CallToolRequest, in In) (*sdk.CallToolResult, any, error) {
+				ctx, done := h.progress(ctx, req) // progress.go
+				defer done()
 				return h.call(ctx, d.name, func(ctx context.Context) (any, error) {
 					out, err := fn(ctx, h, in)
 					switch {

@@ -33,6 +33,13 @@ type session struct {
 
 func connect(t *testing.T, b contract.Backend, opts mcp.Options) *session {
 	t.Helper()
+	return connectWith(t, b, opts, nil, nil)
+}
+
+// connectWith connects a client with copts (nil: the defaults) and
+// sopts, which may pin the protocol version.
+func connectWith(t *testing.T, b contract.Backend, opts mcp.Options, copts *sdk.ClientOptions, sopts *sdk.ClientSessionOptions) *session {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	srv, err := mcp.NewServer(b, opts)
@@ -45,7 +52,7 @@ func connect(t *testing.T, b contract.Backend, opts mcp.Options) *session {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ss.Close() })
-	cs, err := sdk.NewClient(&sdk.Implementation{Name: "test", Version: "1"}, nil).Connect(ctx, ct, nil)
+	cs, err := sdk.NewClient(&sdk.Implementation{Name: "test", Version: "1"}, copts).Connect(ctx, ct, sopts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +86,15 @@ func (r result) num(key string) float64 {
 // within the budget.
 func (s *session) call(name string, args map[string]any) result {
 	s.t.Helper()
-	res, err := s.cs.CallTool(context.Background(), &sdk.CallToolParams{Name: name, Arguments: args})
+	return s.callParams(&sdk.CallToolParams{Name: name, Arguments: args})
+}
+
+// callParams is call with the request's params as given (a progress token
+// in _meta, say).
+func (s *session) callParams(p *sdk.CallToolParams) result {
+	s.t.Helper()
+	name := p.Name
+	res, err := s.cs.CallTool(context.Background(), p)
 	if err != nil {
 		s.t.Fatalf("%s: protocol error: %v", name, err)
 	}
