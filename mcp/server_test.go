@@ -723,14 +723,23 @@ func TestFileReadPaging(t *testing.T) {
 	if got.String() != want.String() {
 		t.Fatalf("paged content differs: got %d bytes, want %d", got.Len(), want.Len())
 	}
-	// max_bytes smaller than the budget is honoured.
-	if r := s.ok("file_read", map[string]any{"id": id, "path": "big.txt", "max_bytes": 10}); r.num("bytes") != 10 || r.num("next_offset") != 10 {
+	// max_bytes smaller than the budget is honoured, and a page never
+	// ends inside a character: "0\t\"é日本" has 本 at bytes 8-10.
+	if r := s.ok("file_read", map[string]any{"id": id, "path": "big.txt", "max_bytes": 10}); r.num("bytes") != 8 || r.num("next_offset") != 8 || r.str("encoding") != "utf-8" {
 		t.Errorf("max_bytes: %s", r.text)
 	}
-	// Binary content is replaced and flagged.
-	b.SetFile(id, "bin", []byte{0x7f, 'E', 'L', 'F', 0xff, 0})
-	if r := s.ok("file_read", map[string]any{"id": id, "path": "bin"}); r.m["binary"] != true || !strings.Contains(r.str("hint"), "xxd") {
-		t.Errorf("binary: %s", r.text)
+	// Tiny pages through multi-byte text: text, whole characters, no U+FFFD.
+	got.Reset()
+	for offset := 0.0; offset < 200; {
+		r := s.ok("file_read", map[string]any{"id": id, "path": "big.txt", "offset": offset, "max_bytes": 5})
+		if r.str("encoding") != "utf-8" || strings.ContainsRune(r.str("content"), utf8.RuneError) {
+			t.Fatalf("page at %v: %s", offset, r.text)
+		}
+		got.WriteString(r.str("content"))
+		offset = r.num("next_offset")
+	}
+	if !strings.HasPrefix(want.String(), got.String()) {
+		t.Errorf("small pages differ: %q", got.String())
 	}
 }
 
