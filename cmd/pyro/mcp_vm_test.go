@@ -26,6 +26,7 @@ type mcpServer struct {
 	cmd   *exec.Cmd
 	s     *sdk.ClientSession
 	state string
+	out   *outputSchemas // validates every result (mcpschema_test.go)
 }
 
 func startMCP(t testing.TB, state string) *mcpServer {
@@ -46,7 +47,7 @@ func startMCP(t testing.TB, state string) *mcpServer {
 		t.Fatalf("connecting to pyro mcp serve: %v", err)
 	}
 	t.Logf("initialize answered after %v", time.Since(start))
-	m := &mcpServer{t: t, cmd: cmd, s: s, state: state}
+	m := &mcpServer{t: t, cmd: cmd, s: s, state: state, out: &outputSchemas{s: s}}
 	t.Cleanup(func() { s.Close() })
 	return m
 }
@@ -84,6 +85,7 @@ func (m *mcpServer) call(tool string, args map[string]any) (map[string]any, bool
 	if err != nil {
 		m.t.Fatalf("%s: protocol error: %v", tool, err)
 	}
+	m.out.check(m.t, tool, res)
 	var out map[string]any
 	if len(res.Content) == 1 {
 		if tc, ok := res.Content[0].(*sdk.TextContent); ok {
