@@ -7,9 +7,13 @@
 // the documented defaults and calls the Backend; the answer is shaped into a
 // compact JSON view that fits Options.MaxResultBytes (head+tail excerpts,
 // cursors, host file paths for the full text) and returned both as
-// structuredContent and as one identical text block. Every failure, expected
-// or not, becomes a tool result with IsError set whose JSON says what happened
-// and what to do next; protocol errors are left to the SDK.
+// structuredContent and as one identical text block. Each view is a Go type
+// whose schema the tool declares as its outputSchema (schema.go). Every
+// failure, expected or not, becomes a tool result with IsError set whose JSON
+// says what happened and what to do next; protocol errors are left to the
+// SDK. A call whose request carries a progress token gets the Backend's stage
+// reports (contract.Progress) and a heartbeat as notifications/progress
+// (progress.go).
 //
 // Tools are grouped (workspace, exec, files, host, snapshot, oneshot, env)
 // and exposed through profiles: ProfileCore, the everyday loop and the

@@ -191,3 +191,89 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%d B", n)
 	}
 }
+
+// Binary data. Guest files are bytes; the model reads text. looksBinary
+// tells data from text, so that data is never shown as a page of U+FFFD.
+
+// looksBinary reports whether b is data rather than text: it holds a NUL
+// byte, or more than a tenth of it is invalid UTF-8 or control characters
+// that text does not use. A character cut at either end (b is a page of a
+// file) does not count, and a few bad bytes (a stray Latin-1 letter) leave
+// it text.
+func looksBinary(b []byte) bool {
+	if bytes.IndexByte(b, 0) >= 0 {
+		return true
+	}
+	for k := 0; k < utf8.UTFMax-1 && len(b) > 0 && !utf8.RuneStart(b[0]); k++ {
+		b = b[1:]
+	}
+	b = trimPartialRune(b)
+	bad := 0
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			bad++
+		case r < 0x20 && !strings.ContainsRune("\t\n\v\f\r\b\x1b", r), r == 0x7f:
+			bad++
+		}
+		i += size
+	}
+	return bad*10 > len(b)
+}
+
+// magic is a file format known by its first bytes.
+type magic struct {
+	at   int
+	sig  string
+	name string
+}
+
+// magics are the formats detectedType knows, most specific first.
+var magics = []magic{
+	{0, "\x7fELF", "ELF executable or library"},
+	{0, "\x89PNG\r\n\x1a\n", "PNG image"},
+	{0, "\xff\xd8\xff", "JPEG image"},
+	{0, "GIF87a", "GIF image"},
+	{0, "GIF89a", "GIF image"},
+	{0, "RIFF", "RIFF container (WAV, AVI or WebP)"},
+	{0, "%PDF-", "PDF document"},
+	{0, "PK\x03\x04", "zip archive (also jar, wheel, docx)"},
+	{0, "\x1f\x8b", "gzip-compressed data"},
+	{0, "BZh", "bzip2-compressed data"},
+	{0, "\xfd7zXZ\x00", "xz-compressed data"},
+	{0, "\x28\xb5\x2f\xfd", "zstd-compressed data"},
+	{0, "7z\xbc\xaf\x27\x1c", "7-zip archive"},
+	{257, "ustar", "tar archive"},
+	{0, "SQLite format 3\x00", "SQLite database"},
+	{0, "\x00asm", "WebAssembly module"},
+	{0, "\xca\xfe\xba\xbe", "Java class file or Mach-O universal binary"},
+	{0, "\xcf\xfa\xed\xfe", "Mach-O executable"},
+	{0, "MZ", "Windows (PE) executable"},
+	{0, "!<arch>\n", "ar archive (static library or .deb)"},
+	{0, "\xed\xab\xee\xdb", "RPM package"},
+}
+
+// detectedType names the format whose signature b, a file's first bytes,
+// starts with, or "data".
+func detectedType(b []byte) string {
+	for _, m := range magics {
+		if len(b) >= m.at+len(m.sig) && string(b[m.at:m.at+len(m.sig)]) == m.sig {
+			return m.name
+		}
+	}
+	return "data"
+}
+
+// hexHead is b's first n bytes in hex, in groups of four.
+func hexHead(b []byte, n int) string {
+	b = b[:min(n, len(b))]
+	var s strings.Builder
+	for i, c := range b {
+		if i > 0 && i%4 == 0 {
+			s.WriteByte(' ')
+		}
+		fmt.Fprintf(&s, "%02x", c)
+	}
+	return s.String()
+}

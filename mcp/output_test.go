@@ -166,3 +166,49 @@ func TestClip(t *testing.T) {
 		t.Errorf("clip = %q", got)
 	}
 }
+
+func TestLooksBinary(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{"", false},
+		{"plain text\n", false},
+		{"héllo 日本\n", false},
+		{"\x9c\xe6\x9c\xac text after a character cut at the start", false},
+		{"text before a character cut at the end \xe6\x9c", false},
+		{"caf\xe9 au lait, and more plain text to go with it", false},
+		{"\x1b[31mred\x1b[0m\r\n", false},
+		{"a\x00b", true},
+		{"\xff\xfe\xfd\xfc\x80\x81 short", true},
+		{"\x01\x02\x03\x04\x05\x06 control", true},
+	} {
+		if got := looksBinary([]byte(tc.in)); got != tc.want {
+			t.Errorf("looksBinary(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestDetectedTypeAndHexHead(t *testing.T) {
+	tar := make([]byte, 512)
+	copy(tar[257:], "ustar\x0000")
+	for in, want := range map[string]string{
+		"\x7fELF\x02\x01":       "ELF executable or library",
+		"\x1f\x8b\x08\x00":      "gzip-compressed data",
+		"PK\x03\x04\x14\x00":    "zip archive (also jar, wheel, docx)",
+		"SQLite format 3\x00xx": "SQLite database",
+		string(tar):             "tar archive",
+		"\x00\x01\x02":          "data",
+		"":                      "data",
+	} {
+		if got := detectedType([]byte(in)); got != want {
+			t.Errorf("detectedType(%.20q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := hexHead([]byte("\x7fELF\x02\x01\x01\x00\xff"), 32); got != "7f454c46 02010100 ff" {
+		t.Errorf("hexHead: %q", got)
+	}
+	if got := hexHead(bytes.Repeat([]byte{0xab}, 100), 8); got != "abababab abababab" {
+		t.Errorf("hexHead cut: %q", got)
+	}
+}

@@ -3,6 +3,7 @@ package mcp
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -149,6 +150,10 @@ type toolSpec struct {
 	core    bool
 	summary string // one line for the README table
 	add     func(*sdk.Server, *handler)
+	// shapes are the schemas of the tool's successful results (one per
+	// shape of its Out type); its declared outputSchema merges them with
+	// errorView's (schema.go).
+	shapes func() ([]*jsonschema.Schema, error)
 }
 
 // toolSpecs lists every tool in display order.
@@ -181,14 +186,21 @@ type toolDef struct {
 	tune        func(*jsonschema.Schema) // adjust the inferred input schema (bounds, enums)
 }
 
-// failed marks a tool output that is a failure but carries structured
-// detail (a patch that does not apply): the result has IsError set.
+// failed marks, for call, a tool output that is a failure but carries
+// structured detail (errFailed): the result has IsError set.
 type failed struct{ v any }
 
-// defTool binds a typed handler to a toolDef.
-func defTool[In any](d toolDef, fn func(ctx context.Context, h *handler, in In) (any, error)) toolSpec {
+// errFailed, returned by a tool body with its result, makes that result a
+// failure with structured detail (a patch that does not apply): it is
+// returned as it is, of the tool's own type, with IsError set.
+var errFailed = errors.New("the call failed; its result says how")
+
+// defTool binds a typed handler to a toolDef: In is its arguments, Out its
+// result, whose schema the tool declares as its outputSchema.
+func defTool[In, Out any](d toolDef, fn func(ctx context.Context, h *handler, in In) (Out, error)) toolSpec {
 	return toolSpec{
 		name: d.name, group: d.group, core: d.core, summary: d.summary,
+		shapes: resultVariants[Out],
 		add: func(s *sdk.Server, h *handler) {
 			schema, err := jsonschema.For[In](nil)
 			if err != nil {
@@ -198,19 +210,37 @@ func defTool[In any](d toolDef, fn func(ctx context.Context, h *handler, in In) 
 			if d.tune != nil {
 				d.tune(schema)
 			}
+			shapes, err := resultVariants[Out]()
+			if err != nil {
+				panic(fmt.Sprintf("mcp: tool %s: output schema: %v", d.name, err))
+			}
 			destructive := d.destructive
 			t := &sdk.Tool{
-				Name:        d.name,
-				Description: d.description,
-				InputSchema: schema,
+				Name:         d.name,
+				Description:  d.description,
+				InputSchema:  schema,
+				OutputSchema: declaredSchema(shapes),
 				Annotations: &sdk.ToolAnnotations{
 					ReadOnlyHint:    d.readOnly,
 					DestructiveHint: &destructive,
 					IdempotentHint:  d.idempotent || d.readOnly,
 				},
 			}
-			sdk.AddTool(s, t, func(ctx context.Context, _ *sdk.CallToolRequest, in In) (*sdk.CallToolResult, any, error) {
-				return h.call(ctx, d.name, func(ctx context.Context) (any, error) { return fn(ctx, h, in) }), nil, nil
+			// The SDK sees an untyped result: call encodes it itself, so
+			// that structuredContent and the text block are the same bytes.
+			sdk.AddTool(s, t, func(ctx context.Context, req *sdk.CallToolRequest, in In) (*sdk.CallToolResult, any, error) {
+				ctx, done := h.progress(ctx, req) // progress.go
+				defer done()
+				return h.call(ctx, d.name, func(ctx context.Context) (any, error) {
+					out, err := fn(ctx, h, in)
+					switch {
+					case errors.Is(err, errFailed):
+						return failed{out}, nil
+					case err != nil:
+						return nil, err
+					}
+					return out, nil
+				}), nil, nil
 			})
 		},
 	}
@@ -273,10 +303,15 @@ func (h *handler) call(ctx context.Context, name string, fn func(context.Context
 // budget is the byte limit of one result.
 func (h *handler) budget() int { return h.opts.MaxResultBytes }
 
-// fit encodes build(n) for the largest n <= max that fits the budget.
-func (h *handler) fit(max int, build func(n int) any) (json.RawMessage, int, error) {
-	data, n, _, err := FitJSON(h.budget(), max, build)
-	return data, n, err
+// fit returns build(n) for the largest n <= max whose JSON fits h's
+// budget (FitJSON): a typed result whose lists or excerpts are cut to fit.
+func fit[T any](h *handler, max int, build func(n int) T) (T, int, error) {
+	_, n, _, err := FitJSON(h.budget(), max, func(n int) any { return build(n) })
+	if err != nil {
+		var z T
+		return z, 0, err
+	}
+	return build(n), n, nil
 }
 
 // onWorkspace runs fn with the workspace reference ref; if the backend does

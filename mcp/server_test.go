@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/google/jsonschema-go/jsonschema"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pyro-mcp/pyro/mcp"
@@ -25,9 +26,19 @@ type session struct {
 	t      *testing.T
 	cs     *sdk.ClientSession
 	budget int
+	// schemas are the tools' declared output schemas, resolved, by name;
+	// read from tools/list at the first call.
+	schemas map[string]*jsonschema.Resolved
 }
 
 func connect(t *testing.T, b contract.Backend, opts mcp.Options) *session {
+	t.Helper()
+	return connectWith(t, b, opts, nil, nil)
+}
+
+// connectWith connects a client with copts (nil: the defaults) and
+// sopts, which may pin the protocol version.
+func connectWith(t *testing.T, b contract.Backend, opts mcp.Options, copts *sdk.ClientOptions, sopts *sdk.ClientSessionOptions) *session {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -41,7 +52,7 @@ func connect(t *testing.T, b contract.Backend, opts mcp.Options) *session {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ss.Close() })
-	cs, err := sdk.NewClient(&sdk.Implementation{Name: "test", Version: "1"}, nil).Connect(ctx, ct, nil)
+	cs, err := sdk.NewClient(&sdk.Implementation{Name: "test", Version: "1"}, copts).Connect(ctx, ct, sopts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +86,15 @@ func (r result) num(key string) float64 {
 // within the budget.
 func (s *session) call(name string, args map[string]any) result {
 	s.t.Helper()
-	res, err := s.cs.CallTool(context.Background(), &sdk.CallToolParams{Name: name, Arguments: args})
+	return s.callParams(&sdk.CallToolParams{Name: name, Arguments: args})
+}
+
+// callParams is call with the request's params as given (a progress token
+// in _meta, say).
+func (s *session) callParams(p *sdk.CallToolParams) result {
+	s.t.Helper()
+	name := p.Name
+	res, err := s.cs.CallTool(context.Background(), p)
 	if err != nil {
 		s.t.Fatalf("%s: protocol error: %v", name, err)
 	}
@@ -105,6 +124,79 @@ func (s *session) call(name string, args map[string]any) result {
 	}
 	if len(tc.Text) > s.budget {
 		s.t.Fatalf("%s: result is %d bytes, budget %d", name, len(tc.Text), s.budget)
+	}
+	s.checkSchema(name, r)
+	return r
+}
+
+// checkSchema validates a result against the tool's declared outputSchema,
+// as a strict client does, and then against the precise schema of its kind:
+// an error's against errorView's, a success's against one of the tool's
+// result shapes (which, unlike the declared schema, require their fields).
+func (s *session) checkSchema(name string, r result) {
+	s.t.Helper()
+	if s.schemas == nil {
+		s.schemas = declaredSchemas(s.t, s.cs)
+	}
+	declared, ok := s.schemas[name]
+	if !ok {
+		s.t.Fatalf("%s: no outputSchema declared", name)
+	}
+	if err := declared.Validate(r.m); err != nil {
+		s.t.Fatalf("%s: result does not validate against its outputSchema: %v\n%s", name, err, r.text)
+	}
+	if r.isErr && r.m["error"] != nil {
+		if err := resolve(s.t, mcp.ErrorSchema()).Validate(r.m); err != nil {
+			s.t.Fatalf("%s: error result is no errorView: %v\n%s", name, err, r.text)
+		}
+		return
+	}
+	shapes, err := mcp.ResultShapes(name)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var errs []error
+	for _, sh := range shapes {
+		if err := resolve(s.t, sh).Validate(r.m); err == nil {
+			return
+		} else {
+			errs = append(errs, err)
+		}
+	}
+	s.t.Fatalf("%s: result matches none of its shapes: %v\n%s", name, errs, r.text)
+}
+
+// declaredSchemas lists the session's tools and resolves each one's
+// outputSchema.
+func declaredSchemas(t *testing.T, cs *sdk.ClientSession) map[string]*jsonschema.Resolved {
+	t.Helper()
+	res, err := cs.ListTools(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*jsonschema.Resolved{}
+	for _, tool := range res.Tools {
+		if tool.OutputSchema == nil {
+			continue
+		}
+		data, err := json.Marshal(tool.OutputSchema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sch jsonschema.Schema
+		if err := json.Unmarshal(data, &sch); err != nil {
+			t.Fatalf("%s: outputSchema: %v", tool.Name, err)
+		}
+		out[tool.Name] = resolve(t, &sch)
+	}
+	return out
+}
+
+func resolve(t *testing.T, s *jsonschema.Schema) *jsonschema.Resolved {
+	t.Helper()
+	r, err := s.Resolve(nil)
+	if err != nil {
+		t.Fatalf("resolving %s: %v", s, err)
 	}
 	return r
 }
@@ -188,7 +280,7 @@ func TestListToolsAndInitialize(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got []string
-			total := 0
+			total, outTotal := 0, 0
 			for _, tool := range res.Tools {
 				got = append(got, tool.Name)
 				if tool.Description == "" || len(tool.Description) >= 300 {
@@ -205,8 +297,22 @@ func TestListToolsAndInitialize(t *testing.T) {
 						t.Errorf("%s.%s: no description", tool.Name, p)
 					}
 				}
-				def, _ := json.Marshal(tool)
+				out, _ := json.Marshal(tool.OutputSchema)
+				var om map[string]any
+				if err := json.Unmarshal(out, &om); err != nil || om["type"] != "object" || om["properties"] == nil {
+					t.Errorf("%s: output schema %s", tool.Name, out)
+				}
+				// Error results validate too: only what every result has is required.
+				if req, _ := om["required"].([]any); len(req) != 0 {
+					t.Errorf("%s: output schema requires %v, which error results lack", tool.Name, req)
+				}
+				// What a model reads: hosts pass name, description and
+				// inputSchema on, not outputSchema.
+				seen := *tool
+				seen.OutputSchema = nil
+				def, _ := json.Marshal(&seen)
 				total += len(def)
+				outTotal += len(out)
 			}
 			want, _ := mcp.ToolNames(profile)
 			slices.Sort(got)
@@ -214,7 +320,7 @@ func TestListToolsAndInitialize(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Errorf("tools %v, want %v", got, want)
 			}
-			t.Logf("profile %q: %d tools, %d bytes of definitions", profile, len(got), total)
+			t.Logf("profile %q: %d tools, %d bytes of definitions, %d more of output schemas", profile, len(got), total, outTotal)
 			if calls := b.Calls(); len(calls) != 0 {
 				t.Errorf("initialize/list touched the backend: %v", calls)
 			}
@@ -617,14 +723,23 @@ func TestFileReadPaging(t *testing.T) {
 	if got.String() != want.String() {
 		t.Fatalf("paged content differs: got %d bytes, want %d", got.Len(), want.Len())
 	}
-	// max_bytes smaller than the budget is honoured.
-	if r := s.ok("file_read", map[string]any{"id": id, "path": "big.txt", "max_bytes": 10}); r.num("bytes") != 10 || r.num("next_offset") != 10 {
+	// max_bytes smaller than the budget is honoured, and a page never
+	// ends inside a character: "0\t\"é日本" has 本 at bytes 8-10.
+	if r := s.ok("file_read", map[string]any{"id": id, "path": "big.txt", "max_bytes": 10}); r.num("bytes") != 8 || r.num("next_offset") != 8 || r.str("encoding") != "utf-8" {
 		t.Errorf("max_bytes: %s", r.text)
 	}
-	// Binary content is replaced and flagged.
-	b.SetFile(id, "bin", []byte{0x7f, 'E', 'L', 'F', 0xff, 0})
-	if r := s.ok("file_read", map[string]any{"id": id, "path": "bin"}); r.m["binary"] != true || !strings.Contains(r.str("hint"), "xxd") {
-		t.Errorf("binary: %s", r.text)
+	// Tiny pages through multi-byte text: text, whole characters, no U+FFFD.
+	got.Reset()
+	for offset := 0.0; offset < 200; {
+		r := s.ok("file_read", map[string]any{"id": id, "path": "big.txt", "offset": offset, "max_bytes": 5})
+		if r.str("encoding") != "utf-8" || strings.ContainsRune(r.str("content"), utf8.RuneError) {
+			t.Fatalf("page at %v: %s", offset, r.text)
+		}
+		got.WriteString(r.str("content"))
+		offset = r.num("next_offset")
+	}
+	if !strings.HasPrefix(want.String(), got.String()) {
+		t.Errorf("small pages differ: %q", got.String())
 	}
 }
 
@@ -823,5 +938,52 @@ func TestFaceNamesEveryOp(t *testing.T) {
 		if !tools[got] {
 			t.Errorf("operation %s is worded %q, which is no tool", op, got)
 		}
+	}
+}
+
+// TestOutputSchemas: every tool of the full profile declares an output
+// schema, and the schemas bite: they refuse what no result of the tool
+// looks like, while admitting its errors.
+func TestOutputSchemas(t *testing.T) {
+	s := connect(t, mcptest.New(), mcp.Options{Profile: mcp.ProfileFull})
+	declared := declaredSchemas(t, s.cs)
+	names, _ := mcp.ToolNames(mcp.ProfileFull)
+	for _, n := range names {
+		if declared[n] == nil {
+			t.Errorf("%s declares no outputSchema", n)
+		}
+	}
+	errResult := map[string]any{"error": "not_found", "message": "no workspace ws-9", "hint": "Call workspace_create.",
+		"workspaces": []any{map[string]any{"id": "ws-1", "state": "running"}}}
+	for _, tc := range []struct {
+		tool  string
+		value map[string]any
+		ok    bool
+	}{
+		{"workspace_list", map[string]any{"workspaces": []any{}, "total": 0}, true},
+		{"workspace_list", errResult, true},
+		{"workspace_status", errResult, true},
+		{"workspace_list", map[string]any{"workspaces": nil, "total": 0}, false},
+		{"workspace_list", map[string]any{"workspaces": []any{}, "total": "0"}, false},
+		{"workspace_status", map[string]any{"bogus": 1}, false},
+		{"workspace_exec", map[string]any{"exit_code": 0, "state": "running", "stdout_next_offset": 0}, true},
+		{"workspace_exec", map[string]any{"exit_code": "0"}, false},
+		{"workspace_list", map[string]any{"error": 5}, false},
+	} {
+		err := declared[tc.tool].Validate(tc.value)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: validating %v: %v, want ok=%v", tc.tool, tc.value, err, tc.ok)
+		}
+	}
+	// The precise shapes require what every success has.
+	shapes, err := mcp.ResultShapes("workspace_status")
+	if err != nil || len(shapes) != 1 {
+		t.Fatalf("shapes: %v %v", shapes, err)
+	}
+	if err := resolve(t, shapes[0]).Validate(map[string]any{}); err == nil {
+		t.Error("workspace_status's shape admits {}")
+	}
+	if shapes, _ := mcp.ResultShapes("workspace_exec"); len(shapes) != 2 {
+		t.Errorf("workspace_exec has %d shapes, want 2 (foreground, background)", len(shapes))
 	}
 }

@@ -69,11 +69,12 @@ func (h *handler) bgBackend() (contract.BackgroundBackend, error) {
 
 // execBackground starts req (validated) in the background: the result
 // of workspace_exec with background:true.
-func (h *handler) execBackground(ctx context.Context, ref string, req contract.ExecRequest) (any, error) {
+func (h *handler) execBackground(ctx context.Context, ref string, req contract.ExecRequest) (bgView, error) {
 	bb, err := h.bgBackend()
 	if err != nil {
-		return nil, err
+		return bgView{}, err
 	}
+
 	var (
 		v  contract.BackgroundExec
 		ws string
@@ -84,23 +85,23 @@ func (h *handler) execBackground(ctx context.Context, ref string, req contract.E
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return bgView{}, err
 	}
 	return h.bgResult(ws, v, 0, 0, true)
 }
 
-func toolExecStatus(ctx context.Context, h *handler, in execStatusIn) (any, error) {
+func toolExecStatus(ctx context.Context, h *handler, in execStatusIn) (execStatusOut, error) {
 	bb, err := h.bgBackend()
 	if err != nil {
-		return nil, err
+		return execStatusOut{}, err
 	}
 	poll := contract.PollRequest{Seq: in.Seq, StdoutOffset: in.StdoutOffset, StderrOffset: in.StderrOffset,
 		Wait: seconds(in.WaitSeconds), Kill: in.Kill}
 	if err := contract.ValidatePoll(poll); err != nil {
-		return nil, err
+		return execStatusOut{}, err
 	}
 	if in.Seq == 0 && (in.Kill || in.WaitSeconds > 0) {
-		return nil, contract.Invalid("kill and wait_seconds need seq: the command's seq from workspace_exec")
+		return execStatusOut{}, contract.Invalid("kill and wait_seconds need seq: the command's seq from workspace_exec")
 	}
 	if in.Seq == 0 {
 		var (
@@ -113,9 +114,13 @@ func toolExecStatus(ctx context.Context, h *handler, in execStatusIn) (any, erro
 			return err
 		})
 		if err != nil {
-			return nil, err
+			return execStatusOut{}, err
 		}
-		return h.bgListResult(ws, list)
+		l, err := h.bgListResult(ws, list)
+		if err != nil {
+			return execStatusOut{}, err
+		}
+		return eitherB[bgView](l), nil
 	}
 	var (
 		v  contract.BackgroundExec
@@ -128,10 +133,18 @@ func toolExecStatus(ctx context.Context, h *handler, in execStatusIn) (any, erro
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return execStatusOut{}, err
 	}
-	return h.bgResult(ws, v, in.StdoutOffset, in.StderrOffset, false)
+	o, err := h.bgResult(ws, v, in.StdoutOffset, in.StderrOffset, false)
+	if err != nil {
+		return execStatusOut{}, err
+	}
+	return eitherA[bgView, bgListOut](o), nil
 }
+
+// execStatusOut is exec_status's result: one command, or without seq the
+// list of them.
+type execStatusOut = either[bgView, bgListOut]
 
 // bgView is a background command as exec_status (and workspace_exec with
 // background:true) returns it.
@@ -168,13 +181,13 @@ type bgView struct {
 // bgResult shapes v into the budget the way execResult does: stdout and
 // stderr share what the fixed fields leave, each cut to head+tail. started
 // marks the answer to a start.
-func (h *handler) bgResult(id string, v contract.BackgroundExec, outOff, errOff int64, started bool) (any, error) {
+func (h *handler) bgResult(id string, v contract.BackgroundExec, outOff, errOff int64, started bool) (bgView, error) {
 	r := v.Result
 	outOff, errOff = min(outOff, v.StdoutNext), min(errOff, v.StderrNext)
 	// The backend cut the middle out of a long window already.
 	outCut := int64(len(r.Stdout)) < v.StdoutNext-outOff
 	errCut := int64(len(r.Stderr)) < v.StderrNext-errOff
-	build := func(allow int) any {
+	build := func(allow int) bgView {
 		a, b := splitAllowance(allow, len(r.Stdout), len(r.Stderr))
 		so, se := MakeExcerpt(r.Stdout, a), MakeExcerpt(r.Stderr, b)
 		o := bgView{ID: id, Seq: v.Seq, Command: clip(v.Command, maxLoggedCommand), State: v.State, Reason: clip(word(v.Reason), 500),
@@ -191,8 +204,8 @@ func (h *handler) bgResult(id string, v contract.BackgroundExec, outOff, errOff 
 		o.Hint = bgHint(o, r, started)
 		return o
 	}
-	data, _, err := h.fit(min(len(r.Stdout)+len(r.Stderr), h.budget()), build)
-	return data, err
+	o, _, err := fit(h, min(len(r.Stdout)+len(r.Stderr), h.budget()), build)
+	return o, err
 }
 
 func bgHint(o bgView, r contract.ExecResult, started bool) string {
@@ -253,7 +266,7 @@ type bgListOut struct {
 	Hint      string   `json:"hint,omitempty"`
 }
 
-func (h *handler) bgListResult(id string, list []contract.BackgroundExec) (any, error) {
+func (h *handler) bgListResult(id string, list []contract.BackgroundExec) (bgListOut, error) {
 	items := make([]bgItem, len(list))
 	running := 0
 	for i, v := range list {
@@ -268,7 +281,7 @@ func (h *handler) bgListResult(id string, list []contract.BackgroundExec) (any, 
 			running++
 		}
 	}
-	build := func(n int) any {
+	build := func(n int) bgListOut {
 		// The newest matter most: drop from the oldest.
 		o := bgListOut{ID: id, Commands: items[len(items)-n:], Truncated: n < len(items)}
 		switch {
@@ -281,8 +294,8 @@ func (h *handler) bgListResult(id string, list []contract.BackgroundExec) (any, 
 		}
 		return o
 	}
-	data, _, err := h.fit(len(items), build)
-	return data, err
+	o, _, err := fit(h, len(items), build)
+	return o, err
 }
 
 // seconds converts a count of seconds from a tool's arguments to a

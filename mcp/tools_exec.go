@@ -36,6 +36,10 @@ type runIn struct {
 	Network        []string            `json:"network,omitempty" jsonschema:"network grants, e.g. [\"pypi.org:443\"] (default: none)"`
 }
 
+// execOut is workspace_exec's result: the command's outcome, or with
+// background:true the started command (as exec_status shows it).
+type execOut = either[execView, bgView]
+
 type envListIn struct{}
 
 type envView struct {
@@ -89,13 +93,17 @@ func oneShotTools() []toolSpec {
 	}
 }
 
-func toolExec(ctx context.Context, h *handler, in execIn) (any, error) {
+func toolExec(ctx context.Context, h *handler, in execIn) (execOut, error) {
 	req := contract.ExecRequest{Command: in.Command, Argv: in.Argv, Cwd: in.Cwd, EnvVars: in.EnvVars, TimeoutSeconds: in.TimeoutSeconds, Stdin: in.Stdin, SecretEnv: in.SecretEnv}
 	if err := contract.ValidateExec(&req, in.Background); err != nil {
-		return nil, err
+		return execOut{}, err
 	}
 	if in.Background {
-		return h.execBackground(ctx, in.ID, req)
+		v, err := h.execBackground(ctx, in.ID, req)
+		if err != nil {
+			return execOut{}, err
+		}
+		return eitherB[execView](v), nil
 	}
 	var (
 		r  contract.ExecResult
@@ -107,39 +115,43 @@ func toolExec(ctx context.Context, h *handler, in execIn) (any, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return execOut{}, err
 	}
-	return h.execResult(ws, r, req.TimeoutSeconds)
+	v, err := h.execResult(ws, r, req.TimeoutSeconds)
+	if err != nil {
+		return execOut{}, err
+	}
+	return eitherA[execView, bgView](v), nil
 }
 
-func toolRun(ctx context.Context, h *handler, in runIn) (any, error) {
+func toolRun(ctx context.Context, h *handler, in runIn) (execView, error) {
 	c := contract.CommandSpec{Command: in.Command, Argv: in.Argv, Cwd: in.Cwd, EnvVars: in.EnvVars, Timeout: in.TimeoutSeconds, Stdin: in.Stdin}
 	if err := contract.ValidateCommand(&c); err != nil {
-		return nil, err
+		return execView{}, err
 	}
 	if err := contract.ValidateResources(in.VCPUs, in.MemMiB); err != nil {
-		return nil, err
+		return execView{}, err
 	}
 	seed, err := contract.ParseSeed(in.Seed)
 	if err != nil {
-		return nil, err
+		return execView{}, err
 	}
 	grants, err := h.networkArg(in.Network)
 	if err != nil {
-		return nil, err
+		return execView{}, err
 	}
 	r, err := h.b.Run(ctx, contract.RunRequest{Env: in.Env, Command: c.Command, Argv: c.Argv, Cwd: c.Cwd, EnvVars: c.EnvVars,
 		TimeoutSeconds: c.Timeout, Stdin: c.Stdin, VCPUs: in.VCPUs, MemMiB: in.MemMiB, Seed: seed, Network: grants})
 	if err != nil {
-		return nil, err
+		return execView{}, err
 	}
 	return h.execResult("", r, c.Timeout)
 }
 
-func toolEnvList(ctx context.Context, h *handler, _ envListIn) (any, error) {
+func toolEnvList(ctx context.Context, h *handler, _ envListIn) (envListOut, error) {
 	envs, err := h.b.Envs(ctx)
 	if err != nil {
-		return nil, err
+		return envListOut{}, err
 	}
 	out := envListOut{Envs: make([]envView, 0, len(envs))}
 	unbuilt := false

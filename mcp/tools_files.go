@@ -2,9 +2,11 @@ package mcp
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/google/jsonschema-go/jsonschema"
 
@@ -41,18 +43,33 @@ type fileReadIn struct {
 	Path     string `json:"path" jsonschema:"file to read"`
 	Offset   int64  `json:"offset,omitempty" jsonschema:"byte offset to start at (default 0); pass next_offset to continue"`
 	MaxBytes int    `json:"max_bytes,omitempty" jsonschema:"max bytes to return (default and cap: what fits one result, about 9 KiB)"`
+	Encoding string `json:"encoding,omitempty" jsonschema:"auto (default: text; binary data base64 if it fits one result, else a summary), text or base64"`
 }
+
+// file_read's encodings: how content shows the bytes.
+const (
+	encodingAuto   = "auto"   // an argument only: text, or base64 or none for binary data
+	encodingAsText = "text"   // an argument only: always text
+	encodingText   = "utf-8"  // content is the text (bytes that are not UTF-8 as U+FFFD)
+	encodingBase64 = "base64" // content is the bytes, base64-encoded
+	encodingNone   = "none"   // binary data not shown: detected_type and head_hex say what it is
+)
 
 type fileReadOut struct {
 	Path       string `json:"path"`
 	Size       int64  `json:"size"`
 	Offset     int64  `json:"offset"`
-	Bytes      int    `json:"bytes"`
+	Bytes      int    `json:"bytes"` // of the file, shown in content
 	NextOffset *int64 `json:"next_offset,omitempty"`
 	EOF        bool   `json:"eof"`
-	Binary     bool   `json:"binary,omitempty"`
+	Binary     bool   `json:"binary,omitempty"` // the bytes are data, not text
+	Encoding   string `json:"encoding"`         // utf-8, base64, or none (binary data left out)
 	Content    string `json:"content"`
-	Hint       string `json:"hint,omitempty"`
+	// DetectedType is what a binary file's first bytes say it is (from
+	// offset 0); HeadHex, with encoding none, those bytes in hex.
+	DetectedType string `json:"detected_type,omitempty"`
+	HeadHex      string `json:"head_hex,omitempty"`
+	Hint         string `json:"hint,omitempty"`
 }
 
 type fileWriteIn struct {
@@ -99,11 +116,12 @@ func fileTools() []toolSpec {
 		}, toolFileList),
 		defTool(toolDef{
 			name: "file_read", group: "files", core: true, readOnly: true,
-			summary:     "Read a guest file as text from an offset; returns next_offset and eof to page through large files.",
-			description: "Read a text file in the workspace from offset (default 0), as much as fits one result (about 9 KiB by default). Returns next_offset and eof; call again with offset=next_offset for more.",
+			summary:     "Read a guest file from an offset, paged by next_offset: text as it is; binary data base64-encoded when it fits one result, else a summary (type, size, first bytes).",
+			description: "Read a file in the workspace from offset (default 0), as much as fits one result (about 9 KiB by default). Returns next_offset and eof; call again with offset=next_offset for more. Binary data comes base64-encoded if it fits, else as a summary; encoding says which.",
 			tune: func(s *jsonschema.Schema) {
 				bounds(s, "max_bytes", 1, contract.MaxReadBytes)
 				bounds(s, "offset", 0, 1<<53)
+				enum(s, "encoding", encodingAuto, encodingAsText, encodingBase64)
 			},
 		}, toolFileRead),
 		defTool(toolDef{
@@ -119,26 +137,26 @@ func fileTools() []toolSpec {
 	}
 }
 
-func toolFileList(ctx context.Context, h *handler, in fileListIn) (any, error) {
+func toolFileList(ctx context.Context, h *handler, in fileListIn) (fileListOut, error) {
 	path := in.Path
 	if path == "" {
 		path = contract.DefaultWorkdir
 	}
 	if err := contract.ValidatePath("path", path, true); err != nil {
-		return nil, err
+		return fileListOut{}, err
 	}
 	limit, err := contract.LimitOrDefault("limit", in.Limit, contract.DefaultListLimit, contract.MaxListLimit)
 	if err != nil {
-		return nil, err
+		return fileListOut{}, err
 	}
 	offset := 0
 	if in.Cursor != "" {
 		offset, err = strconv.Atoi(in.Cursor)
 		if err != nil || offset < 0 {
-			return nil, contract.Invalid("cursor %.40q is not a next_cursor from file_list", in.Cursor)
+			return fileListOut{}, contract.Invalid("cursor %.40q is not a next_cursor from file_list", in.Cursor)
 		}
 		if err := contract.ValidateListOffset(offset); err != nil {
-			return nil, err
+			return fileListOut{}, err
 		}
 	}
 	var l contract.FileListing
@@ -147,7 +165,7 @@ func toolFileList(ctx context.Context, h *handler, in fileListIn) (any, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return fileListOut{}, err
 	}
 	entries := make([]entryView, len(l.Entries))
 	for i, e := range l.Entries {
@@ -164,7 +182,7 @@ func toolFileList(ctx context.Context, h *handler, in fileListIn) (any, error) {
 	if l.Path == "" {
 		l.Path = path
 	}
-	build := func(n int) any {
+	build := func(n int) fileListOut {
 		o := fileListOut{Path: l.Path, Entries: firstN(entries, n)}
 		if n < len(entries) || l.More {
 			o.NextCursor = strconv.Itoa(offset + n)
@@ -174,19 +192,24 @@ func toolFileList(ctx context.Context, h *handler, in fileListIn) (any, error) {
 		}
 		return o
 	}
-	data, n, err := h.fit(len(entries), build)
+	data, n, err := fit(h, len(entries), build)
 	if err == nil && n == 0 && len(entries) > 0 {
-		return nil, contract.Internal("a file entry does not fit the result budget", nil)
+		return fileListOut{}, contract.Internal("a file entry does not fit the result budget", nil)
 	}
 	return data, err
 }
 
-func toolFileRead(ctx context.Context, h *handler, in fileReadIn) (any, error) {
+func toolFileRead(ctx context.Context, h *handler, in fileReadIn) (fileReadOut, error) {
 	if err := contract.ValidatePath("path", in.Path, true); err != nil {
-		return nil, err
+		return fileReadOut{}, err
 	}
 	if err := contract.ValidateReadRange(in.Offset, in.MaxBytes); err != nil {
-		return nil, err
+		return fileReadOut{}, err
+	}
+	switch in.Encoding {
+	case "", encodingAuto, encodingAsText, encodingBase64:
+	default:
+		return fileReadOut{}, contract.Invalid("encoding %.20q must be auto, text or base64", in.Encoding)
 	}
 	want := in.MaxBytes
 	if want == 0 || want > h.budget() {
@@ -198,7 +221,7 @@ func toolFileRead(ctx context.Context, h *handler, in fileReadIn) (any, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return fileReadOut{}, err
 	}
 	if fc.Path == "" {
 		fc.Path = in.Path
@@ -207,42 +230,92 @@ func toolFileRead(ctx context.Context, h *handler, in fileReadIn) (any, error) {
 	if len(content) > want {
 		content = content[:want]
 	}
-	build := func(n int) any {
-		c := content
-		if n < len(c) {
-			c = trimPartialRune(c[:n])
-		}
-		t := SafeText(c)
+	binary := looksBinary(content)
+	base := fileReadOut{Path: fc.Path, Size: fc.Size, Offset: fc.Offset, Binary: binary}
+	if fc.Offset == 0 && binary {
+		base.DetectedType = detectedType(content)
+	}
+	// page is the result showing c, the first bytes of content, as text
+	// or base64.
+	page := func(c []byte, b64 bool) fileReadOut {
+		o := base
 		end := fc.Offset + int64(len(c))
-		eof := fc.EOF && len(c) == len(fc.Content)
-		o := fileReadOut{Path: fc.Path, Size: fc.Size, Offset: fc.Offset, Bytes: len(c), EOF: eof,
-			Binary: t.Binary, Content: t.S}
-		if !eof {
+		o.Bytes, o.EOF = len(c), fc.EOF && len(c) == len(fc.Content)
+		if b64 {
+			o.Encoding, o.Content = encodingBase64, base64.StdEncoding.EncodeToString(c)
+		} else {
+			o.Encoding, o.Content = encodingText, SafeText(c).S
+		}
+		var hints []string
+		if !o.EOF {
 			o.NextOffset = &end
-			o.Hint = fmt.Sprintf("Read %d of %d bytes; call again with offset=%d for more.", end, fc.Size, end)
+			hints = append(hints, fmt.Sprintf("Read up to byte %d of %d; call again with offset=%d for more.", end, fc.Size, end))
 		}
-		if t.Binary {
-			o.Hint = strings.TrimSpace(o.Hint + " Not UTF-8 text: invalid bytes show as U+FFFD; inspect it with workspace_exec (file, xxd, base64).")
+		switch {
+		case b64 && binary:
+			hints = append(hints, "Binary data: content is its bytes, base64-encoded.")
+		case b64:
+			hints = append(hints, "content is the bytes, base64-encoded.")
+		case binary:
+			hints = append(hints, "Binary data shown as text: bytes that are not UTF-8 show as U+FFFD. encoding=base64 returns them exactly.")
+		case !utf8.Valid(c):
+			hints = append(hints, "Some bytes are not UTF-8 and show as U+FFFD; encoding=base64 returns them exactly.")
 		}
+		o.Hint = strings.Join(hints, " ")
 		return o
 	}
-	data, n, err := h.fit(len(content), build)
-	if err == nil && n == 0 && len(content) > 0 {
-		return nil, contract.Internal("file content does not fit the result budget", nil)
+
+	if in.Encoding == encodingAsText || (!binary && in.Encoding != encodingBase64) {
+		o, n, err := fit(h, len(content), func(n int) fileReadOut {
+			c := content[:n]
+			if t := trimPartialRune(c); len(t) > 0 && !(fc.EOF && n == len(fc.Content)) {
+				c = t // the next page starts on the character cut here
+			}
+			return page(c, false)
+		})
+		if err == nil && n == 0 && len(content) > 0 {
+			return fileReadOut{}, contract.Internal("file content does not fit the result budget", nil)
+		}
+		return o, err
 	}
-	return data, err
+
+	o, n, err := fit(h, len(content), func(n int) fileReadOut { return page(content[:n], true) })
+	if err != nil {
+		return fileReadOut{}, err
+	}
+	if n == 0 && len(content) > 0 {
+		return fileReadOut{}, contract.Internal("file content does not fit the result budget", nil)
+	}
+	// Binary data found by a plain first read (no offset, no max_bytes)
+	// whose rest does not fit one result: paging it in base64 would take
+	// many calls for bytes a model rarely wants, so say what it is instead.
+	if in.Encoding != encodingBase64 && !o.EOF && in.Offset == 0 && in.MaxBytes == 0 {
+		return binarySummary(base, content, n), nil
+	}
+	return o, nil
 }
 
-func toolFileWrite(ctx context.Context, h *handler, in fileWriteIn) (any, error) {
+// binarySummary is file_read's answer for a binary file too big for one
+// result: its size, what its first bytes say it is, those bytes in hex,
+// and how to get at the rest. perCall is the bytes a base64 page holds.
+func binarySummary(o fileReadOut, head []byte, perCall int) fileReadOut {
+	o.Encoding, o.Content, o.HeadHex = encodingNone, "", hexHead(head, 32)
+	o.Hint = fmt.Sprintf("Binary file (%s, %s): content not shown. Copy it to the host with workspace_export; "+
+		"inspect it with workspace_exec (file PATH, xxd PATH | head -n 20); or read its raw bytes with encoding=base64 (about %s per call, paged by offset).",
+		o.DetectedType, humanBytes(o.Size), humanBytes(int64(perCall)))
+	return o
+}
+
+func toolFileWrite(ctx context.Context, h *handler, in fileWriteIn) (fileWriteOut, error) {
 	if err := contract.ValidatePath("path", in.Path, true); err != nil {
-		return nil, err
+		return fileWriteOut{}, err
 	}
 	if err := contract.ValidateWriteContent(len(in.Content)); err != nil {
-		return nil, err
+		return fileWriteOut{}, err
 	}
 	mode, err := contract.ParseMode(in.Mode)
 	if err != nil {
-		return nil, err
+		return fileWriteOut{}, err
 	}
 	var r contract.WriteResult
 	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
@@ -250,7 +323,7 @@ func toolFileWrite(ctx context.Context, h *handler, in fileWriteIn) (any, error)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return fileWriteOut{}, err
 	}
 	if r.Path == "" {
 		r.Path = in.Path
@@ -258,9 +331,9 @@ func toolFileWrite(ctx context.Context, h *handler, in fileWriteIn) (any, error)
 	return fileWriteOut(r), nil
 }
 
-func toolPatchApply(ctx context.Context, h *handler, in patchIn) (any, error) {
+func toolPatchApply(ctx context.Context, h *handler, in patchIn) (patchOut, error) {
 	if err := contract.ValidatePatch(in.Patch); err != nil {
-		return nil, err
+		return patchOut{}, err
 	}
 	var r contract.PatchResult
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
@@ -268,7 +341,7 @@ func toolPatchApply(ctx context.Context, h *handler, in patchIn) (any, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return patchOut{}, err
 	}
 	files := make([]patchFileView, len(r.Files))
 	failedN := 0
@@ -293,7 +366,7 @@ func toolPatchApply(ctx context.Context, h *handler, in patchIn) (any, error) {
 		}
 		files = ordered
 	}
-	build := func(n int) any {
+	build := func(n int) patchOut {
 		o := patchOut{Applied: r.Applied, Files: firstN(files, n), FilesTotal: len(files)}
 		if !r.Applied {
 			o.Hint = fmt.Sprintf("Nothing was written: %d file(s) do not apply. Re-read them with file_read and rebuild the patch against their current content, or use file_write.", failedN)
@@ -302,12 +375,12 @@ func toolPatchApply(ctx context.Context, h *handler, in patchIn) (any, error) {
 		}
 		return o
 	}
-	data, _, err := h.fit(len(files), build)
+	data, _, err := fit(h, len(files), build)
 	if err != nil {
-		return nil, err
+		return patchOut{}, err
 	}
 	if !r.Applied {
-		return failed{data}, nil
+		return data, errFailed
 	}
 	return data, nil
 }

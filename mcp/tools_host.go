@@ -2,7 +2,6 @@ package mcp
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/google/jsonschema-go/jsonschema"
@@ -79,9 +78,9 @@ func hostTools() []toolSpec {
 	}
 }
 
-func toolDiff(ctx context.Context, h *handler, in diffIn) (any, error) {
+func toolDiff(ctx context.Context, h *handler, in diffIn) (diffOut, error) {
 	if err := contract.ValidatePath("path", in.Path, false); err != nil {
-		return nil, err
+		return diffOut{}, err
 	}
 	var d contract.DiffResult
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
@@ -89,7 +88,7 @@ func toolDiff(ctx context.Context, h *handler, in diffIn) (any, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return diffOut{}, err
 	}
 	files := viewChanges(d.Files)
 	patch := SafeText([]byte(d.Patch))
@@ -105,13 +104,13 @@ func toolDiff(ctx context.Context, h *handler, in diffIn) (any, error) {
 	inline := base
 	inline.Patch, inline.PatchInline = patch.S, true
 	if data, err := encodeJSON(inline); err != nil {
-		return nil, err
+		return diffOut{}, err
 	} else if len(data) <= h.budget() {
-		return json.RawMessage(data), nil
+		return inline, nil
 	}
 
 	// Otherwise: the per-file summary, as many files as fit, and the host file.
-	build := func(n int) any {
+	build := func(n int) diffOut {
 		o := base
 		o.Files = firstN(files, n)
 		var hint string
@@ -128,24 +127,24 @@ func toolDiff(ctx context.Context, h *handler, in diffIn) (any, error) {
 		o.Hint = hint
 		return o
 	}
-	data, _, err := h.fit(len(files), build)
+	data, _, err := fit(h, len(files), build)
 	return data, err
 }
 
-func toolExport(ctx context.Context, h *handler, in exportIn) (any, error) {
+func toolExport(ctx context.Context, h *handler, in exportIn) (exportView, error) {
 	guest := in.GuestPath
 	if guest == "" {
 		guest = contract.DefaultWorkdir
 	}
 	if err := contract.ValidatePath("guest_path", guest, true); err != nil {
-		return nil, err
+		return exportView{}, err
 	}
 	if err := contract.ValidatePath("host_path", in.HostPath, true); err != nil {
-		return nil, err
+		return exportView{}, err
 	}
 	format, err := contract.ParseExportFormat(in.Format)
 	if err != nil {
-		return nil, err
+		return exportView{}, err
 	}
 	var r contract.ExportResult
 	err = h.onWorkspace(ctx, in.ID, func(id string) (err error) {
@@ -153,21 +152,21 @@ func toolExport(ctx context.Context, h *handler, in exportIn) (any, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return exportView{}, err
 	}
 	return viewExport(r), nil
 }
 
-func toolSyncPush(ctx context.Context, h *handler, in syncIn) (any, error) {
+func toolSyncPush(ctx context.Context, h *handler, in syncIn) (syncOut, error) {
 	if err := contract.ValidatePath("host_path", in.HostPath, true); err != nil {
-		return nil, err
+		return syncOut{}, err
 	}
 	dest := in.GuestDest
 	if dest == "" {
 		dest = contract.DefaultWorkdir
 	}
 	if err := contract.ValidatePath("guest_dest", dest, true); err != nil {
-		return nil, err
+		return syncOut{}, err
 	}
 	var r contract.SyncResult
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
@@ -175,10 +174,10 @@ func toolSyncPush(ctx context.Context, h *handler, in syncIn) (any, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return syncOut{}, err
 	}
 	skipped := viewSkipped(r.Skipped, len(r.Skipped))
-	build := func(n int) any {
+	build := func(n int) syncOut {
 		o := syncOut{HostPath: r.HostPath, GuestDest: r.GuestDest, Files: r.Files, Bytes: r.Bytes,
 			SkippedTotal: len(skipped), Skipped: firstN(skipped, n)}
 		if len(o.Skipped) == 0 {
@@ -189,6 +188,6 @@ func toolSyncPush(ctx context.Context, h *handler, in syncIn) (any, error) {
 		}
 		return o
 	}
-	data, _, err := h.fit(len(skipped), build)
+	data, _, err := fit(h, len(skipped), build)
 	return data, err
 }

@@ -126,14 +126,14 @@ func (h *handler) netBackend() (contract.NetworkBackend, error) {
 // grantArgs checks a tool's grants and returns their canonical spellings.
 func grantArgs(specs []string) ([]string, error) { return contract.CanonicalGrants(specs) }
 
-func toolNetworkGrant(ctx context.Context, h *handler, in grantsIn) (any, error) {
+func toolNetworkGrant(ctx context.Context, h *handler, in grantsIn) (networkOut, error) {
 	grants, err := grantArgs(in.Grants)
 	if err != nil {
-		return nil, err
+		return networkOut{}, err
 	}
 	nb, err := h.netBackend()
 	if err != nil {
-		return nil, err
+		return networkOut{}, err
 	}
 	var (
 		st contract.NetworkStatus
@@ -145,7 +145,7 @@ func toolNetworkGrant(ctx context.Context, h *handler, in grantsIn) (any, error)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return networkOut{}, err
 	}
 	out := networkOut{Workspace: ws, Network: h.fitNetwork(st, 5)}
 	if !st.Live {
@@ -154,14 +154,14 @@ func toolNetworkGrant(ctx context.Context, h *handler, in grantsIn) (any, error)
 	return out, nil
 }
 
-func toolNetworkRevoke(ctx context.Context, h *handler, in grantsIn) (any, error) {
+func toolNetworkRevoke(ctx context.Context, h *handler, in grantsIn) (revokeOut, error) {
 	grants, err := grantArgs(in.Grants)
 	if err != nil {
-		return nil, err
+		return revokeOut{}, err
 	}
 	nb, err := h.netBackend()
 	if err != nil {
-		return nil, err
+		return revokeOut{}, err
 	}
 	var (
 		r  contract.RevokeResult
@@ -173,15 +173,18 @@ func toolNetworkRevoke(ctx context.Context, h *handler, in grantsIn) (any, error
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return revokeOut{}, err
+	}
+	if r.Revoked == nil {
+		r.Revoked = []string{} // the schema says an array
 	}
 	return revokeOut{Workspace: ws, Revoked: r.Revoked, ClosedConns: r.ClosedConns, Network: h.fitNetwork(r.Status, 5)}, nil
 }
 
-func toolNetworkStatus(ctx context.Context, h *handler, in refIn) (any, error) {
+func toolNetworkStatus(ctx context.Context, h *handler, in refIn) (networkOut, error) {
 	nb, err := h.netBackend()
 	if err != nil {
-		return nil, err
+		return networkOut{}, err
 	}
 	var (
 		st contract.NetworkStatus
@@ -193,9 +196,9 @@ func toolNetworkStatus(ctx context.Context, h *handler, in refIn) (any, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return networkOut{}, err
 	}
-	build := func(n int) any {
+	build := func(n int) networkOut {
 		o := networkOut{Workspace: ws, Network: viewNetwork(st, n)}
 		switch {
 		case !st.Live:
@@ -207,7 +210,7 @@ func toolNetworkStatus(ctx context.Context, h *handler, in refIn) (any, error) {
 		}
 		return o
 	}
-	data, _, err := h.fit(len(st.Denials), build)
+	data, _, err := fit(h, len(st.Denials), build)
 	return data, err
 }
 
@@ -224,13 +227,13 @@ func (h *handler) fitNetwork(st contract.NetworkStatus, maxDenials int) networkV
 	return v
 }
 
-func toolPortPublish(ctx context.Context, h *handler, in publishIn) (any, error) {
+func toolPortPublish(ctx context.Context, h *handler, in publishIn) (publishOut, error) {
 	if err := contract.ValidatePublish(contract.PublishRequest{GuestPort: in.GuestPort, HostPort: in.HostPort}); err != nil {
-		return nil, err
+		return publishOut{}, err
 	}
 	nb, err := h.netBackend()
 	if err != nil {
-		return nil, err
+		return publishOut{}, err
 	}
 	var (
 		p  contract.PublishedPort
@@ -242,19 +245,19 @@ func toolPortPublish(ctx context.Context, h *handler, in publishIn) (any, error)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return publishOut{}, err
 	}
 	return publishOut{Workspace: ws, Published: viewPublished(p),
 		Hint: fmt.Sprintf("On the host: http://127.0.0.1:%d/ (if it speaks HTTP). The guest service may listen on 0.0.0.0, 127.0.0.1 or ::1: connections reach it through the guest agent.", p.HostPort)}, nil
 }
 
-func toolPortUnpublish(ctx context.Context, h *handler, in unpublishIn) (any, error) {
+func toolPortUnpublish(ctx context.Context, h *handler, in unpublishIn) (unpublishOut, error) {
 	if err := contract.ValidateGuestPort(in.GuestPort); err != nil {
-		return nil, err
+		return unpublishOut{}, err
 	}
 	nb, err := h.netBackend()
 	if err != nil {
-		return nil, err
+		return unpublishOut{}, err
 	}
 	var ws string
 	err = h.onWorkspace(ctx, in.ID, func(id string) error {
@@ -262,7 +265,7 @@ func toolPortUnpublish(ctx context.Context, h *handler, in unpublishIn) (any, er
 		return nb.PortUnpublish(ctx, id, in.GuestPort)
 	})
 	if err != nil {
-		return nil, err
+		return unpublishOut{}, err
 	}
 	return unpublishOut{Workspace: ws, Unpublished: in.GuestPort}, nil
 }

@@ -103,17 +103,17 @@ func (h *handler) secretsArg(in map[string]secretInput) (map[string]contract.Sec
 	return out, nil
 }
 
-func toolSecretSet(ctx context.Context, h *handler, in secretSetIn) (any, error) {
+func toolSecretSet(ctx context.Context, h *handler, in secretSetIn) (secretsOut, error) {
 	sb, ok := h.b.(contract.SecretBackend)
 	if !ok {
-		return nil, contract.Invalid("this pyro server keeps no secrets")
+		return secretsOut{}, contract.Invalid("this pyro server keeps no secrets")
 	}
 	src := contract.SecretSource{Value: in.Value, File: in.File}
 	if err := contract.ValidateSecretName(in.Name); err != nil {
-		return nil, err
+		return secretsOut{}, err
 	}
 	if err := contract.ValidateSecretSource(in.Name, src); err != nil {
-		return nil, err
+		return secretsOut{}, err
 	}
 	var w contract.Workspace
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
@@ -121,19 +121,19 @@ func toolSecretSet(ctx context.Context, h *handler, in secretSetIn) (any, error)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return secretsOut{}, err
 	}
 	return secretsOut{Workspace: w.ID, Secrets: orEmpty(viewSecrets(w.Secrets)),
 		Hint: fmt.Sprintf(secretUseHint, in.Name, in.Name)}, nil
 }
 
-func toolSecretDelete(ctx context.Context, h *handler, in secretDeleteIn) (any, error) {
+func toolSecretDelete(ctx context.Context, h *handler, in secretDeleteIn) (secretsOut, error) {
 	sb, ok := h.b.(contract.SecretBackend)
 	if !ok {
-		return nil, contract.Invalid("this pyro server keeps no secrets")
+		return secretsOut{}, contract.Invalid("this pyro server keeps no secrets")
 	}
 	if err := contract.ValidateSecretName(in.Name); err != nil {
-		return nil, err
+		return secretsOut{}, err
 	}
 	var w contract.Workspace
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
@@ -141,7 +141,7 @@ func toolSecretDelete(ctx context.Context, h *handler, in secretDeleteIn) (any, 
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return secretsOut{}, err
 	}
 	return secretsOut{Workspace: w.ID, Secrets: orEmpty(viewSecrets(w.Secrets))}, nil
 }

@@ -116,6 +116,10 @@ type serviceListOut struct {
 	Hint     string         `json:"hint,omitempty"`
 }
 
+// serviceStatusOut is service_status's result: one service, or without a
+// name the list of them.
+type serviceStatusOut = either[serviceOut, serviceListOut]
+
 type serviceLogsOut struct {
 	ID              string `json:"id"`
 	Name            string `json:"name"`
@@ -215,14 +219,14 @@ func serviceStartRequest(in serviceStartIn) (contract.ServiceStartRequest, error
 	return req, nil
 }
 
-func toolServiceStart(ctx context.Context, h *handler, in serviceStartIn) (any, error) {
+func toolServiceStart(ctx context.Context, h *handler, in serviceStartIn) (serviceOut, error) {
 	req, err := serviceStartRequest(in)
 	if err != nil {
-		return nil, err
+		return serviceOut{}, err
 	}
 	sb, err := h.svcBackend()
 	if err != nil {
-		return nil, err
+		return serviceOut{}, err
 	}
 	var (
 		st contract.ServiceStatus
@@ -234,20 +238,20 @@ func toolServiceStart(ctx context.Context, h *handler, in serviceStartIn) (any, 
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return serviceOut{}, err
 	}
 	return h.serviceResult(ws, st)
 }
 
-func toolServiceStatus(ctx context.Context, h *handler, in serviceStatusIn) (any, error) {
+func toolServiceStatus(ctx context.Context, h *handler, in serviceStatusIn) (serviceStatusOut, error) {
 	if in.Name != "" {
 		if err := validateServiceName(in.Name); err != nil {
-			return nil, err
+			return serviceStatusOut{}, err
 		}
 	}
 	sb, err := h.svcBackend()
 	if err != nil {
-		return nil, err
+		return serviceStatusOut{}, err
 	}
 	var (
 		list []contract.ServiceStatus
@@ -259,29 +263,33 @@ func toolServiceStatus(ctx context.Context, h *handler, in serviceStatusIn) (any
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return serviceStatusOut{}, err
 	}
 	if in.Name != "" && len(list) == 1 {
-		return h.serviceResult(ws, list[0])
+		o, err := h.serviceResult(ws, list[0])
+		if err != nil {
+			return serviceStatusOut{}, err
+		}
+		return eitherA[serviceOut, serviceListOut](o), nil
 	}
 	out := serviceListOut{ID: ws, Services: briefServices(list)}
 	if len(list) == 0 {
 		out.Hint = "No services; service_start starts one."
 	}
-	return out, nil
+	return eitherB[serviceOut](out), nil
 }
 
-func toolServiceStop(ctx context.Context, h *handler, in serviceStopIn) (any, error) {
+func toolServiceStop(ctx context.Context, h *handler, in serviceStopIn) (serviceOut, error) {
 	if err := validateServiceName(in.Name); err != nil {
-		return nil, err
+		return serviceOut{}, err
 	}
 	grace, err := contract.ServiceGrace(seconds(in.GraceSeconds))
 	if err != nil {
-		return nil, err
+		return serviceOut{}, err
 	}
 	sb, err := h.svcBackend()
 	if err != nil {
-		return nil, err
+		return serviceOut{}, err
 	}
 	var (
 		st contract.ServiceStatus
@@ -293,22 +301,22 @@ func toolServiceStop(ctx context.Context, h *handler, in serviceStopIn) (any, er
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return serviceOut{}, err
 	}
 	return h.serviceResult(ws, st)
 }
 
-func toolServiceRestart(ctx context.Context, h *handler, in serviceRestartIn) (any, error) {
+func toolServiceRestart(ctx context.Context, h *handler, in serviceRestartIn) (serviceOut, error) {
 	if err := validateServiceName(in.Name); err != nil {
-		return nil, err
+		return serviceOut{}, err
 	}
 	wait, err := waitArg(in.WaitSeconds)
 	if err != nil {
-		return nil, err
+		return serviceOut{}, err
 	}
 	sb, err := h.svcBackend()
 	if err != nil {
-		return nil, err
+		return serviceOut{}, err
 	}
 	var (
 		st contract.ServiceStatus
@@ -320,7 +328,7 @@ func toolServiceRestart(ctx context.Context, h *handler, in serviceRestartIn) (a
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return serviceOut{}, err
 	}
 	return h.serviceResult(ws, st)
 }
@@ -336,31 +344,31 @@ func parseServiceCursor(c string) (int64, int64, error) {
 	return o, e, nil
 }
 
-func toolServiceLogs(ctx context.Context, h *handler, in serviceLogsIn) (any, error) {
+func toolServiceLogs(ctx context.Context, h *handler, in serviceLogsIn) (serviceLogsOut, error) {
 	if err := validateServiceName(in.Name); err != nil {
-		return nil, err
+		return serviceLogsOut{}, err
 	}
 	if err := contract.ValidateServiceStream(in.Stream); err != nil {
-		return nil, err
+		return serviceLogsOut{}, err
 	}
 	req := contract.ServiceLogsRequest{Name: in.Name, Stream: in.Stream}
 	if in.Cursor != "" {
 		o, e, err := parseServiceCursor(in.Cursor)
 		if err != nil {
-			return nil, err
+			return serviceLogsOut{}, err
 		}
 		// What fits the result; the cursor then moves past what was shown.
 		req.StdoutOffset, req.StderrOffset, req.MaxBytes = o, e, min(h.budget(), 256<<10)
 	} else {
 		n, err := contract.LimitOrDefault("tail_lines", in.TailLines, contract.DefaultServiceTailLines, contract.MaxServiceTailLines)
 		if err != nil {
-			return nil, err
+			return serviceLogsOut{}, err
 		}
 		req.TailLines, req.MaxBytes = n, 64<<10
 	}
 	sb, err := h.svcBackend()
 	if err != nil {
-		return nil, err
+		return serviceLogsOut{}, err
 	}
 	var (
 		l  contract.ServiceLogs
@@ -372,7 +380,7 @@ func toolServiceLogs(ctx context.Context, h *handler, in serviceLogsIn) (any, er
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return serviceLogsOut{}, err
 	}
 	return h.serviceLogsResult(ws, in.Name, l, in.Cursor != "")
 }
@@ -380,7 +388,7 @@ func toolServiceLogs(ctx context.Context, h *handler, in serviceLogsIn) (any, er
 // serviceLogsResult fits a service's logs into the budget. From a cursor
 // each stream shows its first bytes and the cursor moves past them; a
 // tail shows each stream's last bytes and the cursor is at the end.
-func (h *handler) serviceLogsResult(ws, name string, l contract.ServiceLogs, fromCursor bool) (any, error) {
+func (h *handler) serviceLogsResult(ws, name string, l contract.ServiceLogs, fromCursor bool) (serviceLogsOut, error) {
 	var out, errb []byte
 	var outNext, errNext int64
 	if l.Stdout != nil {
@@ -403,7 +411,7 @@ func (h *handler) serviceLogsResult(ws, name string, l contract.ServiceLogs, fro
 		}
 		return b[start:], next, true
 	}
-	build := func(allow int) any {
+	build := func(allow int) serviceLogsOut {
 		a, b := splitAllowance(allow, len(out), len(errb))
 		so, on, ot := cut(out, a, outNext)
 		se, en, et := cut(errb, b, errNext)
@@ -436,7 +444,7 @@ func (h *handler) serviceLogsResult(ws, name string, l contract.ServiceLogs, fro
 		v.Hint = strings.Join(hints, " ")
 		return v
 	}
-	data, _, err := h.fit(min(len(out)+len(errb), h.budget()), build)
+	data, _, err := fit(h, min(len(out)+len(errb), h.budget()), build)
 	return data, err
 }
 
@@ -471,7 +479,7 @@ func briefServices(list []contract.ServiceStatus) []serviceBrief {
 
 // serviceResult shapes one service's status into the budget, with a hint
 // for what to do next.
-func (h *handler) serviceResult(ws string, s contract.ServiceStatus) (any, error) {
+func (h *handler) serviceResult(ws string, s contract.ServiceStatus) (serviceOut, error) {
 	var hint string
 	switch s.State {
 	case contract.ServiceReady:
@@ -487,9 +495,9 @@ func (h *handler) serviceResult(ws string, s contract.ServiceStatus) (any, error
 	case contract.ServiceExited:
 		hint = "It exited by itself. service_logs shows its output; service_restart runs it again."
 	}
-	build := func(allow int) any {
+	build := func(allow int) serviceOut {
 		return serviceOut{ID: ws, Service: viewService(s, allow), Hint: hint}
 	}
-	data, _, err := h.fit(len(s.StdoutTail)+len(s.StderrTail), build)
+	data, _, err := fit(h, len(s.StdoutTail)+len(s.StderrTail), build)
 	return data, err
 }

@@ -2,7 +2,6 @@ package mcp
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
 	"strconv"
 	"strings"
@@ -243,7 +242,7 @@ func validateShell(n int) error { return contract.ValidateShellNumber(n) }
 
 // shellResult shapes a ShellOutput for the model, within the result
 // budget: plain text cut to head and tail.
-func (h *handler) shellResult(ws string, in shellWaitIn, o contract.ShellOutput) (any, error) {
+func (h *handler) shellResult(ws string, in shellWaitIn, o contract.ShellOutput) (shellOut, error) {
 	out := shellOut{Workspace: ws, Shell: o.Info.Shell, Mode: "plain", Cursor: o.Start, NextCursor: o.End,
 		DroppedBytes: o.Dropped, LostLines: o.LostLines, Written: o.Written, TimedOut: o.TimedOut,
 		FullScreen: o.Alt, Exited: o.Info.Exited, Signal: o.Info.Signal}
@@ -269,7 +268,7 @@ func (h *handler) shellResult(ws string, in shellWaitIn, o contract.ShellOutput)
 		out.Hint = "The program wrote faster than it was read and the oldest output was dropped; redirect big output to a file and read that."
 	}
 	text := []byte(o.Text)
-	data, _, err := h.fit(len(text), func(n int) any {
+	data, _, err := fit(h, len(text), func(n int) shellOut {
 		e := MakeExcerpt(text, n)
 		v := out
 		v.Output, v.OutputTruncated = e.Text, e.Truncated
@@ -279,21 +278,21 @@ func (h *handler) shellResult(ws string, in shellWaitIn, o contract.ShellOutput)
 		return v
 	})
 	if err != nil {
-		return nil, err
+		return shellOut{}, err
 	}
-	return json.RawMessage(data), nil
+	return data, nil
 }
 
 // shellCall runs call, a shell operation that waits as wi says, on the
 // workspace id and shapes its output as a tool result.
-func (h *handler) shellCall(ctx context.Context, id string, wi shellWaitIn, call func(sb contract.ShellBackend, id string, wait contract.ShellWait) (contract.ShellOutput, error)) (any, error) {
+func (h *handler) shellCall(ctx context.Context, id string, wi shellWaitIn, call func(sb contract.ShellBackend, id string, wait contract.ShellWait) (contract.ShellOutput, error)) (shellOut, error) {
 	wait, err := shellWait(wi)
 	if err != nil {
-		return nil, err
+		return shellOut{}, err
 	}
 	sb, err := h.shellBackend()
 	if err != nil {
-		return nil, err
+		return shellOut{}, err
 	}
 	var o contract.ShellOutput
 	var ws string
@@ -303,16 +302,16 @@ func (h *handler) shellCall(ctx context.Context, id string, wi shellWaitIn, call
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return shellOut{}, err
 	}
 	return h.shellResult(ws, wi, o)
 }
 
-func toolShellOpen(ctx context.Context, h *handler, in shellOpenIn) (any, error) {
+func toolShellOpen(ctx context.Context, h *handler, in shellOpenIn) (shellOut, error) {
 	req := contract.ShellOpenRequest{Argv: in.Argv, Command: in.Command, Cwd: in.Cwd, EnvVars: in.EnvVars,
 		SecretEnv: in.SecretEnv, Cols: in.Cols, Rows: in.Rows, Raw: in.Raw}
 	if err := contract.ValidateShellOpen(&req); err != nil { // the wait is checked by shellCall
-		return nil, err
+		return shellOut{}, err
 	}
 	return h.shellCall(ctx, in.ID, in.shellWaitIn, func(sb contract.ShellBackend, id string, wait contract.ShellWait) (contract.ShellOutput, error) {
 		req.ID, req.Wait = id, wait
@@ -320,9 +319,9 @@ func toolShellOpen(ctx context.Context, h *handler, in shellOpenIn) (any, error)
 	})
 }
 
-func toolShellWrite(ctx context.Context, h *handler, in shellWriteIn) (any, error) {
+func toolShellWrite(ctx context.Context, h *handler, in shellWriteIn) (shellOut, error) {
 	if err := validateShell(in.Shell); err != nil {
-		return nil, err
+		return shellOut{}, err
 	}
 	newline := in.Text != "" && len(in.Keys) == 0
 	if in.Newline != nil {
@@ -330,32 +329,33 @@ func toolShellWrite(ctx context.Context, h *handler, in shellWriteIn) (any, erro
 	}
 	input, err := shellInput(in.Text, in.Keys, newline)
 	if err != nil {
-		return nil, err
+		return shellOut{}, err
 	}
+
 	return h.shellCall(ctx, in.ID, in.shellWaitIn, func(sb contract.ShellBackend, id string, wait contract.ShellWait) (contract.ShellOutput, error) {
 		return sb.ShellWrite(ctx, contract.ShellWriteRequest{ID: id, Shell: in.Shell, Input: input, Raw: in.Raw, Wait: wait})
 	})
 }
 
-func toolShellRead(ctx context.Context, h *handler, in shellReadIn) (any, error) {
+func toolShellRead(ctx context.Context, h *handler, in shellReadIn) (shellOut, error) {
 	if err := validateShell(in.Shell); err != nil {
-		return nil, err
+		return shellOut{}, err
 	}
 	if err := contract.ValidateShellCursor(in.Raw, in.Cursor); err != nil {
-		return nil, err
+		return shellOut{}, err
 	}
 	return h.shellCall(ctx, in.ID, in.shellWaitIn, func(sb contract.ShellBackend, id string, wait contract.ShellWait) (contract.ShellOutput, error) {
 		return sb.ShellRead(ctx, contract.ShellReadRequest{ID: id, Shell: in.Shell, Raw: in.Raw, Cursor: in.Cursor, Wait: wait})
 	})
 }
 
-func toolShellSignal(ctx context.Context, h *handler, in shellSignalIn) (any, error) {
+func toolShellSignal(ctx context.Context, h *handler, in shellSignalIn) (shellOut, error) {
 	if err := validateShell(in.Shell); err != nil {
-		return nil, err
+		return shellOut{}, err
 	}
 	sig, err := contract.ParseShellSignal(in.Signal)
 	if err != nil {
-		return nil, err
+		return shellOut{}, err
 	}
 	return h.shellCall(ctx, in.ID, in.shellWaitIn, func(sb contract.ShellBackend, id string, wait contract.ShellWait) (contract.ShellOutput, error) {
 		return sb.ShellSignal(ctx, contract.ShellSignalRequest{ID: id, Shell: in.Shell, Signal: sig, Raw: in.Raw, Wait: wait})
@@ -367,16 +367,16 @@ type shellInfoOut struct {
 	Shell     shellView `json:"shell"`
 }
 
-func toolShellResize(ctx context.Context, h *handler, in shellResizeIn) (any, error) {
+func toolShellResize(ctx context.Context, h *handler, in shellResizeIn) (shellInfoOut, error) {
 	if err := validateShell(in.Shell); err != nil {
-		return nil, err
+		return shellInfoOut{}, err
 	}
 	if err := contract.ValidateShellSize(in.Cols, in.Rows, false); err != nil {
-		return nil, err
+		return shellInfoOut{}, err
 	}
 	sb, err := h.shellBackend()
 	if err != nil {
-		return nil, err
+		return shellInfoOut{}, err
 	}
 	var si contract.ShellInfo
 	var ws string
@@ -386,18 +386,18 @@ func toolShellResize(ctx context.Context, h *handler, in shellResizeIn) (any, er
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return shellInfoOut{}, err
 	}
 	return shellInfoOut{Workspace: ws, Shell: viewShell(si)}, nil
 }
 
-func toolShellClose(ctx context.Context, h *handler, in shellRefIn) (any, error) {
+func toolShellClose(ctx context.Context, h *handler, in shellRefIn) (shellInfoOut, error) {
 	if err := validateShell(in.Shell); err != nil {
-		return nil, err
+		return shellInfoOut{}, err
 	}
 	sb, err := h.shellBackend()
 	if err != nil {
-		return nil, err
+		return shellInfoOut{}, err
 	}
 	var si contract.ShellInfo
 	var ws string
@@ -407,7 +407,7 @@ func toolShellClose(ctx context.Context, h *handler, in shellRefIn) (any, error)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return shellInfoOut{}, err
 	}
 	return shellInfoOut{Workspace: ws, Shell: viewShell(si)}, nil
 }
@@ -417,10 +417,10 @@ type shellListOut struct {
 	Shells    []shellView `json:"shells"`
 }
 
-func toolShellList(ctx context.Context, h *handler, in shellListIn) (any, error) {
+func toolShellList(ctx context.Context, h *handler, in shellListIn) (shellListOut, error) {
 	sb, err := h.shellBackend()
 	if err != nil {
-		return nil, err
+		return shellListOut{}, err
 	}
 	var list []contract.ShellInfo
 	var ws string
@@ -430,7 +430,7 @@ func toolShellList(ctx context.Context, h *handler, in shellListIn) (any, error)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return shellListOut{}, err
 	}
 	out := shellListOut{Workspace: ws, Shells: viewShells(list)}
 	if out.Shells == nil {

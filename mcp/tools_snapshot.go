@@ -73,9 +73,9 @@ func snapshotTools() []toolSpec {
 	}
 }
 
-func toolSnapshotCreate(ctx context.Context, h *handler, in snapshotIn) (any, error) {
+func toolSnapshotCreate(ctx context.Context, h *handler, in snapshotIn) (snapshotOut, error) {
 	if err := contract.ValidateName("name", in.Name); err != nil {
-		return nil, err
+		return snapshotOut{}, err
 	}
 	var (
 		s  contract.Snapshot
@@ -87,12 +87,12 @@ func toolSnapshotCreate(ctx context.Context, h *handler, in snapshotIn) (any, er
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return snapshotOut{}, err
 	}
 	return snapshotOut{Workspace: ws, Snapshot: viewSnapshot(s)}, nil
 }
 
-func toolSnapshotList(ctx context.Context, h *handler, in refIn) (any, error) {
+func toolSnapshotList(ctx context.Context, h *handler, in refIn) (snapshotListOut, error) {
 	var (
 		list []contract.Snapshot
 		ws   string
@@ -103,13 +103,13 @@ func toolSnapshotList(ctx context.Context, h *handler, in refIn) (any, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return snapshotListOut{}, err
 	}
 	views := make([]snapshotView, len(list))
 	for i, s := range list {
 		views[i] = viewSnapshot(s)
 	}
-	build := func(n int) any {
+	build := func(n int) snapshotListOut {
 		o := snapshotListOut{Workspace: ws, Snapshots: lastN(views, n), Total: len(views)}
 		if n < len(views) {
 			o.Hint = fmt.Sprintf("Showing the newest %d of %d.", n, len(views))
@@ -118,13 +118,13 @@ func toolSnapshotList(ctx context.Context, h *handler, in refIn) (any, error) {
 		}
 		return o
 	}
-	data, _, err := h.fit(len(views), build)
+	data, _, err := fit(h, len(views), build)
 	return data, err
 }
 
-func toolSnapshotDelete(ctx context.Context, h *handler, in snapshotIn) (any, error) {
+func toolSnapshotDelete(ctx context.Context, h *handler, in snapshotIn) (snapshotDeleteOut, error) {
 	if err := contract.ValidateName("name", in.Name); err != nil {
-		return nil, err
+		return snapshotDeleteOut{}, err
 	}
 	var ws string
 	err := h.onWorkspace(ctx, in.ID, func(id string) error {
@@ -132,15 +132,15 @@ func toolSnapshotDelete(ctx context.Context, h *handler, in snapshotIn) (any, er
 		return h.b.SnapshotDelete(ctx, id, in.Name)
 	})
 	if err != nil {
-		return nil, err
+		return snapshotDeleteOut{}, err
 	}
 	return snapshotDeleteOut{Workspace: ws, Deleted: in.Name}, nil
 }
 
-func toolReset(ctx context.Context, h *handler, in resetIn) (any, error) {
+func toolReset(ctx context.Context, h *handler, in resetIn) (resetOut, error) {
 	if in.Snapshot != "" {
 		if err := contract.ValidateName("snapshot", in.Snapshot); err != nil {
-			return nil, err
+			return resetOut{}, err
 		}
 	}
 	var r contract.ResetResult
@@ -149,7 +149,7 @@ func toolReset(ctx context.Context, h *handler, in resetIn) (any, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return resetOut{}, err
 	}
 	to := "baseline"
 	if r.Snapshot != "" {

@@ -146,44 +146,44 @@ func workspaceTools() []toolSpec {
 	}
 }
 
-func toolCreate(ctx context.Context, h *handler, in createIn) (any, error) {
+func toolCreate(ctx context.Context, h *handler, in createIn) (workspaceOut, error) {
 	if in.Name != "" {
 		if err := contract.ValidateName("name", in.Name); err != nil {
-			return nil, err
+			return workspaceOut{}, err
 		}
 	}
 	if err := contract.ValidateLabels(in.Labels); err != nil {
-		return nil, err
+		return workspaceOut{}, err
 	}
 	ttl, err := contract.ValidateTTL(in.TTLSeconds)
 	if err != nil {
-		return nil, err
+		return workspaceOut{}, err
 	}
 	if err := contract.ValidateResources(in.VCPUs, in.MemMiB); err != nil {
-		return nil, err
+		return workspaceOut{}, err
 	}
 	if err := contract.ValidateDisk(in.DiskMiB); err != nil {
-		return nil, err
+		return workspaceOut{}, err
 	}
 	if err := contract.ValidateEnvName(in.Env); err != nil {
-		return nil, err
+		return workspaceOut{}, err
 	}
 	seed, err := contract.ParseSeed(in.Seed)
 	if err != nil {
-		return nil, err
+		return workspaceOut{}, err
 	}
 	grants, err := h.networkArg(in.Network)
 	if err != nil {
-		return nil, err
+		return workspaceOut{}, err
 	}
 	secrets, err := h.secretsArg(in.Secrets)
 	if err != nil {
-		return nil, err
+		return workspaceOut{}, err
 	}
 	w, err := h.b.Create(ctx, contract.CreateRequest{Env: in.Env, Name: in.Name, Labels: in.Labels,
 		VCPUs: in.VCPUs, MemMiB: in.MemMiB, DiskMiB: in.DiskMiB, TTLSeconds: ttl, Seed: seed, Network: grants, Secrets: secrets})
 	if err != nil {
-		return nil, err
+		return workspaceOut{}, err
 	}
 	out := workspaceOut{Workspace: viewWorkspace(w)}
 	if n := len(w.Seed.Skipped); n > 0 {
@@ -192,10 +192,10 @@ func toolCreate(ctx context.Context, h *handler, in createIn) (any, error) {
 	return out, nil
 }
 
-func toolList(ctx context.Context, h *handler, in listIn) (any, error) {
+func toolList(ctx context.Context, h *handler, in listIn) (listOut, error) {
 	list, err := h.b.List(ctx)
 	if err != nil {
-		return nil, err
+		return listOut{}, err
 	}
 	var items []workspaceItem
 	for _, w := range list {
@@ -203,7 +203,7 @@ func toolList(ctx context.Context, h *handler, in listIn) (any, error) {
 			items = append(items, itemWorkspace(w))
 		}
 	}
-	build := func(n int) any {
+	build := func(n int) listOut {
 		o := listOut{Workspaces: items[:n], Total: len(items)}
 		if o.Workspaces == nil {
 			o.Workspaces = []workspaceItem{}
@@ -221,7 +221,7 @@ func toolList(ctx context.Context, h *handler, in listIn) (any, error) {
 		}
 		return o
 	}
-	data, _, err := h.fit(len(items), build)
+	data, _, err := fit(h, len(items), build)
 	return data, err
 }
 
@@ -234,14 +234,14 @@ func hasLabels(have, want map[string]string) bool {
 	return true
 }
 
-func toolStatus(ctx context.Context, h *handler, in refIn) (any, error) {
+func toolStatus(ctx context.Context, h *handler, in refIn) (workspaceOut, error) {
 	var w contract.Workspace
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
 		w, err = h.b.Status(ctx, id)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return workspaceOut{}, err
 	}
 	out := workspaceOut{Workspace: viewWorkspace(w)}
 	switch w.State {
@@ -253,9 +253,9 @@ func toolStatus(ctx context.Context, h *handler, in refIn) (any, error) {
 	return out, nil
 }
 
-func toolUpdate(ctx context.Context, h *handler, in updateIn) (any, error) {
+func toolUpdate(ctx context.Context, h *handler, in updateIn) (workspaceOut, error) {
 	if err := contract.ValidateUpdate(contract.UpdateRequest{Name: in.Name, Labels: in.Labels, RemoveLabels: in.RemoveLabels}); err != nil {
-		return nil, err
+		return workspaceOut{}, err
 	}
 	var w contract.Workspace
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
@@ -263,55 +263,55 @@ func toolUpdate(ctx context.Context, h *handler, in updateIn) (any, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return workspaceOut{}, err
 	}
 	return workspaceOut{Workspace: viewWorkspace(w)}, nil
 }
 
-func toolStop(ctx context.Context, h *handler, in refIn) (any, error) {
+func toolStop(ctx context.Context, h *handler, in refIn) (workspaceOut, error) {
 	var w contract.Workspace
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
 		w, err = h.b.Stop(ctx, id)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return workspaceOut{}, err
 	}
 	return workspaceOut{Workspace: viewWorkspace(w)}, nil
 }
 
-func toolStart(ctx context.Context, h *handler, in refIn) (any, error) {
+func toolStart(ctx context.Context, h *handler, in refIn) (workspaceOut, error) {
 	var w contract.Workspace
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
 		w, err = h.b.Start(ctx, id)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return workspaceOut{}, err
 	}
 	return workspaceOut{Workspace: viewWorkspace(w)}, nil
 }
 
-func toolDelete(ctx context.Context, h *handler, in refIn) (any, error) {
+func toolDelete(ctx context.Context, h *handler, in refIn) (deleteOut, error) {
 	var deleted string
 	err := h.onWorkspace(ctx, in.ID, func(id string) error {
 		deleted = id
 		return h.b.Delete(ctx, id)
 	})
 	if err != nil {
-		return nil, err
+		return deleteOut{}, err
 	}
 	return deleteOut{Deleted: deleted}, nil
 }
 
-func toolSummary(ctx context.Context, h *handler, in refIn) (any, error) {
+func toolSummary(ctx context.Context, h *handler, in refIn) (summaryOut, error) {
 	var s contract.Summary
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
 		s, err = h.b.Summary(ctx, id)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return summaryOut{}, err
 	}
 	failedN := 0
 	for _, c := range s.Commands {
@@ -334,7 +334,7 @@ func toolSummary(ctx context.Context, h *handler, in refIn) (any, error) {
 		exports[i] = viewExport(e)
 	}
 	longest := max(len(cmds), len(changes), len(snaps), len(exports))
-	build := func(n int) any {
+	build := func(n int) summaryOut {
 		o := summaryOut{
 			Workspace: itemWorkspace(s.Workspace), Since: timeString(s.Since), ResetFrom: s.ResetFrom,
 			CommandsTotal: len(cmds), CommandsFailed: failedN,
@@ -355,7 +355,7 @@ func toolSummary(ctx context.Context, h *handler, in refIn) (any, error) {
 		}
 		return o
 	}
-	data, _, err := h.fit(longest, build)
+	data, _, err := fit(h, longest, build)
 	return data, err
 }
 
@@ -373,16 +373,16 @@ func lastN[T any](s []T, n int) []T {
 	return s[len(s)-min(n, len(s)):]
 }
 
-func toolLogs(ctx context.Context, h *handler, in logsIn) (any, error) {
+func toolLogs(ctx context.Context, h *handler, in logsIn) (logsOut, error) {
 	limit, err := contract.LimitOrDefault("limit", in.Limit, contract.DefaultLogsLimit, contract.MaxLogsLimit)
 	if err != nil {
-		return nil, err
+		return logsOut{}, err
 	}
 	var after int64
 	if in.Cursor != "" {
 		after, err = strconv.ParseInt(in.Cursor, 10, 64)
 		if err != nil || after < 0 {
-			return nil, contract.Invalid("cursor %.40q is not a next_cursor from workspace_logs", in.Cursor)
+			return logsOut{}, contract.Invalid("cursor %.40q is not a next_cursor from workspace_logs", in.Cursor)
 		}
 	}
 	var page contract.LogPage
@@ -391,13 +391,13 @@ func toolLogs(ctx context.Context, h *handler, in logsIn) (any, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return logsOut{}, err
 	}
 	entries := make([]logView, len(page.Entries))
 	for i, e := range page.Entries {
 		entries[i] = viewLog(e)
 	}
-	build := func(n int) any {
+	build := func(n int) logsOut {
 		o := logsOut{Entries: firstN(entries, n)}
 		if n < len(entries) || page.More {
 			next := after
@@ -409,10 +409,10 @@ func toolLogs(ctx context.Context, h *handler, in logsIn) (any, error) {
 		}
 		return o
 	}
-	data, n, err := h.fit(len(entries), build)
+	data, n, err := fit(h, len(entries), build)
 	if err == nil && n == 0 && len(entries) > 0 {
 		// Not even one entry fits: impossible with clipped fields, but never loop.
-		return nil, contract.Internal("a journal entry does not fit the result budget", nil)
+		return logsOut{}, contract.Internal("a journal entry does not fit the result budget", nil)
 	}
 	return data, err
 }

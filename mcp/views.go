@@ -228,12 +228,12 @@ type execView struct {
 
 // execResult shapes r into the budget: stdout and stderr share what the
 // fixed fields leave, each cut to head+tail when too long.
-func (h *handler) execResult(id string, r contract.ExecResult, timeout int) (any, error) {
+func (h *handler) execResult(id string, r contract.ExecResult, timeout int) (execView, error) {
 	outTotal := max(r.StdoutSize, int64(len(r.Stdout)))
 	errTotal := max(r.StderrSize, int64(len(r.Stderr)))
 	outCapped := outTotal > int64(len(r.Stdout))
 	errCapped := errTotal > int64(len(r.Stderr))
-	build := func(allow int) any {
+	build := func(allow int) execView {
 		a, b := splitAllowance(allow, len(r.Stdout), len(r.Stderr))
 		so, se := MakeExcerpt(r.Stdout, a), MakeExcerpt(r.Stderr, b)
 		v := execView{
@@ -253,8 +253,8 @@ func (h *handler) execResult(id string, r contract.ExecResult, timeout int) (any
 		v.Hint = execHint(v, r, timeout, outCapped || errCapped)
 		return v
 	}
-	data, _, err := h.fit(min(len(r.Stdout)+len(r.Stderr), h.budget()), build)
-	return data, err
+	v, _, err := fit(h, min(len(r.Stdout)+len(r.Stderr), h.budget()), build)
+	return v, err
 }
 
 func execHint(v execView, r contract.ExecResult, timeout int, capped bool) string {

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,6 +28,13 @@ type mcpServer struct {
 	cmd   *exec.Cmd
 	s     *sdk.ClientSession
 	state string
+	out   *outputSchemas // validates every result (mcpschema_test.go)
+
+	mu sync.Mutex // guards the fields below
+	// calls counts the calls made; each carries its number as its progress token.
+	calls int
+	// progress holds the progress messages received, by token.
+	progress map[string][]string
 }
 
 func startMCP(t testing.TB, state string) *mcpServer {
@@ -37,7 +46,14 @@ func startMCP(t testing.TB, state string) *mcpServer {
 	logw := &testLogWriter{t: t}
 	cmd.Stderr = logw
 	t.Cleanup(logw.stop) // runs after the session's Close below
-	client := sdk.NewClient(&sdk.Implementation{Name: "pyro-e2e", Version: "1"}, nil)
+	m := &mcpServer{t: t, cmd: cmd, state: state, progress: map[string][]string{}}
+	client := sdk.NewClient(&sdk.Implementation{Name: "pyro-e2e", Version: "1"}, &sdk.ClientOptions{
+		ProgressNotificationHandler: func(_ context.Context, r *sdk.ProgressNotificationClientRequest) {
+			m.mu.Lock()
+			tok := fmt.Sprint(r.Params.ProgressToken)
+			m.progress[tok] = append(m.progress[tok], r.Params.Message)
+			m.mu.Unlock()
+		}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -46,7 +62,7 @@ func startMCP(t testing.TB, state string) *mcpServer {
 		t.Fatalf("connecting to pyro mcp serve: %v", err)
 	}
 	t.Logf("initialize answered after %v", time.Since(start))
-	m := &mcpServer{t: t, cmd: cmd, s: s, state: state}
+	m.s, m.out = s, &outputSchemas{s: s}
 	t.Cleanup(func() { s.Close() })
 	return m
 }
@@ -80,10 +96,16 @@ func (m *mcpServer) call(tool string, args map[string]any) (map[string]any, bool
 	m.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	res, err := m.s.CallTool(ctx, &sdk.CallToolParams{Name: tool, Arguments: args})
+	m.mu.Lock()
+	m.calls++
+	p := &sdk.CallToolParams{Name: tool, Arguments: args}
+	p.SetProgressToken(fmt.Sprint(m.calls))
+	m.mu.Unlock()
+	res, err := m.s.CallTool(ctx, p)
 	if err != nil {
 		m.t.Fatalf("%s: protocol error: %v", tool, err)
 	}
+	m.out.check(m.t, tool, res)
 	var out map[string]any
 	if len(res.Content) == 1 {
 		if tc, ok := res.Content[0].(*sdk.TextContent); ok {
@@ -110,6 +132,25 @@ func (m *mcpServer) call(tool string, args map[string]any) (map[string]any, bool
 		}
 	}
 	return out, res.IsError
+}
+
+// lastProgress waits until one of the last call's progress messages
+// starts with want (notifications may be handled after the result), and
+// returns them.
+func (m *mcpServer) lastProgress(want string) []string {
+	m.t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		m.mu.Lock()
+		msgs := slices.Clone(m.progress[fmt.Sprint(m.calls)])
+		m.mu.Unlock()
+		found := slices.ContainsFunc(msgs, func(s string) bool { return strings.HasPrefix(s, want) })
+		if found || time.Now().After(deadline) {
+			if !found {
+				m.t.Errorf("progress of call %d lacks %q: %q", m.calls, want, msgs)
+			}
+			return msgs
+		}
+	}
 }
 
 // ok calls a tool that must succeed.
@@ -180,6 +221,11 @@ func TestMCPReproFixLoop(t *testing.T) {
 	ws := m.ok("workspace_create", map[string]any{"name": "repro", "seed": map[string]any{"kind": "dir", "path": fixture}})
 	id := str(ws["workspace"].(map[string]any)["id"])
 	t.Logf("workspace_create took %v: %v", time.Since(start), ws)
+	msgs := m.lastProgress("recording the baseline (")
+	if !slices.Contains(msgs, "booting the debian-12 microVM") || !slices.Contains(msgs, "guest agent ready") {
+		t.Errorf("workspace_create progress: %q", msgs)
+	}
+	t.Logf("workspace_create progress: %q", msgs)
 
 	r := m.ok("workspace_exec", withID(id, unittest))
 	if num(r["exit_code"]) != 1 || !strings.Contains(str(r["stderr"]), "FAILED") {

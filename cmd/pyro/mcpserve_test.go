@@ -37,14 +37,17 @@ func TestMCPServeStdio(t *testing.T) {
 	if n := len(tools.Tools); n < 12 || n > 22 {
 		t.Errorf("the default profile has %d tools; want 12 to 22", n)
 	}
+	schemas := &outputSchemas{s: s}
 	res, err := s.CallTool(ctx, &sdk.CallToolParams{Name: "workspace_list", Arguments: map[string]any{}})
 	if err != nil || res.IsError {
 		t.Fatalf("workspace_list: %v %+v", err, res)
 	}
+	schemas.check(t, "workspace_list", res)
 	res, err = s.CallTool(ctx, &sdk.CallToolParams{Name: "workspace_create", Arguments: map[string]any{"env": "minimal"}})
 	if err != nil || !res.IsError {
 		t.Fatalf("workspace_create of an unbuilt environment should be a tool error: %v %+v", err, res)
 	}
+	schemas.check(t, "workspace_create", res)
 	if tc, ok := res.Content[0].(*sdk.TextContent); !ok || !strings.Contains(tc.Text, "pyro env build minimal") {
 		t.Errorf("the error should name the build command: %+v", res.Content)
 	}

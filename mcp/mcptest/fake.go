@@ -1,6 +1,8 @@
 // Package mcptest provides an in-memory contract.Backend for tests of the MCP tool
 // layer and of anything built on it (the CLI). It boots nothing: workspaces
 // are maps of guest paths to bytes, commands are answered by ExecFunc.
+// Create, Start and Reset report stages through contract.Progress as the
+// manager does.
 package mcptest
 
 import (
@@ -179,7 +181,23 @@ func (b *Backend) Create(ctx context.Context, req contract.CreateRequest) (contr
 	if err := b.begin("Create"); err != nil {
 		return contract.Workspace{}, err
 	}
-	return b.create(req)
+	w, err := b.create(req)
+	if err == nil {
+		reportBoot(ctx)
+		if req.Seed.Kind != contract.SeedNone && req.Seed.Kind != "" {
+			for i := range 4 {
+				contract.Progress(ctx, "seeding /workspace", float64(i), 3)
+			}
+		}
+		contract.Progress(ctx, "recording the baseline", 0, 0)
+	}
+	return w, err
+}
+
+// reportBoot reports the stages of a boot, as the manager does.
+func reportBoot(ctx context.Context) {
+	contract.Progress(ctx, "booting the microVM", 0, 0)
+	contract.Progress(ctx, "guest agent ready", 0, 0)
 }
 
 func (b *Backend) create(req contract.CreateRequest) (contract.Workspace, error) {
@@ -319,7 +337,11 @@ func (b *Backend) Stop(ctx context.Context, id string) (contract.Workspace, erro
 
 // Start implements contract.Backend.
 func (b *Backend) Start(ctx context.Context, id string) (contract.Workspace, error) {
-	return b.setRun(id, "Start", contract.StateRunning)
+	w, err := b.setRun(id, "Start", contract.StateRunning)
+	if err == nil {
+		reportBoot(ctx)
+	}
+	return w, err
 }
 
 func (b *Backend) setRun(id, method string, s contract.State) (contract.Workspace, error) {
@@ -733,6 +755,12 @@ func (b *Backend) Reset(ctx context.Context, id string, snapshot string) (contra
 			return contract.ResetResult{}, contract.NotFound(contract.ResourceSnapshot, snapshot)
 		}
 	}
+	if snapshot != "" {
+		contract.Progress(ctx, "restoring snapshot "+snapshot, 0, 0)
+	} else {
+		contract.Progress(ctx, "restoring the baseline", 0, 0)
+	}
+	reportBoot(ctx)
 	w.files = maps.Clone(files)
 	w.svcs = nil // the VM rebooted: no services
 	w.w.State = contract.StateRunning

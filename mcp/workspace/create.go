@@ -171,6 +171,7 @@ func (m *Manager) create(ctx context.Context, req contract.CreateRequest) (_ *wo
 		return nil, stuck("creating /workspace", contract.Internal("creating /workspace in the guest", errors.Join(err, fmt.Errorf("mkdir exit %d", res.ExitCode))))
 	}
 	if seedKind != contract.SeedNone {
+		contract.Progress(ctx, "seeding /workspace from "+seedPath, 0, 0)
 		rep, err := pushTar(bctx, h.Files, hostio.Workspace, func(out io.Writer) (*hostio.Report, error) {
 			return produceSeed(bctx, out, seedKind, seedPath)
 		})
@@ -183,6 +184,14 @@ func (m *Manager) create(ctx context.Context, req contract.CreateRequest) (_ *wo
 	}
 
 	// The baseline: a frozen disk layer and an index of /workspace.
+	w.mu.Lock()
+	seeded := w.rec.Seed.Files
+	w.mu.Unlock()
+	if seedKind != contract.SeedNone {
+		contract.Progress(ctx, fmt.Sprintf("recording the baseline (%d files seeded)", seeded), 0, 0)
+	} else {
+		contract.Progress(ctx, "recording the baseline", 0, 0)
+	}
 	layer, err := freezeLayer(bctx, h, baselineLabel)
 	if err != nil {
 		return nil, stuck("recording the baseline", contract.Internal("recording the baseline", err))

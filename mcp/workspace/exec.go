@@ -272,6 +272,7 @@ func (m *Manager) Run(ctx context.Context, req contract.RunRequest) (contract.Ex
 			m.log.Warn("deleting the one-shot workspace", "id", w.id, "err", err)
 		}
 	}()
+	contract.Progress(ctx, "running the command", 0, 0)
 	r, err := m.Exec(ctx, contract.ExecRequest{ID: w.id, Command: req.Command, Argv: req.Argv, Cwd: req.Cwd,
 		EnvVars: req.EnvVars, TimeoutSeconds: req.TimeoutSeconds, Stdin: req.Stdin})
 	r.StdoutPath, r.StderrPath = "", ""

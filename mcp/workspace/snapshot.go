@@ -259,6 +259,11 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (contra
 	}
 	start := m.now()
 	t0 := time.Now()
+	if snapshot != "" {
+		contract.Progress(ctx, "restoring snapshot "+snapshot, 0, 0)
+	} else {
+		contract.Progress(ctx, "restoring the baseline", 0, 0)
+	}
 	st, release := w.detachVM()
 	if st == nil {
 		if release, err = m.acquireSlot(); err != nil {

@@ -469,6 +469,7 @@ func (w *workspace) bootOn(ctx context.Context, st *disk.Stack, release func()) 
 	}
 	console, _ := os.OpenFile(filepath.Join(w.dir, consoleName), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	cw := &cappedWriter{f: console, max: consoleCap, secrets: w.redactor}
+	contract.Progress(ctx, "booting the "+rec.Env+" microVM", 0, 0)
 	b, err := w.m.boot(ctx, bootSpec{Env: e, Disk: st, DiskID: rec.ID, VCPUs: rec.VCPUs, MemMiB: rec.MemMiB,
 		Console: cw, Logger: w.m.log.With("workspace", rec.ID), Net: nb})
 	if err != nil {
@@ -487,6 +488,7 @@ func (w *workspace) bootOn(ctx context.Context, st *disk.Stack, release func()) 
 		release()
 		return err
 	}
+	contract.Progress(ctx, "guest agent ready", 0, 0)
 	hctx, cancel := context.WithCancel(context.Background())
 	h := &vmHandle{booted: b, stack: st, net: wn, ctx: hctx, cancel: cancel, release: release, console: cw}
 	w.mu.Lock()

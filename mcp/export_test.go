@@ -1,0 +1,30 @@
+package mcp
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/google/jsonschema-go/jsonschema"
+)
+
+// ResultShapes returns the schemas of a tool's successful results, one per
+// shape, stricter than its declared outputSchema (which admits errors too).
+func ResultShapes(tool string) ([]*jsonschema.Schema, error) {
+	for _, t := range toolSpecs() {
+		if t.name == tool {
+			return t.shapes()
+		}
+	}
+	return nil, fmt.Errorf("no tool %s", tool)
+}
+
+// ErrorSchema is the schema of every error result's structured content.
+func ErrorSchema() *jsonschema.Schema { return errorSchema() }
+
+// SetHeartbeat sets how often a call with a progress token says it still
+// runs, until the returned func restores it.
+func SetHeartbeat(d time.Duration) (restore func()) {
+	old := heartbeatEvery
+	heartbeatEvery = d
+	return func() { heartbeatEvery = old }
+}
