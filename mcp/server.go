@@ -33,6 +33,9 @@ const (
 type Options struct {
 	// Profile selects the tool set: ProfileCore (default when "") or ProfileFull.
 	Profile string
+	// Mode, instead of Profile, selects a workflow's tool set, descriptions
+	// and instructions (see modes.go); setting both is an error.
+	Mode string
 	// MaxResultBytes caps each tool result's JSON (the structured content; the
 	// text block mirrors it). 0 means DefaultMaxResultBytes; smaller values
 	// are raised to MinMaxResultBytes.
@@ -91,7 +94,7 @@ func NewServer(b contract.Backend, opts Options) (*sdk.Server, error) {
 	if b == nil {
 		return nil, fmt.Errorf("mcp: nil Backend")
 	}
-	names, err := ToolNames(opts.Profile)
+	names, err := serverToolNames(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +114,7 @@ func NewServer(b contract.Backend, opts Options) (*sdk.Server, error) {
 	}
 	srv := sdk.NewServer(&sdk.Implementation{Name: "pyro", Title: "pyro microVM workspaces", Version: opts.Version},
 		&sdk.ServerOptions{
-			Instructions: instructions,
+			Instructions: serverInstructions(opts),
 			Logger:       opts.Logger,
 			Capabilities: &sdk.ServerCapabilities{Tools: &sdk.ToolCapabilities{}},
 		})
@@ -209,6 +212,7 @@ func defTool[In any](d toolDef, fn func(ctx context.Context, h *handler, in In) 
 					IdempotentHint:  d.idempotent || d.readOnly,
 				},
 			}
+			h.shape(t)
 			sdk.AddTool(s, t, func(ctx context.Context, _ *sdk.CallToolRequest, in In) (*sdk.CallToolResult, any, error) {
 				return h.call(ctx, d.name, func(ctx context.Context) (any, error) { return fn(ctx, h, in) }), nil, nil
 			})
