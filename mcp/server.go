@@ -34,6 +34,9 @@ const (
 type Options struct {
 	// Profile selects the tool set: ProfileCore (default when "") or ProfileFull.
 	Profile string
+	// Mode, instead of Profile, selects a workflow's tool set, descriptions
+	// and instructions (see modes.go); setting both is an error.
+	Mode string
 	// MaxResultBytes caps each tool result's JSON (the structured content; the
 	// text block mirrors it). 0 means DefaultMaxResultBytes; smaller values
 	// are raised to MinMaxResultBytes.
@@ -92,7 +95,7 @@ func NewServer(b contract.Backend, opts Options) (*sdk.Server, error) {
 	if b == nil {
 		return nil, fmt.Errorf("mcp: nil Backend")
 	}
-	names, err := ToolNames(opts.Profile)
+	names, err := serverToolNames(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +115,7 @@ func NewServer(b contract.Backend, opts Options) (*sdk.Server, error) {
 	}
 	srv := sdk.NewServer(&sdk.Implementation{Name: "pyro", Title: "pyro microVM workspaces", Version: opts.Version},
 		&sdk.ServerOptions{
-			Instructions: instructions,
+			Instructions: serverInstructions(opts),
 			Logger:       opts.Logger,
 			Capabilities: &sdk.ServerCapabilities{Tools: &sdk.ToolCapabilities{}},
 		})
@@ -226,6 +229,7 @@ func defTool[In, Out any](d toolDef, fn func(ctx context.Context, h *handler, in
 					IdempotentHint:  d.idempotent || d.readOnly,
 				},
 			}
+			h.shape(t)
 			// The SDK sees an untyped result: call encodes it itself, so
 			// that structuredContent and the text block are the same bytes.
 			sdk.AddTool(s, t, func(ctx context.Context, req *sdk.CallToolRequest, in In) (*sdk.CallToolResult, any, error) {

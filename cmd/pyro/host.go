@@ -15,10 +15,10 @@ import (
 	"github.com/pyro-mcp/pyro/mcp"
 )
 
-const hostHelp = `Usage: pyro host connect claude-code|codex|opencode [--profile P] [--project DIR] [--json]
-       pyro host print-config claude-code|codex|opencode [--profile P] [--project DIR]
-       pyro host doctor [HOST...] [--profile P] [--project DIR] [--json]
-       pyro host repair claude-code|codex|opencode [--profile P] [--project DIR] [--json]
+const hostHelp = `Usage: pyro host connect claude-code|codex|opencode [--profile P | --mode M] [--project DIR] [--json]
+       pyro host print-config claude-code|codex|opencode [--profile P | --mode M] [--project DIR]
+       pyro host doctor [HOST...] [--profile P | --mode M] [--project DIR] [--json]
+       pyro host repair claude-code|codex|opencode [--profile P | --mode M] [--project DIR] [--json]
 
 Registers pyro mcp serve with a chat host, in the host's own configuration,
 with the absolute path of this pyro binary:
@@ -45,7 +45,8 @@ doctor        checks each host (or those named): not registered, current,
 repair        rewrites a stale entry, or adds a missing one; does nothing
               when the entry is current
 
-Without --profile, doctor and repair accept the profile an entry already has.
+Without --profile or --mode, doctor and repair accept the profile or mode
+an entry already has.
 
 Flags:
 `
@@ -129,15 +130,15 @@ func hostMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("host "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	profile := fs.String("profile", mcp.ProfileCore, "tool profile the host starts pyro with: "+profileNames())
+	mode := fs.String("mode", "", "workflow mode the host starts pyro with, instead of a profile: "+mcp.ModeNames())
 	project := fs.String("project", "", "register for this project `DIR` only")
 	asJSON := fs.Bool("json", false, "print the outcome as JSON")
 	fs.Usage = func() { hostUsage(stderr, fs) }
 	if code := parseFlags(fs, args[1:], stderr); code >= 0 {
 		return code
 	}
-	if _, err := mcp.ToolNames(*profile); err != nil {
-		fmt.Fprintf(stderr, "pyro host %s: %v\n", sub, err)
-		return exitUsage
+	if code := checkProfileMode(fs, *profile, *mode, "pyro host "+sub, stderr); code >= 0 {
+		return code
 	}
 	hosts := fs.Args()
 	switch {
@@ -166,6 +167,9 @@ func hostMain(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "pyro host %s: %v\n", sub, err)
 		return exitFailure
+	}
+	if *mode != "" {
+		want.Args, want.KeepArgs = append(want.Args, "--mode", *mode), false
 	}
 	switch sub {
 	case "print-config":

@@ -41,6 +41,11 @@ func TestHostUsage(t *testing.T) {
 		{[]string{"host", "connect", "codex", "--profile", "nope"}, exitUsage, "workspace-core"},
 		{[]string{"host", "frob"}, exitUsage, "unknown subcommand"},
 		{[]string{"host", "print-config", "codex", "--profile", "workspace-full"}, exitOK, `args = ["mcp", "serve", "--profile", "workspace-full"]`},
+		{[]string{"host", "print-config", "codex", "--mode", "inspect"}, exitOK, `args = ["mcp", "serve", "--mode", "inspect"]`},
+		{[]string{"host", "print-config", "claude-code", "--mode", "repro-fix"}, exitOK, "mcp serve --mode repro-fix\n"},
+		{[]string{"host", "print-config", "opencode", "--mode", "cold-start"}, exitOK, `"--mode",` + "\n" + `        "cold-start"`},
+		{[]string{"host", "connect", "codex", "--mode", "nope"}, exitUsage, "choose one of repro-fix, inspect, cold-start, review-eval"},
+		{[]string{"host", "connect", "codex", "--mode", "inspect", "--profile", "workspace-full"}, exitUsage, "--mode and --profile exclude each other"},
 		{[]string{"--help"}, exitOK, "pyro host connect claude-code"},
 	} {
 		r := runPyroIn(t, vars, "", c.args...)
@@ -231,5 +236,32 @@ func TestDoctorHostCLIs(t *testing.T) {
 	if code := hostDoctor([]string{hostcfg.Codex}, true, e, hostcfg.Server{Command: "/new/pyro", Args: []string{"mcp", "serve"}}, false, &b, &b); code != exitOK ||
 		!strings.Contains(b.String(), "codex installed: /opt/bin/codex") {
 		t.Errorf("pyro host doctor codex: exit %d\n%s", code, b.String())
+	}
+}
+
+// A mode chosen at connect is written into the entry; doctor without
+// --mode accepts it, doctor with another mode calls it stale, and repair
+// with a mode writes that one.
+func TestHostConnectMode(t *testing.T) {
+	home, vars := hostEnvVars(t)
+	cfg := filepath.Join(home, ".codex", "config.toml")
+	if r := runPyroIn(t, vars, "", "host", "connect", "codex", "--mode", "inspect"); r.code != exitOK {
+		t.Fatalf("connect --mode: %+v", r)
+	}
+	b, _ := os.ReadFile(cfg)
+	if !strings.Contains(string(b), `args = ["mcp", "serve", "--mode", "inspect"]`) {
+		t.Fatalf("config.toml:\n%s", b)
+	}
+	if r := runPyroIn(t, vars, "", "host", "doctor", "codex"); r.code != exitOK || !strings.Contains(r.stdout, "registered, current") {
+		t.Errorf("doctor: %+v", r)
+	}
+	if r := runPyroIn(t, vars, "", "host", "doctor", "codex", "--mode", "repro-fix"); r.code != exitFailure || !strings.Contains(r.stdout, "stale") {
+		t.Errorf("doctor --mode repro-fix: %+v", r)
+	}
+	if r := runPyroIn(t, vars, "", "host", "repair", "codex", "--mode", "repro-fix"); r.code != exitOK {
+		t.Errorf("repair --mode repro-fix: %+v", r)
+	}
+	if b, _ := os.ReadFile(cfg); !strings.Contains(string(b), `args = ["mcp", "serve", "--mode", "repro-fix"]`) {
+		t.Errorf("repaired config.toml:\n%s", b)
 	}
 }

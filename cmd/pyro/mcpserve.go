@@ -23,8 +23,8 @@ import (
 	"github.com/pyro-mcp/pyro/netstack"
 )
 
-const mcpHelp = `Usage: pyro mcp serve [--profile NAME] [flags]
-       pyro mcp tools [--profile NAME]
+const mcpHelp = `Usage: pyro mcp serve [--profile NAME | --mode MODE] [flags]
+       pyro mcp tools [--profile NAME | --mode MODE]
        pyro mcp config claude-code|codex|opencode
 
 pyro mcp serve is the MCP server a chat host (Claude Code, Codex, OpenCode)
@@ -58,9 +58,12 @@ $PYRO_STATE_DIR or the default state directory), unless --no-control.
 
 Connect a chat host (writes its config with this binary's absolute path;
 pyro host --help for doctor and repair):
-  pyro host connect claude-code|codex|opencode [--profile P] [--project DIR]
+  pyro host connect claude-code|codex|opencode [--profile P | --mode M] [--project DIR]
 
 Profiles:
+%s
+Modes (instead of a profile: one workflow's tools, with descriptions and
+instructions worded for it, so the host spends fewer tokens on them):
 %s
 Flags:
 `
@@ -70,7 +73,11 @@ func mcpUsage(w io.Writer) {
 	for _, p := range mcp.Profiles() {
 		fmt.Fprintf(&b, "  %-16s %d tools: %s\n", p.Name, len(p.Tools), p.Description)
 	}
-	fmt.Fprintf(w, mcpHelp, b.String())
+	var m strings.Builder
+	for _, p := range mcp.Modes() {
+		fmt.Fprintf(&m, "  %-16s %d tools: %s\n", p.Name, len(p.Tools), p.Description)
+	}
+	fmt.Fprintf(w, mcpHelp, b.String(), m.String())
 }
 
 func mcpMain(args []string, stdout, stderr io.Writer) int {
@@ -105,6 +112,7 @@ func mcpServeMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("mcp serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	profile := fs.String("profile", mcp.ProfileCore, "tool profile: "+profileNames())
+	mode := fs.String("mode", "", "workflow mode instead of a profile: "+mcp.ModeNames())
 	state := fs.String("state-dir", stateDir(), "where workspaces live")
 	maxRunning := fs.Int("max-running", workspace.DefaultMaxRunning, "most workspaces running at once")
 	retention := fs.Duration("retention", workspace.DefaultRetention,
@@ -124,9 +132,11 @@ func mcpServeMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pyro mcp serve: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
-	if _, err := mcp.ToolNames(*profile); err != nil {
-		fmt.Fprintf(stderr, "pyro mcp serve: %v\n", err)
-		return exitUsage
+	if code := checkProfileMode(fs, *profile, *mode, "pyro mcp serve", stderr); code >= 0 {
+		return code
+	}
+	if *mode != "" {
+		*profile = ""
 	}
 	if _, err := env.Lookup(*defEnv); err != nil {
 		fmt.Fprintf(stderr, "pyro mcp serve: --env: %v\n", err)
@@ -177,14 +187,14 @@ func mcpServeMain(args []string, stdout, stderr io.Writer) int {
 	if len(allowed) == 0 {
 		allowed = workspace.DefaultAllowHostPaths()
 	}
-	logger.Info("pyro mcp serve", "version", version, "profile", *profile, "state_dir", *state, "allow_host_paths", allowed)
+	logger.Info("pyro mcp serve", "version", version, "profile", *profile, "mode", *mode, "state_dir", *state, "allow_host_paths", allowed)
 	stopControl := func() {}
 	if !*noControl {
 		// The terminal companion (pyro workspace) drives this very
 		// Manager through it, as the chat's tools do.
 		stopControl = serveControl(ctx, m, *state, logger)
 	}
-	err = mcp.ServeStdio(ctx, m, mcp.Options{Profile: *profile, MaxResultBytes: *maxResult, Logger: logger, Version: version})
+	err = mcp.ServeStdio(ctx, m, mcp.Options{Profile: *profile, Mode: *mode, MaxResultBytes: *maxResult, Logger: logger, Version: version})
 	// Whatever ended the session, stop the VMs cleanly: their disks are
 	// kept, and the next server lists the workspaces as stopped.
 	done := make(chan struct{})
@@ -289,6 +299,25 @@ func allowHostPaths(dirs []string) ([]string, error) {
 	return out, nil
 }
 
+// checkProfileMode validates --profile and --mode, which exclude each
+// other; it returns an exit code, or -1 when they are fine.
+func checkProfileMode(fs *flag.FlagSet, profile, mode, cmd string, stderr io.Writer) int {
+	var err error
+	switch {
+	case mode != "" && fs.Changed("profile"):
+		err = fmt.Errorf("--mode and --profile exclude each other: a mode is a tool set of its own (modes: %s)", mcp.ModeNames())
+	case mode != "":
+		_, err = mcp.ModeToolNames(mode)
+	default:
+		_, err = mcp.ToolNames(profile)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
+		return exitUsage
+	}
+	return -1
+}
+
 func profileNames() string {
 	var n []string
 	for _, p := range mcp.Profiles() {
@@ -301,18 +330,21 @@ func mcpToolsMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("mcp tools", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	profile := fs.String("profile", "", "list only this profile's tools")
+	mode := fs.String("mode", "", "list only this mode's tools: "+mcp.ModeNames())
 	fs.Usage = func() { mcpUsage(stderr); fs.PrintDefaults() }
 	if code := parseFlags(fs, args, stderr); code >= 0 {
 		return code
 	}
-	if *profile == "" {
+	if *profile == "" && *mode == "" {
 		fmt.Fprint(stdout, mcp.ToolTable())
 		return exitOK
 	}
-	names, err := mcp.ToolNames(*profile)
-	if err != nil {
-		fmt.Fprintf(stderr, "pyro mcp tools: %v\n", err)
-		return exitUsage
+	if code := checkProfileMode(fs, *profile, *mode, "pyro mcp tools", stderr); code >= 0 {
+		return code
+	}
+	names, _ := mcp.ToolNames(*profile)
+	if *mode != "" {
+		names, _ = mcp.ModeToolNames(*mode)
 	}
 	for _, n := range names {
 		fmt.Fprintln(stdout, n)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +96,11 @@ func TestMCPCommands(t *testing.T) {
 		{[]string{"mcp", "tools", "--profile", "nope"}, exitUsage, "workspace-core"},
 		{[]string{"mcp", "serve", "--profile", "nope"}, exitUsage, "workspace-core"},
 		{[]string{"mcp", "serve", "--env", "nope"}, exitUsage, "nope"},
+		{[]string{"mcp", "tools", "--mode", "nope"}, exitUsage, "choose one of repro-fix, inspect, cold-start, review-eval"},
+		{[]string{"mcp", "serve", "--mode", "nope"}, exitUsage, "choose one of repro-fix, inspect, cold-start, review-eval"},
+		{[]string{"mcp", "serve", "--mode", "inspect", "--profile", "workspace-full"}, exitUsage, "--mode and --profile exclude each other"},
+		{[]string{"mcp", "tools", "--mode", "inspect", "--profile", "workspace-core"}, exitUsage, "--mode and --profile exclude each other"},
+		{[]string{"mcp", "--help"}, exitOK, "review-eval "},
 		{[]string{"mcp", "serve", "--resolver", "dns.example.org:53"}, exitUsage, "--resolver: resolver \"dns.example.org:53\" is not IP:PORT"},
 		{[]string{"mcp", "serve", "--resolver", "127.0.0.1:0"}, exitUsage, "port 0"},
 		{[]string{"mcp", "config", "codex"}, 0, "[mcp_servers.pyro]"},
@@ -122,5 +128,54 @@ func TestREADMEToolTable(t *testing.T) {
 	}
 	if !strings.Contains(string(b), mcp.ToolTable()) {
 		t.Fatalf("README.md's tool table differs from mcp.ToolTable(); paste in the output of pyro mcp tools")
+	}
+}
+
+// pyro mcp tools --mode prints exactly the mode's tools, one a line.
+func TestMCPToolsMode(t *testing.T) {
+	for _, m := range mcp.Modes() {
+		r := runPyro(t, "mcp", "tools", "--mode", m.Name)
+		if r.code != exitOK || r.stdout != strings.Join(m.Tools, "\n")+"\n" {
+			t.Errorf("mcp tools --mode %s: exit %d, out %q err %q; want %v", m.Name, r.code, r.stdout, r.stderr, m.Tools)
+		}
+	}
+	r := runPyro(t, "mcp", "tools", "--mode", mcp.ModeInspect)
+	for _, n := range []string{"file_write", "patch_apply", "workspace_export", "workspace_sync_push", "network_grant"} {
+		if strings.Contains(r.stdout, n+"\n") {
+			t.Errorf("inspect lists %s", n)
+		}
+	}
+}
+
+// pyro mcp serve --mode serves the mode over stdio: its tools and its
+// instructions.
+func TestMCPServeMode(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "mcp", "serve", "--mode", mcp.ModeInspect)
+	cmd.Env = append(os.Environ(), "PYRO_TEST_AS_PYRO=1", "PYRO_STATE_DIR="+t.TempDir(), "PYRO_CACHE_DIR="+t.TempDir())
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := sdk.NewClient(&sdk.Implementation{Name: "pyro-test", Version: "1"}, nil).Connect(ctx, &sdk.CommandTransport{Command: cmd}, nil)
+	if err != nil {
+		t.Fatalf("connect: %v\nstderr: %s", err, stderr.String())
+	}
+	defer s.Close()
+	if in := s.InitializeResult().Instructions; !strings.Contains(in, "cannot write to the host") {
+		t.Errorf("instructions: %s", in)
+	}
+	res, err := s.ListTools(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, tool := range res.Tools {
+		got = append(got, tool.Name)
+	}
+	want, _ := mcp.ModeToolNames(mcp.ModeInspect)
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("tools %v, want %v", got, want)
 	}
 }
