@@ -41,7 +41,7 @@ Checks everything pyro mcp serve needs, and says what to fix:
     binary) or malformed (pyro host doctor has the details)
 
 Exits 0 when pyro mcp serve can boot workspaces (warnings allowed),
-otherwise 1. It changes nothing.
+otherwise 1. It changes nothing, but for removing the control sockets of servers that are gone.
 
 Flags:
 `
@@ -116,7 +116,7 @@ func doctorMain(args []string, stdout, stderr io.Writer) int {
 	if e, err := hostEnv(""); err == nil {
 		hosts = &e
 	}
-	r := diagnose(doctorInputs{hosts: hosts,
+	r := diagnose(doctorInputs{hosts: hosts, control: true,
 		device: *device, sysfs: "/sys", cpuinfo: "/proc/cpuinfo",
 		state: stateDir(), cache: cacheRoot(), self: self, agent: agent, path: os.Getenv("PATH"),
 		resolver: *resolver, resolvConf: netstack.ResolvConfPath,
@@ -149,6 +149,9 @@ type doctorInputs struct {
 	// hosts is where chat hosts keep their configuration; nil skips the
 	// host checks (tests of the other checks).
 	hosts *hostcfg.Env
+	// control: report the live servers on the control socket (pyro
+	// doctor itself; tests leave it off, the sockets are the machine's).
+	control bool
 }
 
 func diagnose(in doctorInputs) doctorReport {
@@ -163,6 +166,9 @@ func diagnose(in doctorInputs) doctorReport {
 	checkDir("cache directory", in.cache, "environments", add)
 	checkOnPath(in.self, in.path, add)
 	r.Resolver = checkResolver(in.resolver, in.resolvConf, add)
+	if in.control {
+		checkControl(add)
+	}
 	if in.hosts != nil {
 		r.Hosts = checkHosts(*in.hosts, hostcfg.Server{Command: in.self, Args: []string{"mcp", "serve"}, KeepArgs: true}, add)
 	}

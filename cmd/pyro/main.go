@@ -44,9 +44,10 @@ Usage:
 Start here:
   pyro kvm-check          can this host boot pyro VMs? (says what to fix if not)
   pyro doctor             is everything pyro mcp serve needs in place?
-  pyro env build debian-12
-  pyro run debian-12 -- python3 -c 'print(6*7)'
+  pyro prepare            build debian-12 and prove one throwaway workspace, with timings
   pyro host connect claude-code  register pyro with a chat host (or codex, opencode)
+  pyro workspace list     the chat's workspaces, from a terminal (pyro workspace --help)
+  pyro run debian-12 -- python3 -c 'print(6*7)'
 
 Commands:
 `

@@ -371,22 +371,10 @@ func firstNonEmpty(a, b string) string {
 // the command line.
 func wordedError(err error) (msg, hint string) {
 	if e, ok := contract.AsError(err); ok {
-		e = e.Worded(prepareFace{})
+		e = e.Worded(cliFace{})
 		return e.Msg, e.Hint
 	}
 	return err.Error(), ""
-}
-
-// prepareFace words the contract's operation markers as the terminal
-// companion's subcommands ({{stop}}: pyro workspace stop).
-type prepareFace struct{}
-
-func (prepareFace) OpName(op contract.Op) string {
-	return "pyro workspace " + strings.ReplaceAll(string(op), ".", " ")
-}
-
-func (prepareFace) ArgName(arg string) string {
-	return "--" + strings.ReplaceAll(strings.ReplaceAll(arg, "_", "-"), ".", "-")
 }
 
 // buildForPrepare is pyro env build NAME, and says what it did: nothing

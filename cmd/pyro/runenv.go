@@ -68,7 +68,7 @@ func runEnvMain(args []string, f envRunFlags, stdout, stderr io.Writer) int {
 	grants, err := contract.ParseGrants(f.network)
 	if err != nil {
 		e, _ := contract.AsError(err)
-		fmt.Fprintf(stderr, "pyro run: --network: %s\n%s\n", e.Msg, e.Hint)
+		fmt.Fprintf(stderr, "pyro run: --network: %s\n%s\n", cliWord(e.Msg), cliWord(e.Hint))
 		return exitUsage
 	}
 	resolver, err := hostResolver(f.resolver)
