@@ -104,10 +104,16 @@ func wsShell(c *wsCall) int {
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
 	c.ctx = ctx
+	watched := make(chan struct{})
 	go func() {
+		defer close(watched)
 		select {
-		case <-sigs: // before the session: give up
+		case sig := <-sigs: // before the session: give up
 			cancel()
+			select {
+			case sigs <- sig: // and let the session, if it starts, see it too
+			default:
+			}
 		case <-ctx.Done():
 		}
 	}()
@@ -134,7 +140,8 @@ func wsShell(c *wsCall) int {
 	if err != nil {
 		return c.fail(err)
 	}
-	cancel() // ends the watcher above; the session has its own
+	cancel()  // ends the watcher above; the session has its own
+	<-watched // so that no signal meant for the session goes to it
 	sess := &shellSession{c: c, sb: sb, ws: ws, shell: out.Info.Shell, term: term, sigs: sigs}
 	sess.ctx, sess.cancel = context.WithCancel(context.WithoutCancel(c.ctx))
 	defer sess.cancel()
