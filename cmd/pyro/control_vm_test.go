@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -72,6 +74,28 @@ func TestControlCompanionSeesChatWorkspace(t *testing.T) {
 		res.StdoutSize != int64(len(want)) || res.OutputTruncated {
 		t.Fatalf("exec: exit %d, %d bytes of stdout (size %d, truncated %v), stderr %q",
 			res.ExitCode, len(res.Stdout), res.StdoutSize, res.OutputTruncated, res.Stderr)
+	}
+
+	// The same from a second terminal: the pyro binary itself, as a
+	// person types it, sees the chat's workspace and runs in it with its
+	// full output on stdout and the command's exit code as its own.
+	pyro := kvmtest.Path(t, "PYRO_TEST_PYRO")
+	var lout, lerr bytes.Buffer
+	ls := exec.Command(pyro, "workspace", "list", "--id-only")
+	ls.Stdout, ls.Stderr = &lout, &lerr
+	if err := ls.Run(); err != nil || lout.String() != id+"\n" {
+		t.Fatalf("pyro workspace list --id-only: %v: stdout %q, stderr %q; want the chat's %s", err, lout.String(), lerr.String(), id)
+	}
+	var xout, xerr bytes.Buffer
+	x := exec.Command(pyro, "workspace", "exec", "chat", "--", "sh", "-c", `head -c 200000 /dev/zero | tr '\0' y; echo; echo late >&2; exit 5`)
+	x.Stdout, x.Stderr = &xout, &xerr
+	err = x.Run()
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 5 {
+		t.Fatalf("pyro workspace exec: %v (want exit status 5); stderr %q", err, xerr.String())
+	}
+	if want := append(bytes.Repeat([]byte("y"), 200000), '\n'); !bytes.Equal(xout.Bytes(), want) || !strings.Contains(xerr.String(), "late") {
+		t.Fatalf("pyro workspace exec: %d bytes of stdout, want %d; stderr %q", xout.Len(), len(want), xerr.String())
 	}
 
 	// The chat's server ran it: its journal has it.
