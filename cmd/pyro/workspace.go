@@ -627,3 +627,35 @@ func orDash(s string) string {
 	}
 	return s
 }
+
+// wsOn opens the backend, finds in it the interface fn needs (Backend, or
+// one of its optional parts), and runs fn on the workspace ref (an id or
+// a name). code is -1 when fn ran and succeeded; else the failure has been
+// reported and code is the command's exit status.
+func wsOn[I any, R any](c *wsCall, ref string, fn func(b I, id string) (R, error)) (r R, code int) {
+	b, ok := c.open()
+	if !ok {
+		return r, exitFailure
+	}
+	ib, ok := b.(I)
+	if !ok {
+		lacks := "lacks this operation"
+		switch any((*I)(nil)).(type) {
+		case *contract.NetworkBackend:
+			lacks = "has no workspace network"
+		case *contract.SecretBackend:
+			lacks = "keeps no secrets"
+		case *contract.ServiceBackend:
+			lacks = "runs no services"
+		}
+		return r, c.fail(contract.Invalid("this backend %s", lacks))
+	}
+	err := c.onWorkspace(ref, func(id string) (err error) {
+		r, err = fn(ib, id)
+		return err
+	})
+	if err != nil {
+		return r, c.fail(err)
+	}
+	return r, -1
+}

@@ -272,17 +272,11 @@ func wsFileWrite(c *wsCall) int {
 		}
 		perm = uint32(m)
 	}
-	b, ok := c.open()
-	if !ok {
-		return exitFailure
-	}
-	var r contract.WriteResult
-	err := c.onWorkspace(a[0], func(id string) (err error) {
-		r, err = b.WriteFile(c.ctx, contract.WriteFileRequest{ID: id, Path: a[1], Content: content, Mode: perm})
-		return err
+	r, code := wsOn(c, a[0], func(b contract.Backend, id string) (contract.WriteResult, error) {
+		return b.WriteFile(c.ctx, contract.WriteFileRequest{ID: id, Path: a[1], Content: content, Mode: perm})
 	})
-	if err != nil {
-		return c.fail(err)
+	if code >= 0 {
+		return code
 	}
 	if c.asJSON {
 		return c.printJSON(r)
@@ -315,19 +309,13 @@ func wsPatchApply(c *wsCall) int {
 	if len(bytes.TrimSpace(patch)) == 0 {
 		return c.usageError("the patch is empty")
 	}
-	b, ok := c.open()
-	if !ok {
-		return exitFailure
-	}
-	var r contract.PatchResult
-	err = c.onWorkspace(a[0], func(id string) (err error) {
-		r, err = b.ApplyPatch(c.ctx, id, string(patch))
-		return err
+	r, code := wsOn(c, a[0], func(b contract.Backend, id string) (contract.PatchResult, error) {
+		return b.ApplyPatch(c.ctx, id, string(patch))
 	})
-	if err != nil {
-		return c.fail(err)
+	if code >= 0 {
+		return code
 	}
-	code := exitOK
+	code = exitOK
 	if !r.Applied {
 		code = exitFailure
 	}

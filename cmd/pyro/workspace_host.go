@@ -88,17 +88,11 @@ func wsDiff(c *wsCall) int {
 	default:
 		return c.usageError("--color must be auto, always or never")
 	}
-	b, ok := c.open()
-	if !ok {
-		return exitFailure
-	}
-	var d contract.DiffResult
-	err := c.onWorkspace(a[0], func(id string) (err error) {
-		d, err = b.Diff(c.ctx, contract.DiffRequest{ID: id, Path: path})
-		return err
+	d, code := wsOn(c, a[0], func(b contract.Backend, id string) (contract.DiffResult, error) {
+		return b.Diff(c.ctx, contract.DiffRequest{ID: id, Path: path})
 	})
-	if err != nil {
-		return c.fail(err)
+	if code >= 0 {
+		return code
 	}
 	switch {
 	case c.asJSON:
@@ -212,17 +206,11 @@ func wsExport(c *wsCall) int {
 	if err := contract.ValidatePath("HOST_PATH", host, true); err != nil {
 		return c.badArg(err)
 	}
-	b, ok := c.open()
-	if !ok {
-		return exitFailure
-	}
-	var r contract.ExportResult
-	err := c.onWorkspace(a[0], func(id string) (err error) {
-		r, err = b.Export(c.ctx, contract.ExportRequest{ID: id, GuestPath: guest, HostPath: hostPath(host), Format: f, Overwrite: *overwrite})
-		return err
+	r, code := wsOn(c, a[0], func(b contract.Backend, id string) (contract.ExportResult, error) {
+		return b.Export(c.ctx, contract.ExportRequest{ID: id, GuestPath: guest, HostPath: hostPath(host), Format: f, Overwrite: *overwrite})
 	})
-	if err != nil {
-		return c.fail(err)
+	if code >= 0 {
+		return code
 	}
 	if c.asJSON {
 		return c.printJSON(r)
@@ -252,17 +240,11 @@ func wsSyncPush(c *wsCall) int {
 	if err := contract.ValidatePath("GUEST_DEST", dest, true); err != nil {
 		return c.badArg(err)
 	}
-	b, ok := c.open()
-	if !ok {
-		return exitFailure
-	}
-	var r contract.SyncResult
-	err := c.onWorkspace(a[0], func(id string) (err error) {
-		r, err = b.SyncPush(c.ctx, contract.SyncPushRequest{ID: id, HostPath: hostPath(a[1]), GuestDest: dest})
-		return err
+	r, code := wsOn(c, a[0], func(b contract.Backend, id string) (contract.SyncResult, error) {
+		return b.SyncPush(c.ctx, contract.SyncPushRequest{ID: id, HostPath: hostPath(a[1]), GuestDest: dest})
 	})
-	if err != nil {
-		return c.fail(err)
+	if code >= 0 {
+		return code
 	}
 	if c.asJSON {
 		return c.printJSON(r)

@@ -320,17 +320,11 @@ func wsStatus(c *wsCall) int {
 	if !ok {
 		return exitUsage
 	}
-	b, ok := c.open()
-	if !ok {
-		return exitFailure
-	}
-	var w contract.Workspace
-	err := c.onWorkspace(a[0], func(id string) (err error) {
-		w, err = b.Status(c.ctx, id)
-		return err
+	w, code := wsOn(c, a[0], func(b contract.Backend, id string) (contract.Workspace, error) {
+		return b.Status(c.ctx, id)
 	})
-	if err != nil {
-		return c.fail(err)
+	if code >= 0 {
+		return code
 	}
 	if c.asJSON {
 		return c.printJSON(w)
@@ -493,17 +487,11 @@ func wsUpdate(c *wsCall) int {
 	if req.Name == nil && len(req.Labels) == 0 && len(req.RemoveLabels) == 0 {
 		return c.usageError("nothing to update: give --name, --clear-name, --label or --remove-label")
 	}
-	b, ok := c.open()
-	if !ok {
-		return exitFailure
-	}
-	var w contract.Workspace
-	err = c.onWorkspace(a[0], func(id string) (err error) {
-		w, err = b.Update(c.ctx, id, req)
-		return err
+	w, code := wsOn(c, a[0], func(b contract.Backend, id string) (contract.Workspace, error) {
+		return b.Update(c.ctx, id, req)
 	})
-	if err != nil {
-		return c.fail(err)
+	if code >= 0 {
+		return code
 	}
 	if c.asJSON {
 		return c.printJSON(w)

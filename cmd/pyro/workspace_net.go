@@ -166,21 +166,11 @@ func wsNetworkStatus(c *wsCall) int {
 	if !ok {
 		return exitUsage
 	}
-	b, ok := c.open()
-	if !ok {
-		return exitFailure
-	}
-	nb, ok := c.netBackend(b)
-	if !ok {
-		return exitFailure
-	}
-	var st contract.NetworkStatus
-	err := c.onWorkspace(a[0], func(id string) (err error) {
-		st, err = nb.NetworkStatus(c.ctx, id)
-		return err
+	st, code := wsOn(c, a[0], func(nb contract.NetworkBackend, id string) (contract.NetworkStatus, error) {
+		return nb.NetworkStatus(c.ctx, id)
 	})
-	if err != nil {
-		return c.fail(err)
+	if code >= 0 {
+		return code
 	}
 	if c.asJSON {
 		return c.printJSON(st)
@@ -265,21 +255,11 @@ func wsPortPublish(c *wsCall) int {
 	if *hostPort < 0 || *hostPort > 65535 {
 		return c.usageError("--host-port must be 1-65535, or 0 for a free one")
 	}
-	b, ok := c.open()
-	if !ok {
-		return exitFailure
-	}
-	nb, ok := c.netBackend(b)
-	if !ok {
-		return exitFailure
-	}
-	var p contract.PublishedPort
-	err := c.onWorkspace(a[0], func(id string) (err error) {
-		p, err = nb.PortPublish(c.ctx, contract.PublishRequest{ID: id, GuestPort: guest, HostPort: *hostPort})
-		return err
+	p, code := wsOn(c, a[0], func(nb contract.NetworkBackend, id string) (contract.PublishedPort, error) {
+		return nb.PortPublish(c.ctx, contract.PublishRequest{ID: id, GuestPort: guest, HostPort: *hostPort})
 	})
-	if err != nil {
-		return c.fail(err)
+	if code >= 0 {
+		return code
 	}
 	if c.asJSON {
 		return c.printJSON(p)
@@ -378,21 +358,11 @@ func wsSecretSet(c *wsCall) int {
 	if err := contract.ValidateSecretSource(a[1], src); err != nil {
 		return c.badArg(err)
 	}
-	b, ok := c.open()
-	if !ok {
-		return exitFailure
-	}
-	sb, ok := c.secretBackend(b)
-	if !ok {
-		return exitFailure
-	}
-	var w contract.Workspace
-	err := c.onWorkspace(a[0], func(id string) (err error) {
-		w, err = sb.SecretSet(c.ctx, id, a[1], src)
-		return err
+	w, code := wsOn(c, a[0], func(sb contract.SecretBackend, id string) (contract.Workspace, error) {
+		return sb.SecretSet(c.ctx, id, a[1], src)
 	})
-	if err != nil {
-		return c.fail(err)
+	if code >= 0 {
+		return code
 	}
 	if c.asJSON {
 		return c.printJSON(w)
@@ -412,21 +382,11 @@ func wsSecretDelete(c *wsCall) int {
 	if err := contract.ValidateSecretName(a[1]); err != nil {
 		return c.badArg(err)
 	}
-	b, ok := c.open()
-	if !ok {
-		return exitFailure
-	}
-	sb, ok := c.secretBackend(b)
-	if !ok {
-		return exitFailure
-	}
-	var w contract.Workspace
-	err := c.onWorkspace(a[0], func(id string) (err error) {
-		w, err = sb.SecretDelete(c.ctx, id, a[1])
-		return err
+	w, code := wsOn(c, a[0], func(sb contract.SecretBackend, id string) (contract.Workspace, error) {
+		return sb.SecretDelete(c.ctx, id, a[1])
 	})
-	if err != nil {
-		return c.fail(err)
+	if code >= 0 {
+		return code
 	}
 	if c.asJSON {
 		return c.printJSON(w)

@@ -53,17 +53,11 @@ func wsSummary(c *wsCall) int {
 	if !ok {
 		return exitUsage
 	}
-	b, ok := c.open()
-	if !ok {
-		return exitFailure
-	}
-	var s contract.Summary
-	err := c.onWorkspace(a[0], func(id string) (err error) {
-		s, err = b.Summary(c.ctx, id)
-		return err
+	s, code := wsOn(c, a[0], func(b contract.Backend, id string) (contract.Summary, error) {
+		return b.Summary(c.ctx, id)
 	})
-	if err != nil {
-		return c.fail(err)
+	if code >= 0 {
+		return code
 	}
 	if c.asJSON {
 		return c.printJSON(s)

@@ -337,21 +337,11 @@ func wsServiceStatus(c *wsCall) int {
 			return c.badArg(err)
 		}
 	}
-	b, ok := c.open()
-	if !ok {
-		return exitFailure
-	}
-	sb, ok := c.svcBackend(b)
-	if !ok {
-		return exitFailure
-	}
-	var list []contract.ServiceStatus
-	err := c.onWorkspace(a[0], func(id string) (err error) {
-		list, err = sb.ServiceStatus(c.ctx, id, name)
-		return err
+	list, code := wsOn(c, a[0], func(sb contract.ServiceBackend, id string) ([]contract.ServiceStatus, error) {
+		return sb.ServiceStatus(c.ctx, id, name)
 	})
-	if err != nil {
-		return c.fail(err)
+	if code >= 0 {
+		return code
 	}
 	if c.asJSON {
 		out := []serviceStatusJSON{}
@@ -537,21 +527,11 @@ func wsServiceStop(c *wsCall) int {
 	if err != nil {
 		return c.usageError("--grace must be between 1s and %ds", contract.MaxServiceGraceSeconds)
 	}
-	b, ok := c.open()
-	if !ok {
-		return exitFailure
-	}
-	sb, ok := c.svcBackend(b)
-	if !ok {
-		return exitFailure
-	}
-	var st contract.ServiceStatus
-	err = c.onWorkspace(a[0], func(id string) (err error) {
-		st, err = sb.ServiceStop(c.ctx, id, a[1], time.Duration(g)*time.Second)
-		return err
+	st, code := wsOn(c, a[0], func(sb contract.ServiceBackend, id string) (contract.ServiceStatus, error) {
+		return sb.ServiceStop(c.ctx, id, a[1], time.Duration(g)*time.Second)
 	})
-	if err != nil {
-		return c.fail(err)
+	if code >= 0 {
+		return code
 	}
 	if c.asJSON {
 		return c.printJSON(serviceJSON(st))
@@ -577,21 +557,11 @@ func wsServiceRestart(c *wsCall) int {
 	if !ok {
 		return exitUsage
 	}
-	b, ok := c.open()
-	if !ok {
-		return exitFailure
-	}
-	sb, ok := c.svcBackend(b)
-	if !ok {
-		return exitFailure
-	}
-	var st contract.ServiceStatus
-	err := c.onWorkspace(a[0], func(id string) (err error) {
-		st, err = sb.ServiceRestart(c.ctx, id, a[1], w)
-		return err
+	st, code := wsOn(c, a[0], func(sb contract.ServiceBackend, id string) (contract.ServiceStatus, error) {
+		return sb.ServiceRestart(c.ctx, id, a[1], w)
 	})
-	if err != nil {
-		return c.fail(err)
+	if code >= 0 {
+		return code
 	}
 	return c.serviceResult(a[0], st)
 }

@@ -67,17 +67,11 @@ func wsSnapshotCreate(c *wsCall) int {
 	if err := contract.ValidateName("NAME", a[1]); err != nil {
 		return c.badArg(err)
 	}
-	b, ok := c.open()
-	if !ok {
-		return exitFailure
-	}
-	var s contract.Snapshot
-	err := c.onWorkspace(a[0], func(id string) (err error) {
-		s, err = b.SnapshotCreate(c.ctx, id, a[1])
-		return err
+	s, code := wsOn(c, a[0], func(b contract.Backend, id string) (contract.Snapshot, error) {
+		return b.SnapshotCreate(c.ctx, id, a[1])
 	})
-	if err != nil {
-		return c.fail(err)
+	if code >= 0 {
+		return code
 	}
 	if c.asJSON {
 		return c.printJSON(s)
@@ -94,17 +88,11 @@ func wsSnapshotList(c *wsCall) int {
 	if !ok {
 		return exitUsage
 	}
-	b, ok := c.open()
-	if !ok {
-		return exitFailure
-	}
-	var list []contract.Snapshot
-	err := c.onWorkspace(a[0], func(id string) (err error) {
-		list, err = b.SnapshotList(c.ctx, id)
-		return err
+	list, code := wsOn(c, a[0], func(b contract.Backend, id string) ([]contract.Snapshot, error) {
+		return b.SnapshotList(c.ctx, id)
 	})
-	if err != nil {
-		return c.fail(err)
+	if code >= 0 {
+		return code
 	}
 	if c.asJSON {
 		if list == nil {
@@ -184,17 +172,11 @@ func wsReset(c *wsCall) int {
 			return c.badArg(err)
 		}
 	}
-	b, ok := c.open()
-	if !ok {
-		return exitFailure
-	}
-	var r contract.ResetResult
-	err := c.onWorkspace(a[0], func(id string) (err error) {
-		r, err = b.Reset(c.ctx, id, snap)
-		return err
+	r, code := wsOn(c, a[0], func(b contract.Backend, id string) (contract.ResetResult, error) {
+		return b.Reset(c.ctx, id, snap)
 	})
-	if err != nil {
-		return c.fail(err)
+	if code >= 0 {
+		return code
 	}
 	if c.asJSON {
 		return c.printJSON(r)
