@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	"unicode"
@@ -658,4 +659,27 @@ func wsOn[I any, R any](c *wsCall, ref string, fn func(b I, id string) (R, error
 		return r, c.fail(err)
 	}
 	return r, -1
+}
+
+// watchStart guards the start of a command or a shell: a signal that
+// comes before it has started cancels (cancel) and is handed back on
+// sigs, so that what follows, should it start all the same, sees it too.
+// started ends the watch and waits for it, so that no later signal is
+// taken from the session; calling it again is harmless.
+func watchStart(sigs chan os.Signal, cancel context.CancelFunc) (started func()) {
+	done, ended := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ended)
+		select {
+		case sig := <-sigs:
+			cancel()
+			select {
+			case sigs <- sig:
+			default:
+			}
+		case <-done:
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done); <-ended }) }
 }

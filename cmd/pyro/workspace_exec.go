@@ -142,29 +142,16 @@ func wsExec(c *wsCall) int {
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
 	c.ctx = ctx
-	startDone := make(chan struct{})
-	go func() {
-		select {
-		case sig := <-sigs:
-			cancel()
-			// Should the command have started all the same, follow
-			// sees the signal too, and kills it.
-			select {
-			case sigs <- sig:
-			default:
-			}
-		case <-startDone:
-		}
-	}()
+	started := watchStart(sigs, cancel)
+	defer started()
 
 	b, ok := c.open()
 	if !ok {
-		close(startDone)
 		return exitExecUnable
 	}
 	bb, hasBG := b.(contract.BackgroundBackend)
 	if !hasBG {
-		close(startDone)
+		started()
 		if *background {
 			c.fail(contract.Invalid("this backend runs no commands in the background: run it without --background"))
 			return exitExecUnable
@@ -172,7 +159,6 @@ func wsExec(c *wsCall) int {
 		return c.execForeground(b, ref, req)
 	}
 	if timeout > contract.MaxBackgroundTimeoutSeconds {
-		close(startDone)
 		return c.usageError("--timeout must be at most %v", time.Duration(contract.MaxBackgroundTimeoutSeconds)*time.Second)
 	}
 	var (
@@ -184,7 +170,7 @@ func wsExec(c *wsCall) int {
 		v, err = bb.ExecStart(c.ctx, req)
 		return err
 	})
-	close(startDone)
+	started()
 	if err != nil {
 		if c.fail(err) == exitRunSignal {
 			return exitRunSignal

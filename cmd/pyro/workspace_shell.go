@@ -104,19 +104,8 @@ func wsShell(c *wsCall) int {
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
 	c.ctx = ctx
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		select {
-		case sig := <-sigs: // before the session: give up
-			cancel()
-			select {
-			case sigs <- sig: // and let the session, if it starts, see it too
-			default:
-			}
-		case <-ctx.Done():
-		}
-	}()
+	started := watchStart(sigs, cancel)
+	defer started()
 
 	b, ok := c.open()
 	if !ok {
@@ -140,8 +129,7 @@ func wsShell(c *wsCall) int {
 	if err != nil {
 		return c.fail(err)
 	}
-	cancel()  // ends the watcher above; the session has its own
-	<-watched // so that no signal meant for the session goes to it
+	started() // the session watches its own signals from here
 	sess := &shellSession{c: c, sb: sb, ws: ws, shell: out.Info.Shell, term: term, sigs: sigs}
 	sess.ctx, sess.cancel = context.WithCancel(context.WithoutCancel(c.ctx))
 	defer sess.cancel()
