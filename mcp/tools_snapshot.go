@@ -13,6 +13,8 @@ import (
 type snapshotIn struct {
 	ID   string `json:"id" jsonschema:"workspace id (or name)"`
 	Name string `json:"name" jsonschema:"snapshot name, 1-64 of [A-Za-z0-9._-]"`
+	// Memory is a pointer so that absent means the default (true).
+	Memory *bool `json:"memory,omitempty" jsonschema:"keep the running guest's memory too (default true), so a reset resumes its processes in milliseconds; false: disk only, a reset reboots"`
 }
 
 type resetIn struct {
@@ -41,6 +43,10 @@ type resetOut struct {
 	Workspace  workspaceView `json:"workspace"`
 	ResetTo    string        `json:"reset_to"`
 	DurationMs int64         `json:"duration_ms"`
+	// Resumed: the guest resumed from the snapshot's memory image, its
+	// processes as they were; false: it booted from the disk.
+	Resumed bool   `json:"resumed"`
+	Note    string `json:"note,omitempty"`
 	// DroppedSnapshots is unused: a reset keeps every snapshot.
 	DroppedSnapshots []string `json:"dropped_snapshots,omitempty"`
 	Hint             string   `json:"hint,omitempty"`
@@ -51,7 +57,7 @@ func snapshotTools() []toolSpec {
 		defTool(toolDef{
 			name: "snapshot_create", group: "snapshot", core: true,
 			summary:     "Checkpoint the whole workspace under a name, to reset to later.",
-			description: "Checkpoint the whole workspace (disk state) under a name unique in this workspace, so workspace_reset can return to it later.",
+			description: "Checkpoint the whole workspace under a name unique in this workspace, so workspace_reset can return to it later. A running workspace's snapshot keeps its memory too (memory: false for disk only): the reset then resumes its processes as they were, in milliseconds.",
 		}, toolSnapshotCreate),
 		defTool(toolDef{
 			// Not in core, which holds 20 tools at most: workspace_summary
@@ -83,7 +89,7 @@ func toolSnapshotCreate(ctx context.Context, h *handler, in snapshotIn) (snapsho
 	)
 	err := h.onWorkspace(ctx, in.ID, func(id string) (err error) {
 		ws = id
-		s, err = h.b.SnapshotCreate(ctx, id, in.Name)
+		s, err = h.b.SnapshotCreate(ctx, contract.SnapshotRequest{ID: id, Name: in.Name, DiskOnly: in.Memory != nil && !*in.Memory})
 		return err
 	})
 	if err != nil {
@@ -155,6 +161,10 @@ func toolReset(ctx context.Context, h *handler, in resetIn) (resetOut, error) {
 	if r.Snapshot != "" {
 		to = "snapshot " + r.Snapshot
 	}
+	hint := "Files are back to " + to + " and the guest booted afresh; shells, services and background jobs were stopped."
+	if r.Memory {
+		hint = "Files, memory and processes (services included) are back to " + to + "; shells and background jobs of the discarded state were stopped."
+	}
 	return resetOut{Workspace: viewWorkspace(r.Workspace), ResetTo: to, DurationMs: r.Duration.Milliseconds(), DroppedSnapshots: r.DroppedSnapshots,
-		Hint: "Files and processes are back to " + to + "; shells and background jobs were stopped."}, nil
+		Resumed: r.Memory, Note: r.Note, Hint: hint}, nil
 }

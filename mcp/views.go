@@ -176,10 +176,16 @@ type snapshotView struct {
 	CreatedAt string `json:"created_at,omitempty"`
 	Seq       int64  `json:"seq"`
 	Bytes     int64  `json:"bytes,omitempty"`
+	// Memory: the snapshot holds the running guest's memory too, and a
+	// reset to it resumes its processes.
+	Memory      bool   `json:"memory"`
+	MemoryBytes int64  `json:"memory_bytes,omitempty"`
+	Note        string `json:"note,omitempty"`
 }
 
 func viewSnapshot(s contract.Snapshot) snapshotView {
-	return snapshotView{Name: s.Name, CreatedAt: timeString(s.CreatedAt), Seq: s.Seq, Bytes: s.Bytes}
+	return snapshotView{Name: s.Name, CreatedAt: timeString(s.CreatedAt), Seq: s.Seq, Bytes: s.Bytes,
+		Memory: s.Memory, MemoryBytes: s.MemoryBytes, Note: s.Note}
 }
 
 type exportView struct {

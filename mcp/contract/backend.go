@@ -77,8 +77,10 @@ type Backend interface {
 	SyncPush(ctx context.Context, req SyncPushRequest) (SyncResult, error)
 
 	// SnapshotCreate checkpoints the whole workspace under a name unique
-	// within the workspace (*Error Exists otherwise).
-	SnapshotCreate(ctx context.Context, id string, name string) (Snapshot, error)
+	// within the workspace (*Error Exists otherwise): its disk, and, for a
+	// running workspace unless req.DiskOnly, its memory (running processes
+	// included), which a reset to it resumes.
+	SnapshotCreate(ctx context.Context, req SnapshotRequest) (Snapshot, error)
 	// SnapshotList returns the workspace's snapshots, oldest first.
 	SnapshotList(ctx context.Context, id string) ([]Snapshot, error)
 	// SnapshotDelete removes one snapshot.
@@ -427,7 +429,24 @@ type Snapshot struct {
 	Name      string    // unique within the workspace
 	CreatedAt time.Time // when it was taken
 	Seq       int64     // journal sequence number at the time it was taken
-	Bytes     int64     // host disk space it uses, if known
+	Bytes     int64     // host disk space it uses, if known (disk layer and memory image)
+	// Memory says the snapshot holds the running guest's memory too: a
+	// reset to it resumes the processes as they were.
+	Memory bool
+	// MemoryBytes is the host disk space of the memory image.
+	MemoryBytes int64
+	// Note says why a snapshot asked to keep memory holds the disk only.
+	Note string
+}
+
+// SnapshotRequest asks for a snapshot.
+type SnapshotRequest struct {
+	ID   string // workspace ID
+	Name string // unique within the workspace
+	// DiskOnly leaves the memory out: a reset to the snapshot boots the
+	// guest again from its disk. A stopped workspace's snapshot is always
+	// disk only.
+	DiskOnly bool
 }
 
 // ResetResult reports a reset.
@@ -435,6 +454,11 @@ type ResetResult struct {
 	Workspace Workspace     // the workspace after the reset
 	Snapshot  string        // snapshot it was rebuilt from; "" for the baseline
 	Duration  time.Duration // how long the rebuild took
+	// Memory says the guest resumed from the snapshot's memory image
+	// (processes as they were) rather than booting from its disk.
+	Memory bool
+	// Note says why a reset to a memory snapshot booted instead.
+	Note string
 	// DroppedSnapshots is always empty: a reset keeps every snapshot (the
 	// disk's layers form a tree). Kept for compatibility.
 	DroppedSnapshots []string

@@ -180,8 +180,8 @@ func (c *Client) SyncPush(ctx context.Context, req contract.SyncPushRequest) (co
 	return do[contract.SyncResult](ctx, c, contract.OpSyncPush, req)
 }
 
-func (c *Client) SnapshotCreate(ctx context.Context, id string, name string) (contract.Snapshot, error) {
-	return do[contract.Snapshot](ctx, c, contract.OpSnapshotCreate, nameArgs{id, name})
+func (c *Client) SnapshotCreate(ctx context.Context, req contract.SnapshotRequest) (contract.Snapshot, error) {
+	return do[contract.Snapshot](ctx, c, contract.OpSnapshotCreate, req)
 }
 
 func (c *Client) SnapshotList(ctx context.Context, id string) ([]contract.Snapshot, error) {

@@ -160,7 +160,7 @@ func TestEveryOpRoundTrips(t *testing.T) {
 		{"sync.push", func(b full) (any, error) {
 			return b.SyncPush(ctx, contract.SyncPushRequest{ID: id, HostPath: "/tmp/src", GuestDest: "/workspace/in"})
 		}},
-		{"snapshot.create", func(b full) (any, error) { return b.SnapshotCreate(ctx, id, "snap") }},
+		{"snapshot.create", func(b full) (any, error) { return b.SnapshotCreate(ctx, contract.SnapshotRequest{ID: id, Name: "snap"}) }},
 		{"snapshot.list", func(b full) (any, error) { return b.SnapshotList(ctx, id) }},
 		{"reset", func(b full) (any, error) { return b.Reset(ctx, id, "snap") }},
 		{"snapshot.delete", func(b full) (any, error) { return nil, b.SnapshotDelete(ctx, id, "snap") }},

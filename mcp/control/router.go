@@ -492,8 +492,11 @@ func (r *Router) SyncPush(ctx context.Context, req contract.SyncPushRequest) (co
 	})
 }
 
-func (r *Router) SnapshotCreate(ctx context.Context, ref string, name string) (contract.Snapshot, error) {
-	return routed(ctx, r, ref, func(b contract.Backend, id string) (contract.Snapshot, error) { return b.SnapshotCreate(ctx, id, name) })
+func (r *Router) SnapshotCreate(ctx context.Context, req contract.SnapshotRequest) (contract.Snapshot, error) {
+	return routed(ctx, r, req.ID, func(b contract.Backend, id string) (contract.Snapshot, error) {
+		req.ID = id
+		return b.SnapshotCreate(ctx, req)
+	})
 }
 
 func (r *Router) SnapshotList(ctx context.Context, ref string) ([]contract.Snapshot, error) {

@@ -460,10 +460,8 @@ func init() {
 		contract.OpExport:   reqOp(contract.ValidateExport, func(q *contract.ExportRequest) *string { return &q.ID }, B.Export),
 		contract.OpSyncPush: reqOp(contract.ValidateSyncPush, func(q *contract.SyncPushRequest) *string { return &q.ID }, B.SyncPush),
 
-		contract.OpSnapshotCreate: reqOp(validateName, nameID,
-			func(b B, ctx context.Context, a nameArgs) (contract.Snapshot, error) {
-				return b.SnapshotCreate(ctx, a.ID, a.Name)
-			}),
+		contract.OpSnapshotCreate: reqOp(func(q *contract.SnapshotRequest) error { return contract.ValidateName("name", q.Name) },
+			func(q *contract.SnapshotRequest) *string { return &q.ID }, B.SnapshotCreate),
 		contract.OpSnapshotList: refOp(B.SnapshotList),
 		contract.OpSnapshotDelete: reqOp(validateName, nameID,
 			func(b B, ctx context.Context, a nameArgs) (none, error) {

@@ -674,7 +674,8 @@ func (b *Backend) SyncPush(ctx context.Context, req contract.SyncPushRequest) (c
 }
 
 // SnapshotCreate implements contract.Backend.
-func (b *Backend) SnapshotCreate(ctx context.Context, id string, name string) (contract.Snapshot, error) {
+func (b *Backend) SnapshotCreate(ctx context.Context, req contract.SnapshotRequest) (contract.Snapshot, error) {
+	id, name := req.ID, req.Name
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.begin("SnapshotCreate"); err != nil {

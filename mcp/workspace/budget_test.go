@@ -316,11 +316,11 @@ func TestSnapshotCap(t *testing.T) {
 	h := newHarness(t)
 	id := h.create(contract.CreateRequest{}).ID
 	for i := range maxSnapshots {
-		if _, err := h.m.SnapshotCreate(bg, id, fmt.Sprintf("s%d", i)); err != nil {
+		if _, err := h.m.SnapshotCreate(bg, contract.SnapshotRequest{ID: id, Name: fmt.Sprintf("s%d", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, err := h.m.SnapshotCreate(bg, id, "one-too-many")
+	_, err := h.m.SnapshotCreate(bg, contract.SnapshotRequest{ID: id, Name: "one-too-many"})
 	e := wantCode(t, err, contract.CodeLimit)
 	if !strings.Contains(e.Hint, "{{snapshot.delete}}") {
 		t.Fatalf("hint: %q", e.Hint)
@@ -328,7 +328,7 @@ func TestSnapshotCap(t *testing.T) {
 	if err := h.m.SnapshotDelete(bg, id, "s3"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.m.SnapshotCreate(bg, id, "one-too-many"); err != nil {
+	if _, err := h.m.SnapshotCreate(bg, contract.SnapshotRequest{ID: id, Name: "one-too-many"}); err != nil {
 		t.Fatalf("after a delete: %v", err)
 	}
 }
@@ -430,7 +430,7 @@ func TestRetentionDeletesExpiredDisks(t *testing.T) {
 	a := h.create(contract.CreateRequest{TTLSeconds: 60})
 	keep := h.create(contract.CreateRequest{TTLSeconds: 60})
 	h.write(a.ID, "/workspace/f.txt", "precious")
-	if _, err := h.m.SnapshotCreate(bg, a.ID, "s"); err != nil {
+	if _, err := h.m.SnapshotCreate(bg, contract.SnapshotRequest{ID: a.ID, Name: "s"}); err != nil {
 		t.Fatal(err)
 	}
 	h.clock.advance(61 * time.Second)
@@ -465,7 +465,7 @@ func TestRetentionDeletesExpiredDisks(t *testing.T) {
 	if !strings.Contains(e.Hint, "disk was deleted") || !strings.Contains(e.Hint, "{{delete}}") {
 		t.Fatalf("start hint: %q", e.Hint)
 	}
-	_, err = h.m.SnapshotCreate(bg, a.ID, "t")
+	_, err = h.m.SnapshotCreate(bg, contract.SnapshotRequest{ID: a.ID, Name: "t"})
 	wantCode(t, err, contract.CodeStopped)
 	_, err = h.m.Reset(bg, a.ID, "")
 	wantCode(t, err, contract.CodeStopped)
@@ -522,7 +522,7 @@ func TestLowDiskRefusal(t *testing.T) {
 	if !strings.Contains(e.Msg, "free") || !strings.Contains(e.Hint, "free space") {
 		t.Fatalf("create refusal: %q / %q", e.Msg, e.Hint)
 	}
-	_, err = h.m.SnapshotCreate(bg, id, "s")
+	_, err = h.m.SnapshotCreate(bg, contract.SnapshotRequest{ID: id, Name: "s"})
 	wantCode(t, err, contract.CodeLimit)
 	_, err = h.m.Export(bg, contract.ExportRequest{ID: id, GuestPath: "/workspace", HostPath: filepath.Join(t.TempDir(), "out"), Format: contract.ExportTree})
 	wantCode(t, err, contract.CodeLimit)
@@ -530,7 +530,7 @@ func TestLowDiskRefusal(t *testing.T) {
 		t.Fatalf("%d workspace dirs", n)
 	}
 	d.set(minFreeBytes)
-	if _, err := h.m.SnapshotCreate(bg, id, "s"); err != nil {
+	if _, err := h.m.SnapshotCreate(bg, contract.SnapshotRequest{ID: id, Name: "s"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := h.tryCreate(0); err != nil {

@@ -106,7 +106,7 @@ func TestCrashHelper(t *testing.T) {
 	case "create":
 		_, err = m.Create(bg, contract.CreateRequest{Name: "crashed", Seed: contract.SeedSpec{Kind: contract.SeedNone}})
 	case "snapshot":
-		_, err = m.SnapshotCreate(bg, sp.ID, "s2")
+		_, err = m.SnapshotCreate(bg, contract.SnapshotRequest{ID: sp.ID, Name: "s2"})
 	case "snapshot-delete":
 		err = m.SnapshotDelete(bg, sp.ID, "s1")
 	case "reset":
@@ -125,7 +125,7 @@ func TestCrashHelper(t *testing.T) {
 func setupWorkspace(t *testing.T, h *harness) string {
 	id := h.create(contract.CreateRequest{Name: "w"}).ID
 	h.write(id, "/workspace/a.txt", "one\n")
-	if _, err := h.m.SnapshotCreate(bg, id, "s1"); err != nil {
+	if _, err := h.m.SnapshotCreate(bg, contract.SnapshotRequest{ID: id, Name: "s1"}); err != nil {
 		t.Fatal(err)
 	}
 	h.write(id, "/workspace/a.txt", "two\n")
@@ -578,7 +578,7 @@ func checkWorks(t *testing.T, h *harness, id string) {
 		t.Fatalf("exec after the crash: %+v %v", r, err)
 	}
 	h.write(id, "/workspace/after.txt", "after\n")
-	if _, err := h.m.SnapshotCreate(bg, id, "after-crash"); err != nil {
+	if _, err := h.m.SnapshotCreate(bg, contract.SnapshotRequest{ID: id, Name: "after-crash"}); err != nil {
 		t.Fatalf("snapshot after the crash: %v", err)
 	}
 	h.write(id, "/workspace/after.txt", "changed\n")

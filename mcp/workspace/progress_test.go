@@ -39,7 +39,7 @@ func TestProgressStages(t *testing.T) {
 	if s := take(); s != "booting the "+w.Env+" microVM | guest agent ready" {
 		t.Errorf("start reported %q", s)
 	}
-	if _, err := h.m.SnapshotCreate(bg, w.ID, "s1"); err != nil {
+	if _, err := h.m.SnapshotCreate(bg, contract.SnapshotRequest{ID: w.ID, Name: "s1"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := h.m.Reset(ctx, w.ID, "s1"); err != nil {

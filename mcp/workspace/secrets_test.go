@@ -169,7 +169,7 @@ func TestSecretsExec(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("secrets.json: %v %v", fi, err)
 	}
-	if _, err := h.m.SnapshotCreate(bg, id, "snap"); err != nil {
+	if _, err := h.m.SnapshotCreate(bg, contract.SnapshotRequest{ID: id, Name: "snap"}); err != nil {
 		t.Fatal(err)
 	}
 	if hits := grepTree(t, dir, tokenValue, fileValue); len(hits) != 1 || filepath.Base(hits[0]) != secretsName {

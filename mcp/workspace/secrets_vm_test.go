@@ -122,7 +122,7 @@ func TestWorkspaceVMSecretsDebian(t *testing.T) {
 	if hits := grepTree(t, filepath.Dir(out), tok, key); len(hits) != 0 {
 		t.Errorf("the export holds the secrets: %v", hits)
 	}
-	if _, err := m.SnapshotCreate(ctx, id, "s1"); err != nil {
+	if _, err := m.SnapshotCreate(ctx, contract.SnapshotRequest{ID: id, Name: "s1"}); err != nil {
 		t.Fatal(err)
 	}
 	// Only secrets.json holds them (base64-encoded): no disk layer, no

@@ -28,7 +28,8 @@ func snapshotLabel(name string) string { return "snapshot:" + name }
 // SnapshotCreate implements contract.Backend. A running workspace's guest
 // syncs and freezes its file system around the disk freeze; a stopped
 // one's disk is frozen as it is.
-func (m *Manager) SnapshotCreate(ctx context.Context, id string, name string) (contract.Snapshot, error) {
+func (m *Manager) SnapshotCreate(ctx context.Context, req contract.SnapshotRequest) (contract.Snapshot, error) {
+	id, name := req.ID, req.Name
 	if name == "" || strings.ContainsAny(name, "/\x00") {
 		return contract.Snapshot{}, contract.Invalid("snapshot name %q is not valid", name)
 	}

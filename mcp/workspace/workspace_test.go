@@ -186,15 +186,15 @@ func TestLoop(t *testing.T) {
 		t.Fatalf("tgz holds %q", names)
 	}
 
-	snap, err := h.m.SnapshotCreate(bg, id, "fixed")
+	snap, err := h.m.SnapshotCreate(bg, contract.SnapshotRequest{ID: id, Name: "fixed"})
 	if err != nil || snap.Name != "fixed" {
 		t.Fatalf("snapshot: %+v %v", snap, err)
 	}
-	_, err = h.m.SnapshotCreate(bg, id, "fixed")
+	_, err = h.m.SnapshotCreate(bg, contract.SnapshotRequest{ID: id, Name: "fixed"})
 	wantCode(t, err, contract.CodeExists)
 	h.write(id, "app.py", "broken\n")
 	h.write(id, "new/file.txt", "x")
-	if _, err := h.m.SnapshotCreate(bg, id, "broken"); err != nil {
+	if _, err := h.m.SnapshotCreate(bg, contract.SnapshotRequest{ID: id, Name: "broken"}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -303,11 +303,11 @@ func TestResetKeepsSnapshots(t *testing.T) {
 		}
 	}
 	h.write(id, "a.txt", "A")
-	if _, err := h.m.SnapshotCreate(bg, id, "A"); err != nil {
+	if _, err := h.m.SnapshotCreate(bg, contract.SnapshotRequest{ID: id, Name: "A"}); err != nil {
 		t.Fatal(err)
 	}
 	h.write(id, "b.txt", "B")
-	if _, err := h.m.SnapshotCreate(bg, id, "B"); err != nil {
+	if _, err := h.m.SnapshotCreate(bg, contract.SnapshotRequest{ID: id, Name: "B"}); err != nil {
 		t.Fatal(err)
 	}
 	h.write(id, "c.txt", "C")
@@ -361,7 +361,7 @@ func TestResetKeepsSnapshots(t *testing.T) {
 
 	// The same with the workspace stopped.
 	h.write(id, "d.txt", "D")
-	if _, err := h.m.SnapshotCreate(bg, id, "D"); err != nil {
+	if _, err := h.m.SnapshotCreate(bg, contract.SnapshotRequest{ID: id, Name: "D"}); err != nil {
 		t.Fatal(err)
 	}
 	reset("")
@@ -385,7 +385,7 @@ func TestSummary(t *testing.T) {
 	}
 	h.m.Exec(bg, contract.ExecRequest{ID: id, Argv: []string{"false", "it's"}})
 	h.write(id, "a.txt", "one\ntwo\n")
-	h.m.SnapshotCreate(bg, id, "s1")
+	h.m.SnapshotCreate(bg, contract.SnapshotRequest{ID: id, Name: "s1"})
 	h.m.Export(bg, contract.ExportRequest{ID: id, GuestPath: "a.txt", HostPath: filepath.Join(t.TempDir(), "a.txt")})
 	s, err := h.m.Summary(bg, id)
 	if err != nil {
@@ -443,7 +443,7 @@ func TestReloadAfterCrash(t *testing.T) {
 	h := newHarness(t)
 	a := h.create(contract.CreateRequest{Name: "a"})
 	h.write(a.ID, "kept.txt", "kept\n")
-	h.m.SnapshotCreate(bg, a.ID, "s1")
+	h.m.SnapshotCreate(bg, contract.SnapshotRequest{ID: a.ID, Name: "s1"})
 	h.write(a.ID, "after.txt", "after\n")
 	b := h.create(contract.CreateRequest{Name: "b", TTLSeconds: 120})
 	h.m.Stop(bg, b.ID)
@@ -790,7 +790,7 @@ func TestErrors(t *testing.T) {
 	}
 	_, err = h.m.Export(bg, contract.ExportRequest{ID: id, GuestPath: "/etc", HostPath: filepath.Join(t.TempDir(), "x")})
 	wantCode(t, err, contract.CodeInvalid)
-	_, err = h.m.SnapshotCreate(bg, id, "")
+	_, err = h.m.SnapshotCreate(bg, contract.SnapshotRequest{ID: id, Name: ""})
 	wantCode(t, err, contract.CodeInvalid)
 	err = h.m.SnapshotDelete(bg, id, "nope")
 	wantCode(t, err, contract.CodeNotFound)
@@ -976,7 +976,7 @@ func TestConcurrency(t *testing.T) {
 			case 1:
 				h.m.WriteFile(bg, contract.WriteFileRequest{ID: id, Path: fmt.Sprintf("f%d", i), Content: []byte("x")})
 			case 2:
-				h.m.SnapshotCreate(bg, id, fmt.Sprintf("s%d", i))
+				h.m.SnapshotCreate(bg, contract.SnapshotRequest{ID: id, Name: fmt.Sprintf("s%d", i)})
 			case 3:
 				h.m.Diff(bg, contract.DiffRequest{ID: id})
 			case 4:

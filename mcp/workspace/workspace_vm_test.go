@@ -135,7 +135,7 @@ func TestWorkspaceVMLoop(t *testing.T) {
 	sh("rm /workspace/etc-link")
 
 	t0 = time.Now()
-	if _, err := m.SnapshotCreate(ctx, id, "green"); err != nil {
+	if _, err := m.SnapshotCreate(ctx, contract.SnapshotRequest{ID: id, Name: "green"}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("FIGURE snapshot create: %v", time.Since(t0))
