@@ -64,7 +64,8 @@ FUZZ := ./vmm:FuzzParseBzImage ./vmm/memory:FuzzSlice ./vmm/acpi:FuzzPkgLength \
 	./vmm/disk:FuzzStack:10000x ./mcp/patch:FuzzParse:100000x ./mcp/patch:FuzzApply:100000x \
 	./mcp/hostio:FuzzExtract:5000x ./mcp/treediff:FuzzLineDiff:20000x ./mcp/treediff:FuzzDiffTar:20000x \
 	./mcp/contract:FuzzWord:20000x ./mcp/term:FuzzRender:50000x ./mcp/redact:FuzzRedact:100000x ./mcp/control:FuzzRequest:20000x \
-	./cmd/pyro/hostcfg:FuzzCodexEdit:50000x ./cmd/pyro/hostcfg:FuzzJSONEdit:50000x
+	./cmd/pyro/hostcfg:FuzzCodexEdit:50000x ./cmd/pyro/hostcfg:FuzzJSONEdit:50000x \
+	./kvm:FuzzVCPUStateUnmarshal:100000x ./kvm:FuzzVMStateUnmarshal:100000x
 
 .PHONY: build deps kernel envs demo smoke test test-unit test-vm fuzz lint bench host-check clean
 

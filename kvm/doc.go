@@ -6,7 +6,11 @@
 // vCPU on its own locked OS thread with (*VCPU).Run, which returns a typed
 // Exit describing why the guest stopped (a port or MMIO access, a halt, a
 // shutdown). Devices never reach this package; they get guest memory through
-// vmm/ and see only decoded exits.
+// vmm/ and see only decoded exits. For snapshots, (*VCPU).SaveState and
+// (*VM).SaveState read everything KVM holds for a stopped VM into a
+// VCPUState and a VMState, which MarshalBinary encodes for a file, and
+// RestoreState writes them into a fresh VM; the guest's memory is vmm/'s
+// to carry.
 //
 // Conventions, after rust-vmm's kvm-ioctls and cilium/ebpf:
 //   - every ioctl number lives in ioctls.go, named as in <linux/kvm.h>;

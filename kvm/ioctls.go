@@ -34,11 +34,15 @@ var (
 	kvmSetIdentityMapAddr  = iow(0x48, 8)
 	kvmCreateIRQChip       = io(0x60)
 	kvmIRQLine             = iow(0x61, sizeofIRQLevel)
+	kvmGetIRQChip          = iowr(0x62, sizeofIRQChip)
+	kvmSetIRQChip          = ior(0x63, sizeofIRQChip) // _IOR in <linux/kvm.h>, though KVM reads it
 	kvmIRQFD               = iow(0x76, sizeofIRQFD)
 	kvmCreatePIT2          = iow(0x77, sizeofPITConfig)
 	kvmIOEventFD           = iow(0x79, sizeofIOEventFD)
 	kvmSetClock            = iow(0x7b, sizeofClockData)
 	kvmGetClock            = ior(0x7c, sizeofClockData)
+	kvmGetPIT2             = ior(0x9f, sizeofPITState2)
+	kvmSetPIT2             = iow(0xa0, sizeofPITState2)
 )
 
 // Requests on a vCPU fd.
@@ -57,9 +61,19 @@ var (
 	kvmSetCPUID2     = iow(0x90, sizeofCPUID2)
 	kvmGetCPUID2     = iowr(0x91, sizeofCPUID2)
 	kvmGetMPState    = ior(0x98, 4)
+	kvmSetMPState    = iow(0x99, 4)
 	kvmSetTSCKHz     = io(0xa2)
 	kvmGetTSCKHz     = io(0xa3)
 	kvmGetVCPUEvents = ior(0x9f, sizeofVCPUEvents)
+	kvmSetVCPUEvents = iow(0xa0, sizeofVCPUEvents)
+	kvmGetDebugRegs  = ior(0xa1, sizeofDebugRegs)
+	kvmSetDebugRegs  = iow(0xa2, sizeofDebugRegs)
+	kvmGetXSave      = ior(0xa4, sizeofXSave)
+	kvmSetXSave      = iow(0xa5, sizeofXSave)
+	kvmGetXCRs       = ior(0xa6, sizeofXCRs)
+	kvmSetXCRs       = iow(0xa7, sizeofXCRs)
+	kvmKVMClockCtrl  = io(0xad)
+	kvmGetXSave2     = ior(0xcf, sizeofXSave) // writes KVM_CHECK_EXTENSION(KVM_CAP_XSAVE2) bytes
 )
 
 // ioctlNames maps request numbers to the names used in <linux/kvm.h>, for
@@ -76,12 +90,16 @@ var ioctlNames = map[uintptr]string{
 	kvmSetTSSAddr:          "KVM_SET_TSS_ADDR",
 	kvmSetIdentityMapAddr:  "KVM_SET_IDENTITY_MAP_ADDR",
 	kvmCreateIRQChip:       "KVM_CREATE_IRQCHIP",
+	kvmGetIRQChip:          "KVM_GET_IRQCHIP",
+	kvmSetIRQChip:          "KVM_SET_IRQCHIP",
 	kvmIRQLine:             "KVM_IRQ_LINE",
 	kvmIRQFD:               "KVM_IRQFD",
 	kvmCreatePIT2:          "KVM_CREATE_PIT2",
 	kvmIOEventFD:           "KVM_IOEVENTFD",
 	kvmSetClock:            "KVM_SET_CLOCK",
 	kvmGetClock:            "KVM_GET_CLOCK",
+	kvmGetPIT2:             "KVM_GET_PIT2",
+	kvmSetPIT2:             "KVM_SET_PIT2",
 	kvmRun:                 "KVM_RUN",
 	kvmGetRegs:             "KVM_GET_REGS",
 	kvmSetRegs:             "KVM_SET_REGS",
@@ -99,4 +117,14 @@ var ioctlNames = map[uintptr]string{
 	kvmSetTSCKHz:           "KVM_SET_TSC_KHZ",
 	kvmGetTSCKHz:           "KVM_GET_TSC_KHZ",
 	kvmGetVCPUEvents:       "KVM_GET_VCPU_EVENTS",
+	kvmSetMPState:          "KVM_SET_MP_STATE",
+	kvmSetVCPUEvents:       "KVM_SET_VCPU_EVENTS",
+	kvmGetDebugRegs:        "KVM_GET_DEBUGREGS",
+	kvmSetDebugRegs:        "KVM_SET_DEBUGREGS",
+	kvmGetXSave:            "KVM_GET_XSAVE",
+	kvmSetXSave:            "KVM_SET_XSAVE",
+	kvmGetXCRs:             "KVM_GET_XCRS",
+	kvmSetXCRs:             "KVM_SET_XCRS",
+	kvmKVMClockCtrl:        "KVM_KVMCLOCK_CTRL",
+	kvmGetXSave2:           "KVM_GET_XSAVE2",
 }

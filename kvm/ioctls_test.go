@@ -21,12 +21,17 @@ func TestIoctlNumbers(t *testing.T) {
 		{kvmSetLAPIC, 0x4400ae8f}, {kvmSetCPUID2, 0x4008ae90}, {kvmGetCPUID2, 0xc008ae91},
 		{kvmSetTSCKHz, 0xaea2}, {kvmGetTSCKHz, 0xaea3}, {kvmGetMPState, 0x8004ae98},
 		{kvmGetVCPUEvents, 0x8040ae9f},
+		{kvmSetMPState, 0x4004ae99}, {kvmSetVCPUEvents, 0x4040aea0}, {kvmGetDebugRegs, 0x8080aea1},
+		{kvmSetDebugRegs, 0x4080aea2}, {kvmGetXSave, 0x9000aea4}, {kvmSetXSave, 0x5000aea5},
+		{kvmGetXSave2, 0x9000aecf}, {kvmGetXCRs, 0x8188aea6}, {kvmSetXCRs, 0x4188aea7},
+		{kvmGetIRQChip, 0xc208ae62}, {kvmSetIRQChip, 0x8208ae63}, {kvmGetPIT2, 0x8070ae9f},
+		{kvmSetPIT2, 0x4070aea0}, {kvmKVMClockCtrl, 0xaead},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %#x, want %#x", ioctlName(c.got), c.got, c.want)
 		}
 	}
-	if len(ioctlNames) != 34 {
+	if len(ioctlNames) != 48 {
 		t.Errorf("ioctlNames has %d entries; two requests share a number or one lacks a name", len(ioctlNames))
 	}
 }

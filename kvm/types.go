@@ -27,6 +27,12 @@ const (
 	sizeofClockData             = 48
 	sizeofLAPICState            = 1024
 	sizeofVCPUEvents            = 64
+	sizeofXSave                 = 4096 // struct kvm_xsave without its KVM_CAP_XSAVE2 tail
+	sizeofXCRs                  = 392
+	sizeofDebugRegs             = 128
+	sizeofIRQChip               = 520
+	sizeofPITChannelState       = 24
+	sizeofPITState2             = 112
 )
 
 // Regs is struct kvm_regs: the general-purpose registers.
@@ -183,8 +189,8 @@ type LAPICState struct {
 	Regs [1024]byte
 }
 
-// VCPUEvents is struct kvm_vcpu_events, kept opaque: pyro only reads it for
-// diagnostics.
+// VCPUEvents is struct kvm_vcpu_events, kept opaque: pyro reads it for
+// diagnostics and carries it whole in a snapshot.
 type VCPUEvents struct {
 	Raw [64]byte
 }
@@ -218,6 +224,96 @@ func (e *VCPUEvents) String() string {
 	return strings.Join(parts, ", ")
 }
 
+// MP states (KVM_MP_STATE_*), as KVM_GET_MP_STATE reports them on x86.
+const (
+	MPStateRunnable      = 0
+	MPStateUninitialized = 1
+	MPStateInitReceived  = 2
+	MPStateHalted        = 3
+	MPStateSIPIReceived  = 4
+)
+
+// XCR is struct kvm_xcr: one extended control register.
+type XCR struct {
+	XCR   uint32
+	_     uint32
+	Value uint64
+}
+
+// maxXCRs is KVM_MAX_XCRS, the length of kvm_xcrs.xcrs.
+const maxXCRs = 16
+
+// XCRs is struct kvm_xcrs: the extended control registers (XCR0, the XSAVE
+// feature mask, is the only one KVM knows).
+type XCRs struct {
+	NrXCRs uint32
+	Flags  uint32
+	XCRs   [maxXCRs]XCR
+	_      [16]uint64
+}
+
+// DebugRegs is struct kvm_debugregs: DR0-DR3, DR6 and DR7.
+type DebugRegs struct {
+	DB    [4]uint64
+	DR6   uint64
+	DR7   uint64
+	Flags uint64
+	_     [9]uint64
+}
+
+// IRQChip is struct kvm_irqchip: one in-kernel interrupt controller's state.
+// Chip holds the union (struct kvm_pic_state or struct kvm_ioapic_state),
+// kept opaque: it is only carried from KVM_GET_IRQCHIP to KVM_SET_IRQCHIP.
+type IRQChip struct {
+	ChipID uint32
+	_      uint32
+	Chip   [512]byte
+}
+
+// Chip IDs of struct kvm_irqchip (KVM_IRQCHIP_*).
+const (
+	IRQChipPICMaster = 0
+	IRQChipPICSlave  = 1
+	IRQChipIOAPIC    = 2
+)
+
+// PITChannelState is struct kvm_pit_channel_state: one i8254 counter.
+type PITChannelState struct {
+	Count         uint32 // 0 to 0x10000
+	LatchedCount  uint16
+	CountLatched  uint8
+	StatusLatched uint8
+	Status        uint8
+	ReadState     uint8
+	WriteState    uint8
+	WriteLatch    uint8
+	RWMode        uint8
+	Mode          uint8
+	BCD           uint8
+	Gate          uint8
+	CountLoadTime int64 // host monotonic ns when Count was loaded
+}
+
+// PITState2 is struct kvm_pit_state2: the in-kernel i8254's three counters.
+type PITState2 struct {
+	Channels [3]PITChannelState
+	Flags    uint32
+	_        [9]uint32
+}
+
+// kvm_clock_data.flags (KVM_CLOCK_*).
+const (
+	// ClockTSCStable: the clock is stable across vCPUs (GET only;
+	// KVM_SET_CLOCK on kernels before 5.16 refuses every flag).
+	ClockTSCStable = 1 << 1
+	// ClockRealtime: Realtime holds CLOCK_REALTIME at the instant of
+	// Clock; on KVM_SET_CLOCK, KVM advances the clock by the real time
+	// elapsed since.
+	ClockRealtime = 1 << 2
+	// ClockHostTSC: HostTSC holds the host TSC at that instant.
+	ClockHostTSC = 1 << 3
+)
+
 // Cap is a KVM capability number for KVM_CHECK_EXTENSION.
 type Cap int
 
@@ -238,11 +334,15 @@ const (
 	CapSetIdentityMapAddr Cap = 37
 	CapAdjustClock        Cap = 39
 	CapVCPUEvents         Cap = 41
+	CapDebugRegs          Cap = 50
+	CapXSave              Cap = 55
+	CapXCRs               Cap = 56
 	CapTSCControl         Cap = 60
 	CapGetTSCKHz          Cap = 61
 	CapMaxVCPUs           Cap = 66
 	CapKVMClockCtrl       Cap = 76
 	CapImmediateExit      Cap = 136
+	CapXSave2             Cap = 208
 )
 
 var capNames = map[Cap]string{
@@ -261,11 +361,15 @@ var capNames = map[Cap]string{
 	CapSetIdentityMapAddr: "KVM_CAP_SET_IDENTITY_MAP_ADDR",
 	CapAdjustClock:        "KVM_CAP_ADJUST_CLOCK",
 	CapVCPUEvents:         "KVM_CAP_VCPU_EVENTS",
+	CapDebugRegs:          "KVM_CAP_DEBUGREGS",
+	CapXSave:              "KVM_CAP_XSAVE",
+	CapXCRs:               "KVM_CAP_XCRS",
 	CapTSCControl:         "KVM_CAP_TSC_CONTROL",
 	CapGetTSCKHz:          "KVM_CAP_GET_TSC_KHZ",
 	CapMaxVCPUs:           "KVM_CAP_MAX_VCPUS",
 	CapKVMClockCtrl:       "KVM_CAP_KVMCLOCK_CTRL",
 	CapImmediateExit:      "KVM_CAP_IMMEDIATE_EXIT",
+	CapXSave2:             "KVM_CAP_XSAVE2",
 }
 
 func (c Cap) String() string {

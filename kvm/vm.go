@@ -121,6 +121,34 @@ func (vm *VM) IOEventFD(fd int, addr uint64, length uint32, datamatch uint64, fl
 	return err
 }
 
+// IRQChip returns the state of in-kernel interrupt controller chip
+// (IRQChipPICMaster, IRQChipPICSlave or IRQChipIOAPIC) (KVM_GET_IRQCHIP).
+func (vm *VM) IRQChip(chip uint32) (IRQChip, error) {
+	c := IRQChip{ChipID: chip}
+	_, err := ioctlPtr(vm.fd, kvmGetIRQChip, &c)
+	return c, err
+}
+
+// SetIRQChip sets the state of the controller c.ChipID names
+// (KVM_SET_IRQCHIP).
+func (vm *VM) SetIRQChip(c IRQChip) error {
+	_, err := ioctlPtr(vm.fd, kvmSetIRQChip, &c)
+	return err
+}
+
+// PIT2 returns the in-kernel i8254's state (KVM_GET_PIT2).
+func (vm *VM) PIT2() (PITState2, error) {
+	var p PITState2
+	_, err := ioctlPtr(vm.fd, kvmGetPIT2, &p)
+	return p, err
+}
+
+// SetPIT2 sets the in-kernel i8254's state (KVM_SET_PIT2).
+func (vm *VM) SetPIT2(p PITState2) error {
+	_, err := ioctlPtr(vm.fd, kvmSetPIT2, &p)
+	return err
+}
+
 // Clock returns the VM's kvmclock (KVM_GET_CLOCK).
 func (vm *VM) Clock() (ClockData, error) {
 	var c ClockData
@@ -146,10 +174,18 @@ func (vm *VM) CreateVCPU(id int) (*VCPU, error) {
 		return nil, err
 	}
 	fd := int(r)
+	// The XSAVE area's size is fixed for the vCPU's life: it follows the
+	// guest's XSAVE permissions, which a process sets before creating
+	// vCPUs.
+	xsaveSize, err := vm.CheckExtension(CapXSave2)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
 	run, err := unix.Mmap(fd, 0, vm.runSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("mmap kvm_run of vCPU %d: %w", id, err)
 	}
-	return &VCPU{fd: fd, id: id, run: run, tid: unix.Gettid()}, nil
+	return &VCPU{fd: fd, id: id, run: run, tid: unix.Gettid(), xsaveSize: max(xsaveSize, sizeofXSave)}, nil
 }
