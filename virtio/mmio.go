@@ -89,6 +89,7 @@ const (
 	IDVsock DeviceID = 19
 )
 
+// String names the device type, for logs and errors.
 func (id DeviceID) String() string {
 	switch id {
 	case IDNet:

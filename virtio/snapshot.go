@@ -137,9 +137,10 @@ func (t *MMIO) SaveState() (*TransportState, error) {
 // paused, whether or not the device runs: Resume starts it.
 //
 // On error nothing is restored: the transport stays at its power-on
-// state, and the error says what did not match. The device's own state
-// (StatefulDevice) is loaded before activation; a device whose
-// activation then fails is best discarded with its transport.
+// state, and the error (ErrState, but for a device's panic) says what did
+// not match. The device's own state (StatefulDevice) is loaded before
+// activation; a device whose activation then fails is best discarded
+// with its transport.
 func (t *MMIO) RestoreState(s *TransportState) (err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -161,7 +162,7 @@ func (t *MMIO) RestoreState(s *TransportState) (err error) {
 	}
 	if sd, ok := t.dev.(StatefulDevice); ok {
 		if err := sd.RestoreState(s.Device); err != nil {
-			return fmt.Errorf("virtio: %v: restoring the device: %w", t.dev.ID(), err)
+			return fmt.Errorf("%w: %v: restoring the device: %w", ErrState, t.dev.ID(), err)
 		}
 	}
 
@@ -180,7 +181,7 @@ func (t *MMIO) RestoreState(s *TransportState) (err error) {
 			lastAvail: qs.LastAvail, usedIdx: qs.UsedIdx}
 		if run && q.Ready {
 			if err := q.restore(t.mem, eventIdx, qs.LastAvail, qs.UsedIdx); err != nil {
-				return fmt.Errorf("virtio: %v: queue %d: %w", t.dev.ID(), i, err)
+				return fmt.Errorf("%w: %v: queue %d: %w", ErrState, t.dev.ID(), i, err)
 			}
 		}
 	}
@@ -188,7 +189,7 @@ func (t *MMIO) RestoreState(s *TransportState) (err error) {
 		return nil
 	}
 	if err := t.startLocked(); err != nil {
-		return fmt.Errorf("virtio: %v: activation: %w", t.dev.ID(), err)
+		return fmt.Errorf("%w: %v: activation: %w", ErrState, t.dev.ID(), err)
 	}
 	if r, ok := t.dev.(Restorer); ok {
 		r.Restored()

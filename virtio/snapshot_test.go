@@ -391,8 +391,8 @@ func TestRestoreRejects(t *testing.T) {
 			dev := &pauseEcho{}
 			d2 := d.Fork(dev)
 			err := d2.MMIO.RestoreState(&s)
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("error %v, want one saying %q", err, c.want)
+			if !errors.Is(err, virtio.ErrState) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want ErrState saying %q", err, c.want)
 			}
 			powerOn(t, d2, dev)
 			// Nothing was left half-restored: the good state
@@ -412,7 +412,7 @@ func TestRestoreRejects(t *testing.T) {
 		dev := &pauseEcho{failStart: true}
 		d2 := d.Fork(dev)
 		err := d2.MMIO.RestoreState(good)
-		if err == nil || !strings.Contains(err.Error(), "activation: refused") {
+		if !errors.Is(err, virtio.ErrState) || !strings.Contains(err.Error(), "activation: refused") {
 			t.Fatalf("error %v", err)
 		}
 		powerOn(t, d2, dev)
