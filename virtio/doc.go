@@ -14,6 +14,12 @@
 // guest that breaks the rules gets its device marked DEVICE_NEEDS_RESET and
 // its queues stopped, never a host panic or an access outside its memory.
 //
+// For memory snapshots a transport pauses its device (Pauser), saves its
+// registers, queue configuration and ring indices with the device's own
+// state (TransportState, a versioned encoding), and restores them into a
+// new transport and device over a copy of guest memory (snapshot.go,
+// state.go).
+//
 // Names follow the specification (virtio-v1.2-cs01): §2.7 for the split
 // virtqueue, §4.2 for virtio over MMIO.
 package virtio

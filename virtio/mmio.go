@@ -89,6 +89,19 @@ const (
 	IDVsock DeviceID = 19
 )
 
+// String names the device type, for logs and errors.
+func (id DeviceID) String() string {
+	switch id {
+	case IDNet:
+		return "virtio-net"
+	case IDBlock:
+		return "virtio-blk"
+	case IDVsock:
+		return "virtio-vsock"
+	}
+	return fmt.Sprintf("virtio device %d", uint32(id))
+}
+
 // ReadConfigWindow copies the bytes of a device's configuration space cfg
 // at off into data, for Device.ReadConfig: bytes past its end read as
 // zero, whatever offset and length the driver asked for.
@@ -138,6 +151,11 @@ type Activation struct {
 	// goroutine recovered, see Recover); the device must stop using its
 	// queues.
 	Crash func(err *PanicError)
+	// Paused says the device starts paused (Pauser): it must not use
+	// its queues until Resume. The transport activates a device so when
+	// it restores a snapshot, or when the driver sets DRIVER_OK while
+	// the transport is paused.
+	Paused bool
 }
 
 // MMIO is a virtio-mmio transport for one device. It implements the VMM's
@@ -170,6 +188,8 @@ type MMIO struct {
 	drvFeatures uint64
 	queueSel    uint32
 	active      bool
+	// paused is set between Pause (or RestoreState) and Resume.
+	paused bool
 }
 
 // NewMMIO puts dev behind a transport over guest memory mem; irq raises the
@@ -379,16 +399,23 @@ func (t *MMIO) activateLocked() error {
 	if t.status&FEATURES_OK == 0 {
 		return fmt.Errorf("DRIVER_OK without FEATURES_OK")
 	}
-	qs := make([]*Queue, len(t.queue))
 	for i := range t.queue {
 		q := &t.queue[i]
-		qs[i] = q
 		if !q.Ready {
 			continue
 		}
 		if err := q.activate(t.mem, t.drvFeatures&(1<<VIRTIO_F_EVENT_IDX) != 0); err != nil {
 			return fmt.Errorf("queue %d: %w", i, err)
 		}
+	}
+	return t.startLocked()
+}
+
+// startLocked activates the device on the queues, which are bound.
+func (t *MMIO) startLocked() error {
+	qs := make([]*Queue, len(t.queue))
+	for i := range t.queue {
+		qs[i] = &t.queue[i]
 	}
 	err := t.dev.Activate(Activation{
 		Mem:       t.mem,
@@ -397,6 +424,7 @@ func (t *MMIO) activateLocked() error {
 		Interrupt: t.interruptUsed,
 		Fail:      t.fail,
 		Crash:     t.crash,
+		Paused:    t.paused,
 	})
 	if err != nil {
 		return err

@@ -89,6 +89,21 @@ func queueErr(format string, args ...any) error {
 // activate checks the queue's layout against guest memory and binds it;
 // eventIdx says whether the driver accepted VIRTIO_F_EVENT_IDX.
 func (q *Queue) activate(mem Memory, eventIdx bool) error {
+	return q.bind(mem, eventIdx, 0, 0)
+}
+
+// restore binds the queue as activate does, but with the ring indices a
+// snapshot saved: the device pops from lastAvail and pushes at usedIdx,
+// as the device it replaces would have. The rings themselves are in the
+// restored guest memory.
+func (q *Queue) restore(mem Memory, eventIdx bool, lastAvail, usedIdx uint16) error {
+	return q.bind(mem, eventIdx, lastAvail, usedIdx)
+}
+
+// bind checks the queue's layout against guest memory and binds it with
+// the given ring indices. On error the queue is left unbound.
+func (q *Queue) bind(mem Memory, eventIdx bool, lastAvail, usedIdx uint16) error {
+	q.mem, q.desc, q.avail, q.used = nil, nil, nil, nil
 	if q.Size == 0 || q.Size > q.MaxSize || q.Size&(q.Size-1) != 0 {
 		return queueErr("size %d (max %d, must be a power of two)", q.Size, q.MaxSize)
 	}
@@ -97,20 +112,21 @@ func (q *Queue) activate(mem Memory, eventIdx bool) error {
 	}
 	n := uint64(q.Size)
 	var err error
-	if q.desc, err = mem.Slice(q.DescAddr, descSize*n); err != nil {
+	var desc, avail, used []byte
+	if desc, err = mem.Slice(q.DescAddr, descSize*n); err != nil {
 		return queueErr("descriptor table: %v", err)
 	}
-	if q.avail, err = mem.Slice(q.AvailAddr, 6+2*n); err != nil {
+	if avail, err = mem.Slice(q.AvailAddr, 6+2*n); err != nil {
 		return queueErr("available ring: %v", err)
 	}
-	if q.used, err = mem.Slice(q.UsedAddr, 6+8*n); err != nil {
+	if used, err = mem.Slice(q.UsedAddr, 6+8*n); err != nil {
 		return queueErr("used ring: %v", err)
 	}
-	q.mem = mem
-	q.lastAvail, q.usedIdx = 0, 0
+	q.mem, q.desc, q.avail, q.used = mem, desc, avail, used
+	q.lastAvail, q.usedIdx = lastAvail, usedIdx
 	q.eventIdx = eventIdx
 	if eventIdx {
-		q.setAvailEvent(0)
+		q.setAvailEvent(lastAvail)
 	}
 	return nil
 }
@@ -227,6 +243,26 @@ func (q *Queue) walk(head uint16) (Chain, error) {
 		}
 		i = next
 	}
+}
+
+// Unpop gives back the last n chains Pop returned, which the device has
+// not pushed, so that the next Pops return them again: for a device that
+// holds popped chains it has no use for yet (receive buffers waiting for
+// a packet) and must leave the ring describing everything it has not
+// returned, as when it pauses for a snapshot. The chains must be the last
+// n popped, and none of them pushed.
+func (q *Queue) Unpop(n int) error {
+	if n == 0 {
+		return nil
+	}
+	if q.avail == nil || n < 0 || n > int(q.Size) {
+		return queueErr("unpop of %d chains from a queue of %d", n, q.Size)
+	}
+	q.lastAvail -= uint16(n)
+	if q.eventIdx {
+		q.setAvailEvent(q.lastAvail)
+	}
+	return nil
 }
 
 // Push returns chain head to the driver with written bytes of device-writable

@@ -12,7 +12,9 @@
 //	};
 //
 // A worker goroutine drains the queue when notified, performs each request
-// against the Backend, writes the status byte and returns the chain. Every
+// against the Backend, writes the status byte and returns the chain. For a
+// snapshot it pauses between chains (Pause): what it has not popped stays
+// in the ring for Resume, or for the device restored from the snapshot. Every
 // guest-supplied sector, length and segment count is checked against the
 // disk: a request outside it fails with VIRTIO_BLK_S_IOERR and touches
 // nothing; a chain too malformed to carry a status byte breaks the queue
@@ -96,10 +98,18 @@ type Device struct {
 	mu     sync.Mutex
 	kick   chan struct{}
 	stop   chan struct{}
-	done   chan struct{}
+	done   chan struct{} // the last worker's; nil if none ran
 	act    virtio.Activation
 	active bool
+	paused bool // active, with no worker running (Pause)
+	broken bool // the worker stopped on a broken queue, until the reset
 }
+
+var (
+	_ virtio.Device         = (*Device)(nil)
+	_ virtio.Pauser         = (*Device)(nil)
+	_ virtio.StatefulDevice = (*Device)(nil)
+)
 
 // New returns a device serving backend, whose size is rounded down to whole
 // sectors.
@@ -169,12 +179,53 @@ func (d *Device) Activate(a virtio.Activation) error {
 	if len(a.Queues) != 1 || !a.Queues[0].Ready {
 		return errors.New("virtio-blk: the request queue is not set up")
 	}
-	d.act, d.active = a, true
+	d.act, d.active, d.paused, d.broken = a, true, a.Paused, false
 	d.kick = make(chan struct{}, 1)
+	d.done = nil
+	if !a.Paused {
+		d.startLocked()
+	}
+	return nil
+}
+
+// startLocked starts a worker on the request queue.
+//
+// The caller holds d.mu.
+func (d *Device) startLocked() {
 	d.stop = make(chan struct{})
 	d.done = make(chan struct{})
-	go d.worker(a.Queues[0], d.kick, d.stop, d.done)
-	return nil
+	go d.worker(d.act.Queues[0], d.kick, d.stop, d.done)
+}
+
+// Pause implements virtio.Pauser: the worker finishes the request in hand
+// and stops; requests it has not popped stay in the ring.
+func (d *Device) Pause() {
+	d.mu.Lock()
+	if !d.active || d.paused {
+		d.mu.Unlock()
+		return
+	}
+	d.paused = true
+	close(d.stop)
+	done := d.done
+	d.mu.Unlock()
+	<-done
+}
+
+// Resume implements virtio.Pauser: a worker serves whatever the driver
+// made available meanwhile. After a broken queue it stays stopped.
+func (d *Device) Resume() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.active || !d.paused || d.broken {
+		return
+	}
+	d.paused = false
+	d.startLocked()
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Notify implements virtio.Device.
@@ -197,11 +248,23 @@ func (d *Device) Reset() {
 		d.mu.Unlock()
 		return
 	}
-	close(d.stop)
+	if !d.paused {
+		close(d.stop)
+	}
 	done := d.done
-	d.active, d.kick = false, nil
+	d.active, d.paused, d.kick = false, false, nil
 	d.mu.Unlock()
-	<-done
+	if done != nil {
+		<-done
+	}
+}
+
+// fail stops the worker for good after the driver broke the queue.
+func (d *Device) fail(err error) {
+	d.mu.Lock()
+	d.broken = true
+	d.mu.Unlock()
+	d.act.Fail(err)
 }
 
 func (d *Device) worker(q *virtio.Queue, kick, stop, done chan struct{}) {
@@ -213,11 +276,11 @@ func (d *Device) worker(q *virtio.Queue, kick, stop, done chan struct{}) {
 			return
 		case <-kick:
 		}
-		interrupt := false
-		for {
+		interrupt, stopped := false, false
+		for !stopped {
 			c, ok, err := q.Pop()
 			if err != nil {
-				d.act.Fail(err)
+				d.fail(err)
 				return
 			}
 			if !ok {
@@ -225,18 +288,26 @@ func (d *Device) worker(q *virtio.Queue, kick, stop, done chan struct{}) {
 			}
 			written, err := d.process(&c)
 			if err != nil {
-				d.act.Fail(err)
+				d.fail(err)
 				return
 			}
 			irq, err := q.Push(c.Head, written)
 			if err != nil {
-				d.act.Fail(err)
+				d.fail(err)
 				return
 			}
 			interrupt = interrupt || irq
+			select {
+			case <-stop: // a pause: the rest waits in the ring
+				stopped = true
+			default:
+			}
 		}
 		if interrupt {
 			d.act.Interrupt()
+		}
+		if stopped {
+			return
 		}
 	}
 }
@@ -363,4 +434,38 @@ func (d *Device) segments(typ uint32, r *virtio.Pieces) byte {
 		}
 	}
 	return VIRTIO_BLK_S_OK
+}
+
+// The device's state for a snapshot (virtio.StatefulDevice): nothing it
+// keeps changes while it runs, but a restored guest must find the disk it
+// knew, so the state is the disk's size and whether it is read-only, and
+// a restore into a device that differs fails.
+//
+//	version u8 (1)  size u64 (bytes)  flags u8 (bit 0 read-only)
+const stateLen = 1 + 8 + 1
+
+// SaveState implements virtio.StatefulDevice.
+func (d *Device) SaveState() ([]byte, error) {
+	b := make([]byte, stateLen)
+	b[0] = 1
+	binary.LittleEndian.PutUint64(b[1:], uint64(d.size))
+	if d.opts.ReadOnly {
+		b[9] = 1
+	}
+	return b, nil
+}
+
+// RestoreState implements virtio.StatefulDevice: the saved disk must be
+// this one's size and mode.
+func (d *Device) RestoreState(b []byte) error {
+	if len(b) != stateLen || b[0] != 1 || b[9]&^1 != 0 {
+		return fmt.Errorf("virtio-blk: saved state of %d bytes is not version 1 (%d bytes)", len(b), stateLen)
+	}
+	if size := binary.LittleEndian.Uint64(b[1:]); size != uint64(d.size) {
+		return fmt.Errorf("virtio-blk: the saved disk had %d bytes, this one has %d", size, d.size)
+	}
+	if ro := b[9] == 1; ro != d.opts.ReadOnly {
+		return fmt.Errorf("virtio-blk: the saved disk was read-only=%v, this one is read-only=%v", ro, d.opts.ReadOnly)
+	}
+	return nil
 }

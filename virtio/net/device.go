@@ -202,8 +202,10 @@ type Device struct {
 
 	// mu guards the fields below.
 	mu           sync.Mutex
-	active       bool // between Activate and Reset, until the driver breaks a queue
-	stop, done   chan struct{}
+	active       bool           // between Activate and Reset, until the driver breaks a queue
+	stop, done   chan struct{}  // the last worker's; stop is nil while not activated, done if none ran
+	paused       bool           // activated, with no worker running (Pause)
+	w            *worker        // the activation's worker, kept across Pause
 	pending      []pendingFrame // FIFO
 	pendingBytes int
 	// gen counts deactivations, so that a Deliver that reserved room
@@ -355,12 +357,22 @@ func (d *Device) Activate(a virtio.Activation) error {
 		tso4:   a.Features&(1<<VIRTIO_NET_F_HOST_TSO4) != 0,
 		tso6:   a.Features&(1<<VIRTIO_NET_F_HOST_TSO6) != 0,
 	}
-	d.active = true
-	d.stop, d.done = make(chan struct{}), make(chan struct{})
+	d.active, d.paused, d.w = true, a.Paused, w
+	d.stop, d.done = make(chan struct{}), nil
 	d.guestOffl.Store(&g)
-	go w.run(d.stop, d.done)
+	if !a.Paused {
+		d.startLocked()
+	}
 	d.wake()
 	return nil
+}
+
+// startLocked starts the activation's worker.
+//
+// The caller holds d.mu.
+func (d *Device) startLocked() {
+	d.stop, d.done = make(chan struct{}), make(chan struct{})
+	go d.w.run(d.stop, d.done)
 }
 
 // guestOffloads reads what the driver accepted. TSO needs GUEST_CSUM
@@ -397,12 +409,16 @@ func (d *Device) Reset() {
 		d.mu.Unlock()
 		return
 	}
-	close(d.stop)
+	if !d.paused {
+		close(d.stop)
+	}
 	done := d.done
-	d.stop, d.done = nil, nil
+	d.stop, d.done, d.paused, d.w = nil, nil, false, nil
 	d.deactivateLocked()
 	d.mu.Unlock()
-	<-done
+	if done != nil {
+		<-done
+	}
 	// A kick left over from the old activation only costs the next
 	// worker an empty pass.
 }

@@ -112,4 +112,11 @@
 // drops the pending frames (counted in RxInactive); Deliver refuses frames
 // until the driver comes back. The Backend is not told: the stack sees a
 // link that stops answering, as after a cable pull.
+//
+// # Snapshots
+//
+// Pause stops the worker and keeps the pending frames for a Resume of the
+// same VM; a device restored into a new VM starts without them, as a
+// network drops packets (snapshot.go). Its saved state is the MAC and
+// MTU the guest knows, which the new device must share.
 package net

@@ -93,6 +93,11 @@ func (r *fakeRing) Pop() (virtio.Chain, bool, error) {
 	return r.chains[r.next-1], true, nil
 }
 
+func (r *fakeRing) Unpop(n int) error {
+	r.next -= n
+	return nil
+}
+
 func (r *fakeRing) PushBatch(e []virtio.UsedElement) (bool, error) {
 	r.used = append(r.used, e...)
 	r.pushes++

@@ -11,6 +11,7 @@ import (
 type rxRing interface {
 	Pop() (virtio.Chain, bool, error)
 	PushBatch([]virtio.UsedElement) (bool, error)
+	Unpop(n int) error
 }
 
 // worker owns the queues of one activation.
@@ -82,6 +83,11 @@ func (w *worker) run(stop, done chan struct{}) {
 			if n == passes {
 				w.d.wake() // more to do, after a look at stop
 				break
+			}
+			select {
+			case <-stop: // a pause, say: the rest waits in the rings
+				return
+			default:
 			}
 		}
 		w.d.memMu.Lock()

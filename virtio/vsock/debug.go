@@ -17,8 +17,8 @@ func (d *Device) DebugState() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var b strings.Builder
-	fmt.Fprintf(&b, "virtio-vsock cid %d: active %v broken %v; kicks %d passes %d interrupts %d; watchdog rescues %d probes %d hits %d; ready %d replies %d",
-		d.cid, d.active, d.broken, d.kickCount.Load(), d.passCount.Load(), d.irqCount.Load(), d.rescueCount.Load(), d.probes.Load(), d.probeHits.Load(), len(d.ready), len(d.replies))
+	fmt.Fprintf(&b, "virtio-vsock cid %d: active %v paused %v broken %v; kicks %d passes %d interrupts %d; watchdog rescues %d probes %d hits %d; ready %d replies %d",
+		d.cid, d.active, d.paused, d.broken, d.kickCount.Load(), d.passCount.Load(), d.irqCount.Load(), d.rescueCount.Load(), d.probes.Load(), d.probeHits.Load(), len(d.ready), len(d.replies))
 	if w := d.w; w != nil {
 		fmt.Fprintf(&b, "\n  rx %v spare %v\n  tx %v, completions awaiting their interrupt %d\n  event %v", w.rx, w.spare != nil, w.tx, w.txOwed, w.ev)
 	}

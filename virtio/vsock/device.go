@@ -102,9 +102,11 @@ type Device struct {
 	// Guarded by mu.
 	active bool // between Activate and Reset
 	// Guarded by mu.
+	paused bool // active with no worker running (Pause); w stays for Resume
+	// Guarded by mu.
 	broken bool // the driver broke a queue; nothing moves until a reset
 	// Guarded by mu.
-	stop, done chan struct{} // the running worker's
+	stop, done chan struct{} // the last worker's; done is nil if none ran
 	// Guarded by mu.
 	closed bool
 	// Guarded by mu.
@@ -211,16 +213,25 @@ func (d *Device) Activate(a virtio.Activation) error {
 	if len(a.Queues) != 3 || !a.Queues[rxQueue].Ready || !a.Queues[txQueue].Ready {
 		return errors.New("virtio-vsock: the rx and tx queues are not set up")
 	}
-	d.active, d.broken = true, false
+	d.active, d.broken, d.paused = true, false, a.Paused
 	if a.Crash != nil {
 		d.crash.Store(&a.Crash)
 	}
-	d.stop, d.done = make(chan struct{}), make(chan struct{})
-	w := &worker{d: d, act: a, rx: a.Queues[rxQueue], tx: a.Queues[txQueue], ev: a.Queues[eventQueue]}
-	d.w = w
-	go w.run(d.stop, d.done)
+	d.w = &worker{d: d, act: a, rx: a.Queues[rxQueue], tx: a.Queues[txQueue], ev: a.Queues[eventQueue]}
+	d.done = nil
+	if !a.Paused {
+		d.startLocked()
+	}
 	d.wake() // streams Dialed before the driver came up
 	return nil
+}
+
+// startLocked starts a worker for the activation.
+//
+// The caller holds d.mu.
+func (d *Device) startLocked() {
+	d.stop, d.done = make(chan struct{}), make(chan struct{})
+	go d.w.run(d.stop, d.done)
 }
 
 // Notify implements virtio.Device. It never blocks.
@@ -243,12 +254,16 @@ func (d *Device) Reset() {
 		d.mu.Unlock()
 		return
 	}
-	close(d.stop)
+	if !d.paused {
+		close(d.stop)
+	}
 	done := d.done
-	d.active = false
+	d.active, d.paused = false, false
 	d.w = nil
 	d.mu.Unlock()
-	<-done
+	if done != nil {
+		<-done
+	}
 	d.mu.Lock()
 	d.broken = false
 	d.failAllLocked(ErrDeviceReset)
@@ -410,6 +425,11 @@ func (w *worker) run(stop, done chan struct{}) {
 			if n == passes {
 				w.d.wake() // more to do, after a look at stop
 				break
+			}
+			select {
+			case <-stop: // a pause, say: the rest waits in the rings
+				return
+			default:
 			}
 		}
 		if w.txOwed > 0 && !txArmed {

@@ -100,4 +100,10 @@
 // while the guest kept its own (say, restore from a snapshot): it fails the
 // host's connections and posts VIRTIO_VSOCK_EVENT_TRANSPORT_RESET, on which
 // the driver resets its connected sockets and re-reads guest_cid.
+//
+// # Snapshots
+//
+// Pause stops the worker and keeps every stream, for a Resume of the same
+// VM. A device restored from a snapshot into a new VM has no streams, and
+// says so with the same event once it runs (Restored, snapshot.go).
 package vsock

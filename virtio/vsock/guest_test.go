@@ -141,16 +141,7 @@ func newGuest(t testing.TB, dev *Device, o guestOpts) *guest {
 	}
 	g.cond = sync.NewCond(&g.mu)
 	g.drv = virtiotest.New(t, dev, 32<<20)
-	g.drv.MMIO = virtio.NewMMIO(dev, g.drv.Mem, func() {
-		if o.irqHook != nil {
-			o.irqHook()
-		}
-		g.drv.IRQ()
-		select {
-		case g.irq <- struct{}{}:
-		default:
-		}
-	}, nil)
+	g.drv.MMIO = virtio.NewMMIO(dev, g.drv.Mem, g.interrupt, nil)
 	if o.eventIdx {
 		g.drv.MMIO.OfferEventIdx()
 	}
@@ -186,6 +177,18 @@ func newGuest(t testing.TB, dev *Device, o guestOpts) *guest {
 		g.drv.MMIO.Close()
 	})
 	return g
+}
+
+// interrupt is the transport's interrupt line.
+func (g *guest) interrupt() {
+	if g.o.irqHook != nil {
+		g.o.irqHook()
+	}
+	g.drv.IRQ()
+	select {
+	case g.irq <- struct{}{}:
+	default:
+	}
 }
 
 // boot initialises the driver, posts every rx and event buffer and starts
@@ -337,7 +340,16 @@ func (g *guest) serviceLocked() (kickRx, kickTx, kickEv bool) {
 	}
 	for _, u := range g.evq.TakeUsed() {
 		if u.Len >= 4 {
-			g.events = append(g.events, binary.LittleEndian.Uint32(g.drv.Mem.B[g.evAddr[u.ID]:]))
+			ev := binary.LittleEndian.Uint32(g.drv.Mem.B[g.evAddr[u.ID]:])
+			g.events = append(g.events, ev)
+			if ev == VIRTIO_VSOCK_EVENT_TRANSPORT_RESET {
+				// As Linux: connected sockets are reset, listening
+				// ones stay.
+				for k, s := range g.socks {
+					s.reset, s.gone = true, true
+					delete(g.socks, k)
+				}
+			}
 		}
 		g.evq.Publish(uint16(u.ID))
 		kickEv = true
