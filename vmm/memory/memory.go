@@ -1,5 +1,8 @@
-// Package memory holds a guest's physical memory: one anonymous host mapping
-// split into the guest-physical regions KVM maps, with bounds-checked access.
+// Package memory holds a guest's physical memory: one host mapping split into
+// the guest-physical regions KVM maps, with bounds-checked access. The mapping
+// is anonymous for a fresh guest (New) or a private, copy-on-write mapping of a
+// memory snapshot file for a restored one (Open); Save writes it to such a
+// file (snapshot.go).
 //
 // It sits between vmm/, which creates the mapping and registers each region
 // with KVM, and everything that reads or writes the guest's RAM (the Linux
@@ -12,6 +15,7 @@ package memory
 
 import (
 	"fmt"
+	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,6 +34,10 @@ func (r Region) End() uint64 { return r.GuestAddr + uint64(len(r.Host)) }
 type Guest struct {
 	mapping []byte
 	regions []Region
+	// file and backing are the snapshot file a guest opened with Open maps
+	// (nil and "" for anonymous memory); file stays open for Save.
+	file    *os.File
+	backing string
 }
 
 // Layout says where RAM goes: below Hole at address 0, the rest from 4 GiB.
@@ -45,35 +53,54 @@ const FourGiB = 1 << 32
 // New maps size bytes of anonymous memory (MAP_NORESERVE: a guest costs only
 // the pages it touches) and splits it around the MMIO hole.
 func New(l Layout) (*Guest, error) {
-	if l.Size == 0 || l.Size%uint64(unix.Getpagesize()) != 0 {
-		return nil, fmt.Errorf("guest memory size %d is not a positive multiple of the page size", l.Size)
-	}
-	if l.Hole == 0 || l.Hole > FourGiB || l.Hole%uint64(unix.Getpagesize()) != 0 {
-		return nil, fmt.Errorf("guest MMIO hole at %#x is not a page-aligned address below 4 GiB", l.Hole)
+	if err := l.check(); err != nil {
+		return nil, err
 	}
 	m, err := unix.Mmap(-1, 0, int(l.Size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 	if err != nil {
 		return nil, fmt.Errorf("map %d MiB of guest memory: %w", l.Size>>20, err)
 	}
+	return split(m, l), nil
+}
+
+func (l Layout) check() error {
+	if l.Size == 0 || l.Size%uint64(unix.Getpagesize()) != 0 {
+		return fmt.Errorf("guest memory size %d is not a positive multiple of the page size", l.Size)
+	}
+	if l.Hole == 0 || l.Hole > FourGiB || l.Hole%uint64(unix.Getpagesize()) != 0 {
+		return fmt.Errorf("guest MMIO hole at %#x is not a page-aligned address below 4 GiB", l.Hole)
+	}
+	return nil
+}
+
+// split lays the mapping m of l.Size bytes out as l says: RAM below the hole
+// first, the rest from 4 GiB.
+func split(m []byte, l Layout) *Guest {
 	low := min(l.Size, l.Hole)
 	g := &Guest{mapping: m, regions: []Region{{GuestAddr: 0, Host: m[:low:low]}}}
 	if l.Size > low {
 		g.regions = append(g.regions, Region{GuestAddr: FourGiB, Host: m[low:]})
 	}
-	return g, nil
+	return g
 }
 
 // FromBytes wraps plain byte slices as guest memory, for tests of code that
 // reads and writes guest memory without a VM.
 func FromBytes(regions ...Region) *Guest { return &Guest{regions: regions} }
 
-// Close unmaps the memory. Call it only after the VM that uses it is gone.
+// Close unmaps the memory (and closes the file it was opened from). Call it
+// only after the VM that uses it is gone.
 func (g *Guest) Close() error {
 	if g.mapping == nil {
 		return nil
 	}
 	err := unix.Munmap(g.mapping)
-	g.mapping, g.regions = nil, nil
+	if g.file != nil {
+		if cerr := g.file.Close(); err == nil {
+			err = cerr
+		}
+	}
+	g.mapping, g.regions, g.file = nil, nil, nil
 	return err
 }
 
