@@ -4,7 +4,8 @@
 // Data path: the host's workspace manager calls a proto.Client, which
 // dials a virtio-vsock stream into the guest; the guest kernel hands it to
 // the agent's listener, and Server.ServeConn answers it (exec, files, tar,
-// sync/freeze, clock, poweroff, and dial: the relay of a published port to
+// sync/freeze, clock, poweroff, restored: a guest restored from a memory
+// snapshot made its own (restored.go), and dial: the relay of a published port to
 // a service on the guest's loopback, dial.go) with real Linux system calls. The wire
 // format is in package proto; each operation is one row of the dispatch
 // table (handlers), which ties its proto.Op to the method serving it.
@@ -49,7 +50,7 @@ const handshakeTimeout = 30 * time.Second
 
 // Server serves agent requests. The zero value is ready to use and safe
 // outside a guest: whole-guest operations (freeze, thaw, set_time,
-// poweroff) answer CodeUnsupported unless System provides them.
+// restored, poweroff) answer CodeUnsupported unless System provides them.
 type Server struct {
 	// MaxStreams bounds the streams served at once (DefaultMaxStreams
 	// if 0); more get a CodeBusy error.
@@ -224,6 +225,7 @@ var handlers = table(
 	handle(proto.OpFreeze, (*Server).freeze),
 	handle(proto.OpThaw, (*Server).thaw),
 	handle(proto.OpSetTime, (*Server).setTime),
+	handle(proto.OpRestored, (*Server).restored),
 	handle(proto.OpPoweroff, (*Server).poweroff),
 	handle(proto.OpDial, (*Server).dial),
 	handle(proto.OpServiceStart, (*Server).serviceStart),

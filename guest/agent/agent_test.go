@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -283,12 +284,25 @@ func (f *fakeSystem) SetTime(t time.Time) error {
 }
 func (f *fakeSystem) Poweroff() (func(), error) { return func() { f.rec("off") }, nil }
 
+// fakeBootID is the boot id fakeSystem reports when restored names none.
+const fakeBootID = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
+
+func (f *fakeSystem) Restored(a proto.RestoredArgs) (proto.RestoredResult, error) {
+	f.rec(fmt.Sprintf("restored %d %d bytes %q %q %q", a.TimeNs, len(a.Entropy), a.Hostname, a.BootID, a.MachineID))
+	id := a.BootID
+	if id == "" {
+		id = fakeBootID
+	}
+	return proto.RestoredResult{Reseeded: true, BootID: id}, nil
+}
+
 func TestSystemOps(t *testing.T) {
 	ctx := ctxT(t)
 	host := newClient(t)
 	for name, err := range map[string]error{
 		"freeze": host.Freeze(ctx, "/"), "thaw": host.Thaw(ctx, "/"),
 		"set_time": host.SetTime(ctx, time.Now()), "poweroff": host.Poweroff(ctx),
+		"restored": restoredErr(host.Restored(ctx, restoredArgs())),
 	} {
 		if errCode(err) != proto.CodeUnsupported {
 			t.Errorf("%s outside a guest: %v, want unsupported", name, err)
@@ -300,7 +314,8 @@ func TestSystemOps(t *testing.T) {
 	fs := &fakeSystem{}
 	c := serve(t, &Server{System: fs})
 	when := time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC)
-	for _, err := range []error{c.Sync(ctx), c.Freeze(ctx, "/mnt"), c.Thaw(ctx, "/mnt"), c.SetTime(ctx, when), c.Poweroff(ctx)} {
+	for _, err := range []error{c.Sync(ctx), c.Freeze(ctx, "/mnt"), c.Thaw(ctx, "/mnt"), c.SetTime(ctx, when),
+		restoredErr(c.Restored(ctx, restoredArgs())), c.Poweroff(ctx)} {
 		if err != nil {
 			t.Error(err)
 		}
@@ -308,7 +323,8 @@ func TestSystemOps(t *testing.T) {
 	if err := c.Freeze(ctx, "relative"); errCode(err) != proto.CodeInvalid {
 		t.Error("freeze of a relative path:", err)
 	}
-	want := "sync,freeze /mnt,thaw /mnt,time 2030-01-02T03:04:05.000000006Z,off"
+	want := "sync,freeze /mnt,thaw /mnt,time 2030-01-02T03:04:05.000000006Z," +
+		`restored 1700000000000000001 64 bytes "ws-2" "5c1f3a8e-0b7d-4e2a-9f61-3d8c2b7a4e10" "3e9a6c1d0b7f48e2a5c4d3b2e1f0a9b8",off`
 	var got string
 	for i := 0; i < 500 && got != want; i++ { // poweroff runs after the answer
 		time.Sleep(10 * time.Millisecond)

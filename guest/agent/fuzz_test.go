@@ -102,6 +102,8 @@ func fuzzSeeds(t testing.TB) map[string][]byte {
 		"thaw":          fuzzRequest(proto.OpThaw, proto.ThawArgs{Mountpoint: "/"}),
 		"set_time":      fuzzRequest(proto.OpSetTime, proto.SetTimeArgs{TimeNs: 1700000000000000000}),
 		"poweroff":      fuzzRequest(proto.OpPoweroff, proto.Empty{}),
+		"restored": fuzzRequest(proto.OpRestored, proto.RestoredArgs{TimeNs: 1700000000000000000, Entropy: bytes.Repeat([]byte{7, 0, 255}, 22),
+			Hostname: "ws-1", BootID: "5c1f3a8e-0b7d-4e2a-9f61-3d8c2b7a4e10", MachineID: "3e9a6c1d0b7f48e2a5c4d3b2e1f0a9b8"}),
 	}
 }
 

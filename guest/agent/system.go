@@ -17,6 +17,9 @@ type System interface {
 	Freeze(mountpoint string) error
 	Thaw(mountpoint string) error
 	SetTime(t time.Time) error
+	// Restored makes a guest just restored from a memory snapshot its
+	// own (restored.go): the caller has checked a.
+	Restored(a proto.RestoredArgs) (proto.RestoredResult, error)
 	// Poweroff checks that the guest can be powered off and returns
 	// the function that does it, which the server calls after answering.
 	Poweroff() (func(), error)
@@ -32,6 +35,9 @@ func (HostSystem) Freeze(string) error       { return notInGuest("freeze") }
 func (HostSystem) Thaw(string) error         { return notInGuest("thaw") }
 func (HostSystem) SetTime(time.Time) error   { return notInGuest("set_time") }
 func (HostSystem) Poweroff() (func(), error) { return nil, notInGuest("poweroff") }
+func (HostSystem) Restored(proto.RestoredArgs) (proto.RestoredResult, error) {
+	return proto.RestoredResult{}, notInGuest("restored")
+}
 
 func notInGuest(op string) error {
 	return &proto.Error{Code: proto.CodeUnsupported,

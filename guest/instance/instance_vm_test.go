@@ -430,3 +430,61 @@ func testNoRoot(t *testing.T, e *env.Env) {
 		}
 	}
 }
+
+// TestAgentRestored calls the agent's restored twice on one booted
+// guest, as the host does after each restore of a memory snapshot: each
+// time /proc shows the new boot id through exactly one read-only bind
+// mount, and the host name, machine id and clock are the ones given.
+// Refused arguments change nothing, and the agent goes on answering.
+func TestAgentRestored(t *testing.T) {
+	kvmtest.RequireStockKernels(t)
+	e := loadEnv(t, "minimal", "PYRO_TEST_ENV_MINIMAL")
+	vm := start(t, e, newDisk(t, e))
+	// What restored changes, one line each: the boot id, host name and
+	// machine id; the boot id's mount options and how many mounts it
+	// has; the year; and whether root can write the boot id.
+	const state = `cat /proc/sys/kernel/random/boot_id /proc/sys/kernel/hostname /etc/machine-id
+grep ' /proc/sys/kernel/random/boot_id ' /proc/self/mountinfo | cut -d' ' -f6 | cut -d, -f1
+echo "mounts $(grep -c ' /proc/sys/kernel/random/boot_id ' /proc/self/mountinfo)"
+date -u +%Y
+(echo x >/proc/sys/kernel/random/boot_id) 2>/dev/null && echo writable || echo read-only`
+	mustSh(t, vm, "echo 0123456789abcdef0123456789abcdef >/etc/machine-id")
+	own := mustSh(t, vm, state)
+	if f := strings.Fields(own); len(f) < 5 || len(f[0]) != 36 || f[3] != "mounts" || f[4] != "0" {
+		t.Fatalf("before restored the guest shows:\n%s", own)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for i, a := range []proto.RestoredArgs{
+		{TimeNs: time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC).UnixNano(), Entropy: bytes.Repeat([]byte{1, 2, 3, 4}, 16),
+			Hostname: "restored-one", BootID: "5c1f3a8e-0b7d-4e2a-9f61-3d8c2b7a4e10", MachineID: "3e9a6c1d0b7f48e2a5c4d3b2e1f0a9b8"},
+		{TimeNs: time.Date(2032, 5, 6, 7, 8, 9, 0, time.UTC).UnixNano(), Entropy: bytes.Repeat([]byte{9, 8, 7, 6}, 128),
+			Hostname: "restored-two", BootID: "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", MachineID: "ffeeddccbbaa99887766554433221100"},
+	} {
+		res, err := vm.Agent.Restored(ctx, a)
+		if err != nil {
+			t.Fatalf("restored %d: %v\nconsole:\n%s", i, err, consoleTail(vm))
+		}
+		// The test kernel is a current Debian one: it reseeds on request.
+		if !res.Reseeded || res.BootID != a.BootID {
+			t.Errorf("restored %d: %+v, want reseeded with boot id %s", i, res, a.BootID)
+		}
+		want := fmt.Sprintf("%s\n%s\n%s\nro\nmounts 1\n%d\nread-only\n", a.BootID, a.Hostname, a.MachineID, 2031+i)
+		if got := mustSh(t, vm, state); got != want {
+			t.Errorf("after restored %d the guest shows:\n%s\nwant:\n%s", i, got, want)
+		}
+	}
+
+	bad := proto.RestoredArgs{TimeNs: 1, Entropy: make([]byte, 64), Hostname: "bad", BootID: "5c1f3a8e-0b7d-4e2a-9f61-3d8c2b7a4e10", MachineID: "x"}
+	if _, err := vm.Agent.Restored(ctx, bad); err == nil || !strings.Contains(err.Error(), "machine_id") {
+		t.Errorf("restored with a bad machine id: %v", err)
+	}
+	if got := mustSh(t, vm, "cat /proc/sys/kernel/random/boot_id /proc/sys/kernel/hostname; date -u +%Y"); got != "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d\nrestored-two\n2032\n" {
+		t.Errorf("after a refused restored: %q", got)
+	}
+	if _, err := vm.Agent.Ping(ctx); err != nil {
+		t.Fatalf("the agent after restored: %v", err)
+	}
+	shutdown(t, vm)
+}

@@ -337,6 +337,32 @@ func (c *Client) SetTime(ctx context.Context, t time.Time) error {
 	return err
 }
 
+// Restored tells the agent its VM was just restored from a memory
+// snapshot, before anything else runs there: the guest sets its clock,
+// mixes a.Entropy into its kernel's random pool and reseeds, and takes
+// the boot id, host name and machine id given, so that copies restored
+// from one snapshot share neither their randomness nor their identity.
+// Arguments that fail a.Check are refused before anything is sent. An
+// agent older than the operation answers CodeUnsupported, saying to
+// rebuild the environment.
+func (c *Client) Restored(ctx context.Context, a RestoredArgs) (RestoredResult, error) {
+	if err := a.Check(); err != nil {
+		return RestoredResult{}, err
+	}
+	res, err := call(ctx, c, OpRestored, a)
+	switch {
+	case err != nil:
+	case !validBootID(res.BootID):
+		err = protoErrorf("restored: the guest answered a boot id that is not a UUID (%d bytes)", len(res.BootID))
+	case a.BootID != "" && res.BootID != a.BootID:
+		err = protoErrorf("restored: the guest's boot id reads %s, not the %s it was given", res.BootID, a.BootID)
+	}
+	if err != nil {
+		return RestoredResult{}, err
+	}
+	return res, nil
+}
+
 // Poweroff asks the guest to stop its processes, sync, and power off. The
 // stream ending without an answer counts as success: the VM may be gone
 // before the answer leaves it.

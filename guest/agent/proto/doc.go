@@ -95,6 +95,8 @@
 //	freeze      FreezeArgs: mountpoint          -                   Result {}
 //	thaw        ThawArgs: mountpoint            -                   Result {}
 //	set_time    SetTimeArgs: time_ns            -                   Result {}
+//	restored    RestoredArgs: time_ns, entropy, -                   Result RestoredResult
+//	            hostname, boot_id, machine_id
 //	poweroff    -                               -                   Result {}, then the VM powers off
 //	dial        DialArgs: port                  Data* End           Open, Data* End, Result DialResult
 //	service_start    ServiceStartArgs: name, argv|shell, cwd, env, user,  -  Result ServiceStatus
@@ -121,6 +123,21 @@
 // service_start waits at most wait_ms for readiness and answers "starting"
 // past it; the service goes on running after its stream closes, unlike an
 // exec, until a stop, its own exit or the VM's end.
+//
+// restored, also added without a new version, is the host's first request
+// to a guest it has restored from a memory snapshot: one snapshot may be
+// restored many times, and each copy must get its own randomness and
+// identity. The agent checks every argument first (RestoredArgs.Check),
+// so a refused request changes nothing; then it writes entropy (32 to
+// 512 bytes) into the kernel's input pool crediting every bit
+// (RNDADDENTROPY) and reseeds the generator (RNDRESEEDCRNG; reseeded is
+// false where the kernel lacks it), sets CLOCK_REALTIME to time_ns, and,
+// for each that is set: bind-mounts a file on /run (a tmpfs) holding
+// boot_id read-only over /proc/sys/kernel/random/boot_id, which the
+// kernel fixes at boot (the previous restore's mount is detached first,
+// never stacked on); sets the kernel's host name (no file changes);
+// replaces /etc/machine-id by machine_id when the guest has one (a
+// non-empty regular file). It answers the boot id /proc reads then.
 //
 // A shell (shell.go) is a program on a pseudo-terminal that outlives its
 // stream: shell_open starts it and answers its id, and the other shell

@@ -140,6 +140,7 @@ func FuzzClientAnswers(f *testing.F) {
 	f.Add(uint8(10), cat(frame(FrameOpen, nil), frame(FrameData, []byte("pong")), frame(FrameEnd, nil),
 		jsonFrame(FrameResult, DialResult{In: 0, Out: 4})))
 	f.Add(uint8(10), jsonFrame(FrameError, Error{Code: CodeInvalid, Message: `unknown operation "dial"`}))
+	f.Add(uint8(restoredCall), jsonFrame(FrameResult, RestoredResult{Reseeded: true, BootID: "5c1f3a8e-0b7d-4e2a-9f61-3d8c2b7a4e10"}))
 	f.Add(uint8(3), []byte{byte(FrameData), 0xff, 0xff, 0x0f, 0})           // claims 1 MiB, sends nothing
 	f.Add(uint8(0x80), []byte("PYROAG\x01\x00"))                            // an older agent
 	f.Add(uint8(0x81), append([]byte("NOTPYRO!"), frame(FrameEnd, nil)...)) // not an agent

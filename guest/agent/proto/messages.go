@@ -51,6 +51,7 @@ var (
 	OpSetTime   = Op[SetTimeArgs, Empty]{"set_time"}
 	OpPoweroff  = Op[Empty, Empty]{"poweroff"}
 	OpDial      = Op[DialArgs, DialResult]{"dial"}
+	OpRestored  = Op[RestoredArgs, RestoredResult]{"restored"}
 )
 
 // NewRequest returns the Request for op with args.
@@ -173,6 +174,112 @@ type ThawArgs struct {
 type SetTimeArgs struct {
 	TimeNs int64 `json:"time_ns"` // Unix time in nanoseconds
 }
+
+// RestoredArgs are restored's arguments: what the host gives a guest it
+// has just restored from a memory snapshot, so that no two copies of one
+// snapshot share their randomness or their identity. Check says what is
+// accepted.
+type RestoredArgs struct {
+	TimeNs int64 `json:"time_ns"` // the host's wall clock now, Unix time in nanoseconds
+	// Entropy is fresh random bytes from the host (MinRestoredEntropy to
+	// MaxRestoredEntropy; base64 on the wire), mixed into the guest
+	// kernel's pool and credited in full before its generator reseeds.
+	Entropy []byte `json:"entropy"`
+	// Hostname, when set, becomes the kernel's host name (files such as
+	// /etc/hostname are left alone): letters, digits and inner hyphens,
+	// at most 63, as the kernel command line's pyro.hostname.
+	Hostname string `json:"hostname,omitempty"`
+	// BootID, when set, is what /proc/sys/kernel/random/boot_id reads
+	// from now on: a UUID in the kernel's form, 36 characters of
+	// lowercase hex and hyphens (8-4-4-4-12), not all zero.
+	BootID string `json:"boot_id,omitempty"`
+	// MachineID, when set, replaces the contents of /etc/machine-id if
+	// the guest has one (a non-empty regular file); else it is ignored.
+	// 32 lowercase hex characters, not all zero.
+	MachineID string `json:"machine_id,omitempty"`
+}
+
+// Bounds of RestoredArgs.Entropy, in bytes: at least 256 bits, and far
+// less than a frame.
+const (
+	MinRestoredEntropy = 32
+	MaxRestoredEntropy = 512
+)
+
+// Check returns a CodeInvalid *Error naming the first field of a that is
+// missing or malformed, or nil. The Client checks before sending and the
+// agent before changing anything, so a refused request changes nothing.
+func (a *RestoredArgs) Check() error {
+	switch {
+	case a.TimeNs <= 0:
+		return errorf(CodeInvalid, "restored needs time_ns, the host's Unix time in nanoseconds")
+	case len(a.Entropy) < MinRestoredEntropy || len(a.Entropy) > MaxRestoredEntropy:
+		return errorf(CodeInvalid, "restored needs %d to %d bytes of fresh entropy, got %d", MinRestoredEntropy, MaxRestoredEntropy, len(a.Entropy))
+	case a.Hostname != "" && !validHostname(a.Hostname):
+		return errorf(CodeInvalid, "restored hostname %q: use at most 63 letters, digits and inner hyphens", clip(a.Hostname, 80))
+	case a.BootID != "" && !validBootID(a.BootID):
+		return errorf(CodeInvalid, "restored boot_id %q is not a UUID in lowercase hex (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx, not all zero)", clip(a.BootID, 80))
+	case a.MachineID != "" && !validMachineID(a.MachineID):
+		return errorf(CodeInvalid, "restored machine_id %q is not 32 lowercase hex characters (not all zero)", clip(a.MachineID, 80))
+	}
+	return nil
+}
+
+// validHostname accepts what the host puts on the kernel command line
+// (pyro.hostname): letters, digits and inner hyphens, at most 63.
+func validHostname(h string) bool {
+	if len(h) == 0 || len(h) > 63 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' && i > 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// validBootID reports whether s is a boot id as the kernel writes one in
+// /proc/sys/kernel/random/boot_id (without its newline): a UUID of
+// lowercase hex, 8-4-4-4-12, not all zero.
+func validBootID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	zero := true
+	for i := 0; i < len(s); i++ {
+		switch i {
+		case 8, 13, 18, 23:
+			if s[i] != '-' {
+				return false
+			}
+			continue
+		}
+		if !isLowerHex(s[i]) {
+			return false
+		}
+		zero = zero && s[i] == '0'
+	}
+	return !zero
+}
+
+// validMachineID accepts a machine-id(5): 32 lowercase hex, not all zero.
+func validMachineID(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	zero := true
+	for i := 0; i < len(s); i++ {
+		if !isLowerHex(s[i]) {
+			return false
+		}
+		zero = zero && s[i] == '0'
+	}
+	return !zero
+}
+
+func isLowerHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' }
 
 // DialArgs are dial's arguments.
 type DialArgs struct {
@@ -297,6 +404,18 @@ type ReadResult struct {
 // WriteResult answers write_file.
 type WriteResult struct {
 	N int64 `json:"n"` // bytes written
+}
+
+// RestoredResult answers restored.
+type RestoredResult struct {
+	// Reseeded says the guest kernel's random generator reseeded from
+	// the new entropy at once (RNDRESEEDCRNG). False on a kernel without
+	// that ioctl: the entropy is mixed in and credited all the same, and
+	// the generator takes it at its next scheduled reseed.
+	Reseeded bool `json:"reseeded"`
+	// BootID is what /proc/sys/kernel/random/boot_id reads now: the
+	// request's boot_id when it had one.
+	BootID string `json:"boot_id"`
 }
 
 // DialResult ends a dial: the bytes relayed each way.

@@ -224,6 +224,7 @@ var argDecoders = []func(*Request) error{
 	func(r *Request) error { _, err := DecodeArgs(OpSetTime, r); return err },
 	func(r *Request) error { _, err := DecodeArgs(OpPoweroff, r); return err },
 	func(r *Request) error { _, err := DecodeArgs(OpDial, r); return err },
+	func(r *Request) error { _, err := DecodeArgs(OpRestored, r); return err },
 }
 
 func FuzzDecodeFrames(f *testing.F) {
@@ -315,6 +316,9 @@ func TestRequestWire(t *testing.T) {
 		{func() { c.SetTime(ctx, time.Unix(1, 5)) }, `{"op":"set_time","args":{"time_ns":1000000005}}`},
 		{func() { c.Poweroff(ctx) }, `{"op":"poweroff"}`},
 		{func() { c.DialPort(ctx, 8080) }, `{"op":"dial","args":{"port":8080}}`},
+		{func() {
+			c.Restored(ctx, RestoredArgs{TimeNs: 7, Entropy: bytes.Repeat([]byte{0xfb}, 32), Hostname: "ws", BootID: "5c1f3a8e-0b7d-4e2a-9f61-3d8c2b7a4e10"})
+		}, `{"op":"restored","args":{"time_ns":7,"entropy":"` + strings.Repeat("+/v7", 10) + `+/s=","hostname":"ws","boot_id":"5c1f3a8e-0b7d-4e2a-9f61-3d8c2b7a4e10"}}`},
 	} {
 		tc.call()
 		select {
