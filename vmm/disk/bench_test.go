@@ -1,6 +1,8 @@
 package disk
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 )
@@ -57,6 +59,36 @@ func BenchmarkCutBack(b *testing.B) {
 		if err := s.CutBack(snap.ID); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkFork is the cost of starting a workspace from a snapshot of a
+// running one: Fork of the second of two frozen layers (64 MiB written in
+// the first, one cluster in the second), linked, while the source is open;
+// then Close and removal of the fork.
+func BenchmarkFork(b *testing.B) {
+	s := benchStack(b)
+	if _, err := s.Freeze("a"); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.WriteAt(fill(ClusterSize, 2), 0); err != nil {
+		b.Fatal(err)
+	}
+	snap, err := s.Freeze("b")
+	if err != nil {
+		b.Fatal(err)
+	}
+	tmp := b.TempDir()
+	for i := 0; b.Loop(); i++ {
+		dir := filepath.Join(tmp, fmt.Sprint(i))
+		f, err := Fork(s.dir, snap.ID, dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		f.Close()
+		os.RemoveAll(dir)
+		b.StartTimer()
 	}
 }
 

@@ -6,8 +6,10 @@
 // layer it was started on (BaseID: the base image). Checkout discards the
 // writable top and starts a new one on any frozen layer ("reset to
 // snapshot", every snapshot kept); DeleteLayer deletes a frozen layer
-// nothing is built on; CutBack drops a frozen layer's whole subtree. None
-// copies data, so each costs a few fsyncs whatever the disk's size.
+// nothing is built on; CutBack drops a frozen layer's whole subtree. Fork
+// starts a new stack on a frozen layer of another, sharing that layer and
+// its ancestors by hard link. None copies data, so each costs a few fsyncs
+// whatever the disk's size.
 //
 // It sits between the virtio-blk device model, which turns the guest's
 // requests into byte ranges, and the host's files:
@@ -119,6 +121,12 @@
 // deleted, a *.tmp) are leftovers of an interrupted operation that hold no
 // state, and Open deletes them.
 //
+// Fork builds its new directory the same way: the shared layers' links (or
+// copies, fsynced), then the new top, then the manifest, which commits. A
+// crash before that leaves a directory with no manifest.json, which Open
+// refuses as an unfinished stack; it holds only links to files of other
+// stacks, or copies, so deleting it whole (os.RemoveAll) loses nothing.
+//
 // Open trusts nothing and repairs nothing. It refuses a stack whose manifest
 // does not parse or is inconsistent, whose layer files are missing or have the
 // wrong length, whose maps fail their checksum or name another layer or disk
@@ -129,6 +137,29 @@
 // unwritten pages, so retrying cannot make them durable: the Stack then
 // refuses every further write and Flush with that error until Checkout or
 // CutBack discards the top layer or the stack is reopened.
+//
+// # Forks
+//
+// Fork(src, id, dst) makes a new stack in dst whose frozen layers are the
+// frozen layer id of the stack in src and its ancestors, down to the base
+// (other branches are not taken), with their IDs, names and times, and a
+// new empty writable top on id; base image, disk size and cluster size are
+// the source's. The new stack reads as the source did when id was frozen.
+//
+// The frozen layers' files are hard links to the source's. That is safe
+// because a frozen layer's files are never written, truncated, punched or
+// renamed over again (only the top's are, and Freeze makes its map final
+// before it commits): CutBack, DeleteLayer and Remove only unlink them, so
+// deleting a shared layer in one stack removes that stack's link and leaves
+// every other stack's. Each stack writes only its own top, so a fork's
+// writes never reach its source or its siblings, nor theirs the fork. Where
+// the file system refuses the link (EXDEV: another file system; EPERM;
+// EMLINK: too many links to one file) the files are copied, data extents
+// only (found by SEEK_DATA and SEEK_HOLE), so holes stay holes. A fork of a
+// fork is the same operation; its links reach the first stack's files.
+//
+// Layers reports Allocated for a shared layer in every stack that holds
+// it; the space on the host is shared.
 //
 // # Design notes
 //
@@ -154,7 +185,12 @@
 // Discard, WriteZeroes, Freeze, Checkout, CutBack and DeleteLayer are
 // exclusive. Flush holds the exclusive lock only to copy the bitmap: its
 // fdatasync and map write run while reads and writes go on, serialized only
-// with other Flush, Freeze, Checkout, CutBack, DeleteLayer and Close calls. Between processes, Open takes an exclusive flock on
-// the stack's directory and OpenReadOnly a shared one, so one stack is never
-// written by two VMs, nor read for export while a VM writes it.
+// with other Flush, Freeze, Checkout, CutBack, DeleteLayer and Close calls.
+// Between processes, Open takes an exclusive flock on the stack's directory
+// and OpenReadOnly a shared one, so one stack is never written by two VMs,
+// nor read for export while a VM writes it. Fork takes no lock on its
+// source, which is usually open by its running VM: it reads only the
+// manifest, replaced atomically, and frozen files, which never change, and
+// checks each shared layer as Open does. A layer the source deletes while
+// Fork runs makes Fork fail. The new stack is locked from its creation.
 package disk

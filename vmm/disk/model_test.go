@@ -231,6 +231,9 @@ func checkImage(t testing.TB, s *Stack, want []byte, what string) {
 	if n, err := s.ReadAt(got, 0); n != len(got) || err != nil {
 		t.Fatalf("%sread whole disk: %d, %v", what, n, err)
 	}
+	if bytes.Equal(got, want) { // fast; diff then says where
+		return
+	}
 	if i := diff(got, want); i >= 0 {
 		t.Fatalf("%sdisk byte %d (cluster %d) is %#x, want %#x", what, i, i/ClusterSize, got[i], want[i])
 	}

@@ -166,16 +166,8 @@ func load(dirf *os.File, dir string, ro bool) (_ *Stack, err error) {
 	}
 	s.size, s.baseRec = m.Size, m.Base
 	if b := m.Base; b != nil {
-		if s.base, err = os.Open(b.Path); err != nil {
-			return nil, fmt.Errorf("disk: stack %s: base image: %w", dir, err)
-		}
-		fi, err := s.base.Stat()
-		if err != nil {
-			return nil, fmt.Errorf("disk: stack %s: base image: %w", dir, err)
-		}
-		if fi.Size() != b.Size || fi.ModTime().UnixNano() != b.MtimeNs {
-			return nil, fmt.Errorf("disk: stack %s: %s was %d bytes modified %v, is now %d bytes modified %v: %w", dir, b.Path,
-				b.Size, time.Unix(0, b.MtimeNs).UTC(), fi.Size(), fi.ModTime().UTC(), ErrBaseChanged)
+		if s.base, err = openBase(dir, b); err != nil {
+			return nil, err
 		}
 		s.baseSize = b.Size
 	}
@@ -214,6 +206,26 @@ func load(dirf *os.File, dir string, ro bool) (_ *Stack, err error) {
 		s.removeLeftovers(keep)
 	}
 	return s, nil
+}
+
+// openBase opens the base image the stack in dir was created over, and
+// checks that it is still that image (ErrBaseChanged if not).
+func openBase(dir string, b *baseRecord) (*os.File, error) {
+	f, err := os.Open(b.Path)
+	if err != nil {
+		return nil, fmt.Errorf("disk: stack %s: base image: %w", dir, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("disk: stack %s: base image: %w", dir, err)
+	}
+	if fi.Size() != b.Size || fi.ModTime().UnixNano() != b.MtimeNs {
+		f.Close()
+		return nil, fmt.Errorf("disk: stack %s: %s was %d bytes modified %v, is now %d bytes modified %v: %w", dir, b.Path,
+			b.Size, time.Unix(0, b.MtimeNs).UTC(), fi.Size(), fi.ModTime().UTC(), ErrBaseChanged)
+	}
+	return f, nil
 }
 
 // removeLeftovers deletes files of interrupted operations: layers and
@@ -747,6 +759,16 @@ func (s *Stack) Layers() []LayerInfo {
 		infos[i].Allocated = l.allocated()
 	}
 	return infos
+}
+
+// Top describes the writable top layer: the last of Layers.
+func (s *Stack) Top() LayerInfo {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	top := s.top()
+	info := top.info
+	info.Allocated = top.allocated()
+	return info
 }
 
 // Close flushes the stack and closes its files. Using the Stack afterwards
