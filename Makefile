@@ -56,7 +56,7 @@ HARNESS_ENV := PYRO_CACHE_DIR=$(PYRO_CACHE) PYRO_TEST_ENV_DEBIAN=$(ENVS_DIR)/deb
 # under the race detector (the MMIO sequence drives a live worker).
 FUZZTIME ?= 300000x
 FUZZ := ./vmm:FuzzParseBzImage ./vmm:FuzzSerialRestore:100000x ./vmm/memory:FuzzSlice ./vmm/acpi:FuzzPkgLength ./vmm/snapshot:FuzzDecode \
-	./virtio:FuzzQueueWalk ./virtio:FuzzMMIOSequence:20000x:race ./virtio/blk:FuzzRequest ./virtio/vsock:FuzzTxPacket \
+	./virtio:FuzzQueueWalk ./virtio:FuzzMMIOSequence:20000x:race ./virtio:FuzzTransportStateUnmarshal:100000x ./virtio/blk:FuzzRequest ./virtio/vsock:FuzzTxPacket \
 	./virtio/net:FuzzNetTx:50000x ./virtio/net:FuzzNetRx:50000x \
 	./netstack:FuzzParseGrant:20000x ./netstack:FuzzDNSAnswer:20000x ./netstack:FuzzGuestPacket:20000x ./netstack:FuzzLinkFrame:20000x \
 	./guest/agent:FuzzServeStream:20000x ./guest/agent/proto:FuzzDecodeFrames \
