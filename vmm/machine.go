@@ -104,11 +104,22 @@ type Machine struct {
 	pio     Bus
 	mmio    Bus
 	console *consoleLog
+	serial  *Serial
 	irqfds  []int
 	virtio  []*virtioSlot
 
 	vcpus  []*kvm.VCPU        // index = vCPU id; each used only by its own thread
 	probes []chan chan string // index = vCPU id: DebugVCPUs's requests
+	// onThread (index = vCPU id) carries work a parked vCPU runs on its
+	// own thread: saving its state.
+	onThread []chan func(*kvm.VCPU)
+	// pause is set while the vCPUs are asked to park (Pause).
+	pause   atomic.Pointer[pauseState]
+	pauseMu sync.Mutex // serialises Pause, Resume and Snapshot
+	paused  bool       // guarded by pauseMu
+	// restoring holds a decoded snapshot while Restore builds the
+	// machine; nil for a boot.
+	restoring *restoreState
 	// probeMu orders DebugVCPUs's kicks before Close unmaps the vCPUs.
 	probeMu     sync.Mutex
 	vcpusClosed bool // guarded by probeMu
@@ -196,6 +207,28 @@ func New(cfg Config) (m *Machine, err error) {
 			return nil, inputErr("initrd %s: %v", cfg.Initrd, unwrapPath(err))
 		}
 	}
+	m, err = newMachine(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			m.Close()
+			m = nil
+		}
+	}()
+	if m.mem, err = memory.New(memory.Layout{Size: uint64(cfg.MemMiB) << 20, Hole: mmioHoleStart}); err != nil {
+		return nil, err
+	}
+	if err := m.assemble(func() error { return m.load(kern, initrd) }); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// newMachine opens KVM and creates the VM with its interrupt controllers
+// and timer; restoring is nil for a boot. The caller closes m on error.
+func newMachine(cfg Config, restoring *restoreState) (*Machine, error) {
 	dev := cfg.KVMDevice
 	if dev == "" {
 		dev = kvm.DevicePath
@@ -204,54 +237,54 @@ func New(cfg Config) (m *Machine, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w (run pyro kvm-check to see what this host lacks)", err)
 	}
-	m = &Machine{cfg: cfg, sys: sys, start: make(chan struct{}), abort: make(chan struct{}), stopped: make(chan struct{})}
+	m := &Machine{cfg: cfg, sys: sys, restoring: restoring, start: make(chan struct{}), abort: make(chan struct{}), stopped: make(chan struct{})}
 	m.console = &consoleLog{out: cfg.Console}
-	defer func() {
-		if err != nil {
-			m.Close()
-			m = nil
-		}
-	}()
 	if m.vm, err = sys.CreateVM(); err != nil {
+		m.Close()
 		return nil, err
 	}
-	if err := m.vm.SetTSSAddr(tssAddr); err != nil {
-		return nil, err
-	}
-	if err := m.vm.SetIdentityMapAddr(identityMapAddr); err != nil {
-		return nil, err
-	}
-	if err := m.vm.CreateIRQChip(); err != nil {
-		return nil, err
-	}
-	if err := m.vm.CreatePIT2(kvm.PITSpeakerDummy); err != nil {
-		return nil, err
-	}
-	if m.mem, err = memory.New(memory.Layout{Size: uint64(cfg.MemMiB) << 20, Hole: mmioHoleStart}); err != nil {
-		return nil, err
-	}
-	for i, r := range m.mem.Regions() {
-		if err := m.vm.SetUserMemoryRegion(kvm.MemoryRegion{Slot: uint32(i), GuestAddr: r.GuestAddr, Memory: r.Host}); err != nil {
+	for _, step := range []func() error{
+		func() error { return m.vm.SetTSSAddr(tssAddr) },
+		func() error { return m.vm.SetIdentityMapAddr(identityMapAddr) },
+		m.vm.CreateIRQChip,
+		func() error { return m.vm.CreatePIT2(kvm.PITSpeakerDummy) },
+	} {
+		if err := step(); err != nil {
+			m.Close()
 			return nil, err
 		}
 	}
-	if err := m.load(kern, initrd); err != nil {
-		return nil, err
+	return m, nil
+}
+
+// assemble maps m.mem into the VM, runs load (which fills memory for a
+// boot, or restores the VM-wide state), wires the devices and creates the
+// vCPUs.
+func (m *Machine) assemble(load func() error) error {
+	for i, r := range m.mem.Regions() {
+		if err := m.vm.SetUserMemoryRegion(kvm.MemoryRegion{Slot: uint32(i), GuestAddr: r.GuestAddr, Memory: r.Host}); err != nil {
+			return err
+		}
+	}
+	if err := load(); err != nil {
+		return err
 	}
 	if err := m.addLegacyDevices(); err != nil {
-		return nil, err
+		return err
 	}
-	log := cfg.Logger
+	log := m.cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := m.addVirtio(cfg.Devices, log); err != nil {
-		return nil, err
+	if err := m.addVirtio(m.cfg.Devices, log); err != nil {
+		return err
 	}
-	if err := m.createVCPUs(kern); err != nil {
-		return nil, err
+	if m.restoring != nil {
+		if err := m.restoreDevices(); err != nil {
+			return err
+		}
 	}
-	return m, nil
+	return m.createVCPUs()
 }
 
 // acpiConfig describes the machine to the guest's ACPI tables.
@@ -329,8 +362,13 @@ func (m *Machine) addLegacyDevices() error {
 		return err
 	}
 	one := []byte{1, 0, 0, 0, 0, 0, 0, 0}
-	serial := NewSerial(m.console, func() { unix.Write(efd, one) })
-	if err := m.pio.Add("serial", com1Port, 8, serial); err != nil {
+	m.serial = NewSerial(m.console, func() { unix.Write(efd, one) })
+	if m.restoring != nil {
+		if err := m.serial.RestoreState(m.restoring.serial); err != nil {
+			return fmt.Errorf("serial port: %w", err)
+		}
+	}
+	if err := m.pio.Add("serial", com1Port, 8, m.serial); err != nil {
 		return err
 	}
 	power := &powerDevice{
@@ -343,20 +381,22 @@ func (m *Machine) addLegacyDevices() error {
 
 // createVCPUs starts one locked goroutine per vCPU, which creates and
 // configures its vCPU, then waits for Run.
-func (m *Machine) createVCPUs(k *Kernel) error {
+func (m *Machine) createVCPUs() error {
 	supported, err := m.sys.SupportedCPUID()
 	if err != nil {
 		return err
 	}
 	m.vcpus = make([]*kvm.VCPU, m.cfg.VCPUs)
 	m.probes = make([]chan chan string, m.cfg.VCPUs)
+	m.onThread = make([]chan func(*kvm.VCPU), m.cfg.VCPUs)
 	for i := range m.probes {
 		m.probes[i] = make(chan chan string, 1)
+		m.onThread[i] = make(chan func(*kvm.VCPU))
 	}
 	ready := make(chan error)
 	for id := 0; id < m.cfg.VCPUs; id++ {
 		var boot *bootState
-		if id == 0 {
+		if id == 0 && m.restoring == nil {
 			boot = &bootState{entry: kernelAddr + entry64Offset}
 		}
 		m.exited.Add(1)
@@ -394,12 +434,15 @@ func (m *Machine) vcpuThread(id int, supported []kvm.CPUIDEntry, boot *bootState
 	// Close closes it once every vCPU thread has returned, so a Kick from
 	// another thread never touches an unmapped kvm_run.
 	m.vcpus[id] = v
-	tsc, err := v.TSCKHz()
-	if err != nil {
-		ready <- err
-		return
+	if m.restoring != nil {
+		err = v.RestoreState(m.restoring.cpus[id])
+	} else {
+		var tsc uint32
+		if tsc, err = v.TSCKHz(); err == nil {
+			err = setupVCPU(v, guestCPUID(supported, id, m.cfg.VCPUs, tsc), boot)
+		}
 	}
-	if err := setupVCPU(v, guestCPUID(supported, id, m.cfg.VCPUs, tsc), boot); err != nil {
+	if err != nil {
 		ready <- err
 		return
 	}
@@ -464,6 +507,9 @@ func (m *Machine) runLoop(v *kvm.VCPU) {
 			case reply := <-m.probes[v.ID()]:
 				reply <- vcpuReport(v, &rec)
 			default:
+			}
+			if p := m.pause.Load(); p != nil {
+				m.park(v, p)
 			}
 		case kvm.ExitSystemEvent:
 			typ, _ := exit.SystemEvent()
