@@ -103,6 +103,8 @@ type VM struct {
 	err error
 
 	closeOnce sync.Once
+	// restored: the VM resumed a memory snapshot instead of booting.
+	restored bool
 }
 
 // Cmdline is the kernel command line for an environment's VM.
@@ -119,11 +121,47 @@ func Cmdline(hostname string) string {
 // guest stops by itself (Done).
 func Start(ctx context.Context, cfg Config) (_ *VM, err error) {
 	begin := time.Now()
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	d, err := newDevices(cfg)
+	if err != nil {
+		return nil, err
+	}
+	m, err := vmm.New(vmm.Config{
+		Kernel:    cfg.Env.Kernel,
+		Initrd:    cfg.Env.Initrd,
+		Cmdline:   Cmdline(cfg.Hostname),
+		VCPUs:     cfg.VCPUs,
+		MemMiB:    cfg.MemMiB,
+		Console:   cfg.Console,
+		KVMDevice: cfg.KVMDevice,
+		Devices:   d.list,
+		Logger:    cfg.Logger,
+	})
+	if err != nil {
+		d.vs.Close()
+		return nil, err
+	}
+	v, err := launch(ctx, cfg, m, d, false)
+	if err != nil {
+		return nil, err
+	}
+	v.Ready = time.Since(begin)
+	if err := setClock(ctx, v.Agent, setClockTimeout); err != nil {
+		v.Close()
+		return nil, err
+	}
+	return v, nil
+}
+
+// defaults fills cfg's zero fields and checks it.
+func (cfg *Config) defaults() error {
 	if cfg.Env == nil {
-		return nil, errors.New("instance: no environment")
+		return errors.New("instance: no environment")
 	}
 	if cfg.Disk == nil {
-		return nil, errors.New("instance: no disk")
+		return errors.New("instance: no disk")
 	}
 	if cfg.VCPUs == 0 {
 		cfg.VCPUs = 1
@@ -135,12 +173,24 @@ func Start(ctx context.Context, cfg Config) (_ *VM, err error) {
 		cfg.ReadyTimeout = DefaultReadyTimeout
 	}
 	if err := validHostname(cfg.Hostname); err != nil {
-		return nil, err
+		return err
 	}
 	if kind := kvm.DetectHost("/sys"); kind == kvm.HostPVM {
 		// A stock kernel spins forever there instead of failing: say so now.
-		return nil, ErrPVMHost
+		return ErrPVMHost
 	}
+	return nil
+}
+
+// devices are a VM's virtio devices, in the order the guest sees them:
+// the disk, vsock, and the NIC when there is one.
+type devices struct {
+	list []virtio.Device
+	vs   *vsock.Device
+	nd   *vnet.Device
+}
+
+func newDevices(cfg Config) (*devices, error) {
 	bd, err := blk.New(cfg.Disk, blk.Options{ID: cfg.DiskID, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("disk device: %w", err)
@@ -149,41 +199,32 @@ func Start(ctx context.Context, cfg Config) (_ *VM, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("vsock device: %w", err)
 	}
-	devices := []virtio.Device{bd, vs}
-	var nd *vnet.Device
+	d := &devices{list: []virtio.Device{bd, vs}, vs: vs}
 	if cfg.Net != nil {
-		nd, err = vnet.New(cfg.Net, vnet.Options{MAC: GuestMAC, Logger: cfg.Logger})
+		d.nd, err = vnet.New(cfg.Net, vnet.Options{MAC: GuestMAC, Logger: cfg.Logger})
 		if err != nil {
 			vs.Close()
 			return nil, fmt.Errorf("network device: %w", err)
 		}
 		if b, ok := cfg.Net.(deviceBinder); ok {
-			b.SetDevice(nd)
+			b.SetDevice(d.nd)
 		}
-		devices = append(devices, nd)
+		d.list = append(d.list, d.nd)
 	}
-	m, err := vmm.New(vmm.Config{
-		Kernel:    cfg.Env.Kernel,
-		Initrd:    cfg.Env.Initrd,
-		Cmdline:   Cmdline(cfg.Hostname),
-		VCPUs:     cfg.VCPUs,
-		MemMiB:    cfg.MemMiB,
-		Console:   cfg.Console,
-		KVMDevice: cfg.KVMDevice,
-		Devices:   devices,
-		Logger:    cfg.Logger,
-	})
-	if err != nil {
-		vs.Close()
-		return nil, err
-	}
+	return d, nil
+}
+
+// launch runs machine m and waits for its agent to answer a ping. On error
+// the VM is closed.
+func launch(ctx context.Context, cfg Config, m *vmm.Machine, d *devices, restored bool) (_ *VM, err error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	v := &VM{m: m, vs: vs, nd: nd, log: log, cancel: cancel, done: make(chan struct{})}
+	v := &VM{m: m, vs: d.vs, nd: d.nd, log: log, cancel: cancel, done: make(chan struct{}), restored: restored}
 	v.Agent = &proto.Client{Dial: v.dial}
+	vs := d.vs
 	go func() {
 		v.res, v.err = runRecovered(func() (vmm.Result, error) { return m.Run(runCtx) })
 		// Mark the VM stopped before failing its streams, so that a call
@@ -209,10 +250,6 @@ func Start(ctx context.Context, cfg Config) (_ *VM, err error) {
 			// rebuilt), so the message names the command.
 			err = &proto.VersionError{Host: ve.Host, Guest: ve.Guest, Env: cfg.Env.Name}
 		}
-		return nil, err
-	}
-	v.Ready = time.Since(begin)
-	if err := setClock(ctx, v.Agent, setClockTimeout); err != nil {
 		return nil, err
 	}
 	return v, nil
@@ -287,7 +324,11 @@ func (v *VM) waitReady(ctx context.Context) error {
 		if errors.As(err, &pe) {
 			return err // Start says how to rebuild
 		}
-		if !errors.Is(err, vsock.ErrConnRefused) && !tryExpired {
+		// A restored guest resets the sockets it had once it reads the
+		// transport reset event; a first connection that raced the
+		// event is reset with them: try again.
+		retry := errors.Is(err, vsock.ErrConnRefused) || tryExpired || v.restored && errors.Is(err, vsock.ErrConnReset)
+		if !retry {
 			// A guest going down resets its vsock device before the VM
 			// stops: give the VM a moment, so that the error says why
 			// it stopped (a FATAL line from init, a panic), not that

@@ -1,0 +1,132 @@
+package instance
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pyro-mcp/pyro/guest/agent/proto"
+	"github.com/pyro-mcp/pyro/guest/env"
+	"github.com/pyro-mcp/pyro/vmm"
+)
+
+// Snapshot takes a memory snapshot of the running VM into dir (which must
+// exist and be empty): it pauses the guest, calls atPause while nothing in
+// the guest runs or writes its disk (the caller freezes the disk layer
+// that goes with the snapshot there), writes the machine's state and RAM,
+// and lets the guest run on. note is kept in the snapshot. An error from
+// atPause aborts the snapshot; the guest runs on either way.
+func (v *VM) Snapshot(dir, note string, atPause func() error) (vmm.SnapshotStats, error) {
+	if err := v.m.Pause(); err != nil {
+		if errors.Is(err, vmm.ErrNotRunning) {
+			return vmm.SnapshotStats{}, v.stoppedError("")
+		}
+		return vmm.SnapshotStats{}, err
+	}
+	var stats vmm.SnapshotStats
+	err := func() error {
+		if atPause != nil {
+			if err := atPause(); err != nil {
+				return err
+			}
+		}
+		var err error
+		stats, err = v.m.Snapshot(dir, note)
+		return err
+	}()
+	if rerr := v.m.Resume(); rerr != nil && err == nil {
+		err = fmt.Errorf("resuming the guest after its snapshot: %w", rerr)
+	}
+	return stats, err
+}
+
+// Restore starts cfg's VM from the memory snapshot in dir instead of
+// booting it, and returns once its agent answers and has taken this VM's
+// identity. cfg.Disk must read exactly as the disk did when the snapshot
+// was taken (a new layer on the layer frozen with it), and cfg.Net must be
+// set if and only if the snapshot's VM had a NIC. cfg.VCPUs and
+// cfg.MemMiB may be zero (the snapshot's are used) or must match it.
+//
+// The restored guest resumes with its processes as they were. Its vsock
+// connections are reset (the host side of them is gone), its wall clock is
+// set, its random number generator gets fresh entropy and is reseeded, and
+// its hostname, boot ID and machine ID become this VM's, so that siblings
+// restored from one snapshot share none of them.
+func Restore(ctx context.Context, cfg Config, dir string) (_ *VM, err error) {
+	begin := time.Now()
+	vcpus, mem := cfg.VCPUs, cfg.MemMiB
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	d, err := newDevices(cfg)
+	if err != nil {
+		return nil, err
+	}
+	m, err := vmm.Restore(vmm.Config{
+		VCPUs:     vcpus,
+		MemMiB:    mem,
+		Console:   cfg.Console,
+		KVMDevice: cfg.KVMDevice,
+		Devices:   d.list,
+		Logger:    cfg.Logger,
+	}, dir)
+	if err != nil {
+		d.vs.Close()
+		return nil, err
+	}
+	v, err := launch(ctx, cfg, m, d, true)
+	if err != nil {
+		return nil, err
+	}
+	v.Ready = time.Since(begin)
+	if err := v.takeIdentity(ctx, cfg.Hostname); err != nil {
+		v.Close()
+		return nil, err
+	}
+	return v, nil
+}
+
+// takeIdentity gives a restored guest the time, fresh entropy and this
+// VM's own identity.
+func (v *VM) takeIdentity(ctx context.Context, hostname string) error {
+	if hostname == "" {
+		hostname = env.Hostname
+	}
+	args := proto.RestoredArgs{
+		Entropy:   make([]byte, 64),
+		Hostname:  hostname,
+		BootID:    newUUID(),
+		MachineID: randomHex(16),
+	}
+	rand.Read(args.Entropy)
+	ctx, cancel := context.WithTimeout(ctx, setClockTimeout)
+	defer cancel()
+	args.TimeNs = time.Now().UnixNano()
+	res, err := v.Agent.Restored(ctx, args)
+	if err != nil {
+		return fmt.Errorf("giving the restored guest its identity: %w", err)
+	}
+	if !res.Reseeded {
+		v.log.Warn("the restored guest's kernel could not reseed its random number generator at once; it mixed in fresh entropy only")
+	}
+	return nil
+}
+
+// newUUID returns a random (version 4) UUID in its 36-character form.
+func newUUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
