@@ -43,6 +43,7 @@ const (
 	OpSnapshotList   Op = "snapshot.list"
 	OpSnapshotDelete Op = "snapshot.delete"
 	OpReset          Op = "reset"
+	OpFork           Op = "fork"
 	OpNetworkGrant   Op = "network.grant"
 	OpNetworkRevoke  Op = "network.revoke"
 	OpNetworkStatus  Op = "network.status"
