@@ -59,8 +59,9 @@ func modes() []mode {
 			name:        ModeReproFix,
 			description: "reproduce a failing test, read, patch, rerun, diff, export the fix, reset to retry",
 			tools: modeTools("workspace_exec", "exec_status", "file_list", "file_read", "file_write", "patch_apply",
-				"workspace_diff", "workspace_export", "snapshot_create", "workspace_reset", "network_grant"),
+				"workspace_diff", "workspace_export", "snapshot_create", "workspace_reset", "workspace_fork", "network_grant"),
 			describe: map[string]string{
+				"workspace_fork":   "Try several fixes side by side: fork the workspace, with the failure reproduced, into count (1-8) new running workspaces, each with its own copy-on-write disk and memory, processes as they were. A fork's changes never reach its parent or siblings.",
 				"workspace_create": "Boot a disposable Linux microVM workspace with the project in /workspace (seed: host dir, .tar/.tgz or git checkout; without seed, the git checkout pyro started in). The seed is the baseline workspace_diff compares with and workspace_reset returns to.",
 				"workspace_exec":   "Run a command (reproduce the failure, rerun the test) and wait: exit code, stdout/stderr. cwd /workspace, timeout 30 s (exit 124). Long output is cut to head+tail; full text in host files (*_path). Slow suites: background:true, then exec_status.",
 				"patch_apply":      "Fix: apply a unified diff (add, modify, delete files) under /workspace. All or nothing, no fuzz: if a hunk does not match, nothing is written and each file's error is reported; file_read the file again and retry.",
@@ -69,7 +70,7 @@ func modes() []mode {
 				"snapshot_create":  "Checkpoint the workspace after a slow setup (dependencies installed, failure reproduced) so workspace_reset can return there instead of to the bare seed.",
 				"workspace_reset":  "Discard an attempt: rebuild the workspace from the baseline (default) or a named snapshot, dropping every change and process since. Keeps id, snapshots and network grants.",
 			},
-			instructions: `pyro gives you a disposable Linux microVM workspace to reproduce and fix a bug. Loop: workspace_create (seeded from the project: a host dir, archive, or the git checkout pyro started in), workspace_exec to reproduce the failure (slow suites: background:true, then exec_status), file_list and file_read to understand it, patch_apply (or file_write) to fix it, workspace_exec to rerun, workspace_diff to review, workspace_export to copy the result to the host, workspace_reset to start over (snapshot_create after a slow setup so reset returns there), workspace_delete when done. Guest paths are relative to /workspace unless absolute. Long output is cut to head+tail; the full text stays in host files whose paths are returned. The workspace reaches no network until network_grant allows a destination (a package index); a failing command's hint names the grant it lacked.`,
+			instructions: `pyro gives you a disposable Linux microVM workspace to reproduce and fix a bug. Loop: workspace_create (seeded from the project: a host dir, archive, or the git checkout pyro started in), workspace_exec to reproduce the failure (slow suites: background:true, then exec_status), file_list and file_read to understand it, patch_apply (or file_write) to fix it, workspace_exec to rerun, workspace_diff to review, workspace_export to copy the result to the host, workspace_reset to start over (snapshot_create after a slow setup so reset returns there), workspace_fork to try several fixes side by side from one reproduced state, workspace_delete when done. Guest paths are relative to /workspace unless absolute. Long output is cut to head+tail; the full text stays in host files whose paths are returned. The workspace reaches no network until network_grant allows a destination (a package index); a failing command's hint names the grant it lacked.`,
 		},
 		{
 			// No tool here writes a host path, grants network or secrets,
@@ -120,8 +121,9 @@ func modes() []mode {
 			name:        ModeReviewEval,
 			description: "review or evaluate changes: snapshot, apply a candidate, run an evaluation, summarize, export the report, reset to the snapshot",
 			tools: modeTools("workspace_summary", "workspace_exec", "exec_status", "file_list", "file_read", "file_write", "patch_apply",
-				"workspace_diff", "workspace_export", "snapshot_create", "workspace_reset"),
+				"workspace_diff", "workspace_export", "snapshot_create", "workspace_reset", "workspace_fork"),
 			describe: map[string]string{
+				"workspace_fork":    "Evaluate candidates side by side: fork the workspace (or one of its snapshots: snapshot) into one new running workspace per candidate (count 1-8), each with its own copy-on-write disk and memory. A fork's changes never reach its parent or siblings.",
 				"file_write":        "Write an evaluation script, fixture or report in the workspace (max 1 MiB; parent directories created). Apply candidate changes with patch_apply.",
 				"patch_apply":       "Apply a candidate change (unified diff: add, modify, delete files) under /workspace. All or nothing, no fuzz: if a hunk does not match, nothing is written and each file's error is reported.",
 				"workspace_diff":    "Review a change: what differs under /workspace from the baseline, per file with +/- counts, plus the unified patch inline when small, else its host file (patch_path). path narrows it.",
@@ -131,7 +133,7 @@ func modes() []mode {
 				"workspace_summary": "What this evaluation did since the last reset: commands with exit codes, files changed vs the baseline with line counts, snapshots, exports. The basis of the report.",
 				"workspace_exec":    "Run an evaluation script or test command and wait: exit code, stdout/stderr. cwd /workspace, timeout 30 s (exit 124). Long output is cut to head+tail; full text in host files (*_path). Long evaluations: background:true, then exec_status.",
 			},
-			instructions: `pyro gives you a disposable Linux microVM to review or evaluate changes reproducibly. Loop: workspace_create seeded with the code, snapshot_create the starting point, then for each candidate: patch_apply it (file_write for an evaluation script), workspace_exec to run the evaluation (long runs: background:true, then exec_status), workspace_diff to review the change, workspace_summary for what ran and changed, workspace_export to copy the report to the host, workspace_reset to the snapshot before the next candidate. workspace_delete when done. Guest paths are relative to /workspace unless absolute. Long output is cut to head+tail; the full text stays in host files whose paths are returned.`,
+			instructions: `pyro gives you a disposable Linux microVM to review or evaluate changes reproducibly. Loop: workspace_create seeded with the code, snapshot_create the starting point, then for each candidate: patch_apply it (file_write for an evaluation script), workspace_exec to run the evaluation (long runs: background:true, then exec_status), workspace_diff to review the change, workspace_summary for what ran and changed, workspace_export to copy the report to the host, workspace_reset to the snapshot before the next candidate; or workspace_fork the snapshot once per candidate to evaluate them side by side. workspace_delete when done. Guest paths are relative to /workspace unless absolute. Long output is cut to head+tail; the full text stays in host files whose paths are returned.`,
 		},
 	}
 }

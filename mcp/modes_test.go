@@ -186,7 +186,8 @@ func TestModeInspectWritesNothing(t *testing.T) {
 	tools, _ := listTools(t, s)
 	deny := []string{"file_write", "patch_apply", "workspace_export", "workspace_sync_push", "network_grant", "network_revoke",
 		"port_publish", "port_unpublish", "secret_set", "secret_delete", "service_start", "service_restart", "service_stop",
-		"shell_open", "shell_write", "shell_signal", "workspace_update", "snapshot_create", "snapshot_delete", "vm_run"}
+		"shell_open", "shell_write", "shell_signal", "workspace_update", "snapshot_create", "snapshot_delete", "vm_run",
+		"workspace_fork"}
 	for _, n := range deny {
 		if tools[n] != nil {
 			t.Errorf("inspect offers %s", n)

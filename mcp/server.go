@@ -66,7 +66,7 @@ func Profiles() []ProfileInfo {
 	}
 	return []ProfileInfo{
 		{Name: ProfileCore, Description: "the everyday loop: workspaces, exec (also in the background), files, diff/export, snapshots and reset, network grants and published ports, service_start", Tools: core},
-		{Name: ProfileFull, Description: "everything in workspace-core plus stop, update, logs, snapshot_list, snapshot_delete, network_revoke, network_status, port_unpublish, secrets (secret_*), the other service tools, interactive shells (shell_*), one-shot vm_run and env_list", Tools: full},
+		{Name: ProfileFull, Description: "everything in workspace-core plus stop, update, logs, snapshot_list, snapshot_delete, workspace_fork, network_revoke, network_status, port_unpublish, secrets (secret_*), the other service tools, interactive shells (shell_*), one-shot vm_run and env_list", Tools: full},
 	}
 }
 
@@ -168,6 +168,7 @@ func toolSpecs() []toolSpec {
 	all = append(all, fileTools()...)
 	all = append(all, hostTools()...)
 	all = append(all, snapshotTools()...)
+	all = append(all, forkTools()...)
 	all = append(all, networkTools()...)
 	all = append(all, secretTools()...)
 	all = append(all, serviceTools()...)

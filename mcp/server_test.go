@@ -383,6 +383,10 @@ func TestEveryTool(t *testing.T) {
 		t.Errorf("sync: %s", r.text)
 	}
 	ok("snapshot_create", map[string]any{"id": id, "name": "before"})
+	if r := ok("workspace_fork", map[string]any{"id": "fix-2", "names": []any{"fix-2a", "fix-2b"}, "labels": map[string]any{"try": "b"}}); r.str("source") != id ||
+		len(r.m["forks"].([]any)) != 2 || r.m["resumed"] != true || r.m["forks"].([]any)[1].(map[string]any)["name"] != "fix-2b" {
+		t.Errorf("fork: %s", r.text)
+	}
 	if r := ok("snapshot_list", map[string]any{"id": id}); !strings.Contains(r.text, `"before"`) {
 		t.Errorf("snapshots: %s", r.text)
 	}

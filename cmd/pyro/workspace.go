@@ -648,6 +648,8 @@ func wsOn[I any, R any](c *wsCall, ref string, fn func(b I, id string) (R, error
 			lacks = "keeps no secrets"
 		case *contract.ServiceBackend:
 			lacks = "runs no services"
+		case *contract.Forker:
+			lacks = "does not fork workspaces"
 		}
 		return r, c.fail(contract.Invalid("this backend %s", lacks))
 	}

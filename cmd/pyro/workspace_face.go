@@ -37,6 +37,7 @@ var cliArgNames = map[string]string{
 	"grace_seconds":   "--grace",
 	"tail_lines":      "--tail",
 	"labels":          "--label",
+	"names":           "--name",
 	"remove_labels":   "--remove-label",
 	"grants":          "GRANT",
 	"guest_port":      "GUEST_PORT",

@@ -66,7 +66,7 @@ func TestCLIFaceNamesFlags(t *testing.T) {
 	for _, arg := range []string{"mem_mib", "seq", "kill", "wait_seconds", "host_port", "cwd", "timeout_seconds", "env_vars",
 		"ttl_seconds", "vcpus", "disk_mib", "labels", "name", "network", "secret_env", "grace_seconds", "tail_lines", "patch",
 		"content", "command", "overwrite", "format", "recursive", "offset", "max_bytes", "stdout_offset", "stderr_offset", "snapshot",
-		"guest_port", "host_path", "guest_path"} {
+		"guest_port", "host_path", "guest_path", "count", "names"} {
 		name := cliFace{}.ArgName(arg)
 		if !strings.Contains(help.String(), name) {
 			t.Errorf("argument %s is worded %q, which no command's help shows", arg, name)

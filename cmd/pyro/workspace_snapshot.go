@@ -52,6 +52,26 @@ Examples:
   pyro workspace reset fix-123 before-upgrade
 `,
 			run: wsReset},
+		{name: "fork", args: "ID [flags]", group: "Checkpoints", ops: []contract.Op{contract.OpFork},
+			summary: "clone a running workspace into new ones, processes and all",
+			help: `Forks a running workspace into --count new workspaces (default 1, or one
+per --name), running at once: each gets its own copy-on-write disk and
+memory, its processes as they were in the source, and a fork's changes
+never reach its parent or its siblings. Try several fixes side by side,
+or run one test suite against several candidates. --snapshot forks one
+of the workspace's snapshots instead of its current state. The forks
+keep the source's labels, with --label added over them. Prints each new
+workspace's id and name, and whether they resumed from memory or booted
+from the disk (and why).
+
+Examples:
+  pyro workspace fork fix-123 --name try-a --name try-b
+  pyro workspace fork fix-123 --snapshot deps-installed --label batch=2
+  for id in $(pyro workspace fork fix-123 --count 3 --id-only); do
+    pyro workspace exec "$id" -- make test &
+  done; wait
+`,
+			run: wsFork},
 	}
 }
 
@@ -198,5 +218,88 @@ func wsReset(c *wsCall) int {
 		to = "snapshot " + clean(r.Snapshot)
 	}
 	fmt.Fprintf(c.stdout, "reset %s to %s in %s: %s\n", workspaceTitle(r.Workspace), to, fmtDuration(r.Duration.Round(time.Millisecond)), r.Workspace.State)
+	return exitOK
+}
+
+func wsFork(c *wsCall) int {
+	count := c.fs.Int("count", 0, "how many forks, 1-8 (default 1, or one per --name)")
+	names := c.fs.StringArray("name", nil, "a fork's `NAME` (repeatable: one per fork, in order)")
+	labels := c.fs.StringArray("label", nil, "label `KEY=VALUE` for the forks, over the source's (repeatable)")
+	snapshot := c.fs.String("snapshot", "", "fork the workspace's snapshot `NAME` instead of its current state")
+	idOnly := c.fs.Bool("id-only", false, "print only the new workspaces' ids, one a line")
+	if code := c.parse(); code >= 0 {
+		return code
+	}
+	a, ok := c.positional(1, 1)
+	if !ok {
+		return exitUsage
+	}
+	if *idOnly && c.asJSON {
+		return c.usageError("--id-only and --json exclude each other")
+	}
+	req := contract.ForkRequest{Count: *count, Names: *names, Snapshot: *snapshot}
+	if req.Count == 0 {
+		req.Count = len(req.Names) // one per name; none: ValidateFork's 1
+	}
+	var err error
+	if req.Labels, err = keyValues("label", *labels); err != nil {
+		return c.usageError("%v", err)
+	}
+	for _, n := range req.Names {
+		if err := contract.ValidateName("--name", n); err != nil {
+			return c.badArg(err)
+		}
+	}
+	if req.Snapshot != "" {
+		if err := contract.ValidateName("--snapshot", req.Snapshot); err != nil {
+			return c.badArg(err)
+		}
+	}
+	if err := contract.ValidateFork(&req); err != nil {
+		return c.badArg(err)
+	}
+	r, code := wsOn(c, a[0], func(f contract.Forker, id string) (contract.ForkResult, error) {
+		req.ID = id
+		return f.Fork(c.ctx, req)
+	})
+	if code >= 0 {
+		return code
+	}
+	switch {
+	case *idOnly:
+		for _, w := range r.Forks {
+			fmt.Fprintln(c.stdout, w.ID)
+		}
+		return exitOK
+	case c.asJSON:
+		return c.printJSON(r)
+	}
+	from := r.Source
+	if a[0] != r.Source {
+		from += " (" + clean(a[0]) + ")"
+	}
+	if r.Snapshot != "" {
+		from += " at snapshot " + clean(r.Snapshot)
+	}
+	how := "booted from the disk"
+	if r.Memory {
+		how = "resumed from memory, processes as they were"
+	}
+	into := fmt.Sprintf("%d workspaces", len(r.Forks))
+	if len(r.Forks) == 1 {
+		into = "1 workspace"
+	}
+	fmt.Fprintf(c.stdout, "forked %s into %s in %s, %s:\n", from, into, fmtDuration(r.Duration.Round(time.Millisecond)), how)
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	for _, w := range r.Forks {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", w.ID, orDash(clean(w.Name)), w.State)
+	}
+	tw.Flush()
+	if r.Note != "" {
+		fmt.Fprintf(c.stdout, "note: %s\n", clean(cliWord(r.Note)))
+	}
+	if len(r.Forks) > 0 {
+		fmt.Fprintf(c.stdout, "\nEach is a workspace of its own: pyro workspace exec %s -- COMMAND; delete each when done.\n", refOf(r.Forks[0]))
+	}
 	return exitOK
 }

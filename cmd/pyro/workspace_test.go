@@ -187,14 +187,42 @@ func TestWorkspaceCommands(t *testing.T) {
 		{name: "sync push", args: []string{"sync", "push", "dev", "data", "/workspace/in"}, out: []string{"pushed " + mustAbs(t, "data") + " to /workspace/in (1 files", "skipped dev/null: device file"},
 			json: []string{`"GuestDest": "/workspace/in"`}},
 		{name: "snapshot create", args: []string{"snapshot", "create", "dev", "s1"}, out: []string{"snapshot s1 of dev taken"}, json: []string{`"Name": "s1"`}},
-		{name: "snapshot list", setup: func(b *mcptest.Backend) { b.SnapshotCreate(context.Background(), contract.SnapshotRequest{ID: "ws-1", Name: "s1"}) }, args: []string{"snapshot", "list", "dev"},
+		{name: "snapshot list", setup: func(b *mcptest.Backend) {
+			b.SnapshotCreate(context.Background(), contract.SnapshotRequest{ID: "ws-1", Name: "s1"})
+		}, args: []string{"snapshot", "list", "dev"},
 			out: []string{"NAME", "s1"}, json: []string{`"Name": "s1"`}},
-		{name: "snapshot delete", setup: func(b *mcptest.Backend) { b.SnapshotCreate(context.Background(), contract.SnapshotRequest{ID: "ws-1", Name: "s1"}) }, args: []string{"snapshot", "delete", "dev", "s1"},
+		{name: "snapshot delete", setup: func(b *mcptest.Backend) {
+			b.SnapshotCreate(context.Background(), contract.SnapshotRequest{ID: "ws-1", Name: "s1"})
+		}, args: []string{"snapshot", "delete", "dev", "s1"},
 			out: []string{"deleted snapshot s1 of ws-1"}, json: []string{`"Deleted": "s1"`}},
 		{name: "snapshot delete missing", args: []string{"snapshot", "delete", "dev", "s9"}, code: exitFailure, err: []string{"pyro workspace snapshot list ID shows"}},
-		{name: "reset to snapshot", setup: func(b *mcptest.Backend) { b.SnapshotCreate(context.Background(), contract.SnapshotRequest{ID: "ws-1", Name: "s1"}) }, args: []string{"reset", "dev", "s1"},
+		{name: "reset to snapshot", setup: func(b *mcptest.Backend) {
+			b.SnapshotCreate(context.Background(), contract.SnapshotRequest{ID: "ws-1", Name: "s1"})
+		}, args: []string{"reset", "dev", "s1"},
 			out: []string{"reset ws-1 (dev) to snapshot s1 in 80ms: running"}, json: []string{`"Snapshot": "s1"`}},
 		{name: "reset baseline", args: []string{"reset", "dev"}, out: []string{"to the baseline"}},
+		{name: "fork", args: []string{"fork", "dev", "--name", "try-a", "--name", "try-b", "--label", "try=x"},
+			out: []string{"forked ws-1 (dev) into 2 workspaces in 80ms, resumed from memory, processes as they were:\n", "  ws-2  try-a  running\n",
+				"  ws-3  try-b  running\n", "pyro workspace exec try-a -- COMMAND"},
+			calls: []string{"Fork", "List", "Fork"}, json: []string{`"Source": "ws-1"`, `"Memory": true`, `"Name": "try-b"`, `"try": "x"`, `"task": "fix"`}},
+		{name: "fork id-only", args: []string{"fork", "ws-1", "--count", "3", "--id-only"}, out: []string{"ws-2\nws-3\nws-4\n"}},
+		{name: "fork a snapshot", setup: func(b *mcptest.Backend) {
+			b.SnapshotCreate(context.Background(), contract.SnapshotRequest{ID: "ws-1", Name: "s1"})
+		}, args: []string{"fork", "ws-1", "--snapshot", "s1"},
+			out:  []string{"forked ws-1 at snapshot s1 into 1 workspace in 40ms", "booted from the disk:", "  ws-2  -  running", "note: snapshot s1 holds the disk only"},
+			json: []string{`"Snapshot": "s1"`, `"Memory": false`}},
+		{name: "fork too many", args: []string{"fork", "dev", "--count", "9"}, code: exitUsage, err: []string{"count must be between 1 and 8 (got 9)"}},
+		{name: "fork names short", args: []string{"fork", "dev", "--count", "3", "--name", "a"}, code: exitUsage, err: []string{"1 names given for 3 forks"}},
+		{name: "fork name twice", args: []string{"fork", "dev", "--name", "a", "--name", "a"}, code: exitUsage, err: []string{`"a" repeats`}},
+		{name: "fork bad name", args: []string{"fork", "dev", "--name", "-a"}, code: exitUsage, err: []string{`--name "-a" may only use`}},
+		{name: "fork name taken", args: []string{"fork", "dev", "--name", "dev"}, code: exitFailure,
+			err: []string{`workspace "dev" already exists`, "Pick another name"}},
+		{name: "fork unknown snapshot", args: []string{"fork", "dev", "--snapshot", "s9"}, code: exitFailure, err: []string{"pyro workspace snapshot list ID shows"}},
+		{name: "fork stopped", setup: func(b *mcptest.Backend) { b.SetState("ws-1", contract.StateStopped) }, args: []string{"fork", "dev"},
+			code: exitFailure, err: []string{"is stopped", "pyro workspace start"}},
+		{name: "fork id-only and json", args: []string{"fork", "dev", "--id-only", "--json"}, code: exitUsage, err: []string{"exclude each other"}},
+		{name: "fork unsupported", wrap: func(b *mcptest.Backend) contract.Backend { return foregroundOnly{b} }, args: []string{"fork", "dev"},
+			code: exitFailure, err: []string{"this backend does not fork workspaces"}},
 
 		{name: "network grant", args: []string{"network", "grant", "dev", "pypi.org:443", "host.pyro.internal:5432"},
 			out: []string{"granted pypi.org:443, host.pyro.internal:5432 to ws-1", "GRANT", "pypi.org:443"}, json: []string{`"Live": true`}},
@@ -362,9 +390,25 @@ func TestWorkspaceWrites(t *testing.T) {
 	if w, _ := b.Status(ctx, "ws-1"); len(w.Secrets) != 1 || w.Secrets[0].Name != "npm" {
 		t.Errorf("secrets: %+v", w.Secrets)
 	}
+	// A fork is a workspace of its own: what it writes stays in it.
+	r := runWS("", "fork", "ws-1", "--name", "twin", "--id-only")
+	twin := strings.TrimSpace(r.stdout)
+	if r.code != 0 || twin == "" {
+		t.Fatal(r)
+	}
+	if r := runWS("mine\n", "file", "write", "twin", "notes/a.txt", "--text-file", "-"); r.code != 0 {
+		t.Fatal(r)
+	}
+	if fc, _ := b.ReadFile(ctx, contract.ReadFileRequest{ID: "ws-1", Path: "notes/a.txt", MaxBytes: 100}); string(fc.Content) != "line 1\nline 2\n" {
+		t.Errorf("the fork's write reached its source: %q", fc.Content)
+	}
+	if fc, _ := b.ReadFile(ctx, contract.ReadFileRequest{ID: twin, Path: "notes/a.txt", MaxBytes: 100}); string(fc.Content) != "mine\n" {
+		t.Errorf("the fork's own file: %q", fc.Content)
+	}
+	b.Delete(ctx, twin)
 	// Several ids: each stopped, one JSON value each.
 	b.Create(ctx, contract.CreateRequest{TTLSeconds: 600, Seed: contract.SeedSpec{Kind: contract.SeedNone}})
-	r := runWS("", "stop", "ws-1", "ws-2", "--json")
+	r = runWS("", "stop", "ws-1", "ws-3", "--json")
 	if r.code != 0 || !validJSONStream(r.stdout) || strings.Count(r.stdout, `"State": "stopped"`) != 2 {
 		t.Errorf("stop two: %+v", r)
 	}

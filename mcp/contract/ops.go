@@ -43,6 +43,7 @@ const (
 	OpSnapshotList   Op = "snapshot.list"
 	OpSnapshotDelete Op = "snapshot.delete"
 	OpReset          Op = "reset"
+	OpFork           Op = "fork"
 	OpNetworkGrant   Op = "network.grant"
 	OpNetworkRevoke  Op = "network.revoke"
 	OpNetworkStatus  Op = "network.status"
@@ -70,7 +71,7 @@ const (
 func Ops() []Op {
 	return []Op{OpCreate, OpList, OpStatus, OpUpdate, OpStop, OpStart, OpDelete, OpSummary, OpLogs,
 		OpExec, OpExecStatus, OpFileList, OpFileRead, OpFileWrite, OpPatchApply, OpDiff, OpExport, OpSyncPush,
-		OpSnapshotCreate, OpSnapshotList, OpSnapshotDelete, OpReset,
+		OpSnapshotCreate, OpSnapshotList, OpSnapshotDelete, OpReset, OpFork,
 		OpNetworkGrant, OpNetworkRevoke, OpNetworkStatus, OpPortPublish, OpPortUnpublish,
 		OpSecretSet, OpSecretDelete,
 		OpServiceStart, OpServiceStatus, OpServiceLogs, OpServiceStop, OpServiceRestart,

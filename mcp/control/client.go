@@ -36,6 +36,7 @@ var (
 	_ contract.ServiceBackend    = (*Client)(nil)
 	_ contract.NetworkBackend    = (*Client)(nil)
 	_ contract.SecretBackend     = (*Client)(nil)
+	_ contract.Forker            = (*Client)(nil)
 )
 
 // Dial connects to the server listening at path and asks who it is.
@@ -308,4 +309,10 @@ func (c *Client) SecretSet(ctx context.Context, id, name string, src contract.Se
 
 func (c *Client) SecretDelete(ctx context.Context, id, name string) (contract.Workspace, error) {
 	return do[contract.Workspace](ctx, c, contract.OpSecretDelete, nameArgs{id, name})
+}
+
+// Forker.
+
+func (c *Client) Fork(ctx context.Context, req contract.ForkRequest) (contract.ForkResult, error) {
+	return do[contract.ForkResult](ctx, c, contract.OpFork, req)
 }

@@ -82,6 +82,7 @@ type full interface {
 	contract.ServiceBackend
 	contract.NetworkBackend
 	contract.SecretBackend
+	contract.Forker
 }
 
 // echoExec answers every command with its stdin as stdout (bytes as they
@@ -160,8 +161,16 @@ func TestEveryOpRoundTrips(t *testing.T) {
 		{"sync.push", func(b full) (any, error) {
 			return b.SyncPush(ctx, contract.SyncPushRequest{ID: id, HostPath: "/tmp/src", GuestDest: "/workspace/in"})
 		}},
-		{"snapshot.create", func(b full) (any, error) { return b.SnapshotCreate(ctx, contract.SnapshotRequest{ID: id, Name: "snap"}) }},
+		{"snapshot.create", func(b full) (any, error) {
+			return b.SnapshotCreate(ctx, contract.SnapshotRequest{ID: id, Name: "snap"})
+		}},
 		{"snapshot.list", func(b full) (any, error) { return b.SnapshotList(ctx, id) }},
+		{"fork", func(b full) (any, error) {
+			return b.Fork(ctx, contract.ForkRequest{ID: id, Count: 2, Names: []string{"left", "right"},
+				Labels: map[string]string{"try": "\U0010FE00\U0010FF41b"}})
+		}},
+		{"fork of a snapshot", func(b full) (any, error) { return b.Fork(ctx, contract.ForkRequest{ID: id, Snapshot: "snap"}) }},
+		{"fork of a fork", func(b full) (any, error) { return b.Fork(ctx, contract.ForkRequest{ID: "ws-2", Count: 3}) }},
 		{"reset", func(b full) (any, error) { return b.Reset(ctx, id, "snap") }},
 		{"snapshot.delete", func(b full) (any, error) { return nil, b.SnapshotDelete(ctx, id, "snap") }},
 		{"exec.start", func(b full) (any, error) {
@@ -238,6 +247,9 @@ func TestEveryOpRoundTrips(t *testing.T) {
 			got, gerr = s.call(c)
 		}
 		want, werr := s.call(direct)
+		if strings.HasPrefix(s.name, "fork") && gerr != nil {
+			t.Fatalf("%s: %v", s.name, gerr) // a fork that fails alike on both sides shows nothing
+		}
 		if !reflect.DeepEqual(errView(gerr), errView(werr)) {
 			t.Fatalf("%s: error %v through the socket, %v directly", s.name, gerr, werr)
 		}
@@ -300,6 +312,11 @@ func TestErrorsKeepCodeHintAndMarkers(t *testing.T) {
 	_, err = c.Exec(ctx, contract.ExecRequest{ID: w.ID, Command: "true", TimeoutSeconds: 99999})
 	if !contract.IsCode(err, contract.CodeInvalid) || !strings.Contains(err.Error(), "timeout_seconds must be between 1 and 3600") {
 		t.Fatalf("an exec past the timeout limit: %v", err)
+	}
+	before := len(f.Calls())
+	_, err = c.Fork(ctx, contract.ForkRequest{ID: w.ID, Count: 2, Names: []string{"x", "x"}})
+	if !contract.IsCode(err, contract.CodeInvalid) || !strings.Contains(err.Error(), `names[1] "x" repeats names[0]`) || len(f.Calls()) != before {
+		t.Fatalf("a fork with one name twice: %v; calls %v", err, f.Calls()[before:])
 	}
 	_, err = c.Status(ctx, "")
 	if e, ok := contract.AsError(err); !ok || e.Code != contract.CodeInvalid || !strings.Contains(e.Msg, "{{create}}") {
@@ -731,6 +748,74 @@ func TestRouterTwoServers(t *testing.T) {
 	moved := mk(b, 3, "")
 	if _, err := r.Status(ctx, moved.ID); err != nil || count(b.Calls(), "Status") != 1 {
 		t.Fatalf("a workspace the router had not seen: %v %v", err, b.Calls())
+	}
+}
+
+// noForker hides a fake's Fork: a server (or fallback) that cannot fork.
+type noForker struct{ contract.Backend }
+
+// A fork runs where its source lives, and its forks are that backend's:
+// the router sends later calls on them there without looking again. A
+// server that cannot fork says so, and so does a fallback that cannot.
+func TestRouterFork(t *testing.T) {
+	dir := shortDir(t)
+	a, b, local := mcptest.New(), mcptest.New(), mcptest.New()
+	ctx := context.Background()
+	for _, c := range []struct {
+		f    *mcptest.Backend
+		skip int
+		name string
+	}{{a, 0, "alpha"}, {b, 10, "beta"}, {local, 20, "gamma"}} {
+		for range c.skip { // the fakes number from ws-1: skip some so that IDs differ, forks' too
+			w, _ := c.f.Create(ctx, contract.CreateRequest{TTLSeconds: 600})
+			c.f.Delete(ctx, w.ID)
+		}
+		if _, err := c.f.Create(ctx, contract.CreateRequest{Name: c.name, TTLSeconds: 600}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lnA, pathA := listenAs(t, dir, os.Getpid())
+	serveOn(t, lnA, pathA, a, Options{Hello: Hello{PID: os.Getpid(), Started: time.Now().Add(-time.Hour)}})
+	lnB, pathB := listenAs(t, dir, os.Getppid())
+	serveOn(t, lnB, pathB, noForker{b}, Options{Hello: Hello{PID: os.Getppid(), Started: time.Now()}})
+	r := NewRouter(discover(t, dir), func() (contract.Backend, error) { return local, nil })
+	if _, err := r.List(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := r.Fork(ctx, contract.ForkRequest{ID: "alpha", Count: 2, Names: []string{"alpha-1", "alpha-2"}})
+	if err != nil || len(res.Forks) != 2 || res.Source != "ws-1" || count(a.Calls(), "Fork") != 1 {
+		t.Fatalf("fork of A's workspace: %v %+v; A's calls %v", err, res, a.Calls())
+	}
+	for _, w := range res.Forks {
+		if s, ok := r.Owner(w.ID); !ok || s.Path != pathA {
+			t.Errorf("fork %s is said to be %+v's (%v)", w.ID, s, ok)
+		}
+	}
+	lists := count(a.Calls(), "List") + count(b.Calls(), "List") + count(local.Calls(), "List")
+	if _, err := r.Exec(ctx, contract.ExecRequest{ID: "alpha-2", Command: "true"}); err != nil || count(a.Calls(), "Exec") != 1 {
+		t.Fatalf("exec in a fork by name: %v; A's calls %v", err, a.Calls())
+	}
+	if n := count(a.Calls(), "List") + count(b.Calls(), "List") + count(local.Calls(), "List"); n != lists {
+		t.Errorf("the router listed again to find a fork it made")
+	}
+
+	_, err = r.Fork(ctx, contract.ForkRequest{ID: "beta"})
+	if !contract.IsCode(err, contract.CodeInvalid) || !strings.Contains(err.Error(), "has no workspace forks") || count(b.Calls(), "Fork") != 0 {
+		t.Fatalf("fork on a server that cannot: %v; B's calls %v", err, b.Calls())
+	}
+
+	res, err = r.Fork(ctx, contract.ForkRequest{ID: "gamma", Labels: map[string]string{"try": "1"}})
+	if err != nil || len(res.Forks) != 1 || count(local.Calls(), "Fork") != 1 || count(a.Calls(), "Fork") != 1 {
+		t.Fatalf("fork of the fallback's workspace: %v %+v", err, res)
+	}
+	if _, ok := r.Owner(res.Forks[0].ID); ok {
+		t.Errorf("the fallback's fork is said to be a server's")
+	}
+
+	plain := NewRouter(nil, func() (contract.Backend, error) { return noForker{local}, nil })
+	if _, err := plain.Fork(ctx, contract.ForkRequest{ID: "gamma"}); !contract.IsCode(err, contract.CodeInvalid) || !strings.Contains(err.Error(), "has no workspace forks") {
+		t.Fatalf("fork on a fallback that cannot: %v", err)
 	}
 }
 

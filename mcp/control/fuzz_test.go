@@ -28,6 +28,7 @@ func FuzzRequest(f *testing.F) {
 		`{"op":"service.start","args":{"ID":"ws-1","Name":"web","Command":"x","Readiness":{"Kind":"http","URL":"http://a/"}}}`,
 		`{"op":"secret.set","args":{"ID":"ws-1","Name":"t","Source":{"Value":"v"}}}`,
 		`{"op":"network.grant","args":{"ID":"ws-1","Grants":["*.x.org:443"]}}`,
+		`{"op":"fork","args":{"ID":"ws-1","Count":2,"Names":["a","b"],"Labels":{"k":"v"},"Snapshot":"s"}}`,
 		"caf\xe9 \U0010FE00\U0010FF00",
 	} {
 		f.Add([]byte(s))

@@ -24,6 +24,8 @@ import (
 //   - A call on one workspace (by ID or name) goes to the server that owns
 //     it, else to the fallback. A name two servers use is ambiguous: the
 //     ID is needed then.
+//   - Fork goes to the server that owns the source workspace (else to
+//     the fallback), and its forks live there too.
 //   - Create, Run and Envs go to the live server when exactly one runs
 //     (so that a workspace made from a terminal lives, and is seen, in
 //     the chat's server); with none, or several, to the fallback.
@@ -56,6 +58,7 @@ var (
 	_ contract.ServiceBackend    = (*Router)(nil)
 	_ contract.NetworkBackend    = (*Router)(nil)
 	_ contract.SecretBackend     = (*Router)(nil)
+	_ contract.Forker            = (*Router)(nil)
 )
 
 // NewRouter routes between servers (found with Discover) and the backend
@@ -675,4 +678,25 @@ func (r *Router) SecretDelete(ctx context.Context, ref, name string) (contract.W
 	return routedOpt(ctx, r, ref, whatSecrets, func(i contract.SecretBackend, id string) (contract.Workspace, error) {
 		return i.SecretDelete(ctx, id, name)
 	})
+}
+
+// Forker.
+
+// Fork implements contract.Forker where the source workspace lives: the
+// forks are that backend's workspaces too.
+func (r *Router) Fork(ctx context.Context, req contract.ForkRequest) (contract.ForkResult, error) {
+	var owner *Client
+	res, err := routedOpt(ctx, r, req.ID, whatForks, func(i contract.Forker, id string) (contract.ForkResult, error) {
+		req.ID = id
+		owner, _ = i.(*Client) // nil: the fallback
+		return i.Fork(ctx, req)
+	})
+	if err == nil {
+		owners := make(map[string]*Client, len(res.Forks))
+		for _, w := range res.Forks {
+			owners[w.ID] = owner
+		}
+		r.remember(res.Forks, owners, false)
+	}
+	return res, err
 }

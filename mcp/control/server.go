@@ -388,6 +388,7 @@ const (
 	whatSecrets    = "secrets"
 	whatServices   = "services"
 	whatShells     = "interactive shells"
+	whatForks      = "workspace forks"
 )
 
 func validateName(a *nameArgs) error { return contract.ValidateName("name", a.Name) }
@@ -476,6 +477,8 @@ func init() {
 			func(b B, ctx context.Context, a resetArgs) (contract.ResetResult, error) {
 				return b.Reset(ctx, a.ID, a.Snapshot)
 			}),
+		contract.OpFork: optOp(whatForks, contract.ValidateFork, func(q *contract.ForkRequest) *string { return &q.ID },
+			contract.Forker.Fork),
 
 		contract.OpRun: op(func(ctx context.Context, s *server, a *contract.RunRequest) (any, error) {
 			if err := contract.ValidateRun(a); err != nil {

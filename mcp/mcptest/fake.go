@@ -1,7 +1,7 @@
 // Package mcptest provides an in-memory contract.Backend for tests of the MCP tool
 // layer and of anything built on it (the CLI). It boots nothing: workspaces
 // are maps of guest paths to bytes, commands are answered by ExecFunc.
-// Create, Start and Reset report stages through contract.Progress as the
+// Create, Start, Reset and Fork report stages through contract.Progress as the
 // manager does.
 package mcptest
 
