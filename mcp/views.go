@@ -25,9 +25,13 @@ type workspaceView struct {
 	ExpiresAt    string            `json:"expires_at,omitempty"`
 	TTLSeconds   int               `json:"ttl_seconds,omitempty"`
 	Seed         *seedView         `json:"seed,omitempty"`
-	Snapshots    int               `json:"snapshots"`
-	LastSeq      int64             `json:"last_seq"`
-	Failure      string            `json:"failure,omitempty"`
+	// Boot: how the guest started (cold boot, warm snapshot, memory
+	// snapshot, fork); BootNote why it booted when meant to resume.
+	Boot      contract.BootKind `json:"boot,omitempty"`
+	BootNote  string            `json:"boot_note,omitempty"`
+	Snapshots int               `json:"snapshots"`
+	LastSeq   int64             `json:"last_seq"`
+	Failure   string            `json:"failure,omitempty"`
 	// DiskDeleteAt and DiskDeletedAt: an expired workspace's disk's
 	// scheduled and done deletion; Note says what it means for the agent.
 	DiskDeleteAt  string `json:"disk_delete_at,omitempty"`
@@ -76,6 +80,7 @@ func viewWorkspace(w contract.Workspace) workspaceView {
 		VCPUs: w.VCPUs, MemMiB: w.MemMiB, DiskMiB: w.DiskMiB,
 		CreatedAt: timeString(w.CreatedAt), LastActiveAt: timeString(w.LastActiveAt),
 		ExpiresAt: timeString(w.ExpiresAt), TTLSeconds: w.TTLSeconds,
+		Boot: w.Boot, BootNote: w.BootNote,
 		Snapshots: w.Snapshots, LastSeq: w.LastSeq, Failure: clip(word(w.Error), 500),
 		DiskDeleteAt: timeString(w.DiskDeleteAt), DiskDeletedAt: timeString(w.DiskDeletedAt),
 		Network: briefNetwork(w.Network), Secrets: viewSecrets(w.Secrets),

@@ -130,8 +130,13 @@ type Workspace struct {
 	MemMiB       int               // guest memory in MiB
 	DiskMiB      int               // disk size in MiB (0: the environment image's, for workspaces made before disks had a size)
 	Seed         SeedReport        // what /workspace was seeded with
-	Snapshots    int               // number of snapshots
-	LastSeq      int64             // sequence number of the last journal entry
+	// Boot says how the running guest started: BootCold, BootWarm,
+	// BootMemory or BootFork; BootNote why it booted when it was meant to
+	// resume a memory image.
+	Boot      BootKind
+	BootNote  string
+	Snapshots int   // number of snapshots
+	LastSeq   int64 // sequence number of the last journal entry
 	// DiskDeleteAt is when an expired workspace's disk will be deleted
 	// (zero: not expired, or kept for ever); DiskDeletedAt is when it was.
 	DiskDeleteAt  time.Time
@@ -423,6 +428,17 @@ type SyncResult struct {
 	Bytes     int64          // bytes written
 	Skipped   []SkippedEntry // host entries not copied, with reasons
 }
+
+// BootKind says how a workspace's running guest started.
+type BootKind string
+
+// Boot kinds.
+const (
+	BootCold   BootKind = "cold boot"       // the kernel booted
+	BootWarm   BootKind = "warm snapshot"   // resumed from the environment's warm snapshot
+	BootMemory BootKind = "memory snapshot" // resumed from one of its snapshots (a reset)
+	BootFork   BootKind = "fork"            // resumed from another workspace's memory
+)
 
 // Snapshot is a named checkpoint of a workspace.
 type Snapshot struct {

@@ -44,6 +44,10 @@ type record struct {
 	// reset and restart keep it.
 	DiskMiB int                 `json:"disk_mib,omitempty"`
 	Seed    contract.SeedReport `json:"seed"`
+	// Boot and BootNote: how the guest last started, and why it booted
+	// when it was meant to resume a memory image.
+	Boot     contract.BootKind `json:"boot,omitempty"`
+	BootNote string            `json:"boot_note,omitempty"`
 	// BaselineLayer is the disk layer frozen right after seeding.
 	BaselineLayer string `json:"baseline_layer"`
 	// Snapshots, oldest first; each names a frozen disk layer.
@@ -77,6 +81,11 @@ type snapRecord struct {
 	CreatedAt time.Time `json:"created_at"`
 	Seq       int64     `json:"seq"`
 	Bytes     int64     `json:"bytes,omitempty"`
+	// Memory is the memory image taken with the layer (a directory under
+	// the workspace's, relative to it; "" for a disk-only snapshot), and
+	// MemoryBytes the host disk space it uses.
+	Memory      string `json:"memory,omitempty"`
+	MemoryBytes int64  `json:"memory_bytes,omitempty"`
 }
 
 func (r *record) clone() record {

@@ -80,6 +80,7 @@ func (h *readHook) Read(p []byte) (int, error) {
 func (w *workspace) recover() {
 	removeRecordTemps(w.dir)
 	w.recoverBackground()
+	w.pruneMemory()
 	w.mu.Lock()
 	created := w.rec.BaselineLayer != ""
 	w.mu.Unlock()

@@ -67,9 +67,16 @@ func (m *Manager) SnapshotCreate(ctx context.Context, req contract.SnapshotReque
 	}
 	start := m.now()
 	t0 := time.Now()
-	var layer disk.LayerInfo
+	var (
+		layer disk.LayerInfo
+		mem   memResult
+	)
 	if h := w.handle(); h != nil {
-		layer, err = freezeLayer(ctx, h, snapshotLabel(name))
+		if req.DiskOnly {
+			layer, err = freezeLayer(ctx, h, snapshotLabel(name))
+		} else {
+			layer, mem, err = w.memorySnapshot(ctx, h, snapshotLabel(name))
+		}
 	} else {
 		var st *disk.Stack
 		if st, err = w.openStack(); err == nil {
@@ -88,7 +95,8 @@ func (m *Manager) SnapshotCreate(ctx context.Context, req contract.SnapshotReque
 	// crash between leaves a recorded snapshot that the next Open journals
 	// (reconcileJournal), never a journaled one the record lacks.
 	seq := w.journal.reserve()
-	s := snapRecord{Name: name, Layer: layer.ID, CreatedAt: start, Seq: seq, Bytes: layer.Allocated}
+	s := snapRecord{Name: name, Layer: layer.ID, CreatedAt: start, Seq: seq, Bytes: layer.Allocated + mem.bytes,
+		Memory: mem.rel, MemoryBytes: mem.bytes}
 	w.mu.Lock()
 	w.rec.Snapshots = append(w.rec.Snapshots, s)
 	err = w.saveLocked()
@@ -97,19 +105,29 @@ func (m *Manager) SnapshotCreate(ctx context.Context, req contract.SnapshotReque
 	}
 	w.mu.Unlock()
 	if err != nil {
+		w.removeMemory(mem.rel)
 		return contract.Snapshot{}, contract.Internal("saving the workspace record", err)
 	}
 	crashAt("snapshot:recorded")
+	detail := fmt.Sprintf("disk layer %s, %d bytes", layer.ID, layer.Allocated)
+	if mem.rel != "" {
+		detail += fmt.Sprintf("; memory image %d bytes (%d of %d pages written) in %v", mem.bytes, mem.stats.Memory.Written, mem.stats.Memory.Pages, mem.stats.Took.Round(time.Millisecond))
+	} else if mem.note != "" {
+		detail += "; " + mem.note
+	}
 	if _, jerr := w.journal.append(entry{Seq: seq, Time: start, Kind: contract.LogSnapshot, Command: "snapshot " + name,
-		Duration: int64(dur), Detail: fmt.Sprintf("disk layer %s, %d bytes", layer.ID, layer.Allocated)}); jerr != nil {
+		Duration: int64(dur), Detail: detail}); jerr != nil {
 		m.log.Warn("writing the journal", "id", id, "err", jerr)
 	}
-	m.log.Info("snapshot", "id", id, "name", name, "took", dur)
-	return s.view(), nil
+	m.log.Info("snapshot", "id", id, "name", name, "took", dur, "memory", mem.rel != "")
+	v := s.view()
+	v.Note = mem.note
+	return v, nil
 }
 
 func (s snapRecord) view() contract.Snapshot {
-	return contract.Snapshot{Name: s.Name, CreatedAt: s.CreatedAt, Seq: s.Seq, Bytes: s.Bytes}
+	return contract.Snapshot{Name: s.Name, CreatedAt: s.CreatedAt, Seq: s.Seq, Bytes: s.Bytes,
+		Memory: s.Memory != "", MemoryBytes: s.MemoryBytes}
 }
 
 // SnapshotList implements contract.Backend.
@@ -159,6 +177,7 @@ func (m *Manager) SnapshotDelete(ctx context.Context, id string, name string) er
 		return contract.Internal("saving the workspace record", err)
 	}
 	crashAt("snapshot-delete:recorded")
+	w.removeMemory(old[i].Memory)
 	start := m.now()
 	detail := fmt.Sprintf("disk layer %s kept: later snapshots or the current disk build on it; its space is freed when they go", old[i].Layer)
 	var st *disk.Stack
@@ -238,6 +257,7 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (contra
 	w.touch()
 	w.mu.Lock()
 	target := w.rec.BaselineLayer
+	var memRel string
 	if snapshot != "" {
 		i := slices.IndexFunc(w.rec.Snapshots, func(s snapRecord) bool { return s.Name == snapshot })
 		if i < 0 {
@@ -245,6 +265,7 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (contra
 			return contract.ResetResult{}, w.unknownSnapshot(snapshot)
 		}
 		target = w.rec.Snapshots[i].Layer
+		memRel = w.rec.Snapshots[i].Memory
 	}
 	w.mu.Unlock()
 
@@ -301,7 +322,12 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (contra
 		m.log.Warn("saving the record", "id", id, "err", saveErr)
 	}
 
-	if err := w.bootOn(ctx, st, release); err != nil {
+	from, note := w.memoryImage(memRel, target)
+	resumed, bootNote, err := w.bootFrom(ctx, st, release, bootPlan{from: from, kind: contract.BootMemory})
+	if bootNote != "" {
+		note = bootNote
+	}
+	if err != nil {
 		if contract.IsCode(err, contract.CodeLimit) {
 			// The host's memory went to other VMs meanwhile: the disk is
 			// reset, the VM not booted; workspace_start boots it later.
@@ -320,6 +346,11 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (contra
 		detail = "snapshot " + snapshot
 	}
 	detail += fmt.Sprintf("; disk layer checked out in %v", cut.Round(time.Microsecond))
+	if resumed {
+		detail += "; resumed from its memory image"
+	} else if note != "" {
+		detail += "; " + note
+	}
 	if len(freed) > 0 {
 		detail += fmt.Sprintf("; freed %d unused disk layers, %d bytes", len(freed), freedBytes)
 	}
@@ -338,5 +369,5 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (contra
 		return contract.ResetResult{}, contract.Internal("saving the workspace record", err)
 	}
 	m.log.Info("reset", "id", id, "to", detail, "took", dur)
-	return contract.ResetResult{Workspace: w.view(), Snapshot: snapshot, Duration: dur}, nil
+	return contract.ResetResult{Workspace: w.view(), Snapshot: snapshot, Duration: dur, Memory: resumed, Note: note}, nil
 }

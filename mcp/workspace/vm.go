@@ -13,6 +13,7 @@ import (
 	"github.com/pyro-mcp/pyro/guest/instance"
 	"github.com/pyro-mcp/pyro/mcp/hostio"
 	vnet "github.com/pyro-mcp/pyro/virtio/net"
+	"github.com/pyro-mcp/pyro/vmm"
 	"github.com/pyro-mcp/pyro/vmm/disk"
 )
 
@@ -47,6 +48,14 @@ type machine interface {
 
 var _ machine = (*instance.VM)(nil)
 
+// snapshotter is a machine that can take a memory snapshot of itself
+// (*instance.VM); the tests' fake VMs cannot.
+type snapshotter interface {
+	Snapshot(dir, note string, atPause func() error) (vmm.SnapshotStats, error)
+}
+
+var _ snapshotter = (*instance.VM)(nil)
+
 // bootSpec is what booting a workspace's VM needs.
 type bootSpec struct {
 	Env     *env.Env
@@ -59,6 +68,9 @@ type bootSpec struct {
 	// Net is the VM's virtio-net backend, the far end of the
 	// workspace's netstack (network.go); nil: no network card.
 	Net vnet.Backend
+	// Restore, when set, is a memory snapshot to resume instead of
+	// booting; Disk then reads as it did when the snapshot was taken.
+	Restore string
 }
 
 // booted is a VM that answered its agent.
@@ -73,10 +85,19 @@ type bootFunc func(ctx context.Context, spec bootSpec) (*booted, error)
 
 // bootInstance boots spec as a real microVM.
 func bootInstance(ctx context.Context, spec bootSpec) (*booted, error) {
-	vm, err := instance.Start(ctx, instance.Config{
+	cfg := instance.Config{
 		Env: spec.Env, Disk: spec.Disk, DiskID: spec.DiskID, VCPUs: spec.VCPUs, MemMiB: spec.MemMiB,
 		Hostname: env.Hostname, Console: spec.Console, Logger: spec.Logger, Net: spec.Net,
-	})
+	}
+	var (
+		vm  *instance.VM
+		err error
+	)
+	if spec.Restore != "" {
+		vm, err = instance.Restore(ctx, cfg, spec.Restore)
+	} else {
+		vm, err = instance.Start(ctx, cfg)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -76,7 +76,8 @@ func (w *workspace) viewLocked() contract.Workspace {
 	seq, _ := w.journal.last()
 	v := contract.Workspace{ID: r.ID, Name: r.Name, Labels: r.Labels, Env: r.Env, State: w.state, Error: r.Error,
 		CreatedAt: r.CreatedAt, LastActiveAt: r.LastActive, TTLSeconds: r.TTLSeconds,
-		VCPUs: r.VCPUs, MemMiB: r.MemMiB, DiskMiB: r.DiskMiB, Seed: r.Seed, Snapshots: len(r.Snapshots), LastSeq: seq}
+		VCPUs: r.VCPUs, MemMiB: r.MemMiB, DiskMiB: r.DiskMiB, Seed: r.Seed, Boot: r.Boot, BootNote: r.BootNote,
+		Snapshots: len(r.Snapshots), LastSeq: seq}
 	if r.TTLSeconds > 0 && w.state != contract.StateExpired {
 		v.ExpiresAt = r.LastActive.Add(time.Duration(r.TTLSeconds) * time.Second)
 	}
@@ -444,6 +445,36 @@ func (w *workspace) failed(what string, err error) error {
 // ledger first (see budget.go), refused with CodeLimit when the host
 // cannot hold it; the slot's release takes it off.
 func (w *workspace) bootOn(ctx context.Context, st *disk.Stack, release func()) error {
+	_, _, err := w.bootFrom(ctx, st, release, bootPlan{})
+	return err
+}
+
+// bootPlan says how bootFrom starts the guest.
+type bootPlan struct {
+	// from is a memory snapshot to resume instead of booting, and kind
+	// what the workspace then says it started from.
+	from *memImage
+	kind contract.BootKind
+	// coldBooted, when set, runs on a guest that booted (not resumed)
+	// as soon as its agent answers, before anything of the workspace
+	// (secrets) reaches it: create takes the warm snapshot there.
+	coldBooted func(b *booted, st *disk.Stack)
+}
+
+// memImage is a memory snapshot to resume: its directory and the frozen
+// disk layer taken with it.
+type memImage struct {
+	dir   string // absolute
+	layer string
+}
+
+// bootFrom is bootOn resuming the memory snapshot from instead of booting
+// when from is set; st must then have a fresh top on from.layer. If the
+// image cannot be restored (damaged, from another pyro, for another CPU),
+// the disk's top is checked out on from.layer again and the guest boots
+// from it: resumed is false and note says why.
+func (w *workspace) bootFrom(ctx context.Context, st *disk.Stack, release func(), plan bootPlan) (resumed bool, note string, err error) {
+	from := plan.from
 	w.mu.Lock()
 	rec := w.rec.clone()
 	w.mu.Unlock()
@@ -451,13 +482,13 @@ func (w *workspace) bootOn(ctx context.Context, st *disk.Stack, release func()) 
 	if err != nil {
 		st.Close()
 		release()
-		return err
+		return false, "", err
 	}
 	memRelease, err := w.m.reserveMem(rec.ID, rec.MemMiB)
 	if err != nil {
 		st.Close()
 		release()
-		return err
+		return false, "", err
 	}
 	slotRelease := release
 	release = func() { memRelease(); slotRelease() }
@@ -465,19 +496,44 @@ func (w *workspace) bootOn(ctx context.Context, st *disk.Stack, release func()) 
 	if err != nil {
 		st.Close()
 		release()
-		return err
+		return false, "", err
 	}
 	console, _ := os.OpenFile(filepath.Join(w.dir, consoleName), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	cw := &cappedWriter{f: console, max: consoleCap, secrets: w.redactor}
-	contract.Progress(ctx, "booting the "+rec.Env+" microVM", 0, 0)
-	b, err := w.m.boot(ctx, bootSpec{Env: e, Disk: st, DiskID: rec.ID, VCPUs: rec.VCPUs, MemMiB: rec.MemMiB,
-		Console: cw, Logger: w.m.log.With("workspace", rec.ID), Net: nb})
+	spec := bootSpec{Env: e, Disk: st, DiskID: rec.ID, VCPUs: rec.VCPUs, MemMiB: rec.MemMiB,
+		Console: cw, Logger: w.m.log.With("workspace", rec.ID), Net: nb}
+	var b *booted
+	if from != nil {
+		contract.Progress(ctx, "resuming the "+rec.Env+" microVM from its memory image", 0, 0)
+		spec.Restore = from.dir
+		b, err = w.m.boot(ctx, spec)
+		if err != nil && ctx.Err() == nil {
+			w.m.log.Warn("resuming a memory snapshot failed; booting from its disk layer", "workspace", rec.ID, "image", from.dir, "err", err)
+			note = "the memory image could not be resumed (" + firstLine(err.Error()) + "); the guest booted from the snapshot's disk instead"
+			// The failed guest may have written to the top: start it
+			// afresh on the snapshot's layer.
+			if cerr := st.Checkout(from.layer); cerr != nil {
+				err = fmt.Errorf("%w; and checking the disk layer out again: %v", err, cerr)
+			} else {
+				spec.Restore = ""
+				err = nil
+			}
+		}
+		resumed = err == nil && spec.Restore != ""
+	}
+	if err == nil && !resumed {
+		contract.Progress(ctx, "booting the "+rec.Env+" microVM", 0, 0)
+		b, err = w.m.boot(ctx, spec)
+	}
 	if err != nil {
 		wn.close()
 		cw.Close()
 		st.Close()
 		release()
-		return err
+		return false, "", err
+	}
+	if !resumed && plan.coldBooted != nil {
+		plan.coldBooted(b, st)
 	}
 	wn.relayThrough(b.Agent, w.m.log.With("workspace", rec.ID))
 	if err := w.pushSecrets(ctx, b.Agent); err != nil {
@@ -486,16 +542,25 @@ func (w *workspace) bootOn(ctx context.Context, st *disk.Stack, release func()) 
 		cw.Close()
 		st.Close()
 		release()
-		return err
+		return false, "", err
 	}
 	contract.Progress(ctx, "guest agent ready", 0, 0)
 	hctx, cancel := context.WithCancel(context.Background())
 	h := &vmHandle{booted: b, stack: st, net: wn, ctx: hctx, cancel: cancel, release: release, console: cw}
+	if resumed {
+		// The image may hold running services: stop, reset and delete
+		// end them first, as on a VM that started some.
+		h.services.Store(true)
+	}
 	w.mu.Lock()
 	w.vm = h
+	w.rec.Boot, w.rec.BootNote = contract.BootCold, note
+	if resumed {
+		w.rec.Boot = plan.kind
+	}
 	w.mu.Unlock()
 	go w.watch(h)
-	return nil
+	return resumed, note, nil
 }
 
 // watch notices a VM that stops by itself (the guest powered off or
