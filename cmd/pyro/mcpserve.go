@@ -237,6 +237,8 @@ func openManager(c managerConfig) (*workspace.Manager, error) {
 		GitSeedDir:     cwd,
 		AllowHostPaths: c.AllowHostPaths,
 		Resolver:       c.Resolver,
+		// PYRO_WARM=0 turns warm snapshots off: every create boots.
+		WarmSnapshots: os.Getenv("PYRO_WARM") != "0",
 		LoadEnv: func(ctx context.Context, name string) (*env.Env, error) {
 			return loadEnvForRun(ctx, name, true, io.Discard)
 		},

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/pyro-mcp/pyro/guest/env"
 	"github.com/pyro-mcp/pyro/guest/instance"
 	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/mcp/hostio"
@@ -135,13 +136,13 @@ func (m *Manager) create(ctx context.Context, req contract.CreateRequest) (_ *wo
 		release()
 		return nil, err
 	}
-	st, err := disk.Create(filepath.Join(dir, diskDir), e.Rootfs, int64(diskMiB)<<20)
+	st, plan, err := m.newDisk(e, dir, vcpus, mem, diskMiB)
 	if err != nil {
 		release()
 		return nil, contract.Internal("creating the workspace's disk", err)
 	}
 	crashAt("create:disk")
-	if err := w.bootOn(ctx, st, release); err != nil {
+	if _, _, err := w.bootFrom(ctx, st, release, plan); err != nil {
 		if ctx.Err() != nil || contract.IsCode(err, contract.CodeEnvMissing) || contract.IsCode(err, contract.CodeLimit) {
 			return nil, err
 		}
@@ -226,6 +227,35 @@ func (m *Manager) create(ctx context.Context, req contract.CreateRequest) (_ *wo
 	w.logLife(contract.LogLife, "create", detail, start)
 	m.log.Info("workspace created", "id", id, "env", envName, "took", m.now().Sub(start))
 	return w, nil
+}
+
+// newDisk makes a new workspace's disk in dir and says how to start its
+// guest: from the environment's warm snapshot for this shape when there
+// is one (the disk then shares its frozen layer), else by booting, and
+// taking the warm snapshot on the way when warm snapshots are on.
+func (m *Manager) newDisk(e *env.Env, dir string, vcpus, mem, diskMiB int) (*disk.Stack, bootPlan, error) {
+	stackDir := filepath.Join(dir, diskDir)
+	if ws := m.findWarm(e, vcpus, mem, diskMiB); ws != nil {
+		st, err := disk.Fork(ws.disk(), ws.info.Layer, stackDir)
+		if err == nil {
+			return st, bootPlan{from: &memImage{dir: ws.memory(), layer: ws.info.Layer}, kind: contract.BootWarm}, nil
+		}
+		m.log.Warn("using the warm snapshot's disk; booting instead", "env", e.Name, "err", err)
+		os.RemoveAll(stackDir)
+	}
+	st, err := disk.Create(stackDir, e.Rootfs, int64(diskMiB)<<20)
+	if err != nil {
+		return nil, bootPlan{}, err
+	}
+	var plan bootPlan
+	if m.opts.WarmSnapshots {
+		plan.coldBooted = func(b *booted, st *disk.Stack) {
+			if sn, ok := b.VM.(snapshotter); ok {
+				m.captureWarm(e, vcpus, mem, diskMiB, sn, st, stackDir)
+			}
+		}
+	}
+	return st, plan, nil
 }
 
 // diskSize picks a new workspace's disk size in MiB: the request's, else

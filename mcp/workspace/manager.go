@@ -80,6 +80,12 @@ type Options struct {
 	DefaultVCPUs   int
 	DefaultMemMiB  int
 	DefaultDiskMiB int
+	// WarmSnapshots keeps a warm memory snapshot per environment and VM
+	// shape (warm.go): creates resume it instead of booting.
+	WarmSnapshots bool
+	// WarmRoot is where warm snapshots are kept (ROOT/ENV/KEY); ""
+	// means CACHE/warm beside CACHE/envs.
+	WarmRoot string
 	// MaxRunning caps the workspaces running (or booting) at once
 	// (DefaultMaxRunning when 0); beyond it Create, Start and Reset of a
 	// stopped workspace fail with contract.CodeLimit.

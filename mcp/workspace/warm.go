@@ -1,0 +1,215 @@
+package workspace
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pyro-mcp/pyro/guest/agent/proto"
+	"github.com/pyro-mcp/pyro/guest/env"
+	"github.com/pyro-mcp/pyro/vmm"
+	"github.com/pyro-mcp/pyro/vmm/disk"
+	"github.com/pyro-mcp/pyro/vmm/snapshot"
+)
+
+// Warm snapshots. The first create of an environment at a VM shape boots
+// the guest, and once its agent answers (before /workspace, seeds or
+// secrets exist) takes a memory snapshot of it with the disk layer frozen
+// at that instant: the warm snapshot, kept beside the environments
+// (CACHE/warm/ENV/KEY/; Options.WarmRoot/ENV/KEY/ when set). Later creates of that shape resume it instead of
+// booting, then seed /workspace as usual. KEY hashes everything the
+// guest's state at that point depends on: the environment's files (their
+// sizes and modification times: env build replaces them), the agent's
+// protocol version, the snapshot format, and the shape (vCPUs, memory,
+// disk size); a change to any of them selects another key, and a stale
+// snapshot is simply never used again, and goes once warmKeep newer ones
+// of its environment exist.
+//
+// A warm snapshot directory holds warmInfo (warm.json), disk/ (a stack
+// sharing the frozen layer by hard link) and memory/ (the image). It is
+// made under a temporary name and renamed into place whole, so a reader
+// finds a complete one or none.
+
+const (
+	warmDirName  = "warm"
+	warmInfoName = "warm.json"
+	// warmFormat changes when what a warm snapshot holds changes.
+	warmFormat = 1
+	// warmKeep is how many warm snapshots an environment keeps (shapes
+	// in use, and the stale ones of an environment rebuilt since).
+	warmKeep = 3
+)
+
+// warmInfo is warm.json.
+type warmInfo struct {
+	Format  int       `json:"format"`
+	Key     string    `json:"key"`
+	Layer   string    `json:"layer"`
+	Created time.Time `json:"created"`
+}
+
+// warmSnap is a usable warm snapshot.
+type warmSnap struct {
+	dir  string
+	info warmInfo
+}
+
+func (s *warmSnap) disk() string   { return filepath.Join(s.dir, diskDir) }
+func (s *warmSnap) memory() string { return filepath.Join(s.dir, memoryDir) }
+
+// warmKey names the warm snapshot of environment e at a VM shape.
+func warmKey(e *env.Env, vcpus, memMiB, diskMiB int) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "warm %d snapshot %d agent %d\nenv %s\nshape %d %d %d\n",
+		warmFormat, snapshot.Version, proto.Version, e.Name, vcpus, memMiB, diskMiB)
+	for _, p := range []string{e.Kernel, e.Initrd, e.Rootfs} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s %d %d\n", filepath.Base(p), fi.Size(), fi.ModTime().UnixNano())
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// warmEnvDir holds environment e's warm snapshots.
+func (m *Manager) warmEnvDir(e *env.Env) string {
+	root := m.opts.WarmRoot
+	if root == "" {
+		root = filepath.Join(filepath.Dir(filepath.Dir(e.Dir)), warmDirName) // CACHE/envs/NAME -> CACHE/warm
+	}
+	return filepath.Join(root, e.Name)
+}
+
+// findWarm returns the warm snapshot for e at a shape, or nil.
+func (m *Manager) findWarm(e *env.Env, vcpus, memMiB, diskMiB int) *warmSnap {
+	if !m.opts.WarmSnapshots {
+		return nil
+	}
+	key, err := warmKey(e, vcpus, memMiB, diskMiB)
+	if err != nil {
+		return nil
+	}
+	dir := filepath.Join(m.warmEnvDir(e), key)
+	b, err := os.ReadFile(filepath.Join(dir, warmInfoName))
+	if err != nil {
+		return nil
+	}
+	var info warmInfo
+	if json.Unmarshal(b, &info) != nil || info.Format != warmFormat || info.Key != key || info.Layer == "" {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, memoryDir, vmm.StateFile)); err != nil {
+		return nil
+	}
+	return &warmSnap{dir: dir, info: info}
+}
+
+// captureWarm takes the warm snapshot of e at a shape from a guest that
+// has just booted on st, whose agent answered and holds nothing of any
+// workspace yet. Failing to take one costs the next create a boot, no
+// more: errors are logged, never returned.
+func (m *Manager) captureWarm(e *env.Env, vcpus, memMiB, diskMiB int, sn snapshotter, st *disk.Stack, stackDir string) {
+	if !m.opts.WarmSnapshots {
+		return
+	}
+	key, err := warmKey(e, vcpus, memMiB, diskMiB)
+	if err != nil {
+		return
+	}
+	final := filepath.Join(m.warmEnvDir(e), key)
+	if _, err := os.Stat(final); err == nil {
+		return // another create took it meanwhile
+	}
+	if err := os.MkdirAll(m.warmEnvDir(e), 0o700); err != nil {
+		m.log.Warn("no warm snapshot", "env", e.Name, "err", err)
+		return
+	}
+	if free, err := statfsFree(m.warmEnvDir(e)); err != nil || free < minFreeBytes+uint64(memMiB)<<20 {
+		m.log.Info("no warm snapshot: too little free disk for it", "env", e.Name)
+		return
+	}
+	begin := time.Now()
+	tmp := filepath.Join(m.warmEnvDir(e), ".tmp-"+key+"-"+strconv.Itoa(os.Getpid())+"-"+randomName())
+	fail := func(what string, err error) {
+		m.log.Warn("taking the warm snapshot", "env", e.Name, "step", what, "err", err)
+		os.RemoveAll(tmp)
+	}
+	if err := os.MkdirAll(filepath.Join(tmp, memoryDir), 0o700); err != nil {
+		fail("directory", err)
+		return
+	}
+	var layer disk.LayerInfo
+	stats, err := sn.Snapshot(filepath.Join(tmp, memoryDir), "warm "+e.Name, func() error {
+		var err error
+		layer, err = st.Freeze(warmDirName)
+		return err
+	})
+	if err != nil {
+		fail("snapshot", err)
+		return
+	}
+	ds, err := disk.Fork(stackDir, layer.ID, filepath.Join(tmp, diskDir))
+	if err != nil {
+		fail("disk", err)
+		return
+	}
+	if err := ds.Close(); err != nil {
+		fail("disk", err)
+		return
+	}
+	b, _ := json.Marshal(warmInfo{Format: warmFormat, Key: key, Layer: layer.ID, Created: time.Now().UTC()})
+	if err := os.WriteFile(filepath.Join(tmp, warmInfoName), b, 0o600); err != nil {
+		fail("info", err)
+		return
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		fail("rename", err) // another create's is there: keep that one
+		return
+	}
+	m.log.Info("warm snapshot taken", "env", e.Name, "key", key, "memory_pages", stats.Memory.Written, "took", time.Since(begin))
+	m.pruneWarm(e)
+}
+
+// pruneWarm deletes environment e's warm snapshots beyond the warmKeep
+// newest, and temporaries a crash left over an hour ago. Workspaces that
+// started from a deleted one keep running: they hold its files open or
+// linked.
+func (m *Manager) pruneWarm(e *env.Env) {
+	dir := m.warmEnvDir(e)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	type snap struct {
+		name string
+		at   time.Time
+	}
+	var snaps []snap
+	for _, d := range ents {
+		fi, err := d.Info()
+		if err != nil || !d.IsDir() {
+			continue
+		}
+		if strings.HasPrefix(d.Name(), ".tmp-") {
+			if time.Since(fi.ModTime()) > time.Hour {
+				os.RemoveAll(filepath.Join(dir, d.Name()))
+			}
+			continue
+		}
+		snaps = append(snaps, snap{d.Name(), fi.ModTime()})
+	}
+	slices.SortFunc(snaps, func(a, b snap) int { return b.at.Compare(a.at) })
+	for _, s := range snaps[min(len(snaps), warmKeep):] {
+		if err := os.RemoveAll(filepath.Join(dir, s.name)); err != nil {
+			m.log.Warn("deleting an old warm snapshot", "env", e.Name, "dir", s.name, "err", err)
+		}
+	}
+}
