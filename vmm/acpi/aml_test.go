@@ -702,7 +702,7 @@ func TestDSDTStructure(t *testing.T) {
 	if s5.kind != 'p' || len(s5.elems) != 2 || s5.elems[0].i != SleepTypeS5 || s5.elems[1].i != 0 {
 		t.Errorf(`\_S5_ = %+v, want Package {5, 0}`, s5)
 	}
-	wantDevices := []string{`\_SB_.COM1`, `\_SB_.V000`, `\_SB_.V001`, `\_SB_.V002`}
+	wantDevices := []string{`\_SB_.COM1`, `\_SB_.V000`, `\_SB_.V001`, `\_SB_.V002`, `\_SB_.VGEN`, `\_SB_.GED0`}
 	if !reflect.DeepEqual(w.devices, wantDevices) {
 		t.Errorf("devices %v, want %v", w.devices, wantDevices)
 	}
@@ -732,6 +732,57 @@ func TestDSDTStructure(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(res, want) {
 		t.Errorf("COM1 _CRS = %+v, %v; want %+v", res, err, want)
 	}
+	checkVMGenID(t, w, *cfg.VMGenID)
+}
+
+// checkVMGenID checks \_SB_.VGEN and \_SB_.GED0 against what Linux's
+// vmgenid and GED drivers look for.
+func checkVMGenID(t *testing.T, w *amlWalk, g VMGenIDConfig) {
+	t.Helper()
+	for name, want := range map[string]string{
+		`\_SB_.VGEN._HID`: `"PYRO0001"`,
+		`\_SB_.VGEN._CID`: `"VM_Gen_Counter"`, // upper-cased by ACPICA: VM_GEN_COUNTER
+		`\_SB_.VGEN._DDN`: `"VM_Gen_Counter"`,
+		`\_SB_.GED0._HID`: `"ACPI0013"`,
+		`\_SB_.GED0._UID`: `0x0`,
+	} {
+		if got := w.names[name].String(); got != want {
+			t.Errorf("%s = %s, want %s", name, got, want)
+		}
+	}
+	// vmgenid.c evaluates ADDR and wants a package of two integers, the
+	// low and the high 32 bits of the address.
+	addr := amlMethodInfo{args: 0, body: fmt.Sprintf("Return(Package{%#x,%#x})", g.Addr&0xFFFFFFFF, g.Addr>>32)}
+	if got := w.methods[`\_SB_.VGEN.ADDR`]; got != addr {
+		t.Errorf(`\_SB_.VGEN.ADDR = %+v, want %+v`, got, addr)
+	}
+	res, err := parseResources(w.names[`\_SB_.GED0._CRS`].buf)
+	want := []resource{{"Interrupt", 0x03, uint64(g.GSI)}} // consumer|edge, active high, exclusive
+	if err != nil || !reflect.DeepEqual(res, want) {
+		t.Errorf("GED0 _CRS = %+v, %v; want %+v", res, err, want)
+	}
+	// evged.c runs _EVT with the GSI as its one argument.
+	evt := amlMethodInfo{args: 1, body: fmt.Sprintf(`If(LEqual(Arg0,%#x)){Notify(\_SB_.VGEN,0x80)}`, g.GSI)}
+	if got := w.methods[`\_SB_.GED0._EVT`]; got != evt {
+		t.Errorf(`\_SB_.GED0._EVT = %+v, want %+v`, got, evt)
+	}
+}
+
+// TestVMGenIDAddressAbove4GiB checks the high half of ADDR's package.
+func TestVMGenIDAddressAbove4GiB(t *testing.T) {
+	g := VMGenIDConfig{Addr: 0x1_2345_6788, GSI: 22}
+	b := buildAndParse(t, Config{NumCPUs: 1, VMGenID: &g}, DefaultBase)
+	w, err := walkAML(b.dsdt[36:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{`\_SB_.VGEN`, `\_SB_.GED0`}; !reflect.DeepEqual(w.devices, want) {
+		t.Errorf("devices %v, want %v", w.devices, want)
+	}
+	if got, want := w.methods[`\_SB_.VGEN.ADDR`].body, "Return(Package{0x23456788,0x1})"; got != want {
+		t.Errorf("ADDR body %s, want %s", got, want)
+	}
+	checkVMGenID(t, w, g)
 }
 
 func TestDSDTMinimal(t *testing.T) {
@@ -740,8 +791,8 @@ func TestDSDTMinimal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(w.devices) != 0 || len(w.scopes) != 0 || len(w.names) != 1 {
-		t.Errorf("minimal DSDT has devices %v, scopes %v, names %v", w.devices, w.scopes, w.names)
+	if len(w.devices) != 0 || len(w.scopes) != 0 || len(w.names) != 1 || len(w.methods) != 0 {
+		t.Errorf("minimal DSDT has devices %v, scopes %v, names %v, methods %v", w.devices, w.scopes, w.names, w.methods)
 	}
 }
 
@@ -754,9 +805,11 @@ func TestWalkerRejectsCorruption(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 1 package + 1 scope + 4 devices + 4 buffers.
-	if len(w.pkgLens) != 10 {
-		t.Fatalf("walker saw %d PkgLengths, want 10", len(w.pkgLens))
+	// 1 package + 1 scope + 4 devices + 4 buffers, then for the VM
+	// generation ID 2 devices, 2 methods, ADDR's package, GED0's _CRS
+	// buffer and _EVT's If.
+	if len(w.pkgLens) != 17 {
+		t.Fatalf("walker saw %d PkgLengths, want 17", len(w.pkgLens))
 	}
 	for _, at := range w.pkgLens {
 		for _, delta := range []int{-1, 1} {
