@@ -1,6 +1,8 @@
 // Package acpi builds the ACPI tables pyro hands to its guest: an RSDP, an
 // XSDT, a hardware-reduced FADT, a MADT and a DSDT whose AML declares the
-// virtio-mmio devices, an optional COM1 and the \_S5 soft-off state.
+// virtio-mmio devices, an optional COM1, an optional VM generation ID with
+// the Generic Event Device that announces its changes, and the \_S5
+// soft-off state.
 //
 // Place in the data path: while the VMM lays out guest memory it calls Build
 // once, copies the returned image to guest physical address base (normally
@@ -120,11 +122,43 @@ type Config struct {
 	// When false the FADT sets "CMOS RTC Not Present" and Linux does not
 	// register the rtc_cmos device.
 	CMOSRTC bool
+	// VMGenID, when set, declares a VM generation ID (\_SB_.VGEN) and the
+	// Generic Event Device (\_SB_.GED0) whose interrupt tells the guest
+	// to re-read it. See VMGenIDConfig.
+	VMGenID *VMGenIDConfig
 	// ExtraTables are complete ACPI tables (header included) to list in the
 	// XSDT after the FADT and MADT. Build copies them and recomputes their
 	// checksums; the header length must equal the slice length.
 	ExtraTables [][]byte
 }
+
+// VMGenIDConfig places a VM generation ID, as Microsoft's "Virtual Machine
+// Generation ID" specification defines it: 16 bytes in guest memory that the
+// VMM changes whenever the guest may be running for a second time from the
+// same state (each restore of a snapshot), and an interrupt that makes the
+// guest look.
+//
+// Linux's vmgenid driver (drivers/virt/vmgenid.c, CONFIG_VMGENID) binds to
+// \_SB_.VGEN by its _CID, maps the 16 bytes at the address its ADDR method
+// returns and, on Notify (VGEN, 0x80), reads them again and, if they
+// changed, reseeds the kernel RNG at once (add_vmfork_randomness). The
+// Notify comes from the Generic Event Device (drivers/acpi/evged.c, built in
+// whenever ACPI is): on an edge of GSI it runs _EVT (GSI).
+type VMGenIDConfig struct {
+	// Addr is the guest-physical address of the 16-byte ID, 8-byte aligned
+	// (the specification's requirement R1a). The VMM must keep the guest
+	// from using it as RAM: the specification wants it in memory that the
+	// e820 map marks neither usable RAM nor ACPI (R1c, R1d), and mapped
+	// cacheable (R1e). It must not overlap the tables Build lays out.
+	Addr uint64
+	// GSI is the I/O APIC input (0..IOAPICPins-1) of the GED's interrupt,
+	// edge triggered and active high: pulse it to notify the guest. It
+	// must differ from COM1's and every virtio-mmio device's.
+	GSI uint32
+}
+
+// VMGenIDSize is the size of the VM generation ID in bytes.
+const VMGenIDSize = 16
 
 // WithDefaults returns c with every zero optional field replaced by its default.
 func (c Config) WithDefaults() Config {
@@ -218,6 +252,9 @@ func Build(cfg Config, base uint64) (image []byte, rsdp uint64, err error) {
 	if base < BIOSAreaEnd && end > BIOSAreaEnd {
 		return nil, 0, fmt.Errorf("%w: %d-byte image at %#x ends at %#x, past the end of the BIOS area (%#x)", ErrInvalidConfig, size, base, end, BIOSAreaEnd)
 	}
+	if g := cfg.VMGenID; g != nil && g.Addr < end && base < g.Addr+VMGenIDSize {
+		return nil, 0, fmt.Errorf("%w: VM generation ID at %#x overlaps the %d-byte image at %#x", ErrInvalidConfig, g.Addr, size, base)
+	}
 
 	addr := func(off int) uint64 { return base + uint64(off) }
 	entries := []uint64{addr(fadtOff), addr(madtOff)}
@@ -270,6 +307,20 @@ func (c Config) validate() error {
 			if d.Base < o.Base+o.Size && o.Base < d.Base+d.Size {
 				return fmt.Errorf("%w: %s [%#x, +%#x) overlaps virtio-mmio device %d", ErrInvalidConfig, name, d.Base, d.Size, j)
 			}
+		}
+	}
+	if g := c.VMGenID; g != nil {
+		if g.Addr == 0 || g.Addr%8 != 0 {
+			return fmt.Errorf("%w: VM generation ID address %#x is not a non-zero multiple of 8", ErrInvalidConfig, g.Addr)
+		}
+		if g.Addr+VMGenIDSize < g.Addr {
+			return fmt.Errorf("%w: VM generation ID at %#x overflows the address space", ErrInvalidConfig, g.Addr)
+		}
+		if g.GSI >= IOAPICPins {
+			return fmt.Errorf("%w: VM generation ID GSI %d is not an I/O APIC input (0..%d)", ErrInvalidConfig, g.GSI, IOAPICPins-1)
+		}
+		if owner, dup := gsiOwner[g.GSI]; dup {
+			return fmt.Errorf("%w: VM generation ID GSI %d already used by %s (interrupts are declared exclusive)", ErrInvalidConfig, g.GSI, owner)
 		}
 	}
 	return nil

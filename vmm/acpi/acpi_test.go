@@ -22,7 +22,8 @@ func sum8(b []byte) byte {
 	return s
 }
 
-// sampleConfig is a typical microVM: 2 vCPUs, three virtio-mmio devices, COM1.
+// sampleConfig is a typical microVM: 2 vCPUs, three virtio-mmio devices,
+// COM1 and a VM generation ID.
 func sampleConfig() Config {
 	return Config{
 		NumCPUs: 2,
@@ -32,6 +33,7 @@ func sampleConfig() Config {
 			{Base: 0xD0001000, Size: 0x1000, GSI: 6},
 			{Base: 0xD0002000, Size: 0x200, GSI: 23},
 		},
+		VMGenID: &VMGenIDConfig{Addr: 0xEFFF0, GSI: 3},
 	}
 }
 
@@ -430,6 +432,55 @@ func TestValidation(t *testing.T) {
 	ok := Config{NumCPUs: MaxCPUs, IOAPICID: 15, VirtioMMIO: dev(0xFFFFF000, 0x1000, IOAPICPins-1)}
 	if _, _, err := Build(ok, DefaultBase); err != nil {
 		t.Errorf("boundary config rejected: %v", err)
+	}
+}
+
+func TestVMGenIDValidation(t *testing.T) {
+	img, _, err := Build(sampleConfig(), DefaultBase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := DefaultBase + uint64(len(img))
+	genID := func(addr uint64, gsi uint32) Config {
+		c := sampleConfig() // COM1 on GSI 4, virtio on 5, 6 and 23
+		c.VMGenID = &VMGenIDConfig{Addr: addr, GSI: gsi}
+		return c
+	}
+	cases := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"zero address", genID(0, 3), "non-zero multiple of 8"},
+		{"unaligned", genID(0xEFFF4, 3), "non-zero multiple of 8"},
+		{"wraps", genID(1<<64-8, 3), "overflows"},
+		{"gsi 24", genID(0xEFFF0, 24), "GSI 24"},
+		{"COM1's gsi", genID(0xEFFF0, 4), "already used by COM1"},
+		{"a virtio gsi", genID(0xEFFF0, 23), "already used by virtio-mmio device 2"},
+		{"inside the tables", genID(DefaultBase+64, 3), "overlaps"},
+		{"last bytes of the tables", genID((end-8)&^7, 3), "overlaps"},
+		{"straddles the start", genID(DefaultBase-8, 3), "overlaps"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, _, err := Build(c.cfg, DefaultBase)
+			if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("err = %v, want ErrInvalidConfig mentioning %q", err, c.want)
+			}
+		})
+	}
+	// Right before and right after the image, the top GSI without a
+	// virtio device there, and GSI 4 when there is no COM1 are all fine.
+	for _, cfg := range []Config{
+		genID(DefaultBase-16, 3),
+		genID((end+7)&^7, 3),
+		genID(1<<64-24, 3),
+		{NumCPUs: 1, VMGenID: &VMGenIDConfig{Addr: 0xEFFF0, GSI: IOAPICPins - 1}},
+		{NumCPUs: 1, VMGenID: &VMGenIDConfig{Addr: 0xEFFF0, GSI: 4}},
+	} {
+		if _, _, err := Build(cfg, DefaultBase); err != nil {
+			t.Errorf("VM generation ID %+v rejected: %v", *cfg.VMGenID, err)
+		}
 	}
 }
 

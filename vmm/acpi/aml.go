@@ -27,7 +27,20 @@ const (
 	amlMultiNamePrefix = 0x2F
 	amlExtOpPrefix     = 0x5B
 	amlRootChar        = 0x5C // '\'
+	amlArg0Op          = 0x68 // §20.2.6.1 ArgObj: Arg0Op 0x68 .. Arg6Op 0x6E
+	amlMethodOp        = 0x14 // §20.2.5.2 DefMethod
 	amlDeviceOp        = 0x82 // §20.2.5.2 DefDevice = ExtOpPrefix 0x82
+	amlNotifyOp        = 0x86 // §20.2.5.3 DefNotify
+	amlLEqualOp        = 0x93 // §20.2.5.4 DefLEqual
+	amlIfOp            = 0xA0 // §20.2.5.3 DefIfElse
+	amlReturnOp        = 0xA4 // §20.2.5.3 DefReturn
+)
+
+// Method flags (§20.2.5.2 MethodFlags): bits 2:0 ArgCount, bit 3
+// SerializeFlag, bits 7:4 SyncLevel.
+const (
+	amlMaxMethodArgs    = 7
+	amlMethodSerialized = 1 << 3
 )
 
 // maxPkgLength is the largest value a 4-byte PkgLength can encode (§20.2.4).
@@ -247,6 +260,54 @@ func amlPackage(elements ...[]byte) []byte {
 // (§20.2.5.4).
 func amlBuffer(data []byte) []byte {
 	return withPkgLength([]byte{amlBufferOp}, amlInteger(uint64(len(data))), data)
+}
+
+// amlMethod encodes DefMethod := MethodOp PkgLength NameString MethodFlags
+// TermList (§20.2.5.2) for a method of args arguments (0..7) with SyncLevel
+// 0. A NotSerialized method may run on several threads at once, which is
+// safe as long as it creates no named objects (see the ASL Method
+// operator, §19.6).
+func amlMethod(name string, args int, serialized bool, terms ...[]byte) []byte {
+	if args < 0 || args > amlMaxMethodArgs {
+		panic(fmt.Sprintf("acpi: Method %s: %d arguments, at most %d", name, args, amlMaxMethodArgs))
+	}
+	flags := byte(args)
+	if serialized {
+		flags |= amlMethodSerialized
+	}
+	return withPkgLength([]byte{amlMethodOp}, amlNameString(name), []byte{flags}, concat(terms...))
+}
+
+// amlIf encodes DefIfElse := IfOp PkgLength Predicate TermList DefElse with
+// an empty DefElse (§20.2.5.3): the terms run when predicate is non-zero.
+func amlIf(predicate []byte, terms ...[]byte) []byte {
+	return withPkgLength([]byte{amlIfOp}, predicate, concat(terms...))
+}
+
+// amlLEqual encodes DefLEqual := LequalOp Operand Operand (§20.2.5.4), which
+// is Ones when the two integers are equal and Zero otherwise.
+func amlLEqual(a, b []byte) []byte {
+	return concat([]byte{amlLEqualOp}, a, b)
+}
+
+// amlNotify encodes DefNotify := NotifyOp NotifyObject NotifyValue
+// (§20.2.5.3): it queues notification value for the device at path, which
+// the OS hands to that device's driver (§5.6.6).
+func amlNotify(path string, value []byte) []byte {
+	return concat([]byte{amlNotifyOp}, amlNameString(path), value)
+}
+
+// amlReturn encodes DefReturn := ReturnOp ArgObject (§20.2.5.3).
+func amlReturn(object []byte) []byte {
+	return concat([]byte{amlReturnOp}, object)
+}
+
+// amlArg encodes ArgObj n (Arg0..Arg6, §20.2.6.1): the method's nth argument.
+func amlArg(n int) []byte {
+	if n < 0 || n >= amlMaxMethodArgs {
+		panic(fmt.Sprintf("acpi: Arg%d does not exist (Arg0..Arg%d)", n, amlMaxMethodArgs-1))
+	}
+	return []byte{amlArg0Op + byte(n)}
 }
 
 // Resource data (§6.4).

@@ -146,6 +146,58 @@ func TestAMLInvalidNamesPanic(t *testing.T) {
 	}
 }
 
+// TestAMLControlMethods checks the method-body encoders byte for byte
+// against the encodings of §20.2.5 and §20.2.6 (the expected bytes were
+// also checked against iasl's listing of the same ASL, compiled with -oa so
+// that it keeps the absolute path).
+func TestAMLControlMethods(t *testing.T) {
+	vgen := []byte{0x5C, 0x2E, '_', 'S', 'B', '_', 'V', 'G', 'E', 'N'} // \_SB_.VGEN
+	notify := append(append([]byte{0x86}, vgen...), 0x0A, 0x80)        // Notify (\_SB.VGEN, 0x80)
+	lequal := []byte{0x93, 0x68, 0x0A, 0x03}                           // LEqual (Arg0, 3)
+	cases := []struct {
+		name string
+		got  []byte
+		want []byte
+	}{
+		{"Arg0", amlArg(0), []byte{0x68}},
+		{"Arg6", amlArg(6), []byte{0x6E}},
+		{"LEqual", amlLEqual(amlArg(0), amlInteger(3)), lequal},
+		{"Notify", amlNotify(`\_SB_.VGEN`, amlInteger(0x80)), notify},
+		{"Return Zero", amlReturn(amlInteger(0)), []byte{0xA4, 0x00}},
+		{"If", amlIf(amlLEqual(amlArg(0), amlInteger(3)), amlNotify(`\_SB_.VGEN`, amlInteger(0x80))),
+			concat([]byte{0xA0, 0x12}, lequal, notify)},
+		{"empty If", amlIf(amlInteger(1)), []byte{0xA0, 0x02, 0x01}},
+		{"Method _EVT", amlMethod("_EVT", 1, false, amlIf(amlLEqual(amlArg(0), amlInteger(3)), amlNotify(`\_SB_.VGEN`, amlInteger(0x80)))),
+			concat([]byte{0x14, 0x19, '_', 'E', 'V', 'T', 0x01, 0xA0, 0x12}, lequal, notify)},
+		{"Method ADDR", amlMethod("ADDR", 0, false, amlReturn(amlPackage(amlInteger(0xEFFF0), amlInteger(0)))),
+			[]byte{0x14, 0x10, 'A', 'D', 'D', 'R', 0x00, 0xA4, 0x12, 0x08, 0x02, 0x0C, 0xF0, 0xFF, 0x0E, 0x00, 0x00}},
+		// MethodFlags: ArgCount in bits 2:0, SerializeFlag bit 3.
+		{"Serialized", amlMethod("SRL_", 2, true), []byte{0x14, 0x06, 'S', 'R', 'L', '_', 0x0A}},
+		{"seven args", amlMethod("M7__", 7, false), []byte{0x14, 0x06, 'M', '7', '_', '_', 0x07}},
+	}
+	for _, c := range cases {
+		if !bytes.Equal(c.got, c.want) {
+			t.Errorf("%s: % x, want % x", c.name, c.got, c.want)
+		}
+	}
+	for name, f := range map[string]func(){
+		"Arg7":            func() { amlArg(7) },
+		"Arg-1":           func() { amlArg(-1) },
+		"8-arg method":    func() { amlMethod("M8__", 8, false) },
+		"negative args":   func() { amlMethod("MN__", -1, false) },
+		"bad method name": func() { amlMethod("m", 0, false) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s did not panic", name)
+				}
+			}()
+			f()
+		}()
+	}
+}
+
 // TestMultiBytePkgLengthObjects runs objects whose PkgLength needs 1, 2, 3
 // and 4 bytes through the walker, so a wrong self-inclusive length shows up.
 func TestMultiBytePkgLengthObjects(t *testing.T) {
@@ -157,6 +209,35 @@ func TestMultiBytePkgLengthObjects(t *testing.T) {
 		}
 		if v := w.names[`\BUFF`]; v.kind != 'b' || len(v.buf) != n {
 			t.Errorf("buffer of %d bytes decoded as %c with %d bytes", n, v.kind, len(v.buf))
+		}
+	}
+	// A method body and an If body whose PkgLengths grow from 1 to 2 and
+	// from 2 to 3 bytes somewhere in these ranges.
+	var sizes []int
+	for n := 0; n < 70; n++ {
+		sizes = append(sizes, n)
+	}
+	for n := 4060; n < 4100; n++ {
+		sizes = append(sizes, n)
+	}
+	seen := map[int]bool{}
+	for _, n := range sizes {
+		m := amlMethod("BIG_", 1, false, amlIf(amlArg(0), amlReturn(amlBuffer(make([]byte, n)))))
+		w, err := walkAML(m)
+		if err != nil {
+			t.Fatalf("method returning %d bytes: %v", n, err)
+		}
+		want := fmt.Sprintf("If(Arg0){Return(Buffer[%d])}", n)
+		if got := w.methods[`\BIG_`]; got.args != 1 || got.body != want {
+			t.Errorf("method returning %d bytes decoded as %+v, want body %q", n, got, want)
+		}
+		_, methodLen, _ := decodePkgLength(m[1:])
+		_, ifLen, _ := decodePkgLength(m[1+methodLen+5+1:])
+		seen[10*methodLen+ifLen] = true
+	}
+	for _, lens := range []int{11, 21, 22, 32, 33} { // method, If PkgLength sizes
+		if !seen[lens] {
+			t.Errorf("no method had PkgLength sizes %d (method) and %d (If)", lens/10, lens%10)
 		}
 	}
 	for _, n := range []int{0, 1, 20, 21, 22, 255} {
@@ -184,20 +265,49 @@ type amlValue struct {
 	buf   []byte
 }
 
+// String renders v compactly, for comparing method bodies.
+func (v amlValue) String() string {
+	switch v.kind {
+	case 'i':
+		return fmt.Sprintf("%#x", v.i)
+	case 's':
+		return fmt.Sprintf("%q", v.s)
+	case 'p':
+		var e []string
+		for _, x := range v.elems {
+			e = append(e, x.String())
+		}
+		return "Package{" + strings.Join(e, ",") + "}"
+	case 'b':
+		return fmt.Sprintf("Buffer[%d]", len(v.buf))
+	}
+	return "?"
+}
+
+// amlMethodInfo is one decoded Method: its flags and its body rendered as
+// compact ASL, e.g. `If(LEqual(Arg0,0x3)){Notify(\_SB_.VGEN,0x80)}`.
+type amlMethodInfo struct {
+	args       int
+	serialized bool
+	body       string
+}
+
 type amlWalk struct {
 	b       []byte
 	pos     int
-	names   map[string]amlValue // absolute path -> value
-	devices []string            // absolute paths, in order
+	names   map[string]amlValue      // absolute path -> value
+	methods map[string]amlMethodInfo // absolute path -> method
+	devices []string                 // absolute paths, in order
 	scopes  []string
 	pkgLens []int // offsets of every PkgLength decoded
 }
 
-// walkAML parses a TermList of the subset the DSDT uses (Name, Scope, Device
-// and their data objects), checking that every PkgLength ends exactly where
-// its contents end.
+// walkAML parses a TermList of the subset the DSDT uses (Name, Scope, Device,
+// Method and their data objects; in method bodies Return, If, Notify,
+// LEqual and ArgN), checking that every PkgLength ends exactly where its
+// contents end.
 func walkAML(b []byte) (*amlWalk, error) {
-	w := &amlWalk{b: b, names: map[string]amlValue{}}
+	w := &amlWalk{b: b, names: map[string]amlValue{}, methods: map[string]amlMethodInfo{}}
 	if err := w.termList(len(b), `\`); err != nil {
 		return w, fmt.Errorf("at offset %#x: %w", w.pos, err)
 	}
@@ -294,10 +404,35 @@ func (w *amlWalk) termList(end int, scope string) error {
 			if err != nil {
 				return fmt.Errorf("Name(%s): %w", name, err)
 			}
-			if _, dup := w.names[name]; dup {
+			if w.defined(name) {
 				return fmt.Errorf("duplicate name %s", name)
 			}
 			w.names[name] = v
+		case 0x14: // Method
+			pend, err := w.pkgEnd(end)
+			if err != nil {
+				return err
+			}
+			name, err := w.nameString(pend, scope)
+			if err != nil {
+				return err
+			}
+			if err := w.need(1, pend); err != nil {
+				return err
+			}
+			flags := w.b[w.pos]
+			w.pos++
+			if flags&0xF0 != 0 {
+				return fmt.Errorf("Method %s: SyncLevel %d, want 0", name, flags>>4)
+			}
+			m := amlMethodInfo{args: int(flags & 7), serialized: flags&8 != 0}
+			if m.body, err = w.statements(pend, scope, m.args); err != nil {
+				return fmt.Errorf("Method %s: %w", name, err)
+			}
+			if w.defined(name) {
+				return fmt.Errorf("duplicate name %s", name)
+			}
+			w.methods[name] = m
 		case 0x10, 0x5B: // Scope, ExtOpPrefix
 			isDevice := op == 0x5B
 			if isDevice {
@@ -333,6 +468,91 @@ func (w *amlWalk) termList(end int, scope string) error {
 		return fmt.Errorf("term list ran to %#x, past its end %#x", w.pos, end)
 	}
 	return nil
+}
+
+func (w *amlWalk) defined(name string) bool {
+	_, n := w.names[name]
+	_, m := w.methods[name]
+	return n || m
+}
+
+// statements parses a method's TermList up to end, rendering it as compact
+// ASL; args is the method's ArgCount, which bounds the ArgN it may use.
+func (w *amlWalk) statements(end int, scope string, args int) (string, error) {
+	var out []string
+	for w.pos < end {
+		op := w.b[w.pos]
+		w.pos++
+		switch op {
+		case 0xA4: // Return
+			v, err := w.termArg(end, scope, args)
+			if err != nil {
+				return "", fmt.Errorf("Return: %w", err)
+			}
+			out = append(out, "Return("+v+")")
+		case 0xA0: // If
+			pend, err := w.pkgEnd(end)
+			if err != nil {
+				return "", err
+			}
+			pred, err := w.termArg(pend, scope, args)
+			if err != nil {
+				return "", fmt.Errorf("If predicate: %w", err)
+			}
+			body, err := w.statements(pend, scope, args)
+			if err != nil {
+				return "", err
+			}
+			out = append(out, "If("+pred+"){"+body+"}")
+		case 0x86: // Notify
+			name, err := w.nameString(end, scope)
+			if err != nil {
+				return "", fmt.Errorf("Notify: %w", err)
+			}
+			v, err := w.termArg(end, scope, args)
+			if err != nil {
+				return "", fmt.Errorf("Notify value: %w", err)
+			}
+			out = append(out, "Notify("+name+","+v+")")
+		default:
+			return "", fmt.Errorf("unexpected statement opcode %#02x", op)
+		}
+	}
+	if w.pos != end {
+		return "", fmt.Errorf("method body ran to %#x, past its end %#x", w.pos, end)
+	}
+	return strings.Join(out, ";"), nil
+}
+
+// termArg parses an operand: LEqual, an ArgN below args, or a data object.
+func (w *amlWalk) termArg(end int, scope string, args int) (string, error) {
+	if err := w.need(1, end); err != nil {
+		return "", err
+	}
+	switch op := w.b[w.pos]; {
+	case op == 0x93: // LEqual
+		w.pos++
+		a, err := w.termArg(end, scope, args)
+		if err != nil {
+			return "", err
+		}
+		b, err := w.termArg(end, scope, args)
+		if err != nil {
+			return "", err
+		}
+		return "LEqual(" + a + "," + b + ")", nil
+	case op >= 0x68 && op <= 0x6E:
+		w.pos++
+		if n := int(op - 0x68); n >= args {
+			return "", fmt.Errorf("Arg%d in a method of %d arguments", n, args)
+		}
+		return fmt.Sprintf("Arg%d", op-0x68), nil
+	}
+	v, err := w.dataObject(end)
+	if err != nil {
+		return "", err
+	}
+	return v.String(), nil
 }
 
 func (w *amlWalk) dataObject(end int) (amlValue, error) {
@@ -482,7 +702,7 @@ func TestDSDTStructure(t *testing.T) {
 	if s5.kind != 'p' || len(s5.elems) != 2 || s5.elems[0].i != SleepTypeS5 || s5.elems[1].i != 0 {
 		t.Errorf(`\_S5_ = %+v, want Package {5, 0}`, s5)
 	}
-	wantDevices := []string{`\_SB_.COM1`, `\_SB_.V000`, `\_SB_.V001`, `\_SB_.V002`}
+	wantDevices := []string{`\_SB_.COM1`, `\_SB_.V000`, `\_SB_.V001`, `\_SB_.V002`, `\_SB_.VGEN`, `\_SB_.GED0`}
 	if !reflect.DeepEqual(w.devices, wantDevices) {
 		t.Errorf("devices %v, want %v", w.devices, wantDevices)
 	}
@@ -512,6 +732,57 @@ func TestDSDTStructure(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(res, want) {
 		t.Errorf("COM1 _CRS = %+v, %v; want %+v", res, err, want)
 	}
+	checkVMGenID(t, w, *cfg.VMGenID)
+}
+
+// checkVMGenID checks \_SB_.VGEN and \_SB_.GED0 against what Linux's
+// vmgenid and GED drivers look for.
+func checkVMGenID(t *testing.T, w *amlWalk, g VMGenIDConfig) {
+	t.Helper()
+	for name, want := range map[string]string{
+		`\_SB_.VGEN._HID`: `"PYRO0001"`,
+		`\_SB_.VGEN._CID`: `"VM_Gen_Counter"`, // upper-cased by ACPICA: VM_GEN_COUNTER
+		`\_SB_.VGEN._DDN`: `"VM_Gen_Counter"`,
+		`\_SB_.GED0._HID`: `"ACPI0013"`,
+		`\_SB_.GED0._UID`: `0x0`,
+	} {
+		if got := w.names[name].String(); got != want {
+			t.Errorf("%s = %s, want %s", name, got, want)
+		}
+	}
+	// vmgenid.c evaluates ADDR and wants a package of two integers, the
+	// low and the high 32 bits of the address.
+	addr := amlMethodInfo{args: 0, body: fmt.Sprintf("Return(Package{%#x,%#x})", g.Addr&0xFFFFFFFF, g.Addr>>32)}
+	if got := w.methods[`\_SB_.VGEN.ADDR`]; got != addr {
+		t.Errorf(`\_SB_.VGEN.ADDR = %+v, want %+v`, got, addr)
+	}
+	res, err := parseResources(w.names[`\_SB_.GED0._CRS`].buf)
+	want := []resource{{"Interrupt", 0x03, uint64(g.GSI)}} // consumer|edge, active high, exclusive
+	if err != nil || !reflect.DeepEqual(res, want) {
+		t.Errorf("GED0 _CRS = %+v, %v; want %+v", res, err, want)
+	}
+	// evged.c runs _EVT with the GSI as its one argument.
+	evt := amlMethodInfo{args: 1, body: fmt.Sprintf(`If(LEqual(Arg0,%#x)){Notify(\_SB_.VGEN,0x80)}`, g.GSI)}
+	if got := w.methods[`\_SB_.GED0._EVT`]; got != evt {
+		t.Errorf(`\_SB_.GED0._EVT = %+v, want %+v`, got, evt)
+	}
+}
+
+// TestVMGenIDAddressAbove4GiB checks the high half of ADDR's package.
+func TestVMGenIDAddressAbove4GiB(t *testing.T) {
+	g := VMGenIDConfig{Addr: 0x1_2345_6788, GSI: 22}
+	b := buildAndParse(t, Config{NumCPUs: 1, VMGenID: &g}, DefaultBase)
+	w, err := walkAML(b.dsdt[36:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{`\_SB_.VGEN`, `\_SB_.GED0`}; !reflect.DeepEqual(w.devices, want) {
+		t.Errorf("devices %v, want %v", w.devices, want)
+	}
+	if got, want := w.methods[`\_SB_.VGEN.ADDR`].body, "Return(Package{0x23456788,0x1})"; got != want {
+		t.Errorf("ADDR body %s, want %s", got, want)
+	}
+	checkVMGenID(t, w, g)
 }
 
 func TestDSDTMinimal(t *testing.T) {
@@ -520,8 +791,8 @@ func TestDSDTMinimal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(w.devices) != 0 || len(w.scopes) != 0 || len(w.names) != 1 {
-		t.Errorf("minimal DSDT has devices %v, scopes %v, names %v", w.devices, w.scopes, w.names)
+	if len(w.devices) != 0 || len(w.scopes) != 0 || len(w.names) != 1 || len(w.methods) != 0 {
+		t.Errorf("minimal DSDT has devices %v, scopes %v, names %v, methods %v", w.devices, w.scopes, w.names, w.methods)
 	}
 }
 
@@ -534,9 +805,11 @@ func TestWalkerRejectsCorruption(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 1 package + 1 scope + 4 devices + 4 buffers.
-	if len(w.pkgLens) != 10 {
-		t.Fatalf("walker saw %d PkgLengths, want 10", len(w.pkgLens))
+	// 1 package + 1 scope + 4 devices + 4 buffers, then for the VM
+	// generation ID 2 devices, 2 methods, ADDR's package, GED0's _CRS
+	// buffer and _EVT's If.
+	if len(w.pkgLens) != 17 {
+		t.Fatalf("walker saw %d PkgLengths, want 17", len(w.pkgLens))
 	}
 	for _, at := range w.pkgLens {
 		for _, delta := range []int{-1, 1} {

@@ -95,6 +95,14 @@ func TestIaslDisassemblesDSDT(t *testing.T) {
 			`Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,,) { 0x%08X, } }) }`,
 			i, uid, d.Base, d.Size, d.GSI))
 	}
+	gen := cfg.VMGenID
+	want = append(want,
+		fmt.Sprintf(`Device (VGEN) { Name (_HID, "PYRO0001") Name (_CID, "VM_Gen_Counter") Name (_DDN, "VM_Gen_Counter") `+
+			`Method (ADDR, 0, NotSerialized) { Return (Package (0x02) { 0x%08X, Zero }) } }`, gen.Addr),
+		fmt.Sprintf(`Device (GED0) { Name (_HID, "ACPI0013") Name (_UID, Zero) `+
+			`Name (_CRS, ResourceTemplate () { Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,,) { 0x%08X, } }) `+
+			`Method (_EVT, 1, NotSerialized) { If ((Arg0 == 0x%02X)) { Notify (\_SB.VGEN, 0x80) } } }`, gen.GSI, gen.GSI),
+	)
 	for _, w := range want {
 		if !strings.Contains(asl, w) {
 			t.Errorf("disassembled DSDT lacks\n  %s\nnormalized output:\n  %s", w, asl)
