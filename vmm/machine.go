@@ -120,6 +120,9 @@ type Machine struct {
 	// restoring holds a decoded snapshot while Restore builds the
 	// machine; nil for a boot.
 	restoring *restoreState
+	// genIDNew: Restore gave the guest a new VM generation ID, which Run
+	// announces (the GED's interrupt).
+	genIDNew bool
 	// probeMu orders DebugVCPUs's kicks before Close unmaps the vCPUs.
 	probeMu     sync.Mutex
 	vcpusClosed bool // guarded by probeMu
@@ -298,6 +301,7 @@ func (m *Machine) acpiConfig() acpi.Config {
 		// own: COM1 must be described for ttyS0 to get IRQ 4.
 		COM1:       true,
 		VirtioMMIO: virtioLayout(len(m.cfg.Devices)),
+		VMGenID:    genIDConfig(),
 	}
 }
 
@@ -342,6 +346,9 @@ func (m *Machine) load(k *Kernel, initrd []byte) error {
 		if err := m.mem.WriteAt(w.data, w.addr); err != nil {
 			return inputErr("%s does not fit in guest RAM (%v): raise --mem-mib", w.what, err)
 		}
+	}
+	if _, err := writeGenID(m.mem); err != nil {
+		return err
 	}
 	return nil
 }
@@ -583,6 +590,12 @@ func (m *Machine) Run(ctx context.Context) (Result, error) {
 	}
 	m.ran = true
 	close(m.start)
+	if m.genIDNew {
+		// A restored guest learns its new generation ID at once.
+		if err := notifyGenID(m.vm); err != nil {
+			m.stop(Result{Reason: StopCrash, Detail: err.Error()})
+		}
+	}
 	select {
 	case <-m.stopped:
 	case <-ctx.Done():

@@ -344,6 +344,14 @@ func Restore(cfg Config, dir string) (m *Machine, err error) {
 	if m.mem, err = memory.Open(memory.Layout{Size: st.MemSize, Hole: st.MemHole}, filepath.Join(dir, MemoryFile)); err != nil {
 		return nil, &SnapshotError{Dir: dir, Err: err}
 	}
+	// Each restore is a new generation of the guest: a guest kernel with
+	// a vmgenid driver reseeds its random number generator when Run
+	// announces it. (Debian 12's cloud kernel has none; the agent's
+	// restored op reseeds it anyway.)
+	if _, err := writeGenID(m.mem); err != nil {
+		return nil, err
+	}
+	m.genIDNew = true
 	if err := m.assemble(func() error { return m.vm.RestoreState(rs.vm) }); err != nil {
 		return nil, err
 	}
