@@ -53,13 +53,14 @@ func (w *workspace) memorySnapshot(ctx context.Context, h *vmHandle, label strin
 		layer, err := freezeLayer(ctx, h, label)
 		return layer, memResult{note: "memory not kept: this VM cannot be snapshotted"}, err
 	}
-	w.mu.Lock()
-	memMiB := w.rec.MemMiB
-	w.mu.Unlock()
-	if free, err := statfsFree(w.dir); err == nil && free < minFreeBytes+uint64(memMiB)<<20 {
+	// The image holds the pages the guest has touched, which only the
+	// save knows: it needs the free space every write does (checkFree,
+	// already passed), and one that fills the disk fails cleanly, leaving
+	// a disk-only snapshot.
+	if free, err := statfsFree(w.dir); err == nil && free < minFreeBytes {
 		layer, err := freezeLayer(ctx, h, label)
-		return layer, memResult{note: fmt.Sprintf("memory not kept: the state directory's file system has %d MiB free, "+
-			"too little for a memory image of up to %d MiB; the snapshot holds the disk only", free>>20, memMiB)}, err
+		return layer, memResult{note: fmt.Sprintf("memory not kept: the state directory's file system has only %d MiB free; "+
+			"the snapshot holds the disk only", free>>20)}, err
 	}
 	// Write the guest's dirty pages out first, so the layer is clean as
 	// of (nearly) now, should it ever be booted from without the image.

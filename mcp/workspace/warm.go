@@ -132,7 +132,7 @@ func (m *Manager) captureWarm(e *env.Env, vcpus, memMiB, diskMiB int, sn snapsho
 		m.log.Warn("no warm snapshot", "env", e.Name, "err", err)
 		return
 	}
-	if free, err := statfsFree(m.warmEnvDir(e)); err != nil || free < minFreeBytes+uint64(memMiB)<<20 {
+	if free, err := statfsFree(m.warmEnvDir(e)); err != nil || free < minFreeBytes {
 		m.log.Info("no warm snapshot: too little free disk for it", "env", e.Name)
 		return
 	}

@@ -1,0 +1,214 @@
+package workspace
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pyro-mcp/pyro/kvm/kvmtest"
+	"github.com/pyro-mcp/pyro/mcp/contract"
+	"github.com/pyro-mcp/pyro/vmm"
+)
+
+// counterServer answers each TCP connection on 127.0.0.1:7070 with the
+// next value of a counter it holds in memory only.
+const counterServer = `import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 7070))
+s.listen(8)
+n = 0
+while True:
+    c, _ = s.accept()
+    n += 1
+    c.sendall(str(n).encode())
+    c.close()
+`
+
+const counterClient = `python3 -c 'import socket; c = socket.create_connection(("127.0.0.1", 7070)); print(c.recv(64).decode())'`
+
+// The memory-snapshot loop on real debian-12 workspaces: a create from the
+// environment's warm snapshot, a reset that resumes a Python process with
+// the state it held in memory, forks that are isolated from each other
+// and from their parent and do not share randomness, and a damaged memory
+// image that makes the reset boot from the disk instead.
+func TestMemorySnapshotsDebian(t *testing.T) {
+	kvmtest.RequireStockKernels(t)
+	envDir := kvmtest.Path(t, "PYRO_TEST_ENV_DEBIAN")
+	// A private warm root: this test's warm snapshot must not reach
+	// other tests.
+	m, err := Open(Options{StateDir: t.TempDir(), CacheRoot: filepath.Dir(filepath.Dir(envDir)), DefaultMemMiB: 384,
+		WarmSnapshots: true, WarmRoot: t.TempDir(),
+		Logger: slog.New(slog.NewTextHandler(tWriter{t}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx := t.Context()
+	sh := func(id, cmd string) string {
+		t.Helper()
+		r, err := m.Exec(ctx, contract.ExecRequest{ID: id, Command: cmd, TimeoutSeconds: 120})
+		if err != nil || r.ExitCode != 0 {
+			t.Fatalf("%s: %q: %+v %v", id, cmd, r, err)
+		}
+		return strings.TrimSpace(string(r.Stdout))
+	}
+	src := seedDir(t, map[string]string{"hello.txt": "hello\n", "counter.py": counterServer})
+
+	// The first create boots and takes the warm snapshot; the second
+	// resumes it.
+	t0 := time.Now()
+	cold, err := m.Create(ctx, contract.CreateRequest{Env: "debian-12", Seed: contract.SeedSpec{Kind: contract.SeedDir, Path: src}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("FIGURE create (cold boot, taking the warm snapshot): %v", time.Since(t0))
+	if cold.Boot != contract.BootCold {
+		t.Errorf("first create: boot %q, want %q", cold.Boot, contract.BootCold)
+	}
+	t0 = time.Now()
+	ws, err := m.Create(ctx, contract.CreateRequest{Env: "debian-12", Seed: contract.SeedSpec{Kind: contract.SeedDir, Path: src}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kernel := sh(ws.ID, "uname -r")
+	t.Logf("FIGURE create from the warm snapshot to first exec: %v", time.Since(t0))
+	if ws.Boot != contract.BootWarm {
+		t.Fatalf("second create: boot %q (%s), want %q", ws.Boot, ws.BootNote, contract.BootWarm)
+	}
+	if want := sh(cold.ID, "uname -r"); kernel != want {
+		t.Errorf("warm workspace runs kernel %q, the cold one %q", kernel, want)
+	}
+	if got := sh(ws.ID, "cat /workspace/hello.txt"); got != "hello" {
+		t.Errorf("warm workspace's seed: %q", got)
+	}
+	if err := m.Delete(ctx, cold.ID); err != nil {
+		t.Fatal(err)
+	}
+	id := ws.ID
+
+	// A process holding state in memory survives a reset to a memory
+	// snapshot, with the state it had then.
+	if _, err := m.ServiceStart(ctx, contract.ServiceStartRequest{ID: id, Name: "counter", Command: "python3 counter.py",
+		Readiness: contract.Readiness{Kind: "tcp", Port: 7070}, Wait: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	// The readiness probe's connection counts too: go by what it says.
+	first := sh(id, counterClient)
+	var atSnap int
+	if _, err := fmt.Sscan(first, &atSnap); err != nil {
+		t.Fatalf("counter: %q", first)
+	}
+	atSnap++
+	if got := sh(id, counterClient); got != fmt.Sprint(atSnap) {
+		t.Fatalf("counter: %q, want %d", got, atSnap)
+	}
+	snap, err := m.SnapshotCreate(ctx, contract.SnapshotRequest{ID: id, Name: "two"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !snap.Memory || snap.MemoryBytes == 0 {
+		t.Fatalf("snapshot of a running workspace: %+v, want a memory image", snap)
+	}
+	sh(id, counterClient)
+	sh(id, counterClient)
+	sh(id, "echo later >/workspace/later.txt")
+	t0 = time.Now()
+	rr, err := m.Reset(ctx, id, "two")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := sh(id, counterClient)
+	t.Logf("FIGURE reset to a memory snapshot to first exec: %v (reset %v)", time.Since(t0), rr.Duration)
+	if !rr.Memory {
+		t.Fatalf("reset to a memory snapshot booted: %+v", rr)
+	}
+	if got != fmt.Sprint(atSnap+1) {
+		t.Errorf("after the reset the counter says %q, want %d (it had answered %d when the snapshot was taken)", got, atSnap+1, atSnap)
+	}
+	if out, err := m.Exec(ctx, contract.ExecRequest{ID: id, Command: "test -e /workspace/later.txt"}); err != nil || out.ExitCode == 0 {
+		t.Errorf("later.txt, written after the snapshot, survived the reset (%v)", err)
+	}
+
+	// Forks of the running workspace: each sees only what it wrote.
+	t0 = time.Now()
+	fr, err := m.Fork(ctx, contract.ForkRequest{ID: id, Count: 3, Labels: map[string]string{"fork": "yes"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("FIGURE fork x3 of a running workspace: %v", time.Since(t0))
+	if len(fr.Forks) != 3 || !fr.Memory {
+		t.Fatalf("fork: %+v", fr)
+	}
+	var boots, randoms []string
+	for i, f := range fr.Forks {
+		if f.Boot != contract.BootFork || f.Labels["fork"] != "yes" {
+			t.Errorf("fork %d: boot %q labels %v", i, f.Boot, f.Labels)
+		}
+		sh(f.ID, fmt.Sprintf("echo %d >/workspace/fork-%d.txt", i, i))
+		boots = append(boots, sh(f.ID, "cat /proc/sys/kernel/random/boot_id"))
+		randoms = append(randoms, sh(f.ID, "head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'"))
+	}
+	for i, f := range fr.Forks {
+		if got := sh(f.ID, "cd /workspace && ls fork-*.txt | tr '\\n' ' '"); got != fmt.Sprintf("fork-%d.txt", i) {
+			t.Errorf("fork %d sees %q, want only its own file", i, got)
+		}
+		// Processes came along: the counter goes on from the parent's
+		// state at the fork.
+		if got := sh(f.ID, counterClient); got != fmt.Sprint(atSnap+2) {
+			t.Errorf("fork %d's counter: %q, want %d", i, got, atSnap+2)
+		}
+	}
+	if out, err := m.Exec(ctx, contract.ExecRequest{ID: id, Command: "ls /workspace/fork-*.txt"}); err != nil || out.ExitCode == 0 {
+		t.Errorf("the parent sees its forks' files: %q", out.Stdout)
+	}
+	for i := range boots {
+		for j := range i {
+			if boots[i] == boots[j] || randoms[i] == randoms[j] {
+				t.Errorf("forks %d and %d share boot_id (%s, %s) or /dev/urandom output (%s, %s)", j, i, boots[j], boots[i], randoms[j], randoms[i])
+			}
+		}
+	}
+
+	for _, f := range fr.Forks {
+		if err := m.Delete(ctx, f.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A damaged memory image: the reset boots from the snapshot's disk
+	// and says why.
+	if s, err := m.SnapshotCreate(ctx, contract.SnapshotRequest{ID: id, Name: "damaged"}); err != nil || !s.Memory {
+		t.Fatalf("snapshot: %+v %v", s, err)
+	}
+	w, err := m.get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Lock()
+	img := filepath.Join(w.dir, w.rec.Snapshots[len(w.rec.Snapshots)-1].Memory, vmm.StateFile)
+	w.mu.Unlock()
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(img, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rr, err = m.Reset(ctx, id, "damaged")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rr.Memory || rr.Note == "" {
+		t.Errorf("reset to a damaged memory image: %+v, want a boot with a note", rr)
+	}
+	t.Logf("damaged image: %s", rr.Note)
+	if got := sh(id, "cat /workspace/hello.txt"); got != "hello" {
+		t.Errorf("after the fallback boot: %q", got)
+	}
+}
