@@ -206,11 +206,13 @@ func (vm *VM) SaveState() (*VMState, error) {
 // (CreateIRQChip, CreatePIT2): the PIT, the three interrupt controllers,
 // then the kvmclock.
 //
-// The clock keeps the ClockRealtime flag KVM_GET_CLOCK set, so KVM advances
-// it by the real time elapsed since the save and the guest's wall clock
-// stays right (its monotonic clock jumps by as much). KVM_SET_CLOCK does
-// not take ClockTSCStable, and kernels before 5.16 take no flag at all:
-// there the clock resumes at the saved value.
+// The clock resumes at the saved value, as the vCPUs' TSCs do (their MSRs
+// are restored): the guest's monotonic clock goes on from where it was,
+// consistent with its TSC, as if no time had passed (as Firecracker does).
+// Advancing it by the real time elapsed (KVM's ClockRealtime) would leave
+// the TSC behind: the guest's clocksource watchdog then marks the TSC
+// unstable, and every timer due in the gap fires at once. The guest's
+// wall clock is set by its agent after the restore instead.
 func (vm *VM) RestoreState(s *VMState) error {
 	var err error
 	step := func(name string, f func() error) {
@@ -239,13 +241,8 @@ func (vm *VM) RestoreState(s *VMState) error {
 	}
 	step("kvmclock", func() error {
 		c := s.Clock
-		c.Flags &^= ClockTSCStable
-		err := vm.SetClock(c)
-		if errors.Is(err, unix.EINVAL) && c.Flags != 0 {
-			c.Flags = 0
-			err = vm.SetClock(c)
-		}
-		return err
+		c.Flags = 0
+		return vm.SetClock(c)
 	})
 	return err
 }

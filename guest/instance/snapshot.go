@@ -77,6 +77,7 @@ func Restore(ctx context.Context, cfg Config, dir string) (_ *VM, err error) {
 		d.vs.Close()
 		return nil, err
 	}
+	built := time.Since(begin)
 	v, err := launch(ctx, cfg, m, d, true)
 	if err != nil {
 		return nil, err
@@ -86,6 +87,7 @@ func Restore(ctx context.Context, cfg Config, dir string) (_ *VM, err error) {
 		v.Close()
 		return nil, err
 	}
+	v.log.Info("VM restored", "snapshot", dir, "machine", built, "agent", v.Ready-built, "identity", time.Since(begin)-v.Ready)
 	return v, nil
 }
 

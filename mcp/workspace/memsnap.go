@@ -53,6 +53,15 @@ func (w *workspace) memorySnapshot(ctx context.Context, h *vmHandle, label strin
 		layer, err := freezeLayer(ctx, h, label)
 		return layer, memResult{note: "memory not kept: this VM cannot be snapshotted"}, err
 	}
+	if len(w.secrets()) > 0 {
+		// The guest's memory holds the secrets' values (its tmpfs, the
+		// environments of processes given them): an image would write
+		// them to the host's disk in the clear, where only secrets.json
+		// may hold them.
+		layer, err := freezeLayer(ctx, h, label)
+		return layer, memResult{note: "memory not kept: this workspace holds secrets, which a memory image would write to the host's disk " +
+			"in the clear; the snapshot holds the disk only, and a reset to it boots"}, err
+	}
 	// The image holds the pages the guest has touched, which only the
 	// save knows: it needs the free space every write does (checkFree,
 	// already passed), and one that fills the disk fails cleanly, leaving
