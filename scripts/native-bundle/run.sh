@@ -7,6 +7,8 @@
 #   ./run.sh --quick         the kvm and vmm tiers and the boot benchmark only
 #   ./run.sh --no-bench      tests only;  --bench-only: benchmarks only
 #   ./run.sh --results DIR   where logs and the summary go (default ./results-DATE)
+#   ./run.sh --only 'kvm vmm' --run REGEX   these binaries only (tests/NAME.test),
+#                            and only the tests that match (as go test -run)
 #
 # Exit status: 0 everything that ran passed; 1 a test or benchmark failed, or
 # a VM test could not run; 2 this host cannot run pyro's VMs (kvm-check says why).
@@ -33,7 +35,7 @@ TEST_TIMEOUT=${PYRO_BUNDLE_TEST_TIMEOUT:-30m}
 
 set -u -f # -f: the patterns above are for case, never for file names
 B=$(cd "$(dirname "$0")" && pwd)
-quick='' tests=1 bench=1 RES=''
+quick='' tests=1 bench=1 RES='' only='' run=''
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) quick=1 ;;
@@ -41,7 +43,9 @@ while [ $# -gt 0 ]; do
 	--bench-only) tests='' ;;
 	--results) [ $# -ge 2 ] || { echo "run.sh: --results needs a directory" >&2; exit 2; }; RES=$2; shift ;;
 	--results=*) RES=${1#--results=} ;;
-	-h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--only) [ $# -ge 2 ] || { echo "run.sh: --only needs binary names" >&2; exit 2; }; only=$2; shift ;;
+	--run) [ $# -ge 2 ] || { echo "run.sh: --run needs a pattern" >&2; exit 2; }; run=$2; shift ;;
+	-h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -52,6 +56,7 @@ if [ -n "$quick" ]; then
 	BENCH_PATTERNS=$QUICK_BENCH_PATTERNS
 	bins=$QUICK_TESTS
 fi
+[ -n "$only" ] && bins=$only allbins=$only
 [ -n "$RES" ] || RES=$B/results-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$RES" || exit 2
 RES=$(cd "$RES" && pwd)
@@ -60,6 +65,7 @@ say() { printf '==> %s\n' "$*" | tee -a "$RES/run.log"; }
 indent() { sed 's/^/    /' | tee -a "$RES/run.log"; }
 
 # Host facts first: every report needs them, a refused host's included.
+ncpu() { getconf _NPROCESSORS_ONLN 2>/dev/null || grep -c '^processor' /proc/cpuinfo; }
 cpuinfo() { sed -n "s/^$1[[:space:]]*: //p" /proc/cpuinfo | head -n1; }
 meminfo() { awk -v k="$1:" '$1 == k {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo; }
 {
@@ -67,7 +73,7 @@ meminfo() { awk -v k="$1:" '$1 == k {printf "%.1f GiB", $2 / 1048576}' /proc/mem
 	echo "bundle:  $(sed -n 's/^pyro: //p' "$B/BUILDINFO.txt" 2>/dev/null)"
 	echo "cpu:     $(cpuinfo 'model name')"
 	echo "vendor:  $(cpuinfo vendor_id)"
-	echo "cores:   $(getconf _NPROCESSORS_ONLN 2>/dev/null || grep -c '^processor' /proc/cpuinfo) online"
+	echo "cores:   $(ncpu) online"
 	echo "kernel:  $(uname -srm)"
 	echo "memory:  $(meminfo MemTotal) total, $(meminfo MemAvailable) available"
 	echo "virt:    CPU flag $(grep -o -w -m1 -E 'vmx|svm' /proc/cpuinfo || echo none); modules: $(ls /sys/module 2>/dev/null | grep '^kvm' | tr '\n' ' ')"
@@ -97,7 +103,7 @@ if ! kvmcheck; then
 	indent <"$RES/kvm-check.txt"
 	exit 2
 fi
-say "pyro kvm-check: $(head -n1 "$RES/kvm-check.txt")"
+say "$(head -n1 "$RES/kvm-check.txt")"
 
 # A throwaway cache, home and TMPDIR: the tests write nothing outside them.
 # PYRO_BUNDLE_KEEP=1 keeps them for a look afterwards.
@@ -118,7 +124,7 @@ if [ -n "$debian" ]; then
 fi
 PYRO_CACHE_DIR=$WORK/cache "$B/pyro" env list 2>&1 | indent
 
-cores=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+cores=$(ncpu)
 memgib=$(awk '$1 == "MemAvailable:" {print int($2 / 1048576)}' /proc/meminfo)
 par=$cores
 [ "${memgib:-0}" -ge 1 ] && [ "$memgib" -lt "$par" ] && par=$memgib
@@ -165,7 +171,8 @@ if [ -n "$tests" ]; then
 			done
 		fi
 		[ -n "$skip" ] && printf '%s\n' "$skip" >"$RES/$name.test.run-sh-skipped"
-		runbin test "$name" -test.v -test.count=1 -test.timeout="$TEST_TIMEOUT" -test.parallel="$par" ${skip:+-test.skip "$skip"}
+		runbin test "$name" -test.v -test.count=1 -test.timeout="$TEST_TIMEOUT" -test.parallel="$par" \
+			${run:+-test.run "$run"} ${skip:+-test.skip "$skip"}
 	done
 fi
 
