@@ -67,7 +67,7 @@ FUZZ := ./vmm:FuzzParseBzImage ./vmm:FuzzSerialRestore:100000x ./vmm/memory:Fuzz
 	./cmd/pyro/hostcfg:FuzzCodexEdit:50000x ./cmd/pyro/hostcfg:FuzzJSONEdit:50000x \
 	./kvm:FuzzVCPUStateUnmarshal:100000x ./kvm:FuzzVMStateUnmarshal:100000x
 
-.PHONY: build deps kernel envs demo smoke test test-unit test-vm fuzz lint bench host-check clean
+.PHONY: build deps kernel envs demo smoke test test-unit test-vm fuzz lint bench native-bundle host-check clean
 
 build: $(GO)
 	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(PYRO_VERSION)" -o $(PYRO) ./cmd/pyro
@@ -193,6 +193,50 @@ bench: kernel envs
 		PYRO_VMTEST_QEMU=1 $(VM_ENV) $(GO) test -count=1 -run '^$$' -bench . -benchtime 5x -timeout $(VM_TIMEOUT) -exec "$(VMTEST) exec" ./guest/instance; \
 		$(GO) test -count=1 -run '^$$' -bench . -benchtime 5x -timeout $(VM_TIMEOUT) ./mcp/treediff ./vmm/disk; \
 	fi
+
+# native-bundle writes build/pyro-native-bundle.tar.xz, one archive that
+# runs the VM tiers and make bench's VM benchmarks natively on a host with
+# hardware KVM and neither Go nor a network (a borrowed machine): a static
+# pyro, each VM_PKGS package's test binary (go test -c, static, stripped),
+# the kernel and busybox test assets, the minimal environment, and
+# scripts/native-bundle's run.sh and README.txt. There: tar -xf it, then
+# pyro-native-bundle/run.sh (or run.sh --quick: the kvm and vmm tiers and the
+# boot benchmark). debian-12 is too big to carry: its tests are listed as not
+# run. xz rather than zstd, so that a host without zstd unpacks it; over
+# BUNDLE_MAX_MIB it fails, since such machines take 64 MiB of uploads.
+BUNDLE_NAME := pyro-native-bundle
+BUNDLE_DIR  := $(BUILD)/$(BUNDLE_NAME)
+BUNDLE      := $(BUILD)/$(BUNDLE_NAME).tar.xz
+BUNDLE_MAX_MIB := 60
+native-bundle: kernel
+	$(PYRO) env build minimal
+	@# A package whose tests use the VM gate but is missing from VM_PKGS
+	@# would be left out silently (cmd/vmtest's self-tests are the harness's).
+	@missing=$$(for d in $$(git ls-files '*_test.go' | xargs grep -l 'kvmtest\.' | xargs -n1 dirname | sort -u); do \
+		case " $(VM_PKGS) ./cmd/vmtest " in *" ./$$d "*) ;; *) echo "./$$d";; esac; done); \
+	if [ -n "$$missing" ]; then echo "native-bundle: packages with VM tests that VM_PKGS lacks:" $$missing; exit 1; fi
+	rm -rf $(BUNDLE_DIR) $(BUNDLE) && mkdir -p $(BUNDLE_DIR)/tests $(BUNDLE_DIR)/assets $(BUNDLE_DIR)/envs/minimal
+	@for p in $(VM_PKGS); do n=$$(echo $${p#./} | tr / -); echo "==> go test -c $$p: tests/$$n.test"; \
+		$(GO) test -c -trimpath -ldflags "-s -w" -o $(BUNDLE_DIR)/tests/$$n.test $$p; done
+	cp $(PYRO) $(BUNDLE_DIR)/pyro
+	cp -p $(ENVS_DIR)/minimal/manifest.json $(ENVS_DIR)/minimal/vmlinuz $(ENVS_DIR)/minimal/initrd.cpio \
+		$(ENVS_DIR)/minimal/rootfs.ext4 $(BUNDLE_DIR)/envs/minimal/
+	cp -p $(ASSETS)/busybox $(BUNDLE_DIR)/assets/
+	@# The same kernel twice is one file (a hard link, which tar stores once).
+	if cmp -s $(ASSETS)/vmlinuz $(BUNDLE_DIR)/envs/minimal/vmlinuz; then \
+		ln $(BUNDLE_DIR)/envs/minimal/vmlinuz $(BUNDLE_DIR)/assets/vmlinuz; else cp -p $(ASSETS)/vmlinuz $(BUNDLE_DIR)/assets/; fi
+	cp scripts/native-bundle/run.sh scripts/native-bundle/README.txt $(BUNDLE_DIR)/
+	{ echo "pyro: $(PYRO_VERSION) ($$(git rev-parse HEAD))"; echo "built: $$(date -u +%Y-%m-%dT%H:%M:%SZ)"; \
+		echo "go: $$($(GO) env GOVERSION), CGO_ENABLED=0"; \
+		echo "kernel: $$(sed -n 's/.*"kernel_package": "\(.*\)",/\1/p' $(ASSETS)/manifest.json)"; \
+		echo "test binaries: $(VM_PKGS)"; echo; cd $(BUNDLE_DIR) && find . -type f ! -name BUILDINFO.txt | sort | xargs ls -l; \
+	} >$(BUNDLE_DIR)/BUILDINFO.txt
+	tar -C $(BUILD) --sort=name --owner=0 --group=0 --numeric-owner -cf - $(BUNDLE_NAME) | xz -9 -T0 >$(BUNDLE).tmp
+	mv $(BUNDLE).tmp $(BUNDLE) && rm -rf $(BUNDLE_DIR)
+	@size=$$(stat -c %s $(BUNDLE)); mib=$$(( (size + 1048575) / 1048576 )); \
+	if [ $$size -gt $$(( $(BUNDLE_MAX_MIB) * 1048576 )) ]; then \
+		echo "native-bundle: $(BUNDLE) is $$mib MiB, over the $(BUNDLE_MAX_MIB) MiB limit (BUNDLE_MAX_MIB)"; rm -f $(BUNDLE); exit 1; fi; \
+	echo "==> $(BUNDLE): $$mib MiB (limit $(BUNDLE_MAX_MIB)); on a host with hardware KVM: tar -xf it, then $(BUNDLE_NAME)/run.sh [--quick]"
 
 # host-check registers build/pyro with each chat host whose CLI is on PATH
 # (claude, codex, opencode; npm install -g @anthropic-ai/claude-code
