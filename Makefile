@@ -187,10 +187,12 @@ bench: kernel envs
 	@if [ -z "$${PYRO_HARNESS:-}" ] && $(PYRO) kvm-check --kernel $(ASSETS)/vmlinuz >/dev/null 2>&1; then \
 		$(VM_ENV) $(GO) test -count=1 -run '^$$' -bench . -benchtime 5x -timeout $(VM_TIMEOUT) ./cmd/pyro; \
 		$(VM_ENV) $(GO) test -count=1 -run '^$$' -bench . -benchtime 5x -timeout $(VM_TIMEOUT) ./guest/instance; \
+		$(VM_ENV) $(GO) test -count=1 -run '^$$' -bench MemorySnapshots -benchtime 1x -timeout $(VM_TIMEOUT) ./mcp/workspace; \
 		$(GO) test -count=1 -run '^$$' -bench . -benchtime 5x -timeout $(VM_TIMEOUT) ./mcp/treediff ./vmm/disk; \
 	else \
 		PYRO_VMTEST_QEMU=1 $(VM_ENV) $(GO) test -count=1 -run '^$$' -bench . -benchtime 5x -timeout $(VM_TIMEOUT) -exec "$(VMTEST) exec" ./cmd/pyro; \
 		PYRO_VMTEST_QEMU=1 $(VM_ENV) $(GO) test -count=1 -run '^$$' -bench . -benchtime 5x -timeout $(VM_TIMEOUT) -exec "$(VMTEST) exec" ./guest/instance; \
+		PYRO_VMTEST_MEM=6144 $(VM_ENV) $(GO) test -count=1 -run '^$$' -bench MemorySnapshots -benchtime 1x -timeout $(VM_TIMEOUT) -exec "$(VMTEST) exec" ./mcp/workspace; \
 		$(GO) test -count=1 -run '^$$' -bench . -benchtime 5x -timeout $(VM_TIMEOUT) ./mcp/treediff ./vmm/disk; \
 	fi
 

@@ -18,11 +18,11 @@
 # benchmarks still being written are picked up once a bundle has them. Those
 # that need the debian-12 environment (the last line) skip at their gate and
 # are listed as not run, unless PYRO_TEST_ENV_DEBIAN names one.
-BENCH_PATTERNS='BenchmarkBootVsQEMU BenchmarkPyroRunTrue BenchmarkWorkspaceCreate* BenchmarkRestore*
+BENCH_PATTERNS='BenchmarkBootVsQEMU BenchmarkMemorySnapshots BenchmarkPyroRunTrue BenchmarkWorkspaceCreate* BenchmarkRestore*
 BenchmarkFork* BenchmarkSnapshot* BenchmarkExecTrue BenchmarkShellRoundTrip BenchmarkVsockThroughput
 BenchmarkVMMMemory BenchmarkNetworkVsQEMU
 BenchmarkMCPWorkspace BenchmarkVirtioBlk BenchmarkServiceHTTPReady'
-QUICK_BENCH_PATTERNS='BenchmarkBootVsQEMU'
+QUICK_BENCH_PATTERNS='BenchmarkBootVsQEMU BenchmarkMemorySnapshots'
 # The test binaries (tests/NAME.test) that --quick runs.
 QUICK_TESTS='kvm vmm'
 # Tests that reach debian-12 through pyro's cache rather than through

@@ -1,0 +1,287 @@
+package workspace
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pyro-mcp/pyro/kvm/kvmtest"
+	"github.com/pyro-mcp/pyro/mcp/contract"
+)
+
+// BenchmarkMemorySnapshots measures, in one run and side by side, what
+// memory snapshots change (issue 13's figures):
+//
+//   - workspace_create to its first exec answered: cold boot vs the
+//     environment's warm snapshot;
+//   - workspace_reset to its first exec answered: to a disk-only snapshot
+//     (a boot) vs to a memory snapshot;
+//   - workspace_fork of a running workspace (one fork, to its first exec);
+//   - the host memory ten idle forks of one workspace hold vs ten
+//     cold-booted workspaces (minimal environment).
+//
+// Each timing is the median of several runs. The set runs once per process
+// whatever -benchtime says (the framework's later rounds report the same
+// figures): one set is minutes in the harness. Timings use debian-12 when
+// PYRO_TEST_ENV_DEBIAN names it, else the minimal environment (the native
+// bundle carries only that one).
+func BenchmarkMemorySnapshots(b *testing.B) {
+	kvmtest.RequireStockKernels(b)
+	minimal := kvmtest.Path(b, "PYRO_TEST_ENV_MINIMAL")
+	timingEnv := minimal
+	if d := os.Getenv("PYRO_TEST_ENV_DEBIAN"); d != "" {
+		timingEnv = d
+	}
+	memBench.once.Do(func() {
+		memBench.metrics = map[string]float64{}
+		benchTimings(b, timingEnv, memBench.metrics)
+		benchMemory(b, minimal, memBench.metrics)
+	})
+	for unit, v := range memBench.metrics {
+		b.ReportMetric(v, unit)
+	}
+}
+
+// memBench holds the one set's figures.
+var memBench struct {
+	once    sync.Once
+	metrics map[string]float64
+}
+
+func benchManager(b *testing.B, envDir string, mem, maxRunning int) *Manager {
+	m, err := Open(Options{StateDir: b.TempDir(), CacheRoot: filepath.Dir(filepath.Dir(envDir)), DefaultMemMiB: mem,
+		WarmSnapshots: true, WarmRoot: b.TempDir(), MaxRunning: maxRunning, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	return m
+}
+
+func benchExec(b *testing.B, m *Manager, id string) {
+	b.Helper()
+	r, err := m.Exec(context.Background(), contract.ExecRequest{ID: id, Command: "true", TimeoutSeconds: 120})
+	if err != nil || r.ExitCode != 0 {
+		b.Fatalf("exec in %s: %+v %v", id, r, err)
+	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func benchTimings(b *testing.B, envDir string, metrics map[string]float64) {
+	ctx := context.Background()
+	m := benchManager(b, envDir, 384, 16)
+	env := filepath.Base(envDir)
+	timed := func(n int, f func() string) []time.Duration {
+		var ds []time.Duration
+		for range n {
+			t0 := time.Now()
+			id := f()
+			benchExec(b, m, id)
+			ds = append(ds, time.Since(t0))
+		}
+		return ds
+	}
+	create := func(want contract.BootKind) func() string {
+		return func() string {
+			w, err := m.Create(ctx, contract.CreateRequest{Env: env})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if w.Boot != want {
+				b.Fatalf("create: boot %q (%s), want %q", w.Boot, w.BootNote, want)
+			}
+			return w.ID
+		}
+	}
+	// The first create boots and takes the warm snapshot: time cold
+	// creates with warm snapshots off.
+	m.opts.WarmSnapshots = false
+	cold := timed(3, create(contract.BootCold))
+	m.opts.WarmSnapshots = true
+	create(contract.BootCold)() // takes the warm snapshot
+	warm := timed(5, create(contract.BootWarm))
+
+	w, err := m.Create(ctx, contract.CreateRequest{Env: env})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := m.SnapshotCreate(ctx, contract.SnapshotRequest{ID: w.ID, Name: "disk", DiskOnly: true}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := m.SnapshotCreate(ctx, contract.SnapshotRequest{ID: w.ID, Name: "mem"}); err != nil {
+		b.Fatal(err)
+	}
+	reset := func(name string, memory bool) func() string {
+		return func() string {
+			r, err := m.Reset(ctx, w.ID, name)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if r.Memory != memory {
+				b.Fatalf("reset to %s: memory %v (%s)", name, r.Memory, r.Note)
+			}
+			return w.ID
+		}
+	}
+	resetDisk := timed(3, reset("disk", false))
+	resetMem := timed(5, reset("mem", true))
+	fork := timed(3, func() string {
+		r, err := m.Fork(ctx, contract.ForkRequest{ID: w.ID, Count: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return r.Forks[0].ID
+	})
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	metrics["create-cold-ms"] = ms(median(cold))
+	metrics["create-warm-ms"] = ms(median(warm))
+	metrics["reset-disk-ms"] = ms(median(resetDisk))
+	metrics["reset-memory-ms"] = ms(median(resetMem))
+	metrics["fork-ms"] = ms(median(fork))
+	b.Logf("FIGURE %s create to first exec: cold %v %v, warm snapshot %v %v: %.0fx", env,
+		median(cold), cold, median(warm), warm, float64(median(cold))/float64(median(warm)))
+	b.Logf("FIGURE %s reset to first exec: disk snapshot (boot) %v %v, memory snapshot %v %v: %.0fx", env,
+		median(resetDisk), resetDisk, median(resetMem), resetMem, float64(median(resetDisk))/float64(median(resetMem)))
+	b.Logf("FIGURE %s fork of a running workspace to first exec: %v %v", env, median(fork), fork)
+}
+
+// benchMemory compares the host memory of ten idle forks of one running
+// workspace with ten cold-booted ones: anonymous memory the process holds
+// (pages guests wrote) plus the page cache of the memory image they share
+// (counted once).
+func benchMemory(b *testing.B, envDir string, metrics map[string]float64) {
+	ctx := context.Background()
+	env := filepath.Base(envDir)
+	const n, mem = 10, 256
+	settle := func() { time.Sleep(5 * time.Second) }
+
+	m := benchManager(b, envDir, mem, 2*n+2)
+	m.opts.WarmSnapshots = false // cold boots, all of them
+	base := anonKiB(b)
+	var cold []string
+	for range n {
+		w, err := m.Create(ctx, contract.CreateRequest{Env: env})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cold = append(cold, w.ID)
+	}
+	settle()
+	coldKiB := anonKiB(b) - base
+	for _, id := range cold {
+		m.Delete(ctx, id)
+	}
+
+	parent, err := m.Create(ctx, contract.CreateRequest{Env: env})
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, _ := m.get(parent.ID)
+	// One image for all ten (a fork takes at most contract.MaxForks at
+	// once): fork a memory snapshot of the parent, twice.
+	if s, err := m.SnapshotCreate(ctx, contract.SnapshotRequest{ID: parent.ID, Name: "idle"}); err != nil || !s.Memory {
+		b.Fatalf("snapshot: %+v %v", s, err)
+	}
+	settle()
+	base = anonKiB(b)
+	for _, count := range []int{contract.MaxForks, n - contract.MaxForks} {
+		r, err := m.Fork(ctx, contract.ForkRequest{ID: parent.ID, Snapshot: "idle", Count: count})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !r.Memory {
+			b.Fatalf("fork booted: %s", r.Note)
+		}
+	}
+	settle()
+	forkAnon := anonKiB(b) - base
+	// The forks' image, found through the process's mappings.
+	cached := imageCacheKiB(b, w.dir)
+	metrics["10cold-MiB"] = float64(coldKiB) / 1024
+	metrics["10forks-MiB"] = float64(forkAnon+cached) / 1024
+	b.Logf("FIGURE %s host memory, %d idle workspaces of %d MiB: cold-booted %d MiB; forks %d MiB (%d MiB private + %d MiB shared image in page cache): %.1fx less",
+		env, n, mem, coldKiB/1024, (forkAnon+cached)/1024, forkAnon/1024, cached/1024, float64(coldKiB)/float64(max(forkAnon+cached, 1)))
+}
+
+// anonKiB is this process's anonymous resident memory (RssAnon).
+func anonKiB(b *testing.B) int64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if rest, ok := strings.CutPrefix(s.Text(), "RssAnon:"); ok {
+			kib, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kib
+		}
+	}
+	b.Fatal("no RssAnon in /proc/self/status")
+	return 0
+}
+
+// imageCacheKiB is the page cache held by the memory images this process
+// maps from under dir (deleted files included), each counted once.
+func imageCacheKiB(b *testing.B, dir string) int64 {
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		b.Fatal(err)
+	}
+	seen := map[string]bool{}
+	var kib int64
+	for _, line := range strings.Split(string(maps), "\n") {
+		i := strings.Index(line, dir)
+		if i < 0 {
+			continue
+		}
+		path := strings.TrimSuffix(line[i:], " (deleted)")
+		if seen[path] {
+			continue
+		}
+		seen[path] = true
+		fields := strings.Fields(line)
+		var lo, hi uint64
+		fmt.Sscanf(fields[0], "%x-%x", &lo, &hi)
+		if hi <= lo {
+			continue
+		}
+		vec := make([]byte, (hi-lo)/4096)
+		// mincore on our own mapping of the file: resident pages of
+		// the file's page cache (and of copies we wrote over them,
+		// counted in RssAnon too; the overlap is small for idle forks).
+		if err := mincore(uintptr(lo), uintptr(hi-lo), vec); err == nil {
+			for _, v := range vec {
+				if v&1 != 0 {
+					kib += 4
+				}
+			}
+		}
+	}
+	return kib
+}
+
+func mincore(addr, length uintptr, vec []byte) error {
+	_, _, e := unix.Syscall(unix.SYS_MINCORE, addr, length, uintptr(unsafe.Pointer(&vec[0])))
+	if e != 0 {
+		return e
+	}
+	return nil
+}
