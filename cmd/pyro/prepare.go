@@ -423,8 +423,8 @@ func openThrowaway(log, stderr io.Writer) (prepareBackend, func(), error) {
 		// Its create leaves the environment's warm snapshot in the
 		// cache, so the chat's first create resumes it.
 		WarmSnapshots: os.Getenv("PYRO_WARM") != "0",
-		Logger:     slog.New(slog.NewTextHandler(log, nil)),
-		GitSeedDir: dir,
+		Logger:        slog.New(slog.NewTextHandler(log, nil)),
+		GitSeedDir:    dir,
 		LoadEnv: func(ctx context.Context, name string) (*env.Env, error) {
 			return loadEnvForRun(ctx, name, true, io.Discard)
 		},
