@@ -13,9 +13,7 @@ import (
 	"sync"
 	"testing"
 	"time"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
 
 	"github.com/pyro-mcp/pyro/kvm/kvmtest"
 	"github.com/pyro-mcp/pyro/mcp/contract"
@@ -276,12 +274,4 @@ func imageCacheKiB(b *testing.B, dir string) int64 {
 		}
 	}
 	return kib
-}
-
-func mincore(addr, length uintptr, vec []byte) error {
-	_, _, e := unix.Syscall(unix.SYS_MINCORE, addr, length, uintptr(unsafe.Pointer(&vec[0])))
-	if e != 0 {
-		return e
-	}
-	return nil
 }
