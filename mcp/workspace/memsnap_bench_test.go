@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/pyro-mcp/pyro/kvm/kvmtest"
 	"github.com/pyro-mcp/pyro/mcp/contract"
 )
