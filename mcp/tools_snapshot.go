@@ -56,7 +56,7 @@ func snapshotTools() []toolSpec {
 	return []toolSpec{
 		defTool(toolDef{
 			name: "snapshot_create", group: "snapshot", core: true,
-			summary:     "Checkpoint the whole workspace under a name, to reset to later.",
+			summary:     "Checkpoint the whole workspace under a name, to reset to later: its disk, and a running workspace's memory (processes included) unless `memory: false`.",
 			description: "Checkpoint the whole workspace under a name unique in this workspace, so workspace_reset can return to it later. A running workspace's snapshot keeps its memory too (memory: false for disk only): the reset then resumes its processes as they were, in milliseconds.",
 		}, toolSnapshotCreate),
 		defTool(toolDef{
@@ -73,7 +73,7 @@ func snapshotTools() []toolSpec {
 		}, toolSnapshotDelete),
 		defTool(toolDef{
 			name: "workspace_reset", group: "snapshot", core: true, destructive: true, idempotent: true,
-			summary:     "Rebuild the workspace from its baseline or a named snapshot; keeps id, baseline and snapshots.",
+			summary:     "Rebuild the workspace from its baseline or a named snapshot (resuming its memory, processes as they were, when it has one); keeps id, baseline and snapshots.",
 			description: "Rebuild the workspace from its baseline (default) or a named snapshot, discarding every change and process since. Keeps id, name, labels, baseline and every snapshot, older or newer, so you can reset to any of them again.",
 		}, toolReset),
 	}
