@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
@@ -56,6 +57,14 @@ func (v *VM) Snapshot(dir, note string, atPause func() error) (vmm.SnapshotStats
 // its hostname, boot ID and machine ID become this VM's, so that siblings
 // restored from one snapshot share none of them.
 func Restore(ctx context.Context, cfg Config, dir string) (_ *VM, err error) {
+	// One restore at a time in this process, until its agent has
+	// answered: restored guests resumed side by side in the nested
+	// harness lost their FPU state (the guest kernel found a bad XSAVE
+	// image on its first context switch) while one after another they
+	// did not. A restore takes milliseconds on hardware, so forks pay
+	// little for the order.
+	restoreMu.Lock()
+	defer restoreMu.Unlock()
 	begin := time.Now()
 	vcpus, mem := cfg.VCPUs, cfg.MemMiB
 	if err := cfg.defaults(); err != nil {
@@ -116,6 +125,9 @@ func (v *VM) takeIdentity(ctx context.Context, hostname string) error {
 	}
 	return nil
 }
+
+// restoreMu serialises Restore (see there).
+var restoreMu sync.Mutex
 
 // newUUID returns a random (version 4) UUID in its 36-character form.
 func newUUID() string {
