@@ -222,7 +222,9 @@ func TestMCPReproFixLoop(t *testing.T) {
 	id := str(ws["workspace"].(map[string]any)["id"])
 	t.Logf("workspace_create took %v: %v", time.Since(start), ws)
 	msgs := m.lastProgress("recording the baseline (")
-	if !slices.Contains(msgs, "booting the debian-12 microVM") || !slices.Contains(msgs, "guest agent ready") {
+	// A create boots, or resumes the environment's warm snapshot.
+	started := slices.Contains(msgs, "booting the debian-12 microVM") || slices.Contains(msgs, "resuming the debian-12 microVM from its memory image")
+	if !started || !slices.Contains(msgs, "guest agent ready") {
 		t.Errorf("workspace_create progress: %q", msgs)
 	}
 	t.Logf("workspace_create progress: %q", msgs)
