@@ -211,16 +211,14 @@ func (m *Machine) Snapshot(dir, note string) (SnapshotStats, error) {
 	if stats.Memory, err = m.mem.Save(memPath); err != nil {
 		return SnapshotStats{}, fmt.Errorf("guest memory: %w", err)
 	}
-	enc, err := snapshot.Encode(st)
-	if err != nil {
+	statePath := filepath.Join(dir, StateFile)
+	if err := snapshot.Write(statePath, st); err != nil {
 		os.Remove(memPath)
 		return SnapshotStats{}, err
 	}
-	if err := snapshot.Write(filepath.Join(dir, StateFile), st); err != nil {
-		os.Remove(memPath)
-		return SnapshotStats{}, err
+	if fi, err := os.Stat(statePath); err == nil {
+		stats.StateBytes = int(fi.Size())
 	}
-	stats.StateBytes = len(enc)
 	stats.Took = time.Since(begin)
 	return stats, nil
 }

@@ -3,7 +3,6 @@ package workspace
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,6 +15,8 @@ import (
 
 	"github.com/pyro-mcp/pyro/kvm/kvmtest"
 	"github.com/pyro-mcp/pyro/mcp/contract"
+	"github.com/pyro-mcp/pyro/vmm"
+	"github.com/pyro-mcp/pyro/vmm/memory"
 )
 
 // BenchmarkMemorySnapshots measures, in one run and side by side, what
@@ -209,7 +210,6 @@ func benchMemory(b *testing.B, envDir string, metrics map[string]float64) {
 	}
 	settle()
 	forkAnon := anonKiB(b) - base
-	// The forks' image, found through the process's mappings.
 	cached := imageCacheKiB(b, w.dir)
 	metrics["10cold-MiB"] = float64(coldKiB) / 1024
 	metrics["10forks-MiB"] = float64(forkAnon+cached) / 1024
@@ -235,42 +235,19 @@ func anonKiB(b *testing.B) int64 {
 	return 0
 }
 
-// imageCacheKiB is the page cache held by the memory images this process
-// maps from under dir (deleted files included), each counted once.
+// imageCacheKiB is the page cache the memory images under dir hold.
 func imageCacheKiB(b *testing.B, dir string) int64 {
-	maps, err := os.ReadFile("/proc/self/maps")
+	images, err := filepath.Glob(filepath.Join(dir, memoryDir, "*", vmm.MemoryFile))
 	if err != nil {
 		b.Fatal(err)
 	}
-	seen := map[string]bool{}
 	var kib int64
-	for _, line := range strings.Split(string(maps), "\n") {
-		i := strings.Index(line, dir)
-		if i < 0 {
-			continue
+	for _, p := range images {
+		n, err := memory.CachedPages(p)
+		if err != nil {
+			b.Fatal(err)
 		}
-		path := strings.TrimSuffix(line[i:], " (deleted)")
-		if seen[path] {
-			continue
-		}
-		seen[path] = true
-		fields := strings.Fields(line)
-		var lo, hi uint64
-		fmt.Sscanf(fields[0], "%x-%x", &lo, &hi)
-		if hi <= lo {
-			continue
-		}
-		vec := make([]byte, (hi-lo)/4096)
-		// mincore on our own mapping of the file: resident pages of
-		// the file's page cache (and of copies we wrote over them,
-		// counted in RssAnon too; the overlap is small for idle forks).
-		if err := mincore(uintptr(lo), uintptr(hi-lo), vec); err == nil {
-			for _, v := range vec {
-				if v&1 != 0 {
-					kib += 4
-				}
-			}
-		}
+		kib += int64(n) * 4
 	}
 	return kib
 }

@@ -1,6 +1,10 @@
 package memory
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
 
 // hostAddr is the host virtual address of b's first byte, as a number: Save
 // uses it only to index /proc/self/pagemap, never to reach memory.
@@ -9,4 +13,16 @@ func hostAddr(b []byte) uintptr {
 	// pointer, so nothing is read or kept alive through it; b itself (a
 	// region of the guest's mapping) is what Save reads, through the slice.
 	return uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+}
+
+// mincore fills vec (a byte per page) with the residency of the pages of
+// mapping m (mincore(2)); bit 0 is set for a page in memory.
+func mincore(m, vec []byte) error {
+	// SAFETY: m is a live mapping for the whole call and vec holds one
+	// byte per page of it, as the kernel writes.
+	_, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(unsafe.SliceData(m))), uintptr(len(m)), uintptr(unsafe.Pointer(unsafe.SliceData(vec))))
+	if e != 0 {
+		return e
+	}
+	return nil
 }

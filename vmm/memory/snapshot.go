@@ -275,3 +275,31 @@ func Open(l Layout, path string) (*Guest, error) {
 // Backing is the file the memory was opened from (Open), or "" for
 // anonymous memory (New).
 func (g *Guest) Backing() string { return g.backing }
+
+// CachedPages is how many pages of the memory image at path the host's
+// page cache holds now: what the guests restored from it share.
+func CachedPages(path string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return 0, err
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Munmap(m)
+	vec := make([]byte, (len(m)+pageSize-1)/pageSize)
+	if err := mincore(m, vec); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, v := range vec {
+		n += int(v & 1)
+	}
+	return n, nil
+}

@@ -382,3 +382,33 @@ func BenchmarkSave(b *testing.B) {
 	b.ReportMetric(float64(st.Bytes)/(1<<20), "MiB-written")
 	b.ReportMetric(float64(st.Untouched)/float64(st.Pages)*100, "%untouched")
 }
+
+// CachedPages counts the pages of an image the page cache holds: a file
+// just written has its data pages cached, and its holes none.
+func TestCachedPages(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "img")
+	if err := os.WriteFile(p, make([]byte, 16*pageSize), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(16 * pageSize); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{1, 2, 3}, 5*pageSize); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	n, err := CachedPages(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("CachedPages = %d, want 1 (one written page, fifteen holes)", n)
+	}
+}
