@@ -68,6 +68,16 @@ func TestResize(t *testing.T) {
 	if got := s.Visible(); got != "abcde      z\n日本\n\nlast" {
 		t.Errorf("written after widening: %q", got)
 	}
+	// A one-column screen holds a wide character whole; widened, the
+	// character takes its two columns and what follows starts after it.
+	s = NewScreen(1, 2)
+	s.Write([]byte("日"))
+	s.Resize(6, 2)
+	s.Write([]byte("\x1b[1;3Hb"))
+	if got := s.Visible(); got != "日b" {
+		t.Errorf("widened from one column: %q", got)
+	}
+	checkInvariants(t, s)
 	// The alternate screen resizes too, and the main screen survives it.
 	s = NewScreen(10, 3)
 	s.Write([]byte("main\x1b[?1049h\x1b[3;1Halt"))

@@ -617,5 +617,11 @@ func (r *row) resize(cols int) {
 	r.n = min(r.n, cols)
 	if cols > old {
 		r.wrapped = false
+		// A one-column screen holds a wide character whole in its only
+		// cell; given room, it takes its second column like any other.
+		if x := old - 1; x >= 0 && r.cells[x].ch > 0 && runeWidth(r.cells[x].ch) == 2 {
+			r.cells[x+1] = cell{ch: wideTail}
+			r.n = max(r.n, x+2)
+		}
 	}
 }
