@@ -169,6 +169,27 @@ func (q *Queue) Pending() bool {
 
 func (q *Queue) availIdx() uint16 { return binary.LittleEndian.Uint16(q.avail[2:]) }
 
+// Posted is the driver's avail.idx: how many chains it has made available
+// since the queue started, modulo 2^16; 0 on a queue not set up. The
+// driver writes it: a device may compare it with an earlier value to see
+// that the driver added chains, and trust nothing more of it.
+func (q *Queue) Posted() uint16 {
+	if !q.Ready || q.avail == nil {
+		return 0
+	}
+	return q.availIdx()
+}
+
+// NotifyNext asks the driver to notify the device when it next makes a
+// chain available, even where VIRTIO_F_EVENT_IDX would otherwise let it
+// skip that notification (avail_event then names the next entry).
+func (q *Queue) NotifyNext() {
+	if q.Ready && q.avail != nil && q.eventIdx {
+		q.setAvailEvent(q.availIdx())
+		fence()
+	}
+}
+
 // Pop returns the next available chain, or ok=false when there is none. An
 // error means the driver broke the protocol; the queue must not be used
 // again until reset.

@@ -123,6 +123,18 @@ type Device struct {
 	nextPort uint32
 	// Guarded by mu.
 	eventPending bool
+	// A transport reset the guest has not finished handling: eventPending
+	// until the event is delivered, then resetWaiting until the driver
+	// posts a new event buffer (it does once it has reset its sockets).
+	// settling is closed when it is done, and nil while none is in
+	// flight.
+	//
+	// Guarded by mu.
+	resetWaiting bool
+	// Guarded by mu.
+	resetPosted uint16 // the event queue's avail.idx when the event went out
+	// Guarded by mu.
+	settling chan struct{}
 	// Guarded by mu.
 	lastWarn time.Time
 	// Guarded by mu.
@@ -268,6 +280,7 @@ func (d *Device) Reset() {
 	d.broken = false
 	d.failAllLocked(ErrDeviceReset)
 	d.eventPending = false
+	d.settledLocked()
 	d.mu.Unlock()
 }
 
@@ -283,6 +296,7 @@ func (d *Device) Close() error {
 		return nil
 	}
 	d.closed = true
+	d.settledLocked()
 	for _, l := range d.listeners {
 		l.closeLocked()
 	}
@@ -310,8 +324,40 @@ func (d *Device) TransportReset() {
 	d.mu.Lock()
 	d.failAllLocked(ErrTransportReset)
 	d.eventPending = d.active
+	if d.active && d.settling == nil {
+		d.settling = make(chan struct{})
+	}
 	d.mu.Unlock()
 	d.wake()
+}
+
+// ResetSettled returns a channel that is closed once the guest has
+// handled the last TransportReset: its driver took the event, reset the
+// sockets it had and posted a new event buffer. A stream the host opens
+// before then may be reset with the old ones. The channel is closed at
+// once when no reset is in flight, and when the device resets or closes;
+// a driver that never posts event buffers never closes it, so wait with
+// a bound.
+func (d *Device) ResetSettled() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.settling == nil {
+		return closedChan
+	}
+	return d.settling
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// settledLocked ends the transport reset in flight, if any.
+//
+// The caller holds d.mu.
+func (d *Device) settledLocked() {
+	if d.settling != nil {
+		close(d.settling)
+		d.settling = nil
+	}
+	d.resetWaiting = false
 }
 
 // failAllLocked ends every stream with err and forgets queued packets;
@@ -338,6 +384,7 @@ func (d *Device) failDevice(err error) {
 	defer d.mu.Unlock()
 	d.broken = true
 	d.failAllLocked(fmt.Errorf("%w: %v", ErrDeviceFailed, err))
+	d.settledLocked()
 }
 
 // warnLocked logs guest misbehaviour, at most once a second.
@@ -554,11 +601,15 @@ func (w *worker) fillRx() (n int, irq bool, err error) {
 	return n, irq, nil
 }
 
-// fillEvent delivers a pending transport reset.
+// fillEvent delivers a pending transport reset, and notices when the
+// driver has handled the last one: it posts a new event buffer then.
 func (w *worker) fillEvent() (n int, irq bool, err error) {
 	d := w.d
 	d.mu.Lock()
 	pending := d.eventPending
+	if d.resetWaiting && w.ev.Posted() != d.resetPosted {
+		d.settledLocked()
+	}
 	d.mu.Unlock()
 	if !pending {
 		return 0, false, nil
@@ -575,6 +626,10 @@ func (w *worker) fillEvent() (n int, irq bool, err error) {
 		virtio.NewPieces(c.Writable).Write(ev[:])
 		written = eventSize
 		d.eventPending = false
+		// The driver handles the event, then posts the buffer again
+		// and notifies: that ends the reset (ResetSettled).
+		d.resetWaiting, d.resetPosted = true, w.ev.Posted()
+		w.ev.NotifyNext()
 	} else {
 		d.warnLocked("event buffer too small", "bytes", c.WritableLen())
 	}

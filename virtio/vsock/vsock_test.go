@@ -839,13 +839,36 @@ func TestDeviceClose(t *testing.T) {
 	waitGoroutines(t, base)
 }
 
+// A transport reset fails the host's streams and tells the guest, whose
+// listeners stay; ResetSettled waits until the guest has handled it, with
+// and without VIRTIO_F_EVENT_IDX (under which the driver notifies only
+// when asked).
 func TestTransportReset(t *testing.T) {
-	dev, g := setup(t, Options{}, guestOpts{})
+	for _, eventIdx := range []bool{false, true} {
+		t.Run(fmt.Sprintf("event_idx=%v", eventIdx), func(t *testing.T) { testTransportReset(t, eventIdx) })
+	}
+}
+
+func testTransportReset(t *testing.T, eventIdx bool) {
+	dev, g := setup(t, Options{}, guestOpts{eventIdx: eventIdx})
 	ln := g.listen(9000)
 	c := dial(t, dev, 9000)
 	g.accept(ln)
 	l, _ := dev.Listen(9001)
+	select {
+	case <-dev.ResetSettled():
+	default:
+		t.Error("ResetSettled is open before any reset")
+	}
+	g.mu.Lock() // the guest holds off the event
 	dev.TransportReset()
+	settled := dev.ResetSettled()
+	select {
+	case <-settled:
+		t.Error("ResetSettled is closed before the guest took the event")
+	default:
+	}
+	g.mu.Unlock()
 	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, ErrTransportReset) {
 		t.Errorf("Read after a transport reset: %v", err)
 	}
@@ -855,6 +878,12 @@ func TestTransportReset(t *testing.T) {
 		t.Errorf("event %d", g.events[0])
 	}
 	g.mu.Unlock()
+	// The guest reset its sockets and posted the buffer again.
+	select {
+	case <-settled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("ResetSettled still open after the guest handled the event and posted a new buffer")
+	}
 	if s := g.connect(9001); !s.connected {
 		t.Error("listener gone after a transport reset")
 	}
