@@ -105,6 +105,10 @@ type VM struct {
 	closeOnce sync.Once
 	// restored: the VM resumed a memory snapshot instead of booting.
 	restored bool
+	// For the log: how long a restored guest took to handle its
+	// transport reset, and the tries its probe took.
+	settled time.Duration
+	tries   int
 }
 
 // Cmdline is the kernel command line for an environment's VM.
@@ -143,7 +147,7 @@ func Start(ctx context.Context, cfg Config) (_ *VM, err error) {
 		d.vs.Close()
 		return nil, err
 	}
-	v, err := launch(ctx, cfg, m, d, false)
+	v, err := launch(ctx, cfg, m, d, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -214,9 +218,12 @@ func newDevices(cfg Config) (*devices, error) {
 	return d, nil
 }
 
-// launch runs machine m and waits for its agent to answer a ping. On error
-// the VM is closed.
-func launch(ctx context.Context, cfg Config, m *vmm.Machine, d *devices, restored bool) (_ *VM, err error) {
+// launch runs machine m and waits until its agent answers probe, called
+// until it succeeds: a ping when probe is nil (a booted guest), the call
+// that gives a restored guest its identity otherwise. On error the VM is
+// closed.
+func launch(ctx context.Context, cfg Config, m *vmm.Machine, d *devices, probe func(context.Context, *VM) error) (_ *VM, err error) {
+	restored := probe != nil
 	runCtx, cancel := context.WithCancel(context.Background())
 	log := cfg.Logger
 	if log == nil {
@@ -243,7 +250,22 @@ func launch(ctx context.Context, cfg Config, m *vmm.Machine, d *devices, restore
 
 	readyCtx, stop := context.WithTimeout(ctx, cfg.ReadyTimeout)
 	defer stop()
-	if err := v.waitReady(readyCtx); err != nil {
+	if restored {
+		// The guest resets the sockets it had once it reads the
+		// transport reset event; a stream opened before then is reset
+		// with them. Wait for that, within a bound: the probe retries
+		// such a reset anyway.
+		t0 := time.Now()
+		select {
+		case <-vs.ResetSettled():
+		case <-time.After(resetSettleWait):
+			log.Warn("the restored guest has not handled its vsock transport reset yet", "after", resetSettleWait)
+		case <-v.done:
+		case <-readyCtx.Done():
+		}
+		v.settled = time.Since(t0)
+	}
+	if err := v.waitReady(readyCtx, probe); err != nil {
 		if ve := (*proto.VersionError)(nil); errors.As(err, &ve) {
 			// The environment's /init is another pyro: env build puts
 			// this one in its initramfs (in seconds; nothing else is
@@ -254,6 +276,10 @@ func launch(ctx context.Context, cfg Config, m *vmm.Machine, d *devices, restore
 	}
 	return v, nil
 }
+
+// resetSettleWait bounds how long a restore waits for the guest to handle
+// its vsock transport reset before it tries the agent anyway.
+const resetSettleWait = 5 * time.Second
 
 // setClockTimeout bounds setting the guest's clock at start. The agent
 // has just answered a ping, so this takes a round trip; the bound is there
@@ -298,13 +324,24 @@ func (v *VM) DebugState() string {
 	return v.m.DebugVCPUs() + "\n" + v.vs.DebugState()
 }
 
-// waitReady pings the agent until it answers, the VM stops or ctx ends.
-func (v *VM) waitReady(ctx context.Context) error {
+// waitReady calls probe (nil: ping the agent) until it succeeds, the VM
+// stops or ctx ends.
+func (v *VM) waitReady(ctx context.Context, probe func(context.Context, *VM) error) error {
+	bound := 3 * time.Second
+	if probe == nil {
+		probe = func(ctx context.Context, v *VM) error {
+			_, err := v.Agent.Ping(ctx)
+			return err
+		}
+	} else {
+		bound = setClockTimeout // the probe does some work
+	}
 	for {
 		// Each try is bounded: a connection request lost during the
 		// guest's boot must cost a retry, not the whole start timeout.
-		try, cancel := context.WithTimeout(ctx, 3*time.Second)
-		_, err := v.Agent.Ping(try)
+		try, cancel := context.WithTimeout(ctx, bound)
+		err := probe(try, v)
+		v.tries++
 		tryExpired := try.Err() != nil
 		cancel()
 		if err == nil {

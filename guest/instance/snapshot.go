@@ -87,36 +87,46 @@ func Restore(ctx context.Context, cfg Config, dir string) (_ *VM, err error) {
 		return nil, err
 	}
 	built := time.Since(begin)
-	v, err := launch(ctx, cfg, m, d, true)
+	// The agent's first call is the one that gives it its identity:
+	// the guest's first moments after a restore are its slowest (each
+	// page it touches again costs an exit), and a ping first would add
+	// a round trip to them.
+	id := newIdentity(cfg.Hostname)
+	v, err := launch(ctx, cfg, m, d, id.give)
 	if err != nil {
 		return nil, err
 	}
 	v.Ready = time.Since(begin)
-	if err := v.takeIdentity(ctx, cfg.Hostname); err != nil {
-		v.Close()
-		return nil, err
-	}
-	v.log.Info("VM restored", "snapshot", dir, "machine", built, "agent", v.Ready-built, "identity", time.Since(begin)-v.Ready)
+	v.log.Info("VM restored", "snapshot", dir, "machine", built, "agent", v.Ready-built, "transport_reset", v.settled, "tries", v.tries)
 	return v, nil
 }
 
-// takeIdentity gives a restored guest the time, fresh entropy and this
-// VM's own identity.
-func (v *VM) takeIdentity(ctx context.Context, hostname string) error {
+// identity is what a restored guest takes on: the time (set on each
+// try), fresh entropy, and this VM's own host name, boot ID and machine
+// ID.
+type identity struct {
+	args proto.RestoredArgs
+}
+
+func newIdentity(hostname string) *identity {
 	if hostname == "" {
 		hostname = env.Hostname
 	}
-	args := proto.RestoredArgs{
+	id := &identity{args: proto.RestoredArgs{
 		Entropy:   make([]byte, 64),
 		Hostname:  hostname,
 		BootID:    newUUID(),
 		MachineID: randomHex(16),
-	}
-	rand.Read(args.Entropy)
-	ctx, cancel := context.WithTimeout(ctx, setClockTimeout)
-	defer cancel()
-	args.TimeNs = time.Now().UnixNano()
-	res, err := v.Agent.Restored(ctx, args)
+	}}
+	rand.Read(id.args.Entropy)
+	return id
+}
+
+// give hands the identity to v's agent. Giving it twice (a retry whose
+// first answer was lost) leaves the guest as giving it once.
+func (id *identity) give(ctx context.Context, v *VM) error {
+	id.args.TimeNs = time.Now().UnixNano()
+	res, err := v.Agent.Restored(ctx, id.args)
 	if err != nil {
 		return fmt.Errorf("giving the restored guest its identity: %w", err)
 	}
