@@ -142,7 +142,8 @@ func (m *Manager) create(ctx context.Context, req contract.CreateRequest) (_ *wo
 		return nil, contract.Internal("creating the workspace's disk", err)
 	}
 	crashAt("create:disk")
-	if _, _, err := w.bootFrom(ctx, st, release, plan); err != nil {
+	resumed, _, err := w.bootFrom(ctx, st, release, plan)
+	if err != nil {
 		if ctx.Err() != nil || contract.IsCode(err, contract.CodeEnvMissing) || contract.IsCode(err, contract.CodeLimit) {
 			return nil, err
 		}
@@ -167,9 +168,12 @@ func (m *Manager) create(ctx context.Context, req contract.CreateRequest) (_ *wo
 		return err
 	}
 
-	// /workspace, then the seed.
-	if res, err := h.Agent.Exec(bctx, execMkdir(hostio.Workspace), nil, nil); err != nil || res.ExitCode != 0 {
-		return nil, stuck("creating /workspace", contract.Internal("creating /workspace in the guest", errors.Join(err, fmt.Errorf("mkdir exit %d", res.ExitCode))))
+	// /workspace (the warm snapshot has it), then the seed.
+	warm := resumed && plan.kind == contract.BootWarm && plan.baseline != ""
+	if !warm {
+		if res, err := h.Agent.Exec(bctx, execMkdir(hostio.Workspace), nil, nil); err != nil || res.ExitCode != 0 {
+			return nil, stuck("creating /workspace", contract.Internal("creating /workspace in the guest", errors.Join(err, fmt.Errorf("mkdir exit %d", res.ExitCode))))
+		}
 	}
 	if seedKind != contract.SeedNone {
 		contract.Progress(ctx, "seeding /workspace from "+seedPath, 0, 0)
@@ -193,14 +197,26 @@ func (m *Manager) create(ctx context.Context, req contract.CreateRequest) (_ *wo
 	} else {
 		contract.Progress(ctx, "recording the baseline", 0, 0)
 	}
-	layer, err := freezeLayer(bctx, h, baselineLabel)
-	if err != nil {
-		return nil, stuck("recording the baseline", contract.Internal("recording the baseline", err))
-	}
-	crashAt("create:baseline-layer")
-	rc, err := h.Files.TarOut(bctx, hostio.Workspace)
-	if err != nil {
-		return nil, stuck("reading /workspace", contract.Internal("reading /workspace for the baseline", err))
+	var layer disk.LayerInfo
+	var rc io.ReadCloser
+	if warm && seedKind == contract.SeedNone {
+		// The guest is as the warm snapshot left it: its layer and
+		// index are the baseline.
+		layer.ID = plan.from.layer
+		rc, err = os.Open(plan.baseline)
+		if err != nil {
+			return nil, contract.Internal("reading the warm snapshot's baseline", err)
+		}
+	} else {
+		layer, err = freezeLayer(bctx, h, baselineLabel)
+		if err != nil {
+			return nil, stuck("recording the baseline", contract.Internal("recording the baseline", err))
+		}
+		crashAt("create:baseline-layer")
+		rc, err = h.Files.TarOut(bctx, hostio.Workspace)
+		if err != nil {
+			return nil, stuck("reading /workspace", contract.Internal("reading /workspace for the baseline", err))
+		}
 	}
 	_, err = treediff.WriteBaseline(filepath.Join(dir, baselineDir), rc)
 	rc.Close()
@@ -209,9 +225,21 @@ func (m *Manager) create(ctx context.Context, req contract.CreateRequest) (_ *wo
 	}
 	crashAt("create:baseline-index")
 
+	// An unseeded create from a warm snapshot is that snapshot: keep its
+	// image, so that a reset to the baseline resumes it. (Across file
+	// systems it cannot be linked, and such a reset boots.)
+	var baseMem string
+	if warm && seedKind == contract.SeedNone {
+		if baseMem, err = w.linkImage(plan.from.dir); err != nil {
+			m.log.Info("the baseline keeps no memory image; a reset to it will boot", "id", id, "err", err)
+			baseMem = ""
+		}
+	}
+
 	// Commit: the record makes the workspace exist for the next Open.
 	w.mu.Lock()
 	w.rec.BaselineLayer = layer.ID
+	w.rec.BaselineMemory = baseMem
 	w.state = contract.StateRunning
 	err = w.saveLocked()
 	seed := w.rec.Seed
@@ -238,7 +266,7 @@ func (m *Manager) newDisk(e *env.Env, dir string, vcpus, mem, diskMiB int) (*dis
 	if ws := m.findWarm(e, vcpus, mem, diskMiB); ws != nil {
 		st, err := disk.Fork(ws.disk(), ws.info.Layer, stackDir)
 		if err == nil {
-			return st, bootPlan{from: &memImage{dir: ws.memory(), layer: ws.info.Layer}, kind: contract.BootWarm}, nil
+			return st, bootPlan{from: &memImage{dir: ws.memory(), layer: ws.info.Layer}, kind: contract.BootWarm, baseline: ws.baseline(), warm: true}, nil
 		}
 		m.log.Warn("using the warm snapshot's disk; booting instead", "env", e.Name, "err", err)
 		os.RemoveAll(stackDir)
@@ -251,7 +279,7 @@ func (m *Manager) newDisk(e *env.Env, dir string, vcpus, mem, diskMiB int) (*dis
 	if m.opts.WarmSnapshots {
 		plan.coldBooted = func(b *booted, st *disk.Stack) {
 			if sn, ok := b.VM.(snapshotter); ok {
-				m.captureWarm(e, vcpus, mem, diskMiB, sn, st, stackDir)
+				m.captureWarm(e, vcpus, mem, diskMiB, b, sn, st, stackDir)
 			}
 		}
 	}

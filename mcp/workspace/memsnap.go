@@ -134,7 +134,7 @@ func (w *workspace) pruneMemory() {
 		return
 	}
 	w.mu.Lock()
-	keep := map[string]bool{}
+	keep := map[string]bool{w.rec.BaselineMemory: true}
 	for _, s := range w.rec.Snapshots {
 		keep[s.Memory] = true
 	}
@@ -144,6 +144,26 @@ func (w *workspace) pruneMemory() {
 			w.removeMemory(rel)
 		}
 	}
+}
+
+// linkImage links the memory image in dir (a warm snapshot's) into the
+// workspace's memory images and returns its name there. The files are
+// read only, never written: the warm snapshot and the workspace share
+// them, and either may be deleted first.
+func (w *workspace) linkImage(dir string) (string, error) {
+	rel := filepath.Join(memoryDir, randomName())
+	dst := filepath.Join(w.dir, rel)
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		return "", err
+	}
+	// The state file last: an image without one is never resumed.
+	for _, f := range []string{vmm.MemoryFile, vmm.StateFile} {
+		if err := os.Link(filepath.Join(dir, f), filepath.Join(dst, f)); err != nil {
+			os.RemoveAll(dst)
+			return "", err
+		}
+	}
+	return rel, nil
 }
 
 // allocated is the host disk space the files under dir use.

@@ -86,6 +86,45 @@ func TestMemorySnapshotsDebian(t *testing.T) {
 	if got := sh(ws.ID, "cat /workspace/hello.txt"); got != "hello" {
 		t.Errorf("warm workspace's seed: %q", got)
 	}
+	// An unseeded create from the warm snapshot takes the snapshot's
+	// disk layer and /workspace index as its baseline, and its image:
+	// the diff sees exactly what changed since, and a reset to the
+	// baseline resumes instead of booting.
+	t0 = time.Now()
+	bare, err := m.Create(ctx, contract.CreateRequest{Env: "debian-12"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh(bare.ID, "true")
+	t.Logf("FIGURE unseeded create from the warm snapshot to first exec: %v", time.Since(t0))
+	if bare.Boot != contract.BootWarm {
+		t.Fatalf("unseeded create: boot %q (%s), want %q", bare.Boot, bare.BootNote, contract.BootWarm)
+	}
+	sh(bare.ID, "echo new >/workspace/new.txt")
+	d, err := m.Diff(ctx, contract.DiffRequest{ID: bare.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Files) != 1 || d.Files[0].Path != "new.txt" || d.Files[0].Status != "added" {
+		t.Errorf("diff of an unseeded warm workspace after writing new.txt: %+v", d.Files)
+	}
+	br, err := m.Reset(ctx, bare.ID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !br.Memory {
+		t.Errorf("reset of an unseeded warm workspace to its baseline booted: %+v", br)
+	}
+	if got := sh(bare.ID, "ls -A /workspace | wc -l"); got != "0" {
+		t.Errorf("after the reset to the baseline /workspace holds: %q", got)
+	}
+	if d, err := m.Diff(ctx, contract.DiffRequest{ID: bare.ID}); err != nil || len(d.Files) != 0 {
+		t.Errorf("diff after the reset to the baseline: %+v %v", d.Files, err)
+	}
+	if err := m.Delete(ctx, bare.ID); err != nil {
+		t.Fatal(err)
+	}
+
 	// The rest works on the booted workspace: in the nested harness a
 	// guest resumed from an image of an already resumed guest, while
 	// other guests run, has lost its FPU state at once (see the README's

@@ -50,6 +50,11 @@ type record struct {
 	BootNote string            `json:"boot_note,omitempty"`
 	// BaselineLayer is the disk layer frozen right after seeding.
 	BaselineLayer string `json:"baseline_layer"`
+	// BaselineMemory is the memory image that goes with BaselineLayer,
+	// if any (a directory under the workspace's, as snapRecord.Memory):
+	// an unseeded create from a warm snapshot links that snapshot's
+	// image, so a reset to the baseline resumes instead of booting.
+	BaselineMemory string `json:"baseline_memory,omitempty"`
 	// Snapshots, oldest first; each names a frozen disk layer.
 	Snapshots []snapRecord `json:"snapshots,omitempty"`
 	// ResetPending is a reset that began (saved before its disk checkout)

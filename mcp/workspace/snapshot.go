@@ -257,7 +257,7 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (contra
 	w.touch()
 	w.mu.Lock()
 	target := w.rec.BaselineLayer
-	var memRel string
+	memRel := w.rec.BaselineMemory
 	if snapshot != "" {
 		i := slices.IndexFunc(w.rec.Snapshots, func(s snapRecord) bool { return s.Name == snapshot })
 		if i < 0 {
@@ -323,7 +323,9 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (contra
 	}
 
 	from, note := w.memoryImage(memRel, target)
-	resumed, bootNote, err := w.bootFrom(ctx, st, release, bootPlan{from: from, kind: contract.BootMemory})
+	// The baseline's image is a warm snapshot's.
+	baseWarm := snapshot == "" && memRel != ""
+	resumed, bootNote, err := w.bootFrom(ctx, st, release, bootPlan{from: from, kind: contract.BootMemory, warm: baseWarm})
 	if bootNote != "" {
 		note = bootNote
 	}

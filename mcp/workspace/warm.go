@@ -1,10 +1,13 @@
 package workspace
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,17 +17,21 @@ import (
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
 	"github.com/pyro-mcp/pyro/guest/env"
+	"github.com/pyro-mcp/pyro/mcp/hostio"
 	"github.com/pyro-mcp/pyro/vmm"
 	"github.com/pyro-mcp/pyro/vmm/disk"
 	"github.com/pyro-mcp/pyro/vmm/snapshot"
 )
 
 // Warm snapshots. The first create of an environment at a VM shape boots
-// the guest, and once its agent answers (before /workspace, seeds or
-// secrets exist) takes a memory snapshot of it with the disk layer frozen
-// at that instant: the warm snapshot, kept beside the environments
-// (CACHE/warm/ENV/KEY/; Options.WarmRoot/ENV/KEY/ when set). Later creates of that shape resume it instead of
-// booting, then seed /workspace as usual. KEY hashes everything the
+// the guest, and once its agent answers (before seeds or secrets reach
+// it) makes an empty /workspace, reads its index, syncs, and takes a
+// memory snapshot of the guest with the disk layer frozen at that
+// instant: the warm snapshot, kept beside the environments
+// (CACHE/warm/ENV/KEY/; Options.WarmRoot/ENV/KEY/ when set). Later creates
+// of that shape resume it instead of booting, then seed /workspace as
+// usual; an unseeded one takes the snapshot's layer and index as its
+// baseline and asks the guest nothing more. KEY hashes everything the
 // guest's state at that point depends on: the environment's files (their
 // sizes and modification times: env build replaces them), the agent's
 // protocol version, the snapshot format, and the shape (vCPUs, memory,
@@ -33,15 +40,21 @@ import (
 // of its environment exist.
 //
 // A warm snapshot directory holds warmInfo (warm.json), disk/ (a stack
-// sharing the frozen layer by hard link) and memory/ (the image). It is
+// sharing the frozen layer by hard link), memory/ (the image) and
+// baseline.tar (/workspace as the guest's tar stream gave it). It is
 // made under a temporary name and renamed into place whole, so a reader
 // finds a complete one or none.
 
 const (
 	warmDirName  = "warm"
 	warmInfoName = "warm.json"
-	// warmFormat changes when what a warm snapshot holds changes.
-	warmFormat = 1
+	warmBaseName = "baseline.tar"
+	// warmFormat changes when what a warm snapshot holds changes (2:
+	// /workspace and its baseline.tar).
+	warmFormat = 2
+	// maxWarmBaseline bounds baseline.tar: an empty directory's tar
+	// stream is a few blocks.
+	maxWarmBaseline = 1 << 20
 	// warmKeep is how many warm snapshots an environment keeps (shapes
 	// in use, and the stale ones of an environment rebuilt since).
 	warmKeep = 3
@@ -61,8 +74,9 @@ type warmSnap struct {
 	info warmInfo
 }
 
-func (s *warmSnap) disk() string   { return filepath.Join(s.dir, diskDir) }
-func (s *warmSnap) memory() string { return filepath.Join(s.dir, memoryDir) }
+func (s *warmSnap) disk() string     { return filepath.Join(s.dir, diskDir) }
+func (s *warmSnap) memory() string   { return filepath.Join(s.dir, memoryDir) }
+func (s *warmSnap) baseline() string { return filepath.Join(s.dir, warmBaseName) }
 
 // warmKey names the warm snapshot of environment e at a VM shape.
 func warmKey(e *env.Env, vcpus, memMiB, diskMiB int) (string, error) {
@@ -106,17 +120,20 @@ func (m *Manager) findWarm(e *env.Env, vcpus, memMiB, diskMiB int) *warmSnap {
 	if json.Unmarshal(b, &info) != nil || info.Format != warmFormat || info.Key != key || info.Layer == "" {
 		return nil
 	}
-	if _, err := os.Stat(filepath.Join(dir, memoryDir, vmm.StateFile)); err != nil {
-		return nil
+	ws := &warmSnap{dir: dir, info: info}
+	for _, p := range []string{filepath.Join(ws.memory(), vmm.StateFile), ws.baseline()} {
+		if _, err := os.Stat(p); err != nil {
+			return nil
+		}
 	}
-	return &warmSnap{dir: dir, info: info}
+	return ws
 }
 
-// captureWarm takes the warm snapshot of e at a shape from a guest that
+// captureWarm takes the warm snapshot of e at a shape from guest b that
 // has just booted on st, whose agent answered and holds nothing of any
 // workspace yet. Failing to take one costs the next create a boot, no
 // more: errors are logged, never returned.
-func (m *Manager) captureWarm(e *env.Env, vcpus, memMiB, diskMiB int, sn snapshotter, st *disk.Stack, stackDir string) {
+func (m *Manager) captureWarm(e *env.Env, vcpus, memMiB, diskMiB int, b *booted, sn snapshotter, st *disk.Stack, stackDir string) {
 	if !m.opts.WarmSnapshots {
 		return
 	}
@@ -146,6 +163,24 @@ func (m *Manager) captureWarm(e *env.Env, vcpus, memMiB, diskMiB int, sn snapsho
 		fail("directory", err)
 		return
 	}
+	// What every create does first, done once here: /workspace, and
+	// its index as the baseline of a create with no seed. The sync
+	// leaves the layer frozen below whole on its own (a create's
+	// baseline, booted from by a reset), not only with the image.
+	ctx, cancel := context.WithTimeout(context.Background(), agentCallTimeout)
+	defer cancel()
+	if res, err := b.Agent.Exec(ctx, execMkdir(hostio.Workspace), nil, nil); err != nil || res.ExitCode != 0 {
+		fail("creating /workspace", errors.Join(err, fmt.Errorf("mkdir exit %d", res.ExitCode)))
+		return
+	}
+	if err := saveTarOut(ctx, b.Files, filepath.Join(tmp, warmBaseName)); err != nil {
+		fail("reading /workspace", err)
+		return
+	}
+	if err := b.Agent.Sync(ctx); err != nil {
+		fail("syncing the guest", err)
+		return
+	}
 	var layer disk.LayerInfo
 	stats, err := sn.Snapshot(filepath.Join(tmp, memoryDir), "warm "+e.Name, func() error {
 		var err error
@@ -165,8 +200,8 @@ func (m *Manager) captureWarm(e *env.Env, vcpus, memMiB, diskMiB int, sn snapsho
 		fail("disk", err)
 		return
 	}
-	b, _ := json.Marshal(warmInfo{Format: warmFormat, Key: key, Layer: layer.ID, Created: time.Now().UTC()})
-	if err := os.WriteFile(filepath.Join(tmp, warmInfoName), b, 0o600); err != nil {
+	info, _ := json.Marshal(warmInfo{Format: warmFormat, Key: key, Layer: layer.ID, Created: time.Now().UTC()})
+	if err := os.WriteFile(filepath.Join(tmp, warmInfoName), info, 0o600); err != nil {
 		fail("info", err)
 		return
 	}
@@ -212,4 +247,22 @@ func (m *Manager) pruneWarm(e *env.Env) {
 			m.log.Warn("deleting an old warm snapshot", "env", e.Name, "dir", s.name, "err", err)
 		}
 	}
+}
+
+// saveTarOut writes g's tar stream of /workspace to path, at most
+// maxWarmBaseline bytes of it.
+func saveTarOut(ctx context.Context, g guest, path string) error {
+	rc, err := g.TarOut(ctx, hostio.Workspace)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, maxWarmBaseline+1))
+	if err != nil {
+		return err
+	}
+	if len(b) > maxWarmBaseline {
+		return fmt.Errorf("/workspace's tar stream is over %d bytes", maxWarmBaseline)
+	}
+	return os.WriteFile(path, b, 0o600)
 }

@@ -455,6 +455,14 @@ type bootPlan struct {
 	// what the workspace then says it started from.
 	from *memImage
 	kind contract.BootKind
+	// baseline is the tar stream of /workspace kept with a warm
+	// snapshot (from), whose layer is then an unseeded create's
+	// baseline.
+	baseline string
+	// warm says from is a warm snapshot's image (or a link to one):
+	// taken before anything of a workspace ran, so it holds no services
+	// that stop, reset or delete would have to end.
+	warm bool
 	// coldBooted, when set, runs on a guest that booted (not resumed)
 	// as soon as its agent answers, before anything of the workspace
 	// (secrets) reaches it: create takes the warm snapshot there.
@@ -547,7 +555,7 @@ func (w *workspace) bootFrom(ctx context.Context, st *disk.Stack, release func()
 	contract.Progress(ctx, "guest agent ready", 0, 0)
 	hctx, cancel := context.WithCancel(context.Background())
 	h := &vmHandle{booted: b, stack: st, net: wn, ctx: hctx, cancel: cancel, release: release, console: cw}
-	if resumed {
+	if resumed && !plan.warm {
 		// The image may hold running services: stop, reset and delete
 		// end them first, as on a VM that started some.
 		h.services.Store(true)
