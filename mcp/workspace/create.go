@@ -266,7 +266,7 @@ func (m *Manager) newDisk(e *env.Env, dir string, vcpus, mem, diskMiB int) (*dis
 	if ws := m.findWarm(e, vcpus, mem, diskMiB); ws != nil {
 		st, err := disk.Fork(ws.disk(), ws.info.Layer, stackDir)
 		if err == nil {
-			return st, bootPlan{from: &memImage{dir: ws.memory(), layer: ws.info.Layer}, kind: contract.BootWarm, baseline: ws.baseline(), warm: true}, nil
+			return st, bootPlan{from: &memImage{dir: ws.memory(), layer: ws.info.Layer, quiet: true}, kind: contract.BootWarm, baseline: ws.baseline()}, nil
 		}
 		m.log.Warn("using the warm snapshot's disk; booting instead", "env", e.Name, "err", err)
 		os.RemoveAll(stackDir)

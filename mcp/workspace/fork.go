@@ -180,7 +180,7 @@ func (w *workspace) forkPoint(ctx context.Context, snapshot string) (*forkSource
 			return nil, w.unknownSnapshot(snapshot)
 		}
 		p.layer = s.Layer
-		p.mem, p.note = w.memoryImage(s.Memory, s.Layer)
+		p.mem, p.note = w.memoryImage(s.Memory, s.Layer, s.Quiet)
 		if s.Memory == "" {
 			p.note = "snapshot " + snapshot + " holds the disk only: the forks booted from it"
 		}
@@ -210,7 +210,7 @@ func (w *workspace) forkPoint(ctx context.Context, snapshot string) (*forkSource
 	}
 	p.layer, p.note, p.temp = layer.ID, mem.note, mem.rel
 	if mem.rel != "" {
-		p.mem = &memImage{dir: filepath.Join(w.dir, mem.rel), layer: layer.ID}
+		p.mem = &memImage{dir: filepath.Join(w.dir, mem.rel), layer: layer.ID, quiet: mem.quiet}
 	}
 	return p, nil
 }
@@ -287,7 +287,7 @@ func (w *workspace) startFork(ctx context.Context, p *forkSource) (resumed bool,
 	}
 	var from *memImage
 	if p.mem != nil {
-		from = &memImage{dir: p.mem.dir, layer: p.layer}
+		from = &memImage{dir: p.mem.dir, layer: p.layer, quiet: p.mem.quiet}
 	}
 	start := w.m.now()
 	resumed, note, err = w.bootFrom(ctx, st, release, bootPlan{from: from, kind: contract.BootFork})

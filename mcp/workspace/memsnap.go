@@ -41,6 +41,7 @@ type memResult struct {
 	bytes int64
 	stats vmm.SnapshotStats
 	note  string
+	quiet bool // no service had been started in the VM (memImage.quiet)
 }
 
 // memorySnapshot freezes the disk layer labelled label together with a
@@ -100,12 +101,13 @@ func (w *workspace) memorySnapshot(ctx context.Context, h *vmHandle, label strin
 		layer, err = freezeLayer(ctx, h, label)
 		return layer, memResult{note: note}, err
 	}
-	return layer, memResult{rel: rel, bytes: allocated(dir), stats: stats}, nil
+	return layer, memResult{rel: rel, bytes: allocated(dir), stats: stats, quiet: !h.services.Load()}, nil
 }
 
 // memoryImage returns the memory image rel of a snapshot on layer, or
-// nil and why not when rel is "" or the image is gone.
-func (w *workspace) memoryImage(rel, layer string) (*memImage, string) {
+// nil and why not when rel is "" or the image is gone. quiet is
+// memImage.quiet.
+func (w *workspace) memoryImage(rel, layer string, quiet bool) (*memImage, string) {
 	if rel == "" {
 		return nil, ""
 	}
@@ -113,7 +115,7 @@ func (w *workspace) memoryImage(rel, layer string) (*memImage, string) {
 	if _, err := os.Stat(filepath.Join(dir, vmm.StateFile)); err != nil {
 		return nil, "the snapshot's memory image is missing; the guest booted from the snapshot's disk instead"
 	}
-	return &memImage{dir: dir, layer: layer}, ""
+	return &memImage{dir: dir, layer: layer, quiet: quiet}, ""
 }
 
 // removeMemory deletes memory image rel ("" does nothing).

@@ -91,6 +91,9 @@ type snapRecord struct {
 	// MemoryBytes the host disk space it uses.
 	Memory      string `json:"memory,omitempty"`
 	MemoryBytes int64  `json:"memory_bytes,omitempty"`
+	// Quiet: no service had been started in the VM when Memory was
+	// taken (memImage.quiet). False in records from before it was kept.
+	Quiet bool `json:"quiet,omitempty"`
 }
 
 func (r *record) clone() record {

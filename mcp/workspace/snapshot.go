@@ -96,7 +96,7 @@ func (m *Manager) SnapshotCreate(ctx context.Context, req contract.SnapshotReque
 	// (reconcileJournal), never a journaled one the record lacks.
 	seq := w.journal.reserve()
 	s := snapRecord{Name: name, Layer: layer.ID, CreatedAt: start, Seq: seq, Bytes: layer.Allocated + mem.bytes,
-		Memory: mem.rel, MemoryBytes: mem.bytes}
+		Memory: mem.rel, MemoryBytes: mem.bytes, Quiet: mem.rel != "" && mem.quiet}
 	w.mu.Lock()
 	w.rec.Snapshots = append(w.rec.Snapshots, s)
 	err = w.saveLocked()
@@ -257,7 +257,8 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (contra
 	w.touch()
 	w.mu.Lock()
 	target := w.rec.BaselineLayer
-	memRel := w.rec.BaselineMemory
+	// The baseline's image is a warm snapshot's: quiet.
+	memRel, quiet := w.rec.BaselineMemory, true
 	if snapshot != "" {
 		i := slices.IndexFunc(w.rec.Snapshots, func(s snapRecord) bool { return s.Name == snapshot })
 		if i < 0 {
@@ -265,7 +266,7 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (contra
 			return contract.ResetResult{}, w.unknownSnapshot(snapshot)
 		}
 		target = w.rec.Snapshots[i].Layer
-		memRel = w.rec.Snapshots[i].Memory
+		memRel, quiet = w.rec.Snapshots[i].Memory, w.rec.Snapshots[i].Quiet
 	}
 	w.mu.Unlock()
 
@@ -322,10 +323,8 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (contra
 		m.log.Warn("saving the record", "id", id, "err", saveErr)
 	}
 
-	from, note := w.memoryImage(memRel, target)
-	// The baseline's image is a warm snapshot's.
-	baseWarm := snapshot == "" && memRel != ""
-	resumed, bootNote, err := w.bootFrom(ctx, st, release, bootPlan{from: from, kind: contract.BootMemory, warm: baseWarm})
+	from, note := w.memoryImage(memRel, target, quiet)
+	resumed, bootNote, err := w.bootFrom(ctx, st, release, bootPlan{from: from, kind: contract.BootMemory})
 	if bootNote != "" {
 		note = bootNote
 	}

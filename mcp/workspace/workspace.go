@@ -459,10 +459,6 @@ type bootPlan struct {
 	// snapshot (from), whose layer is then an unseeded create's
 	// baseline.
 	baseline string
-	// warm says from is a warm snapshot's image (or a link to one):
-	// taken before anything of a workspace ran, so it holds no services
-	// that stop, reset or delete would have to end.
-	warm bool
 	// coldBooted, when set, runs on a guest that booted (not resumed)
 	// as soon as its agent answers, before anything of the workspace
 	// (secrets) reaches it: create takes the warm snapshot there.
@@ -474,6 +470,10 @@ type bootPlan struct {
 type memImage struct {
 	dir   string // absolute
 	layer string
+	// quiet says the image holds no services: no service had been
+	// started in the VM it was taken from (a warm snapshot's, say), so
+	// stop, reset and delete need not end any in the resumed guest.
+	quiet bool
 }
 
 // bootFrom is bootOn resuming the memory snapshot from instead of booting
@@ -555,7 +555,7 @@ func (w *workspace) bootFrom(ctx context.Context, st *disk.Stack, release func()
 	contract.Progress(ctx, "guest agent ready", 0, 0)
 	hctx, cancel := context.WithCancel(context.Background())
 	h := &vmHandle{booted: b, stack: st, net: wn, ctx: hctx, cancel: cancel, release: release, console: cw}
-	if resumed && !plan.warm {
+	if resumed && !from.quiet {
 		// The image may hold running services: stop, reset and delete
 		// end them first, as on a VM that started some.
 		h.services.Store(true)
