@@ -145,6 +145,9 @@ func benchTimings(b *testing.B, envDir string, metrics map[string]float64) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		if !r.Memory {
+			b.Logf("FIGURE a fork booted instead of resuming (its time is a boot's): %s", r.Note)
+		}
 		return r.Forks[0].ID
 	})
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

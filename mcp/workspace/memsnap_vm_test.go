@@ -108,6 +108,14 @@ func TestMemorySnapshotsDebian(t *testing.T) {
 	if len(d.Files) != 1 || d.Files[0].Path != "new.txt" || d.Files[0].Status != "added" {
 		t.Errorf("diff of an unseeded warm workspace after writing new.txt: %+v", d.Files)
 	}
+	// No service ever ran in it: its snapshot says so, and a reset to
+	// it will not ask the guest to end any.
+	if _, err := m.SnapshotCreate(ctx, contract.SnapshotRequest{ID: bare.ID, Name: "quiet"}); err != nil {
+		t.Fatal(err)
+	}
+	if s := snapRecords(t, m, bare.ID); len(s) != 1 || s[0].Memory == "" || !s[0].Quiet {
+		t.Errorf("snapshot of a workspace that never ran a service: %+v, want a quiet memory image", s)
+	}
 	br, err := m.Reset(ctx, bare.ID, "")
 	if err != nil {
 		t.Fatal(err)
@@ -157,6 +165,9 @@ func TestMemorySnapshotsDebian(t *testing.T) {
 	}
 	if !snap.Memory || snap.MemoryBytes == 0 {
 		t.Fatalf("snapshot of a running workspace: %+v, want a memory image", snap)
+	}
+	if s := snapRecords(t, m, id); len(s) != 1 || s[0].Quiet {
+		t.Errorf("snapshot of a workspace running a service: %+v, want it not quiet", s)
 	}
 	sh(id, counterClient)
 	sh(id, counterClient)
@@ -256,4 +267,16 @@ func TestMemorySnapshotsDebian(t *testing.T) {
 	if got := sh(id, "cat /workspace/hello.txt"); got != "hello" {
 		t.Errorf("after the fallback boot: %q", got)
 	}
+}
+
+// snapRecords returns workspace id's snapshot records.
+func snapRecords(t *testing.T, m *Manager, id string) []snapRecord {
+	t.Helper()
+	w, err := m.get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.rec.clone().Snapshots
 }
