@@ -31,5 +31,25 @@ func (mcpFace) ArgName(arg string) string { return arg }
 // word words text a Backend returned for a model.
 func word(s string) string { return contract.Word(s, mcpFace{}) }
 
+// offeredFace is mcpFace for one server's tools: an operation whose tool
+// the server's profile or mode does not offer is named with a note, so
+// that a hint never sends the model to a tool it cannot call.
+type offeredFace struct {
+	mcpFace
+	tools map[string]bool
+}
+
+func (f offeredFace) OpName(op contract.Op) string {
+	n := f.mcpFace.OpName(op)
+	if !f.tools[n] {
+		return n + " (which this server does not offer)"
+	}
+	return n
+}
+
+// word words text a Backend returned for a model, for this server's
+// tools (offeredFace).
+func (h *handler) word(s string) string { return contract.Word(s, offeredFace{tools: h.tools}) }
+
 // Face is the MCP tool layer's contract.Face.
 func Face() contract.Face { return mcpFace{} }

@@ -11,6 +11,7 @@ import (
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pyro-mcp/pyro/mcp"
+	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/mcp/mcptest"
 )
 
@@ -266,5 +267,27 @@ func TestModeErrors(t *testing.T) {
 	}
 	if _, err := mcp.ModeToolNames(""); err == nil {
 		t.Error("the empty mode is not a mode")
+	}
+}
+
+// A backend's hint that names a tool the server's mode does not offer
+// says so, rather than send the model to a tool it cannot call; tools the
+// mode offers are named plainly, and the full profile offers them all.
+func TestHintsNameOnlyOfferedTools(t *testing.T) {
+	hint := "Delete workspaces or snapshots you no longer need ({{delete}}, {{snapshot.delete}}), then retry."
+	for _, tc := range []struct {
+		opts mcp.Options
+		want string
+	}{
+		{mcp.Options{Mode: mcp.ModeInspect}, "(workspace_delete, snapshot_delete (which this server does not offer))"},
+		{mcp.Options{Profile: mcp.ProfileFull}, "(workspace_delete, snapshot_delete)"},
+	} {
+		b := mcptest.New()
+		b.SetError("Create", contract.LimitReached("no room").WithHint(hint))
+		s := connect(t, b, tc.opts)
+		r := s.call("workspace_create", map[string]any{})
+		if !r.isErr || !strings.Contains(r.str("hint"), tc.want) {
+			t.Errorf("%+v: hint %q, want it to contain %q", tc.opts, r.str("hint"), tc.want)
+		}
 	}
 }

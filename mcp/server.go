@@ -352,7 +352,7 @@ func (h *handler) errorView(ctx context.Context, err error) errorView {
 			e = contract.Internal("unexpected error: "+err.Error(), err)
 		}
 	}
-	v := errorView{Error: string(e.Code), Message: word(e.Msg), Hint: word(e.Hint)}
+	v := errorView{Error: string(e.Code), Message: h.word(e.Msg), Hint: h.word(e.Hint)}
 	if v.Message == "" {
 		v.Message = string(e.Code)
 	}

@@ -190,7 +190,7 @@ func (h *handler) bgResult(id string, v contract.BackgroundExec, outOff, errOff 
 	build := func(allow int) bgView {
 		a, b := splitAllowance(allow, len(r.Stdout), len(r.Stderr))
 		so, se := MakeExcerpt(r.Stdout, a), MakeExcerpt(r.Stderr, b)
-		o := bgView{ID: id, Seq: v.Seq, Command: clip(v.Command, maxLoggedCommand), State: v.State, Reason: clip(word(v.Reason), 500),
+		o := bgView{ID: id, Seq: v.Seq, Command: clip(v.Command, maxLoggedCommand), State: v.State, Reason: clip(h.word(v.Reason), 500),
 			Signal: r.Signal, TimedOut: r.TimedOut, StartedAt: timeString(v.StartedAt), DurationMs: r.Duration.Milliseconds(),
 			TimeoutSeconds: v.TimeoutSeconds, Stdout: so.Text, Stderr: se.Text, StdoutOffset: outOff, StderrOffset: errOff,
 			StdoutNextOffset: v.StdoutNext, StderrNextOffset: v.StderrNext,

@@ -100,7 +100,7 @@ func toolFork(ctx context.Context, h *handler, in forkIn) (forkOut, error) {
 			w := forks[i]
 			forks[i] = workspaceView{ID: w.ID, Name: w.Name, State: w.State, Snapshots: w.Snapshots, LastSeq: w.LastSeq}
 		}
-		o := forkOut{Source: r.Source, Snapshot: r.Snapshot, Forks: forks, Resumed: r.Memory, Note: word(r.Note),
+		o := forkOut{Source: r.Source, Snapshot: r.Snapshot, Forks: forks, Resumed: r.Memory, Note: h.word(r.Note),
 			DurationMs: r.Duration.Milliseconds(), Hint: hint}
 		if o.Forks == nil {
 			o.Forks = []workspaceView{}
