@@ -262,7 +262,7 @@ func prepare(ctx context.Context, name string, deps prepareDeps, steps, progress
 		return r
 	}
 	create := time.Since(t0)
-	step("create", t0, true, fmt.Sprintf("workspace %s booted (%d vCPUs, %d MiB)", ws.ID, ws.VCPUs, ws.MemMiB))
+	step("create", t0, true, createDetail(ws))
 	// From here on the workspace exists: delete it whatever happens,
 	// with a context of its own when ctx was cancelled.
 	defer func() {
@@ -312,9 +312,35 @@ func prepare(ctx context.Context, name string, deps prepareDeps, steps, progress
 		fail("the workspace did not come back from its reset: "+rr.Workspace.Error, "pyro doctor checks what pyro mcp serve needs")
 		return r
 	}
-	step("reset", t0, true, "rebuilt from its baseline, running")
+	step("reset", t0, true, resetDetail(rr))
 	r.OK = true
 	return r
+}
+
+// createDetail says how prepare's workspace started: booted, or resumed
+// from the environment's warm snapshot (which the next creates resume).
+func createDetail(ws contract.Workspace) string {
+	how := "booted"
+	if ws.Boot == contract.BootWarm {
+		how = "resumed the environment's warm snapshot"
+	}
+	s := fmt.Sprintf("workspace %s %s (%d vCPUs, %d MiB)", ws.ID, how, ws.VCPUs, ws.MemMiB)
+	if ws.BootNote != "" {
+		s += "; " + ws.BootNote
+	}
+	return s
+}
+
+// resetDetail says how prepare's reset brought the workspace back.
+func resetDetail(rr contract.ResetResult) string {
+	s := "rebuilt from its baseline (booted), running"
+	if rr.Memory {
+		s = "resumed its baseline's memory image, running"
+	}
+	if rr.Note != "" {
+		s += "; " + rr.Note
+	}
+	return s
 }
 
 // kvmFix says what to do on a host that cannot boot stock kernels.

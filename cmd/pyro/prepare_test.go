@@ -49,6 +49,7 @@ type fakePrepare struct {
 	deleteErr         error
 	exitCode          int
 	blockExec         bool // exec waits for its context to end
+	warm              bool // create resumes a warm snapshot, reset the baseline's image
 	calls             []string
 	deleteCtxErr      error // the delete context's error when delete ran
 }
@@ -78,7 +79,11 @@ func (f *fakePrepare) Create(ctx context.Context, req contract.CreateRequest) (c
 	if f.createErr != nil {
 		return contract.Workspace{}, f.createErr
 	}
-	return contract.Workspace{ID: "ws1", Env: req.Env, State: contract.StateRunning, VCPUs: 2, MemMiB: 512}, nil
+	ws := contract.Workspace{ID: "ws1", Env: req.Env, State: contract.StateRunning, VCPUs: 2, MemMiB: 512, Boot: contract.BootCold}
+	if f.warm {
+		ws.Boot = contract.BootWarm
+	}
+	return ws, nil
 }
 
 func (f *fakePrepare) Exec(ctx context.Context, req contract.ExecRequest) (contract.ExecResult, error) {
@@ -98,7 +103,7 @@ func (f *fakePrepare) Reset(ctx context.Context, id, snapshot string) (contract.
 	if f.resetErr != nil {
 		return contract.ResetResult{}, f.resetErr
 	}
-	return contract.ResetResult{Workspace: contract.Workspace{ID: id, State: contract.StateRunning}}, nil
+	return contract.ResetResult{Workspace: contract.Workspace{ID: id, State: contract.StateRunning}, Memory: f.warm}, nil
 }
 
 func (f *fakePrepare) Delete(ctx context.Context, id string) error {
@@ -143,8 +148,20 @@ func TestPrepareSteps(t *testing.T) {
 			t.Errorf("line %d: %q, want it to start with %q", i+1, lines[i+1], want)
 		}
 	}
-	if !strings.Contains(lines[4], "uname -sr: Linux 6.1.0-99-cloud-amd64 (exit 0)") || !strings.Contains(lines[3], "workspace ws1 booted (2 vCPUs, 512 MiB)") {
+	if !strings.Contains(lines[4], "uname -sr: Linux 6.1.0-99-cloud-amd64 (exit 0)") || !strings.Contains(lines[3], "workspace ws1 booted (2 vCPUs, 512 MiB)") ||
+		!strings.Contains(lines[5], "rebuilt from its baseline (booted), running") {
 		t.Errorf("details:\n%s", out.String())
+	}
+	// A second prepare resumes the warm snapshot the first one left, and
+	// its reset resumes the baseline's image: the lines say so.
+	f = &fakePrepare{hostOK: true, warm: true}
+	out.Reset()
+	if r := prepare(context.Background(), "minimal", f.deps(), &out, io.Discard); !r.OK {
+		t.Fatalf("warm report: %+v", r)
+	}
+	if s := out.String(); !strings.Contains(s, "workspace ws1 resumed the environment's warm snapshot (2 vCPUs, 512 MiB)") ||
+		!strings.Contains(s, "resumed its baseline's memory image, running") {
+		t.Errorf("warm details:\n%s", s)
 	}
 	// --json's report: the same steps, nothing printed as they go.
 	f = &fakePrepare{hostOK: true}
