@@ -142,22 +142,37 @@ func runExec(ctx context.Context, binary string, args []string) (int, error) {
 			res.testEnd.Sub(res.testStart).Seconds(), time.Since(t0).Seconds())
 	}
 	var skipped []string // top-level tests that passed before an L1 panic
-	for rerun := 1; ; rerun++ {
+	var budget rerunBudget
+	for reran := false; ; reran = true {
 		var death *l1Death
 		panicked := errors.As(err, &death) && death.panicked
-		switch {
-		case err != nil && !panicked:
+		if err != nil && !panicked {
 			return 0, err
-		case err == nil && res.code == 0:
-			if rerun > 1 {
-				logf("RERUN PASSED: the tests rerun passed on rerun %d; the failures above are counted as the harness's, not pyro's.", rerun-1)
+		}
+		if err == nil && res.code == 0 {
+			if reran {
+				logf("RERUN PASSED: the tests rerun passed (after %d reruns for dead guests, %d for L1 panics); the failures above are counted as the harness's, not pyro's.",
+					budget.deaths, budget.panics)
 			}
 			return 0, nil
-		case !retry || rerun > maxReruns:
+		}
+		var failed []string
+		var sign string
+		if !panicked {
+			var ok bool
+			if failed, sign, ok = r.tap.verdict(); !ok || !retry {
+				if reran {
+					logf("RERUN FAILED: %s failed again, without a sign of the emulator.", strings.Join(failed, ", "))
+				}
+				return res.code, nil
+			}
+		}
+		ok, n, most := budget.take(panicked)
+		if !retry || !ok {
 			if err != nil {
 				return 0, err
 			}
-			if rerun > 1 {
+			if reran {
 				logf("RERUN FAILED: the tests rerun failed again.")
 			}
 			return res.code, nil
@@ -168,21 +183,14 @@ func runExec(ctx context.Context, binary string, args []string) (int, error) {
 			// every test that had not passed.
 			skipped = append(skipped, r.tap.passedTop()...)
 			logf("%v", err)
-			logf("RERUN %d of at most %d: L1's own kernel panicked mid-run (here, the nested emulator's doing: see qemu.go). "+
+			logf("RERUN %d of at most %d for L1 panics: L1's own kernel panicked mid-run (here, the nested emulator's doing: see qemu.go). "+
 				"Rerunning in a fresh L1 every test that had not passed (%d had); PYRO_VMTEST_RETRY=0 turns reruns off.",
-				rerun, maxReruns, len(skipped))
+				n, most, len(skipped))
 			r.args = skipArgs(r.args, skipped)
 		} else {
-			failed, sign, ok := r.tap.verdict()
-			if !ok {
-				if rerun > 1 {
-					logf("RERUN FAILED: %s failed again, without a sign of the emulator.", strings.Join(failed, ", "))
-				}
-				return res.code, nil
-			}
-			logf("RERUN %d of at most %d: %s failed with a guest that died or went silent (%q): the nested emulator does that now and then. "+
+			logf("RERUN %d of at most %d for dead guests: %s failed with a guest that died or went silent (%q): the nested emulator does that now and then. "+
 				"Rerunning %s in a fresh L1; a failure without such a sign fails the run at once (PYRO_VMTEST_RETRY=0 turns reruns off).",
-				rerun, maxReruns, strings.Join(failed, ", "), sign, strings.Join(failed, ", "))
+				n, most, strings.Join(failed, ", "), sign, strings.Join(failed, ", "))
 			r.args = rerunArgs(r.args, failed)
 		}
 		r.tap = &failTap{}

@@ -265,3 +265,25 @@ func TestRetryArgs(t *testing.T) {
 		t.Errorf("rerunArgs of subtests: %q, want %q", got, want)
 	}
 }
+
+func TestRerunBudget(t *testing.T) {
+	var b rerunBudget
+	// Panics of L1 and dead guests are counted apart: spending one kind
+	// leaves the other's whole.
+	for i := 1; i <= maxPanicReruns; i++ {
+		if ok, n, most := b.take(true); !ok || n != i || most != maxPanicReruns {
+			t.Fatalf("L1 panic rerun %d: ok %v, n %d, most %d", i, ok, n, most)
+		}
+	}
+	if ok, _, _ := b.take(true); ok {
+		t.Errorf("L1 panic rerun %d allowed, over maxPanicReruns", maxPanicReruns+1)
+	}
+	for i := 1; i <= maxReruns; i++ {
+		if ok, n, most := b.take(false); !ok || n != i || most != maxReruns {
+			t.Fatalf("dead-guest rerun %d after the panics: ok %v, n %d, most %d", i, ok, n, most)
+		}
+	}
+	if ok, _, _ := b.take(false); ok {
+		t.Errorf("dead-guest rerun %d allowed, over maxReruns", maxReruns+1)
+	}
+}
