@@ -281,9 +281,11 @@ func launch(ctx context.Context, cfg Config, m *vmm.Machine, d *devices, probe f
 // its vsock transport reset before it tries the agent anyway.
 const resetSettleWait = 5 * time.Second
 
-// setClockTimeout bounds setting the guest's clock at start. The agent
-// has just answered a ping, so this takes a round trip; the bound is there
-// for an agent that answers pings and then nothing else, which would
+// setClockTimeout bounds one call that sets the guest's clock: at a boot,
+// after the agent has answered a ping; at a restore, each try of the
+// restored op, which is the readiness probe there and sets the clock with
+// the guest's identity. Either takes a round trip; the bound is there for
+// an agent that answers pings and then nothing else, which would
 // otherwise hold the start (and the workspace's lifecycle lock, which its
 // caller holds) for as long as the caller's context allows, often for
 // ever. Ten seconds covers the slowest nested host the harness has seen

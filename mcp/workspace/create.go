@@ -168,8 +168,10 @@ func (m *Manager) create(ctx context.Context, req contract.CreateRequest) (_ *wo
 		return err
 	}
 
-	// /workspace (the warm snapshot has it), then the seed.
+	// /workspace (the warm snapshot has it), then the seed. Unseeded, a
+	// create from the warm snapshot is that snapshot (asIs).
 	warm := resumed && plan.kind == contract.BootWarm && plan.baseline != ""
+	asIs := warm && seedKind == contract.SeedNone
 	if !warm {
 		if res, err := h.Agent.Exec(bctx, execMkdir(hostio.Workspace), nil, nil); err != nil || res.ExitCode != 0 {
 			return nil, stuck("creating /workspace", contract.Internal("creating /workspace in the guest", errors.Join(err, fmt.Errorf("mkdir exit %d", res.ExitCode))))
@@ -199,7 +201,7 @@ func (m *Manager) create(ctx context.Context, req contract.CreateRequest) (_ *wo
 	}
 	var layer disk.LayerInfo
 	var rc io.ReadCloser
-	if warm && seedKind == contract.SeedNone {
+	if asIs {
 		// The guest is as the warm snapshot left it: its layer and
 		// index are the baseline.
 		layer.ID = plan.from.layer
@@ -229,7 +231,7 @@ func (m *Manager) create(ctx context.Context, req contract.CreateRequest) (_ *wo
 	// image, so that a reset to the baseline resumes it. (Across file
 	// systems it cannot be linked, and such a reset boots.)
 	var baseMem string
-	if warm && seedKind == contract.SeedNone {
+	if asIs {
 		if baseMem, err = w.linkImage(plan.from.dir); err != nil {
 			m.log.Info("the baseline keeps no memory image; a reset to it will boot", "id", id, "err", err)
 			baseMem = ""
