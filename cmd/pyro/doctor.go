@@ -29,7 +29,9 @@ Checks everything pyro mcp serve needs, and says what to fix:
     guest agent: a workspace boots at once), cold (not built), stale
     (built by another pyro binary or an older recipe) or broken, each
     with the command that readies it (pyro prepare NAME does it all and
-    proves a workspace)
+    proves a workspace); and, for a warm one, its memory snapshots: the
+    VM shapes whose workspaces resume one instead of booting, and the
+    disk they hold
   - the state directory (workspaces) and the cache (environments): where
     they are, that they are writable, their free space, how many
     workspaces there are
@@ -83,6 +85,9 @@ type envReadiness struct {
 	Detail string `json:"detail"`
 	// Fix is the command that makes it warm; "" when it is.
 	Fix string `json:"fix,omitempty"`
+	// MemorySnapshots are its warm snapshots: a create of a current
+	// one's VM shape resumes it instead of booting.
+	MemorySnapshots []workspace.WarmStatus `json:"memory_snapshots,omitempty"`
 }
 
 // resolverReport says which DNS servers resolve granted names, and from
@@ -224,6 +229,12 @@ func checkEnvironments(cache, agent string, add func(check)) []envReadiness {
 	built := 0
 	for _, st := range env.List(cache) {
 		r := envState(st, agent)
+		if st.State == env.StateBuilt && st.Env != nil {
+			r.MemorySnapshots = workspace.WarmSnapshots("", st.Env)
+			if r.State == envWarm {
+				r.Detail += "; " + warmDetail(r.Name, r.MemorySnapshots, os.Getenv("PYRO_WARM") != "0")
+			}
+		}
 		out = append(out, r)
 		if st.State == env.StateBuilt {
 			built++
@@ -245,6 +256,36 @@ func checkEnvironments(cache, agent string, add func(check)) []envReadiness {
 			Fix: "pyro env build debian-12 (or minimal, in seconds)"})
 	}
 	return out
+}
+
+// warmDetail says what a built, current environment's warm snapshots do
+// for the next create.
+func warmDetail(name string, snaps []workspace.WarmStatus, on bool) string {
+	if !on {
+		return "memory snapshots are off (PYRO_WARM=0): every workspace boots"
+	}
+	var shapes []string
+	var held, staleHeld int64
+	stale := 0
+	for _, s := range snaps {
+		if s.Current {
+			shapes = append(shapes, fmt.Sprintf("%d vCPU, %d MiB", s.VCPUs, s.MemMiB))
+			held += s.Bytes
+		} else {
+			stale++
+			staleHeld += s.Bytes
+		}
+	}
+	var d string
+	if len(shapes) == 0 {
+		d = "no memory snapshot yet: its first workspace boots and takes one, and later ones resume it (pyro prepare " + name + " takes it now)"
+	} else {
+		d = fmt.Sprintf("workspaces of %s resume its memory snapshot instead of booting (%s on disk)", strings.Join(shapes, "; "), humanBytes(held))
+	}
+	if stale > 0 {
+		d += fmt.Sprintf("; %d stale memory snapshot(s), %s, go as newer ones are taken", stale, humanBytes(staleHeld))
+	}
+	return d
 }
 
 // envState decides one environment's readiness from what pyro env build

@@ -268,3 +268,35 @@ func TestDoctorColdEnvironments(t *testing.T) {
 		t.Errorf("--json lacks %s: %s", want, js)
 	}
 }
+
+// A warm environment's line says which VM shapes resume a memory snapshot,
+// the disk they hold, what happens without one, and what stale ones cost.
+func TestDoctorWarmDetail(t *testing.T) {
+	cur := workspace.WarmStatus{VCPUs: 1, MemMiB: 384, DiskMiB: 8192, Bytes: 150 << 20, Current: true}
+	old := workspace.WarmStatus{VCPUs: 2, MemMiB: 512, Bytes: 100 << 20}
+	for _, c := range []struct {
+		name  string
+		snaps []workspace.WarmStatus
+		on    bool
+		want  []string
+		not   []string
+	}{
+		{"none", nil, true, []string{"no memory snapshot yet", "pyro prepare debian-12 takes it now"}, []string{"stale"}},
+		{"current", []workspace.WarmStatus{cur}, true, []string{"workspaces of 1 vCPU, 384 MiB resume its memory snapshot", "150.0 MiB on disk"}, []string{"stale", "yet"}},
+		{"current and stale", []workspace.WarmStatus{cur, old}, true, []string{"1 vCPU, 384 MiB resume", "1 stale memory snapshot(s), 100.0 MiB"}, []string{"2 vCPU"}},
+		{"only stale", []workspace.WarmStatus{old}, true, []string{"no memory snapshot yet", "1 stale"}, nil},
+		{"off", []workspace.WarmStatus{cur}, false, []string{"memory snapshots are off (PYRO_WARM=0)"}, []string{"resume"}},
+	} {
+		d := warmDetail("debian-12", c.snaps, c.on)
+		for _, w := range c.want {
+			if !strings.Contains(d, w) {
+				t.Errorf("%s: %q lacks %q", c.name, d, w)
+			}
+		}
+		for _, n := range c.not {
+			if strings.Contains(d, n) {
+				t.Errorf("%s: %q has %q", c.name, d, n)
+			}
+		}
+	}
+}

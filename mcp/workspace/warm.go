@@ -60,12 +60,16 @@ const (
 	warmKeep = 3
 )
 
-// warmInfo is warm.json.
+// warmInfo is warm.json. The shape is there for pyro doctor (the key
+// hashes it); snapshots of format 2 taken before it was added lack it.
 type warmInfo struct {
 	Format  int       `json:"format"`
 	Key     string    `json:"key"`
 	Layer   string    `json:"layer"`
 	Created time.Time `json:"created"`
+	VCPUs   int       `json:"vcpus,omitempty"`
+	MemMiB  int       `json:"mem_mib,omitempty"`
+	DiskMiB int       `json:"disk_mib,omitempty"`
 }
 
 // warmSnap is a usable warm snapshot.
@@ -111,22 +115,84 @@ func (m *Manager) findWarm(e *env.Env, vcpus, memMiB, diskMiB int) *warmSnap {
 	if err != nil {
 		return nil
 	}
-	dir := filepath.Join(m.warmEnvDir(e), key)
-	b, err := os.ReadFile(filepath.Join(dir, warmInfoName))
-	if err != nil {
+	ws, err := readWarm(filepath.Join(m.warmEnvDir(e), key))
+	if err != nil || ws.info.Key != key {
 		return nil
 	}
+	return ws
+}
+
+// readWarm reads the warm snapshot in dir, named by its key: an error when
+// it is not a complete one of this format.
+func readWarm(dir string) (*warmSnap, error) {
+	b, err := os.ReadFile(filepath.Join(dir, warmInfoName))
+	if err != nil {
+		return nil, err
+	}
 	var info warmInfo
-	if json.Unmarshal(b, &info) != nil || info.Format != warmFormat || info.Key != key || info.Layer == "" {
-		return nil
+	if err := json.Unmarshal(b, &info); err != nil {
+		return nil, fmt.Errorf("%s: %w", warmInfoName, err)
+	}
+	if info.Format != warmFormat || info.Key != filepath.Base(dir) || info.Layer == "" {
+		return nil, fmt.Errorf("%s: format %d, key %q, layer %q: not a warm snapshot of this pyro's format %d",
+			warmInfoName, info.Format, info.Key, info.Layer, warmFormat)
 	}
 	ws := &warmSnap{dir: dir, info: info}
 	for _, p := range []string{filepath.Join(ws.memory(), vmm.StateFile), ws.baseline()} {
 		if _, err := os.Stat(p); err != nil {
-			return nil
+			return nil, err
 		}
 	}
-	return ws
+	return ws, nil
+}
+
+// WarmStatus is one of an environment's warm snapshots, as pyro doctor
+// reports it.
+type WarmStatus struct {
+	// The VM shape whose creates resume it; zero where the snapshot
+	// predates recording it.
+	VCPUs   int       `json:"vcpus,omitempty"`
+	MemMiB  int       `json:"mem_mib,omitempty"`
+	DiskMiB int       `json:"disk_mib,omitempty"`
+	Created time.Time `json:"created"`
+	// Bytes is the host disk it holds: the memory image (sparse), the
+	// frozen disk layer and the baseline.
+	Bytes int64 `json:"bytes"`
+	// Current: creates of its shape resume it. Otherwise it is stale
+	// (the environment was rebuilt, or another pyro took it) and goes
+	// once newer ones replace it.
+	Current bool `json:"current"`
+}
+
+// WarmSnapshots lists environment e's warm snapshots in root (as
+// Options.WarmRoot: "" is beside the environments), newest first.
+func WarmSnapshots(root string, e *env.Env) []WarmStatus {
+	dir := (&Manager{opts: Options{WarmRoot: root}}).warmEnvDir(e)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []WarmStatus
+	for _, d := range ents {
+		if !d.IsDir() || strings.HasPrefix(d.Name(), ".tmp-") {
+			continue
+		}
+		sd := filepath.Join(dir, d.Name())
+		s := WarmStatus{Bytes: allocated(sd)}
+		if fi, err := d.Info(); err == nil {
+			s.Created = fi.ModTime().UTC()
+		}
+		if ws, err := readWarm(sd); err == nil {
+			s.VCPUs, s.MemMiB, s.DiskMiB, s.Created = ws.info.VCPUs, ws.info.MemMiB, ws.info.DiskMiB, ws.info.Created
+			if s.VCPUs > 0 {
+				key, err := warmKey(e, s.VCPUs, s.MemMiB, s.DiskMiB)
+				s.Current = err == nil && key == ws.info.Key
+			}
+		}
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b WarmStatus) int { return b.Created.Compare(a.Created) })
+	return out
 }
 
 // captureWarm takes the warm snapshot of e at a shape from guest b that
@@ -200,7 +266,8 @@ func (m *Manager) captureWarm(e *env.Env, vcpus, memMiB, diskMiB int, b *booted,
 		fail("disk", err)
 		return
 	}
-	info, _ := json.Marshal(warmInfo{Format: warmFormat, Key: key, Layer: layer.ID, Created: time.Now().UTC()})
+	info, _ := json.Marshal(warmInfo{Format: warmFormat, Key: key, Layer: layer.ID, Created: time.Now().UTC(),
+		VCPUs: vcpus, MemMiB: memMiB, DiskMiB: diskMiB})
 	if err := os.WriteFile(filepath.Join(tmp, warmInfoName), info, 0o600); err != nil {
 		fail("info", err)
 		return
