@@ -41,8 +41,9 @@ func TestMemorySnapshotsDebian(t *testing.T) {
 	envDir := kvmtest.Path(t, "PYRO_TEST_ENV_DEBIAN")
 	// A private warm root: this test's warm snapshot must not reach
 	// other tests.
+	warmRoot := t.TempDir()
 	m, err := Open(Options{StateDir: t.TempDir(), CacheRoot: filepath.Dir(filepath.Dir(envDir)), DefaultMemMiB: 384,
-		WarmSnapshots: true, WarmRoot: t.TempDir(),
+		WarmSnapshots: true, WarmRoot: warmRoot,
 		Logger: slog.New(slog.NewTextHandler(tWriter{t}, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -79,6 +80,12 @@ func TestMemorySnapshotsDebian(t *testing.T) {
 	t.Logf("FIGURE create from the warm snapshot to first exec: %v", time.Since(t0))
 	if ws.Boot != contract.BootWarm {
 		t.Fatalf("second create: boot %q (%s), want %q", ws.Boot, ws.BootNote, contract.BootWarm)
+	}
+	// pyro doctor's view of it: current, at the shape just created.
+	if e, err := m.loadEnv(ctx, "debian-12"); err != nil {
+		t.Error(err)
+	} else if snaps := WarmSnapshots(warmRoot, e); len(snaps) != 1 || !snaps[0].Current || snaps[0].MemMiB != 384 || snaps[0].Bytes == 0 {
+		t.Errorf("warm snapshots as doctor lists them: %+v", snaps)
 	}
 	if want := sh(cold.ID, "uname -r"); kernel != want {
 		t.Errorf("warm workspace runs kernel %q, the cold one %q", kernel, want)

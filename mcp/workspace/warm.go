@@ -50,8 +50,9 @@ const (
 	warmInfoName = "warm.json"
 	warmBaseName = "baseline.tar"
 	// warmFormat changes when what a warm snapshot holds changes (2:
-	// /workspace and its baseline.tar).
-	warmFormat = 2
+	// /workspace and its baseline.tar; 3: warm.json records the shape, so
+	// that pyro doctor can tell a current one from a stale one).
+	warmFormat = 3
 	// maxWarmBaseline bounds baseline.tar: an empty directory's tar
 	// stream is a few blocks.
 	maxWarmBaseline = 1 << 20
@@ -61,7 +62,7 @@ const (
 )
 
 // warmInfo is warm.json. The shape is there for pyro doctor (the key
-// hashes it); snapshots of format 2 taken before it was added lack it.
+// hashes it).
 type warmInfo struct {
 	Format  int       `json:"format"`
 	Key     string    `json:"key"`
@@ -149,8 +150,8 @@ func readWarm(dir string) (*warmSnap, error) {
 // WarmStatus is one of an environment's warm snapshots, as pyro doctor
 // reports it.
 type WarmStatus struct {
-	// The VM shape whose creates resume it; zero where the snapshot
-	// predates recording it.
+	// The VM shape whose creates resume it; zero for one of another
+	// format.
 	VCPUs   int       `json:"vcpus,omitempty"`
 	MemMiB  int       `json:"mem_mib,omitempty"`
 	DiskMiB int       `json:"disk_mib,omitempty"`

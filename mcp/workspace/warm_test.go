@@ -71,10 +71,10 @@ func TestWarmSnapshotsList(t *testing.T) {
 	oldKey, _ := warmKey(e, 2, 512, 8192)
 	putWarm(t, root, e.Name, oldKey, warmInfo{Format: warmFormat, Key: oldKey, Layer: "l2", Created: at.Add(-time.Hour),
 		VCPUs: 2, MemMiB: 512, DiskMiB: 8192}, 4096)
-	// From before warm.json kept the shape, and of an older format.
+	// One with no shape, and one of an older format.
 	putWarm(t, root, e.Name, "0123456789abcdef", warmInfo{Format: warmFormat, Key: "0123456789abcdef", Layer: "l3",
 		Created: at.Add(-2 * time.Hour)}, 4096)
-	putWarm(t, root, e.Name, "fedcba9876543210", warmInfo{Format: 1, Key: "fedcba9876543210", Layer: "l4",
+	putWarm(t, root, e.Name, "fedcba9876543210", warmInfo{Format: warmFormat - 1, Key: "fedcba9876543210", Layer: "l4",
 		Created: at.Add(-3 * time.Hour)}, 4096)
 	// A capture in progress is not listed.
 	if err := os.MkdirAll(filepath.Join(root, e.Name, ".tmp-"+key+"-1-x"), 0o700); err != nil {
