@@ -114,6 +114,9 @@ func (v *VCPU) readableMSRs(indices []uint32) ([]MSR, error) {
 	return out, nil
 }
 
+// cr4OSXSAVE is CR4 bit 18: the OS has enabled XSAVE and XCR0.
+const cr4OSXSAVE = 1 << 18
+
 // tscKHzTolerance is how far (in parts per million) the saved TSC
 // frequency may be from this vCPU's before RestoreState sets it: hosts
 // calibrate their TSC anew at each boot, and a frequency KVM cannot scale
@@ -159,12 +162,20 @@ func (v *VCPU) RestoreState(s *VCPUState) error {
 	step("MP state", func() error { return v.SetMPState(s.MPState) })
 	step("registers", func() error { return v.SetRegs(s.Regs) })
 	// The XSAVE area and XCR0 before the special registers (CR4), as
-	// QEMU orders them: with CR4 first, guests resumed in the nested
-	// harness now and then ran with their vector state unusable (#UD on
-	// AVX2, "Bad FPU state detected"); in this order 18 of 18 resumed.
+	// QEMU orders them. (Guests that resumed with their vector state
+	// unusable, #UD on AVX2 or "Bad FPU state detected", had lost XCR0
+	// at the save, in ioctlPtr; not to this order.)
 	step("XSAVE area", func() error { return v.SetXSave(s.XSave) })
 	step("XCRs", func() error {
 		if s.XCRs.NrXCRs == 0 {
+			if s.Sregs.CR4&cr4OSXSAVE != 0 {
+				// The guest had XSAVE on, so XCR0 was there to
+				// save: without it the guest would resume with
+				// only x87 state enabled and die at its first
+				// vector instruction. (pyro before the fix in
+				// ioctlPtr lost it now and then.)
+				return errors.New("the saved state has no XCR0 though the guest had XSAVE enabled (CR4.OSXSAVE): the snapshot is incomplete")
+			}
 			return nil // saved on a host without XSAVE
 		}
 		return v.SetXCRs(s.XCRs)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -303,6 +304,18 @@ func TestSnapshotRestoreContinuesCounting(t *testing.T) {
 	}
 	snap := save(t, sys, g)
 	g.close() // the snapshot outlives its VM
+
+	// A state that lost XCR0 while the guest had XSAVE on is refused,
+	// not resumed into a guest whose first vector instruction faults.
+	var lost kvm.VCPUState
+	if err := lost.UnmarshalBinary(snap.vcpu); err != nil {
+		t.Fatal(err)
+	}
+	lost.XCRs.NrXCRs = 0
+	lost.Sregs.CR4 |= 1 << 18 // OSXSAVE
+	if err := newSnapVM(t, sys, guestMemory(t)).vcpu.RestoreState(&lost); err == nil || !strings.Contains(err.Error(), "no XCR0") {
+		t.Errorf("restoring a state without XCR0 under CR4.OSXSAVE: %v", err)
+	}
 
 	h := restore(t, sys, snap)
 	want := (count/reportEvery + 1) * reportEvery
