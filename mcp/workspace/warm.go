@@ -99,8 +99,11 @@ func warmKey(e *env.Env, vcpus, memMiB, diskMiB int) (string, error) {
 }
 
 // warmEnvDir holds environment e's warm snapshots.
-func (m *Manager) warmEnvDir(e *env.Env) string {
-	root := m.opts.WarmRoot
+func (m *Manager) warmEnvDir(e *env.Env) string { return warmEnvDir(m.opts.WarmRoot, e) }
+
+// warmEnvDir is where environment e's warm snapshots are kept under root
+// (Options.WarmRoot; "" is beside the environments).
+func warmEnvDir(root string, e *env.Env) string {
 	if root == "" {
 		root = filepath.Join(filepath.Dir(filepath.Dir(e.Dir)), warmDirName) // CACHE/envs/NAME -> CACHE/warm
 	}
@@ -168,7 +171,7 @@ type WarmStatus struct {
 // WarmSnapshots lists environment e's warm snapshots in root (as
 // Options.WarmRoot: "" is beside the environments), newest first.
 func WarmSnapshots(root string, e *env.Env) []WarmStatus {
-	dir := (&Manager{opts: Options{WarmRoot: root}}).warmEnvDir(e)
+	dir := warmEnvDir(root, e)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil
