@@ -26,7 +26,8 @@ import (
 // output is the screen's Take: what changed since the last read. The
 // shells belong to the VM they run in: the host's table hangs off the
 // vmHandle, so a reset, stop, delete or crash, which end the VM, forget
-// them too.
+// them too. A VM resumed from a memory image runs the shells the image's
+// guest ran: the host files each when a call first names it.
 
 // Shell sizes and chunks.
 const (
@@ -81,6 +82,9 @@ type hostShell struct {
 	cursor int64 // the next byte to read from the guest
 	// Guarded by mu.
 	cols, rows int
+	// caughtUp: an adopted shell's screen has been fed what the guest
+	// had kept of its output when the host filed it. Guarded by mu.
+	caughtUp bool
 
 	// The stream's redaction, kept across reads so that a secret split
 	// between two reads is caught: red redacts with redSet into redOut,
@@ -186,10 +190,40 @@ func (c *call) shell(g shellGuest, n int) (*hostShell, error) {
 	}
 	for _, si := range list {
 		if si.ID == n {
-			return s.add(si), nil
+			hs := s.add(si)
+			if err := c.catchUp(g, hs); err != nil {
+				return nil, err
+			}
+			return hs, nil
 		}
 	}
 	return nil, c.shellErr(n, "", &proto.Error{Code: "ENOENT", Message: "no such shell"})
+}
+
+// catchUp feeds an adopted shell's screen with what the guest kept of its
+// output so far, so that the call adopting it shows the screen as it was
+// and matches its wait_for pattern against new output only (not against
+// an old prompt).
+func (c *call) catchUp(g shellGuest, hs *hostShell) error {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.caughtUp {
+		return nil // another call adopted it first
+	}
+	for {
+		data, res, err := g.ShellRead(c.ctx, proto.ShellReadArgs{ID: hs.id, Cursor: hs.cursor, Max: shellReadChunk})
+		if err != nil {
+			return c.shellErr(hs.id, "reading the shell", err)
+		}
+		hs.screen.Write(c.w.shellOutput(hs, data))
+		done := res.Next >= res.End || res.Next <= hs.cursor
+		hs.cursor = res.Next
+		if done {
+			break
+		}
+	}
+	hs.caughtUp = true
+	return nil
 }
 
 // add files a shell the guest started, or returns the one filed already.
@@ -411,15 +445,16 @@ func (c *call) shellList(g shellGuest) ([]contract.ShellInfo, error) {
 }
 
 // shells lists the running workspace's shells for workspace_status:
-// nothing when none was opened, or when the workspace is busy changing
-// state (a reset), or the guest does not answer at once.
+// nothing when none was opened (in this VM, or in the one whose memory
+// image it resumed), or when the workspace is busy changing state (a
+// reset), or the guest does not answer at once.
 func (w *workspace) shells(ctx context.Context) []contract.ShellInfo {
 	if !w.op.TryRLock() {
 		return nil
 	}
 	h := w.handle()
 	w.op.RUnlock()
-	if h == nil || h.shells.count() == 0 {
+	if h == nil || (h.shells.count() == 0 && !h.inherited) {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, shellListTimeout)

@@ -150,3 +150,50 @@ func TestShellOutputRedacted(t *testing.T) {
 		}
 	}
 }
+
+// A shell the guest runs but the host never filed (one a memory snapshot's
+// guest had open) is adopted by the first call naming it: its screen shows
+// what the guest kept of its output, and that call's wait_for pattern
+// matches new output only, not the old prompt.
+func TestShellAdopted(t *testing.T) {
+	c, g := agentShells(t)
+	si, err := g.ShellOpen(c.ctx, proto.ShellOpenArgs{Argv: []string{"sh"}, Cols: 80, Rows: 24,
+		Env: map[string]string{"PS1": "$ "}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.ShellWrite(c.ctx, si.ID, []byte("x=41; echo old-$x\r")); err != nil {
+		t.Fatal(err)
+	}
+	var seen string
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(seen, "old-41\r\n$ "); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the shell's first output: %q", seen)
+		}
+		data, _, err := g.ShellRead(c.ctx, proto.ShellReadArgs{ID: si.ID, Max: 4096, WaitMs: 200, IdleMs: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen = string(data)
+	}
+	hs, err := c.shell(g, si.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hs.cursor == 0 || !hs.caughtUp {
+		t.Fatalf("adopted at cursor %d, caught up %v", hs.cursor, hs.caughtUp)
+	}
+	prompt := contract.ShellWait{Pattern: regexp.MustCompile(`\$ $`), Timeout: 20 * time.Second}
+	o, err := c.shellIO(g, hs, false, nil, prompt, func() (int, error) {
+		return g.ShellWrite(c.ctx, hs.id, []byte("echo new-$((x+1))\r"))
+	})
+	if err != nil || !o.Matched {
+		t.Fatalf("a command in the adopted shell: %+v %v", o, err)
+	}
+	if !strings.Contains(o.Text, "old-41") || !strings.Contains(o.Text, "new-42\n$") {
+		t.Errorf("the adopted shell's screen: %q", o.Text)
+	}
+	if again, err := c.shell(g, si.ID); err != nil || again != hs {
+		t.Errorf("a second call adopted it again: %p %p %v", again, hs, err)
+	}
+}

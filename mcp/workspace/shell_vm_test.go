@@ -44,11 +44,13 @@ func TestWorkspaceVMShells(t *testing.T) {
 		return o
 	}
 
+	py := 0
 	t.Run("python", func(t *testing.T) {
 		o, err := m.ShellOpen(ctx, contract.ShellOpenRequest{ID: id, Argv: []string{"python3"}, Wait: until(`>>> $`)})
 		if err != nil || !o.Matched {
 			t.Fatalf("python3: %+v %v", o, err)
 		}
+		py = o.Info.Shell
 		o = write(o.Info.Shell, "sum(i*i for i in range(10)) + 7\r", until(`>>> $`))
 		if !strings.Contains(o.Text, "sum(i*i for i in range(10)) + 7\n292\n>>>") {
 			t.Errorf("python3 computation: %q", o.Text)
@@ -138,6 +140,30 @@ func TestWorkspaceVMShells(t *testing.T) {
 	if err != nil || len(st.Shells) != 2 {
 		t.Fatalf("status lists shells %+v, %v", st.Shells, err)
 	}
+	// A memory snapshot keeps the shells running: a reset to it brings
+	// back the Python REPL holding the value it had then, listed in the
+	// status before any call names it.
+	t.Run("memory reset", func(t *testing.T) {
+		if py == 0 {
+			t.Skip("no python shell: its subtest failed")
+		}
+		write(py, "x = 6 * 7\r", until(`>>> $`))
+		if s, err := m.SnapshotCreate(ctx, contract.SnapshotRequest{ID: id, Name: "shells"}); err != nil || !s.Memory {
+			t.Fatalf("snapshot: %+v %v", s, err)
+		}
+		write(py, "x = 0\r", until(`>>> $`))
+		r, err := m.Reset(ctx, id, "shells")
+		if err != nil || !r.Memory {
+			t.Fatalf("reset to the memory snapshot: %+v %v", r, err)
+		}
+		if st, err := m.Status(ctx, id); err != nil || len(st.Shells) != 2 {
+			t.Errorf("status after the memory reset lists shells %+v, %v", st.Shells, err)
+		}
+		if o := write(py, "print(x)\r", until(`>>> $`)); !strings.Contains(o.Text, "print(x)\n42\n>>>") {
+			t.Errorf("the resumed REPL's x: %q", o.Text)
+		}
+	})
+
 	if _, err := m.Reset(ctx, id, ""); err != nil {
 		t.Fatal(err)
 	}

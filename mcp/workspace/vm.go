@@ -121,6 +121,10 @@ type vmHandle struct {
 	net *workspaceNet
 	// shells are the host's side of the shells running in this VM (shell.go).
 	shells shellSet
+	// inherited: the VM resumed an image of a running workspace (a
+	// snapshot or a fork), whose guest may run shells this host has
+	// not filed yet; workspace_status asks the guest for them.
+	inherited bool
 	// ctx is cancelled when the VM is going away (stop, reset, delete, or
 	// it stopped by itself): calls in flight on it end.
 	ctx    context.Context

@@ -554,7 +554,8 @@ func (w *workspace) bootFrom(ctx context.Context, st *disk.Stack, release func()
 	}
 	contract.Progress(ctx, "guest agent ready", 0, 0)
 	hctx, cancel := context.WithCancel(context.Background())
-	h := &vmHandle{booted: b, stack: st, net: wn, ctx: hctx, cancel: cancel, release: release, console: cw}
+	h := &vmHandle{booted: b, stack: st, net: wn, ctx: hctx, cancel: cancel, release: release, console: cw,
+		inherited: resumed && plan.kind != contract.BootWarm}
 	if resumed && !from.quiet {
 		// The image may hold running services: stop, reset and delete
 		// end them first, as on a VM that started some.
