@@ -634,19 +634,11 @@ func (m *Machine) Close() error {
 	for _, fd := range m.irqfds {
 		unix.Close(fd)
 	}
-	// Nothing runs the guest or reads its memory now. Tearing the VM
-	// down in the kernel and unmapping its RAM take a while (tens of
-	// milliseconds under nested virtualization, for a guest that
-	// touched a few hundred MiB) that a reset or delete need not wait
-	// for: they go on beside the caller.
-	vm, mem := m.vm, m.mem
-	go func() {
-		if vm != nil {
-			vm.Close()
-		}
-		if mem != nil {
-			mem.Close()
-		}
-	}()
+	if m.vm != nil {
+		m.vm.Close()
+	}
+	if m.mem != nil {
+		m.mem.Close()
+	}
 	return m.sys.Close()
 }
