@@ -210,11 +210,14 @@ func (c *call) catchUp(g shellGuest, hs *hostShell) error {
 	if hs.caughtUp {
 		return nil // another call adopted it first
 	}
-	for {
+	// The guest keeps at most proto.ShellBuffer bytes of a shell's
+	// output: a guest that reports more is not followed past that.
+	for read := 0; read <= proto.ShellBuffer; {
 		data, res, err := g.ShellRead(c.ctx, proto.ShellReadArgs{ID: hs.id, Cursor: hs.cursor, Max: shellReadChunk})
 		if err != nil {
 			return c.shellErr(hs.id, "reading the shell", err)
 		}
+		read += len(data)
 		hs.screen.Write(c.w.shellOutput(hs, data))
 		done := res.Next >= res.End || res.Next <= hs.cursor
 		hs.cursor = res.Next
