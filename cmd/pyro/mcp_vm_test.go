@@ -410,7 +410,13 @@ func TestMCPParallelAndCrash(t *testing.T) {
 		Arguments: map[string]any{"id": ids[0], "path": "inflight.txt", "content": strings.Repeat("y", 512<<10)}})
 	time.Sleep(50 * time.Millisecond)
 	m.cmd.Process.Signal(syscall.SIGKILL)
-	m.cmd.Wait()
+	// The session reaps the server: its transport's Close is the one caller
+	// of cmd.Wait. A second, concurrent Wait here raced it, and the loser
+	// waited forever for the pipe copiers' one result (a CI hang).
+	m.s.Close()
+	if m.cmd.ProcessState == nil {
+		t.Fatal("closing the session did not reap the killed server")
+	}
 
 	m2 := startMCP(t, state)
 	l := m2.ok("workspace_list", nil)
