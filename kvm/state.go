@@ -127,7 +127,18 @@ const tscKHzTolerance = 250
 // RestoreState loads s into the vCPU, which must be freshly created (no
 // Run yet, no CPUID set) and have the ID s was saved from. It runs on the
 // vCPU's thread. Any error names the step that failed.
-func (v *VCPU) RestoreState(s *VCPUState) error {
+func (v *VCPU) RestoreState(s *VCPUState) error { return v.restoreState(s, false) }
+
+// ReloadState loads s, a state this vCPU's VM saved (or was restored
+// from), into the vCPU after it has run: a VM rewound in place. It is
+// RestoreState but for the TSC frequency and the CPUID table, which stay
+// as they are: they are the ones s was saved with. KVM allows setting the
+// table after KVM_RUN only to what it holds already, and refused the
+// table read back from a booted vCPU (KVM_SET_CPUID2: EINVAL) in the
+// nested harness.
+func (v *VCPU) ReloadState(s *VCPUState) error { return v.restoreState(s, true) }
+
+func (v *VCPU) restoreState(s *VCPUState, reload bool) error {
 	if s.ID != v.id {
 		return fmt.Errorf("restore vCPU %d: the state is vCPU %d's", v.id, s.ID)
 	}
@@ -140,7 +151,7 @@ func (v *VCPU) RestoreState(s *VCPUState) error {
 		}
 	}
 	step("TSC frequency", func() error {
-		if s.TSCKHz == 0 {
+		if s.TSCKHz == 0 || reload {
 			return nil
 		}
 		cur, err := v.TSCKHz()
@@ -154,8 +165,8 @@ func (v *VCPU) RestoreState(s *VCPUState) error {
 		return v.SetTSCKHz(s.TSCKHz)
 	})
 	step("CPUID", func() error {
-		if len(s.CPUID) == 0 {
-			return nil // the saved vCPU never had a table set
+		if len(s.CPUID) == 0 || reload {
+			return nil // the saved vCPU never had a table set, or it has its own
 		}
 		return v.SetCPUID(s.CPUID)
 	})

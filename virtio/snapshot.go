@@ -144,6 +144,29 @@ func (t *MMIO) SaveState() (*TransportState, error) {
 func (t *MMIO) RestoreState(s *TransportState) (err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.restoreLocked(s)
+}
+
+// Reload is RestoreState for a transport a driver has programmed, in a VM
+// rewound in place: it resets the transport and its device first (as a
+// driver's reset would: the device stops and drops what it held, a vsock
+// device its streams) and then loads s. The transport must be paused. On
+// error the transport is left reset, or part loaded: the VM must not run
+// on.
+func (t *MMIO) Reload(s *TransportState) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.paused {
+		return fmt.Errorf("virtio: %v: Reload while the transport is running; Pause it first", t.dev.ID())
+	}
+	var p *PanicError
+	if p = callDevice(t.dev.ID(), "reset", t.resetLocked); p != nil {
+		return p
+	}
+	return t.restoreLocked(s)
+}
+
+func (t *MMIO) restoreLocked(s *TransportState) (err error) {
 	oldRing, oldGen, oldPaused := t.ring, t.configGen.Load(), t.paused
 	committed := false
 	defer func() {

@@ -219,6 +219,18 @@ func (m *Machine) Snapshot(dir, note string) (SnapshotStats, error) {
 	if fi, err := os.Stat(statePath); err == nil {
 		stats.StateBytes = int(fi.Size())
 	}
+	// The guest runs on from the image just written, copy-on-write, as a
+	// guest restored from it would: its RAM is shared with the image's
+	// page cache instead of held twice, and Rewind can take it back to
+	// this snapshot in place. (Its pages are then faulted in again, once
+	// each, as it touches them.)
+	if err := m.mem.Remap(memPath); err != nil {
+		if errors.Is(err, memory.ErrLost) {
+			m.stop(Result{Reason: StopCrash, Detail: "after its snapshot: " + err.Error()})
+		} else if m.cfg.Logger != nil {
+			m.cfg.Logger.Warn("the guest runs on without its snapshot's image under it", "err", err)
+		}
+	}
 	stats.Took = time.Since(begin)
 	return stats, nil
 }
@@ -371,4 +383,97 @@ func (m *Machine) restoreDevices() error {
 		}
 	}
 	return nil
+}
+
+// ErrNotSameImage is returned by Rewind for a snapshot whose memory image
+// is not the one the machine's RAM is mapped on.
+var ErrNotSameImage = errors.New("vmm: the machine's memory is not mapped on that snapshot's image")
+
+// CanRewind reports whether Rewind can take the machine back to the
+// snapshot in dir: its RAM is mapped on that snapshot's memory image (the
+// machine was restored from it, or rewound to it, last).
+func (m *Machine) CanRewind(dir string) bool {
+	return m.mem != nil && m.mem.SameImage(filepath.Join(dir, MemoryFile))
+}
+
+// RewindStats describes a Rewind.
+type RewindStats struct {
+	Memory memory.RewindStats
+	Took   time.Duration
+}
+
+// Rewind takes the paused machine back to the snapshot in dir without
+// building a new one, as Restore would have left it: the RAM pages the
+// guest wrote since are read back from the image (the others already read
+// as it), then the VM, each vCPU, the serial port and each virtio
+// transport (reset first: a vsock device drops its streams) load their
+// saved state, and the guest gets a new generation ID. The pages stay
+// mapped where the hypervisor's page tables point, so the resumed guest
+// does not fault on each page it touches again, as a restored one does.
+// The machine stays paused; Resume runs the rewound guest.
+//
+// The snapshot is checked before anything changes: one that is damaged,
+// for another shape of VM, or whose image the RAM is not mapped on
+// (ErrNotSameImage; see CanRewind) leaves the machine as it was. A
+// failure after that leaves it part rewound: Rewind stops it, and the
+// caller closes it.
+func (m *Machine) Rewind(dir string) (RewindStats, error) {
+	begin := time.Now()
+	m.pauseMu.Lock()
+	defer m.pauseMu.Unlock()
+	if !m.paused {
+		return RewindStats{}, errors.New("vmm: rewind of a VM that is not paused")
+	}
+	if !m.CanRewind(dir) {
+		return RewindStats{}, ErrNotSameImage
+	}
+	_, rs, err := decodeSnapshot(m.cfg, dir)
+	if err != nil {
+		return RewindStats{}, err
+	}
+	if len(rs.cpus) != len(m.vcpus) {
+		return RewindStats{}, &SnapshotError{Dir: dir, Err: fmt.Errorf("%d vCPUs saved, the machine has %d", len(rs.cpus), len(m.vcpus))}
+	}
+	supported, err := m.sys.SupportedCPUID()
+	if err != nil {
+		return RewindStats{}, err
+	}
+	if err := kvm.CPUIDCompatible(rs.cpus[0].CPUID, supported); err != nil {
+		return RewindStats{}, &SnapshotError{Dir: dir, Err: fmt.Errorf("this host's CPU cannot run it: %w", err)}
+	}
+	// From here on a failure leaves the machine part rewound.
+	fail := func(what string, err error) (RewindStats, error) {
+		err = fmt.Errorf("vmm: rewind: %s: %w", what, err)
+		m.stop(Result{Reason: StopCrash, Detail: err.Error()})
+		return RewindStats{}, err
+	}
+	var stats RewindStats
+	if stats.Memory, err = m.mem.Rewind(); err != nil {
+		return fail("guest memory", err)
+	}
+	if _, err := writeGenID(m.mem); err != nil {
+		return fail("generation ID", err)
+	}
+	if err := m.vm.RestoreState(rs.vm); err != nil {
+		return fail("VM state", err)
+	}
+	for id := range m.vcpus {
+		if err := m.onVCPU(id, func(v *kvm.VCPU) error { return v.ReloadState(rs.cpus[id]) }); err != nil {
+			return fail(fmt.Sprintf("vCPU %d", id), err)
+		}
+	}
+	if err := m.serial.RestoreState(rs.serial); err != nil {
+		return fail("serial port", err)
+	}
+	for i, s := range m.virtio {
+		if err := s.transport.Reload(rs.devs[i]); err != nil {
+			return fail(fmt.Sprintf("virtio device %d", i), err)
+		}
+	}
+	// After the irqchip's state, which would otherwise drop it.
+	if err := notifyGenID(m.vm); err != nil {
+		return fail("generation ID", err)
+	}
+	stats.Took = time.Since(begin)
+	return stats, nil
 }

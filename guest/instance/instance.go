@@ -105,6 +105,9 @@ type VM struct {
 	closeOnce sync.Once
 	// restored: the VM resumed a memory snapshot instead of booting.
 	restored bool
+	// hostname and readyTimeout are the Config's, for Rewind.
+	hostname     string
+	readyTimeout time.Duration
 	// For the log: how long a restored guest took to handle its
 	// transport reset, and the tries its probe took.
 	settled time.Duration
@@ -229,7 +232,8 @@ func launch(ctx context.Context, cfg Config, m *vmm.Machine, d *devices, probe f
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	v := &VM{m: m, vs: d.vs, nd: d.nd, log: log, cancel: cancel, done: make(chan struct{}), restored: restored}
+	v := &VM{m: m, vs: d.vs, nd: d.nd, log: log, cancel: cancel, done: make(chan struct{}), restored: restored,
+		hostname: cfg.Hostname, readyTimeout: cfg.ReadyTimeout}
 	v.Agent = &proto.Client{Dial: v.dial}
 	vs := d.vs
 	go func() {
@@ -251,19 +255,7 @@ func launch(ctx context.Context, cfg Config, m *vmm.Machine, d *devices, probe f
 	readyCtx, stop := context.WithTimeout(ctx, cfg.ReadyTimeout)
 	defer stop()
 	if restored {
-		// The guest resets the sockets it had once it reads the
-		// transport reset event; a stream opened before then is reset
-		// with them. Wait for that, within a bound: the probe retries
-		// such a reset anyway.
-		t0 := time.Now()
-		select {
-		case <-vs.ResetSettled():
-		case <-time.After(resetSettleWait):
-			log.Warn("the restored guest has not handled its vsock transport reset yet", "after", resetSettleWait)
-		case <-v.done:
-		case <-readyCtx.Done():
-		}
-		v.settled = time.Since(t0)
+		v.awaitTransportReset(readyCtx)
 	}
 	if err := v.waitReady(readyCtx, probe); err != nil {
 		if ve := (*proto.VersionError)(nil); errors.As(err, &ve) {
@@ -275,6 +267,22 @@ func launch(ctx context.Context, cfg Config, m *vmm.Machine, d *devices, probe f
 		return nil, err
 	}
 	return v, nil
+}
+
+// awaitTransportReset waits, within resetSettleWait, for a resumed guest
+// to handle its vsock transport reset: it resets the sockets it had once it
+// reads the event, and a stream opened before then is reset with them. The
+// probe that follows retries such a reset anyway.
+func (v *VM) awaitTransportReset(ctx context.Context) {
+	t0 := time.Now()
+	select {
+	case <-v.vs.ResetSettled():
+	case <-time.After(resetSettleWait):
+		v.log.Warn("the resumed guest has not handled its vsock transport reset yet", "after", resetSettleWait)
+	case <-v.done:
+	case <-ctx.Done():
+	}
+	v.settled = time.Since(t0)
 }
 
 // resetSettleWait bounds how long a restore waits for the guest to handle

@@ -128,6 +128,9 @@ func TestSnapshotRestoreVM(t *testing.T) {
 		if n := strings.Count(mustSh(t, r, "cat /proc/self/mountinfo"), " /proc/sys/kernel/random/boot_id "); n != 1 {
 			t.Errorf("restore %d: %d mounts over boot_id, want 1", i, n)
 		}
+		if i == 1 {
+			rewindInPlace(t, r, d, dir, layer, before)
+		}
 		r.Close()
 	}
 	if boots[0] == parentBoot || boots[1] == parentBoot || boots[0] == boots[1] {
@@ -135,6 +138,41 @@ func TestSnapshotRestoreVM(t *testing.T) {
 	}
 	if randoms[0] == randoms[1] {
 		t.Errorf("two restores of one snapshot read the same /dev/urandom bytes %s", randoms[0])
+	}
+}
+
+// rewindInPlace runs restored VM r on (counting, writing its disk), then
+// rewinds it in place to the snapshot it was restored from: the counter
+// goes back, the disk is the snapshot's, the boot ID is new, and the
+// process counts on.
+func rewindInPlace(t *testing.T, r *VM, d *disk.Stack, dir, layer string, before int) {
+	t.Helper()
+	if !r.CanRewind(dir) || r.CanRewind(t.TempDir()) {
+		t.Fatalf("CanRewind: %v for the image the VM runs on, %v for another", r.CanRewind(dir), r.CanRewind(t.TempDir()))
+	}
+	boot := mustSh(t, r, "cat /proc/sys/kernel/random/boot_id")
+	mustSh(t, r, "echo later >/snap-later; sync")
+	// Far enough past the snapshot's count that the rewound one, which
+	// counts on while the test reads it, cannot have caught up.
+	ran := waitCount(t, r, before+60)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := r.Rewind(ctx, dir, func() error { return d.Checkout(layer) }); err != nil {
+		t.Fatalf("rewind: %v", err)
+	}
+	c := readCount(t, r)
+	if c < before || c >= ran {
+		t.Errorf("after the rewind the counter reads %d: want it back near %d, below the %d it had reached", c, before, ran)
+	}
+	waitCount(t, r, c)
+	if got := sh(t, r, "test -e /snap-later"); got.ExitCode == 0 {
+		t.Error("/snap-later, written before the rewind, is there after it")
+	}
+	if got := mustSh(t, r, "cat /snap-before"); got != "before\n" {
+		t.Errorf("after the rewind /snap-before = %q", got)
+	}
+	if b := mustSh(t, r, "cat /proc/sys/kernel/random/boot_id"); b == boot {
+		t.Errorf("the rewound guest kept its boot ID %s", b)
 	}
 }
 

@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -179,22 +180,48 @@ func TestMemorySnapshotsDebian(t *testing.T) {
 	sh(id, counterClient)
 	sh(id, counterClient)
 	sh(id, "echo later >/workspace/later.txt")
-	t0 = time.Now()
-	rr, err := m.Reset(ctx, id, "two")
-	if err != nil {
+	bootID := sh(id, "cat /proc/sys/kernel/random/boot_id")
+	// The VM runs on the image since its snapshot: the reset rewinds it
+	// in place.
+	resetTo := func(what, name, wantHow string) {
+		t.Helper()
+		t0 := time.Now()
+		rr, err := m.Reset(ctx, id, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := sh(id, counterClient)
+		t.Logf("FIGURE reset to a memory snapshot (%s) to first exec: %v (reset %v)", what, time.Since(t0), rr.Duration)
+		if d := lastResetDetail(t, m, id); !rr.Memory || !strings.Contains(d, wantHow) {
+			t.Fatalf("reset to %s (%s): %+v, journal %q; want %q", name, what, rr, d, wantHow)
+		}
+		if got != fmt.Sprint(atSnap+1) {
+			t.Errorf("after the reset (%s) the counter says %q, want %d (it had answered %d when the snapshot was taken)", what, got, atSnap+1, atSnap)
+		}
+		if out, err := m.Exec(ctx, contract.ExecRequest{ID: id, Command: "test -e /workspace/later.txt -o -e /workspace/again.txt"}); err != nil || out.ExitCode == 0 {
+			t.Errorf("a file written after the snapshot survived the reset (%s) (%v)", what, err)
+		}
+		if b := sh(id, "cat /proc/sys/kernel/random/boot_id"); b == bootID {
+			t.Errorf("the guest kept its boot ID %s through the reset (%s)", b, what)
+		}
+		bootID = sh(id, "cat /proc/sys/kernel/random/boot_id")
+	}
+	resetTo("rewound in place", "two", "rewound in place")
+	// After a later snapshot the VM runs on that one's image: a reset
+	// to "two" resumes it in a new VM, which a reset to "two" again
+	// rewinds in place.
+	if s, err := m.SnapshotCreate(ctx, contract.SnapshotRequest{ID: id, Name: "three"}); err != nil || !s.Memory {
+		t.Fatalf("snapshot: %+v %v", s, err)
+	}
+	sh(id, "echo again >/workspace/again.txt")
+	resetTo("in a new VM", "two", "resumed from its memory image")
+	// The harness's state disk is small: give its image back.
+	if err := m.SnapshotDelete(ctx, id, "three"); err != nil {
 		t.Fatal(err)
 	}
-	got := sh(id, counterClient)
-	t.Logf("FIGURE reset to a memory snapshot to first exec: %v (reset %v)", time.Since(t0), rr.Duration)
-	if !rr.Memory {
-		t.Fatalf("reset to a memory snapshot booted: %+v", rr)
-	}
-	if got != fmt.Sprint(atSnap+1) {
-		t.Errorf("after the reset the counter says %q, want %d (it had answered %d when the snapshot was taken)", got, atSnap+1, atSnap)
-	}
-	if out, err := m.Exec(ctx, contract.ExecRequest{ID: id, Command: "test -e /workspace/later.txt"}); err != nil || out.ExitCode == 0 {
-		t.Errorf("later.txt, written after the snapshot, survived the reset (%v)", err)
-	}
+	sh(id, counterClient)
+	sh(id, "echo again >/workspace/again.txt")
+	resetTo("the resumed VM rewound in place", "two", "rewound in place")
 
 	// Forks of the snapshot, beside the running workspace: each sees
 	// only what it wrote.
@@ -263,7 +290,7 @@ func TestMemorySnapshotsDebian(t *testing.T) {
 	if err := os.WriteFile(img, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	rr, err = m.Reset(ctx, id, "damaged")
+	rr, err := m.Reset(ctx, id, "damaged")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,4 +313,21 @@ func snapRecords(t *testing.T, m *Manager, id string) []snapRecord {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.rec.clone().Snapshots
+}
+
+// lastResetDetail is the journal's line on workspace id's last reset.
+func lastResetDetail(t testing.TB, m *Manager, id string) string {
+	t.Helper()
+	w, err := m.get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Lock()
+	seq := w.rec.ResetSeq
+	w.mu.Unlock()
+	logs, err := m.Logs(context.Background(), contract.LogsRequest{ID: id, AfterSeq: seq - 1, Limit: 1})
+	if err != nil || len(logs.Entries) != 1 || logs.Entries[0].Kind != contract.LogReset {
+		t.Fatalf("the journal's reset entry %d: %+v %v", seq, logs.Entries, err)
+	}
+	return logs.Entries[0].Detail
 }

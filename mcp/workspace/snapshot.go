@@ -245,10 +245,12 @@ func (w *workspace) unknownSnapshot(name string) error {
 	return contract.NotFound(contract.ResourceSnapshot, name).WithHint(hint)
 }
 
-// Reset implements contract.Backend: the VM is killed (its state is thrown
-// away anyway), the disk's baseline or snapshot layer is checked out (its
-// writable top discarded, a new one started on that layer), and the VM
-// boots again. The baseline and every snapshot are kept.
+// Reset implements contract.Backend: the disk's baseline or snapshot layer
+// is checked out (its writable top discarded, a new one started on that
+// layer) and the guest starts again from it: the running VM rewound in
+// place when it runs on the target's memory image (rewind.go), else a new
+// VM that resumes the image, or boots when there is none. The baseline and
+// every snapshot are kept.
 func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (contract.ResetResult, error) {
 	w, err := m.get(id)
 	if err != nil {
@@ -287,58 +289,92 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (contra
 	} else {
 		contract.Progress(ctx, "restoring the baseline", 0, 0)
 	}
-	st, release := w.detachVM()
-	if st == nil {
-		if release, err = m.acquireSlot(); err != nil {
-			return contract.ResetResult{}, err
-		}
-		if st, err = w.openStack(); err != nil {
-			release()
-			return contract.ResetResult{}, w.failed("opening the workspace's disk", err)
-		}
-	}
-	if err := w.beginReset(target, snapshot, start); err != nil {
-		st.Close()
-		release()
-		return contract.ResetResult{}, w.failed("saving the workspace record", err)
-	}
-	crashAt("reset:pending")
-	if err := st.Checkout(target); err != nil {
-		st.Close()
-		release()
-		w.endReset()
-		return contract.ResetResult{}, w.failed("checking out the disk layer", err)
-	}
-	cut := time.Since(t0)
-	crashAt("reset:checked-out")
-	// The discarded top may have been all that built on a deleted
-	// snapshot's layer.
-	freed, freedBytes := w.pruneLayers(st)
-
-	w.mu.Lock()
-	w.state = contract.StateCreating
-	saveErr := w.saveLocked()
-	w.mu.Unlock()
-	if saveErr != nil {
-		m.log.Warn("saving the record", "id", id, "err", saveErr)
-	}
-
 	from, note := w.memoryImage(memRel, target, quiet)
-	resumed, bootNote, err := w.bootFrom(ctx, st, release, bootPlan{from: from, kind: contract.BootMemory})
-	if bootNote != "" {
-		note = bootNote
-	}
-	if err != nil {
-		if contract.IsCode(err, contract.CodeLimit) {
-			// The host's memory went to other VMs meanwhile: the disk is
-			// reset, the VM not booted; workspace_start boots it later.
-			w.mu.Lock()
-			w.state = contract.StateStopped
-			w.saveLocked()
-			w.mu.Unlock()
-			return contract.ResetResult{}, err
+	var (
+		st       *disk.Stack
+		release  func()
+		cut      time.Duration
+		resumed  bool
+		rewound  bool
+		freed    map[string]bool
+		freedB   int64
+		bootNote string
+	)
+	if h := w.rewindable(from); h != nil {
+		if err := w.beginReset(target, snapshot, start); err != nil {
+			return contract.ResetResult{}, contract.Internal("saving the workspace record", err)
 		}
-		return contract.ResetResult{}, w.failed("booting after the reset", err)
+		crashAt("reset:pending")
+		var rerr error
+		if cut, st, release, rerr = w.rewind(ctx, h, from); rerr == nil {
+			rewound, resumed = true, true
+			freed, freedB = w.pruneLayers(h.stack)
+		} else if ctx.Err() != nil {
+			// The disk may be checked out already: the reset stays
+			// pending, and the next start completes it.
+			if st != nil {
+				st.Close()
+				release()
+			}
+			return contract.ResetResult{}, w.failed("rewinding the VM", rerr)
+		} else {
+			m.log.Warn("rewinding the running VM in place failed; restoring a new one", "id", id, "err", rerr)
+		}
+	} else {
+		st, release = w.detachVM()
+	}
+	if !rewound {
+		if st == nil {
+			if release, err = m.acquireSlot(); err != nil {
+				return contract.ResetResult{}, err
+			}
+			if st, err = w.openStack(); err != nil {
+				release()
+				return contract.ResetResult{}, w.failed("opening the workspace's disk", err)
+			}
+		}
+		if err := w.beginReset(target, snapshot, start); err != nil {
+			st.Close()
+			release()
+			return contract.ResetResult{}, w.failed("saving the workspace record", err)
+		}
+		crashAt("reset:pending")
+		if err := st.Checkout(target); err != nil {
+			st.Close()
+			release()
+			w.endReset()
+			return contract.ResetResult{}, w.failed("checking out the disk layer", err)
+		}
+		cut = time.Since(t0)
+		crashAt("reset:checked-out")
+		// The discarded top may have been all that built on a deleted
+		// snapshot's layer.
+		freed, freedB = w.pruneLayers(st)
+
+		w.mu.Lock()
+		w.state = contract.StateCreating
+		saveErr := w.saveLocked()
+		w.mu.Unlock()
+		if saveErr != nil {
+			m.log.Warn("saving the record", "id", id, "err", saveErr)
+		}
+
+		resumed, bootNote, err = w.bootFrom(ctx, st, release, bootPlan{from: from, kind: contract.BootMemory})
+		if bootNote != "" {
+			note = bootNote
+		}
+		if err != nil {
+			if contract.IsCode(err, contract.CodeLimit) {
+				// The host's memory went to other VMs meanwhile: the disk is
+				// reset, the VM not booted; workspace_start boots it later.
+				w.mu.Lock()
+				w.state = contract.StateStopped
+				w.saveLocked()
+				w.mu.Unlock()
+				return contract.ResetResult{}, err
+			}
+			return contract.ResetResult{}, w.failed("booting after the reset", err)
+		}
 	}
 	crashAt("reset:booted")
 	dur := time.Since(t0)
@@ -347,13 +383,16 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (contra
 		detail = "snapshot " + snapshot
 	}
 	detail += fmt.Sprintf("; disk layer checked out in %v", cut.Round(time.Microsecond))
-	if resumed {
+	switch {
+	case rewound:
+		detail += "; the running VM rewound in place to its memory image"
+	case resumed:
 		detail += "; resumed from its memory image"
-	} else if note != "" {
+	case note != "":
 		detail += "; " + note
 	}
 	if len(freed) > 0 {
-		detail += fmt.Sprintf("; freed %d unused disk layers, %d bytes", len(freed), freedBytes)
+		detail += fmt.Sprintf("; freed %d unused disk layers, %d bytes", len(freed), freedB)
 	}
 	seq, jerr := w.journal.append(entry{Time: start, Kind: contract.LogReset, Command: "reset", Detail: detail, Duration: int64(dur)})
 	if jerr != nil {

@@ -26,3 +26,14 @@ func mincore(m, vec []byte) error {
 	}
 	return nil
 }
+
+// mapOver maps fd (-1: anonymous memory) from offset 0 over the whole of the
+// existing mapping m, at the same addresses (MAP_FIXED), with flags added.
+func mapOver(m []byte, fd int, flags int) error {
+	// SAFETY: m is a mapping this package made and still owns; the new
+	// mapping takes exactly its place and length, so every slice into m
+	// stays valid and reads the new mapping's bytes.
+	_, err := unix.MmapPtr(fd, 0, unsafe.Pointer(unsafe.SliceData(m)), uintptr(len(m)),
+		unix.PROT_READ|unix.PROT_WRITE, flags|unix.MAP_FIXED)
+	return err
+}

@@ -10,13 +10,15 @@ import (
 
 // /proc/self/pagemap holds one 64-bit word per virtual page of the process
 // (Documentation/admin-guide/mm/pagemap.rst): bit 63 says the page is present
-// in RAM, bit 62 that it is swapped out. Both flags are readable without
-// privileges (only the frame numbers are hidden). A page with neither bit has
-// never been touched (anonymous memory) or not since it was mapped (file
-// memory: it still reads as the file's bytes).
+// in RAM, bit 62 that it is swapped out, bit 61 that a present page is the
+// file's own (page cache) rather than this process's anonymous copy. All three
+// are readable without privileges (only the frame numbers are hidden). A page
+// with neither of the first two has never been touched (anonymous memory) or
+// not since it was mapped (file memory: it still reads as the file's bytes).
 const (
 	pmPresent = 1 << 63
 	pmSwapped = 1 << 62
+	pmFile    = 1 << 61
 )
 
 // pagemap reads the present and swapped bits of this process's pages.
@@ -51,19 +53,49 @@ func (p *pagemap) touched(addr uintptr, out []bool) error {
 		}
 		return nil
 	}
-	n := len(out) * 8
-	if cap(p.buf) < n {
-		p.buf = make([]byte, n)
-	}
-	buf := p.buf[:n]
-	if _, err := p.f.ReadAt(buf, int64(addr/pageSize)*8); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return fmt.Errorf("read /proc/self/pagemap at %#x: %w", addr, err)
+	buf, err := p.read(addr, len(out))
+	if err != nil {
+		return err
 	}
 	for i := range out {
 		out[i] = binary.NativeEndian.Uint64(buf[i*8:])&(pmPresent|pmSwapped) != 0
 	}
 	return nil
+}
+
+// private fills out[i] with whether the page at addr+i*pageSize of a private
+// file mapping is this process's own copy: written since it was mapped
+// (present but not the file's page, or swapped out, which only anonymous
+// pages are). Without a pagemap it answers true for every page.
+func (p *pagemap) private(addr uintptr, out []bool) error {
+	if p == nil {
+		for i := range out {
+			out[i] = true
+		}
+		return nil
+	}
+	buf, err := p.read(addr, len(out))
+	if err != nil {
+		return err
+	}
+	for i := range out {
+		e := binary.NativeEndian.Uint64(buf[i*8:])
+		out[i] = e&pmSwapped != 0 || e&pmPresent != 0 && e&pmFile == 0
+	}
+	return nil
+}
+
+// read returns the pagemap entries of n pages from addr.
+func (p *pagemap) read(addr uintptr, n int) ([]byte, error) {
+	if cap(p.buf) < n*8 {
+		p.buf = make([]byte, n*8)
+	}
+	buf := p.buf[:n*8]
+	if _, err := p.f.ReadAt(buf, int64(addr/pageSize)*8); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("read /proc/self/pagemap at %#x: %w", addr, err)
+	}
+	return buf, nil
 }
