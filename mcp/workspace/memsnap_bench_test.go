@@ -59,8 +59,12 @@ var memBench struct {
 }
 
 func benchManager(b *testing.B, envDir string, mem, maxRunning int) *Manager {
+	log := slog.New(slog.DiscardHandler)
+	if os.Getenv("PYRO_BENCH_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
 	m, err := Open(Options{StateDir: b.TempDir(), CacheRoot: filepath.Dir(filepath.Dir(envDir)), DefaultMemMiB: mem,
-		WarmSnapshots: true, WarmRoot: b.TempDir(), MaxRunning: maxRunning, Logger: slog.New(slog.DiscardHandler)})
+		WarmSnapshots: true, WarmRoot: b.TempDir(), MaxRunning: maxRunning, Logger: log})
 	if err != nil {
 		b.Fatal(err)
 	}
