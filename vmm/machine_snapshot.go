@@ -391,7 +391,7 @@ var ErrNotSameImage = errors.New("vmm: the machine's memory is not mapped on tha
 
 // CanRewind reports whether Rewind can take the machine back to the
 // snapshot in dir: its RAM is mapped on that snapshot's memory image (the
-// machine was restored from it, or rewound to it, last).
+// machine saved it, or was restored or rewound from it, last).
 func (m *Machine) CanRewind(dir string) bool {
 	return m.mem != nil && m.mem.SameImage(filepath.Join(dir, MemoryFile))
 }

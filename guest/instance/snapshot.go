@@ -102,8 +102,8 @@ func Restore(ctx context.Context, cfg Config, dir string) (_ *VM, err error) {
 }
 
 // CanRewind reports whether Rewind can take the VM back to the memory
-// snapshot in dir: the VM runs on that snapshot's memory image (it was
-// restored or rewound from it last).
+// snapshot in dir: the VM runs on that snapshot's memory image (it took
+// that snapshot last, or was restored or rewound from it last).
 func (v *VM) CanRewind(dir string) bool { return v.m.CanRewind(dir) }
 
 // Rewind takes the running VM back to the memory snapshot in dir in

@@ -10,9 +10,9 @@ import (
 )
 
 // Rewinding in place. A reset to a memory snapshot whose image the running
-// VM is mapped on (it was restored or rewound from that image last: the
-// second and later resets to one snapshot, the usual loop of an agent
-// trying things) keeps the VM: the guest pauses, the disk layer is checked
+// VM is mapped on (it took that snapshot last, or was resumed or rewound
+// from it last: the usual loop of an agent that snapshots, tries things
+// and resets, again and again) keeps the VM: the guest pauses, the disk layer is checked
 // out, the pages the guest wrote are read back from the image and every
 // register and device is reloaded, and the guest resumes. The RAM it uses
 // stays mapped, so it runs on without the page faults a new VM's guest
