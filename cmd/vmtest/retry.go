@@ -33,8 +33,11 @@ import (
 // died or stopped answering.
 var guestDeathSigns = []string{
 	"did not answer within the start timeout", // boot went silent
-	"no output for 20s after",                 // an exec stream went silent (guest/instance tests)
-	"the agent did not answer a second exec",  // ... and the guest with it
+	// ... or right after its agent's first answer: the boot's clock call
+	// (a vCPU re-taking a page fault on valid kernel text, seen there).
+	"setting the guest clock: the agent did not answer within",
+	"no output for 20s after",                // an exec stream went silent (guest/instance tests)
+	"the agent did not answer a second exec", // ... and the guest with it
 	"triple fault",
 	"Kernel panic",
 	"stopped answering", // mcp/workspace's bounds on agent calls, pyro run's

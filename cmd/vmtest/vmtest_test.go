@@ -215,6 +215,12 @@ func TestFailTap(t *testing.T) {
 		t.Errorf("passedTop: %q, want the top-level passes and skips", got)
 	}
 
+	var clock failTap // a boot that went silent after its agent's first answer
+	clock.Write([]byte("    snapshot_vm_test.go:183: starting minimal: setting the guest clock: the agent did not answer within 10s (stop and start the workspace)\n--- FAIL: TestR (23s)\n"))
+	if failed, sign, ok := clock.verdict(); !ok || !slices.Equal(failed, []string{"TestR"}) || !strings.Contains(sign, "setting the guest clock") {
+		t.Errorf("a boot silent at its clock call: %v %q %v, want it retryable", failed, sign, ok)
+	}
+
 	var plain failTap // a failure with no sign of a guest's death
 	plain.Write([]byte("--- FAIL: TestD (0.0s)\n    d_test.go:9: got 1, want 2\n"))
 	if _, _, ok := plain.verdict(); ok {
