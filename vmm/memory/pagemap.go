@@ -47,27 +47,21 @@ func (p *pagemap) Close() {
 // touched fills out[i] with whether the page at addr+i*pageSize is present
 // or swapped. addr is page-aligned.
 func (p *pagemap) touched(addr uintptr, out []bool) error {
-	if p == nil {
-		for i := range out {
-			out[i] = true
-		}
-		return nil
-	}
-	buf, err := p.read(addr, len(out))
-	if err != nil {
-		return err
-	}
-	for i := range out {
-		out[i] = binary.NativeEndian.Uint64(buf[i*8:])&(pmPresent|pmSwapped) != 0
-	}
-	return nil
+	return p.each(addr, out, func(e uint64) bool { return e&(pmPresent|pmSwapped) != 0 })
 }
 
 // private fills out[i] with whether the page at addr+i*pageSize of a private
 // file mapping is this process's own copy: written since it was mapped
 // (present but not the file's page, or swapped out, which only anonymous
-// pages are). Without a pagemap it answers true for every page.
+// pages are).
 func (p *pagemap) private(addr uintptr, out []bool) error {
+	return p.each(addr, out, func(e uint64) bool { return e&pmSwapped != 0 || e&pmPresent != 0 && e&pmFile == 0 })
+}
+
+// each fills out[i] with is(the pagemap entry of the page at
+// addr+i*pageSize). Without a pagemap it answers true for every page: the
+// callers then read or copy every page, which is slower but never wrong.
+func (p *pagemap) each(addr uintptr, out []bool, is func(entry uint64) bool) error {
 	if p == nil {
 		for i := range out {
 			out[i] = true
@@ -79,8 +73,7 @@ func (p *pagemap) private(addr uintptr, out []bool) error {
 		return err
 	}
 	for i := range out {
-		e := binary.NativeEndian.Uint64(buf[i*8:])
-		out[i] = e&pmSwapped != 0 || e&pmPresent != 0 && e&pmFile == 0
+		out[i] = is(binary.NativeEndian.Uint64(buf[i*8:]))
 	}
 	return nil
 }

@@ -21,12 +21,7 @@ func TestRewind(t *testing.T) {
 	}
 	want := readFile(t, img)
 
-	r, err := Open(testLayout, img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	noHuge(t, r)
+	r := openImage(t, img)
 	if !r.SameImage(img) {
 		t.Fatal("SameImage: the guest's own image is not the same")
 	}

@@ -26,6 +26,19 @@ func newTestGuest(t testing.TB, l Layout) *Guest {
 	return g
 }
 
+// openImage opens the image at path as guest memory for the test, with 4
+// KiB pages only (newTestGuest).
+func openImage(t testing.TB, path string) *Guest {
+	t.Helper()
+	g, err := Open(testLayout, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	noHuge(t, g)
+	return g
+}
+
 func noHuge(t testing.TB, g *Guest) {
 	t.Helper()
 	if err := unix.Madvise(g.mapping, unix.MADV_NOHUGEPAGE); err != nil {
@@ -192,12 +205,7 @@ func TestSaveOfOpenedGuest(t *testing.T) {
 	}
 	origBytes := readFile(t, orig)
 
-	r, err := Open(testLayout, orig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	noHuge(t, r)
+	r := openImage(t, orig)
 
 	// Saved untouched, the opened guest gives the same file. Pages never
 	// touched in r are read from the file's data, skipped over its holes.
