@@ -177,7 +177,7 @@ func mcpServeMain(args []string, stdout, stderr io.Writer) int {
 	logger := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
 
 	m, err := openManager(managerConfig{StateDir: *state, DefaultEnv: *defEnv, MaxRunning: *maxRunning, Retention: ret,
-		AllowHostPaths: allowed, Resolver: res, Logger: logger})
+		AllowHostPaths: allowed, Resolver: res, Logger: logger, Standby: os.Getenv("PYRO_STANDBY") != "0"})
 	if err != nil {
 		fmt.Fprintf(stderr, "pyro mcp serve: %v\n", err)
 		return exitFailure
@@ -221,6 +221,10 @@ type managerConfig struct {
 	AllowHostPaths []string      // checked by allowHostPaths; nil: the defaults
 	Resolver       netstack.Resolver
 	Logger         *slog.Logger
+	// Standby keeps a standby VM for the next create (the server's
+	// own; PYRO_STANDBY=0 turns it off). A one-off companion has no
+	// next create.
+	Standby bool
 }
 
 // openManager opens the workspace Manager of c, on this process's working
@@ -239,6 +243,7 @@ func openManager(c managerConfig) (*workspace.Manager, error) {
 		Resolver:       c.Resolver,
 		// PYRO_WARM=0 turns warm snapshots off: every create boots.
 		WarmSnapshots: os.Getenv("PYRO_WARM") != "0",
+		Standby:       c.Standby,
 		LoadEnv: func(ctx context.Context, name string) (*env.Env, error) {
 			return loadEnvForRun(ctx, name, true, io.Discard)
 		},

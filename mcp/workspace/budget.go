@@ -240,7 +240,11 @@ const maxLedgerBytes = 1 << 20
 // it off (idempotent). A reservation for id replaces this server's
 // earlier one (a reset boots again on the same promise).
 func (m *Manager) reserveMem(id string, mem int) (release func(), err error) {
-	return m.budgetMem(id, mem, true)
+	release, err = m.budgetMem(id, mem, true)
+	if contract.IsCode(err, contract.CodeLimit) && m.evictStandby() {
+		release, err = m.budgetMem(id, mem, true)
+	}
+	return release, err
 }
 
 // budgetMem is reserveMem; with hold false it only checks, and writes
@@ -378,5 +382,8 @@ func (m *Manager) admitCreate(memMiB int) error {
 		memMiB = m.opts.DefaultMemMiB
 	}
 	_, err := m.budgetMem("", memMiB, false)
+	if contract.IsCode(err, contract.CodeLimit) && m.evictStandby() {
+		_, err = m.budgetMem("", memMiB, false)
+	}
 	return err
 }

@@ -24,8 +24,10 @@ import (
 const baselineLabel = "baseline"
 
 // Create implements contract.Backend: it boots a VM on a fresh copy-on-write
-// layer over the environment's image, seeds /workspace, and records the
-// baseline (a frozen disk layer and a treediff index of /workspace).
+// layer over the environment's image (or resumes the environment's warm
+// snapshot, or takes the standby VM restored from it: standby.go), seeds
+// /workspace, and records the baseline (a frozen disk layer and a treediff
+// index of /workspace).
 // On any failure everything it made is removed.
 func (m *Manager) Create(ctx context.Context, req contract.CreateRequest) (contract.Workspace, error) {
 	w, err := m.create(ctx, req)
@@ -77,10 +79,21 @@ func (m *Manager) create(ctx context.Context, req contract.CreateRequest) (_ *wo
 		return nil, err
 	}
 
-	id, dir, owner, err := m.newDir()
-	if err != nil {
-		return nil, contract.Internal("creating the workspace directory", err)
+	// The standby VM, when it fits, is this workspace already booted:
+	// its directory, disk and running slot become this one's.
+	sb := m.takeStandby(e, vcpus, mem, diskMiB)
+	var w *workspace
+	if sb != nil {
+		w = sb.w
+	} else {
+		id, dir, owner, err := m.newDir()
+		if err != nil {
+			return nil, contract.Internal("creating the workspace directory", err)
+		}
+		w = &workspace{m: m, id: id, dir: dir, owner: owner, journal: &journal{path: filepath.Join(dir, journalName), next: 1}}
+		w.journal.redact = w.redactText
 	}
+	id, dir, owner := w.id, w.dir, w.owner
 	defer func() {
 		if err != nil {
 			owner.Close() // after the directory is gone: deferred first
@@ -88,27 +101,32 @@ func (m *Manager) create(ctx context.Context, req contract.CreateRequest) (_ *wo
 	}()
 	crashAt("create:dir")
 	now := m.now()
-	w := &workspace{m: m, id: id, dir: dir, owner: owner, state: contract.StateCreating, journal: &journal{path: filepath.Join(dir, journalName), next: 1},
-		rec: record{ID: id, Name: req.Name, Labels: req.Labels, Env: envName, CreatedAt: now, LastActive: now,
-			TTLSeconds: req.TTLSeconds, VCPUs: vcpus, MemMiB: mem, DiskMiB: diskMiB, Seed: contract.SeedReport{Kind: seedKind, Source: seedPath},
-			Network: grants}}
+	w.mu.Lock()
+	w.state = contract.StateCreating
+	w.rec = record{ID: id, Name: req.Name, Labels: req.Labels, Env: envName, CreatedAt: now, LastActive: now,
+		TTLSeconds: req.TTLSeconds, VCPUs: vcpus, MemMiB: mem, DiskMiB: diskMiB, Seed: contract.SeedReport{Kind: seedKind, Source: seedPath},
+		Network: grants}
 	if len(w.rec.Labels) == 0 {
 		w.rec.Labels = nil
 	}
-	w.journal.redact = w.redactText
+	w.mu.Unlock()
 	w.op.Lock() // held until the workspace is whole: other calls on it wait
 	defer w.op.Unlock()
 
-	// Publish it (state creating) with its name and running slot reserved.
-	release, err := m.acquireSlot()
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
+	// Publish it (state creating) with its name and running slot
+	// reserved (a standby's VM holds its own).
+	release := func() {}
+	if sb == nil {
+		if release, err = m.acquireSlot(); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
 	}
 	m.mu.Lock()
 	if m.nameTaken(req.Name, nil) {
 		m.mu.Unlock()
 		release()
+		w.killVM()
 		os.RemoveAll(dir)
 		return nil, contract.Exists(contract.ResourceWorkspace, req.Name).
 			WithHint("Names are unique among workspaces; pick another, or use the existing one ({{list}}).")
@@ -136,13 +154,24 @@ func (m *Manager) create(ctx context.Context, req contract.CreateRequest) (_ *wo
 		release()
 		return nil, err
 	}
-	st, plan, err := m.newDisk(e, dir, vcpus, mem, diskMiB)
-	if err != nil {
-		release()
-		return nil, contract.Internal("creating the workspace's disk", err)
+	var (
+		plan          bootPlan
+		resumed, kept bool
+	)
+	if sb != nil {
+		plan = sb.plan
+		crashAt("create:disk")
+		resumed, kept, err = w.adopt(ctx, sb)
+	} else {
+		var st *disk.Stack
+		st, plan, err = m.newDisk(e, dir, vcpus, mem, diskMiB)
+		if err != nil {
+			release()
+			return nil, contract.Internal("creating the workspace's disk", err)
+		}
+		crashAt("create:disk")
+		resumed, _, err = w.bootFrom(ctx, st, release, plan)
 	}
-	crashAt("create:disk")
-	resumed, _, err := w.bootFrom(ctx, st, release, plan)
 	if err != nil {
 		if ctx.Err() != nil || contract.IsCode(err, contract.CodeEnvMissing) || contract.IsCode(err, contract.CodeLimit) {
 			return nil, err
@@ -254,8 +283,12 @@ func (m *Manager) create(ctx context.Context, req contract.CreateRequest) (_ *wo
 	if seedKind != contract.SeedNone {
 		detail += fmt.Sprintf(" from %s: %d files, %d bytes", seedPath, seed.Files, seed.Bytes)
 	}
+	if kept {
+		detail += "; " + standbyDetail
+	}
 	w.logLife(contract.LogLife, "create", detail, start)
-	m.log.Info("workspace created", "id", id, "env", envName, "took", m.now().Sub(start))
+	m.log.Info("workspace created", "id", id, "env", envName, "standby", sb != nil, "took", m.now().Sub(start))
+	m.fillStandby(e, vcpus, mem, diskMiB)
 	return w, nil
 }
 
@@ -266,9 +299,9 @@ func (m *Manager) create(ctx context.Context, req contract.CreateRequest) (_ *wo
 func (m *Manager) newDisk(e *env.Env, dir string, vcpus, mem, diskMiB int) (*disk.Stack, bootPlan, error) {
 	stackDir := filepath.Join(dir, diskDir)
 	if ws := m.findWarm(e, vcpus, mem, diskMiB); ws != nil {
-		st, err := disk.Fork(ws.disk(), ws.info.Layer, stackDir)
+		st, plan, err := forkWarm(ws, stackDir)
 		if err == nil {
-			return st, bootPlan{from: &memImage{dir: ws.memory(), layer: ws.info.Layer, quiet: true}, kind: contract.BootWarm, baseline: ws.baseline()}, nil
+			return st, plan, nil
 		}
 		m.log.Warn("using the warm snapshot's disk; booting instead", "env", e.Name, "err", err)
 		os.RemoveAll(stackDir)
@@ -286,6 +319,16 @@ func (m *Manager) newDisk(e *env.Env, dir string, vcpus, mem, diskMiB int) (*dis
 		}
 	}
 	return st, plan, nil
+}
+
+// forkWarm makes a disk in stackDir on warm snapshot ws's layer, and the
+// plan that resumes ws on it.
+func forkWarm(ws *warmSnap, stackDir string) (*disk.Stack, bootPlan, error) {
+	st, err := disk.Fork(ws.disk(), ws.info.Layer, stackDir)
+	if err != nil {
+		return nil, bootPlan{}, err
+	}
+	return st, bootPlan{from: &memImage{dir: ws.memory(), layer: ws.info.Layer, quiet: true}, kind: contract.BootWarm, baseline: ws.baseline()}, nil
 }
 
 // diskSize picks a new workspace's disk size in MiB: the request's, else

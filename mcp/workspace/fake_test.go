@@ -55,6 +55,12 @@ type world struct {
 	// hangReads and hangSyncs make ReadFile and Sync wait for their
 	// context, as a guest that stopped answering.
 	hangReads, hangSyncs bool
+	// rewinds makes the VMs rewinders (standby_test.go); rewound counts
+	// their rewinds, and failRewind, when set, is what each returns
+	// after checking the disk out, its VM gone.
+	rewinds    bool
+	rewound    int
+	failRewind error
 }
 
 type fakeVM struct {
@@ -160,7 +166,34 @@ func (vm *fakeVM) Shutdown(ctx context.Context) error {
 func (vm *fakeVM) Kill() {
 	vm.once.Do(func() { vm.killed = true; close(vm.done) })
 }
-func (vm *fakeVM) Close() error          { vm.Kill(); return nil }
+func (vm *fakeVM) Close() error { vm.Kill(); return nil }
+
+// CanRewind and Rewind make the fake a rewinder when its world says so.
+// A rewind checks the disk out (atPause) and reads the files back from
+// it: a guest rewound to the image taken with that layer sees them so.
+func (vm *fakeVM) CanRewind(dir string) bool {
+	vm.w.mu.Lock()
+	defer vm.w.mu.Unlock()
+	return vm.w.rewinds && !vm.stopped()
+}
+
+func (vm *fakeVM) Rewind(ctx context.Context, dir string, atPause func() error) error {
+	vm.w.mu.Lock()
+	vm.w.rewound++
+	fail := vm.w.failRewind
+	vm.w.mu.Unlock()
+	if err := atPause(); err != nil {
+		vm.Kill()
+		return err
+	}
+	if fail != nil {
+		vm.Kill()
+		return fail
+	}
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return vm.load()
+}
 func (vm *fakeVM) Done() <-chan struct{} { return vm.done }
 
 // file returns a copy of a guest file's content (for test checks).

@@ -83,6 +83,10 @@ type Options struct {
 	// WarmSnapshots keeps a warm memory snapshot per environment and VM
 	// shape (warm.go): creates resume it instead of booting.
 	WarmSnapshots bool
+	// Standby keeps, after each create, one more VM restored from the
+	// warm snapshot of its environment and shape, for the next such
+	// create to take (standby.go); it needs WarmSnapshots.
+	Standby bool
 	// WarmRoot is where warm snapshots are kept (ROOT/ENV/KEY); ""
 	// means CACHE/warm beside CACHE/envs.
 	WarmRoot string
@@ -195,6 +199,8 @@ type Manager struct {
 	running int // VMs running or booting, against MaxRunning
 	// Guarded by mu.
 	closed bool
+	// Guarded by mu.
+	sb standbyState
 }
 
 var _ contract.Backend = (*Manager)(nil)
@@ -453,6 +459,7 @@ func (m *Manager) Close() error {
 	m.mu.Unlock()
 	close(m.reapQ)
 	m.reapW.Wait()
+	m.closeStandby()
 
 	var wg sync.WaitGroup
 	for _, w := range list {
@@ -476,9 +483,15 @@ func (m *Manager) Close() error {
 	return nil
 }
 
-// acquireSlot reserves one of MaxRunning running VMs.
+// acquireSlot reserves one of MaxRunning running VMs, giving the standby
+// VM's up for it when that is the last one.
 func (m *Manager) acquireSlot() (release func(), err error) {
 	m.mu.Lock()
+	if m.running >= m.opts.MaxRunning && m.sb.ready != nil {
+		m.mu.Unlock()
+		m.evictStandby()
+		m.mu.Lock()
+	}
 	defer m.mu.Unlock()
 	if m.closed {
 		return nil, contract.Conflict("the server is shutting down")

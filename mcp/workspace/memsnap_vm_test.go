@@ -3,6 +3,7 @@ package workspace
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pyro-mcp/pyro/guest/agent/proto"
 	"github.com/pyro-mcp/pyro/kvm/kvmtest"
 	"github.com/pyro-mcp/pyro/mcp/contract"
 	"github.com/pyro-mcp/pyro/vmm"
@@ -44,7 +46,7 @@ func TestMemorySnapshotsDebian(t *testing.T) {
 	// other tests.
 	warmRoot := t.TempDir()
 	m, err := Open(Options{StateDir: t.TempDir(), CacheRoot: filepath.Dir(filepath.Dir(envDir)), DefaultMemMiB: 384,
-		WarmSnapshots: true, WarmRoot: warmRoot,
+		WarmSnapshots: true, WarmRoot: warmRoot, Standby: true,
 		Logger: slog.New(slog.NewTextHandler(tWriter{t}, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +64,7 @@ func TestMemorySnapshotsDebian(t *testing.T) {
 	src := seedDir(t, map[string]string{"hello.txt": "hello\n", "counter.py": counterServer})
 
 	// The first create boots and takes the warm snapshot; the second
-	// resumes it.
+	// takes the standby VM restored from it meanwhile.
 	t0 := time.Now()
 	cold, err := m.Create(ctx, contract.CreateRequest{Env: "debian-12", Seed: contract.SeedSpec{Kind: contract.SeedDir, Path: src}})
 	if err != nil {
@@ -72,15 +74,28 @@ func TestMemorySnapshotsDebian(t *testing.T) {
 	if cold.Boot != contract.BootCold {
 		t.Errorf("first create: boot %q, want %q", cold.Boot, contract.BootCold)
 	}
+	// What the standby ran before a create took it is gone: the create
+	// rewinds it to the warm snapshot, with a new identity.
+	standbyBoot := standbyLeaves(t, m)
 	t0 = time.Now()
 	ws, err := m.Create(ctx, contract.CreateRequest{Env: "debian-12", Seed: contract.SeedSpec{Kind: contract.SeedDir, Path: src}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	kernel := sh(ws.ID, "uname -r")
-	t.Logf("FIGURE create from the warm snapshot to first exec: %v", time.Since(t0))
+	t.Logf("FIGURE create from the standby VM to first exec: %v", time.Since(t0))
 	if ws.Boot != contract.BootWarm {
 		t.Fatalf("second create: boot %q (%s), want %q", ws.Boot, ws.BootNote, contract.BootWarm)
+	}
+	if d := lifeDetail(t, m, ws.ID, "create"); !strings.Contains(d, standbyDetail) {
+		t.Errorf("second create's journal: %q, want it to say %q", d, standbyDetail)
+	}
+	if out, err := m.Exec(ctx, contract.ExecRequest{ID: ws.ID, Command: "test -e /tmp/standby-leak -o -e /workspace/standby-leak"}); err != nil || out.ExitCode == 0 {
+		t.Errorf("a file the standby VM wrote before the create took it is in the workspace (%v)", err)
+	}
+	wsBoot := sh(ws.ID, "cat /proc/sys/kernel/random/boot_id")
+	if wsBoot == standbyBoot {
+		t.Errorf("the workspace kept the standby's boot ID %s", wsBoot)
 	}
 	// pyro doctor's view of it: current, at the shape just created.
 	if e, err := m.loadEnv(ctx, "debian-12"); err != nil {
@@ -97,16 +112,28 @@ func TestMemorySnapshotsDebian(t *testing.T) {
 	// An unseeded create from the warm snapshot takes the snapshot's
 	// disk layer and /workspace index as its baseline, and its image:
 	// the diff sees exactly what changed since, and a reset to the
-	// baseline resumes instead of booting.
+	// baseline resumes instead of booting. This one restores the warm
+	// snapshot into a new VM: no standby.
+	m.standbyMade()
+	m.opts.Standby = false
+	if !m.evictStandby() {
+		t.Errorf("no standby VM after a create from the standby")
+	}
 	t0 = time.Now()
 	bare, err := m.Create(ctx, contract.CreateRequest{Env: "debian-12"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	sh(bare.ID, "true")
-	t.Logf("FIGURE unseeded create from the warm snapshot to first exec: %v", time.Since(t0))
+	t.Logf("FIGURE unseeded create from the warm snapshot (a new VM) to first exec: %v", time.Since(t0))
 	if bare.Boot != contract.BootWarm {
 		t.Fatalf("unseeded create: boot %q (%s), want %q", bare.Boot, bare.BootNote, contract.BootWarm)
+	}
+	if d := lifeDetail(t, m, bare.ID, "create"); strings.Contains(d, standbyDetail) {
+		t.Errorf("create without a standby: journal says %q", d)
+	}
+	if b := sh(bare.ID, "cat /proc/sys/kernel/random/boot_id"); b == wsBoot || b == standbyBoot {
+		t.Errorf("two creates from one warm snapshot share boot ID %s", b)
 	}
 	sh(bare.ID, "echo new >/workspace/new.txt")
 	d, err := m.Diff(ctx, contract.DiffRequest{ID: bare.ID})
@@ -301,6 +328,44 @@ func TestMemorySnapshotsDebian(t *testing.T) {
 	if got := sh(id, "cat /workspace/hello.txt"); got != "hello" {
 		t.Errorf("after the fallback boot: %q", got)
 	}
+}
+
+// standbyLeaves waits for m's standby VM, writes files in its guest (in
+// /tmp and /workspace) and returns its boot ID.
+func standbyLeaves(t *testing.T, m *Manager) string {
+	t.Helper()
+	m.standbyMade()
+	m.mu.Lock()
+	sb := m.sb.ready
+	m.mu.Unlock()
+	if sb == nil {
+		t.Fatal("no standby VM after a create")
+	}
+	var out strings.Builder
+	r, err := sb.w.handle().Agent.Exec(t.Context(), proto.ExecRequest{
+		Shell:   "echo x >/tmp/standby-leak && echo x >/workspace/standby-leak && cat /proc/sys/kernel/random/boot_id",
+		Timeout: time.Minute}, &out, io.Discard)
+	if err != nil || r.ExitCode != 0 {
+		t.Fatalf("writing in the standby VM: %+v %v", r, err)
+	}
+	return strings.TrimSpace(out.String())
+}
+
+// lifeDetail returns the detail of the first journal line of workspace
+// id made by command cmd.
+func lifeDetail(t testing.TB, m *Manager, id, cmd string) string {
+	t.Helper()
+	logs, err := m.Logs(context.Background(), contract.LogsRequest{ID: id, Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range logs.Entries {
+		if e.Command == cmd {
+			return e.Detail
+		}
+	}
+	t.Fatalf("no %s line in the journal: %+v", cmd, logs.Entries)
+	return ""
 }
 
 // snapRecords returns workspace id's snapshot records.

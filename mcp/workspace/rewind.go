@@ -53,11 +53,12 @@ func (w *workspace) rewindable(from *memImage) *vmHandle {
 }
 
 // rewind resets the running VM h in place to the image from, checking its
-// disk layer out while the guest is paused (cut is how long that took).
+// disk layer out while the guest is paused (cut is how long that took);
+// kind is what the workspace then says it started from.
 // On success the workspace runs on a new handle over the same VM, its
 // disk, network and slot. On failure the VM is gone and the caller builds
 // a new one on the stack and slot returned.
-func (w *workspace) rewind(ctx context.Context, h *vmHandle, from *memImage) (cut time.Duration, st *disk.Stack, release func(), err error) {
+func (w *workspace) rewind(ctx context.Context, h *vmHandle, from *memImage, kind contract.BootKind) (cut time.Duration, st *disk.Stack, release func(), err error) {
 	w.bgWait()
 	t0 := time.Now()
 	err = h.VM.(rewinder).Rewind(ctx, from.dir, func() error {
@@ -73,14 +74,14 @@ func (w *workspace) rewind(ctx context.Context, h *vmHandle, from *memImage) (cu
 		return cut, st, release, err
 	}
 	hctx, cancel := context.WithCancel(context.Background())
-	// The guest is the image's: its shells are the ones it had then,
-	// and its services unless it had none.
+	// The guest is the image's: its shells are the ones it had then
+	// (a warm snapshot's has none), and its services unless it had none.
 	nh := &vmHandle{booted: h.booted, stack: h.stack, net: h.net, ctx: hctx, cancel: cancel,
-		release: h.release, console: h.console, inherited: true}
+		release: h.release, console: h.console, inherited: kind != contract.BootWarm}
 	nh.services.Store(!from.quiet)
 	w.mu.Lock()
 	w.vm = nh
-	w.rec.Boot, w.rec.BootNote = contract.BootMemory, ""
+	w.rec.Boot, w.rec.BootNote = kind, ""
 	w.mu.Unlock()
 	go w.watch(nh)
 	return cut, nil, nil, nil

@@ -306,7 +306,7 @@ func (m *Manager) Reset(ctx context.Context, id string, snapshot string) (contra
 		}
 		crashAt("reset:pending")
 		var rerr error
-		if cut, st, release, rerr = w.rewind(ctx, h, from); rerr == nil {
+		if cut, st, release, rerr = w.rewind(ctx, h, from, contract.BootMemory); rerr == nil {
 			rewound, resumed = true, true
 			freed, freedB = w.pruneLayers(h.stack)
 		} else if ctx.Err() != nil {

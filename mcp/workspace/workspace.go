@@ -55,6 +55,9 @@ type workspace struct {
 	vm *vmHandle
 	// Guarded by mu.
 	deleted bool
+	// standby: an unpublished workspace holding a standby VM (standby.go),
+	// until a create takes it. Guarded by mu.
+	standby bool
 	// Guarded by mu.
 	active int // calls in flight; the reaper leaves busy workspaces alone
 	// Guarded by mu.
@@ -590,9 +593,9 @@ func (w *workspace) watch(h *vmHandle) {
 	w.op.Lock()
 	defer w.op.Unlock()
 	w.mu.Lock()
-	mine := w.vm == h
+	mine, standby := w.vm == h, w.standby
 	w.mu.Unlock()
-	if !mine {
+	if !mine || standby && w.m.standbyStopped(w) {
 		return
 	}
 	// Release the disk before the workspace reads as stopped, so that a
