@@ -182,6 +182,9 @@ func mcpServeMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pyro mcp serve: %v\n", err)
 		return exitFailure
 	}
+	// The chat's first create takes a standby VM too, when the default
+	// environment has its warm snapshot.
+	m.StandbyForDefault()
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	if len(allowed) == 0 {

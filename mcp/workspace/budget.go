@@ -169,6 +169,12 @@ type memEntry struct {
 	Start     string `json:"start"` // the pid's start time, against pid reuse
 	Workspace string `json:"workspace"`
 	MemMiB    int    `json:"mem_mib"`
+	// Standby marks a standby VM's entry (standby.go): no server counts
+	// its MemMiB as promised (it is idle, and given up when its own
+	// server needs room; another cannot make it), only what it holds,
+	// which the host's available memory already shows. A create that
+	// takes it replaces the entry with a counted one.
+	Standby bool `json:"standby,omitempty"`
 }
 
 // selfStart is this process's start time, read once.
@@ -240,16 +246,21 @@ const maxLedgerBytes = 1 << 20
 // it off (idempotent). A reservation for id replaces this server's
 // earlier one (a reset boots again on the same promise).
 func (m *Manager) reserveMem(id string, mem int) (release func(), err error) {
-	release, err = m.budgetMem(id, mem, true)
+	release, err = m.budgetMem(id, mem, true, false)
 	if contract.IsCode(err, contract.CodeLimit) && m.evictStandby() {
-		release, err = m.budgetMem(id, mem, true)
+		release, err = m.budgetMem(id, mem, true, false)
 	}
 	return release, err
 }
 
-// budgetMem is reserveMem; with hold false it only checks, and writes
-// nothing but the removal of dead servers' entries.
-func (m *Manager) budgetMem(id string, mem int, hold bool) (release func(), err error) {
+// reserveStandbyMem is reserveMem for a standby VM: its entry says so.
+func (m *Manager) reserveStandbyMem(id string, mem int) (release func(), err error) {
+	return m.budgetMem(id, mem, true, true)
+}
+
+// budgetMem is reserveMem (standby: reserveStandbyMem); with hold false it
+// only checks, and writes nothing but the removal of dead servers' entries.
+func (m *Manager) budgetMem(id string, mem int, hold, standby bool) (release func(), err error) {
 	pid, start := os.Getpid(), selfStart()
 	if start == "" {
 		return nil, contract.Internal("reading this process's start time", errors.New("/proc/self/stat is unreadable"))
@@ -265,6 +276,9 @@ func (m *Manager) budgetMem(id string, mem int, hold bool) (release func(), err 
 				continue // replaced below
 			}
 			out = append(out, e)
+			if e.Standby {
+				continue
+			}
 			promised += uint64(e.MemMiB)
 			untouched[e.PID] += uint64(e.MemMiB)
 		}
@@ -288,7 +302,7 @@ func (m *Manager) budgetMem(id string, mem int, hold bool) (release func(), err 
 		if !hold {
 			return nil, false, nil
 		}
-		return append(out, memEntry{PID: pid, Start: start, Workspace: id, MemMiB: mem}), true, nil
+		return append(out, memEntry{PID: pid, Start: start, Workspace: id, MemMiB: mem, Standby: standby}), true, nil
 	})
 	if err != nil {
 		if _, ok := contract.AsError(err); ok {
@@ -381,9 +395,9 @@ func (m *Manager) admitCreate(memMiB int) error {
 	if memMiB <= 0 {
 		memMiB = m.opts.DefaultMemMiB
 	}
-	_, err := m.budgetMem("", memMiB, false)
+	_, err := m.budgetMem("", memMiB, false, false)
 	if contract.IsCode(err, contract.CodeLimit) && m.evictStandby() {
-		_, err = m.budgetMem("", memMiB, false)
+		_, err = m.budgetMem("", memMiB, false, false)
 	}
 	return err
 }

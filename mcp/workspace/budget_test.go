@@ -293,6 +293,32 @@ func TestLedgerDropsDeadAndReusedPIDs(t *testing.T) {
 	}
 }
 
+// Another live server's standby VM promises nothing: only what it holds
+// counts, through the host's available memory.
+func TestLedgerIgnoresStandbyPromises(t *testing.T) {
+	h := newHarness(t, withMem(&fakeMem{total: 4096, avail: 4096}))
+	other := []memEntry{{PID: os.Getpid(), Start: selfStart(), Workspace: "ws-standby", MemMiB: 3000, Standby: true}}
+	b, _ := json.Marshal(other)
+	if err := os.WriteFile(filepath.Join(h.state, memLedgerName), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w, err := h.tryCreate(2048)
+	if err != nil {
+		t.Fatalf("a standby's promise was counted: %v", err)
+	}
+	if err := h.m.Delete(bg, w.ID); err != nil {
+		t.Fatal(err)
+	}
+	// The same entry unmarked refuses it.
+	other[0].Standby = false
+	b, _ = json.Marshal(other)
+	if err := os.WriteFile(filepath.Join(h.state, memLedgerName), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.tryCreate(2048)
+	wantCode(t, err, contract.CodeLimit)
+}
+
 func TestProcReaders(t *testing.T) {
 	total, avail, err := procMeminfo()
 	if err != nil {

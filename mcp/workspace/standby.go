@@ -106,6 +106,33 @@ func (m *Manager) fillStandby(e *env.Env, vcpus, mem, diskMiB int) {
 	}()
 }
 
+// StandbyForDefault makes, in the background, the standby a create naming
+// no environment and no shape would take, when the default environment
+// has a warm snapshot at that shape: pyro mcp serve calls it as it
+// starts, so that the chat's first create takes a standby too.
+func (m *Manager) StandbyForDefault() {
+	if !m.opts.Standby || !m.opts.WarmSnapshots {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		e, err := m.loadEnv(ctx, m.opts.DefaultEnv)
+		if err != nil {
+			return // the first create says why
+		}
+		fi, err := os.Stat(e.Rootfs)
+		if err != nil {
+			return
+		}
+		diskMiB, err := m.diskSize(0, e.Name, fi.Size())
+		if err != nil || m.findWarm(e, m.opts.DefaultVCPUs, m.opts.DefaultMemMiB, diskMiB) == nil {
+			return
+		}
+		m.fillStandby(e, m.opts.DefaultVCPUs, m.opts.DefaultMemMiB, diskMiB)
+	}()
+}
+
 // standbyMade waits for a standby being made (tests and benchmarks).
 func (m *Manager) standbyMade() {
 	m.mu.Lock()
@@ -271,6 +298,11 @@ func (w *workspace) adopt(ctx context.Context, sb *standby) (resumed, kept bool,
 		release func()
 	)
 	if h != nil {
+		// Its memory now counts as any workspace's: on the ledger, a
+		// counted entry replaces the standby's (which h.release removes).
+		if _, err := w.m.reserveMem(w.id, w.rec.MemMiB); err != nil {
+			return false, false, err
+		}
 		for _, s := range w.rec.Network { // canonical: create checked them
 			g, err := netstack.ParseGrant(s)
 			if err == nil {

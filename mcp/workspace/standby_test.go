@@ -84,6 +84,19 @@ func TestStandbyTakenByCreate(t *testing.T) {
 	if l, _ := h.m.List(ctx); len(l) != 1 {
 		t.Errorf("list shows %d workspaces with a standby made, want 1", len(l))
 	}
+	// On the memory ledger it is marked, so that no server counts its
+	// promise; once taken it counts as any workspace does.
+	standbyEntry := func(id string) (marked, found bool) {
+		for _, e := range ledger(t, h.state) {
+			if e.Workspace == id {
+				return e.Standby, true
+			}
+		}
+		return false, false
+	}
+	if marked, found := standbyEntry(sb.w.id); !marked || !found {
+		t.Errorf("the standby's ledger entry: found %v, marked %v", found, marked)
+	}
 	// The standby's guest writes a file (not synced: gone with a rewind).
 	if err := sb.w.handle().Agent.WriteFile(ctx, "/workspace/leak", strings.NewReader("x"), 0o644, true); err != nil {
 		t.Fatal(err)
@@ -99,6 +112,9 @@ func TestStandbyTakenByCreate(t *testing.T) {
 	}
 	if d := lifeDetail(t, h.m, ws.ID, "create"); !strings.Contains(d, standbyDetail) {
 		t.Errorf("journal: %q", d)
+	}
+	if marked, found := standbyEntry(ws.ID); marked || !found {
+		t.Errorf("the taken standby's ledger entry: found %v, still marked %v", found, marked)
 	}
 	next := standbyOf(h)
 	if next == nil || next == sb {
@@ -226,4 +242,30 @@ func mustEnv(t *testing.T, h *harness) *env.Env {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// A server that starts with the default environment's warm snapshot at
+// the default shape makes a standby for the first create.
+func TestStandbyForDefault(t *testing.T) {
+	h := standbyHarness(t, 8)
+	h.m.Close()
+	h.opts.DefaultEnv, h.opts.DefaultVCPUs, h.opts.DefaultMemMiB, h.opts.DefaultDiskMiB = "debian-12", 1, 256, 64
+	h.open()
+	h.m.StandbyForDefault()
+	deadline := time.Now().Add(10 * time.Second)
+	var sb *standby
+	for sb == nil && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+		sb = standbyOf(h)
+	}
+	if sb == nil {
+		t.Fatal("no standby made at start")
+	}
+	ws, err := h.m.Create(context.Background(), contract.CreateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ws.ID != sb.w.id {
+		t.Errorf("the first create did not take the standby made at start: %+v", ws)
+	}
 }

@@ -495,7 +495,13 @@ func (w *workspace) bootFrom(ctx context.Context, st *disk.Stack, release func()
 		release()
 		return false, "", err
 	}
-	memRelease, err := w.m.reserveMem(rec.ID, rec.MemMiB)
+	reserve := w.m.reserveMem
+	w.mu.Lock()
+	if w.standby {
+		reserve = w.m.reserveStandbyMem
+	}
+	w.mu.Unlock()
+	memRelease, err := reserve(rec.ID, rec.MemMiB)
 	if err != nil {
 		st.Close()
 		release()
