@@ -362,6 +362,10 @@ func (v *VM) waitReady(ctx context.Context, probe func(context.Context, *VM) err
 			return v.stoppedError("before its agent was ready")
 		default:
 		}
+		if errors.Is(ctx.Err(), context.Canceled) {
+			v.Kill()
+			return fmt.Errorf("waiting for the guest's agent: %w", ctx.Err())
+		}
 		if ctx.Err() != nil {
 			v.log.Warn("the guest's agent did not answer within the start timeout", "state", v.DebugState())
 			v.Kill() // stop it first, so its console's last lines can be shown
