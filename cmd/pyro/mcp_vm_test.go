@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,6 +67,22 @@ func startMCP(t testing.TB, state string) *mcpServer {
 	m.s, m.out = s, &outputSchemas{s: s}
 	t.Cleanup(func() { s.Close() })
 	return m
+}
+
+// workspaceDirs lists the entries of state's workspaces directory but a
+// standby VM's: a directory with no record, which a server holds for its
+// next create and removes when it closes (or the next one does).
+func workspaceDirs(state string) []string {
+	ents, _ := os.ReadDir(filepath.Join(state, "workspaces"))
+	var out []string
+	for _, e := range ents {
+		_, err := os.Stat(filepath.Join(state, "workspaces", e.Name(), "record.json"))
+		if e.IsDir() && strings.HasPrefix(e.Name(), "ws-") && errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		out = append(out, e.Name())
+	}
+	return out
 }
 
 // testLogWriter relays the server's stderr to the test log until the test
@@ -296,8 +314,11 @@ func TestMCPReproFixLoop(t *testing.T) {
 	t.Logf("summary: %v", s)
 
 	m.ok("workspace_delete", map[string]any{"id": id})
-	if ents, _ := os.ReadDir(filepath.Join(state, "workspaces")); len(ents) != 0 {
-		t.Fatalf("delete left %d entries in the state dir", len(ents))
+	if _, err := os.Stat(filepath.Join(state, "workspaces", id)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the deleted workspace's directory: %v", err)
+	}
+	if left := workspaceDirs(state); len(left) != 0 {
+		t.Fatalf("delete left workspaces in the state dir: %v", left)
 	}
 }
 
@@ -444,7 +465,7 @@ func TestMCPParallelAndCrash(t *testing.T) {
 	for _, id := range ids {
 		m2.ok("workspace_delete", map[string]any{"id": id})
 	}
-	if ents, _ := os.ReadDir(filepath.Join(state, "workspaces")); len(ents) != 0 {
-		t.Fatalf("delete left %d entries in the state dir", len(ents))
+	if left := workspaceDirs(state); len(left) != 0 {
+		t.Fatalf("delete left workspaces in the state dir: %v", left)
 	}
 }
