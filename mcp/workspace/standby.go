@@ -232,16 +232,22 @@ func (m *Manager) takeStandby(e *env.Env, vcpus, mem, diskMiB int) *standby {
 // evictStandby gives the standby up, if there is one, so that its running
 // slot and memory go to something else; it says whether there was one.
 func (m *Manager) evictStandby() bool {
-	m.mu.Lock()
-	sb := m.sb.ready
-	m.sb.ready = nil
-	m.mu.Unlock()
+	sb := m.dropStandby()
 	if sb == nil {
 		return false
 	}
 	m.log.Info("giving up the standby VM for a workspace that needs its room", "standby", sb.w.id)
 	sb.discard()
 	return true
+}
+
+// dropStandby takes the standby out of the Manager's hands (nil: none).
+func (m *Manager) dropStandby() *standby {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	sb := m.sb.ready
+	m.sb.ready = nil
+	return sb
 }
 
 // standbyStopped is the watcher's word that standby w's VM stopped by
@@ -270,7 +276,9 @@ func (m *Manager) closeStandby() {
 	}
 	m.mu.Unlock()
 	m.standbyMade()
-	m.evictStandby()
+	if sb := m.dropStandby(); sb != nil {
+		sb.discard()
+	}
 }
 
 // discard stops the standby's VM and removes its directory.
