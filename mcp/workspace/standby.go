@@ -33,18 +33,19 @@ import (
 // A standby is a workspace not yet published: a directory whose lock it
 // holds and which has no record (a crash leaves the next server a
 // directory it removes), a disk forked from the warm snapshot's, and a
-// running VM that holds a running slot and its memory reservation. It is
-// given up when a create of another environment or shape comes, when a
-// slot or memory it holds is wanted for anything else, when the warm
-// snapshot it came from is replaced, when its VM stops, and when the
-// server closes.
+// running VM that holds a running slot and a memory reservation marked as
+// a standby's (which no server counts as promised: budget.go). It is given
+// up when a create of another environment or shape comes, when its slot
+// or this server's memory budget is wanted for anything else, when the
+// warm snapshot it came from is replaced, when its VM stops, and when the
+// server closes. pyro mcp serve also makes one as it starts
+// (StandbyForDefault).
 
 // standby is a VM restored from a warm snapshot, waiting for a create.
 type standby struct {
 	w    *workspace // unpublished; w.standby set
 	plan bootPlan   // the warm snapshot's: from, kind, baseline
 	warm string     // the warm snapshot's directory
-	made time.Time
 }
 
 // standbyState is the Manager's standby and its making; guarded by
@@ -168,7 +169,7 @@ func (m *Manager) makeStandby(ctx context.Context, e *env.Env, vcpus, mem, diskM
 		journal: &journal{path: filepath.Join(dir, journalName), next: 1},
 		rec:     record{ID: id, Env: e.Name, VCPUs: vcpus, MemMiB: mem, DiskMiB: diskMiB}}
 	w.journal.redact = w.redactText
-	sb := &standby{w: w, warm: ws.dir, made: m.now()}
+	sb := &standby{w: w, warm: ws.dir}
 	defer func() {
 		if err != nil {
 			sb.discard()
