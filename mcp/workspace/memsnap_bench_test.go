@@ -24,7 +24,8 @@ import (
 // memory snapshots change (issue 13's figures):
 //
 //   - workspace_create to its first exec answered: cold boot vs the
-//     environment's warm snapshot;
+//     environment's warm snapshot, restored into a new VM and taking the
+//     standby VM (standby.go);
 //   - workspace_reset to its first exec answered: to a disk-only snapshot
 //     (a boot) vs to a memory snapshot;
 //   - workspace_fork of a running workspace (one fork, to its first exec);
