@@ -513,6 +513,12 @@ func (s *stream[R]) finish(handle func(FrameType, []byte) error) (R, error) {
 			err = handle(t, p)
 		}
 		if err == errHandled {
+			// A caller that gave up (the exec's deadline, say) stops
+			// the reading here, not when the stream's close catches up
+			// with a guest that sends without end.
+			if cerr := s.ctx.Err(); cerr != nil {
+				return res, cerr
+			}
 			continue
 		}
 		if err == nil {
