@@ -43,6 +43,11 @@ create or start that would promise more than the host has is refused.
 Started inside a git checkout, a workspace created without a seed gets the
 checkout's tracked and non-ignored files in /workspace.
 
+A create resumes its environment's warm memory snapshot rather than
+booting (PYRO_WARM=0: always boot), and the server keeps one standby VM
+restored from it, which the next create of that environment and VM shape
+takes, rewound to the snapshot with a new identity (PYRO_STANDBY=0: none).
+
 Host paths: workspace_export, workspace_sync_push and a seed path given to
 workspace_create may only write or read host paths inside the directories
 given with --allow-host-path DIR (repeatable; it replaces the default, which
