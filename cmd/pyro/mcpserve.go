@@ -44,9 +44,10 @@ Started inside a git checkout, a workspace created without a seed gets the
 checkout's tracked and non-ignored files in /workspace.
 
 A create resumes its environment's warm memory snapshot rather than
-booting (PYRO_WARM=0: always boot), and the server keeps one standby VM
-restored from it, which the next create of that environment and VM shape
-takes, rewound to the snapshot with a new identity (PYRO_STANDBY=0: none).
+booting (PYRO_WARM=0: always boot). With PYRO_STANDBY=1 the server also
+keeps one standby VM restored from it, which the next create of that
+environment and VM shape takes, rewound to the snapshot with a new
+identity (off by default for now: see the README's known issues).
 
 Host paths: workspace_export, workspace_sync_push and a seed path given to
 workspace_create may only write or read host paths inside the directories
@@ -182,7 +183,7 @@ func mcpServeMain(args []string, stdout, stderr io.Writer) int {
 	logger := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
 
 	m, err := openManager(managerConfig{StateDir: *state, DefaultEnv: *defEnv, MaxRunning: *maxRunning, Retention: ret,
-		AllowHostPaths: allowed, Resolver: res, Logger: logger, Standby: os.Getenv("PYRO_STANDBY") != "0"})
+		AllowHostPaths: allowed, Resolver: res, Logger: logger, Standby: os.Getenv("PYRO_STANDBY") == "1"})
 	if err != nil {
 		fmt.Fprintf(stderr, "pyro mcp serve: %v\n", err)
 		return exitFailure
@@ -230,8 +231,8 @@ type managerConfig struct {
 	Resolver       netstack.Resolver
 	Logger         *slog.Logger
 	// Standby keeps a standby VM for the next create (the server's
-	// own; PYRO_STANDBY=0 turns it off). A one-off companion has no
-	// next create.
+	// own; PYRO_STANDBY=1 turns it on: see the README's known issues).
+	// A one-off companion has no next create.
 	Standby bool
 }
 
