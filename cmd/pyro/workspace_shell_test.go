@@ -81,6 +81,23 @@ func startShell(t *testing.T, args ...string) *shellRun {
 	return s
 }
 
+// sessionStarted waits for the session to watch the window's size, which
+// it does once the shell is open, and returns the channel that delivers
+// resizes. It fails the test at once if the command returned instead,
+// and after a minute if it did neither.
+func (s *shellRun) sessionStarted(t *testing.T) chan<- os.Signal {
+	t.Helper()
+	select {
+	case ch := <-s.resize:
+		return ch
+	case code := <-s.done:
+		t.Fatalf("pyro workspace shell returned %d before its session began; stderr %q", code, s.err.String())
+	case <-time.After(time.Minute):
+		t.Fatalf("pyro workspace shell opened no session in a minute; stderr %q", s.err.String())
+	}
+	return nil
+}
+
 func (s *shellRun) wait(t *testing.T) int {
 	t.Helper()
 	select {
@@ -111,7 +128,7 @@ func shellInfo(b *mcptest.Backend, n int) (contract.ShellInfo, bool) {
 func TestShellSession(t *testing.T) {
 	b := fakeWorkspaces(t, nil)
 	s := startShell(t, "shell", "dev", "--", "bash")
-	resize := <-s.resize
+	resize := s.sessionStarted(t)
 	waitFor(t, "the prompt", func() bool { return s.out.String() == "$ " })
 	if raw, _ := s.term.state(); !raw {
 		t.Error("the terminal is not raw during the session")

@@ -76,7 +76,7 @@ func TestWorkspaceCompanionVM(t *testing.T) {
 	}
 
 	s := startShell(t, "shell", "vmt", "--", "sh")
-	<-s.resize
+	s.sessionStarted(t)
 	io.WriteString(s.keys, "echo $((6*7))\r")
 	waitFor(t, "the shell's answer", func() bool { return strings.Contains(s.out.String(), "42\r\n") })
 	io.WriteString(s.keys, "exit 3\r")
