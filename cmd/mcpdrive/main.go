@@ -74,12 +74,13 @@ func mainArgs(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.SetOutput(stderr)
 	pyro := fs.String("pyro", "", "the pyro binary (default: pyro next to mcpdrive, else on PATH)")
 	var only *string
-	var verbose *bool
+	var verbose, showLog *bool
 	timeout := fs.Duration("timeout", 10*time.Minute, "time limit of each scenario (or of the demo)")
 	switch args[0] {
 	case "smoke":
 		only = fs.String("only", "", "run only these scenarios (comma-separated)")
 		verbose = fs.BoolP("verbose", "v", false, "trace each tool call on stderr")
+		showLog = fs.Bool("show-log", false, "copy each scenario's whole server log to stderr when it ends (on a failure its last lines show anyway)")
 	case "demo":
 	case "-h", "--help", "help":
 		fmt.Fprintf(stdout, usage, strings.Join(scenarioNames(), ", "))
@@ -115,7 +116,7 @@ func mainArgs(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "mcpdrive smoke: %v\n", err)
 		return 2
 	}
-	failed := runSmoke(ctx, smokeOptions{Pyro: bin, Only: sel, Timeout: *timeout, Verbose: *verbose,
+	failed := runSmoke(ctx, smokeOptions{Pyro: bin, Only: sel, Timeout: *timeout, Verbose: *verbose, ShowLog: *showLog,
 		Rerun: rerunsAllowed(), Out: stdout, Log: stderr})
 	if failed > 0 {
 		return 1

@@ -179,6 +179,7 @@ type smokeOptions struct {
 	Only    map[string]bool // nil: every scenario
 	Timeout time.Duration   // per scenario
 	Verbose bool            // trace each tool call on stderr
+	ShowLog bool            // copy each scenario's whole server log to Log when it ends
 	Rerun   bool            // rerun a scenario whose guest died (in the harness: rerun.go)
 
 	// runner runs one scenario; nil means runScenario (tests fake it).
@@ -272,8 +273,13 @@ func runScenario(parent context.Context, o smokeOptions, sc scenario) (sign stri
 		if cerr := r.s.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("the server did not exit cleanly once its stdin closed: %w", cerr)
 		}
-		if err != nil {
+		switch {
+		case o.ShowLog:
+			showLog(o.Log, sc.name, logFile, -1)
+		case err != nil:
 			showLog(o.Log, sc.name, logFile, 30)
+		}
+		if err != nil {
 			pyroLog, _ := os.ReadFile(logFile)
 			sign = deathSign(err.Error(), string(pyroLog))
 		}
@@ -293,15 +299,19 @@ func runScenario(parent context.Context, o smokeOptions, sc scenario) (sign stri
 	return "", nil
 }
 
-// showLog copies the last n lines of pyro's log to w.
+// showLog copies the last n lines of pyro's log to w; all of it when n < 0.
 func showLog(w io.Writer, name, path string, n int) {
 	b, err := os.ReadFile(path)
 	if err != nil || len(b) == 0 {
 		return
 	}
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	lines = lines[max(0, len(lines)-n):]
-	fmt.Fprintf(w, "--- %s: the last %d lines of pyro's log:\n%s\n---\n", name, len(lines), strings.Join(lines, "\n"))
+	what := "pyro's log"
+	if n >= 0 && n < len(lines) {
+		lines = lines[len(lines)-n:]
+		what = fmt.Sprintf("the last %d lines of pyro's log", n)
+	}
+	fmt.Fprintf(w, "--- %s: %s:\n%s\n---\n", name, what, strings.Join(lines, "\n"))
 }
 
 // resultLine is a scenario's one line of output.
