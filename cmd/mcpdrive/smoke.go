@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -267,6 +268,11 @@ func runScenario(parent context.Context, o smokeOptions, sc scenario) (sign stri
 		// (the scenario's may be spent), then end the server.
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(parent), 3*time.Minute)
 		defer ccancel()
+		if err != nil {
+			// What the guests said, before the delete removes it.
+			showConsoles(o.Log, sc.name, r.path("state"), 40)
+			r.showProcesses(cctx, o.Log)
+		}
 		if cerr := r.cleanup(cctx); cerr != nil && err == nil {
 			err = fmt.Errorf("cleanup: %w", cerr)
 		}
@@ -312,6 +318,43 @@ func showLog(w io.Writer, name, path string, n int) {
 		what = fmt.Sprintf("the last %d lines of pyro's log", n)
 	}
 	fmt.Fprintf(w, "--- %s: %s:\n%s\n---\n", name, what, strings.Join(lines, "\n"))
+}
+
+// psScript lists each guest process with its state and where it waits.
+const psScript = `for p in /proc/[0-9]*; do echo "${p#/proc/} $(cat $p/comm) $(cut -d' ' -f3 $p/stat) $(cat $p/wchan)"; done 2>/dev/null`
+
+// showProcesses writes what each of the scenario's workspaces runs, and
+// where each process waits, to w: a stalled command's cause.
+func (r *run) showProcesses(ctx context.Context, w io.Writer) {
+	r.mu.Lock()
+	ids := append([]string(nil), r.ids...)
+	r.mu.Unlock()
+	for _, id := range ids {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		res, err := r.exec(cctx, id, psScript, 20, nil)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(w, "--- %s's processes: %v\n", id, err)
+			continue
+		}
+		fmt.Fprintf(w, "--- %s's processes (pid, name, state, wait):\n%s---\n", id, res.Stdout)
+	}
+}
+
+// showConsoles copies the last n lines of each workspace's guest console
+// under the state directory to w.
+func showConsoles(w io.Writer, name, state string, n int) {
+	logs, _ := filepath.Glob(filepath.Join(state, "workspaces", "*", "console.log"))
+	for _, p := range logs {
+		b, err := os.ReadFile(p)
+		if err != nil || len(bytes.TrimSpace(b)) == 0 {
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		lines = lines[max(0, len(lines)-n):]
+		fmt.Fprintf(w, "--- %s: the last %d lines of %s's console:\n%s\n---\n", name, len(lines),
+			filepath.Base(filepath.Dir(p)), strings.Join(lines, "\n"))
+	}
 }
 
 // resultLine is a scenario's one line of output.

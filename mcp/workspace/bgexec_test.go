@@ -364,3 +364,25 @@ func TestReadWindow(t *testing.T) {
 		t.Fatalf("pruned file: next %d %q", next, b)
 	}
 }
+
+// A VM that crashes says how: the workspace's error and the error of a
+// call on it name the VMM's reason and the first line of its detail (the
+// registers after it go to the log only).
+func TestCrashSaysWhy(t *testing.T) {
+	h := newHarness(t)
+	id := h.create(contract.CreateRequest{}).ID
+	h.vm(id).crashWith("vCPU 1: triple fault (KVM_EXIT_SHUTDOWN)\nRIP 0xffffffff81000000 RSP 0x0")
+	for h.handle(id) != nil {
+		time.Sleep(time.Millisecond) // the watcher marks it stopped
+	}
+	const want = "the VM stopped by itself (crash: vCPU 1: triple fault (KVM_EXIT_SHUTDOWN)); {{start}} boots it again"
+	st, err := h.m.Status(bg, id)
+	if err != nil || st.Error != want {
+		t.Errorf("status error %q (%v), want %q", st.Error, err, want)
+	}
+	_, err = h.m.Exec(bg, contract.ExecRequest{ID: id, Command: "true"})
+	wantCode(t, err, contract.CodeStopped)
+	if !strings.HasSuffix(err.Error(), ": "+want) || strings.Contains(err.Error(), "RIP") {
+		t.Errorf("exec on the crashed workspace: %v", err)
+	}
+}

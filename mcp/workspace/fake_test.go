@@ -22,6 +22,7 @@ import (
 
 	"github.com/pyro-mcp/pyro/guest/agent/proto"
 	"github.com/pyro-mcp/pyro/guest/env"
+	"github.com/pyro-mcp/pyro/vmm"
 	"github.com/pyro-mcp/pyro/vmm/disk"
 )
 
@@ -72,6 +73,7 @@ type fakeVM struct {
 	once  sync.Once
 	// killed/shut count how the VM ended.
 	killed, shut bool
+	res          vmm.Result // how it stopped, when it crashed (crashWith)
 }
 
 func (wd *world) boot(ctx context.Context, spec bootSpec) (*booted, error) {
@@ -167,6 +169,21 @@ func (vm *fakeVM) Kill() {
 	vm.once.Do(func() { vm.killed = true; close(vm.done) })
 }
 func (vm *fakeVM) Close() error { vm.Kill(); return nil }
+
+// crashWith stops the VM as a crash the VMM describes with detail.
+func (vm *fakeVM) crashWith(detail string) {
+	vm.once.Do(func() {
+		vm.res = vmm.Result{Reason: vmm.StopCrash, Detail: detail}
+		vm.killed = true
+		close(vm.done)
+	})
+}
+
+// Result says how the VM stopped, as *instance.VM's does.
+func (vm *fakeVM) Result() (vmm.Result, error) {
+	<-vm.done
+	return vm.res, nil
+}
 
 // CanRewind and Rewind make the fake a rewinder when its world says so.
 // A rewind checks the disk out (atPause) and reads the files back from

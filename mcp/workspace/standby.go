@@ -253,7 +253,7 @@ func (m *Manager) dropStandby() *standby {
 
 // standbyStopped is the watcher's word that standby w's VM stopped by
 // itself: it is given up, unless a create took it meanwhile (false).
-func (m *Manager) standbyStopped(w *workspace) bool {
+func (m *Manager) standbyStopped(w *workspace, vm machine) bool {
 	m.mu.Lock()
 	sb := m.sb.ready
 	mine := sb != nil && sb.w == w
@@ -264,7 +264,7 @@ func (m *Manager) standbyStopped(w *workspace) bool {
 	if !mine {
 		return false
 	}
-	m.log.Warn("the standby VM stopped by itself; the next create makes another", "standby", w.id)
+	m.log.Warn("the standby VM stopped by itself; the next create makes another", append([]any{"standby", w.id}, stopCause(vm)...)...)
 	sb.discard()
 	return true
 }

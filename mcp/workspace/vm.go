@@ -5,6 +5,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -47,6 +48,57 @@ type machine interface {
 }
 
 var _ machine = (*instance.VM)(nil)
+
+// stopResult is a machine that says how it stopped (*instance.VM); the
+// tests' fake VMs need not.
+type stopResult interface {
+	Result() (vmm.Result, error)
+}
+
+var _ stopResult = (*instance.VM)(nil)
+
+// stopSummary is a short account of how machine vm stopped, for the
+// workspace's error ("" when it cannot say): the reason and the first
+// line of the VMM's detail.
+func stopSummary(vm machine) string {
+	r, ok := vm.(stopResult)
+	if !ok {
+		return ""
+	}
+	res, err := r.Result()
+	if err != nil || res.Reason == 0 {
+		return ""
+	}
+	s := res.Reason.String()
+	if d, _, _ := strings.Cut(res.Detail, "\n"); d != "" {
+		if len(d) > 160 {
+			d = d[:160] + "…"
+		}
+		s += ": " + d
+	}
+	return s
+}
+
+// stopCause describes how machine vm stopped, for the log: the reason,
+// the VMM's detail of a crash, and the guest's last console lines.
+func stopCause(vm machine) []any {
+	r, ok := vm.(stopResult)
+	if !ok {
+		return nil
+	}
+	res, err := r.Result()
+	if err != nil {
+		return []any{"err", err}
+	}
+	a := []any{"reason", res.Reason.String()}
+	if res.Detail != "" {
+		a = append(a, "detail", res.Detail)
+	}
+	if n := len(res.ConsoleTail); n > 0 {
+		a = append(a, "console", strings.Join(res.ConsoleTail[max(0, n-5):], " | "))
+	}
+	return a
+}
 
 // snapshotter is a machine that can take a memory snapshot of itself
 // (*instance.VM); the tests' fake VMs cannot.

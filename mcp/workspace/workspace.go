@@ -228,10 +228,14 @@ func (w *workspace) enterLimit(ctx context.Context, limit time.Duration) (*call,
 	}
 	h := w.vm
 	if h == nil {
-		st := w.state
+		st, why := w.state, w.rec.Error
 		w.mu.Unlock()
 		w.op.RUnlock()
-		return nil, contract.Stopped(w.id, st)
+		e := contract.Stopped(w.id, st)
+		if why != "" {
+			e.Msg += ": " + why // how it stopped, and what starts it again
+		}
+		return nil, e
 	}
 	w.active++
 	w.mu.Unlock()
@@ -601,7 +605,7 @@ func (w *workspace) watch(h *vmHandle) {
 	w.mu.Lock()
 	mine, standby := w.vm == h, w.standby
 	w.mu.Unlock()
-	if !mine || standby && w.m.standbyStopped(w) {
+	if !mine || standby && w.m.standbyStopped(w, h.VM) {
 		return
 	}
 	// Release the disk before the workspace reads as stopped, so that a
@@ -610,10 +614,14 @@ func (w *workspace) watch(h *vmHandle) {
 	w.mu.Lock()
 	w.vm = nil
 	w.state = contract.StateStopped
-	w.rec.Error = "the VM stopped by itself (the guest powered off, rebooted or crashed); {{start}} boots it again"
+	why := "the guest powered off, rebooted or crashed"
+	if s := stopSummary(h.VM); s != "" {
+		why = s
+	}
+	w.rec.Error = "the VM stopped by itself (" + why + "); {{start}} boots it again"
 	w.saveLocked()
 	w.mu.Unlock()
-	w.m.log.Warn("workspace VM stopped by itself", "id", w.id)
+	w.m.log.Warn("workspace VM stopped by itself", append([]any{"id", w.id}, stopCause(h.VM)...)...)
 	w.logLife(contract.LogLife, "stopped", "the VM stopped by itself", w.m.now())
 }
 
