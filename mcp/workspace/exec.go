@@ -87,8 +87,11 @@ func (c *call) exec(req contract.ExecRequest) (contract.ExecResult, error) {
 	}
 	// The guest enforces the timeout; this only guards against a guest
 	// that stops answering.
-	ctx, cancel := context.WithTimeout(c.ctx, timeout+proto.DefaultKillGrace+30*time.Second)
+	tctx, cancel := context.WithTimeout(c.ctx, timeout+proto.DefaultKillGrace+30*time.Second)
 	defer cancel()
+	ctx, wedged := context.WithCancelCause(tctx)
+	defer wedged(nil)
+	go watchLiveness(ctx, c.h.Agent, wedged)
 	start := w.m.now()
 	t0 := time.Now()
 	// Output is redacted before it is kept (host files, result).
@@ -111,6 +114,11 @@ func (c *call) exec(req contract.ExecRequest) (contract.ExecResult, error) {
 		}
 		if c.ctx.Err() != nil {
 			return contract.ExecResult{}, c.ctx.Err()
+		}
+		if errors.Is(context.Cause(ctx), errWedged) {
+			w.m.log.Warn("the guest answered no ping during a command", "id", w.id, "for", livenessWindow())
+			return contract.ExecResult{}, contract.Timeout("the guest stopped answering during the command: its agent answered no ping for %v, so its kernel is most likely wedged", livenessWindow()).
+				WithHint("{{stop}} then {{start}} restarts the VM; the disk is kept.")
 		}
 		if ctx.Err() != nil {
 			return contract.ExecResult{}, contract.Timeout("the guest stopped answering during the command").

@@ -56,6 +56,10 @@ type world struct {
 	// hangReads and hangSyncs make ReadFile and Sync wait for their
 	// context, as a guest that stopped answering.
 	hangReads, hangSyncs bool
+	// hangPings makes Ping wait for its context, as a wedged guest's
+	// agent; pings counts the pings answered or not.
+	hangPings bool
+	pings     int
 	// rewinds makes the VMs rewinders (standby_test.go); rewound counts
 	// their rewinds, and failRewind, when set, is what each returns
 	// after checking the disk out, its VM gone.
@@ -245,6 +249,20 @@ func (vm *fakeVM) mkdirAll(p string) {
 type fakeGuest struct {
 	vm      *fakeVM
 	beneath string
+}
+
+// Ping answers at once, or waits for its context with hangPings.
+func (g *fakeGuest) Ping(ctx context.Context) (proto.PingResult, error) {
+	w := g.vm.w
+	w.mu.Lock()
+	w.pings++
+	hang := w.hangPings
+	w.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return proto.PingResult{}, ctx.Err()
+	}
+	return proto.PingResult{}, nil
 }
 
 func errno(code, p string) error { return &proto.Error{Code: code, Message: code + ": " + p} }
