@@ -44,10 +44,9 @@ Started inside a git checkout, a workspace created without a seed gets the
 checkout's tracked and non-ignored files in /workspace.
 
 A create resumes its environment's warm memory snapshot rather than
-booting (PYRO_WARM=0: always boot). With PYRO_STANDBY=1 the server also
-keeps one standby VM restored from it, which the next create of that
-environment and VM shape takes, rewound to the snapshot with a new
-identity (off by default for now: see the README's known issues).
+booting (PYRO_WARM=0: always boot). The server also keeps one standby VM
+restored from it, which the next create of that environment and VM shape
+takes, rewound to the snapshot with a new identity (PYRO_STANDBY=0: none).
 
 Host paths: workspace_export, workspace_sync_push and a seed path given to
 workspace_create may only write or read host paths inside the directories
@@ -183,7 +182,7 @@ func mcpServeMain(args []string, stdout, stderr io.Writer) int {
 	logger := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
 
 	m, err := openManager(managerConfig{StateDir: *state, DefaultEnv: *defEnv, MaxRunning: *maxRunning, Retention: ret,
-		AllowHostPaths: allowed, Resolver: res, Logger: logger, Standby: os.Getenv("PYRO_STANDBY") == "1"})
+		AllowHostPaths: allowed, Resolver: res, Logger: logger, Standby: os.Getenv("PYRO_STANDBY") != "0"})
 	if err != nil {
 		fmt.Fprintf(stderr, "pyro mcp serve: %v\n", err)
 		return exitFailure
@@ -231,7 +230,7 @@ type managerConfig struct {
 	Resolver       netstack.Resolver
 	Logger         *slog.Logger
 	// Standby keeps a standby VM for the next create (the server's
-	// own; PYRO_STANDBY=1 turns it on: see the README's known issues).
+	// own, unless PYRO_STANDBY=0).
 	// A one-off companion has no next create.
 	Standby bool
 }
