@@ -311,13 +311,21 @@ func showLog(w io.Writer, name, path string, n int) {
 	if err != nil || len(b) == 0 {
 		return
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	lines := tailLines(b, n)
 	what := "pyro's log"
-	if n >= 0 && n < len(lines) {
-		lines = lines[len(lines)-n:]
-		what = fmt.Sprintf("the last %d lines of pyro's log", n)
+	if n >= 0 {
+		what = fmt.Sprintf("the last %d lines of pyro's log", len(lines))
 	}
 	fmt.Fprintf(w, "--- %s: %s:\n%s\n---\n", name, what, strings.Join(lines, "\n"))
+}
+
+// tailLines returns the last n lines of b; all of them when n < 0.
+func tailLines(b []byte, n int) []string {
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if n >= 0 && n < len(lines) {
+		lines = lines[len(lines)-n:]
+	}
+	return lines
 }
 
 // psScript lists each guest process with its state and where it waits.
@@ -350,8 +358,7 @@ func showConsoles(w io.Writer, name, state string, n int) {
 		if err != nil || len(bytes.TrimSpace(b)) == 0 {
 			continue
 		}
-		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-		lines = lines[max(0, len(lines)-n):]
+		lines := tailLines(b, n)
 		fmt.Fprintf(w, "--- %s: the last %d lines of %s's console:\n%s\n---\n", name, len(lines),
 			filepath.Base(filepath.Dir(p)), strings.Join(lines, "\n"))
 	}

@@ -264,7 +264,11 @@ func (m *Manager) standbyStopped(w *workspace, vm machine) bool {
 	if !mine {
 		return false
 	}
-	m.log.Warn("the standby VM stopped by itself; the next create makes another", append([]any{"standby", w.id}, stopCause(vm)...)...)
+	logged := []any{"standby", w.id}
+	if res, ok := stopResultOf(vm); ok {
+		logged = append(logged, stopCause(res)...)
+	}
+	m.log.Warn("the standby VM stopped by itself; the next create makes another", logged...)
 	sb.discard()
 	return true
 }

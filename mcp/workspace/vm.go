@@ -57,18 +57,20 @@ type stopResult interface {
 
 var _ stopResult = (*instance.VM)(nil)
 
-// stopSummary is a short account of how machine vm stopped, for the
-// workspace's error ("" when it cannot say): the reason and the first
-// line of the VMM's detail.
-func stopSummary(vm machine) string {
+// stopResultOf returns how machine vm stopped, and false when it cannot
+// say (a fake, or a VM whose run failed before it stopped).
+func stopResultOf(vm machine) (vmm.Result, bool) {
 	r, ok := vm.(stopResult)
 	if !ok {
-		return ""
+		return vmm.Result{}, false
 	}
 	res, err := r.Result()
-	if err != nil || res.Reason == 0 {
-		return ""
-	}
+	return res, err == nil && res.Reason != 0
+}
+
+// stopSummary is a short account of how a VM stopped, for the workspace's
+// error: the reason and the first line of the VMM's detail.
+func stopSummary(res vmm.Result) string {
 	s := res.Reason.String()
 	if d, _, _ := strings.Cut(res.Detail, "\n"); d != "" {
 		if len(d) > 160 {
@@ -79,17 +81,9 @@ func stopSummary(vm machine) string {
 	return s
 }
 
-// stopCause describes how machine vm stopped, for the log: the reason,
-// the VMM's detail of a crash, and the guest's last console lines.
-func stopCause(vm machine) []any {
-	r, ok := vm.(stopResult)
-	if !ok {
-		return nil
-	}
-	res, err := r.Result()
-	if err != nil {
-		return []any{"err", err}
-	}
+// stopCause describes how a VM stopped, for the log: the reason, the
+// VMM's detail of a crash, and the guest's last console lines.
+func stopCause(res vmm.Result) []any {
 	a := []any{"reason", res.Reason.String()}
 	if res.Detail != "" {
 		a = append(a, "detail", res.Detail)

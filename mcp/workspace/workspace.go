@@ -614,14 +614,14 @@ func (w *workspace) watch(h *vmHandle) {
 	w.mu.Lock()
 	w.vm = nil
 	w.state = contract.StateStopped
-	why := "the guest powered off, rebooted or crashed"
-	if s := stopSummary(h.VM); s != "" {
-		why = s
+	why, logged := "the guest powered off, rebooted or crashed", []any{"id", w.id}
+	if res, ok := stopResultOf(h.VM); ok {
+		why, logged = stopSummary(res), append(logged, stopCause(res)...)
 	}
 	w.rec.Error = "the VM stopped by itself (" + why + "); {{start}} boots it again"
 	w.saveLocked()
 	w.mu.Unlock()
-	w.m.log.Warn("workspace VM stopped by itself", append([]any{"id", w.id}, stopCause(h.VM)...)...)
+	w.m.log.Warn("workspace VM stopped by itself", logged...)
 	w.logLife(contract.LogLife, "stopped", "the VM stopped by itself", w.m.now())
 }
 
